@@ -1,0 +1,244 @@
+//! How cutover reaches a host: a local shell (the demo world, or a bastion that is itself the
+//! node) or SSH (russh). Everything above this layer speaks in commands, files and admin sockets;
+//! only this layer knows how bytes get there.
+
+pub mod local;
+pub mod ssh;
+
+use std::path::Path;
+use std::time::Duration;
+
+/// What a command did on a host. stdout/stderr are bounded by the transport (see `MAX_OUTPUT`).
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub duration: Duration,
+}
+
+impl ExecOutput {
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    /// The last non-empty line of stderr (or stdout), for one-line error messages.
+    pub fn last_line(&self) -> String {
+        let err = self.stderr_str();
+        let out = self.stdout_str();
+        let text = if err.trim().is_empty() { out } else { err };
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+}
+
+/// Output beyond this many bytes per stream is dropped (the head is kept).
+pub const MAX_OUTPUT: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct ExecOpts {
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Duration,
+    /// Run through `sudo -n` (never prompts; a missing sudoers rule fails fast and says so).
+    pub sudo: bool,
+}
+
+impl Default for ExecOpts {
+    fn default() -> Self {
+        ExecOpts {
+            stdin: None,
+            timeout: Duration::from_secs(60),
+            sudo: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum TransportError {
+    #[error("cannot connect to {host}: {msg}")]
+    Connect { host: String, msg: String },
+    #[error(
+        "host key for {host} has CHANGED (now {fingerprint}); refusing to continue. If the change is expected, remove the old entry from {known_hosts} (ssh-keygen -R) and re-run"
+    )]
+    HostKeyChanged {
+        host: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
+    #[error("host {host} is not in known_hosts (key {fingerprint})")]
+    HostKeyUnknown {
+        host: String,
+        port: u16,
+        fingerprint: String,
+        key_openssh: String,
+    },
+    #[error("authentication to {host} failed: {msg}")]
+    Auth { host: String, msg: String },
+    #[error("{what} on {host} timed out after {secs}s")]
+    Timeout {
+        host: String,
+        what: String,
+        secs: u64,
+    },
+    #[error("{host}: {msg}")]
+    Io { host: String, msg: String },
+}
+
+/// One host's transport. An enum rather than a trait object: there are exactly two ways to reach
+/// a host, and async methods stay plain.
+#[derive(Clone)]
+pub enum Transport {
+    Local(local::LocalTransport),
+    Ssh(ssh::SshTransport),
+}
+
+impl Transport {
+    pub fn host(&self) -> String {
+        match self {
+            Transport::Local(_) => "localhost".into(),
+            Transport::Ssh(s) => s.label(),
+        }
+    }
+
+    /// Run a shell command line on the host (`sh -c` semantics).
+    pub async fn exec(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
+        match self {
+            Transport::Local(t) => t.exec(cmd, opts).await,
+            Transport::Ssh(t) => t.exec(cmd, opts).await,
+        }
+    }
+
+    /// Send one request line to a UNIX stream socket on the host and read the reply until the
+    /// peer closes (HAProxy's runtime API in non-interactive mode answers and closes).
+    pub async fn socket_request(
+        &self,
+        socket: &Path,
+        request: &str,
+        sudo: bool,
+        timeout: Duration,
+    ) -> Result<String, TransportError> {
+        match self {
+            Transport::Local(t) => t.socket_request(socket, request, timeout).await,
+            Transport::Ssh(t) => {
+                let cmd = format!(
+                    "socat -t 5 stdio UNIX-CONNECT:{}",
+                    shell_quote(&socket.to_string_lossy())
+                );
+                let mut line = request.to_string();
+                if !line.ends_with('\n') {
+                    line.push('\n');
+                }
+                let out = t
+                    .exec(
+                        &cmd,
+                        ExecOpts {
+                            stdin: Some(line.into_bytes()),
+                            timeout,
+                            sudo,
+                        },
+                    )
+                    .await?;
+                if out.status != 0 {
+                    return Err(TransportError::Io {
+                        host: t.label(),
+                        msg: format!(
+                            "socat to {} exited {}: {}",
+                            socket.display(),
+                            out.status,
+                            out.last_line()
+                        ),
+                    });
+                }
+                Ok(out.stdout_str())
+            }
+        }
+    }
+
+    /// Read a whole file. The bytes stay in memory; callers fingerprint key material and drop it.
+    pub async fn read_file(&self, path: &Path, sudo: bool) -> Result<Vec<u8>, TransportError> {
+        let out = self
+            .exec(
+                &format!("cat -- {}", shell_quote(&path.to_string_lossy())),
+                ExecOpts {
+                    sudo,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if out.status != 0 {
+            return Err(TransportError::Io {
+                host: self.host(),
+                msg: format!("cannot read {}: {}", path.display(), out.last_line()),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Write a file atomically (temp file in the same directory, then rename), streaming the
+    /// content over stdin so it never appears on a command line. Mode and owner are set before the
+    /// rename, so the file is never visible with looser permissions.
+    pub async fn write_file(
+        &self,
+        path: &Path,
+        content: &[u8],
+        mode: u32,
+        owner: Option<(&str, &str)>,
+        sudo: bool,
+    ) -> Result<(), TransportError> {
+        let p = shell_quote(&path.to_string_lossy());
+        let chown = match owner {
+            Some((u, g)) => format!(" && chown {}:{} \"$tmp\"", shell_quote(u), shell_quote(g)),
+            None => String::new(),
+        };
+        let cmd = format!(
+            "set -e; umask 077; tmp=$(mktemp {p}.cutover.XXXXXX); trap 'rm -f \"$tmp\"' EXIT; cat > \"$tmp\"; chmod {mode:o} \"$tmp\"{chown}; mv -f \"$tmp\" {p}; trap - EXIT"
+        );
+        let out = self
+            .exec(
+                &cmd,
+                ExecOpts {
+                    stdin: Some(content.to_vec()),
+                    sudo,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if out.status != 0 {
+            return Err(TransportError::Io {
+                host: self.host(),
+                msg: format!("cannot write {}: {}", path.display(), out.last_line()),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Quote a string for a POSIX shell: single quotes, with embedded single quotes closed and escaped.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-:=@%+,".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn quotes_only_when_needed() {
+        assert_eq!(shell_quote("/etc/keystone/keystone.conf"), "/etc/keystone/keystone.conf");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,1 +1,472 @@
-//! (under construction)
+//! Runbooks: YAML files that name the steps of a change, their scope over the fleet, the typed
+//! actions each step runs, the gates that guard them and the hard stops where a person decides.
+//!
+//! Loading is strict: unknown keys, unknown actions or gates, wrong types, missing fields and
+//! templates that name undefined variables are errors with `file:line:column`.
+
+pub mod template;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Runbook {
+    pub name: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// The token provider the runbook moves the fleet to; gates compare against it.
+    pub target_provider: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, Param>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Param {
+    pub default: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// The step runs once for the whole fleet.
+    Once,
+    /// Node by node, every item for one node before the next node (a rolling step).
+    EachNode,
+    /// Every item on all nodes at once, item by item.
+    AllNodes,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub scope: Scope,
+    /// Each item is a one-key map (`- lb.drain: {timeout: 60s}`).
+    #[serde(rename = "do", with = "serde_yaml::with::singleton_map_recursive")]
+    pub items: Vec<Item>,
+}
+
+/// A named safety gate, evaluated by the engine on fresh probes right before what it guards.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gate {
+    /// Every node reports the same provider.
+    ProvidersAgree,
+    /// Every node answers and is UP and ready on every load-balancer instance.
+    PoolHealthy,
+    /// Every node holds private.pem (mode 0600/0640, keystone-owned) and every node's public key
+    /// is on every node.
+    KeysEverywhere,
+    /// Every node holds the same, non-empty Fernet key repository.
+    FernetKeysEverywhere,
+    /// The node is in maintenance on every load-balancer instance.
+    OutOfPool,
+    /// A token issued directly at the node is of the target format and validates there.
+    ValidatedBeforeReadd,
+    /// Re-adding the node would put two providers in the pool: a hard stop.
+    MixedPool,
+    /// The node is UP and ready on every load-balancer instance.
+    InPool,
+    /// Every node runs the target provider and is back in the pool.
+    AllTarget,
+}
+
+impl Gate {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Gate::ProvidersAgree => "providers-agree",
+            Gate::PoolHealthy => "pool-healthy",
+            Gate::KeysEverywhere => "keys-everywhere",
+            Gate::FernetKeysEverywhere => "fernet-keys-everywhere",
+            Gate::OutOfPool => "out-of-pool",
+            Gate::ValidatedBeforeReadd => "validated-before-readd",
+            Gate::MixedPool => "mixed-pool",
+            Gate::InPool => "in-pool",
+            Gate::AllTarget => "all-target",
+        }
+    }
+
+    /// Gates about one node need a node scope; the others look at the whole fleet.
+    pub fn per_node(&self) -> bool {
+        matches!(
+            self,
+            Gate::OutOfPool | Gate::ValidatedBeforeReadd | Gate::MixedPool | Gate::InPool
+        )
+    }
+}
+
+/// One entry of a step's `do:` list.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub enum Item {
+    #[serde(rename = "probe")]
+    Probe(Empty),
+    #[serde(rename = "lb.drain")]
+    LbDrain(LbDrain),
+    #[serde(rename = "lb.ready")]
+    LbReady(LbReady),
+    #[serde(rename = "keystone.set_provider")]
+    SetProvider(SetProvider),
+    #[serde(rename = "keystone.create_jws_keypair")]
+    CreateJwsKeypair(CreateJwsKeypair),
+    #[serde(rename = "keystone.install_jws_keys")]
+    InstallJwsKeys(Empty),
+    #[serde(rename = "keystone.distribute_public_keys")]
+    DistributePublicKeys(Empty),
+    #[serde(rename = "service.restart")]
+    Restart(Restart),
+    #[serde(rename = "keystone.issue_token")]
+    IssueToken(IssueToken),
+    #[serde(rename = "keystone.validate_matrix")]
+    ValidateMatrix(IssueToken),
+    #[serde(rename = "keystone.list_trusts")]
+    ListTrusts(Empty),
+    #[serde(rename = "wait")]
+    Wait(Wait),
+    #[serde(rename = "shell")]
+    Shell(Shell),
+    #[serde(rename = "confirm")]
+    Confirm(Confirm),
+    #[serde(rename = "gate")]
+    Gate(Gate),
+    #[serde(rename = "note")]
+    Note(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LbDrain {
+    /// How long to wait for the node's sessions to reach 0 before forcing maintenance.
+    #[serde(default = "default_drain", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+fn default_drain() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LbReady {
+    /// How long to wait for the server to come UP on every instance.
+    #[serde(default = "default_ready", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+fn default_ready() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SetProvider {
+    pub provider: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJwsKeypair {
+    /// `per-node` (each node its own keypair, private keys never leave their node) or `shared`.
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+}
+
+fn default_strategy() -> String {
+    "per-node".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Restart {
+    /// How long to wait for the node to answer GET /v3 after the restart command returned.
+    #[serde(default = "default_restart", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+fn default_restart() -> Duration {
+    Duration::from_secs(60)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IssueToken {
+    /// The token format the node must issue: `jws` or `fernet`.
+    pub expect: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub duration: Option<Duration>,
+    /// A named condition: `old-tokens-expired`.
+    #[serde(default)]
+    pub until: Option<WaitCondition>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitCondition {
+    OldTokensExpired,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Shell {
+    /// A template; see `template` for the variables.
+    pub command: String,
+    #[serde(default)]
+    pub expect_status: i32,
+    #[serde(default)]
+    pub sudo: bool,
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    /// The hard stop's id, used by answers files and in the journal.
+    pub id: String,
+    pub title: String,
+    /// The hazard, in plain words.
+    pub message: String,
+    #[serde(default)]
+    pub consequence: String,
+}
+
+/// Durations written as humantime strings ("90s", "2m") in YAML.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!("`{s}` is not a duration like 30s or 2m: {e}"))
+        })
+    }
+
+    pub mod option {
+        use super::*;
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            Ok(Some(super::deserialize(d)?))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunbookError {
+    #[error("{location}: {msg}")]
+    Invalid { location: String, msg: String },
+    #[error("cannot read {path}: {err}")]
+    Io { path: String, err: std::io::Error },
+}
+
+/// A runbook with the text it came from (kept for the journal and for error positions).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub runbook: Runbook,
+    pub source: String,
+    pub origin: String,
+}
+
+impl Runbook {
+    pub fn load(path: &Path) -> Result<Loaded, RunbookError> {
+        let source = std::fs::read_to_string(path).map_err(|err| RunbookError::Io {
+            path: path.display().to_string(),
+            err,
+        })?;
+        let origin = path.display().to_string();
+        let runbook = Self::parse(&source, &origin)?;
+        Ok(Loaded {
+            runbook,
+            source,
+            origin,
+        })
+    }
+
+    pub fn parse(source: &str, origin: &str) -> Result<Runbook, RunbookError> {
+        let rb: Runbook = serde_yaml::from_str(source).map_err(|e| RunbookError::Invalid {
+            location: crate::inventory::location(origin, &e),
+            msg: explain(&e.to_string()),
+        })?;
+        rb.validate(source, origin)?;
+        Ok(rb)
+    }
+
+    fn validate(&self, source: &str, origin: &str) -> Result<(), RunbookError> {
+        let at = |needle: &str| position(source, origin, needle);
+        if !["fernet", "jws"].contains(&self.target_provider.as_str()) {
+            return Err(RunbookError::Invalid {
+                location: at("target_provider"),
+                msg: format!(
+                    "target_provider `{}`: expected fernet or jws",
+                    self.target_provider
+                ),
+            });
+        }
+        for (name, p) in &self.params {
+            if !p.choices.is_empty() && !p.choices.contains(&p.default) {
+                return Err(RunbookError::Invalid {
+                    location: at(name),
+                    msg: format!(
+                        "param `{name}`: default `{}` is not one of {:?}",
+                        p.default, p.choices
+                    ),
+                });
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for step in &self.steps {
+            if !ids.insert(step.id.as_str()) {
+                return Err(RunbookError::Invalid {
+                    location: at(&format!("id: {}", step.id)),
+                    msg: format!("step id `{}` is used twice", step.id),
+                });
+            }
+            for item in &step.items {
+                if let Item::Gate(g) = item
+                    && g.per_node()
+                    && step.scope == Scope::Once
+                {
+                    return Err(RunbookError::Invalid {
+                        location: at(g.name()),
+                        msg: format!(
+                            "gate `{}` is about one node; use it in an each-node or all-nodes step (step `{}` is once)",
+                            g.name(),
+                            step.id
+                        ),
+                    });
+                }
+                for t in item.templates() {
+                    if let Err(msg) = template::check(t, self) {
+                        return Err(RunbookError::Invalid {
+                            location: at(t),
+                            msg,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Parameters with defaults applied and overrides checked against their choices.
+    pub fn resolve_params(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut out = BTreeMap::new();
+        for (k, v) in overrides {
+            let Some(p) = self.params.get(k) else {
+                return Err(format!(
+                    "runbook `{}` has no parameter `{k}` (it has: {})",
+                    self.name,
+                    self.params.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            };
+            if !p.choices.is_empty() && !p.choices.contains(v) {
+                return Err(format!(
+                    "parameter `{k}` = `{v}`: expected one of {}",
+                    p.choices.join(", ")
+                ));
+            }
+        }
+        for (k, p) in &self.params {
+            out.insert(
+                k.clone(),
+                overrides.get(k).cloned().unwrap_or_else(|| p.default.clone()),
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Item {
+    /// The action's name as written in YAML.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Item::Probe(_) => "probe",
+            Item::LbDrain(_) => "lb.drain",
+            Item::LbReady(_) => "lb.ready",
+            Item::SetProvider(_) => "keystone.set_provider",
+            Item::CreateJwsKeypair(_) => "keystone.create_jws_keypair",
+            Item::InstallJwsKeys(_) => "keystone.install_jws_keys",
+            Item::DistributePublicKeys(_) => "keystone.distribute_public_keys",
+            Item::Restart(_) => "service.restart",
+            Item::IssueToken(_) => "keystone.issue_token",
+            Item::ValidateMatrix(_) => "keystone.validate_matrix",
+            Item::ListTrusts(_) => "keystone.list_trusts",
+            Item::Wait(_) => "wait",
+            Item::Shell(_) => "shell",
+            Item::Confirm(_) => "confirm",
+            Item::Gate(_) => "gate",
+            Item::Note(_) => "note",
+        }
+    }
+
+    /// Strings in this item that are templates.
+    pub fn templates(&self) -> Vec<&str> {
+        match self {
+            Item::SetProvider(s) => vec![&s.provider],
+            Item::CreateJwsKeypair(c) => vec![&c.strategy],
+            Item::IssueToken(t) | Item::ValidateMatrix(t) => vec![&t.expect],
+            Item::Shell(s) => vec![&s.command],
+            Item::Confirm(c) => vec![&c.title, &c.message, &c.consequence],
+            Item::Note(n) => vec![n],
+            _ => vec![],
+        }
+    }
+}
+
+/// serde's messages name Rust types; say it in the runbook's words.
+fn explain(msg: &str) -> String {
+    msg.replace("unknown variant", "unknown action or value")
+        .replace("variant identifier", "action name")
+}
+
+/// The `file:line:column` of the first occurrence of `needle` in `source` (or the file alone).
+pub fn position(source: &str, origin: &str, needle: &str) -> String {
+    if needle.is_empty() {
+        return origin.to_string();
+    }
+    // Templates in YAML may be quoted or folded; look for the first line of the needle.
+    let first = needle.lines().next().unwrap_or(needle).trim();
+    match source.find(first) {
+        Some(off) => {
+            let before = &source[..off];
+            let line = before.matches('\n').count() + 1;
+            let col = off - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            format!("{origin}:{line}:{col}")
+        }
+        None => origin.to_string(),
+    }
+}

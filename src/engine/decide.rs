@@ -1,0 +1,610 @@
+//! `decide`: every rule of a run. Given the state and a command, it returns the events to append
+//! and the effects to run. Pure: time and identity arrive as values, nothing here does I/O.
+
+use super::events::*;
+use super::facts::Observation;
+use super::gates::{self, Verdict};
+use super::plan::{ActionSpec, OpKind};
+use super::state::{RunStatus, State, StepStatus};
+use crate::runbook::{Gate, WaitCondition};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+/// An effect for the runtime to run; it reports back with `Command::Completed`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effect {
+    pub id: u64,
+    pub op: usize,
+    pub spec: ActionSpec,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Decision {
+    pub events: Vec<Event>,
+    pub effects: Vec<Effect>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Refused {
+    #[error("no run has started")]
+    NotStarted,
+    #[error("a run has already started")]
+    AlreadyStarted,
+    #[error("there is no hard stop `{0}` waiting")]
+    NoSuchHardStop(String),
+    #[error("the run is {0}; nothing to resume")]
+    NotResumable(String),
+}
+
+/// Ops at the cursor may only op op indices this far (the op the accept-host-key effect uses).
+pub const SIDE_OP: usize = usize::MAX;
+
+struct Scratch {
+    state: State,
+    now: DateTime<Utc>,
+    out: Decision,
+}
+
+impl Scratch {
+    fn emit(&mut self, e: Event) {
+        self.state.apply(&e, self.now);
+        self.out.events.push(e);
+    }
+}
+
+pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decision, Refused> {
+    let mut s = Scratch {
+        state: state.clone(),
+        now,
+        out: Decision::default(),
+    };
+    match cmd {
+        Command::Start(rs) => {
+            if s.state.run.is_some() {
+                return Err(Refused::AlreadyStarted);
+            }
+            s.emit(Event::RunStarted(*rs));
+            advance(&mut s);
+        }
+        Command::Advance => {
+            if s.state.run.is_none() {
+                return Err(Refused::NotStarted);
+            }
+            advance(&mut s);
+        }
+        Command::Completed(o) => {
+            if s.state.run.is_none() {
+                return Err(Refused::NotStarted);
+            }
+            completed(&mut s, o);
+            advance(&mut s);
+        }
+        Command::Confirm { id, who } => {
+            let Some(hs) = s.state.hard_stop.clone().filter(|h| h.id == id) else {
+                return Err(Refused::NoSuchHardStop(id));
+            };
+            if let Some(doubt) = hs.in_doubt {
+                s.emit(Event::InDoubtResolved {
+                    id: doubt,
+                    choice: "redo".into(),
+                    who,
+                });
+            } else {
+                let state_sha256 = hex::encode(Sha256::digest(
+                    serde_json::to_vec(&hs).unwrap_or_default(),
+                ));
+                s.emit(Event::HardStopConfirmed {
+                    id: id.clone(),
+                    op: hs.op,
+                    who,
+                    state_sha256,
+                });
+                if let Some(Failure::HostKeyUnknown {
+                    host,
+                    port,
+                    key_openssh,
+                    known_hosts,
+                    ..
+                }) = hs.host_key
+                {
+                    let spec = ActionSpec::AcceptHostKey {
+                        host,
+                        port,
+                        key_openssh,
+                        known_hosts,
+                    };
+                    start_effect(&mut s, SIDE_OP, None, spec);
+                }
+            }
+            advance(&mut s);
+        }
+        Command::MarkDone { id, who } => {
+            let Some(hs) = s.state.hard_stop.clone().filter(|h| h.id == id) else {
+                return Err(Refused::NoSuchHardStop(id));
+            };
+            let Some(doubt) = hs.in_doubt else {
+                return Err(Refused::NoSuchHardStop(id));
+            };
+            s.emit(Event::InDoubtResolved {
+                id: doubt,
+                choice: "mark-done".into(),
+                who,
+            });
+            advance(&mut s);
+        }
+        Command::Decline { id, who } => {
+            let Some(hs) = s.state.hard_stop.clone().filter(|h| h.id == id) else {
+                return Err(Refused::NoSuchHardStop(id));
+            };
+            s.emit(Event::HardStopDeclined { id, op: hs.op, who });
+        }
+        Command::Pause { who } => {
+            if s.state.status == RunStatus::Running {
+                if s.state.in_flight.is_empty() {
+                    s.emit(Event::PauseRequested { who });
+                    s.emit(Event::RunPaused {
+                        reason: "paused by the operator".into(),
+                    });
+                } else if !s.state.pause_requested {
+                    s.emit(Event::PauseRequested { who });
+                }
+            }
+        }
+        Command::Resume { who, drift } => {
+            match &s.state.status {
+                RunStatus::NotStarted => return Err(Refused::NotStarted),
+                RunStatus::Completed => return Err(Refused::NotResumable("completed".into())),
+                _ => {}
+            }
+            let in_doubt: Vec<u64> = s
+                .state
+                .in_flight
+                .values()
+                .filter(|f| f.intent.op != SIDE_OP)
+                .map(|f| f.intent.id)
+                .collect();
+            s.emit(Event::RunResumed {
+                who,
+                drift,
+                in_doubt,
+            });
+            advance(&mut s);
+        }
+    }
+    Ok(s.out)
+}
+
+fn start_effect(s: &mut Scratch, op: usize, node: Option<String>, spec: ActionSpec) {
+    let id = s.state.next_id.max(1);
+    let step = s
+        .state
+        .plan
+        .get(op)
+        .map(|o| o.step.clone())
+        .unwrap_or_default();
+    let node = spec.node().map(str::to_string).or(node);
+    s.emit(Event::Intent(Intent {
+        id,
+        op,
+        step,
+        node,
+        action: spec.name().to_string(),
+        detail: spec.describe(),
+        idempotent: spec.idempotent(),
+        spec: spec.clone(),
+    }));
+    s.out.effects.push(Effect { id, op, spec });
+}
+
+/// Move the run forward as far as it can go without waiting for the world or a person.
+fn advance(s: &mut Scratch) {
+    loop {
+        if s.state.status != RunStatus::Running {
+            return;
+        }
+        if !s.state.in_flight.is_empty() {
+            // In-doubt intents from before a crash are decided by a person unless safe to redo.
+            let doubt: Vec<u64> = s.state.in_doubt.iter().copied().collect();
+            for id in doubt {
+                let Some(f) = s.state.in_flight.get(&id) else {
+                    continue;
+                };
+                let intent = f.intent.clone();
+                if intent.idempotent {
+                    s.emit(Event::InDoubtResolved {
+                        id,
+                        choice: "redo".into(),
+                        who: serde_json::Value::String("cutover (idempotent action)".into()),
+                    });
+                } else {
+                    s.emit(Event::HardStopRaised(HardStop {
+                        op: intent.op,
+                        id: "in-doubt".into(),
+                        node: intent.node.clone(),
+                        title: format!(
+                            "Unknown whether `{}`{} finished",
+                            intent.action,
+                            intent.node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default()
+                        ),
+                        hazard: format!(
+                            "The run stopped after writing its intent and before its outcome: {}",
+                            intent.detail
+                        ),
+                        consequence: "Y redoes the action. D marks it done without running it (choose D only after checking the node by hand). n leaves the run paused.".into(),
+                        facts: vec![format!("intent #{} at step {}", intent.id, intent.step)],
+                        proceed: "redo the action".into(),
+                        in_doubt: Some(id),
+                        host_key: None,
+                    }));
+                    return;
+                }
+            }
+            if !s.state.in_flight.is_empty() {
+                return;
+            }
+            continue;
+        }
+        if s.state.pause_requested {
+            s.emit(Event::RunPaused {
+                reason: "paused by the operator".into(),
+            });
+            return;
+        }
+        let Some(op) = s.state.current_op().cloned() else {
+            if let Some(step) = s
+                .state
+                .steps
+                .iter()
+                .find(|st| st.status == StepStatus::Active)
+                .map(|st| st.id.clone())
+            {
+                s.emit(Event::StepCompleted { step });
+            }
+            let summary = summary(&s.state);
+            s.emit(Event::RunCompleted { summary });
+            return;
+        };
+        // Step boundaries.
+        let step_pending = s
+            .state
+            .steps
+            .iter()
+            .find(|st| st.id == op.step)
+            .is_some_and(|st| st.status == StepStatus::Pending);
+        if step_pending {
+            let active: Vec<String> = s
+                .state
+                .steps
+                .iter()
+                .filter(|st| st.status == StepStatus::Active && st.id != op.step)
+                .map(|st| st.id.clone())
+                .collect();
+            for step in active {
+                s.emit(Event::StepCompleted { step });
+            }
+            s.emit(Event::StepStarted {
+                step: op.step.clone(),
+            });
+        }
+        match &op.kind {
+            OpKind::Note { message } => {
+                s.emit(Event::Note {
+                    op: op.index,
+                    message: message.clone(),
+                });
+                continue;
+            }
+            OpKind::Confirm {
+                id,
+                title,
+                message,
+                consequence,
+            } => {
+                if !s.state.raised_at_cursor {
+                    s.emit(Event::HardStopRaised(HardStop {
+                        op: op.index,
+                        id: id.clone(),
+                        node: op.node.clone(),
+                        title: title.clone(),
+                        hazard: message.clone(),
+                        consequence: consequence.clone(),
+                        facts: facts_for_confirm(&s.state),
+                        proceed: "continue the run".into(),
+                        in_doubt: None,
+                        host_key: None,
+                    }));
+                }
+                return;
+            }
+            OpKind::Gate { gate, .. } => {
+                let Some(inv) = s.state.inventory().cloned() else {
+                    return;
+                };
+                let spec = gates::probe_for(*gate, op.node.as_deref(), &inv);
+                start_effect(s, op.index, op.node.clone(), spec);
+                return;
+            }
+            OpKind::WaitUntil {
+                condition,
+                max_secs,
+            } => {
+                let secs = match condition {
+                    WaitCondition::OldTokensExpired => match s.state.old_tokens_irrelevant_at() {
+                        Some((at, _)) => (at - s.now).num_seconds().max(0) as u64,
+                        None => {
+                            halt(
+                                s,
+                                op.index,
+                                None,
+                                "cannot wait for old tokens to expire: not every node has flipped yet".into(),
+                                "finish the rolling step first, then resume".into(),
+                            );
+                            return;
+                        }
+                    },
+                };
+                let secs = max_secs.map(|m| m.min(secs)).unwrap_or(secs);
+                start_effect(s, op.index, None, ActionSpec::Wait { secs });
+                return;
+            }
+            OpKind::Act { specs, .. } => {
+                if let Err((reason, next)) = guards_hold(&s.state, op.index) {
+                    halt(s, op.index, op.node.clone(), reason, next);
+                    return;
+                }
+                let done: Vec<ActionSpec> = s.state.op_done.values().cloned().collect();
+                for spec in specs {
+                    if done.contains(spec) {
+                        continue;
+                    }
+                    start_effect(s, op.index, op.node.clone(), spec.clone());
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Defense in depth: a guarded action runs only if the gates guarding it passed on fresh
+/// probes immediately before it (the contiguous gate ops right before this op).
+pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> {
+    let op = &state.plan[index];
+    let OpKind::Act { specs, .. } = &op.kind else {
+        return Ok(());
+    };
+    let mut required: Vec<Gate> = Vec::new();
+    for spec in specs {
+        match spec {
+            ActionSpec::SetProvider { provider, .. } => {
+                required.push(Gate::OutOfPool);
+                required.push(if provider == "jws" {
+                    Gate::KeysEverywhere
+                } else {
+                    Gate::FernetKeysEverywhere
+                });
+            }
+            ActionSpec::Restart { .. } => required.push(Gate::OutOfPool),
+            ActionSpec::LbReady { .. } => {
+                required.push(Gate::ValidatedBeforeReadd);
+                required.push(Gate::MixedPool);
+            }
+            _ => {}
+        }
+    }
+    let mut passed: Vec<Gate> = Vec::new();
+    let mut i = index;
+    while i > 0 {
+        i -= 1;
+        match &state.plan[i].kind {
+            OpKind::Gate { gate, .. } if state.gates_passed.contains(&i) && (!gate.per_node() || state.plan[i].node == op.node) => {
+                passed.push(*gate)
+            }
+            _ => break,
+        }
+    }
+    for g in required {
+        if !passed.contains(&g) {
+            let node = op.node.clone().unwrap_or_default();
+            let (reason, next) = match g {
+                Gate::OutOfPool => (
+                    format!("refused: {} on {node} while it may be in the pool (gate out-of-pool has not passed right before)", specs[0].name()),
+                    format!("drain {node} on every load balancer first"),
+                ),
+                Gate::KeysEverywhere => (
+                    format!("refused: flipping {node} to jws before every node holds the keypair (gate keys-everywhere has not passed)"),
+                    "install the JWS keys on every node first".into(),
+                ),
+                Gate::FernetKeysEverywhere => (
+                    format!("refused: flipping {node} to fernet before every node holds the Fernet keys"),
+                    "restore the Fernet repositories first".into(),
+                ),
+                Gate::ValidatedBeforeReadd => (
+                    format!("refused: re-adding {node} before a token issued directly at it validated (gate validated-before-readd)"),
+                    format!("issue and validate a token at {node} directly first"),
+                ),
+                Gate::MixedPool => (
+                    format!("refused: re-adding {node} without checking (and confirming) a mixed pool"),
+                    "the mixed-pool gate must pass or be confirmed first".into(),
+                ),
+                other => (format!("refused: gate {} has not passed", other.name()), String::new()),
+            };
+            return Err((reason, next));
+        }
+    }
+    Ok(())
+}
+
+fn halt(s: &mut Scratch, op: usize, node: Option<String>, reason: String, next: String) {
+    s.emit(Event::RunHalted {
+        op,
+        node,
+        reason,
+        next,
+    });
+}
+
+fn completed(s: &mut Scratch, o: Outcome) {
+    let op_index = o.op;
+    let node = o.node.clone();
+    let ok = o.ok;
+    let summary = o.summary.clone();
+    let failure = o.failure.clone();
+    let observed = o.observed.clone();
+    let known = s.state.in_flight.contains_key(&o.id);
+    s.emit(Event::Outcome(o));
+    if !known || op_index == SIDE_OP || op_index != s.state.cursor {
+        // A late outcome (after a halt) or a side effect: recorded, nothing more to decide.
+        return;
+    }
+    if matches!(s.state.status, RunStatus::Halted { .. }) {
+        return;
+    }
+    let Some(op) = s.state.plan.get(op_index).cloned() else {
+        return;
+    };
+    if !ok {
+        if let Some(Failure::HostKeyUnknown {
+            host,
+            port,
+            fingerprint,
+            known_hosts,
+            ..
+        }) = &failure
+        {
+            s.emit(Event::HardStopRaised(HardStop {
+                op: op_index,
+                id: "unknown-host-key".into(),
+                node: node.clone(),
+                title: format!("Unknown host key for {host}:{port}"),
+                hazard: format!(
+                    "{host}:{port} is not in {known_hosts}. Its key fingerprint is {fingerprint}. Compare it with the fingerprint taken on the host itself (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) before you accept it."
+                ),
+                consequence: format!(
+                    "Y adds the key to {known_hosts} and retries; cutover will then trust this host."
+                ),
+                facts: vec![format!("{host}:{port} {fingerprint}")],
+                proceed: "accept the host key and retry".into(),
+                in_doubt: None,
+                host_key: failure.clone(),
+            }));
+            return;
+        }
+        let what = match &op.kind {
+            OpKind::Gate { gate, .. } => format!("gate {} could not probe", gate.name()),
+            OpKind::Act { action, .. } => action.clone(),
+            _ => "action".into(),
+        };
+        let next = match &failure {
+            Some(Failure::Hint { next }) => next.clone(),
+            _ => "fix the cause on the named node, then resume (cutover resume JOURNAL)".into(),
+        };
+        halt(
+            s,
+            op_index,
+            node.clone(),
+            format!(
+                "{what} failed{}: {summary}",
+                node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default()
+            ),
+            next,
+        );
+        return;
+    }
+    if let OpKind::Gate { gate, .. } = &op.kind {
+        evaluate_gate(s, op_index, *gate, op.node.clone(), &observed);
+    }
+}
+
+fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, obs: &Observation) {
+    let Some(run) = s.state.run.clone() else {
+        return;
+    };
+    let target = s.state.target_provider.clone();
+    let ctx = gates::Ctx {
+        inv: &run.inventory,
+        target: &target,
+        params: &run.params,
+        expiration: s.state.expiration,
+        allow_expired_window: s.state.allow_expired_window,
+    };
+    match gates::evaluate(gate, node.as_deref(), obs, &ctx) {
+        Verdict::Pass(detail) => s.emit(Event::GatePassed {
+            op,
+            gate: gate.name().into(),
+            node,
+            detail,
+        }),
+        Verdict::Fail { reason, next } => {
+            s.emit(Event::GateFailed {
+                op,
+                gate: gate.name().into(),
+                node: node.clone(),
+                reason: reason.clone(),
+                next: next.clone(),
+            });
+            halt(s, op, node, format!("gate {}: {reason}", gate.name()), next);
+        }
+        Verdict::Ask {
+            title,
+            hazard,
+            consequence,
+            facts,
+        } => s.emit(Event::HardStopRaised(HardStop {
+            op,
+            id: gate.name().into(),
+            node,
+            title,
+            hazard,
+            consequence,
+            facts,
+            proceed: "re-add the node to the pool".into(),
+            in_doubt: None,
+            host_key: None,
+        })),
+    }
+}
+
+fn facts_for_confirm(state: &State) -> Vec<String> {
+    let mut v = Vec::new();
+    for name in &state.node_order {
+        if let Some(n) = state.nodes.get(name) {
+            let provider = n
+                .facts
+                .as_ref()
+                .and_then(|f| f.provider.clone())
+                .unwrap_or_else(|| "?".into());
+            let pool = if n.lb.is_empty() {
+                "lb ?".to_string()
+            } else if n.pooled() {
+                "in pool".into()
+            } else {
+                "out of pool".into()
+            };
+            v.push(format!("{name}: {provider}, {pool}"));
+        }
+    }
+    if let Some(t) = &state.trusts {
+        v.push(format!("trusts: {}", t.count));
+    }
+    v
+}
+
+fn summary(state: &State) -> String {
+    let n = state.node_order.len();
+    let mut s = format!(
+        "{n} nodes on {}",
+        if state.target_provider.is_empty() {
+            "target"
+        } else {
+            &state.target_provider
+        }
+    );
+    if let Some((a, b)) = state.old_tokens_irrelevant_at() {
+        s.push_str(&format!(
+            "; old tokens stop mattering at {} ({} for services using allow_expired)",
+            a.format("%Y-%m-%d %H:%M:%SZ"),
+            b.format("%Y-%m-%d %H:%M:%SZ")
+        ));
+    }
+    s
+}

@@ -1,0 +1,243 @@
+//! Events (what happened; appended to the journal) and commands (what is asked of the engine).
+
+use super::facts::Observation;
+use super::plan::ActionSpec;
+use crate::inventory::Inventory;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The journal's event schema version; bumped with an upcaster when an event changes shape.
+pub const SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted(RunStarted),
+    StepStarted {
+        step: String,
+    },
+    StepCompleted {
+        step: String,
+    },
+    /// Written (and fsynced) before an effect runs.
+    Intent(Intent),
+    /// Written after the effect reported back.
+    Outcome(Outcome),
+    GatePassed {
+        op: usize,
+        gate: String,
+        node: Option<String>,
+        detail: String,
+    },
+    GateFailed {
+        op: usize,
+        gate: String,
+        node: Option<String>,
+        reason: String,
+        next: String,
+    },
+    HardStopRaised(HardStop),
+    HardStopConfirmed {
+        id: String,
+        op: usize,
+        who: serde_json::Value,
+        state_sha256: String,
+    },
+    HardStopDeclined {
+        id: String,
+        op: usize,
+        who: serde_json::Value,
+    },
+    PauseRequested {
+        who: serde_json::Value,
+    },
+    RunPaused {
+        reason: String,
+    },
+    RunResumed {
+        who: serde_json::Value,
+        drift: Vec<String>,
+        in_doubt: Vec<u64>,
+    },
+    /// An in-doubt intent from before a crash: redone, or marked done by the operator.
+    InDoubtResolved {
+        id: u64,
+        choice: String,
+        who: serde_json::Value,
+    },
+    RunHalted {
+        op: usize,
+        node: Option<String>,
+        reason: String,
+        next: String,
+    },
+    RunCompleted {
+        summary: String,
+    },
+    Note {
+        op: usize,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunStarted {
+    pub schema: u32,
+    pub run_id: String,
+    pub runbook_name: String,
+    pub runbook_title: String,
+    pub runbook_sha256: String,
+    /// The runbook text itself, so replay and resume never depend on a file that may have changed.
+    pub runbook_source: String,
+    pub runbook_origin: String,
+    pub cluster: String,
+    pub inventory: Inventory,
+    pub params: BTreeMap<String, String>,
+    pub who: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Intent {
+    pub id: u64,
+    pub op: usize,
+    pub step: String,
+    pub node: Option<String>,
+    pub action: String,
+    /// What will be done, in words and exact commands; never a secret.
+    pub detail: String,
+    /// Safe to run again if the outcome was lost.
+    pub idempotent: bool,
+    pub spec: ActionSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Outcome {
+    pub id: u64,
+    pub op: usize,
+    pub node: Option<String>,
+    pub ok: bool,
+    pub summary: String,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Observation::is_empty")]
+    pub observed: Observation,
+    /// A failure the engine turns into a decision rather than a halt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Failure {
+    /// The host is not in known_hosts: a person must look at the fingerprint.
+    HostKeyUnknown {
+        host: String,
+        port: u16,
+        fingerprint: String,
+        key_openssh: String,
+        known_hosts: String,
+    },
+    /// What to do next, for an ordinary failure.
+    Hint { next: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HardStop {
+    pub op: usize,
+    pub id: String,
+    pub node: Option<String>,
+    pub title: String,
+    /// The hazard, in plain words.
+    pub hazard: String,
+    /// What happens if the operator proceeds.
+    pub consequence: String,
+    /// The state that triggered it, line by line.
+    pub facts: Vec<String>,
+    /// What `Y` does here.
+    pub proceed: String,
+    /// Set when this hard stop decides an in-doubt intent: redo or mark done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_doubt: Option<u64>,
+    /// Set when confirming accepts a host key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<Failure>,
+}
+
+/// What the runtime (or a test) asks of the engine. Time and identity come in as values.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Start(Box<RunStarted>),
+    /// Do whatever comes next, if anything may start now.
+    Advance,
+    /// An effect finished.
+    Completed(Outcome),
+    Confirm {
+        id: String,
+        who: serde_json::Value,
+    },
+    Decline {
+        id: String,
+        who: serde_json::Value,
+    },
+    /// For an in-doubt intent: mark it done instead of redoing it.
+    MarkDone {
+        id: String,
+        who: serde_json::Value,
+    },
+    Pause {
+        who: serde_json::Value,
+    },
+    /// Continue a paused or halted run (after a fresh probe; drift lines describe what changed).
+    Resume {
+        who: serde_json::Value,
+        drift: Vec<String>,
+    },
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::RunStarted(_) => "run_started",
+            Event::StepStarted { .. } => "step_started",
+            Event::StepCompleted { .. } => "step_completed",
+            Event::Intent(_) => "intent",
+            Event::Outcome(_) => "outcome",
+            Event::GatePassed { .. } => "gate_passed",
+            Event::GateFailed { .. } => "gate_failed",
+            Event::HardStopRaised(_) => "hard_stop_raised",
+            Event::HardStopConfirmed { .. } => "hard_stop_confirmed",
+            Event::HardStopDeclined { .. } => "hard_stop_declined",
+            Event::PauseRequested { .. } => "pause_requested",
+            Event::RunPaused { .. } => "run_paused",
+            Event::RunResumed { .. } => "run_resumed",
+            Event::InDoubtResolved { .. } => "in_doubt_resolved",
+            Event::RunHalted { .. } => "run_halted",
+            Event::RunCompleted { .. } => "run_completed",
+            Event::Note { .. } => "note",
+        }
+    }
+
+    /// The node an event is about, for the journal's `node` column.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Event::Intent(i) => i.node.as_deref(),
+            Event::Outcome(o) => o.node.as_deref(),
+            Event::GatePassed { node, .. }
+            | Event::GateFailed { node, .. }
+            | Event::RunHalted { node, .. } => node.as_deref(),
+            Event::HardStopRaised(h) => h.node.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// `data` for the journal: the event's fields without the tag.
+    pub fn data(&self) -> serde_json::Value {
+        let v = serde_json::to_value(self).expect("events serialize");
+        v.get("data").cloned().unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Rebuild an event from a journal record's kind and data.
+    pub fn from_parts(kind: &str, data: &serde_json::Value) -> Result<Event, String> {
+        let v = serde_json::json!({ "kind": kind, "data": data });
+        serde_json::from_value(v).map_err(|e| format!("event `{kind}`: {e}"))
+    }
+}

@@ -1,0 +1,239 @@
+//! What probes and actions observe about the fleet. These are the only facts the engine reasons
+//! about, and they are what the journal records: fingerprints and token shapes, never secrets.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A node's Keystone configuration and key material as read on the node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct NodeFacts {
+    /// `[token] provider` from keystone.conf (Keystone's default `fernet` when unset).
+    pub provider: Option<String>,
+    /// `[token] expiration`, seconds.
+    pub expiration: u64,
+    /// `[token] allow_expired_window`, seconds.
+    pub allow_expired_window: u64,
+    pub fernet: FernetFacts,
+    /// `[fernet_receipts] key_repository`.
+    pub receipts_repo: String,
+    pub jws: JwsFacts,
+    /// GET /v3 on the node's own URL answered.
+    pub service_up: bool,
+    pub service_detail: String,
+    /// Anything that kept the probe from reading the node (unreachable, permission denied, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct FernetFacts {
+    pub repo: String,
+    pub present: bool,
+    pub keys: usize,
+    /// sha256 over the repository's (name, sha256(content)) pairs: equal repos, equal prints.
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct JwsFacts {
+    pub private_repo: String,
+    pub public_repo: String,
+    pub private_present: bool,
+    /// SHA256 of the public key (SubjectPublicKeyInfo DER) that belongs to private.pem.
+    pub private_fingerprint: Option<String>,
+    /// Octal mode, e.g. "600".
+    pub private_mode: Option<String>,
+    /// "user:group".
+    pub private_owner: Option<String>,
+    pub public: Vec<PublicKeyFact>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PublicKeyFact {
+    pub file: String,
+    pub fingerprint: String,
+}
+
+impl JwsFacts {
+    pub fn has_public(&self, fingerprint: &str) -> bool {
+        self.public.iter().any(|p| p.fingerprint == fingerprint)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    #[default]
+    Ready,
+    Drain,
+    Maint,
+}
+
+/// One server on one load-balancer instance, as that instance reports it right now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LbServer {
+    pub lb: String,
+    pub node: String,
+    pub server: String,
+    pub admin: AdminState,
+    /// srv_admin_state bitmask from `show servers state`.
+    pub admin_bits: u32,
+    /// srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping.
+    pub op_state: u8,
+    /// `show stat` status: UP, DOWN, MAINT, DRAIN, ...
+    pub status: String,
+    /// Current sessions (scur).
+    pub sessions: u64,
+}
+
+impl LbServer {
+    /// Taking traffic: not in maintenance or drain, and its health check passes.
+    pub fn in_pool(&self) -> bool {
+        self.admin == AdminState::Ready && self.status.starts_with("UP")
+    }
+    pub fn out_of_pool(&self) -> bool {
+        self.admin == AdminState::Maint
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenFormat {
+    Jws,
+    Fernet,
+    Other,
+    #[default]
+    None,
+}
+
+impl TokenFormat {
+    pub fn of(token: &str) -> TokenFormat {
+        if token.is_empty() {
+            TokenFormat::None
+        } else if token.starts_with("gAAAAA") {
+            TokenFormat::Fernet
+        } else if token.starts_with("eyJ") && token.split('.').count() == 3 {
+            TokenFormat::Jws
+        } else {
+            TokenFormat::Other
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenFormat::Jws => "jws",
+            TokenFormat::Fernet => "fernet",
+            TokenFormat::Other => "other",
+            TokenFormat::None => "none",
+        }
+    }
+}
+
+/// A token issued directly at a node (not through a load balancer) and validated on that node.
+/// Only its shape is kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TokenCheck {
+    pub node: String,
+    pub format: TokenFormat,
+    /// The JWS header's `alg`.
+    pub alg: Option<String>,
+    pub length: usize,
+    /// HTTP status of POST /v3/auth/tokens (0 when no answer).
+    pub issue_status: u16,
+    /// HTTP status of GET /v3/auth/tokens on the same node.
+    pub validate_status: Option<u16>,
+    pub latency_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl TokenCheck {
+    pub fn validated(&self) -> bool {
+        self.validate_status == Some(200)
+    }
+    pub fn short(&self) -> String {
+        if let Some(e) = &self.error
+            && self.issue_status != 201
+        {
+            return format!("failed: {e}");
+        }
+        let alg = self.alg.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+        let v = match self.validate_status {
+            Some(s) => format!(" validate {s}"),
+            None => String::new(),
+        };
+        format!(
+            "{}{alg} issue {}{v} {}ms",
+            self.format.as_str(),
+            self.issue_status,
+            self.latency_ms
+        )
+    }
+}
+
+/// Tokens issued at each node (rows) validated at every node (columns).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Matrix {
+    pub nodes: Vec<String>,
+    pub formats: Vec<TokenFormat>,
+    /// cells[i][j]: HTTP status validating node i's token at node j (None: not issued).
+    pub cells: Vec<Vec<Option<u16>>>,
+}
+
+impl Matrix {
+    pub fn all_ok(&self) -> bool {
+        !self.cells.is_empty()
+            && self
+                .cells
+                .iter()
+                .all(|row| row.iter().all(|c| *c == Some(200)))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TrustSummary {
+    pub count: usize,
+    pub trusts: Vec<TrustInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TrustInfo {
+    pub id: String,
+    pub trustor: String,
+    pub trustee: String,
+    pub project: Option<String>,
+    pub impersonation: bool,
+    pub expires_at: Option<String>,
+}
+
+/// Everything one action or probe observed. Every part is optional; `apply` merges what is there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Observation {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, NodeFacts>,
+    /// Present when the load balancers were read (possibly with errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb: Option<Vec<LbServer>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lb_errors: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, TokenCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<Matrix>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusts: Option<TrustSummary>,
+    /// node → provider now written in its keystone.conf (set_provider).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flipped: BTreeMap<String, String>,
+    /// node → JWS public-key fingerprint created or installed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
+    /// node → the node restarted and answered GET /v3.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarted: Vec<String>,
+}
+
+impl Observation {
+    pub fn is_empty(&self) -> bool {
+        self == &Observation::default()
+    }
+}

@@ -1,0 +1,433 @@
+//! The safety invariants, each a named gate evaluated on a fresh observation. Pure functions:
+//! the runtime fetches what `probe_for` asks, the engine calls `evaluate` with it.
+
+use super::facts::*;
+use super::plan::ActionSpec;
+use crate::inventory::Inventory;
+use crate::runbook::Gate;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Pass(String),
+    Fail { reason: String, next: String },
+    /// Needs a person: the hard stop's title, hazard, consequence and the facts shown.
+    Ask {
+        title: String,
+        hazard: String,
+        consequence: String,
+        facts: Vec<String>,
+    },
+}
+
+/// What a gate must look at, fetched fresh right before it is evaluated.
+pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec {
+    let all = inv.node_names();
+    let lb = !inv.load_balancers.is_empty();
+    match gate {
+        Gate::ProvidersAgree | Gate::KeysEverywhere | Gate::FernetKeysEverywhere => {
+            ActionSpec::Probe {
+                nodes: all,
+                lb: false,
+                tokens: vec![],
+            }
+        }
+        Gate::PoolHealthy => ActionSpec::Probe {
+            nodes: all,
+            lb,
+            tokens: vec![],
+        },
+        Gate::OutOfPool | Gate::InPool => ActionSpec::Probe {
+            nodes: vec![],
+            lb,
+            tokens: vec![],
+        },
+        Gate::ValidatedBeforeReadd => ActionSpec::Probe {
+            nodes: vec![],
+            lb: false,
+            tokens: node.map(|n| vec![n.to_string()]).unwrap_or_default(),
+        },
+        Gate::MixedPool | Gate::AllTarget => ActionSpec::Probe {
+            nodes: all.clone(),
+            lb,
+            tokens: all,
+        },
+    }
+}
+
+pub struct Ctx<'a> {
+    pub inv: &'a Inventory,
+    pub target: &'a str,
+    pub params: &'a BTreeMap<String, String>,
+    /// Token lifetimes known so far (from probes), for the mixed-pool window.
+    pub expiration: u64,
+    pub allow_expired_window: u64,
+}
+
+fn provider_of(obs: &Observation, node: &str) -> Option<String> {
+    match obs.tokens.get(node).map(|t| t.format) {
+        Some(TokenFormat::Jws) => Some("jws".into()),
+        Some(TokenFormat::Fernet) => Some("fernet".into()),
+        _ => None,
+    }
+}
+
+fn lb_rows<'o>(obs: &'o Observation, node: &str) -> Vec<&'o LbServer> {
+    obs.lb
+        .as_ref()
+        .map(|v| v.iter().filter(|s| s.node == node).collect())
+        .unwrap_or_default()
+}
+
+fn lb_read_failed(obs: &Observation, ctx: &Ctx) -> Option<Verdict> {
+    if ctx.inv.load_balancers.is_empty() {
+        return None;
+    }
+    if obs.lb.is_none() || !obs.lb_errors.is_empty() {
+        return Some(Verdict::Fail {
+            reason: format!(
+                "could not read every load balancer: {}",
+                if obs.lb_errors.is_empty() {
+                    "no answer".to_string()
+                } else {
+                    obs.lb_errors.join("; ")
+                }
+            ),
+            next: "check that each HAProxy admin socket answers (`show stat`), then resume".into(),
+        });
+    }
+    None
+}
+
+pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) -> Verdict {
+    let nodes = ctx.inv.node_names();
+    match gate {
+        Gate::ProvidersAgree => {
+            let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for n in &nodes {
+                let p = match obs.nodes.get(n) {
+                    Some(f) if f.error.is_none() => f.provider.clone().unwrap_or_else(|| "fernet".into()),
+                    Some(f) => {
+                        return Verdict::Fail {
+                            reason: format!("{n}: {}", f.error.clone().unwrap_or_default()),
+                            next: format!("make {n} reachable and its keystone.conf readable, then resume"),
+                        };
+                    }
+                    None => {
+                        return Verdict::Fail {
+                            reason: format!("{n} was not probed"),
+                            next: "resume to probe again".into(),
+                        };
+                    }
+                };
+                by.entry(p).or_default().push(n.clone());
+            }
+            if by.len() == 1 {
+                Verdict::Pass(format!("every node is configured for {}", by.keys().next().unwrap_or(&String::new())))
+            } else {
+                Verdict::Fail {
+                    reason: format!(
+                        "providers disagree before any change: {}",
+                        by.iter().map(|(p, ns)| format!("{p} on {}", ns.join(", "))).collect::<Vec<_>>().join("; ")
+                    ),
+                    next: "the fleet is already mixed: finish or roll back the earlier change first (resume an earlier journal, or run the rollback runbook)".into(),
+                }
+            }
+        }
+        Gate::PoolHealthy => {
+            if let Some(v) = lb_read_failed(obs, ctx) {
+                return v;
+            }
+            let mut bad = Vec::new();
+            for n in &nodes {
+                match obs.nodes.get(n) {
+                    Some(f) if f.service_up => {}
+                    Some(f) => bad.push(format!("{n}: keystone does not answer ({})", f.service_detail)),
+                    None => bad.push(format!("{n}: not probed")),
+                }
+                for s in lb_rows(obs, n) {
+                    if !s.in_pool() {
+                        bad.push(format!("{n}: {} on {} (admin {:?})", s.status, s.lb, s.admin));
+                    }
+                }
+                if !ctx.inv.load_balancers.is_empty() && lb_rows(obs, n).len() < ctx.inv.load_balancers.len() {
+                    bad.push(format!("{n}: missing from a load balancer's backend"));
+                }
+            }
+            if bad.is_empty() {
+                Verdict::Pass(format!("{} nodes answer and are UP on every load balancer", nodes.len()))
+            } else {
+                Verdict::Fail {
+                    reason: format!("the pool is not healthy: {}", bad.join("; ")),
+                    next: "bring every node back UP and ready before starting (or fix the inventory), then resume".into(),
+                }
+            }
+        }
+        Gate::KeysEverywhere => {
+            let mut problems = Vec::new();
+            let mut prints: BTreeMap<String, String> = BTreeMap::new();
+            for n in &nodes {
+                let Some(f) = obs.nodes.get(n) else {
+                    problems.push(format!("{n}: not probed"));
+                    continue;
+                };
+                if let Some(e) = &f.error {
+                    problems.push(format!("{n}: {e}"));
+                    continue;
+                }
+                let j = &f.jws;
+                if !j.private_present {
+                    problems.push(format!("{n}: no private.pem in {}", j.private_repo));
+                    continue;
+                }
+                match &j.private_fingerprint {
+                    Some(fp) => {
+                        prints.insert(n.clone(), fp.clone());
+                    }
+                    None => problems.push(format!("{n}: private.pem is not a readable key")),
+                }
+                if let Some(mode) = &j.private_mode
+                    && mode != "600"
+                    && mode != "640"
+                {
+                    problems.push(format!("{n}: private.pem has mode {mode} (needs 600 or 640)"));
+                }
+                if let (Some(owner), Some(node)) = (&j.private_owner, ctx.inv.node(n)) {
+                    let user = owner.split(':').next().unwrap_or("");
+                    if user != node.keystone_user {
+                        problems.push(format!("{n}: private.pem is owned by {owner}, not {}", node.keystone_user));
+                    }
+                }
+            }
+            for (owner, fp) in &prints {
+                for n in &nodes {
+                    if let Some(f) = obs.nodes.get(n)
+                        && !f.jws.has_public(fp)
+                    {
+                        problems.push(format!("{n} lacks {owner}'s public key ({})", short_fp(fp)));
+                    }
+                }
+            }
+            if ctx.params.get("key_strategy").map(String::as_str) == Some("shared") {
+                let distinct: BTreeSet<&String> = prints.values().collect();
+                if distinct.len() > 1 {
+                    problems.push(format!(
+                        "strategy shared, but the private keys differ: {}",
+                        prints.iter().map(|(n, f)| format!("{n} {}", short_fp(f))).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            if problems.is_empty() {
+                Verdict::Pass(format!(
+                    "every node holds private.pem and every node's public key ({} distinct keys)",
+                    prints.values().collect::<BTreeSet<_>>().len()
+                ))
+            } else {
+                Verdict::Fail {
+                    reason: format!("keys are not everywhere: {}", problems.join("; ")),
+                    next: "re-run the keys step (resume re-checks), or install the missing keys by hand, then resume".into(),
+                }
+            }
+        }
+        Gate::FernetKeysEverywhere => {
+            let mut problems = Vec::new();
+            let mut prints = BTreeSet::new();
+            for n in &nodes {
+                match obs.nodes.get(n) {
+                    Some(f) if f.error.is_none() => {
+                        if !f.fernet.present || f.fernet.keys == 0 {
+                            problems.push(format!("{n}: no Fernet keys in {}", f.fernet.repo));
+                        } else if let Some(fp) = &f.fernet.fingerprint {
+                            prints.insert(fp.clone());
+                        }
+                    }
+                    Some(f) => problems.push(format!("{n}: {}", f.error.clone().unwrap_or_default())),
+                    None => problems.push(format!("{n}: not probed")),
+                }
+            }
+            if problems.is_empty() && prints.len() > 1 {
+                problems.push(format!("the Fernet repositories differ between nodes ({} distinct)", prints.len()));
+            }
+            if problems.is_empty() {
+                Verdict::Pass("every node holds the same Fernet key repository".into())
+            } else {
+                Verdict::Fail {
+                    reason: format!("Fernet keys are not everywhere: {}", problems.join("; ")),
+                    next: "restore the Fernet repository on every node (identical on all, e.g. from a backup or by syncing from a healthy node), then resume".into(),
+                }
+            }
+        }
+        Gate::OutOfPool => {
+            let n = node.unwrap_or_default();
+            if let Some(v) = lb_read_failed(obs, ctx) {
+                return v;
+            }
+            let rows = lb_rows(obs, n);
+            let still: Vec<String> = rows
+                .iter()
+                .filter(|s| !s.out_of_pool())
+                .map(|s| format!("{} shows {} {:?} with {} sessions", s.lb, s.status, s.admin, s.sessions))
+                .collect();
+            if rows.len() < ctx.inv.load_balancers.len() {
+                return Verdict::Fail {
+                    reason: format!("{n} is missing from a load balancer's backend"),
+                    next: "fix the inventory's server names, then resume".into(),
+                };
+            }
+            if still.is_empty() {
+                Verdict::Pass(format!("{n} is in maintenance on all {} load balancers", rows.len()))
+            } else {
+                Verdict::Fail {
+                    reason: format!("{n} is still in the pool: {} (a reload without a server-state file undoes a drain)", still.join("; ")),
+                    next: format!("resume: cutover drains {n} again before it flips"),
+                }
+            }
+        }
+        Gate::InPool => {
+            let n = node.unwrap_or_default();
+            if let Some(v) = lb_read_failed(obs, ctx) {
+                return v;
+            }
+            let bad: Vec<String> = lb_rows(obs, n)
+                .iter()
+                .filter(|s| !s.in_pool())
+                .map(|s| format!("{} shows {}", s.lb, s.status))
+                .collect();
+            if bad.is_empty() {
+                Verdict::Pass(format!("{n} is UP and ready on every load balancer"))
+            } else {
+                Verdict::Fail {
+                    reason: format!("{n} is not back in the pool: {}", bad.join("; ")),
+                    next: format!("check {n}'s health check and keystone log, then resume"),
+                }
+            }
+        }
+        Gate::ValidatedBeforeReadd => {
+            let n = node.unwrap_or_default();
+            match obs.tokens.get(n) {
+                Some(t) if t.format.as_str() == ctx.target && t.validated() => Verdict::Pass(format!(
+                    "{n} issued a {} token{} directly and validated it ({} ms)",
+                    t.format.as_str(),
+                    t.alg.as_deref().map(|a| format!(" ({a})")).unwrap_or_default(),
+                    t.latency_ms
+                )),
+                Some(t) => Verdict::Fail {
+                    reason: format!("{n} is not proven: expected a {} token that validates, got {}", ctx.target, t.short()),
+                    next: format!("{n} stays out of the pool; read its keystone log, fix, then resume (rollback: set its provider back and restart)"),
+                },
+                None => Verdict::Fail {
+                    reason: format!("no direct token check for {n}"),
+                    next: "resume to check again".into(),
+                },
+            }
+        }
+        Gate::MixedPool => {
+            let n = node.unwrap_or_default();
+            if let Some(v) = lb_read_failed(obs, ctx) {
+                return v;
+            }
+            let mine = provider_of(obs, n).unwrap_or_else(|| ctx.target.to_string());
+            let mut other: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut same = Vec::new();
+            for m in nodes.iter().filter(|m| m.as_str() != n) {
+                let pooled = lb_rows(obs, m).iter().any(|s| s.in_pool());
+                if !pooled {
+                    continue;
+                }
+                let p = provider_of(obs, m).unwrap_or_else(|| "unknown".into());
+                if p == mine {
+                    same.push(m.clone());
+                } else {
+                    other.entry(p).or_default().push(m.clone());
+                }
+            }
+            if other.is_empty() {
+                return Verdict::Pass(if same.is_empty() {
+                    format!("{n} is the first node back in the pool; no other pooled node")
+                } else {
+                    format!("every pooled node runs {mine} ({})", same.join(", "))
+                });
+            }
+            let others = other
+                .iter()
+                .map(|(p, ns)| format!("{} {}", ns.join(", "), if ns.len() == 1 { format!("runs {p}") } else { format!("run {p}") }))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let remaining: Vec<String> = other.values().flatten().cloned().collect();
+            let exp = ctx.expiration;
+            let win = ctx.allow_expired_window;
+            Verdict::Ask {
+                title: format!("Re-adding {n} mixes providers in the pool"),
+                hazard: format!(
+                    "{n} now runs {mine}, but {others}. The load balancer will send clients to both kinds."
+                ),
+                consequence: format!(
+                    "Until the last node flips, clients get intermittent 401s: a {mine} token is refused by {} and the other way round. Old tokens stop mattering {} after the last flip ({} more for services that validate with allow_expired).",
+                    remaining.join(", "),
+                    humanize(exp),
+                    humanize(win)
+                ),
+                facts: {
+                    let mut f = vec![format!("{n}: {mine}, validated directly")];
+                    for (p, ns) in &other {
+                        for m in ns {
+                            f.push(format!("{m}: {p}, in the pool"));
+                        }
+                    }
+                    for m in &same {
+                        f.push(format!("{m}: {mine}, in the pool"));
+                    }
+                    f
+                },
+            }
+        }
+        Gate::AllTarget => {
+            if let Some(v) = lb_read_failed(obs, ctx) {
+                return v;
+            }
+            let mut bad = Vec::new();
+            for n in &nodes {
+                let conf = obs.nodes.get(n).and_then(|f| f.provider.clone()).unwrap_or_else(|| "fernet".into());
+                if conf != ctx.target {
+                    bad.push(format!("{n} is configured for {conf}"));
+                }
+                match obs.tokens.get(n) {
+                    Some(t) if t.format.as_str() == ctx.target && t.validated() => {}
+                    Some(t) => bad.push(format!("{n} token check: {}", t.short())),
+                    None => bad.push(format!("{n}: no token check")),
+                }
+                for s in lb_rows(obs, n) {
+                    if !s.in_pool() {
+                        bad.push(format!("{n} is {} on {}", s.status, s.lb));
+                    }
+                }
+            }
+            if bad.is_empty() {
+                Verdict::Pass(format!("every node runs {} and is UP on every load balancer", ctx.target))
+            } else {
+                Verdict::Fail {
+                    reason: bad.join("; "),
+                    next: "fix the named nodes (their keystone log says why), then resume to verify again".into(),
+                }
+            }
+        }
+    }
+}
+
+pub fn short_fp(fp: &str) -> String {
+    let s = fp.trim_start_matches("SHA256:");
+    format!("SHA256:{}", &s[..s.len().min(12)])
+}
+
+pub fn humanize(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}

@@ -1,0 +1,603 @@
+//! The compiled plan: a runbook expanded over the inventory into a flat list of operations, each
+//! with its exact targets. Compiling is pure; the same runbook, inventory and parameters always
+//! give the same plan, so a journal's fold rebuilds it exactly.
+//!
+//! The engine inserts the safety gates a runbook might forget: `out-of-pool` before every
+//! provider flip and restart, `keys-everywhere` before every flip to JWS, `fernet-keys-everywhere`
+//! before every flip to Fernet, `validated-before-readd` and `mixed-pool` before every re-add.
+
+use crate::inventory::{Inventory, KeyGen};
+use crate::runbook::{Gate, Item, Runbook, Scope, WaitCondition, template};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Op {
+    pub index: usize,
+    pub step: String,
+    /// The node this op is about (each-node steps), if any.
+    pub node: Option<String>,
+    pub kind: OpKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OpKind {
+    /// One effect per spec, run concurrently; the op is done when all succeeded.
+    Act { action: String, specs: Vec<ActionSpec> },
+    Gate { gate: Gate, implicit: bool },
+    Confirm {
+        id: String,
+        title: String,
+        message: String,
+        consequence: String,
+    },
+    Note { message: String },
+    /// Wait until a condition holds (computed from the state when the op starts), at most
+    /// `max_secs` if given.
+    WaitUntil {
+        condition: WaitCondition,
+        max_secs: Option<u64>,
+    },
+}
+
+/// An effect, fully resolved: what the runtime's drivers do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ActionSpec {
+    /// Read node facts, load-balancer state and/or direct token checks.
+    Probe {
+        nodes: Vec<String>,
+        lb: bool,
+        tokens: Vec<String>,
+    },
+    LbDrain {
+        node: String,
+        timeout_secs: u64,
+    },
+    LbReady {
+        node: String,
+        timeout_secs: u64,
+    },
+    SetProvider {
+        node: String,
+        provider: String,
+    },
+    /// Generate a keypair on the node (keystone-manage in a staging dir, or natively).
+    CreateKeypair {
+        node: String,
+        keygen: KeyGen,
+    },
+    /// Generate one keypair (on `origin`, or natively) and place it in every node's staging dir.
+    CreateSharedKeypair {
+        origin: String,
+        nodes: Vec<String>,
+        keygen: KeyGen,
+    },
+    InstallKeys {
+        node: String,
+    },
+    /// Copy every other node's public key into this node's public repository.
+    DistributePublicKeys {
+        node: String,
+        from: Vec<String>,
+    },
+    Restart {
+        node: String,
+        timeout_secs: u64,
+    },
+    IssueToken {
+        node: String,
+        expect: String,
+    },
+    ValidateMatrix {
+        nodes: Vec<String>,
+        expect: String,
+    },
+    ListTrusts {
+        node: String,
+    },
+    Wait {
+        secs: u64,
+    },
+    Shell {
+        node: String,
+        command: String,
+        expect_status: i32,
+        sudo: bool,
+        timeout_secs: u64,
+    },
+    /// Append a host key the operator accepted at a hard stop to known_hosts.
+    AcceptHostKey {
+        host: String,
+        port: u16,
+        key_openssh: String,
+        known_hosts: String,
+    },
+}
+
+impl ActionSpec {
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            ActionSpec::LbDrain { node, .. }
+            | ActionSpec::LbReady { node, .. }
+            | ActionSpec::SetProvider { node, .. }
+            | ActionSpec::CreateKeypair { node, .. }
+            | ActionSpec::InstallKeys { node }
+            | ActionSpec::DistributePublicKeys { node, .. }
+            | ActionSpec::Restart { node, .. }
+            | ActionSpec::IssueToken { node, .. }
+            | ActionSpec::ListTrusts { node }
+            | ActionSpec::Shell { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionSpec::Probe { .. } => "probe",
+            ActionSpec::LbDrain { .. } => "lb.drain",
+            ActionSpec::LbReady { .. } => "lb.ready",
+            ActionSpec::SetProvider { .. } => "keystone.set_provider",
+            ActionSpec::CreateKeypair { .. } | ActionSpec::CreateSharedKeypair { .. } => {
+                "keystone.create_jws_keypair"
+            }
+            ActionSpec::InstallKeys { .. } => "keystone.install_jws_keys",
+            ActionSpec::DistributePublicKeys { .. } => "keystone.distribute_public_keys",
+            ActionSpec::Restart { .. } => "service.restart",
+            ActionSpec::IssueToken { .. } => "keystone.issue_token",
+            ActionSpec::ValidateMatrix { .. } => "keystone.validate_matrix",
+            ActionSpec::ListTrusts { .. } => "keystone.list_trusts",
+            ActionSpec::Wait { .. } => "wait",
+            ActionSpec::Shell { .. } => "shell",
+            ActionSpec::AcceptHostKey { .. } => "ssh.accept_host_key",
+        }
+    }
+
+    /// Safe to run again when a crash lost its outcome.
+    pub fn idempotent(&self) -> bool {
+        matches!(
+            self,
+            ActionSpec::Probe { .. }
+                | ActionSpec::LbDrain { .. }
+                | ActionSpec::LbReady { .. }
+                | ActionSpec::SetProvider { .. }
+                | ActionSpec::InstallKeys { .. }
+                | ActionSpec::DistributePublicKeys { .. }
+                | ActionSpec::IssueToken { .. }
+                | ActionSpec::ValidateMatrix { .. }
+                | ActionSpec::ListTrusts { .. }
+                | ActionSpec::Wait { .. }
+                | ActionSpec::AcceptHostKey { .. }
+        )
+    }
+
+    /// One line for the log and the journal: what is done, where.
+    pub fn describe(&self) -> String {
+        match self {
+            ActionSpec::Probe { nodes, lb, tokens } => {
+                let mut parts = Vec::new();
+                if !nodes.is_empty() {
+                    parts.push(format!("read keystone.conf and key repositories on {}", list(nodes)));
+                }
+                if *lb {
+                    parts.push("read server state from every load balancer".into());
+                }
+                if !tokens.is_empty() {
+                    parts.push(format!("issue and validate a token directly at {}", list(tokens)));
+                }
+                parts.join("; ")
+            }
+            ActionSpec::LbDrain { node, timeout_secs } => format!(
+                "drain {node} on every load balancer, wait up to {timeout_secs}s for its sessions to reach 0, then maint"
+            ),
+            ActionSpec::LbReady { node, timeout_secs } => format!(
+                "set {node} ready on every load balancer and wait up to {timeout_secs}s until it is UP everywhere"
+            ),
+            ActionSpec::SetProvider { node, provider } => {
+                format!("set [token] provider = {provider} in {node}'s keystone.conf (backup kept)")
+            }
+            ActionSpec::CreateKeypair { node, keygen } => match keygen {
+                KeyGen::KeystoneManage => format!(
+                    "keystone-manage create_jws_keypair in a staging directory on {node}"
+                ),
+                KeyGen::Native => format!("generate an ES256 keypair for {node}"),
+            },
+            ActionSpec::CreateSharedKeypair { origin, nodes, keygen } => format!(
+                "generate one keypair ({}) and stage it on {}",
+                match keygen {
+                    KeyGen::KeystoneManage => format!("keystone-manage on {origin}"),
+                    KeyGen::Native => "ES256, in memory".into(),
+                },
+                list(nodes)
+            ),
+            ActionSpec::InstallKeys { node } => format!(
+                "install private.pem (0600, keystone-owned) and {node}'s public key on {node}"
+            ),
+            ActionSpec::DistributePublicKeys { node, from } => {
+                format!("copy the public keys of {} into {node}'s public repository", list(from))
+            }
+            ActionSpec::Restart { node, timeout_secs } => format!(
+                "restart keystone on {node}, wait up to {timeout_secs}s for GET /v3 at its own URL"
+            ),
+            ActionSpec::IssueToken { node, expect } => format!(
+                "issue a token directly at {node} (not through the load balancer), expect {expect}, validate it on {node}"
+            ),
+            ActionSpec::ValidateMatrix { nodes, expect } => format!(
+                "issue a {expect} token at each of {} and validate each at every node",
+                list(nodes)
+            ),
+            ActionSpec::ListTrusts { node } => format!("list trusts (GET /v3/OS-TRUST/trusts at {node})"),
+            ActionSpec::Wait { secs } => format!("wait {}", humantime::format_duration(Duration::from_secs(*secs))),
+            ActionSpec::Shell {
+                node,
+                command,
+                expect_status,
+                sudo,
+                ..
+            } => format!(
+                "on {node}: {}{command} (expect exit {expect_status})",
+                if *sudo { "sudo " } else { "" }
+            ),
+            ActionSpec::AcceptHostKey {
+                host,
+                port,
+                known_hosts,
+                ..
+            } => format!("add the host key of {host}:{port} to {known_hosts}"),
+        }
+    }
+}
+
+fn list(v: &[String]) -> String {
+    v.join(", ")
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub String);
+
+/// Node-template variables for one node.
+pub fn node_vars(inv: &Inventory, node: &str) -> BTreeMap<&'static str, String> {
+    let mut m = BTreeMap::new();
+    if let Some(n) = inv.node(node) {
+        let p = |o: &Option<std::path::PathBuf>| {
+            o.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        m.insert("name", n.name.clone());
+        m.insert("keystone_conf", n.keystone_conf.display().to_string());
+        m.insert("keystone_url", n.keystone_url.clone());
+        m.insert("keystone_user", n.keystone_user.clone());
+        m.insert("keystone_group", n.keystone_group.clone());
+        m.insert("restart", n.restart.clone());
+        m.insert("fernet_repo", p(&n.fernet_repo));
+        m.insert("jws_private_repo", p(&n.jws_private_repo));
+        m.insert("jws_public_repo", p(&n.jws_public_repo));
+    }
+    m
+}
+
+/// Expand a runbook over an inventory.
+pub fn compile(
+    rb: &Runbook,
+    inv: &Inventory,
+    params: &BTreeMap<String, String>,
+) -> Result<Vec<Op>, PlanError> {
+    let nodes = inv.node_names();
+    let mut ops: Vec<Op> = Vec::new();
+    let render = |t: &str, node: Option<&str>| -> Result<String, PlanError> {
+        let vars = node.map(|n| node_vars(inv, n));
+        template::render(t, &rb.name, &rb.target_provider, params, vars.as_ref()).map_err(PlanError)
+    };
+
+    for step in &rb.steps {
+        // (node, item) pairs in execution order; node None = fleet-level.
+        let mut seq: Vec<(Option<String>, &Item)> = Vec::new();
+        match step.scope {
+            Scope::Once => seq.extend(step.items.iter().map(|i| (None, i))),
+            Scope::AllNodes => seq.extend(step.items.iter().map(|i| (None, i))),
+            Scope::EachNode => {
+                for n in &nodes {
+                    seq.extend(step.items.iter().map(|i| (Some(n.clone()), i)));
+                }
+            }
+        }
+        for (node, item) in seq {
+            // Targets for this item: one node, or every node for all-nodes steps.
+            let targets: Vec<String> = match (&node, step.scope) {
+                (Some(n), _) => vec![n.clone()],
+                (None, Scope::AllNodes) => nodes.clone(),
+                (None, _) => vec![],
+            };
+            let push = |ops: &mut Vec<Op>, kind: OpKind, node: Option<String>| {
+                let index = ops.len();
+                ops.push(Op {
+                    index,
+                    step: step.id.clone(),
+                    node,
+                    kind,
+                });
+            };
+            // The guard a fleet-level or node-level gate needs, inserted unless just written.
+            let guard = |ops: &mut Vec<Op>, gate: Gate, node: &Option<String>| {
+                // Already guarded if the same gate is in the block of gates right before.
+                let already = ops
+                    .iter()
+                    .rev()
+                    .take_while(|o| matches!(o.kind, OpKind::Gate { .. }))
+                    .any(|o| {
+                        matches!(&o.kind, OpKind::Gate { gate: g, .. } if *g == gate)
+                            && (&o.node == node || !gate.per_node())
+                    });
+                if !already {
+                    let index = ops.len();
+                    ops.push(Op {
+                        index,
+                        step: step.id.clone(),
+                        node: node.clone(),
+                        kind: OpKind::Gate {
+                            gate,
+                            implicit: true,
+                        },
+                    });
+                }
+            };
+            let per_target = |f: &dyn Fn(&str) -> Result<ActionSpec, PlanError>| -> Result<Vec<ActionSpec>, PlanError> {
+                if targets.is_empty() {
+                    return Err(PlanError(format!(
+                        "step `{}`: `{}` acts on nodes; use scope each-node or all-nodes",
+                        step.id,
+                        item.name()
+                    )));
+                }
+                targets.iter().map(|t| f(t)).collect()
+            };
+            match item {
+                Item::Gate(g) => {
+                    if g.per_node() {
+                        if targets.is_empty() {
+                            return Err(PlanError(format!(
+                                "step `{}`: gate `{}` needs a node scope",
+                                step.id,
+                                g.name()
+                            )));
+                        }
+                        for t in &targets {
+                            push(
+                                &mut ops,
+                                OpKind::Gate {
+                                    gate: *g,
+                                    implicit: false,
+                                },
+                                Some(t.clone()),
+                            );
+                        }
+                    } else {
+                        push(
+                            &mut ops,
+                            OpKind::Gate {
+                                gate: *g,
+                                implicit: false,
+                            },
+                            node.clone(),
+                        );
+                    }
+                }
+                Item::Confirm(c) => push(
+                    &mut ops,
+                    OpKind::Confirm {
+                        id: c.id.clone(),
+                        title: render(&c.title, node.as_deref())?,
+                        message: render(&c.message, node.as_deref())?,
+                        consequence: render(&c.consequence, node.as_deref())?,
+                    },
+                    node.clone(),
+                ),
+                Item::Note(m) => push(
+                    &mut ops,
+                    OpKind::Note {
+                        message: render(m, node.as_deref())?,
+                    },
+                    node.clone(),
+                ),
+                Item::Probe(_) => {
+                    let probe_nodes = if targets.is_empty() {
+                        nodes.clone()
+                    } else {
+                        targets.clone()
+                    };
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: "probe".into(),
+                            specs: vec![ActionSpec::Probe {
+                                nodes: probe_nodes,
+                                lb: !inv.load_balancers.is_empty(),
+                                tokens: vec![],
+                            }],
+                        },
+                        node.clone(),
+                    )
+                }
+                Item::ListTrusts(_) => push(
+                    &mut ops,
+                    OpKind::Act {
+                        action: item.name().into(),
+                        specs: vec![ActionSpec::ListTrusts {
+                            node: targets.first().cloned().unwrap_or_else(|| nodes[0].clone()),
+                        }],
+                    },
+                    node.clone(),
+                ),
+                Item::ValidateMatrix(v) => push(
+                    &mut ops,
+                    OpKind::Act {
+                        action: item.name().into(),
+                        specs: vec![ActionSpec::ValidateMatrix {
+                            nodes: nodes.clone(),
+                            expect: render(&v.expect, None)?,
+                        }],
+                    },
+                    node.clone(),
+                ),
+                Item::Wait(w) => {
+                    let kind = match w.until {
+                        Some(condition) => OpKind::WaitUntil {
+                            condition,
+                            max_secs: w.duration.map(|d| d.as_secs()),
+                        },
+                        None => OpKind::Act {
+                            action: "wait".into(),
+                            specs: vec![ActionSpec::Wait {
+                                secs: w.duration.map(|d| d.as_secs()).unwrap_or(0),
+                            }],
+                        },
+                    };
+                    push(&mut ops, kind, node.clone());
+                }
+                Item::CreateJwsKeypair(c) => {
+                    let strategy = render(&c.strategy, None)?;
+                    let keygen_of = |n: &str| inv.node(n).map(|x| x.keygen).unwrap_or_default();
+                    let specs = match strategy.as_str() {
+                        "per-node" => per_target(&|t| {
+                            Ok(ActionSpec::CreateKeypair {
+                                node: t.to_string(),
+                                keygen: keygen_of(t),
+                            })
+                        })?,
+                        "shared" => {
+                            let all = if targets.is_empty() { nodes.clone() } else { targets.clone() };
+                            vec![ActionSpec::CreateSharedKeypair {
+                                origin: all[0].clone(),
+                                keygen: keygen_of(&all[0]),
+                                nodes: all,
+                            }]
+                        }
+                        other => {
+                            return Err(PlanError(format!(
+                                "step `{}`: key strategy `{other}`: expected per-node or shared",
+                                step.id
+                            )));
+                        }
+                    };
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
+                }
+                Item::InstallJwsKeys(_) => {
+                    let specs = per_target(&|t| Ok(ActionSpec::InstallKeys { node: t.to_string() }))?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+                Item::DistributePublicKeys(_) => {
+                    let specs = per_target(&|t| {
+                        Ok(ActionSpec::DistributePublicKeys {
+                            node: t.to_string(),
+                            from: nodes.iter().filter(|n| *n != t).cloned().collect(),
+                        })
+                    })?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+                Item::LbDrain(d) => {
+                    let specs = per_target(&|t| {
+                        Ok(ActionSpec::LbDrain {
+                            node: t.to_string(),
+                            timeout_secs: d.timeout.as_secs(),
+                        })
+                    })?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+                Item::LbReady(r) => {
+                    if targets.len() == 1 {
+                        guard(&mut ops, Gate::ValidatedBeforeReadd, &node);
+                        guard(&mut ops, Gate::MixedPool, &node);
+                    } else {
+                        return Err(PlanError(format!(
+                            "step `{}`: lb.ready re-adds a node and must be in an each-node step (its gates look at one node)",
+                            step.id
+                        )));
+                    }
+                    let specs = per_target(&|t| {
+                        Ok(ActionSpec::LbReady {
+                            node: t.to_string(),
+                            timeout_secs: r.timeout.as_secs(),
+                        })
+                    })?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+                Item::SetProvider(s) => {
+                    let provider = render(&s.provider, node.as_deref())?;
+                    if targets.len() != 1 {
+                        return Err(PlanError(format!(
+                            "step `{}`: keystone.set_provider flips one node at a time and must be in an each-node step",
+                            step.id
+                        )));
+                    }
+                    match provider.as_str() {
+                        "jws" => guard(&mut ops, Gate::KeysEverywhere, &None),
+                        "fernet" => guard(&mut ops, Gate::FernetKeysEverywhere, &None),
+                        other => {
+                            return Err(PlanError(format!(
+                                "step `{}`: provider `{other}`: expected fernet or jws",
+                                step.id
+                            )));
+                        }
+                    }
+                    guard(&mut ops, Gate::OutOfPool, &node);
+                    let specs = per_target(&|t| {
+                        Ok(ActionSpec::SetProvider {
+                            node: t.to_string(),
+                            provider: provider.clone(),
+                        })
+                    })?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+                Item::Restart(r) => {
+                    if targets.len() != 1 {
+                        return Err(PlanError(format!(
+                            "step `{}`: service.restart must be in an each-node step (a node restarts only while out of the pool)",
+                            step.id
+                        )));
+                    }
+                    guard(&mut ops, Gate::OutOfPool, &node);
+                    let specs = per_target(&|t| {
+                        Ok(ActionSpec::Restart {
+                            node: t.to_string(),
+                            timeout_secs: r.timeout.as_secs(),
+                        })
+                    })?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+                Item::IssueToken(t) => {
+                    let specs = per_target(&|n| {
+                        Ok(ActionSpec::IssueToken {
+                            node: n.to_string(),
+                            expect: render(&t.expect, Some(n))?,
+                        })
+                    })?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+                Item::Shell(s) => {
+                    let specs = per_target(&|n| {
+                        Ok(ActionSpec::Shell {
+                            node: n.to_string(),
+                            command: render(&s.command, Some(n))?,
+                            expect_status: s.expect_status,
+                            sudo: s.sudo,
+                            timeout_secs: s.timeout.map(|d| d.as_secs()).unwrap_or(120),
+                        })
+                    })?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+            }
+        }
+    }
+    Ok(ops)
+}

@@ -1,0 +1,604 @@
+//! The run's state: a fold of its events. `apply` only records; every rule lives in `decide`.
+
+use super::events::{Event, HardStop, Intent, RunStarted};
+use super::facts::*;
+use super::plan::{Op, OpKind};
+use crate::inventory::Inventory;
+use crate::runbook::{Runbook, Scope};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub enum RunStatus {
+    #[default]
+    NotStarted,
+    Running,
+    /// Waiting for a person at a hard stop.
+    AwaitingConfirm,
+    Paused {
+        reason: String,
+    },
+    Halted {
+        reason: String,
+        next: String,
+    },
+    Completed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum StepStatus {
+    #[default]
+    Pending,
+    Active,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    pub scope: Scope,
+    pub status: StepStatus,
+    /// Index range of this step's ops in the plan.
+    pub ops: std::ops::Range<usize>,
+}
+
+/// Where a node is in the rolling change, as far as the journal knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum NodePhase {
+    #[default]
+    Waiting,
+    Draining,
+    OutOfPool,
+    Flipped,
+    Restarted,
+    Validated,
+    Rejoined,
+    Failed,
+}
+
+impl NodePhase {
+    pub fn label(&self) -> &'static str {
+        match self {
+            NodePhase::Waiting => "waiting",
+            NodePhase::Draining => "draining",
+            NodePhase::OutOfPool => "out of pool",
+            NodePhase::Flipped => "flipped",
+            NodePhase::Restarted => "restarted",
+            NodePhase::Validated => "validated",
+            NodePhase::Rejoined => "rejoined",
+            NodePhase::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NodeView {
+    pub name: String,
+    pub facts: Option<NodeFacts>,
+    pub facts_at: Option<DateTime<Utc>>,
+    /// Per load-balancer instance.
+    pub lb: BTreeMap<String, LbServer>,
+    pub lb_at: Option<DateTime<Utc>>,
+    pub last_token: Option<TokenCheck>,
+    pub token_at: Option<DateTime<Utc>>,
+    pub phase: NodePhase,
+    pub flipped_at: Option<DateTime<Utc>>,
+    /// What is running on this node right now.
+    pub activity: Option<String>,
+    pub last_error: Option<String>,
+}
+
+impl NodeView {
+    /// The provider the node is running, as its last direct token showed; else its config.
+    pub fn running_provider(&self) -> Option<String> {
+        match self.last_token.as_ref().map(|t| t.format) {
+            Some(TokenFormat::Jws) => Some("jws".into()),
+            Some(TokenFormat::Fernet) => Some("fernet".into()),
+            _ => self.facts.as_ref().and_then(|f| f.provider.clone()),
+        }
+    }
+
+    /// In the pool of at least one load balancer instance.
+    pub fn pooled(&self) -> bool {
+        self.lb.values().any(|s| s.in_pool())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub time: DateTime<Utc>,
+    pub node: Option<String>,
+    pub action: String,
+    pub text: String,
+    pub level: LogLevel,
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LogLevel {
+    Info,
+    Start,
+    Ok,
+    Warn,
+    Fail,
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InFlight {
+    pub intent: Intent,
+    pub started: DateTime<Utc>,
+}
+
+/// The pool as the load balancers and the last direct tokens show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum PoolView {
+    Unknown,
+    Consistent(String),
+    Mixed(BTreeMap<String, Vec<String>>),
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct State {
+    pub run: Option<RunStarted>,
+    pub runbook: Option<Runbook>,
+    pub target_provider: String,
+    pub plan: Vec<Op>,
+    pub steps: Vec<StepView>,
+    pub cursor: usize,
+    pub status: RunStatus,
+    pub nodes: BTreeMap<String, NodeView>,
+    pub node_order: Vec<String>,
+    pub lb_names: Vec<String>,
+    pub lb_errors: Vec<String>,
+    pub matrix: Option<Matrix>,
+    pub trusts: Option<TrustSummary>,
+    pub in_flight: BTreeMap<u64, InFlight>,
+    /// Effects of the op at the cursor that finished well, with what they did.
+    pub op_done: BTreeMap<u64, super::plan::ActionSpec>,
+    /// Gate ops (plan indices) that passed, or whose hard stop was confirmed.
+    pub gates_passed: BTreeSet<usize>,
+    /// Effects of the op at the cursor that failed.
+    pub op_failed: BTreeSet<u64>,
+    /// Intents whose outcome a crash lost, waiting for the operator.
+    pub in_doubt: BTreeSet<u64>,
+    pub hard_stop: Option<HardStop>,
+    pub pause_requested: bool,
+    pub next_id: u64,
+    pub log: Vec<LogLine>,
+    pub expiration: u64,
+    pub allow_expired_window: u64,
+    pub last_flip_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub drift: Vec<String>,
+    pub events: u64,
+    /// Hard stops confirmed so far: (id, who).
+    pub confirmations: Vec<(String, String)>,
+    /// Set when the cursor's op is a hard stop the engine already raised.
+    pub raised_at_cursor: bool,
+}
+
+impl State {
+    pub fn inventory(&self) -> Option<&Inventory> {
+        self.run.as_ref().map(|r| &r.inventory)
+    }
+
+    pub fn current_op(&self) -> Option<&Op> {
+        self.plan.get(self.cursor)
+    }
+
+    pub fn current_step(&self) -> Option<&StepView> {
+        let op = self.current_op()?;
+        self.steps.iter().find(|s| s.id == op.step)
+    }
+
+    /// The pool: nodes in at least one instance's pool, grouped by the provider they run.
+    pub fn pool(&self) -> PoolView {
+        let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for name in &self.node_order {
+            let Some(n) = self.nodes.get(name) else { continue };
+            if !n.pooled() {
+                continue;
+            }
+            let p = n.running_provider().unwrap_or_else(|| "unknown".into());
+            by.entry(p).or_default().push(name.clone());
+        }
+        match by.len() {
+            0 => PoolView::Unknown,
+            1 => PoolView::Consistent(by.into_keys().next().unwrap_or_default()),
+            _ => PoolView::Mixed(by),
+        }
+    }
+
+    /// Every node is configured for the target provider.
+    pub fn all_flipped(&self) -> bool {
+        !self.nodes.is_empty()
+            && self.nodes.values().all(|n| {
+                n.facts.as_ref().and_then(|f| f.provider.as_deref())
+                    == Some(self.target_provider.as_str())
+            })
+    }
+
+    /// When tokens of the old provider stop mattering: (for ordinary clients, for services that
+    /// validate with allow_expired). Known once every node has flipped.
+    pub fn old_tokens_irrelevant_at(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let last = self.last_flip_at?;
+        if !self.all_flipped() {
+            return None;
+        }
+        let exp = chrono::Duration::seconds(self.expiration as i64);
+        let win = chrono::Duration::seconds(self.allow_expired_window as i64);
+        Some((last + exp, last + exp + win))
+    }
+
+    pub fn progress(&self) -> (usize, usize) {
+        (self.cursor.min(self.plan.len()), self.plan.len())
+    }
+
+    fn push_log(&mut self, time: DateTime<Utc>, node: Option<String>, action: &str, text: String, level: LogLevel, duration_ms: Option<u64>) {
+        self.log.push(LogLine {
+            time,
+            node,
+            action: action.to_string(),
+            text,
+            level,
+            duration_ms,
+        });
+        // The log is a view; keep it bounded so a long follow does not grow without end.
+        if self.log.len() > 5000 {
+            self.log.drain(..1000);
+        }
+    }
+
+    fn node_mut(&mut self, name: &str) -> &mut NodeView {
+        self.nodes.entry(name.to_string()).or_insert_with(|| NodeView {
+            name: name.to_string(),
+            ..Default::default()
+        })
+    }
+
+    fn merge(&mut self, obs: &Observation, time: DateTime<Utc>) {
+        for (name, f) in &obs.nodes {
+            if f.error.is_none() {
+                self.expiration = f.expiration;
+                self.allow_expired_window = f.allow_expired_window;
+            }
+            let n = self.node_mut(name);
+            n.facts = Some(f.clone());
+            n.facts_at = Some(time);
+        }
+        if let Some(servers) = &obs.lb {
+            for s in servers {
+                let n = self.node_mut(&s.node);
+                n.lb.insert(s.lb.clone(), s.clone());
+                n.lb_at = Some(time);
+            }
+            self.lb_errors = obs.lb_errors.clone();
+        }
+        for (name, t) in &obs.tokens {
+            let n = self.node_mut(name);
+            n.last_token = Some(t.clone());
+            n.token_at = Some(time);
+        }
+        if let Some(m) = &obs.matrix {
+            self.matrix = Some(m.clone());
+        }
+        if let Some(t) = &obs.trusts {
+            self.trusts = Some(t.clone());
+        }
+        for (name, provider) in &obs.flipped {
+            let n = self.node_mut(name);
+            if let Some(f) = n.facts.as_mut() {
+                f.provider = Some(provider.clone());
+            }
+            n.flipped_at = Some(time);
+            self.last_flip_at = Some(time);
+        }
+    }
+
+    fn set_phase_after(&mut self, action: &str, node: &str, ok: bool) {
+        let n = self.node_mut(node);
+        if !ok {
+            n.phase = NodePhase::Failed;
+            return;
+        }
+        n.phase = match action {
+            "lb.drain" => NodePhase::OutOfPool,
+            "keystone.set_provider" => NodePhase::Flipped,
+            "service.restart" => NodePhase::Restarted,
+            "lb.ready" => NodePhase::Rejoined,
+            _ => n.phase,
+        };
+    }
+
+    /// An act (or wait) op is done when every effect it needs came back well.
+    fn maybe_finish_op(&mut self) {
+        let Some(op) = self.plan.get(self.cursor) else {
+            return;
+        };
+        let needed = match &op.kind {
+            OpKind::Act { specs, .. } => specs.len(),
+            OpKind::WaitUntil { .. } => 1,
+            _ => return,
+        };
+        let index = op.index;
+        if self.op_failed.is_empty()
+            && self.op_done.len() >= needed
+            && self.in_flight.values().all(|f| f.intent.op != index)
+        {
+            self.advance_cursor();
+        }
+    }
+
+    fn advance_cursor(&mut self) {
+        self.cursor += 1;
+        self.op_done.clear();
+        self.op_failed.clear();
+        self.raised_at_cursor = false;
+    }
+
+    /// Record one event. `time` is the journal's timestamp for it.
+    pub fn apply(&mut self, event: &Event, time: DateTime<Utc>) {
+        self.events += 1;
+        self.last_event_at = Some(time);
+        match event {
+            Event::RunStarted(rs) => {
+                let rb = Runbook::parse(&rs.runbook_source, &rs.runbook_origin).ok();
+                let plan = rb
+                    .as_ref()
+                    .and_then(|rb| super::plan::compile(rb, &rs.inventory, &rs.params).ok())
+                    .unwrap_or_default();
+                self.steps = rb
+                    .as_ref()
+                    .map(|rb| {
+                        rb.steps
+                            .iter()
+                            .map(|s| {
+                                let first = plan.iter().position(|o| o.step == s.id).unwrap_or(plan.len());
+                                let last = plan.iter().rposition(|o| o.step == s.id).map(|i| i + 1).unwrap_or(first);
+                                StepView {
+                                    id: s.id.clone(),
+                                    title: s.title.clone(),
+                                    description: s.description.clone(),
+                                    scope: s.scope,
+                                    status: StepStatus::Pending,
+                                    ops: first..last,
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.target_provider = rb.as_ref().map(|r| r.target_provider.clone()).unwrap_or_default();
+                self.runbook = rb;
+                self.plan = plan;
+                self.node_order = rs.inventory.node_names();
+                self.lb_names = rs.inventory.load_balancers.iter().map(|l| l.name.clone()).collect();
+                for n in rs.inventory.node_names() {
+                    self.node_mut(&n);
+                }
+                self.expiration = 3600;
+                self.allow_expired_window = 172800;
+                self.run = Some(rs.clone());
+                self.status = RunStatus::Running;
+                self.started_at = Some(time);
+                self.push_log(time, None, "run", format!("run {} started by {}", rs.run_id, who_label(&rs.who)), LogLevel::Info, None);
+            }
+            Event::StepStarted { step } => {
+                if let Some(s) = self.steps.iter_mut().find(|s| &s.id == step) {
+                    s.status = StepStatus::Active;
+                }
+                let title = self.steps.iter().find(|s| &s.id == step).map(|s| s.title.clone()).unwrap_or_default();
+                self.push_log(time, None, "step", format!("▶ {title}"), LogLevel::Info, None);
+            }
+            Event::StepCompleted { step } => {
+                if let Some(s) = self.steps.iter_mut().find(|s| &s.id == step) {
+                    s.status = StepStatus::Done;
+                }
+            }
+            Event::Intent(i) => {
+                self.next_id = self.next_id.max(i.id + 1);
+                if let Some(node) = &i.node {
+                    let n = self.node_mut(node);
+                    n.activity = Some(i.action.clone());
+                    if i.action == "lb.drain" {
+                        n.phase = NodePhase::Draining;
+                    }
+                }
+                self.in_flight.insert(
+                    i.id,
+                    InFlight {
+                        intent: i.clone(),
+                        started: time,
+                    },
+                );
+                self.push_log(time, i.node.clone(), &i.action, i.detail.clone(), LogLevel::Start, None);
+            }
+            Event::Outcome(o) => {
+                let intent = self.in_flight.remove(&o.id).map(|f| f.intent);
+                self.in_doubt.remove(&o.id);
+                self.merge(&o.observed, time);
+                let action = intent.as_ref().map(|i| i.action.clone()).unwrap_or_default();
+                if let Some(node) = &o.node {
+                    let n = self.node_mut(node);
+                    n.activity = None;
+                    n.last_error = if o.ok { None } else { Some(o.summary.clone()) };
+                    self.set_phase_after(&action, node, o.ok);
+                }
+                let at_cursor = intent.as_ref().is_some_and(|i| i.op == self.cursor);
+                if at_cursor {
+                    if o.ok {
+                        if let Some(i) = &intent {
+                            self.op_done.insert(o.id, i.spec.clone());
+                        }
+                    } else {
+                        self.op_failed.insert(o.id);
+                    }
+                }
+                self.push_log(
+                    time,
+                    o.node.clone(),
+                    &action,
+                    o.summary.clone(),
+                    if o.ok { LogLevel::Ok } else { LogLevel::Fail },
+                    Some(o.duration_ms),
+                );
+                if at_cursor {
+                    self.maybe_finish_op();
+                }
+            }
+            Event::GatePassed { op, gate, node, detail } => {
+                self.gates_passed.insert(*op);
+                if gate == "validated-before-readd"
+                    && let Some(n) = node
+                {
+                    self.node_mut(n).phase = NodePhase::Validated;
+                }
+                self.push_log(time, node.clone(), &format!("gate {gate}"), format!("passed: {detail}"), LogLevel::Ok, None);
+                self.advance_cursor();
+            }
+            Event::GateFailed { gate, node, reason, .. } => {
+                self.push_log(time, node.clone(), &format!("gate {gate}"), format!("FAILED: {reason}"), LogLevel::Fail, None);
+            }
+            Event::HardStopRaised(h) => {
+                self.hard_stop = Some(h.clone());
+                self.status = RunStatus::AwaitingConfirm;
+                self.raised_at_cursor = true;
+                self.push_log(time, h.node.clone(), "hard stop", format!("{}: {}", h.id, h.title), LogLevel::Stop, None);
+            }
+            Event::HardStopConfirmed { id, who, .. } => {
+                let hs = self.hard_stop.take();
+                self.status = RunStatus::Running;
+                self.confirmations.push((id.clone(), who_label(who)));
+                self.push_log(time, hs.as_ref().and_then(|h| h.node.clone()), "hard stop", format!("{id} confirmed by {}", who_label(who)), LogLevel::Ok, None);
+                // A confirm op, or a gate that asked, is passed; an in-doubt or host-key stop is
+                // followed by its redo (the op stays at the cursor).
+                let stays = hs.as_ref().is_some_and(|h| h.in_doubt.is_some() || h.host_key.is_some());
+                if let Some(h) = &hs
+                    && let Some(id) = h.in_doubt
+                {
+                    self.in_doubt.remove(&id);
+                    self.in_flight.remove(&id);
+                }
+                if stays {
+                    self.raised_at_cursor = false;
+                    self.op_failed.clear();
+                } else {
+                    if let Some(h) = &hs
+                        && matches!(self.plan.get(h.op).map(|o| &o.kind), Some(OpKind::Gate { .. }))
+                    {
+                        self.gates_passed.insert(h.op);
+                    }
+                    self.advance_cursor();
+                }
+            }
+            Event::HardStopDeclined { id, who, .. } => {
+                self.status = RunStatus::Paused {
+                    reason: format!("hard stop `{id}` declined by {}", who_label(who)),
+                };
+                self.raised_at_cursor = false;
+                let hs = self.hard_stop.take();
+                self.push_log(time, hs.and_then(|h| h.node), "hard stop", format!("{id} declined by {}", who_label(who)), LogLevel::Warn, None);
+            }
+            Event::PauseRequested { who } => {
+                self.pause_requested = true;
+                self.push_log(time, None, "pause", format!("pause requested by {}", who_label(who)), LogLevel::Info, None);
+            }
+            Event::RunPaused { reason } => {
+                self.pause_requested = false;
+                self.status = RunStatus::Paused { reason: reason.clone() };
+                self.push_log(time, None, "run", format!("paused: {reason}"), LogLevel::Warn, None);
+            }
+            Event::RunResumed { who, drift, in_doubt } => {
+                self.status = RunStatus::Running;
+                self.hard_stop = None;
+                self.raised_at_cursor = false;
+                self.op_failed.clear();
+                self.drift = drift.clone();
+                // Whatever was in flight when the run stopped is in doubt now.
+                for id in in_doubt {
+                    self.in_doubt.insert(*id);
+                }
+                let stale: Vec<u64> = self.in_flight.keys().copied().collect();
+                for id in stale {
+                    if !self.in_doubt.contains(&id) {
+                        self.in_flight.remove(&id);
+                    }
+                }
+                for n in self.nodes.values_mut() {
+                    n.activity = None;
+                }
+                self.push_log(time, None, "run", format!("resumed by {}", who_label(who)), LogLevel::Info, None);
+                for d in drift {
+                    self.push_log(time, None, "drift", d.clone(), LogLevel::Warn, None);
+                }
+            }
+            Event::InDoubtResolved { id, choice, who } => {
+                self.in_doubt.remove(id);
+                let intent = self.in_flight.remove(id).map(|f| f.intent);
+                if choice == "mark-done"
+                    && let Some(i) = &intent
+                {
+                    self.op_done.insert(*id, i.spec.clone());
+                    if let Some(node) = &i.node {
+                        self.set_phase_after(&i.action, node, true);
+                    }
+                }
+                self.hard_stop = None;
+                self.status = RunStatus::Running;
+                self.raised_at_cursor = false;
+                self.push_log(time, intent.and_then(|i| i.node), "in doubt", format!("action {id}: {choice} ({})", who_label(who)), LogLevel::Info, None);
+                self.maybe_finish_op();
+            }
+            Event::RunHalted { reason, next, node, .. } => {
+                self.status = RunStatus::Halted {
+                    reason: reason.clone(),
+                    next: next.clone(),
+                };
+                if let Some(s) = self.steps.iter_mut().find(|s| s.status == StepStatus::Active) {
+                    s.status = StepStatus::Failed;
+                }
+                self.push_log(time, node.clone(), "run", format!("HALTED: {reason} — {next}"), LogLevel::Fail, None);
+            }
+            Event::RunCompleted { summary } => {
+                self.status = RunStatus::Completed;
+                self.finished_at = Some(time);
+                self.push_log(time, None, "run", format!("completed: {summary}"), LogLevel::Ok, None);
+            }
+            Event::Note { message, .. } => {
+                self.push_log(time, None, "note", message.clone(), LogLevel::Info, None);
+                self.advance_cursor();
+            }
+        }
+        if matches!(self.status, RunStatus::Halted { .. } | RunStatus::Paused { .. }) {
+            // A failed step becomes active again when the run resumes.
+        } else if let Some(s) = self
+            .steps
+            .iter_mut()
+            .find(|s| s.status == StepStatus::Failed)
+            && self.status == RunStatus::Running
+        {
+            s.status = StepStatus::Active;
+        }
+    }
+}
+
+/// "alice@bastion" from a journal `who` value (or whatever it holds).
+pub fn who_label(who: &serde_json::Value) -> String {
+    if let Some(s) = who.as_str() {
+        return s.to_string();
+    }
+    let get = |k: &str| who.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let user = get("user").unwrap_or_else(|| "?".into());
+    let host = get("host").unwrap_or_default();
+    let user = match get("sudo_user") {
+        Some(s) if s != user => format!("{s}(as {user})"),
+        _ => user,
+    };
+    if host.is_empty() { user } else { format!("{user}@{host}") }
+}

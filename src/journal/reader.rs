@@ -1,0 +1,207 @@
+//! Reading a journal without locking it: [`read`], [`verify`] and [`Follower`].
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::record::{GENESIS_PREV, LineError, Record, check_line};
+use super::{BadRecord, JournalError, ReadOutcome, TornTail, VerifyReport};
+
+/// What a scan of a whole journal found.
+pub(crate) struct Scan {
+    pub records: Vec<Record>,
+    pub first_bad: Option<BadRecord>,
+    pub torn_tail: Option<TornTail>,
+    /// Bytes up to and including the last good record's newline.
+    pub good_len: u64,
+}
+
+/// Checks every line of a journal's bytes, stopping at the first that breaks the chain.
+///
+/// A final line without its newline, or a final line that is not JSON at all, is a torn write:
+/// the writer puts each line (newline included) down in one `write`, so only a crash or a full
+/// disk leaves part of one, and only at the end.
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
+    let mut out = Scan {
+        records: Vec::new(),
+        first_bad: None,
+        torn_tail: None,
+        good_len: 0,
+    };
+    let mut prev = GENESIS_PREV.to_string();
+    let mut offset = 0usize;
+    let mut line_no = 0usize;
+    while offset < bytes.len() {
+        line_no += 1;
+        let rest = &bytes[offset..];
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            out.torn_tail = Some(TornTail {
+                line_no,
+                bytes: rest.len(),
+            });
+            break;
+        };
+        let next = offset + nl + 1;
+        let expected = out.records.len() as u64 + 1;
+        match check_line(&rest[..nl], expected, &prev) {
+            Ok(record) => {
+                prev.clone_from(&record.hash);
+                out.records.push(record);
+                out.good_len = next as u64;
+            }
+            Err(LineError::NotJson(_)) if next == bytes.len() => {
+                out.torn_tail = Some(TornTail {
+                    line_no,
+                    bytes: nl + 1,
+                });
+                break;
+            }
+            Err(e) => {
+                out.first_bad = Some(BadRecord {
+                    seq: expected,
+                    line_no,
+                    reason: e.reason(),
+                });
+                break;
+            }
+        }
+        offset = next;
+    }
+    out
+}
+
+/// Reads and verifies a whole journal, read-only and without locking (a replay may run beside a
+/// live writer). A torn final line is tolerated and reported; a broken chain anywhere else is
+/// [`JournalError::Tampered`].
+pub fn read(path: &Path) -> Result<ReadOutcome, JournalError> {
+    let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
+    let scan = scan(&bytes);
+    if let Some(bad) = scan.first_bad {
+        return Err(JournalError::Tampered {
+            path: path.to_path_buf(),
+            seq: bad.seq,
+            line_no: bad.line_no,
+            reason: bad.reason,
+        });
+    }
+    Ok(ReadOutcome {
+        records: scan.records,
+        torn_tail: scan.torn_tail,
+    })
+}
+
+/// Verifies a journal and reports what it found. Never panics and never fails: an unreadable
+/// file is reported in [`VerifyReport::io_error`].
+pub fn verify(path: &Path) -> VerifyReport {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let scan = scan(&bytes);
+            VerifyReport {
+                records: scan.records.len(),
+                first_bad: scan.first_bad,
+                torn_tail: scan.torn_tail,
+                io_error: None,
+            }
+        }
+        Err(e) => VerifyReport {
+            io_error: Some(format!("{}: {e}", path.display())),
+            ..VerifyReport::default()
+        },
+    }
+}
+
+/// Follows a journal as it grows (`replay --follow`), without locking it.
+///
+/// Each [`Follower::poll`] returns the complete, verified records appended since the previous
+/// poll (the first poll returns everything so far). A line still being written is left for a
+/// later poll.
+#[derive(Debug)]
+pub struct Follower {
+    path: PathBuf,
+    file: File,
+    /// Bytes consumed so far: the end of the last record returned.
+    offset: u64,
+    line_no: usize,
+    last_seq: u64,
+    last_hash: String,
+}
+
+impl Follower {
+    /// Opens `path` for following. The file must exist.
+    pub fn open(path: &Path) -> Result<Follower, JournalError> {
+        let file = File::open(path).map_err(|e| JournalError::io(path, e))?;
+        Ok(Follower {
+            path: path.to_path_buf(),
+            file,
+            offset: 0,
+            line_no: 0,
+            last_seq: 0,
+            last_hash: GENESIS_PREV.to_string(),
+        })
+    }
+
+    /// The seq of the last record returned (0 before any).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Records appended since the last poll, verified against the chain so far.
+    pub fn poll(&mut self) -> Result<Vec<Record>, JournalError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| JournalError::io(&self.path, e))?
+            .len();
+        if len < self.offset {
+            // Only a resumed writer trims, and only a torn line we never consumed; anything
+            // shorter means records we already returned are gone.
+            return Err(self.tampered(
+                self.last_seq,
+                self.line_no,
+                format!(
+                    "the journal shrank to {len} bytes, below the {} already read",
+                    self.offset
+                ),
+            ));
+        }
+        let mut bytes = Vec::new();
+        self.file
+            .seek(SeekFrom::Start(self.offset))
+            .and_then(|_| self.file.read_to_end(&mut bytes))
+            .map_err(|e| JournalError::io(&self.path, e))?;
+
+        let mut records = Vec::new();
+        let mut consumed = 0usize;
+        while let Some(nl) = bytes[consumed..].iter().position(|&b| b == b'\n') {
+            let next = consumed + nl + 1;
+            let line_no = self.line_no + 1;
+            let expected = self.last_seq + 1;
+            match check_line(&bytes[consumed..consumed + nl], expected, &self.last_hash) {
+                Ok(record) => {
+                    self.last_seq = record.seq;
+                    self.last_hash.clone_from(&record.hash);
+                    self.line_no = line_no;
+                    records.push(record);
+                    consumed = next;
+                }
+                // A final non-JSON line may be a torn write the resumed writer will trim; wait
+                // and see whether more lines follow it (then it is damage) or it goes away.
+                Err(LineError::NotJson(_)) if next == bytes.len() => break,
+                // Hand out the good records first; the next poll stops at this line again.
+                Err(_) if !records.is_empty() => break,
+                Err(e) => return Err(self.tampered(expected, line_no, e.reason())),
+            }
+        }
+        self.offset += consumed as u64;
+        Ok(records)
+    }
+
+    fn tampered(&self, seq: u64, line_no: usize, reason: String) -> JournalError {
+        JournalError::Tampered {
+            path: self.path.clone(),
+            seq,
+            line_no,
+            reason,
+        }
+    }
+}

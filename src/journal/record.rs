@@ -1,0 +1,302 @@
+//! One journal line: encoding, hashing and checking.
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::JournalError;
+
+/// `prev` of the first record: 64 zeros.
+pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The bytes that end every line before its newline, around the hash: `,"hash":"` … `"}`.
+const HASH_KEY: &[u8] = b",\"hash\":\"";
+const HASH_HEX_LEN: usize = 64;
+const LINE_END: &[u8] = b"\"}";
+
+/// What the caller appends: an event without its place in the chain. The journal assigns `seq`,
+/// `prev` and `hash`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// When it happened. Stored truncated to microseconds (the format's precision).
+    pub time: DateTime<Utc>,
+    pub run: String,
+    /// Who did it, usually [`super::Who::actor_label`].
+    pub actor: String,
+    /// The event kind (`intent`, `outcome`, `hard_stop_confirmed`, …).
+    pub kind: String,
+    pub step: Option<String>,
+    pub node: Option<String>,
+    pub data: Value,
+}
+
+impl Entry {
+    /// An entry without step or node; add them with [`Entry::step`] and [`Entry::node`].
+    pub fn new(
+        time: DateTime<Utc>,
+        run: impl Into<String>,
+        actor: impl Into<String>,
+        kind: impl Into<String>,
+        data: Value,
+    ) -> Entry {
+        Entry {
+            time,
+            run: run.into(),
+            actor: actor.into(),
+            kind: kind.into(),
+            step: None,
+            node: None,
+            data,
+        }
+    }
+
+    /// Sets the step.
+    pub fn step(mut self, step: impl Into<String>) -> Entry {
+        self.step = Some(step.into());
+        self
+    }
+
+    /// Sets the node.
+    pub fn node(mut self, node: impl Into<String>) -> Entry {
+        self.node = Some(node.into());
+        self
+    }
+}
+
+/// A record as stored: an [`Entry`] with its place in the chain.
+///
+/// Field order is the key order on disk, and the serialization of this struct is exactly the
+/// stored line (without the newline). Unknown or duplicate keys are rejected when parsing, so a
+/// line that parses is in the one canonical shape.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub seq: u64,
+    #[serde(with = "time_micros")]
+    pub time: DateTime<Utc>,
+    pub run: String,
+    pub actor: String,
+    pub kind: String,
+    pub step: Option<String>,
+    pub node: Option<String>,
+    pub data: Value,
+    pub prev: String,
+    pub hash: String,
+}
+
+impl Record {
+    /// The stored line for this record (no newline), as [`render::Format::Json`] prints it.
+    ///
+    /// [`render::Format::Json`]: super::Format::Json
+    pub fn to_line(&self) -> String {
+        // Serializing strings, integers and a `Value` cannot fail; fall back to the encoder's
+        // error text rather than panic in a renderer.
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// The hashed part of a line: every key but `hash`, in the stored order.
+#[derive(Serialize)]
+struct Unhashed<'a> {
+    seq: u64,
+    time: &'a str,
+    run: &'a str,
+    actor: &'a str,
+    kind: &'a str,
+    step: Option<&'a str>,
+    node: Option<&'a str>,
+    data: &'a Value,
+    prev: &'a str,
+}
+
+/// Formats a time the one way the journal stores it: RFC 3339, UTC, microseconds, `Z`.
+pub(crate) fn format_time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Chains `entry` after `prev` at `seq` and returns the record and its stored line (with newline).
+///
+/// The line is built from the hashed bytes by appending the hash member, rather than by
+/// serializing the record a second time, so the invariant the verifier relies on (the line minus
+/// its hash member is exactly what was hashed) holds by construction.
+pub(crate) fn seal(entry: Entry, seq: u64, prev: &str) -> Result<(Record, Vec<u8>), JournalError> {
+    // Truncate to the stored precision so the returned Record equals what a reader parses back.
+    let time = entry.time.trunc_subsecs(6);
+    let time_text = format_time(&time);
+    let unhashed = Unhashed {
+        seq,
+        time: &time_text,
+        run: &entry.run,
+        actor: &entry.actor,
+        kind: &entry.kind,
+        step: entry.step.as_deref(),
+        node: entry.node.as_deref(),
+        data: &entry.data,
+        prev,
+    };
+    let mut line =
+        serde_json::to_vec(&unhashed).map_err(|source| JournalError::Encode { source })?;
+    let hash = hex::encode(Sha256::digest(&line));
+    // `line` ends with the object's closing brace; reopen it for the hash member.
+    line.pop();
+    line.extend_from_slice(HASH_KEY);
+    line.extend_from_slice(hash.as_bytes());
+    line.extend_from_slice(LINE_END);
+    line.push(b'\n');
+    let record = Record {
+        seq,
+        time,
+        run: entry.run,
+        actor: entry.actor,
+        kind: entry.kind,
+        step: entry.step,
+        node: entry.node,
+        data: entry.data,
+        prev: prev.to_string(),
+        hash,
+    };
+    Ok((record, line))
+}
+
+/// Why a line does not continue the chain.
+#[derive(Debug)]
+pub(crate) enum LineError {
+    /// Not JSON at all: in the final line this is a torn write, elsewhere damage.
+    NotJson(String),
+    /// JSON, but not the record that belongs here.
+    Bad(String),
+}
+
+impl LineError {
+    pub(crate) fn reason(self) -> String {
+        match self {
+            LineError::NotJson(r) | LineError::Bad(r) => r,
+        }
+    }
+}
+
+/// Checks one stored line (without its newline) as the record at `expected_seq` after `prev_hash`.
+pub(crate) fn check_line(
+    line: &[u8],
+    expected_seq: u64,
+    prev_hash: &str,
+) -> Result<Record, LineError> {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_err() {
+        let detail = serde_json::from_slice::<Value>(line)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(LineError::NotJson(format!("not valid JSON: {detail}")));
+    }
+    let record: Record = serde_json::from_slice(line)
+        .map_err(|e| LineError::Bad(format!("not a journal record: {e}")))?;
+
+    // Hash the stored bytes: everything before the final `,"hash":"<hex>"}` plus the brace.
+    let suffix_len = HASH_KEY.len() + HASH_HEX_LEN + LINE_END.len();
+    let well_formed_end = line.len() > suffix_len
+        && line.ends_with(LINE_END)
+        && line[line.len() - suffix_len..].starts_with(HASH_KEY);
+    if !well_formed_end {
+        return Err(LineError::Bad(
+            "the line does not end with its \"hash\" member".to_string(),
+        ));
+    }
+    let body = &line[..line.len() - suffix_len];
+    let stored_hex = &line[line.len() - LINE_END.len() - HASH_HEX_LEN..line.len() - LINE_END.len()];
+    let mut hasher = Sha256::new();
+    hasher.update(body);
+    hasher.update(b"}");
+    let actual = hex::encode(hasher.finalize());
+    if stored_hex != actual.as_bytes() || record.hash != actual {
+        return Err(LineError::Bad(format!(
+            "hash mismatch: the line hashes to {actual} but says {} (a byte of it was changed)",
+            record.hash
+        )));
+    }
+    if record.seq != expected_seq {
+        return Err(LineError::Bad(format!(
+            "seq {} where {expected_seq} was expected (lines reordered, cut or inserted)",
+            record.seq
+        )));
+    }
+    if record.prev != prev_hash {
+        return Err(LineError::Bad(format!(
+            "prev {} does not match the previous record's hash {prev_hash}",
+            record.prev
+        )));
+    }
+    Ok(record)
+}
+
+/// Serde for the stored time format (chrono's default would vary the number of digits).
+mod time_micros {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_time(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry() -> Entry {
+        let time = DateTime::parse_from_rfc3339("2026-11-29T02:31:07.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        Entry::new(
+            time,
+            "r1",
+            "alice@bastion1",
+            "intent",
+            json!({"b": 1, "a": [1.5, "x"]}),
+        )
+        .step("rolling")
+    }
+
+    #[test]
+    fn sealed_line_is_the_record_serialized_and_checks() {
+        let (record, line) = seal(entry(), 1, GENESIS_PREV).unwrap();
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(text.starts_with(
+            "{\"seq\":1,\"time\":\"2026-11-29T02:31:07.123456Z\",\"run\":\"r1\",\"actor\":\"alice@bastion1\",\"kind\":\"intent\",\"step\":\"rolling\",\"node\":null,\"data\":{\"a\":[1.5,\"x\"],\"b\":1},\"prev\":\"0000"
+        ));
+        assert_eq!(text, format!("{}\n", record.to_line()));
+        let back = check_line(&line[..line.len() - 1], 1, GENESIS_PREV).unwrap();
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn whitespace_change_is_a_hash_mismatch() {
+        let (_, line) = seal(entry(), 1, GENESIS_PREV).unwrap();
+        let text = String::from_utf8(line)
+            .unwrap()
+            .replacen("\"run\":", "\"run\": ", 1);
+        let err = check_line(text.trim_end().as_bytes(), 1, GENESIS_PREV).unwrap_err();
+        assert!(
+            matches!(err, LineError::Bad(ref r) if r.contains("hash mismatch")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn extra_key_is_rejected() {
+        let (_, line) = seal(entry(), 1, GENESIS_PREV).unwrap();
+        let text = String::from_utf8(line)
+            .unwrap()
+            .replacen("{", "{\"x\":1,", 1);
+        let err = check_line(text.trim_end().as_bytes(), 1, GENESIS_PREV).unwrap_err();
+        assert!(matches!(err, LineError::Bad(_)), "{err:?}");
+    }
+}

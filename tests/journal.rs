@@ -1,0 +1,665 @@
+//! Journal: append/read, the hash chain and what verify catches, torn tails, the writer lock,
+//! following, and rendering.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, Utc};
+use cutover::journal::{
+    self, Entry, Follower, Format, GENESIS_PREV, Journal, JournalError, Record, Who, render,
+};
+use serde_json::{Value, json};
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-29T02:31:07.123456Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn entry(i: i64, kind: &str, data: Value) -> Entry {
+    Entry::new(
+        t0() + Duration::seconds(i),
+        "run-1",
+        "alice@bastion1",
+        kind,
+        data,
+    )
+}
+
+/// A journal of `n` simple records in a fresh temp dir.
+fn journal_with(n: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let mut j = Journal::create(&path).unwrap();
+    for i in 0..n {
+        j.append(entry(
+            i as i64,
+            "note",
+            json!({"message": format!("record {}", i + 1)}),
+        ))
+        .unwrap();
+    }
+    (dir, path)
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn append_then_read_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let mut j = Journal::create(&path).unwrap();
+    let a = j
+        .append(
+            entry(
+                0,
+                "intent",
+                json!({"id": 1, "action": "drain", "nested": {"z": 1, "a": [1.5, null]}}),
+            )
+            .step("rolling")
+            .node("node2"),
+        )
+        .unwrap();
+    let batch = j
+        .append_batch(vec![
+            entry(1, "outcome", json!({"id": 1, "ok": true})),
+            entry(2, "note", Value::Null),
+        ])
+        .unwrap();
+    assert_eq!((a.seq, batch[0].seq, batch[1].seq), (1, 2, 3));
+    assert_eq!(a.prev, GENESIS_PREV);
+    assert_eq!(batch[0].prev, a.hash);
+    assert_eq!(batch[1].prev, batch[0].hash);
+    assert_eq!(j.last_seq(), 3);
+    assert_eq!(j.path(), path);
+    assert!(j.append_batch(vec![]).unwrap().is_empty());
+
+    let out = journal::read(&path).unwrap();
+    assert_eq!(out.torn_tail, None);
+    assert_eq!(
+        out.records,
+        vec![a.clone(), batch[0].clone(), batch[1].clone()]
+    );
+
+    // The stored line is the documented format, keys in order, and Json render reproduces it.
+    let stored = lines(&path);
+    assert!(
+        stored[0].starts_with(
+            r#"{"seq":1,"time":"2026-11-29T02:31:07.123456Z","run":"run-1","actor":"alice@bastion1","kind":"intent","step":"rolling","node":"node2","data":{"action":"drain","id":1,"nested":{"a":[1.5,null],"z":1}},"prev":"0000"#
+        ),
+        "{}",
+        stored[0]
+    );
+    assert!(stored[2].contains(r#""step":null,"node":null,"data":null"#));
+    assert_eq!(render(&out.records, Format::Json), stored.join("\n") + "\n");
+}
+
+#[test]
+fn time_is_stored_with_microseconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let mut j = Journal::create(&path).unwrap();
+    let whole = t0() - Duration::microseconds(123_456); // no fraction at all
+    let fine = t0() + Duration::nanoseconds(789); // below the stored precision
+    let r1 = j
+        .append(Entry::new(whole, "r", "a", "note", json!({})))
+        .unwrap();
+    let r2 = j
+        .append(Entry::new(fine, "r", "a", "note", json!({})))
+        .unwrap();
+    let stored = lines(&path);
+    assert!(stored[0].contains(r#""time":"2026-11-29T02:31:07.000000Z""#));
+    assert!(stored[1].contains(r#""time":"2026-11-29T02:31:07.123456Z""#));
+    // Returned records equal what a reader parses back (time truncated, not rounded).
+    assert_eq!(journal::read(&path).unwrap().records, vec![r1, r2]);
+}
+
+#[test]
+fn journal_and_lock_file_are_mode_0600() {
+    let (_dir, path) = journal_with(1);
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&journal::lock_path(&path)), 0o600);
+}
+
+#[test]
+fn create_refuses_an_existing_file() {
+    let (_dir, path) = journal_with(2);
+    let before = fs::read(&path).unwrap();
+    assert!(matches!(
+        Journal::create(&path),
+        Err(JournalError::Exists { .. })
+    ));
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        before,
+        "existing journal untouched"
+    );
+}
+
+#[test]
+fn intact_chain_verifies() {
+    let (_dir, path) = journal_with(5);
+    let report = journal::verify(&path);
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.records, 5);
+    assert_eq!(report.first_bad, None);
+    assert_eq!(report.torn_tail, None);
+}
+
+#[test]
+fn flipped_byte_in_middle_line_names_its_seq() {
+    let (_dir, path) = journal_with(5);
+    let mut l = lines(&path);
+    l[2] = l[2].replace("record 3", "record 8");
+    write_lines(&path, &l);
+    let report = journal::verify(&path);
+    assert!(!report.ok());
+    let bad = report.first_bad.unwrap();
+    assert_eq!((bad.seq, bad.line_no), (3, 3));
+    assert!(bad.reason.contains("hash"), "{}", bad.reason);
+    assert_eq!(report.records, 2);
+    // read refuses with the same position.
+    match journal::read(&path) {
+        Err(JournalError::Tampered { seq, line_no, .. }) => assert_eq!((seq, line_no), (3, 3)),
+        other => panic!("expected Tampered, got {other:?}"),
+    }
+}
+
+#[test]
+fn raw_byte_flip_anywhere_is_detected() {
+    // Flip bytes across the middle line in turn: every variant must fail at seq 3 (its own hash,
+    // or not JSON) or at seq 4 (a changed hash no longer matches the next line's prev); none
+    // may pass.
+    let (_dir, path) = journal_with(5);
+    let original = fs::read(&path).unwrap();
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            original
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    let (from, to) = (starts[2], starts[3] - 1); // line 3 without its newline
+    for i in (from..to).step_by(7) {
+        let mut bytes = original.clone();
+        bytes[i] ^= 0x01;
+        fs::write(&path, &bytes).unwrap();
+        let report = journal::verify(&path);
+        let bad = report
+            .first_bad
+            .unwrap_or_else(|| panic!("flip at byte {} went unnoticed", i - from));
+        assert!(
+            bad.seq == 3 || bad.seq == 4,
+            "flip at {}: {bad:?}",
+            i - from
+        );
+    }
+}
+
+#[test]
+fn changed_byte_in_final_line_is_detected_by_its_own_hash() {
+    let (_dir, path) = journal_with(4);
+    let mut l = lines(&path);
+    l[3] = l[3].replace("record 4", "record 5");
+    write_lines(&path, &l);
+    let report = journal::verify(&path);
+    let bad = report.first_bad.expect("final line edit must be detected");
+    assert_eq!(bad.seq, 4);
+    assert!(bad.reason.contains("hash mismatch"), "{}", bad.reason);
+    assert!(report.torn_tail.is_none());
+    assert!(matches!(
+        Journal::open_for_append(&path),
+        Err(JournalError::Tampered { seq: 4, .. })
+    ));
+}
+
+#[test]
+fn swapped_lines_are_detected() {
+    let (_dir, path) = journal_with(5);
+    let mut l = lines(&path);
+    l.swap(1, 2);
+    write_lines(&path, &l);
+    let bad = journal::verify(&path).first_bad.unwrap();
+    assert_eq!((bad.seq, bad.line_no), (2, 2));
+    assert!(bad.reason.contains("seq 3 where 2"), "{}", bad.reason);
+}
+
+#[test]
+fn deleted_middle_line_is_detected() {
+    let (_dir, path) = journal_with(5);
+    let mut l = lines(&path);
+    l.remove(2);
+    write_lines(&path, &l);
+    let report = journal::verify(&path);
+    let bad = report.first_bad.unwrap();
+    assert_eq!((bad.seq, bad.line_no), (3, 3));
+    assert_eq!(report.records, 2);
+}
+
+#[test]
+fn renumbered_line_after_a_cut_is_caught_by_prev() {
+    // Records 1 and 2 rewritten into a fresh journal, then original line 4 with its seq edited to
+    // 3 and its own hash recomputed: self-consistent, but its prev names the cut record 3.
+    let (_dir, path) = journal_with(4);
+    let records = journal::read(&path).unwrap().records;
+    let dir2 = tempfile::tempdir().unwrap();
+    let forged = dir2.path().join("forged.jsonl");
+    let mut j = Journal::create(&forged).unwrap();
+    for r in &records[..2] {
+        j.append(Entry {
+            time: r.time,
+            run: r.run.clone(),
+            actor: r.actor.clone(),
+            kind: r.kind.clone(),
+            step: r.step.clone(),
+            node: r.node.clone(),
+            data: r.data.clone(),
+        })
+        .unwrap();
+    }
+    drop(j);
+    // Re-seal record 4 as seq 3 with its original prev (the hash of the cut record 3).
+    let orig4 = &records[3];
+    let body = format!(
+        r#"{{"seq":3,"time":"{}","run":"{}","actor":"{}","kind":"{}","step":null,"node":null,"data":{},"prev":"{}"}}"#,
+        orig4
+            .time
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        orig4.run,
+        orig4.actor,
+        orig4.kind,
+        orig4.data,
+        orig4.prev
+    );
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+    let forged_line = format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]);
+    let mut l = lines(&forged);
+    l.push(forged_line);
+    write_lines(&forged, &l);
+    let bad = journal::verify(&forged).first_bad.unwrap();
+    assert_eq!(bad.seq, 3);
+    assert!(bad.reason.contains("prev"), "{}", bad.reason);
+}
+
+#[test]
+fn invalid_json_in_the_middle_is_damage_not_a_torn_tail() {
+    let (_dir, path) = journal_with(4);
+    let mut l = lines(&path);
+    l[1] = "{\"seq\":2, this is not json".to_string();
+    write_lines(&path, &l);
+    let report = journal::verify(&path);
+    assert_eq!(report.torn_tail, None);
+    let bad = report.first_bad.unwrap();
+    assert_eq!(bad.seq, 2);
+    assert!(bad.reason.contains("not valid JSON"), "{}", bad.reason);
+}
+
+#[test]
+fn torn_final_line_is_tolerated_then_trimmed_on_resume() {
+    let (_dir, path) = journal_with(3);
+    let good_len = fs::metadata(&path).unwrap().len();
+    // Simulate a crash mid-write: half a line, no newline.
+    let half = &lines(&path)[2][..40];
+    OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(half.as_bytes())
+        .unwrap();
+
+    let report = journal::verify(&path);
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.records, 3);
+    let torn = report.torn_tail.clone().unwrap();
+    assert_eq!((torn.line_no, torn.bytes), (4, 40));
+    assert_eq!(journal::read(&path).unwrap().records.len(), 3);
+
+    let (mut j, outcome) = Journal::open_for_append(&path).unwrap();
+    assert_eq!(outcome.torn_tail, Some(torn));
+    assert_eq!(outcome.records.len(), 3);
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        good_len,
+        "torn bytes cut away"
+    );
+    assert_eq!(j.last_seq(), 3);
+    let r = j.append(entry(10, "run_resumed", json!({}))).unwrap();
+    assert_eq!(r.seq, 4);
+    assert_eq!(r.prev, outcome.records[2].hash);
+    drop(j);
+
+    let report = journal::verify(&path);
+    assert!(report.ok() && report.torn_tail.is_none(), "{report:?}");
+    assert_eq!(report.records, 4);
+}
+
+#[test]
+fn unparsable_final_line_with_newline_is_a_torn_tail() {
+    let (_dir, path) = journal_with(2);
+    OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"{\"seq\":3,\"ti\n")
+        .unwrap();
+    let report = journal::verify(&path);
+    assert!(report.ok());
+    assert_eq!(
+        report.torn_tail.map(|t| (t.line_no, t.bytes)),
+        Some((3, 13))
+    );
+    let (j, _) = Journal::open_for_append(&path).unwrap();
+    assert_eq!(j.last_seq(), 2);
+    drop(j);
+    assert_eq!(journal::verify(&path).torn_tail, None);
+}
+
+#[test]
+fn open_for_append_continues_the_chain() {
+    let (_dir, path) = journal_with(2);
+    let (mut j, outcome) = Journal::open_for_append(&path).unwrap();
+    assert_eq!(outcome.records.len(), 2);
+    assert_eq!(outcome.torn_tail, None);
+    j.append(entry(5, "note", json!({"message": "after resume"})))
+        .unwrap();
+    drop(j);
+    let out = journal::read(&path).unwrap();
+    assert_eq!(
+        out.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+}
+
+#[test]
+fn second_writer_is_locked_out_and_told_who_holds_it() {
+    let (_dir, path) = journal_with(1);
+    let (first, _) = Journal::open_for_append(&path).unwrap();
+    let me = Who::current().actor_label();
+    match Journal::open_for_append(&path) {
+        Err(JournalError::Locked { holder, path: p }) => {
+            assert_eq!(p, path);
+            assert!(
+                holder.contains(&format!("pid {}", std::process::id())),
+                "{holder}"
+            );
+            assert!(holder.contains(&me), "{holder} should name {me}");
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    // Readers never lock.
+    assert_eq!(journal::read(&path).unwrap().records.len(), 1);
+    assert!(journal::verify(&path).ok());
+    // Released on drop.
+    drop(first);
+    let (again, _) = Journal::open_for_append(&path).unwrap();
+    drop(again);
+}
+
+#[test]
+fn create_while_locked_is_locked_not_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let _first = Journal::create(&path).unwrap();
+    assert!(matches!(
+        Journal::create(&path),
+        Err(JournalError::Locked { .. })
+    ));
+}
+
+#[test]
+fn follower_sees_appended_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let mut j = Journal::create(&path).unwrap();
+    let mut f = Follower::open(&path).unwrap();
+    assert!(f.poll().unwrap().is_empty());
+
+    j.append(entry(0, "note", json!({"message": "one"})))
+        .unwrap();
+    j.append(entry(1, "note", json!({"message": "two"})))
+        .unwrap();
+    let got = f.poll().unwrap();
+    assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(f.poll().unwrap().is_empty());
+
+    // A half-written line is held back until it is complete.
+    let r3 = j
+        .append(entry(2, "note", json!({"message": "three"})))
+        .unwrap();
+    let full = fs::read(&path).unwrap();
+    let third_line = full[full.len() - (r3.to_line().len() + 1)..].to_vec();
+    fs::write(&path, &full[..full.len() - third_line.len()]).unwrap();
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(&third_line[..20]).unwrap();
+    assert!(f.poll().unwrap().is_empty());
+    file.write_all(&third_line[20..]).unwrap();
+    assert_eq!(f.poll().unwrap(), vec![r3]);
+    assert_eq!(f.last_seq(), 3);
+}
+
+#[test]
+fn follower_rejects_a_broken_chain() {
+    let (_dir, path) = journal_with(3);
+    let mut l = lines(&path);
+    l[1] = l[1].replace("record 2", "record X");
+    write_lines(&path, &l);
+    let mut f = Follower::open(&path).unwrap();
+    // The good first record is handed out, then the damage is reported.
+    assert_eq!(f.poll().unwrap().len(), 1);
+    assert!(matches!(
+        f.poll(),
+        Err(JournalError::Tampered { seq: 2, .. })
+    ));
+}
+
+#[test]
+fn verify_reports_an_unreadable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = journal::verify(&dir.path().join("missing.jsonl"));
+    assert!(!report.ok());
+    assert!(report.io_error.is_some());
+}
+
+fn who(user: &str, sudo: Option<&str>) -> Value {
+    let sudo = sudo.map(str::to_string);
+    let w = Who::from_env(
+        move |k| if k == "SUDO_USER" { sudo.clone() } else { None },
+        user.to_string(),
+        Some("/dev/pts/1".into()),
+        "bastion1".into(),
+    );
+    serde_json::to_value(w).unwrap()
+}
+
+/// A small synthetic run: two steps, a passed and a failed gate, a confirmed and a declined
+/// hard stop, an in-doubt action, a note, an unknown kind and a halt.
+fn synthetic_run() -> Vec<Record> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.jsonl");
+    let mut j = Journal::create(&path).unwrap();
+    let e = |i, kind: &str, data| entry(i, kind, data);
+    let entries = vec![
+        e(0, "run_started", json!({"runbook_title": "Keystone Fernet to JWS", "runbook_name": "fernet-to-jws", "cluster": "prod-east"})),
+        e(1, "step_started", json!({})).step("prepare"),
+        e(2, "intent", json!({"id": "a1", "op": "keys", "action": "generate JWS keys", "detail": "ES256 on node1", "idempotent": true})).step("prepare").node("node1"),
+        e(3, "outcome", json!({"id": "a1", "ok": true, "summary": "key fingerprint ab12", "duration_ms": 1534})).step("prepare").node("node1"),
+        e(4, "gate_passed", json!({"op": "keys", "gate": "keys-distributed", "detail": "3/3 nodes"})).step("prepare"),
+        e(5, "step_completed", json!({})).step("prepare"),
+        e(6, "step_started", json!({})).step("rolling"),
+        e(7, "intent", json!({"id": "a2", "op": "drain", "action": "drain", "detail": "set node2 to drain"})).step("rolling").node("node2"),
+        e(8, "outcome", json!({"id": "a2", "ok": false, "summary": "socket timeout", "duration_ms": 250})).step("rolling").node("node2"),
+        e(9, "gate_failed", json!({"op": "drain", "gate": "sessions-drained", "reason": "12 sessions left", "next": "wait"})).step("rolling").node("node2"),
+        e(10, "hard_stop_raised", json!({"op": "readd", "id": "mixed-pool", "title": "Mixed provider pool", "hazard": "intermittent 401s", "consequence": "until the last node flips", "facts": ["node1: jws", "node2: fernet"]})).step("rolling").node("node2"),
+        e(11, "hard_stop_confirmed", json!({"id": "mixed-pool", "who": who("root", Some("alice")), "state_sha256": "deadbeef"})).step("rolling"),
+        e(12, "hard_stop_raised", json!({"op": "cleanup", "id": "delete-fernet", "title": "Delete the Fernet repository"})).node("node3"),
+        e(13, "hard_stop_declined", json!({"id": "delete-fernet", "who": who("bob", None)})),
+        e(14, "intent", json!({"id": "a3", "action": "restart", "detail": "keystone on node3"})).step("rolling").node("node3"),
+        e(15, "note", json!({"message": "coffee | break\nback soon"})),
+        e(16, "mystery_kind", json!([1, 2, {"x": null}])),
+        e(17, "run_halted", json!({"reason": "gate sessions-drained failed", "next": "investigate node2"})),
+    ];
+    j.append_batch(entries).unwrap()
+}
+
+#[test]
+fn markdown_report_shows_steps_hard_stops_who_and_status() {
+    let md = render(&synthetic_run(), Format::Markdown);
+    // Header.
+    assert!(
+        md.contains("# Change report: Keystone Fernet to JWS"),
+        "{md}"
+    );
+    assert!(md.contains("| Cluster | prod-east |"), "{md}");
+    assert!(md.contains("| Run | run-1 |"));
+    assert!(md.contains("| Started by | alice@bastion1 |"));
+    assert!(md.contains("| Status | Halted |"));
+    // Steps in order with their actions and matched outcomes.
+    let prepare = md.find("### 1. prepare").expect("prepare section");
+    let rolling = md.find("### 2. rolling").expect("rolling section");
+    assert!(prepare < rolling);
+    assert!(
+        md.contains(
+            "| node1 | generate JWS keys | ES256 on node1 | **ok** key fingerprint ab12 (1.5 s) |"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("**FAILED** socket timeout (250 ms)"));
+    assert!(md.contains("no outcome recorded (in doubt)"));
+    assert!(
+        md.contains("Started 2026-11-29 02:31:13 UTC; not completed."),
+        "{md}"
+    );
+    // Hard stops with who decided and when.
+    let stops = md.find("## Hard stops").unwrap();
+    let hs = &md[stops..];
+    assert!(
+        hs.contains("**Mixed provider pool** (`mixed-pool`) on node2 at 2026-11-29 02:31:17 UTC"),
+        "{hs}"
+    );
+    assert!(hs.contains("Hazard: intermittent 401s"));
+    assert!(hs.contains("Fact: node2: fernet"));
+    assert!(hs.contains("**Confirmed** by alice(as root)@bastion1 at 2026-11-29 02:31:18 UTC (state sha256 `deadbeef`)"), "{hs}");
+    assert!(hs.contains("**Declined** by bob@bastion1"), "{hs}");
+    // Gates.
+    assert!(
+        md.contains("| keys-distributed | passed | 3/3 nodes |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| sessions-drained | **FAILED** | 12 sessions left — next: wait |"),
+        "{md}"
+    );
+    // Unknown kinds and notes listed generically, table-safe.
+    assert!(md.contains("| mystery_kind |"));
+    assert!(md.contains("coffee \\| break back soon"), "{md}");
+    // Final status with the halt reason.
+    assert!(md.contains("**Halted** at 2026-11-29 02:31:24 UTC by alice@bastion1: gate sessions-drained failed — next: investigate node2"), "{md}");
+}
+
+#[test]
+fn text_render_is_aligned_and_fits_100_columns() {
+    let records = synthetic_run();
+    let text = render(&records, Format::Text);
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), records.len());
+    assert!(rows.iter().all(|r| r.chars().count() <= 100), "{text}");
+    assert!(rows[2].contains("02:31:09  intent"), "{}", rows[2]);
+    assert!(
+        rows[2].contains("#a1 generate JWS keys — ES256 on node1"),
+        "{}",
+        rows[2]
+    );
+    // Columns line up: every row has its time at the same offset.
+    let at = rows[0].find("02:31:07").unwrap();
+    assert!(
+        rows.iter().all(|r| r.find("02:31").unwrap() == at),
+        "{text}"
+    );
+}
+
+#[test]
+fn rendering_garbage_never_panics() {
+    let garbage = [
+        Value::Null,
+        json!(42),
+        json!("just a string"),
+        json!([1, [2, [3]]]),
+        json!({"id": {"nested": true}, "who": 7, "ok": "yes", "duration_ms": "slow"}),
+        json!({"who": {"user": 1}, "facts": "not a list", "title": null, "runbook_title": []}),
+        json!({"duration_ms": 1e308, "summary": "é🚀|\u{1b}[31m\n".repeat(50)}),
+        json!({"duration_ms": -5, "id": null, "gate": {"a": "b"}}),
+    ];
+    let kinds = [
+        "run_started",
+        "step_started",
+        "step_completed",
+        "intent",
+        "outcome",
+        "gate_passed",
+        "gate_failed",
+        "hard_stop_raised",
+        "hard_stop_confirmed",
+        "hard_stop_declined",
+        "run_paused",
+        "run_resumed",
+        "in_doubt_resolved",
+        "run_halted",
+        "run_completed",
+        "note",
+        "",
+        "💥|\n",
+    ];
+    let mut records = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        for (k, data) in garbage.iter().enumerate() {
+            records.push(Record {
+                seq: (i * garbage.len() + k + 1) as u64,
+                time: t0(),
+                run: "r|\n".into(),
+                actor: "\u{7}".into(),
+                kind: kind.to_string(),
+                step: (k % 2 == 0).then(|| "s".repeat(k * 40)),
+                node: (k % 3 == 0).then(|| "ñ".repeat(k * 10)),
+                data: data.clone(),
+                prev: "not a hash".into(),
+                hash: "x".into(),
+            });
+        }
+    }
+    for format in [Format::Text, Format::Json, Format::Markdown] {
+        let out = render(&records, format);
+        assert!(!out.is_empty());
+        // Terminal escapes never reach a listing or a report (JSON keeps them escaped).
+        assert!(
+            !out.contains('\u{1b}'),
+            "{format:?} leaks a control character"
+        );
+        assert!(render(&[], format).len() < 2000);
+    }
+    let text = render(&records, Format::Text);
+    assert!(text.lines().all(|l| l.chars().count() <= 100));
+}
+
+#[test]
+fn format_parses_from_cli_words() {
+    assert_eq!("md".parse::<Format>(), Ok(Format::Markdown));
+    assert_eq!("JSON".parse::<Format>(), Ok(Format::Json));
+    assert_eq!("text".parse::<Format>(), Ok(Format::Text));
+    assert!("pdf".parse::<Format>().is_err());
+}

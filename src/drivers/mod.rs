@@ -1,1 +1,878 @@
-//! (under construction)
+//! Drivers: the real code that acts on Keystone nodes and HAProxy instances. The same drivers
+//! run against the demo world, the lab and production; only the transport's far end differs.
+
+pub mod haproxy;
+pub mod keys;
+pub mod keystone;
+pub mod keystone_conf;
+
+use crate::engine::events::{Failure, Outcome};
+use crate::engine::facts::*;
+use crate::engine::plan::ActionSpec;
+use crate::inventory::credentials::{self, AuthCredentials};
+use crate::inventory::{Inventory, LoadBalancer, Node, Reach};
+use crate::transport::{ExecOpts, Transport, TransportError, local::LocalTransport, shell_quote};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, Semaphore};
+
+/// What an action reports, before the engine wraps it into an `Outcome`.
+pub struct Done {
+    pub ok: bool,
+    pub summary: String,
+    pub observed: Observation,
+    pub failure: Option<Failure>,
+}
+
+impl Done {
+    pub fn ok(summary: impl Into<String>, observed: Observation) -> Done {
+        Done {
+            ok: true,
+            summary: summary.into(),
+            observed,
+            failure: None,
+        }
+    }
+    pub fn fail(summary: impl Into<String>, next: impl Into<String>) -> Done {
+        Done {
+            ok: false,
+            summary: summary.into(),
+            observed: Observation::default(),
+            failure: Some(Failure::Hint { next: next.into() }),
+        }
+    }
+    fn with(mut self, observed: Observation) -> Done {
+        self.observed = observed;
+        self
+    }
+}
+
+/// A failure inside a driver: what happened, and what the operator should do next.
+#[derive(Debug)]
+pub struct DriverError {
+    pub msg: String,
+    pub next: String,
+    pub transport: Option<TransportError>,
+}
+
+impl DriverError {
+    pub fn new(msg: impl Into<String>, next: impl Into<String>) -> DriverError {
+        DriverError {
+            msg: msg.into(),
+            next: next.into(),
+            transport: None,
+        }
+    }
+}
+
+impl From<TransportError> for DriverError {
+    fn from(e: TransportError) -> Self {
+        let next = match &e {
+            TransportError::HostKeyChanged { .. } => {
+                "verify the host's key out of band; if the change is expected, remove the old known_hosts entry (ssh-keygen -R) and resume".to_string()
+            }
+            TransportError::Auth { .. } => {
+                "check ssh-agent (ssh-add -l) or the IdentityFile for this host, then resume".into()
+            }
+            TransportError::Timeout { .. } => "check the host is reachable and not overloaded, then resume".into(),
+            _ => "check the host is reachable (ssh HOST true), then resume".into(),
+        };
+        DriverError {
+            msg: e.to_string(),
+            next,
+            transport: Some(e),
+        }
+    }
+}
+
+type DResult<T> = Result<T, DriverError>;
+
+pub struct Fleet {
+    pub inv: Inventory,
+    creds: Result<AuthCredentials, String>,
+    http: reqwest::Client,
+    conns: Mutex<HashMap<String, Transport>>,
+    limit: Arc<Semaphore>,
+    pub passphrase: Option<crate::transport::ssh::PassphrasePrompt>,
+}
+
+impl Fleet {
+    pub fn new(inv: Inventory) -> anyhow::Result<Fleet> {
+        let creds = credentials::resolve(
+            inv.credentials.cloud.as_deref(),
+            inv.credentials.clouds_file.as_deref(),
+            &|k| std::env::var(k).ok(),
+        );
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .no_proxy();
+        if let Ok(c) = &creds {
+            if c.insecure {
+                b = b.danger_accept_invalid_certs(true);
+            }
+            if let Some(ca) = &c.cacert {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| anyhow::anyhow!("cannot read cacert {}: {e}", ca.display()))?;
+                for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+                    b = b.add_root_certificate(cert);
+                }
+            }
+        }
+        let concurrency = inv
+            .ssh
+            .as_ref()
+            .and_then(|s| s.concurrency)
+            .unwrap_or(8)
+            .max(1);
+        Ok(Fleet {
+            inv,
+            creds,
+            http: b.build()?,
+            conns: Mutex::new(HashMap::new()),
+            limit: Arc::new(Semaphore::new(concurrency)),
+            passphrase: None,
+        })
+    }
+
+    fn node(&self, name: &str) -> DResult<&Node> {
+        self.inv
+            .node(name)
+            .ok_or_else(|| DriverError::new(format!("no node `{name}` in the inventory"), "fix the inventory"))
+    }
+
+    fn creds(&self) -> DResult<&AuthCredentials> {
+        self.creds.as_ref().map_err(|e| {
+            DriverError::new(
+                format!("no Keystone credentials: {e}"),
+                "set credentials.cloud in the inventory (clouds.yaml) or export OS_* variables, then resume",
+            )
+        })
+    }
+
+    async fn reach(&self, key: &str, reach: &Reach) -> DResult<Transport> {
+        let mut conns = self.conns.lock().await;
+        if let Some(t) = conns.get(key) {
+            return Ok(t.clone());
+        }
+        let t = match reach {
+            Reach::Local => Transport::Local(LocalTransport::new()),
+            Reach::Ssh(target) => Transport::Ssh(
+                crate::transport::ssh::SshTransport::connect(
+                    target,
+                    self.inv.ssh.as_ref(),
+                    self.passphrase.clone(),
+                )
+                .await?,
+            ),
+        };
+        conns.insert(key.to_string(), t.clone());
+        Ok(t)
+    }
+
+    pub async fn node_transport(&self, name: &str) -> DResult<Transport> {
+        let n = self.node(name)?;
+        let key = match &n.reach {
+            Reach::Local => "local".to_string(),
+            Reach::Ssh(t) => format!("ssh:{}", t.host()),
+        };
+        self.reach(&key, &n.reach).await
+    }
+
+    async fn exec(&self, node: &str, cmd: &str, timeout: Duration) -> DResult<crate::transport::ExecOutput> {
+        let n = self.node(node)?;
+        let t = self.node_transport(node).await?;
+        let _permit = self.limit.acquire().await.expect("semaphore open");
+        Ok(t.exec(
+            cmd,
+            ExecOpts {
+                stdin: None,
+                timeout,
+                sudo: n.sudo,
+            },
+        )
+        .await?)
+    }
+
+    /// Run one effect and report what it observed. Never panics; every failure says what
+    /// happened, on which node, and what to do next.
+    pub async fn execute(&self, id: u64, op: usize, spec: &ActionSpec) -> Outcome {
+        let start = Instant::now();
+        let node = spec.node().map(str::to_string);
+        let done = match self.run(spec).await {
+            Ok(d) => d,
+            Err(e) => {
+                let failure = match &e.transport {
+                    Some(TransportError::HostKeyUnknown {
+                        host,
+                        port,
+                        fingerprint,
+                        key_openssh,
+                    }) => Some(Failure::HostKeyUnknown {
+                        host: host.clone(),
+                        port: *port,
+                        fingerprint: fingerprint.clone(),
+                        key_openssh: key_openssh.clone(),
+                        known_hosts: self.known_hosts_file(),
+                    }),
+                    _ => Some(Failure::Hint { next: e.next.clone() }),
+                };
+                Done {
+                    ok: false,
+                    summary: e.msg,
+                    observed: Observation::default(),
+                    failure,
+                }
+            }
+        };
+        Outcome {
+            id,
+            op,
+            node,
+            ok: done.ok,
+            summary: done.summary,
+            duration_ms: start.elapsed().as_millis() as u64,
+            observed: done.observed,
+            failure: done.failure,
+        }
+    }
+
+    /// Where an accepted host key goes: the inventory's known_hosts, else the user's.
+    pub fn known_hosts_file(&self) -> String {
+        self.inv
+            .ssh
+            .as_ref()
+            .and_then(|s| s.known_hosts.clone())
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| {
+                std::env::var("HOME")
+                    .map(|h| format!("{h}/.ssh/known_hosts"))
+                    .unwrap_or_else(|_| "~/.ssh/known_hosts".into())
+            })
+    }
+
+    async fn run(&self, spec: &ActionSpec) -> DResult<Done> {
+        match spec {
+            ActionSpec::Probe { nodes, lb, tokens } => self.probe(nodes, *lb, tokens).await,
+            ActionSpec::LbDrain { node, timeout_secs } => self.lb_drain(node, *timeout_secs).await,
+            ActionSpec::LbReady { node, timeout_secs } => self.lb_ready(node, *timeout_secs).await,
+            ActionSpec::SetProvider { node, provider } => self.set_provider(node, provider).await,
+            ActionSpec::CreateKeypair { node, keygen } => self.create_keypair(node, *keygen).await,
+            ActionSpec::CreateSharedKeypair {
+                origin,
+                nodes,
+                keygen,
+            } => self.create_shared_keypair(origin, nodes, *keygen).await,
+            ActionSpec::InstallKeys { node } => self.install_keys(node).await,
+            ActionSpec::DistributePublicKeys { node, from } => self.distribute(node, from).await,
+            ActionSpec::Restart { node, timeout_secs } => self.restart(node, *timeout_secs).await,
+            ActionSpec::IssueToken { node, expect } => {
+                let t = self.token_check(node).await;
+                let mut obs = Observation::default();
+                obs.tokens.insert(node.clone(), t.clone());
+                if t.format.as_str() == expect && t.validated() {
+                    Ok(Done::ok(format!("{node}: {}", t.short()), obs))
+                } else {
+                    Ok(Done::fail(
+                        format!("{node}: expected a {expect} token that validates, got {}", t.short()),
+                        format!("{node} stays out of the pool. Read its keystone log; fix and resume, or set its provider back and restart it"),
+                    )
+                    .with(obs))
+                }
+            }
+            ActionSpec::ValidateMatrix { nodes, expect } => self.matrix(nodes, expect).await,
+            ActionSpec::ListTrusts { node } => self.list_trusts(node).await,
+            ActionSpec::Wait { secs } => {
+                tokio::time::sleep(Duration::from_secs(*secs)).await;
+                Ok(Done::ok(format!("waited {secs}s"), Observation::default()))
+            }
+            ActionSpec::Shell {
+                node,
+                command,
+                expect_status,
+                sudo,
+                timeout_secs,
+            } => {
+                let n = self.node(node)?;
+                let t = self.node_transport(node).await?;
+                let out = t
+                    .exec(
+                        command,
+                        ExecOpts {
+                            stdin: None,
+                            timeout: Duration::from_secs(*timeout_secs),
+                            sudo: *sudo || n.sudo,
+                        },
+                    )
+                    .await?;
+                if out.status == *expect_status {
+                    Ok(Done::ok(format!("{node}: exit {}", out.status), Observation::default()))
+                } else {
+                    Ok(Done::fail(
+                        format!("{node}: exit {} (expected {expect_status}): {}", out.status, out.last_line()),
+                        "read the command's output on the node, fix, then resume",
+                    ))
+                }
+            }
+            ActionSpec::AcceptHostKey {
+                host,
+                port,
+                key_openssh,
+                known_hosts,
+            } => {
+                crate::transport::ssh::accept_host_key(Path::new(known_hosts), host, *port, key_openssh)
+                    .map_err(|e| DriverError::new(format!("cannot append to {known_hosts}: {e}"), "check the file's permissions"))?;
+                // Forget any failed connection so the next use reconnects with the new key.
+                self.conns.lock().await.clear();
+                Ok(Done::ok(format!("added {host}:{port} to {known_hosts}"), Observation::default()))
+            }
+        }
+    }
+
+    // ----- probes -----
+
+    /// Read nodes, load balancers and direct tokens, concurrently.
+    pub async fn probe(&self, nodes: &[String], lb: bool, tokens: &[String]) -> DResult<Done> {
+        let facts = futures::future::join_all(nodes.iter().map(|n| async move {
+            let f = match self.node_facts(n).await {
+                Ok(f) => f,
+                Err(e) => NodeFacts {
+                    error: Some(e.msg),
+                    ..Default::default()
+                },
+            };
+            (n.clone(), f)
+        }));
+        let lbs = async {
+            if lb {
+                Some(self.read_lbs().await)
+            } else {
+                None
+            }
+        };
+        let toks = futures::future::join_all(tokens.iter().map(|n| async move { (n.clone(), self.token_check(n).await) }));
+        let (facts, lbs, toks) = tokio::join!(facts, lbs, toks);
+        let mut obs = Observation::default();
+        let mut unknown_host: Option<DriverError> = None;
+        for (n, f) in facts {
+            obs.nodes.insert(n, f);
+        }
+        if let Some((rows, errors)) = lbs {
+            obs.lb = Some(rows);
+            obs.lb_errors = errors;
+        }
+        for (n, t) in toks {
+            obs.tokens.insert(n, t);
+        }
+        // An unknown host key must reach the operator as a hard stop, not as a fact.
+        for n in nodes {
+            if let Some(f) = obs.nodes.get(n)
+                && f.error.as_deref().is_some_and(|e| e.contains("not in known_hosts"))
+                && let Err(e) = self.node_transport(n).await
+                && matches!(e.transport, Some(TransportError::HostKeyUnknown { .. }))
+            {
+                unknown_host = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = unknown_host {
+            return Err(e);
+        }
+        let errors: Vec<String> = obs
+            .nodes
+            .iter()
+            .filter_map(|(n, f)| f.error.as_ref().map(|e| format!("{n}: {e}")))
+            .collect();
+        let mut parts = Vec::new();
+        if !nodes.is_empty() {
+            parts.push(format!("{} nodes read", nodes.len() - errors.len()));
+        }
+        if let Some(rows) = &obs.lb {
+            parts.push(format!("{} lb rows", rows.len()));
+        }
+        if !tokens.is_empty() {
+            parts.push(format!(
+                "tokens: {}",
+                obs.tokens.iter().map(|(n, t)| format!("{n} {}", t.format.as_str())).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !errors.is_empty() || !obs.lb_errors.is_empty() {
+            parts.push(format!(
+                "problems: {}",
+                errors.iter().chain(obs.lb_errors.iter()).cloned().collect::<Vec<_>>().join("; ")
+            ));
+        }
+        Ok(Done::ok(parts.join("; "), obs))
+    }
+
+    pub async fn node_facts(&self, name: &str) -> DResult<NodeFacts> {
+        let n = self.node(name)?;
+        let conf_path = n.keystone_conf.display().to_string();
+        let out = self
+            .exec(name, &format!("cat -- {}", shell_quote(&conf_path)), Duration::from_secs(20))
+            .await?;
+        if out.status != 0 {
+            return Err(DriverError::new(
+                format!("{name}: cannot read {conf_path}: {}", out.last_line()),
+                format!("check keystone_conf for {name} in the inventory (and sudo: true if it needs root)"),
+            ));
+        }
+        let conf = out.stdout_str();
+        let s = keystone_conf::token_settings(&conf);
+        let path_or = |o: &Option<std::path::PathBuf>, d: &str| o.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| d.to_string());
+        let fernet = path_or(&n.fernet_repo, &s.fernet_repo);
+        let private = path_or(&n.jws_private_repo, &s.jws_private_repo);
+        let public = path_or(&n.jws_public_repo, &s.jws_public_repo);
+        let script = keystone::facts_script(&fernet, &private, &public);
+        let (up, detail) = keystone::service_up(&self.http, &n.keystone_url).await;
+        let out = self.exec(name, &script, Duration::from_secs(30)).await?;
+        if out.status != 0 {
+            return Err(DriverError::new(
+                format!("{name}: reading key repositories failed: {}", out.last_line()),
+                "check permissions on the key repositories (sudo: true in the inventory if needed)",
+            ));
+        }
+        let mut f = keystone::parse_facts(&out.stdout_str(), &fernet, &private, &public);
+        f.provider = Some(s.provider);
+        f.expiration = s.expiration;
+        f.allow_expired_window = s.allow_expired_window;
+        f.receipts_repo = s.receipts_repo;
+        f.service_up = up;
+        f.service_detail = detail;
+        Ok(f)
+    }
+
+    /// Read every load-balancer instance: rows for every node, and the instances that failed.
+    pub async fn read_lbs(&self) -> (Vec<LbServer>, Vec<String>) {
+        let results = futures::future::join_all(self.inv.load_balancers.iter().map(|lb| self.read_lb(lb))).await;
+        let mut rows = Vec::new();
+        let mut errors = Vec::new();
+        for r in results {
+            match r {
+                Ok(mut v) => rows.append(&mut v),
+                Err(e) => errors.push(e.msg),
+            }
+        }
+        (rows, errors)
+    }
+
+    fn lb_servers(&self, lb: &LoadBalancer) -> Vec<(String, String)> {
+        self.inv.nodes.iter().map(|n| (n.name.clone(), lb.server_for(&n.name))).collect()
+    }
+
+    pub async fn lb_request(&self, lb: &LoadBalancer, cmd: &str) -> DResult<String> {
+        let timeout = Duration::from_secs(10);
+        let answer = if let Some(addr) = &lb.address {
+            keystone::tcp_request(addr, cmd, timeout)
+                .await
+                .map_err(|e| DriverError::new(format!("{}: {e}", lb.name), format!("check that {addr} is HAProxy's admin socket (stats socket ... level admin)")))?
+        } else {
+            let reach = lb.reach.clone().unwrap_or(Reach::Local);
+            let key = match &reach {
+                Reach::Local => "local".to_string(),
+                Reach::Ssh(t) => format!("ssh:{}", t.host()),
+            };
+            let t = self.reach(&key, &reach).await?;
+            let socket = lb.socket.clone().unwrap_or_default();
+            t.socket_request(&socket, cmd, lb.sudo, timeout).await.map_err(|e| {
+                let mut d = DriverError::from(e);
+                d.msg = format!("{}: {}", lb.name, d.msg);
+                d.next = format!(
+                    "check that {} exists and is HAProxy's admin socket (stats socket ... level admin){}",
+                    socket.display(),
+                    if lb.sudo { "" } else { "; set sudo: true if it needs root" }
+                );
+                d
+            })?
+        };
+        Ok(answer)
+    }
+
+    async fn read_lb(&self, lb: &LoadBalancer) -> DResult<Vec<LbServer>> {
+        let state = self.lb_request(lb, &format!("show servers state {}", lb.backend)).await?;
+        let state = haproxy::parse_servers_state(&state).map_err(|e| DriverError::new(format!("{}: {e}", lb.name), "check the backend name in the inventory"))?;
+        let stat = self.lb_request(lb, "show stat").await?;
+        let stat = haproxy::parse_stat(&stat).map_err(|e| DriverError::new(format!("{}: {e}", lb.name), "check the admin socket's level (admin)"))?;
+        haproxy::rows(&lb.name, &lb.backend, &self.lb_servers(lb), &state, &stat)
+            .map_err(|e| DriverError::new(e, "fix the server names in the inventory (load_balancers[].servers)"))
+    }
+
+    async fn set_lb_state(&self, node: &str, state: &str) -> DResult<()> {
+        for lb in &self.inv.load_balancers {
+            let answer = self
+                .lb_request(lb, &haproxy::set_state(&lb.backend, &lb.server_for(node), state))
+                .await?;
+            if !answer.trim().is_empty() {
+                return Err(DriverError::new(
+                    format!("{}: `set server {}/{} state {state}` answered: {}", lb.name, lb.backend, lb.server_for(node), answer.trim()),
+                    "check the backend and server names in the inventory",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn lb_drain(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
+        if self.inv.load_balancers.is_empty() {
+            return Ok(Done::ok("no load balancers in the inventory", Observation::default()));
+        }
+        self.set_lb_state(node, "drain").await?;
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        let mut forced = false;
+        loop {
+            let (rows, errors) = self.read_lbs().await;
+            if !errors.is_empty() {
+                return Err(DriverError::new(errors.join("; "), "check the admin sockets, then resume"));
+            }
+            let sessions: u64 = rows.iter().filter(|r| r.node == node).map(|r| r.sessions).sum();
+            if sessions == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                forced = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.set_lb_state(node, "maint").await?;
+        let (rows, errors) = self.read_lbs().await;
+        let mine: Vec<&LbServer> = rows.iter().filter(|r| r.node == node).collect();
+        let obs = Observation {
+            lb: Some(rows.clone()),
+            lb_errors: errors.clone(),
+            ..Default::default()
+        };
+        if !errors.is_empty() || mine.iter().any(|r| !r.out_of_pool()) {
+            return Ok(Done::fail(
+                format!("{node}: maint did not take on every instance: {}", mine.iter().map(|r| format!("{} {}", r.lb, r.status)).chain(errors).collect::<Vec<_>>().join(", ")),
+                "check each HAProxy instance (show servers state), then resume",
+            )
+            .with(obs));
+        }
+        Ok(Done::ok(
+            format!(
+                "{node} in maint on {} load balancer(s){}",
+                mine.len(),
+                if forced { format!(" (sessions did not reach 0 within {timeout_secs}s; forced)") } else { ", sessions drained to 0".into() }
+            ),
+            obs,
+        ))
+    }
+
+    async fn lb_ready(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
+        if self.inv.load_balancers.is_empty() {
+            return Ok(Done::ok("no load balancers in the inventory", Observation::default()));
+        }
+        self.set_lb_state(node, "ready").await?;
+        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        loop {
+            let (rows, errors) = self.read_lbs().await;
+            let mine: Vec<&LbServer> = rows.iter().filter(|r| r.node == node).collect();
+            let all_up = errors.is_empty() && !mine.is_empty() && mine.iter().all(|r| r.in_pool());
+            if all_up || Instant::now() >= deadline {
+                let summary = mine.iter().map(|r| format!("{} {}", r.lb, r.status)).collect::<Vec<_>>().join(", ");
+                let obs = Observation {
+                    lb: Some(rows.clone()),
+                    lb_errors: errors.clone(),
+                    ..Default::default()
+                };
+                return Ok(if all_up {
+                    Done::ok(format!("{node} ready and UP: {summary}"), obs)
+                } else {
+                    Done::fail(
+                        format!("{node} not UP everywhere after {timeout_secs}s: {summary}{}", if errors.is_empty() { String::new() } else { format!("; {}", errors.join("; ")) }),
+                        format!("{node}'s health check fails: check GET /v3 on it and its keystone log; to take it out again, resume after fixing (or set it to maint by hand)"),
+                    )
+                    .with(obs)
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    // ----- keystone.conf -----
+
+    async fn set_provider(&self, node: &str, provider: &str) -> DResult<Done> {
+        let n = self.node(node)?;
+        let t = self.node_transport(node).await?;
+        let conf = n.keystone_conf.clone();
+        let text = String::from_utf8(t.read_file(&conf, n.sudo).await?)
+            .map_err(|_| DriverError::new(format!("{node}: {} is not UTF-8", conf.display()), "check the file"))?;
+        let before = keystone_conf::get(&text, "token", "provider").unwrap_or_else(|| "fernet".into());
+        let mut obs = Observation::default();
+        obs.flipped.insert(node.to_string(), provider.to_string());
+        let new = keystone_conf::set_provider(&text, provider);
+        if new == text {
+            return Ok(Done::ok(format!("{node}: [token] provider already {provider}"), obs));
+        }
+        let c = shell_quote(&conf.display().to_string());
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let out = self
+            .exec(node, &format!("cp -p -- {c} {c}.cutover-{stamp} && stat -c '%a %U %G' -- {c}"), Duration::from_secs(20))
+            .await?;
+        if out.status != 0 {
+            return Err(DriverError::new(format!("{node}: cannot back up {}: {}", conf.display(), out.last_line()), "check permissions (sudo: true in the inventory?)"));
+        }
+        let st = out.stdout_str();
+        let f: Vec<&str> = st.split_whitespace().collect();
+        let mode = f.first().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o640);
+        let owner = (f.get(1).copied().unwrap_or("root"), f.get(2).copied().unwrap_or("root"));
+        t.write_file(&conf, new.as_bytes(), mode, Some(owner), n.sudo).await?;
+        // Read back: what is on disk is what counts.
+        let check = String::from_utf8_lossy(&t.read_file(&conf, n.sudo).await?).into_owned();
+        let now = keystone_conf::get(&check, "token", "provider");
+        if now.as_deref() != Some(provider) {
+            return Err(DriverError::new(format!("{node}: wrote {} but it reads provider = {:?}", conf.display(), now), "inspect the file; the backup is beside it"));
+        }
+        Ok(Done::ok(format!("{node}: [token] provider {before} → {provider} (backup {}.cutover-{stamp})", conf.display()), obs))
+    }
+
+    // ----- service -----
+
+    async fn restart(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
+        let n = self.node(node)?;
+        let out = self.exec(node, &n.restart, Duration::from_secs(timeout_secs.max(10))).await?;
+        if out.status != 0 {
+            let tail = self.log_tail(node).await;
+            return Ok(Done::fail(
+                format!("{node}: `{}` exited {}: {}{tail}", n.restart, out.status, out.last_line()),
+                format!("{node} is out of the pool; fix the restart (keystone log on {node}), then resume"),
+            ));
+        }
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(timeout_secs);
+        loop {
+            let (up, detail) = keystone::service_up(&self.http, &n.keystone_url).await;
+            if up {
+                let mut obs = Observation::default();
+                obs.restarted.push(node.to_string());
+                return Ok(Done::ok(format!("{node}: restarted, GET /v3 answers after {:.1}s", start.elapsed().as_secs_f64()), obs));
+            }
+            if Instant::now() >= deadline {
+                let tail = self.log_tail(node).await;
+                return Ok(Done::fail(
+                    format!("{node}: keystone did not answer GET /v3 within {timeout_secs}s after restart ({detail}){tail}"),
+                    format!("{node} is out of the pool, nothing else changed. Fix the cause (see the log line), resume to retry; or roll it back: set [token] provider back and restart it"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn log_tail(&self, node: &str) -> String {
+        let Ok(n) = self.node(node) else {
+            return String::new();
+        };
+        let Some(log) = &n.log_file else {
+            return String::new();
+        };
+        match self
+            .exec(node, &format!("tail -n 40 -- {} | grep -E 'CRITICAL|ERROR' | tail -n 1", shell_quote(&log.display().to_string())), Duration::from_secs(10))
+            .await
+        {
+            Ok(o) if !o.stdout_str().trim().is_empty() => format!(" — log: {}", o.stdout_str().trim()),
+            _ => String::new(),
+        }
+    }
+
+    // ----- tokens -----
+
+    /// Issue a token directly at the node and validate it there. Only its shape survives.
+    pub async fn token_check(&self, node: &str) -> TokenCheck {
+        let url = match self.node(node) {
+            Ok(n) => n.keystone_url.clone(),
+            Err(e) => {
+                return TokenCheck {
+                    node: node.into(),
+                    error: Some(e.msg),
+                    ..Default::default()
+                };
+            }
+        };
+        match self.creds() {
+            Ok(c) => keystone::issue_and_validate(&self.http, node, &url, c).await,
+            Err(e) => TokenCheck {
+                node: node.into(),
+                error: Some(e.msg),
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn matrix(&self, nodes: &[String], expect: &str) -> DResult<Done> {
+        let c = self.creds()?;
+        let urls: Vec<String> = nodes.iter().map(|n| self.node(n).map(|x| x.keystone_url.clone())).collect::<DResult<_>>()?;
+        let m = keystone::matrix(&self.http, nodes, &urls, c).await;
+        let ok = m.all_ok() && m.formats.iter().all(|f| f.as_str() == expect);
+        let n = nodes.len();
+        let good = m.cells.iter().flatten().filter(|c| **c == Some(200)).count();
+        let obs = Observation {
+            matrix: Some(m.clone()),
+            ..Default::default()
+        };
+        if ok {
+            Ok(Done::ok(format!("{good}/{} validations green, every token {expect}", n * n), obs))
+        } else {
+            Ok(Done::fail(
+                format!("validation matrix: {good}/{} green; formats {}", n * n, m.formats.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")),
+                "a node that refuses another's tokens lacks its public key or runs another provider: check keys and providers, then resume",
+            )
+            .with(obs))
+        }
+    }
+
+    async fn list_trusts(&self, node: &str) -> DResult<Done> {
+        let c = self.creds()?;
+        let url = self.node(node)?.keystone_url.clone();
+        let t = keystone::list_trusts(&self.http, &url, c)
+            .await
+            .map_err(|e| DriverError::new(format!("{node}: listing trusts failed: {e}"), "check the credentials (admin) and that the node answers"))?;
+        let summary = format!(
+            "{} trust(s); tokens issued before a node flips die on that node: consumers that cached a token must re-authenticate",
+            t.count
+        );
+        Ok(Done::ok(summary, Observation { trusts: Some(t), ..Default::default() }))
+    }
+
+    // ----- JWS keys -----
+
+    fn repos(&self, facts: &NodeFacts) -> (String, String) {
+        (facts.jws.private_repo.clone(), facts.jws.public_repo.clone())
+    }
+
+    async fn create_keypair(&self, node: &str, keygen: crate::inventory::KeyGen) -> DResult<Done> {
+        let facts = self.node_facts(node).await?;
+        let (private, _) = self.repos(&facts);
+        let staging = keystone::staging_dir(&private);
+        let fp = match keygen {
+            crate::inventory::KeyGen::KeystoneManage => {
+                let n = self.node(node)?;
+                let script = keystone::keystone_manage_script(&staging, &n.keystone_conf.display().to_string());
+                let out = self.exec(node, &script, Duration::from_secs(120)).await?;
+                if out.status != 0 {
+                    return Err(DriverError::new(
+                        format!("{node}: keystone-manage create_jws_keypair failed: {}", out.last_line()),
+                        format!("run `keystone-manage create_jws_keypair` by hand on {node} to see why (or set keygen: native for {node})"),
+                    ));
+                }
+                keys::public_fingerprint(&out.stdout_str()).map_err(|e| DriverError::new(format!("{node}: {e}"), "check keystone-manage's output"))?
+            }
+            crate::inventory::KeyGen::Native => {
+                let (private_pem, public_pem) = keys::generate_es256().map_err(|e| DriverError::new(e, ""))?;
+                self.stage(node, &staging, &private_pem.0, &public_pem).await?;
+                keys::public_fingerprint(&public_pem).map_err(|e| DriverError::new(e, ""))?
+            }
+        };
+        let mut obs = Observation::default();
+        obs.keys.insert(node.to_string(), fp.clone());
+        Ok(Done::ok(format!("{node}: keypair staged in {staging} ({})", crate::engine::gates::short_fp(&fp)), obs))
+    }
+
+    async fn stage(&self, node: &str, staging: &str, private_pem: &[u8], public_pem: &str) -> DResult<()> {
+        let n = self.node(node)?;
+        let t = self.node_transport(node).await?;
+        let out = self.exec(node, &format!("umask 077 && mkdir -p -- {}", shell_quote(staging)), Duration::from_secs(20)).await?;
+        if out.status != 0 {
+            return Err(DriverError::new(format!("{node}: cannot create {staging}: {}", out.last_line()), "check permissions (sudo: true?)"));
+        }
+        t.write_file(&Path::new(staging).join("private.pem"), private_pem, 0o600, None, n.sudo).await?;
+        t.write_file(&Path::new(staging).join("public.pem"), public_pem.as_bytes(), 0o644, None, n.sudo).await?;
+        Ok(())
+    }
+
+    async fn create_shared_keypair(&self, origin: &str, nodes: &[String], keygen: crate::inventory::KeyGen) -> DResult<Done> {
+        let (private_pem, public_pem) = match keygen {
+            crate::inventory::KeyGen::Native => {
+                let (p, q) = keys::generate_es256().map_err(|e| DriverError::new(e, ""))?;
+                (p, q)
+            }
+            crate::inventory::KeyGen::KeystoneManage => {
+                let facts = self.node_facts(origin).await?;
+                let staging = keystone::staging_dir(&facts.jws.private_repo);
+                let n = self.node(origin)?;
+                let out = self
+                    .exec(origin, &keystone::keystone_manage_script(&staging, &n.keystone_conf.display().to_string()), Duration::from_secs(120))
+                    .await?;
+                if out.status != 0 {
+                    return Err(DriverError::new(format!("{origin}: keystone-manage create_jws_keypair failed: {}", out.last_line()), format!("run it by hand on {origin} to see why")));
+                }
+                let public = out.stdout_str();
+                let t = self.node_transport(origin).await?;
+                let private = t.read_file(&Path::new(&staging).join("private.pem"), n.sudo).await?;
+                (keys::zeroize_string::Secret(private), public)
+            }
+        };
+        let fp = keys::public_fingerprint(&public_pem).map_err(|e| DriverError::new(e, ""))?;
+        let mut obs = Observation::default();
+        for node in nodes {
+            let facts = self.node_facts(node).await?;
+            let staging = keystone::staging_dir(&facts.jws.private_repo);
+            self.stage(node, &staging, &private_pem.0, &public_pem).await?;
+            obs.keys.insert(node.clone(), fp.clone());
+        }
+        Ok(Done::ok(format!("one keypair ({}) staged on {}", crate::engine::gates::short_fp(&fp), nodes.join(", ")), obs))
+    }
+
+    async fn install_keys(&self, node: &str) -> DResult<Done> {
+        let n = self.node(node)?;
+        let facts = self.node_facts(node).await?;
+        let (private, public) = self.repos(&facts);
+        let staging = keystone::staging_dir(&private);
+        let script = keystone::install_script(&staging, &private, &public, node, &n.keystone_user, &n.keystone_group);
+        let out = self.exec(node, &script, Duration::from_secs(60)).await?;
+        if out.status != 0 {
+            return Err(DriverError::new(
+                format!("{node}: installing the JWS keys failed: {}", out.last_line()),
+                "check that the staging directory still holds the keypair (re-run the keys step) and the repositories are writable",
+            ));
+        }
+        let after = self.node_facts(node).await?;
+        let fp = after.jws.private_fingerprint.clone().ok_or_else(|| DriverError::new(format!("{node}: private.pem installed but unreadable as a key"), "inspect the private repository"))?;
+        let mut obs = Observation::default();
+        obs.keys.insert(node.to_string(), fp.clone());
+        obs.nodes.insert(node.to_string(), after);
+        Ok(Done::ok(format!("{node}: private.pem (0600, {}) and {node}.pem installed ({})", n.keystone_user, crate::engine::gates::short_fp(&fp)), obs))
+    }
+
+    async fn distribute(&self, node: &str, from: &[String]) -> DResult<Done> {
+        let n = self.node(node)?;
+        let facts = self.node_facts(node).await?;
+        let t = self.node_transport(node).await?;
+        let mut copied = Vec::new();
+        for m in from {
+            let mf = self.node_facts(m).await?;
+            let src = Path::new(&mf.jws.public_repo).join(format!("{m}.pem"));
+            let mt = self.node_transport(m).await?;
+            let pem = mt.read_file(&src, self.node(m)?.sudo).await.map_err(|e| {
+                DriverError::new(format!("{m}: cannot read its public key {}: {e}", src.display()), format!("install {m}'s keys first (keys step), then resume"))
+            })?;
+            let text = String::from_utf8_lossy(&pem).into_owned();
+            keys::public_fingerprint(&text).map_err(|e| DriverError::new(format!("{m}: {} is not a public key: {e}", src.display()), "re-run the keys step"))?;
+            t.write_file(&Path::new(&facts.jws.public_repo).join(format!("{m}.pem")), &pem, 0o644, Some((&n.keystone_user, &n.keystone_group)), n.sudo)
+                .await?;
+            copied.push(m.clone());
+        }
+        let after = self.node_facts(node).await?;
+        let count = after.jws.public.len();
+        let mut obs = Observation::default();
+        obs.nodes.insert(node.to_string(), after);
+        Ok(Done::ok(format!("{node}: public keys of {} installed ({count} keys in its public repository)", copied.join(", ")), obs))
+    }
+}
+
+/// The probe every `probe` subcommand and resume uses: every node, every LB, every direct token.
+pub async fn full_probe(fleet: &Fleet, tokens: bool) -> DResult<Observation> {
+    let nodes = fleet.inv.node_names();
+    let toks = if tokens { nodes.clone() } else { vec![] };
+    let lb = !fleet.inv.load_balancers.is_empty();
+    fleet.probe(&nodes, lb, &toks).await.map(|d| d.observed)
+}
+
+#[allow(dead_code)]
+fn _assert_send(f: &Fleet) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(f.execute(0, 0, &ActionSpec::Wait { secs: 0 }));
+    let _ = BTreeMap::<String, String>::new();
+}

@@ -1,0 +1,386 @@
+//! Keystone over HTTP (directly at a node, never through the load balancer) and the shell
+//! snippets that read and install key material on a node.
+
+use super::keys;
+use crate::engine::facts::*;
+use crate::inventory::credentials::AuthCredentials;
+use crate::transport::shell_quote;
+use base64::Engine;
+use std::time::{Duration, Instant};
+
+/// GET /v3 at the node's own URL.
+pub async fn service_up(http: &reqwest::Client, url: &str) -> (bool, String) {
+    let u = format!("{}/v3", url.trim_end_matches('/'));
+    match http.get(&u).timeout(Duration::from_secs(5)).send().await {
+        Ok(r) if r.status().is_success() => (true, format!("GET /v3 {}", r.status().as_u16())),
+        Ok(r) => (false, format!("GET /v3 answered {}", r.status().as_u16())),
+        Err(e) => (false, format!("GET {u}: {}", short_err(&e))),
+    }
+}
+
+fn short_err(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "connection refused".into()
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else {
+        e.to_string()
+    }
+}
+
+fn domain(v: &str) -> serde_json::Value {
+    if v == "default" {
+        serde_json::json!({ "id": v })
+    } else {
+        serde_json::json!({ "name": v })
+    }
+}
+
+fn auth_body(c: &AuthCredentials) -> serde_json::Value {
+    serde_json::json!({
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": { "user": { "name": c.username, "domain": domain(&c.user_domain), "password": c.password } }
+            },
+            "scope": { "project": { "name": c.project_name, "domain": domain(&c.project_domain) } }
+        }
+    })
+}
+
+/// POST /v3/auth/tokens; the token string is returned to the caller, who must drop it.
+async fn issue(http: &reqwest::Client, url: &str, c: &AuthCredentials) -> Result<(u16, Option<String>), String> {
+    let r = http
+        .post(format!("{}/v3/auth/tokens", url.trim_end_matches('/')))
+        .json(&auth_body(c))
+        .send()
+        .await
+        .map_err(|e| short_err(&e))?;
+    let status = r.status().as_u16();
+    let token = r
+        .headers()
+        .get("X-Subject-Token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((status, token))
+}
+
+async fn validate(http: &reqwest::Client, url: &str, auth: &str, subject: &str) -> Result<u16, String> {
+    let r = http
+        .get(format!("{}/v3/auth/tokens", url.trim_end_matches('/')))
+        .header("X-Auth-Token", auth)
+        .header("X-Subject-Token", subject)
+        .send()
+        .await
+        .map_err(|e| short_err(&e))?;
+    Ok(r.status().as_u16())
+}
+
+/// The JWS header's `alg`, or None for anything that is not a JWS.
+pub fn jws_alg(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("alg").and_then(|a| a.as_str()).map(str::to_string)
+}
+
+fn shape(node: &str, token: &str) -> TokenCheck {
+    let format = TokenFormat::of(token);
+    TokenCheck {
+        node: node.into(),
+        format,
+        alg: if format == TokenFormat::Jws { jws_alg(token) } else { None },
+        length: token.len(),
+        ..Default::default()
+    }
+}
+
+/// Issue a token at the node and validate it on the same node (as both auth and subject).
+pub async fn issue_and_validate(http: &reqwest::Client, node: &str, url: &str, c: &AuthCredentials) -> TokenCheck {
+    let start = Instant::now();
+    let (status, token) = match issue(http, url, c).await {
+        Ok(x) => x,
+        Err(e) => {
+            return TokenCheck {
+                node: node.into(),
+                latency_ms: start.elapsed().as_millis() as u64,
+                error: Some(format!("POST /v3/auth/tokens at {url}: {e}")),
+                ..Default::default()
+            };
+        }
+    };
+    let latency_ms = start.elapsed().as_millis() as u64;
+    let Some(token) = token.filter(|_| status == 201) else {
+        return TokenCheck {
+            node: node.into(),
+            issue_status: status,
+            latency_ms,
+            error: Some(format!(
+                "POST /v3/auth/tokens answered {status}{}",
+                if status == 401 { " (credentials refused: check the cloud's user and password)" } else { "" }
+            )),
+            ..Default::default()
+        };
+    };
+    let mut t = shape(node, &token);
+    t.issue_status = status;
+    t.latency_ms = latency_ms;
+    match validate(http, url, &token, &token).await {
+        Ok(s) => t.validate_status = Some(s),
+        Err(e) => t.error = Some(format!("validate: {e}")),
+    }
+    drop(token);
+    t
+}
+
+/// Issue at every node, validate each token at every node (with that node's own token as auth).
+pub async fn matrix(http: &reqwest::Client, nodes: &[String], urls: &[String], c: &AuthCredentials) -> Matrix {
+    let issued = futures::future::join_all(urls.iter().map(|u| issue(http, u, c))).await;
+    let tokens: Vec<Option<String>> = issued
+        .into_iter()
+        .map(|r| r.ok().and_then(|(s, t)| t.filter(|_| s == 201)))
+        .collect();
+    let formats = tokens
+        .iter()
+        .map(|t| t.as_deref().map(TokenFormat::of).unwrap_or(TokenFormat::None))
+        .collect();
+    let mut cells = Vec::new();
+    for subject in &tokens {
+        let mut row = Vec::new();
+        for (j, url) in urls.iter().enumerate() {
+            let cell = match (subject, &tokens[j]) {
+                (Some(s), Some(auth)) => validate(http, url, auth, s).await.ok(),
+                _ => None,
+            };
+            row.push(cell);
+        }
+        cells.push(row);
+    }
+    Matrix {
+        nodes: nodes.to_vec(),
+        formats,
+        cells,
+    }
+}
+
+pub async fn list_trusts(http: &reqwest::Client, url: &str, c: &AuthCredentials) -> Result<TrustSummary, String> {
+    let (status, token) = issue(http, url, c).await?;
+    let token = token.filter(|_| status == 201).ok_or_else(|| format!("token issue answered {status}"))?;
+    let r = http
+        .get(format!("{}/v3/OS-TRUST/trusts", url.trim_end_matches('/')))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .map_err(|e| short_err(&e))?;
+    drop(token);
+    if !r.status().is_success() {
+        return Err(format!("GET /v3/OS-TRUST/trusts answered {}", r.status().as_u16()));
+    }
+    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+    let s = |x: &serde_json::Value, k: &str| x.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let trusts: Vec<TrustInfo> = v
+        .get("trusts")
+        .and_then(|t| t.as_array())
+        .map(|a| {
+            a.iter()
+                .map(|t| TrustInfo {
+                    id: s(t, "id").unwrap_or_default(),
+                    trustor: s(t, "trustor_user_id").unwrap_or_default(),
+                    trustee: s(t, "trustee_user_id").unwrap_or_default(),
+                    project: s(t, "project_id"),
+                    impersonation: t.get("impersonation").and_then(|b| b.as_bool()).unwrap_or(false),
+                    expires_at: s(t, "expires_at"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(TrustSummary {
+        count: trusts.len(),
+        trusts,
+    })
+}
+
+/// One request line to an HAProxy admin socket over TCP (`stats socket ipv4@...`).
+pub async fn tcp_request(addr: &str, cmd: &str, timeout: Duration) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let run = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        s.write_all(format!("{cmd}\n").as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.map_err(|e| e.to_string())?;
+        Ok(out)
+    };
+    tokio::time::timeout(timeout, run).await.map_err(|_| format!("{addr} did not answer within {}s", timeout.as_secs()))?
+}
+
+// ----- shell snippets run on a node -----
+
+/// Where keypairs wait between creation and installation: beside the private repository (same
+/// filesystem, so the install is a rename), mode 0700.
+pub fn staging_dir(private_repo: &str) -> String {
+    let p = std::path::Path::new(private_repo.trim_end_matches('/'));
+    let parent = p.parent().map(|x| x.display().to_string()).unwrap_or_else(|| "/tmp".into());
+    format!("{parent}/.cutover-staging")
+}
+
+/// One round trip: Fernet key digests, private.pem's mode/owner and public half, public keys.
+/// Key material stays on the node: only digests and public keys come back.
+pub fn facts_script(fernet: &str, private: &str, public: &str) -> String {
+    format!(
+        r#"f={f}; p={p}; u={u}
+echo '==fernet'
+if [ -d "$f" ]; then for k in "$f"/*; do [ -f "$k" ] && sha256sum -- "$k"; done; else echo MISSING; fi
+echo '==private'
+if [ -f "$p/private.pem" ]; then stat -c '%a %U:%G' -- "$p/private.pem"; openssl pkey -in "$p/private.pem" -pubout 2>/dev/null || echo UNREADABLE; else echo MISSING; fi
+echo '==public'
+if [ -d "$u" ]; then for k in "$u"/*; do [ -f "$k" ] && {{ echo "==file ${{k##*/}}"; cat -- "$k"; }}; done; else echo MISSING; fi
+echo '==end'
+"#,
+        f = shell_quote(fernet),
+        p = shell_quote(private),
+        u = shell_quote(public)
+    )
+}
+
+pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> NodeFacts {
+    let mut f = NodeFacts {
+        fernet: FernetFacts {
+            repo: fernet.into(),
+            ..Default::default()
+        },
+        jws: JwsFacts {
+            private_repo: private.into(),
+            public_repo: public.into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut section = "";
+    let mut digests = Vec::new();
+    let mut private_lines: Vec<&str> = Vec::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for line in out.lines() {
+        match line {
+            "==fernet" | "==private" | "==public" | "==end" => {
+                section = line;
+                continue;
+            }
+            _ => {}
+        }
+        match section {
+            "==fernet" => {
+                if line == "MISSING" {
+                    continue;
+                }
+                f.fernet.present = true;
+                if let Some((digest, path)) = line.split_once("  ") {
+                    let name = path.rsplit('/').next().unwrap_or(path).to_string();
+                    digests.push((name, digest.to_string()));
+                }
+            }
+            "==private" => private_lines.push(line),
+            "==public" => {
+                if line == "MISSING" {
+                    continue;
+                }
+                if let Some(name) = line.strip_prefix("==file ") {
+                    files.push((name.to_string(), String::new()));
+                } else if let Some(last) = files.last_mut() {
+                    last.1.push_str(line);
+                    last.1.push('\n');
+                }
+            }
+            _ => {}
+        }
+    }
+    if f.fernet.present {
+        f.fernet.keys = digests.len();
+        if !digests.is_empty() {
+            f.fernet.fingerprint = Some(keys::fernet_repo_fingerprint(&digests));
+        }
+    }
+    if let Some(first) = private_lines.first()
+        && *first != "MISSING"
+    {
+        f.jws.private_present = true;
+        let mut it = first.split_whitespace();
+        f.jws.private_mode = it.next().map(str::to_string);
+        f.jws.private_owner = it.next().map(str::to_string);
+        let pem = private_lines[1..].join("\n");
+        f.jws.private_fingerprint = keys::public_fingerprint(&pem).ok();
+    }
+    for (name, pem) in files {
+        if let Ok(fp) = keys::public_fingerprint(&pem) {
+            f.jws.public.push(PublicKeyFact { file: name, fingerprint: fp });
+        }
+    }
+    f
+}
+
+/// keystone-manage writes private.pem and public.pem into the current directory (mode 0644):
+/// run it in the staging directory, tighten the private key, print the public key.
+pub fn keystone_manage_script(staging: &str, conf: &str) -> String {
+    format!(
+        "set -e; umask 077; mkdir -p -- {s}; chmod 700 -- {s}; cd -- {s}; rm -f private.pem public.pem; keystone-manage --config-file {c} create_jws_keypair --force >/dev/null 2>keystone-manage.err || {{ tail -n 1 keystone-manage.err >&2; exit 1; }}; rm -f keystone-manage.err; chmod 600 private.pem; cat public.pem",
+        s = shell_quote(staging),
+        c = shell_quote(conf)
+    )
+}
+
+/// Move the staged keypair into place: private.pem (0600, keystone-owned) into the private
+/// repository, the public key into the public repository as `<node>.pem`.
+pub fn install_script(staging: &str, private: &str, public: &str, node: &str, user: &str, group: &str) -> String {
+    format!(
+        r#"set -e; s={s}; p={p}; u={u}; o={o}; g={g}
+if [ ! -f "$s/private.pem" ]; then
+  if [ -f "$p/private.pem" ] && [ -f "$u/{node}.pem" ]; then echo already installed; exit 0; fi
+  echo "no staged keypair in $s" >&2; exit 1
+fi
+mkdir -p -- "$p" "$u"; chmod 700 -- "$p"; chown -- "$o:$g" "$p"; chmod 755 -- "$u"
+install -m 0600 -o "$o" -g "$g" -- "$s/private.pem" "$p/private.pem.cutover-new"
+mv -f -- "$p/private.pem.cutover-new" "$p/private.pem"
+install -m 0644 -o "$o" -g "$g" -- "$s/public.pem" "$u/{node}.pem"
+rm -f -- "$s/private.pem" "$s/public.pem"; rmdir -- "$s" 2>/dev/null || true
+"#,
+        s = shell_quote(staging),
+        p = shell_quote(private),
+        u = shell_quote(public),
+        o = shell_quote(user),
+        g = shell_quote(group),
+        node = node.replace(['/', '\'', '"', '$', '`', '\\'], "_"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_facts_output() {
+        let (_, public) = keys::generate_es256().unwrap();
+        let fp = keys::public_fingerprint(&public).unwrap();
+        let out = format!(
+            "==fernet\naaaa  /k/0\nbbbb  /k/1\n==private\n600 keystone:keystone\n{public}==public\n==file ks1.pem\n{public}==file ks2.pem\n{public}==end\n"
+        );
+        let f = parse_facts(&out, "/k", "/p", "/u");
+        assert!(f.fernet.present);
+        assert_eq!(f.fernet.keys, 2);
+        assert!(f.jws.private_present);
+        assert_eq!(f.jws.private_mode.as_deref(), Some("600"));
+        assert_eq!(f.jws.private_owner.as_deref(), Some("keystone:keystone"));
+        assert_eq!(f.jws.private_fingerprint.as_deref(), Some(fp.as_str()));
+        assert_eq!(f.jws.public.len(), 2);
+        assert!(f.jws.has_public(&fp));
+        let empty = parse_facts("==fernet\nMISSING\n==private\nMISSING\n==public\nMISSING\n==end\n", "/k", "/p", "/u");
+        assert!(!empty.fernet.present && !empty.jws.private_present && empty.jws.public.is_empty());
+    }
+
+    #[test]
+    fn jws_alg_reads_the_header() {
+        assert_eq!(jws_alg("eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.e30.sig").as_deref(), Some("ES256"));
+        assert_eq!(jws_alg("gAAAAAB"), None);
+        assert_eq!(staging_dir("/etc/keystone/jws-keys/private/"), "/etc/keystone/jws-keys/.cutover-staging");
+    }
+}

@@ -176,15 +176,15 @@ impl SshTransport {
         };
         let host = self.label();
         let timeout = opts.timeout;
-        match tokio::time::timeout(timeout, run_channel(channel, line, opts.stdin)).await {
-            Ok(Ok((status, stdout, stderr))) => Ok(ExecOutput {
+        match run_channel(channel, line, opts.stdin, timeout).await {
+            Ok(Some((status, stdout, stderr))) => Ok(ExecOutput {
                 status,
                 stdout,
                 stderr,
                 duration: start.elapsed(),
             }),
-            Ok(Err(msg)) => Err(TransportError::Io { host, msg }),
-            Err(_) => Err(TransportError::Timeout {
+            Err(msg) => Err(TransportError::Io { host, msg }),
+            Ok(None) => Err(TransportError::Timeout {
                 host,
                 what: format!("command `{}`", first_words(cmd)),
                 secs: timeout.as_secs().max(1),
@@ -575,54 +575,74 @@ fn client_config(hop: &Hop) -> client::Config {
 }
 
 /// Run one command on a fresh channel: stdin is written by its own task while stdout/stderr are
-/// read, so a command that echoes its input cannot dead-lock against flow control.
+/// read, so a command that echoes its input cannot dead-lock against flow control. `Ok(None)`
+/// when `timeout` passed first: the remote command is then sent SIGKILL and its channel closed.
+/// Best effort: OpenSSH refuses signal requests for root logins (no privilege-separated session
+/// child), and a closed channel only ends a command that writes or reads; callers that run
+/// something that may hang should bound it on the host too (`timeout N cmd`).
 async fn run_channel(
     channel: russh::Channel<client::Msg>,
     line: String,
     stdin: Option<Vec<u8>>,
-) -> Result<(i32, Vec<u8>, Vec<u8>), String> {
-    channel
-        .exec(true, line.into_bytes())
-        .await
-        .map_err(|e| format!("cannot start the command: {e}"))?;
+    timeout: Duration,
+) -> Result<Option<(i32, Vec<u8>, Vec<u8>)>, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let (mut rd, wr) = channel.split();
+    let wr = Arc::new(wr);
+    let started = tokio::time::timeout_at(deadline, wr.exec(true, line.into_bytes())).await;
+    match started {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("cannot start the command: {e}")),
+        Err(_) => {
+            let _ = wr.close().await;
+            return Ok(None);
+        }
+    }
+    let w = wr.clone();
     let writer = tokio::spawn(async move {
         if let Some(data) = stdin {
             // A command that exits without reading its input closes the channel; that is not
             // an error of the transport.
-            let _ = wr.data(std::io::Cursor::new(data)).await;
+            let _ = w.data(std::io::Cursor::new(data)).await;
         }
-        let _ = wr.eof().await;
-        wr
+        let _ = w.eof().await;
     });
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let mut status: Option<i32> = None;
     let mut refused = false;
-    while let Some(msg) = rd.wait().await {
-        match msg {
-            ChannelMsg::Data { data } => push_bounded(&mut stdout, &data),
-            ChannelMsg::ExtendedData { data, ext: 1 } => push_bounded(&mut stderr, &data),
-            ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status as i32),
-            ChannelMsg::ExitSignal {
-                signal_name,
-                error_message,
-                ..
-            } => {
-                status = Some(128 + signal_number(&signal_name));
-                if !error_message.is_empty() {
-                    push_bounded(&mut stderr, error_message.as_bytes());
+    let finished = tokio::time::timeout_at(deadline, async {
+        while let Some(msg) = rd.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => push_bounded(&mut stdout, &data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => push_bounded(&mut stderr, &data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status as i32),
+                ChannelMsg::ExitSignal {
+                    signal_name,
+                    error_message,
+                    ..
+                } => {
+                    status = Some(128 + signal_number(&signal_name));
+                    if !error_message.is_empty() {
+                        push_bounded(&mut stderr, error_message.as_bytes());
+                    }
                 }
+                ChannelMsg::Failure => refused = true,
+                ChannelMsg::Close => break,
+                _ => {}
             }
-            ChannelMsg::Failure => refused = true,
-            ChannelMsg::Close => break,
-            _ => {}
         }
+    })
+    .await;
+    if finished.is_err() {
+        writer.abort();
+        let _ = wr.signal(russh::Sig::KILL).await;
+        let _ = wr.close().await;
+        return Ok(None);
     }
-    // Keep the write half until the channel is done; then let it go.
     let _ = writer.await;
     match status {
-        Some(s) => Ok((s, stdout, stderr)),
+        Some(s) => Ok(Some((s, stdout, stderr))),
         None if refused => Err("the server refused to run the command".into()),
         None => Err("the channel closed without an exit status (connection lost?)".into()),
     }

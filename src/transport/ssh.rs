@@ -1,27 +1,763 @@
-//! SSH transport on russh. (Being built under issue 4; until then connecting reports clearly that
-//! SSH is not available in this build.)
+//! SSH transport on russh: one connection per host for the whole run, a new channel per command.
+//!
+//! It reads ssh_config as `ssh` does (Host alias → HostName, Port, User, IdentityFile,
+//! UserKnownHostsFile, ProxyJump), checks host keys against known_hosts files (hashed and
+//! `[host]:port` entries included) and refuses to go on when a key is unknown or has changed, and
+//! authenticates in OpenSSH's order: agent identities, then identity files (a passphrase is asked
+//! for through a callback and never kept; the decrypted key stays in memory for reconnects, as an
+//! agent would hold it).
+//!
+//! A dropped connection is re-established once, transparently, before a command is sent; a command
+//! that was already sent is never re-sent (it might not be idempotent).
 
-use super::{ExecOpts, ExecOutput, TransportError};
+mod config;
+mod known_hosts;
 
-#[derive(Clone, Debug)]
+pub use config::{DEFAULT_CONNECT_TIMEOUT, Hop, parse_jump};
+pub use known_hosts::{HostKeyStatus, fingerprint, host_port_name};
+
+use super::{ExecOpts, ExecOutput, MAX_OUTPUT, TransportError, shell_quote};
+use crate::inventory::{SshDefaults, SshTarget};
+use russh::client::{self, Handle};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect, MethodKind};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+/// Asked for an encrypted identity file's passphrase (the path is shown to the operator). `None`
+/// skips that key. The answer is used once and dropped.
+pub type PassphrasePrompt = Arc<dyn Fn(&Path) -> Option<String> + Send + Sync>;
+
+/// How often a keepalive is sent when the server has been silent; three unanswered ones drop the
+/// connection (the next command then reconnects).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How many times a wrong passphrase may be typed for one key, as ssh allows.
+const PASSPHRASE_ATTEMPTS: usize = 3;
+
+/// An SSH connection to one host. Cheap to clone: clones share the connection.
+#[derive(Clone)]
 pub struct SshTransport {
-    pub host: String,
-    pub port: u16,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    label: String,
+    hops: Vec<Hop>,
+    prompt: Option<PassphrasePrompt>,
+    live: tokio::sync::Mutex<Option<Live>>,
+    /// Keys decrypted with a passphrase during this run, by path, so a reconnect does not ask
+    /// again. Memory only.
+    unlocked: StdMutex<HashMap<PathBuf, Arc<PrivateKey>>>,
+}
+
+struct Live {
+    handle: Arc<Handle<Client>>,
+    /// Jump-host sessions carrying the tunnel; kept alive as long as the target session.
+    jumps: Vec<Arc<Handle<Client>>>,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("label", &self.inner.label)
+            .field("hops", &self.inner.hops)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The command line actually sent when `sudo` is asked for: `sudo -n sh -c '<cmd>'`.
+/// `-n` never prompts, so a missing sudoers rule fails at once and says so.
+pub fn sudo_command(cmd: &str) -> String {
+    format!("sudo -n sh -c {}", shell_quote(cmd))
+}
+
+/// Record a host key in a known_hosts file (`[host]:port` form when port != 22), creating the file
+/// with mode 0600 if needed. `key_openssh` is `TransportError::HostKeyUnknown::key_openssh`.
+pub fn accept_host_key(
+    known_hosts: &Path,
+    host: &str,
+    port: u16,
+    key_openssh: &str,
+) -> std::io::Result<()> {
+    known_hosts::append_entry(known_hosts, host, port, key_openssh)
+}
+
+/// The hops a target resolves to (jump hosts first, the target last), as `connect` would use them.
+pub fn resolve_hops(
+    target: &SshTarget,
+    defaults: Option<&SshDefaults>,
+) -> Result<Vec<Hop>, TransportError> {
+    config::resolve(target, defaults).map_err(|msg| TransportError::Connect {
+        host: target.host().to_string(),
+        msg,
+    })
+}
+
+/// The known_hosts file a newly accepted key for `target` belongs in: the inventory's
+/// `ssh.known_hosts` when set, else the config's first UserKnownHostsFile (~/.ssh/known_hosts).
+pub fn known_hosts_for(
+    target: &SshTarget,
+    defaults: Option<&SshDefaults>,
+) -> Result<PathBuf, TransportError> {
+    let hops = resolve_hops(target, defaults)?;
+    Ok(config::primary_known_hosts(hops.last().expect("at least the target hop")).to_path_buf())
 }
 
 impl SshTransport {
+    /// Resolve the target through ssh_config and connect (host key checked, authenticated).
+    pub async fn connect(
+        target: &SshTarget,
+        defaults: Option<&SshDefaults>,
+        prompt: Option<PassphrasePrompt>,
+    ) -> Result<SshTransport, TransportError> {
+        let hops = resolve_hops(target, defaults)?;
+        let label = match target {
+            SshTarget::Alias(a) => a.clone(),
+            SshTarget::Explicit(e) => match e.port {
+                Some(p) if p != 22 => format!("{}:{p}", e.host),
+                _ => e.host.clone(),
+            },
+        };
+        let t = SshTransport {
+            inner: Arc::new(Inner {
+                label,
+                hops,
+                prompt,
+                live: tokio::sync::Mutex::new(None),
+                unlocked: StdMutex::new(HashMap::new()),
+            }),
+        };
+        let live = t.open().await?;
+        *t.inner.live.lock().await = Some(live);
+        Ok(t)
+    }
+
+    /// The host as the inventory names it (alias, or host[:port]).
     pub fn label(&self) -> String {
-        if self.port == 22 {
-            self.host.clone()
+        self.inner.label.clone()
+    }
+
+    /// The resolved hops (jump hosts first).
+    pub fn hops(&self) -> &[Hop] {
+        &self.inner.hops
+    }
+
+    /// Run `cmd` (`sh -c` semantics on the remote) on a new channel. stdin, when given, is
+    /// streamed and followed by EOF; without it the command sees EOF at once.
+    pub async fn exec(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
+        let line = if opts.sudo {
+            sudo_command(cmd)
         } else {
-            format!("{}:{}", self.host, self.port)
+            cmd.to_string()
+        };
+        let start = Instant::now();
+        let handle = self.handle().await?;
+        let channel = match handle.channel_open_session().await {
+            Ok(c) => c,
+            Err(first) => {
+                // The connection went away between commands. Nothing was sent: reconnect once.
+                let handle = self.reconnect(&handle).await.map_err(|e| match e {
+                    TransportError::Connect { host, msg } => TransportError::Connect {
+                        host,
+                        msg: format!("connection lost ({first}); reconnecting failed: {msg}"),
+                    },
+                    other => other,
+                })?;
+                handle
+                    .channel_open_session()
+                    .await
+                    .map_err(|e| self.io(format!("cannot open a channel: {e}")))?
+            }
+        };
+        let host = self.label();
+        let timeout = opts.timeout;
+        match run_channel(channel, line, opts.stdin, timeout).await {
+            Ok(Some((status, stdout, stderr))) => Ok(ExecOutput {
+                status,
+                stdout,
+                stderr,
+                duration: start.elapsed(),
+            }),
+            Err(msg) => Err(TransportError::Io { host, msg }),
+            Ok(None) => Err(TransportError::Timeout {
+                host,
+                what: format!("command `{}`", first_words(cmd)),
+                secs: timeout.as_secs().max(1),
+            }),
         }
     }
 
-    pub async fn exec(&self, _cmd: &str, _opts: ExecOpts) -> Result<ExecOutput, TransportError> {
-        Err(TransportError::Connect {
+    /// Close the connection (and any jump-host sessions). Later `exec` calls reconnect.
+    pub async fn close(&self) {
+        if let Some(live) = self.inner.live.lock().await.take() {
+            disconnect(live).await;
+        }
+    }
+
+    fn io(&self, msg: String) -> TransportError {
+        TransportError::Io {
             host: self.label(),
-            msg: "SSH transport not built yet".into(),
-        })
+            msg,
+        }
+    }
+
+    /// The live session, reconnecting first if it was closed.
+    async fn handle(&self) -> Result<Arc<Handle<Client>>, TransportError> {
+        let mut guard = self.inner.live.lock().await;
+        if let Some(live) = guard.as_ref()
+            && !live.handle.is_closed()
+        {
+            return Ok(live.handle.clone());
+        }
+        if let Some(old) = guard.take() {
+            disconnect(old).await;
+        }
+        let live = self.open().await?;
+        let h = live.handle.clone();
+        *guard = Some(live);
+        Ok(h)
+    }
+
+    /// Replace `failed` with a new session unless another task already did.
+    async fn reconnect(
+        &self,
+        failed: &Arc<Handle<Client>>,
+    ) -> Result<Arc<Handle<Client>>, TransportError> {
+        let mut guard = self.inner.live.lock().await;
+        if let Some(live) = guard.as_ref()
+            && !Arc::ptr_eq(&live.handle, failed)
+            && !live.handle.is_closed()
+        {
+            return Ok(live.handle.clone());
+        }
+        if let Some(old) = guard.take() {
+            disconnect(old).await;
+        }
+        let live = self.open().await?;
+        let h = live.handle.clone();
+        *guard = Some(live);
+        Ok(h)
+    }
+
+    /// Connect every hop in turn, each through the previous one.
+    async fn open(&self) -> Result<Live, TransportError> {
+        let mut jumps: Vec<Arc<Handle<Client>>> = Vec::new();
+        let n = self.inner.hops.len();
+        for (i, hop) in self.inner.hops.iter().enumerate() {
+            let via = jumps.last().cloned();
+            let handle = match self.open_hop(hop, via.as_deref()).await {
+                Ok(h) => h,
+                Err(e) => {
+                    for j in jumps.into_iter().rev() {
+                        let _ = j.disconnect(Disconnect::ByApplication, "", "en").await;
+                    }
+                    return Err(if i + 1 < n { via_jump(e, hop) } else { e });
+                }
+            };
+            jumps.push(Arc::new(handle));
+        }
+        let handle = jumps.pop().expect("at least one hop");
+        Ok(Live { handle, jumps })
+    }
+
+    async fn open_hop(
+        &self,
+        hop: &Hop,
+        via: Option<&Handle<Client>>,
+    ) -> Result<Handle<Client>, TransportError> {
+        let who = format!("{} ({}@{}:{})", hop.name, hop.user, hop.host, hop.port);
+        let connect_err = |msg: String| TransportError::Connect {
+            host: who.clone(),
+            msg,
+        };
+        let verdict = Arc::new(StdMutex::new(None));
+        let handler = Client {
+            name: hop.name.clone(),
+            host: hop.host.clone(),
+            port: hop.port,
+            known_hosts: hop.known_hosts.clone(),
+            verdict: verdict.clone(),
+        };
+        let config = Arc::new(client_config(hop));
+        let deadline = hop.connect_timeout;
+        let attempt = async {
+            match via {
+                None => {
+                    let tcp = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port))
+                        .await
+                        .map_err(|e| connect_err(e.to_string()))?;
+                    let _ = tcp.set_nodelay(true);
+                    client::connect_stream(config, tcp, handler).await
+                }
+                Some(prev) => {
+                    let ch = prev
+                        .channel_open_direct_tcpip(
+                            hop.host.clone(),
+                            hop.port as u32,
+                            "127.0.0.1",
+                            0,
+                        )
+                        .await
+                        .map_err(|e| {
+                            connect_err(format!("the jump host could not open a tunnel: {e}"))
+                        })?;
+                    client::connect_stream(config, ch.into_stream(), handler).await
+                }
+            }
+            .map_err(|e| {
+                verdict
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .unwrap_or_else(|| connect_err(e.to_string()))
+            })
+        };
+        let mut handle = match tokio::time::timeout(deadline, attempt).await {
+            Ok(r) => r?,
+            Err(_) => {
+                // A host-key verdict reached just before the deadline still wins.
+                if let Some(v) = verdict.lock().unwrap().take() {
+                    return Err(v);
+                }
+                return Err(TransportError::Timeout {
+                    host: who,
+                    what: "connect".into(),
+                    secs: deadline.as_secs().max(1),
+                });
+            }
+        };
+        self.authenticate(&mut handle, hop, &who).await?;
+        Ok(handle)
+    }
+
+    /// Agent identities first, then identity files, as OpenSSH does.
+    async fn authenticate(
+        &self,
+        handle: &mut Handle<Client>,
+        hop: &Hop,
+        who: &str,
+    ) -> Result<(), TransportError> {
+        let mut tried: Vec<String> = Vec::new();
+        let mut offered: Vec<PublicKey> = Vec::new();
+        let mut server_methods: Option<String> = None;
+        let auth_err = |tried: &[String], methods: &Option<String>| {
+            let mut msg = format!("as user `{}`; ", hop.user);
+            if tried.is_empty() {
+                msg.push_str("no identities to try (no ssh-agent, no identity file)");
+            } else {
+                msg.push_str("tried: ");
+                msg.push_str(&tried.join("; "));
+            }
+            if let Some(m) = methods {
+                msg.push_str(&format!(" (server accepts: {m})"));
+            }
+            TransportError::Auth {
+                host: who.to_string(),
+                msg,
+            }
+        };
+        let rsa_hash = |h: Option<Option<HashAlg>>| match h {
+            Some(Some(alg)) => Some(alg),
+            Some(None) => None,
+            None => Some(HashAlg::Sha256),
+        };
+        let rsa_hash = rsa_hash(handle.best_supported_rsa_hash().await.ok().flatten());
+
+        // 1. ssh-agent.
+        match std::env::var_os("SSH_AUTH_SOCK") {
+            Some(sock) if !sock.is_empty() => match AgentClient::connect_uds(&sock).await {
+                Ok(mut agent) => match agent.request_identities().await {
+                    Ok(ids) => {
+                        for id in ids {
+                            let AgentIdentity::PublicKey { key, comment } = id else {
+                                continue;
+                            };
+                            let what =
+                                format!("agent key {} {}", fingerprint(&key), comment.trim());
+                            let hash = if key.algorithm().is_rsa() {
+                                rsa_hash
+                            } else {
+                                None
+                            };
+                            offered.push(key.clone());
+                            match handle
+                                .authenticate_publickey_with(&hop.user, key, hash, &mut agent)
+                                .await
+                            {
+                                Ok(r) if r.success() => return Ok(()),
+                                Ok(russh::client::AuthResult::Failure {
+                                    remaining_methods,
+                                    ..
+                                }) => {
+                                    tried.push(format!("{} refused", what.trim()));
+                                    server_methods = Some(methods(&remaining_methods));
+                                    if !remaining_methods.contains(&MethodKind::PublicKey) {
+                                        return Err(auth_err(&tried, &server_methods));
+                                    }
+                                }
+                                Ok(_) => tried.push(format!("{} refused", what.trim())),
+                                Err(e) => tried.push(format!("{}: agent error {e}", what.trim())),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tried.push(format!("ssh-agent at {}: {e}", Path::new(&sock).display()))
+                    }
+                },
+                Err(e) => tried.push(format!(
+                    "ssh-agent at {}: unreachable ({e})",
+                    Path::new(&sock).display()
+                )),
+            },
+            _ => {}
+        }
+
+        // 2. Identity files.
+        for path in &hop.identity_files {
+            if !path.exists() {
+                if hop.identity_explicit {
+                    tried.push(format!("{}: no such file", path.display()));
+                }
+                continue;
+            }
+            let key = match self.load_identity(path).await {
+                Ok(k) => k,
+                Err(why) => {
+                    tried.push(format!("{}: {why}", path.display()));
+                    continue;
+                }
+            };
+            if offered
+                .iter()
+                .any(|k| k.key_data() == key.public_key().key_data())
+            {
+                // Already offered through the agent.
+                continue;
+            }
+            offered.push(key.public_key().clone());
+            let hash = if key.algorithm().is_rsa() {
+                rsa_hash
+            } else {
+                None
+            };
+            let alg = PrivateKeyWithHashAlg::new(key.clone(), hash).algorithm();
+            match handle
+                .authenticate_publickey(&hop.user, PrivateKeyWithHashAlg::new(key, hash))
+                .await
+            {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(russh::client::AuthResult::Failure {
+                    remaining_methods, ..
+                }) => {
+                    tried.push(format!("{} ({alg}) refused", path.display()));
+                    server_methods = Some(methods(&remaining_methods));
+                    if !remaining_methods.contains(&MethodKind::PublicKey) {
+                        break;
+                    }
+                }
+                Ok(_) => tried.push(format!("{} ({alg}) refused", path.display())),
+                Err(e) => {
+                    tried.push(format!("{} ({alg}): {e}", path.display()));
+                    break;
+                }
+            }
+        }
+        Err(auth_err(&tried, &server_methods))
+    }
+
+    /// Read an identity file, asking for its passphrase if it is encrypted.
+    async fn load_identity(&self, path: &Path) -> Result<Arc<PrivateKey>, String> {
+        if let Some(k) = self.inner.unlocked.lock().unwrap().get(path) {
+            return Ok(k.clone());
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("unreadable ({e})"))?;
+        match russh::keys::decode_secret_key(&text, None) {
+            Ok(k) => return Ok(Arc::new(k)),
+            Err(russh::keys::Error::KeyIsEncrypted) => {}
+            Err(e) => return Err(format!("cannot be read as a private key ({e})")),
+        }
+        let Some(prompt) = self.inner.prompt.clone() else {
+            return Err("encrypted, and no passphrase prompt is available".into());
+        };
+        for attempt in 1..=PASSPHRASE_ATTEMPTS {
+            let p = prompt.clone();
+            let owned = path.to_path_buf();
+            let answer = tokio::task::spawn_blocking(move || p(&owned))
+                .await
+                .map_err(|e| format!("passphrase prompt failed ({e})"))?;
+            let Some(pass) = answer else {
+                return Err("encrypted, no passphrase given".into());
+            };
+            match russh::keys::decode_secret_key(&text, Some(&pass)) {
+                Ok(k) => {
+                    let k = Arc::new(k);
+                    self.inner
+                        .unlocked
+                        .lock()
+                        .unwrap()
+                        .insert(path.to_path_buf(), k.clone());
+                    return Ok(k);
+                }
+                Err(_) if attempt < PASSPHRASE_ATTEMPTS => continue,
+                Err(_) => {}
+            }
+        }
+        Err(format!(
+            "encrypted, wrong passphrase ({PASSPHRASE_ATTEMPTS} attempts)"
+        ))
+    }
+}
+
+fn methods(set: &russh::MethodSet) -> String {
+    set.iter().map(<&str>::from).collect::<Vec<_>>().join(",")
+}
+
+fn via_jump(e: TransportError, hop: &Hop) -> TransportError {
+    match e {
+        TransportError::Connect { host, msg } => TransportError::Connect {
+            host,
+            msg: format!("(jump host {}) {msg}", hop.name),
+        },
+        other => other,
+    }
+}
+
+async fn disconnect(live: Live) {
+    let _ = live
+        .handle
+        .disconnect(Disconnect::ByApplication, "", "en")
+        .await;
+    for j in live.jumps.into_iter().rev() {
+        let _ = j.disconnect(Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+fn first_words(cmd: &str) -> String {
+    let one_line = cmd.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 60 {
+        format!("{}…", one_line.chars().take(60).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+fn client_config(hop: &Hop) -> client::Config {
+    let mut preferred = russh::Preferred::default();
+    // Ask first for the key types known_hosts already holds for this host, as OpenSSH does, so
+    // a host recorded by its ECDSA key is not reported as changed for offering Ed25519 first.
+    let known = known_hosts::known_algorithms(&hop.known_hosts, &hop.host, hop.port);
+    if !known.is_empty() {
+        let family = |a: &russh::keys::Algorithm| match a {
+            russh::keys::Algorithm::Rsa { .. } => "rsa".to_string(),
+            other => other.as_str().to_string(),
+        };
+        let known_families: Vec<String> = known.iter().map(family).collect();
+        let (mut first, rest): (Vec<_>, Vec<_>) = preferred
+            .key
+            .iter()
+            .cloned()
+            .partition(|a| known_families.contains(&family(a)));
+        first.extend(rest);
+        preferred.key = first.into();
+    }
+    client::Config {
+        keepalive_interval: Some(KEEPALIVE_INTERVAL),
+        keepalive_max: 3,
+        nodelay: true,
+        preferred,
+        ..Default::default()
+    }
+}
+
+/// Run one command on a fresh channel: stdin is written by its own task while stdout/stderr are
+/// read, so a command that echoes its input cannot dead-lock against flow control. `Ok(None)`
+/// when `timeout` passed first: the remote command is then sent SIGKILL and its channel closed.
+/// Best effort: OpenSSH refuses signal requests for root logins (no privilege-separated session
+/// child), and a closed channel only ends a command that writes or reads; callers that run
+/// something that may hang should bound it on the host too (`timeout N cmd`).
+async fn run_channel(
+    channel: russh::Channel<client::Msg>,
+    line: String,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<Option<(i32, Vec<u8>, Vec<u8>)>, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (mut rd, wr) = channel.split();
+    let wr = Arc::new(wr);
+    let started = tokio::time::timeout_at(deadline, wr.exec(true, line.into_bytes())).await;
+    match started {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(format!("cannot start the command: {e}")),
+        Err(_) => {
+            let _ = wr.close().await;
+            return Ok(None);
+        }
+    }
+    let w = wr.clone();
+    let writer = tokio::spawn(async move {
+        if let Some(data) = stdin {
+            // A command that exits without reading its input closes the channel; that is not
+            // an error of the transport.
+            let _ = w.data(std::io::Cursor::new(data)).await;
+        }
+        let _ = w.eof().await;
+    });
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut status: Option<i32> = None;
+    let mut refused = false;
+    let finished = tokio::time::timeout_at(deadline, async {
+        while let Some(msg) = rd.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => push_bounded(&mut stdout, &data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => push_bounded(&mut stderr, &data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status as i32),
+                ChannelMsg::ExitSignal {
+                    signal_name,
+                    error_message,
+                    ..
+                } => {
+                    status = Some(128 + signal_number(&signal_name));
+                    if !error_message.is_empty() {
+                        push_bounded(&mut stderr, error_message.as_bytes());
+                    }
+                }
+                ChannelMsg::Failure => refused = true,
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    if finished.is_err() {
+        writer.abort();
+        let _ = wr.signal(russh::Sig::KILL).await;
+        let _ = wr.close().await;
+        return Ok(None);
+    }
+    let _ = writer.await;
+    match status {
+        Some(s) => Ok(Some((s, stdout, stderr))),
+        None if refused => Err("the server refused to run the command".into()),
+        None => Err("the channel closed without an exit status (connection lost?)".into()),
+    }
+}
+
+fn push_bounded(buf: &mut Vec<u8>, data: &[u8]) {
+    let room = MAX_OUTPUT.saturating_sub(buf.len());
+    buf.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+fn signal_number(sig: &russh::Sig) -> i32 {
+    use russh::Sig::*;
+    match sig {
+        ABRT => 6,
+        ALRM => 14,
+        FPE => 8,
+        HUP => 1,
+        ILL => 4,
+        INT => 2,
+        KILL => 9,
+        PIPE => 13,
+        QUIT => 3,
+        SEGV => 11,
+        TERM => 15,
+        USR1 => 10,
+        _ => 0,
+    }
+}
+
+/// russh's callback side: checks the server's host key against known_hosts and records why a
+/// key was refused (russh itself only says "unknown key").
+struct Client {
+    name: String,
+    host: String,
+    port: u16,
+    known_hosts: Vec<PathBuf>,
+    verdict: Arc<StdMutex<Option<TransportError>>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                *self.verdict.lock().unwrap() = Some(TransportError::Connect {
+                    host: self.name.clone(),
+                    msg:
+                        "the server presented a host certificate; only plain host keys are checked"
+                            .into(),
+                });
+                return Ok(false);
+            }
+        };
+        let fp = fingerprint(key);
+        let shown = if self.name == self.host {
+            host_port_name(&self.host, self.port)
+        } else {
+            format!("{} ({})", self.name, host_port_name(&self.host, self.port))
+        };
+        match known_hosts::check(&self.known_hosts, &self.host, self.port, key) {
+            HostKeyStatus::Known => Ok(true),
+            HostKeyStatus::Changed { file, revoked } => {
+                *self.verdict.lock().unwrap() = Some(TransportError::HostKeyChanged {
+                    host: if revoked {
+                        format!("{shown} (key is marked @revoked)")
+                    } else {
+                        shown
+                    },
+                    fingerprint: fp,
+                    known_hosts: file.display().to_string(),
+                });
+                Ok(false)
+            }
+            HostKeyStatus::Unknown => {
+                let key_openssh = PublicKey::new(key.key_data().clone(), "")
+                    .to_openssh()
+                    .unwrap_or_default();
+                *self.verdict.lock().unwrap() = Some(TransportError::HostKeyUnknown {
+                    host: self.host.clone(),
+                    port: self.port,
+                    fingerprint: fp,
+                    key_openssh,
+                });
+                Ok(false)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sudo_wraps_and_quotes() {
+        assert_eq!(
+            sudo_command("cat /etc/keystone/keystone.conf"),
+            "sudo -n sh -c 'cat /etc/keystone/keystone.conf'"
+        );
+        assert_eq!(
+            sudo_command("echo 'a b' | wc -c"),
+            "sudo -n sh -c 'echo '\\''a b'\\'' | wc -c'"
+        );
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let mut b = vec![0u8; MAX_OUTPUT - 2];
+        push_bounded(&mut b, b"abcdef");
+        assert_eq!(b.len(), MAX_OUTPUT);
+        assert_eq!(&b[MAX_OUTPUT - 2..], b"ab");
     }
 }

@@ -22,4 +22,5 @@ pub mod runbook;
 pub mod runtime;
 pub mod transport;
 pub mod tui;
+pub mod tui_bridge;
 pub mod world;

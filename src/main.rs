@@ -1,3 +1,346 @@
-fn main() {
-    println!("cutover: under construction");
+//! cutover's command line: clap subcommands → entry points. Exit codes: 0 completed, 1 any other
+//! error, 2 invalid input, 3 paused at a hard stop, 4 halted by a failed gate or action.
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand, ValueEnum};
+use cutover::engine::plan;
+use cutover::inventory::Inventory;
+use cutover::runbook::Runbook;
+use cutover::runtime::{self, Control, RunEnd, Session};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cutover", version, about = "Roll a change across load-balanced Keystone nodes without dropping live sessions: gated, journaled, resumable.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum PlanFormat {
+    Text,
+    Markdown,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum ProbeFormat {
+    Table,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum ShowFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunOpts {
+    /// The journal to write (default: a new file in the current directory, named and shown).
+    #[arg(long)]
+    journal: Option<PathBuf>,
+    /// A runbook parameter, e.g. --param key_strategy=shared (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// No UI: print one line per event; hard stops are answered only from --answers.
+    #[arg(long)]
+    headless: bool,
+    /// YAML map of hard-stop id → confirm | decline (headless only).
+    #[arg(long, value_name = "FILE")]
+    answers: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the flagship runbook against the embedded demo world (created if needed).
+    Demo {
+        /// Number of Keystone nodes in a new world.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Number of HAProxy instances in a new world.
+        #[arg(long, default_value_t = 1)]
+        lbs: usize,
+        /// World directory (created if absent, reused if present).
+        #[arg(long)]
+        world: Option<PathBuf>,
+        /// Runbook to run (default: the flagship, Fernet → JWS).
+        #[arg(long)]
+        runbook: Option<PathBuf>,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Run a runbook against an inventory.
+    Run {
+        runbook: PathBuf,
+        #[arg(short, long)]
+        inventory: PathBuf,
+        #[command(flatten)]
+        opts: RunOpts,
+    },
+    /// Continue an interrupted, paused or halted run from its journal.
+    Resume {
+        journal: PathBuf,
+        #[arg(long)]
+        headless: bool,
+        #[arg(long, value_name = "FILE")]
+        answers: Option<PathBuf>,
+    },
+    /// Replay a journal in the UI, read-only.
+    Replay {
+        journal: PathBuf,
+        /// Playback speed (2 = twice as fast).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Tail a journal another process is writing (watch a live run).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Validate a runbook (and its plan against an inventory).
+    Check {
+        runbook: PathBuf,
+        #[arg(short, long)]
+        inventory: Option<PathBuf>,
+    },
+    /// Show every step with the exact actions per node; changes nothing.
+    Plan {
+        runbook: PathBuf,
+        #[arg(short, long)]
+        inventory: PathBuf,
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// The fleet's state now: every node, every load balancer, a direct token at each node.
+    Probe {
+        #[arg(short, long)]
+        inventory: PathBuf,
+        #[arg(long, value_enum, default_value_t = ProbeFormat::Table)]
+        format: ProbeFormat,
+    },
+    /// Journal tools.
+    Journal {
+        #[command(subcommand)]
+        cmd: JournalCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCmd {
+    /// Check the hash chain: exit 0 intact, 1 naming the first bad seq.
+    Verify { journal: PathBuf },
+    /// Print a journal as text, JSON lines, or a Markdown change-ticket report.
+    Show {
+        journal: PathBuf,
+        #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+        format: ShowFormat,
+    },
+}
+
+/// An error that means "the input was wrong" (exit 2).
+#[derive(Debug)]
+struct Invalid(String);
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Invalid {}
+
+fn invalid(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Invalid(msg.into()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cutover: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("cutover: {e:#}");
+            ExitCode::from(if e.downcast_ref::<Invalid>().is_some() { 2 } else { 1 })
+        }
+    }
+}
+
+fn parse_params(v: &[String]) -> Result<BTreeMap<String, String>> {
+    v.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| invalid(format!("--param `{p}`: expected KEY=VALUE")))
+        })
+        .collect()
+}
+
+fn load_runbook(path: &Path) -> Result<cutover::runbook::Loaded> {
+    Runbook::load(path).map_err(|e| invalid(e.to_string()))
+}
+
+fn load_inventory(path: &Path) -> Result<Inventory> {
+    Inventory::load(path).map_err(|e| invalid(e.to_string()))
+}
+
+fn default_journal(runbook: &str) -> PathBuf {
+    PathBuf::from(format!("cutover-{runbook}-{}.journal.jsonl", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Demo { nodes, lbs, world, runbook, opts } => {
+            let dir = world.unwrap_or_else(|| PathBuf::from("cutover-demo"));
+            let dir = absolute(&dir)?;
+            let info = cutover::world::create_or_load(&dir, &cutover::world::WorldSpec { nodes, lbs })
+                .with_context(|| format!("cannot create the demo world in {}", dir.display()))?;
+            let runbook = runbook.unwrap_or_else(|| PathBuf::from("runbooks/fernet-to-jws.yaml"));
+            let loaded = if runbook.exists() {
+                load_runbook(&runbook)?
+            } else if runbook == Path::new("runbooks/fernet-to-jws.yaml") {
+                // Run from anywhere: the flagship ships inside the binary.
+                let source = include_str!("../runbooks/fernet-to-jws.yaml").to_string();
+                let rb = Runbook::parse(&source, "runbooks/fernet-to-jws.yaml (built in)").map_err(|e| invalid(e.to_string()))?;
+                cutover::runbook::Loaded { runbook: rb, source, origin: "runbooks/fernet-to-jws.yaml".into() }
+            } else {
+                return Err(invalid(format!("runbook {} not found", runbook.display())));
+            };
+            let inv = load_inventory(&info.inventory_path)?;
+            let journal = opts.journal.clone().unwrap_or_else(|| dir.join(format!("journal-{}.jsonl", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"))));
+            if !opts.headless {
+                eprintln!("demo world: {} (inventory {})", dir.display(), info.inventory_path.display());
+            }
+            start_run(loaded, inv, &opts, journal).await
+        }
+        Cmd::Run { runbook, inventory, opts } => {
+            let loaded = load_runbook(&runbook)?;
+            let inv = load_inventory(&inventory)?;
+            let journal = opts.journal.clone().unwrap_or_else(|| default_journal(&loaded.runbook.name));
+            start_run(loaded, inv, &opts, journal).await
+        }
+        Cmd::Resume { journal, headless, answers } => {
+            let (mut s, notes) = Session::resume(&journal).await?;
+            for n in notes {
+                eprintln!("cutover: {n}");
+            }
+            let answers = match &answers {
+                Some(a) => runtime::load_answers(a).map_err(|e| invalid(e.to_string()))?,
+                None => BTreeMap::new(),
+            };
+            drive(&mut s, headless, answers, true).await
+        }
+        Cmd::Replay { journal, speed, follow } => replay(&journal, speed, follow).await,
+        Cmd::Check { runbook, inventory } => {
+            let loaded = load_runbook(&runbook)?;
+            let rb = &loaded.runbook;
+            if let Some(inv) = inventory {
+                let inv = load_inventory(&inv)?;
+                let params = rb.resolve_params(&BTreeMap::new()).map_err(invalid)?;
+                let ops = plan::compile(rb, &inv, &params).map_err(|e| invalid(format!("{}: {e}", runbook.display())))?;
+                println!("{}: ok — {} steps, {} operations over {} nodes", runbook.display(), rb.steps.len(), ops.len(), inv.nodes.len());
+            } else {
+                println!("{}: ok — {} steps", runbook.display(), rb.steps.len());
+            }
+            Ok(0)
+        }
+        Cmd::Plan { runbook, inventory, params, format } => {
+            let loaded = load_runbook(&runbook)?;
+            let inv = load_inventory(&inventory)?;
+            let params = loaded.runbook.resolve_params(&parse_params(&params)?).map_err(invalid)?;
+            let ops = plan::compile(&loaded.runbook, &inv, &params).map_err(|e| invalid(e.to_string()))?;
+            print!("{}", cutover::engine::report::render_plan(&loaded.runbook, &inv, &params, &ops, format == PlanFormat::Markdown));
+            Ok(0)
+        }
+        Cmd::Probe { inventory, format } => {
+            let inv = load_inventory(&inventory)?;
+            let _world = runtime::world_for(&inv).await?;
+            let fleet = cutover::drivers::Fleet::new(inv.clone())?;
+            let obs = cutover::drivers::full_probe(&fleet, true).await.map_err(|e| anyhow!("{} — {}", e.msg, e.next))?;
+            match format {
+                ProbeFormat::Json => println!("{}", serde_json::to_string_pretty(&obs)?),
+                ProbeFormat::Table => print!("{}", cutover::engine::report::probe_table(&inv, &obs)),
+            }
+            Ok(0)
+        }
+        Cmd::Journal { cmd: JournalCmd::Verify { journal } } => {
+            let r = cutover::journal::verify(&journal);
+            if let Some(e) = &r.io_error {
+                eprintln!("{}: {e}", journal.display());
+                return Ok(1);
+            }
+            if let Some(t) = &r.torn_tail {
+                println!("{}: the last line (line {}, {} bytes) is torn (a crash mid-write); tolerated", journal.display(), t.line_no, t.bytes);
+            }
+            match &r.first_bad {
+                None => {
+                    println!("{}: intact, {} records, hash chain verified", journal.display(), r.records);
+                    Ok(0)
+                }
+                Some(b) => {
+                    println!("{}: BROKEN at seq {} (line {}): {}", journal.display(), b.seq, b.line_no, b.reason);
+                    Ok(1)
+                }
+            }
+        }
+        Cmd::Journal { cmd: JournalCmd::Show { journal, format } } => {
+            let read = cutover::journal::read(&journal)?;
+            let f = match format {
+                ShowFormat::Text => cutover::journal::Format::Text,
+                ShowFormat::Json => cutover::journal::Format::Json,
+                ShowFormat::Markdown => cutover::journal::Format::Markdown,
+            };
+            print!("{}", cutover::journal::render(&read.records, f));
+            Ok(0)
+        }
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) })
+}
+
+async fn start_run(loaded: cutover::runbook::Loaded, inv: Inventory, opts: &RunOpts, journal: PathBuf) -> Result<i32> {
+    let params = loaded.runbook.resolve_params(&parse_params(&opts.params)?).map_err(invalid)?;
+    plan::compile(&loaded.runbook, &inv, &params).map_err(|e| invalid(e.to_string()))?;
+    let answers = match &opts.answers {
+        Some(a) => runtime::load_answers(a).map_err(|e| invalid(e.to_string()))?,
+        None => BTreeMap::new(),
+    };
+    let mut s = Session::start(&loaded, inv, params, &journal).await?;
+    if opts.journal.is_none() || opts.headless {
+        eprintln!("journal: {}", journal.display());
+    }
+    drive(&mut s, opts.headless, answers, false).await
+}
+
+async fn drive(s: &mut Session, headless: bool, answers: runtime::Answers, resumed: bool) -> Result<i32> {
+    let end = if headless {
+        s.print = true;
+        if resumed {
+            s.continue_run().await?;
+        }
+        let mut control = Control::Headless { answers };
+        s.drive(&mut control).await?
+    } else {
+        cutover::tui_bridge::drive_with_ui(s, resumed).await?
+    };
+    let journal = s.journal_path();
+    match end {
+        RunEnd::Completed => eprintln!("completed. journal: {}", journal.display()),
+        RunEnd::Paused | RunEnd::Quit => eprintln!("paused. continue with: cutover resume {}", journal.display()),
+        RunEnd::Halted => eprintln!("halted. fix the cause, then: cutover resume {}", journal.display()),
+    }
+    Ok(end.exit_code())
+}
+
+async fn replay(journal: &Path, speed: f64, follow: bool) -> Result<i32> {
+    cutover::tui_bridge::replay(journal, speed, follow).await?;
+    Ok(0)
 }

@@ -150,7 +150,11 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                 }
             }
         }
-        Command::Resume { who, drift } => {
+        Command::Resume {
+            who,
+            drift,
+            observed,
+        } => {
             match &s.state.status {
                 RunStatus::NotStarted => return Err(Refused::NotStarted),
                 RunStatus::Completed => return Err(Refused::NotResumable("completed".into())),
@@ -167,6 +171,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                 who,
                 drift,
                 in_doubt,
+                observed,
             });
             advance(&mut s);
         }

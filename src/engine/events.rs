@@ -58,6 +58,9 @@ pub enum Event {
         who: serde_json::Value,
         drift: Vec<String>,
         in_doubt: Vec<u64>,
+        /// What the fresh probe at resume found.
+        #[serde(default, skip_serializing_if = "Observation::is_empty")]
+        observed: Observation,
     },
     /// An in-doubt intent from before a crash: redone, or marked done by the operator.
     InDoubtResolved {
@@ -190,6 +193,7 @@ pub enum Command {
     Resume {
         who: serde_json::Value,
         drift: Vec<String>,
+        observed: Observation,
     },
 }
 

@@ -3,10 +3,12 @@
 //! same events, so they show the same state.
 
 pub mod decide;
+pub mod drift;
 pub mod events;
 pub mod facts;
 pub mod gates;
 pub mod plan;
+pub mod report;
 pub mod state;
 
 pub use decide::{Decision, Effect, Refused, decide};

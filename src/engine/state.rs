@@ -514,7 +514,13 @@ impl State {
                 self.status = RunStatus::Paused { reason: reason.clone() };
                 self.push_log(time, None, "run", format!("paused: {reason}"), LogLevel::Warn, None);
             }
-            Event::RunResumed { who, drift, in_doubt } => {
+            Event::RunResumed {
+                who,
+                drift,
+                in_doubt,
+                observed,
+            } => {
+                self.merge(observed, time);
                 self.status = RunStatus::Running;
                 self.hard_stop = None;
                 self.raised_at_cursor = false;

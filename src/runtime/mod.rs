@@ -1,1 +1,365 @@
-//! (under construction)
+//! The runtime: appends what the engine decides to the journal (fsynced before any effect
+//! runs), runs effects on tokio tasks through the drivers and feeds their outcomes back. It owns
+//! no rules: every decision is `engine::decide`'s.
+
+use crate::drivers::Fleet;
+use crate::engine::events::{Command, Event, Outcome, RunStarted};
+use crate::engine::state::{RunStatus, State};
+use crate::engine::{self, decide};
+use crate::journal::{self, Entry, Journal, Who};
+use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// What the operator (UI) or an answers file asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Confirm { id: String },
+    Decline { id: String },
+    MarkDone { id: String },
+    Pause,
+    Continue,
+    Quit,
+}
+
+/// How a run ended, mapped to the exit codes the README documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    Completed,
+    Paused,
+    Halted,
+    Quit,
+}
+
+impl RunEnd {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RunEnd::Completed => 0,
+            RunEnd::Paused | RunEnd::Quit => 3,
+            RunEnd::Halted => 4,
+        }
+    }
+}
+
+/// Answers for headless runs: hard-stop id → confirm | decline | mark-done.
+pub type Answers = BTreeMap<String, String>;
+
+pub fn load_answers(path: &Path) -> Result<Answers> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read answers file {}", path.display()))?;
+    let a: Answers = serde_yaml::from_str(&text)
+        .map_err(|e| anyhow!("{}: {}", crate::inventory::location(&path.display().to_string(), &e), e))?;
+    for (k, v) in &a {
+        if !["confirm", "decline", "mark-done"].contains(&v.as_str()) {
+            return Err(anyhow!("{}: hard stop `{k}`: answer `{v}` must be confirm, decline or mark-done", path.display()));
+        }
+    }
+    Ok(a)
+}
+
+pub enum Control {
+    Headless { answers: Answers },
+    Ui(mpsc::UnboundedReceiver<Request>),
+}
+
+pub struct Session {
+    pub journal: Journal,
+    pub state: State,
+    pub run_id: String,
+    pub who: Who,
+    pub fleet: Arc<Fleet>,
+    outcomes_tx: mpsc::UnboundedSender<Outcome>,
+    outcomes_rx: mpsc::UnboundedReceiver<Outcome>,
+    pub publish: Option<watch::Sender<Arc<State>>>,
+    pub print: bool,
+    pending_start: Option<RunStarted>,
+    _world: Option<crate::world::WorldHandle>,
+}
+
+fn who_value(who: &Who) -> serde_json::Value {
+    serde_json::to_value(who).unwrap_or(serde_json::Value::Null)
+}
+
+/// Start the embedded world's stand-ins when an inventory names one.
+pub async fn world_for(inv: &crate::inventory::Inventory) -> Result<Option<crate::world::WorldHandle>> {
+    match &inv.demo_world {
+        Some(dir) => {
+            let info = crate::world::load(dir).with_context(|| format!("the inventory names demo world {}", dir.display()))?;
+            Ok(Some(crate::world::start(&info).await?))
+        }
+        None => Ok(None),
+    }
+}
+
+impl Session {
+    fn new(journal: Journal, state: State, run_id: String, fleet: Fleet, world: Option<crate::world::WorldHandle>) -> Session {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Session {
+            journal,
+            state,
+            run_id,
+            who: Who::current(),
+            fleet: Arc::new(fleet),
+            outcomes_tx: tx,
+            outcomes_rx: rx,
+            publish: None,
+            print: false,
+            pending_start: None,
+            _world: world,
+        }
+    }
+
+    /// A new run: create the journal, append `run_started`.
+    pub async fn start(loaded: &crate::runbook::Loaded, inv: crate::inventory::Inventory, params: BTreeMap<String, String>, journal_path: &Path) -> Result<Session> {
+        let world = world_for(&inv).await?;
+        let journal = Journal::create(journal_path).with_context(|| format!("cannot create journal {}", journal_path.display()))?;
+        let run_id = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let fleet = Fleet::new(inv.clone())?;
+        let mut s = Session::new(journal, State::default(), run_id.clone(), fleet, world);
+        use sha2::Digest;
+        let rs = RunStarted {
+            schema: engine::events::SCHEMA,
+            run_id,
+            runbook_name: loaded.runbook.name.clone(),
+            runbook_title: loaded.runbook.title.clone(),
+            runbook_sha256: hex::encode(sha2::Sha256::digest(loaded.source.as_bytes())),
+            runbook_source: loaded.source.clone(),
+            runbook_origin: loaded.origin.clone(),
+            cluster: inv.cluster.clone(),
+            inventory: inv,
+            params,
+            who: who_value(&s.who),
+        };
+        s.pending_start = Some(rs);
+        Ok(s)
+    }
+
+    /// Reopen a journal: fold it, re-probe the fleet, record drift, continue.
+    pub async fn resume(journal_path: &Path) -> Result<(Session, Vec<String>)> {
+        let (journal, read) = Journal::open_for_append(journal_path).with_context(|| format!("cannot open journal {}", journal_path.display()))?;
+        let mut notes = Vec::new();
+        if let Some(t) = &read.torn_tail {
+            notes.push(format!("the journal's last line (line {}) was torn by a crash and has been trimmed", t.line_no));
+        }
+        let state = fold(&read.records)?;
+        let run = state.run.clone().ok_or_else(|| anyhow!("{} has no run_started record", journal_path.display()))?;
+        if state.status == RunStatus::Completed {
+            return Err(anyhow!("the run in {} has completed; nothing to resume (replay it with `cutover replay`)", journal_path.display()));
+        }
+        let world = world_for(&run.inventory).await?;
+        let fleet = Fleet::new(run.inventory.clone())?;
+        let s = Session::new(journal, state, run.run_id.clone(), fleet, world);
+        Ok((s, notes))
+    }
+
+    /// Append a decision's events (one fsync) before starting its effects.
+    fn record(&mut self, events: Vec<Event>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let actor = self.who.actor_label();
+        let mut entries = Vec::new();
+        let mut scratch_step = self.state.current_op().map(|o| o.step.clone());
+        for e in &events {
+            let step = match e {
+                Event::StepStarted { step } | Event::StepCompleted { step } => Some(step.clone()),
+                Event::Intent(i) => Some(i.step.clone()),
+                _ => scratch_step.clone(),
+            };
+            if let Event::StepStarted { step } = e {
+                scratch_step = Some(step.clone());
+            }
+            entries.push(Entry {
+                time: Utc::now(),
+                run: self.run_id.clone(),
+                actor: actor.clone(),
+                kind: e.kind().to_string(),
+                step,
+                node: e.node().map(str::to_string),
+                data: e.data(),
+            });
+        }
+        let records = self.journal.append_batch(entries)?;
+        for (e, r) in events.iter().zip(records.iter()) {
+            self.state.apply(e, r.time);
+            if self.print {
+                print_event(r.time, e, &self.state);
+            }
+        }
+        self.publish_state();
+        Ok(())
+    }
+
+    pub fn publish_state(&self) {
+        if let Some(p) = &self.publish {
+            let _ = p.send(Arc::new(self.state.clone()));
+        }
+    }
+
+    /// Ask the engine, journal its answer, start its effects.
+    pub fn command(&mut self, cmd: Command) -> Result<()> {
+        let d = decide(&self.state, cmd, Utc::now()).map_err(|e| anyhow!("{e}"))?;
+        self.record(d.events)?;
+        for eff in d.effects {
+            let fleet = self.fleet.clone();
+            let tx = self.outcomes_tx.clone();
+            tokio::spawn(async move {
+                let o = fleet.execute(eff.id, eff.op, &eff.spec).await;
+                let _ = tx.send(o);
+            });
+        }
+        Ok(())
+    }
+
+    pub fn who_value(&self) -> serde_json::Value {
+        who_value(&self.who)
+    }
+
+    /// Re-probe and continue a paused, halted or interrupted run.
+    pub async fn continue_run(&mut self) -> Result<()> {
+        let fresh = crate::drivers::full_probe(&self.fleet, false).await.unwrap_or_default();
+        let drift = engine::drift::drift(&self.state, &fresh);
+        self.command(Command::Resume {
+            who: self.who_value(),
+            drift,
+            observed: fresh,
+        })
+    }
+
+    /// Drive the run until it completes, pauses, halts, or the operator quits.
+    pub async fn drive(&mut self, control: &mut Control) -> Result<RunEnd> {
+        if let Some(rs) = self.pending_start.take() {
+            self.command(Command::Start(Box::new(rs)))?;
+        }
+        let mut quitting = false;
+        loop {
+            let in_flight = !self.state.in_flight.is_empty();
+            match (&self.state.status, &*control) {
+                (RunStatus::Completed, Control::Headless { .. }) if !in_flight => return Ok(RunEnd::Completed),
+                (RunStatus::Halted { .. }, Control::Headless { .. }) if !in_flight => return Ok(RunEnd::Halted),
+                (RunStatus::Paused { .. }, Control::Headless { .. }) if !in_flight => return Ok(RunEnd::Paused),
+                (RunStatus::AwaitingConfirm, Control::Headless { answers }) if !in_flight => {
+                    let hs = self.state.hard_stop.clone().expect("awaiting a hard stop");
+                    let key_node = hs.node.as_ref().map(|n| format!("{}@{n}", hs.id));
+                    let answer = key_node.and_then(|k| answers.get(&k).cloned()).or_else(|| answers.get(&hs.id).cloned());
+                    let who = self.who_value();
+                    match answer.as_deref() {
+                        Some("confirm") => self.command(Command::Confirm { id: hs.id.clone(), who })?,
+                        Some("mark-done") if hs.in_doubt.is_some() => self.command(Command::MarkDone { id: hs.id.clone(), who })?,
+                        Some("decline") => {
+                            self.command(Command::Decline { id: hs.id.clone(), who })?;
+                            return Ok(RunEnd::Paused);
+                        }
+                        _ => {
+                            if self.print {
+                                println!("paused at hard stop `{}`: {} — no answer for it; resume with an answers file or in the UI", hs.id, hs.title);
+                            }
+                            return Ok(RunEnd::Paused);
+                        }
+                    }
+                    continue;
+                }
+                (_, Control::Ui(_)) if quitting && !in_flight => return Ok(RunEnd::Quit),
+                _ => {}
+            }
+            // Wait for an outcome or, in the UI, a request.
+            match control {
+                Control::Headless { .. } => {
+                    let Some(o) = self.outcomes_rx.recv().await else {
+                        return Err(anyhow!("effect channel closed"));
+                    };
+                    self.command(Command::Completed(o))?;
+                }
+                Control::Ui(rx) => {
+                    tokio::select! {
+                        Some(o) = self.outcomes_rx.recv() => self.command(Command::Completed(o))?,
+                        req = rx.recv() => {
+                            let who = self.who_value();
+                            match req {
+                                None | Some(Request::Quit) => {
+                                    if self.state.in_flight.is_empty() {
+                                        return Ok(match self.state.status { RunStatus::Completed => RunEnd::Completed, RunStatus::Halted { .. } => RunEnd::Halted, _ => RunEnd::Quit });
+                                    }
+                                    quitting = true;
+                                    if self.state.status == RunStatus::Running {
+                                        self.command(Command::Pause { who })?;
+                                    }
+                                }
+                                Some(Request::Confirm { id }) => self.try_command(Command::Confirm { id, who }),
+                                Some(Request::Decline { id }) => self.try_command(Command::Decline { id, who }),
+                                Some(Request::MarkDone { id }) => self.try_command(Command::MarkDone { id, who }),
+                                Some(Request::Pause) => self.try_command(Command::Pause { who }),
+                                Some(Request::Continue) => {
+                                    if matches!(self.state.status, RunStatus::Paused { .. } | RunStatus::Halted { .. }) {
+                                        self.continue_run().await?;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A request the engine may refuse (a stale key press): refusals are not errors.
+    fn try_command(&mut self, cmd: Command) {
+        if let Err(e) = self.command(cmd)
+            && self.print
+        {
+            eprintln!("{e}");
+        }
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal.path().to_path_buf()
+    }
+}
+
+/// Fold journal records into a state (the same fold live runs and replays use).
+pub fn fold(records: &[journal::Record]) -> Result<State> {
+    let mut state = State::default();
+    for r in records {
+        let e = Event::from_parts(&r.kind, &r.data).map_err(|e| anyhow!("journal seq {}: {e}", r.seq))?;
+        state.apply(&e, r.time);
+    }
+    Ok(state)
+}
+
+/// (time, event) pairs for replay.
+pub fn events_of(records: &[journal::Record]) -> Result<Vec<(DateTime<Utc>, Event)>> {
+    records
+        .iter()
+        .map(|r| Event::from_parts(&r.kind, &r.data).map(|e| (r.time, e)).map_err(|e| anyhow!("journal seq {}: {e}", r.seq)))
+        .collect()
+}
+
+/// One line per event for headless runs.
+pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
+    let t = time.format("%H:%M:%S");
+    let node = e.node().unwrap_or("");
+    let text = match e {
+        Event::RunStarted(rs) => format!("{} on {} ({} nodes), run {}", rs.runbook_title, rs.cluster, rs.inventory.nodes.len(), rs.run_id),
+        Event::StepStarted { step } => format!("▶ {}", state.steps.iter().find(|s| &s.id == step).map(|s| s.title.as_str()).unwrap_or(step)),
+        Event::StepCompleted { step } => format!("✓ {step}"),
+        Event::Intent(i) => format!("→ {}", i.detail),
+        Event::Outcome(o) => format!("{} {} ({} ms)", if o.ok { "ok" } else { "FAILED" }, o.summary, o.duration_ms),
+        Event::GatePassed { gate, detail, .. } => format!("gate {gate} passed: {detail}"),
+        Event::GateFailed { gate, reason, .. } => format!("gate {gate} FAILED: {reason}"),
+        Event::HardStopRaised(h) => format!("HARD STOP `{}`: {} — {}", h.id, h.title, h.hazard.trim()),
+        Event::HardStopConfirmed { id, who, .. } => format!("hard stop `{id}` confirmed by {}", engine::state::who_label(who)),
+        Event::HardStopDeclined { id, who, .. } => format!("hard stop `{id}` declined by {}", engine::state::who_label(who)),
+        Event::PauseRequested { .. } => "pause requested".into(),
+        Event::RunPaused { reason } => format!("paused: {reason}"),
+        Event::RunResumed { drift, in_doubt, .. } => format!("resumed; drift: {}; in doubt: {}", if drift.is_empty() { "none".into() } else { drift.join("; ") }, in_doubt.len()),
+        Event::InDoubtResolved { id, choice, .. } => format!("in-doubt action {id}: {choice}"),
+        Event::RunHalted { reason, next, .. } => format!("HALTED: {reason}\n         next: {next}"),
+        Event::RunCompleted { summary } => format!("completed: {summary}"),
+        Event::Note { message, .. } => format!("note: {message}"),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{t}  {:<19} {:<8} {text}", e.kind(), node);
+}

@@ -1,0 +1,109 @@
+//! Plain-text and Markdown views of a plan and of a probe, for `cutover plan` and `cutover probe`.
+
+use super::facts::Observation;
+use super::plan::{ActionSpec, Op, OpKind};
+use crate::inventory::Inventory;
+use crate::runbook::Runbook;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Every step with the exact actions per node. Nothing secret: commands and paths only.
+pub fn render_plan(rb: &Runbook, inv: &Inventory, params: &BTreeMap<String, String>, ops: &[Op], markdown: bool) -> String {
+    let mut o = String::new();
+    let p = params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+    if markdown {
+        let _ = writeln!(o, "# Plan: {}\n\n- runbook: `{}`\n- cluster: `{}` ({} nodes, {} load balancers)\n- parameters: {}\n", rb.title, rb.name, inv.cluster, inv.nodes.len(), inv.load_balancers.len(), if p.is_empty() { "none".into() } else { p.clone() });
+    } else {
+        let _ = writeln!(o, "PLAN  {}  ({})\ncluster {} — {} nodes, {} load balancers; params: {}\n", rb.title, rb.name, inv.cluster, inv.nodes.len(), inv.load_balancers.len(), if p.is_empty() { "none".into() } else { p });
+    }
+    let mut n = 0;
+    for step in &rb.steps {
+        n += 1;
+        let title = crate::runbook::template::render(&step.title, &rb.name, &rb.target_provider, params, None).unwrap_or_else(|_| step.title.clone());
+        if markdown {
+            let _ = writeln!(o, "## {n}. {title} (`{}`, {:?})\n\n{}\n", step.id, step.scope, step.description.trim());
+        } else {
+            let _ = writeln!(o, "{n}. {title}  [{}; {}]", step.id, format!("{:?}", step.scope).to_lowercase());
+        }
+        for op in ops.iter().filter(|op| op.step == step.id) {
+            let node = op.node.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
+            let lines: Vec<String> = match &op.kind {
+                OpKind::Act { specs, .. } => specs.iter().map(|s| format!("{node}{}", describe_exact(s, inv))).collect(),
+                OpKind::Gate { gate, implicit } => vec![format!("{node}GATE {}{}", gate.name(), if *implicit { " (added by cutover)" } else { "" })],
+                OpKind::Confirm { id, title, .. } => vec![format!("{node}HARD STOP `{id}`: {title}")],
+                OpKind::Note { message } => vec![format!("note: {message}")],
+                OpKind::WaitUntil { condition, .. } => vec![format!("wait until {condition:?}")],
+            };
+            for l in lines {
+                if markdown {
+                    let _ = writeln!(o, "- {l}");
+                } else {
+                    let _ = writeln!(o, "   {:>3}  {l}", op.index);
+                }
+            }
+        }
+        o.push('\n');
+    }
+    o
+}
+
+/// The description plus, where there is one, the exact command or request.
+fn describe_exact(s: &ActionSpec, inv: &Inventory) -> String {
+    let d = s.describe();
+    let node = s.node().and_then(|n| inv.node(n));
+    match (s, node) {
+        (ActionSpec::Restart { .. }, Some(n)) => format!("{d}\n          $ {}", n.restart),
+        (ActionSpec::Shell { command, .. }, _) => format!("{d}\n          $ {command}"),
+        (ActionSpec::LbDrain { node, .. }, _) | (ActionSpec::LbReady { node, .. }, _) => {
+            let state = if matches!(s, ActionSpec::LbDrain { .. }) { "drain, then maint" } else { "ready" };
+            let cmds: Vec<String> = inv
+                .load_balancers
+                .iter()
+                .map(|lb| format!("{}: set server {}/{} state {state}", lb.name, lb.backend, lb.server_for(node)))
+                .collect();
+            format!("{d}\n          $ {}", cmds.join("\n          $ "))
+        }
+        (ActionSpec::IssueToken { .. }, Some(n)) => format!("{d}\n          POST {}/v3/auth/tokens; GET {}/v3/auth/tokens", n.keystone_url, n.keystone_url),
+        (ActionSpec::SetProvider { .. }, Some(n)) => format!("{d}\n          edit {}", n.keystone_conf.display()),
+        _ => d,
+    }
+}
+
+/// `cutover probe` as a table.
+pub fn probe_table(inv: &Inventory, obs: &Observation) -> String {
+    let mut o = String::new();
+    let lbs: Vec<&str> = inv.load_balancers.iter().map(|l| l.name.as_str()).collect();
+    let _ = write!(o, "{:<10} {:<8} {:<7} {:<10} {:<14}", "NODE", "PROVIDER", "SERVICE", "FERNET", "JWS priv/pub");
+    for lb in &lbs {
+        let _ = write!(o, " {:<16}", lb);
+    }
+    let _ = writeln!(o, " TOKEN");
+    for n in inv.node_names() {
+        let f = obs.nodes.get(&n);
+        let provider = f.and_then(|f| f.provider.clone()).unwrap_or_else(|| "?".into());
+        let service = f.map(|f| if f.service_up { "up" } else { "DOWN" }).unwrap_or("?");
+        let fernet = f.map(|f| if f.fernet.present { format!("{} keys", f.fernet.keys) } else { "none".into() }).unwrap_or_default();
+        let jws = f
+            .map(|f| format!("{}/{}", if f.jws.private_present { "yes" } else { "no" }, f.jws.public.len()))
+            .unwrap_or_default();
+        let _ = write!(o, "{n:<10} {provider:<8} {service:<7} {fernet:<10} {jws:<14}");
+        for lb in &lbs {
+            let cell = obs
+                .lb
+                .as_ref()
+                .and_then(|rows| rows.iter().find(|r| r.node == n && r.lb == *lb))
+                .map(|r| format!("{} {}", r.status, r.sessions))
+                .unwrap_or_else(|| "?".into());
+            let _ = write!(o, " {cell:<16}");
+        }
+        let tok = obs.tokens.get(&n).map(|t| t.short()).unwrap_or_default();
+        let _ = writeln!(o, " {tok}");
+        if let Some(e) = f.and_then(|f| f.error.as_ref()) {
+            let _ = writeln!(o, "           ! {e}");
+        }
+    }
+    for e in &obs.lb_errors {
+        let _ = writeln!(o, "! {e}");
+    }
+    o
+}

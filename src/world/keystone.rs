@@ -1,0 +1,826 @@
+//! The Keystone stand-in: one HTTP server per node, configured by the node's keystone.conf.
+//!
+//! It behaves as Keystone does where cutover can tell: it reads its token provider at (re)start
+//! and refuses to start when that provider's keys are missing, issues real Fernet or ES256 JWS
+//! tokens, validates only tokens of its current provider (a token of the other provider is
+//! answered exactly as Keystone answers it: 401 as X-Auth-Token, 404 as X-Subject-Token), and
+//! writes a keystone.log. Requests are logged by method, path and status only: never a token,
+//! a password or key material.
+
+use super::WorldNode;
+use super::haproxy::HEALTH_CHECK_AGENT;
+use super::ini::Ini;
+use super::tokens::{self, TokenData, keystone_time};
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use p256::ecdsa::SigningKey;
+use serde_json::{Value, json};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// How often the stand-in looks for `run/restart.req`.
+const RESTART_POLL: Duration = Duration::from_millis(50);
+/// How long a restart keeps the node down after acknowledging it.
+const RESTART_PAUSE: Duration = Duration::from_millis(700);
+
+/// Keystone's default repositories, used when keystone.conf does not set them.
+const DEFAULT_FERNET_REPO: &str = "/etc/keystone/fernet-keys/";
+const DEFAULT_JWS_PRIVATE: &str = "/etc/keystone/jws-keys/private";
+const DEFAULT_JWS_PUBLIC: &str = "/etc/keystone/jws-keys/public";
+
+/// What every node of a world shares: the one user it knows, read from clouds.yaml at start.
+pub struct Shared {
+    username: String,
+    /// Held in memory only; never logged.
+    password: String,
+    user_domain: String,
+    project_name: String,
+    project_domain: String,
+    admin_user_id: String,
+    admin_project_id: String,
+    trusts_path: PathBuf,
+}
+
+impl Shared {
+    pub fn load(info: &super::WorldInfo) -> anyhow::Result<Shared> {
+        let creds = crate::inventory::credentials::resolve(
+            Some(&info.cloud),
+            Some(&info.clouds_path),
+            &|_| None,
+        )
+        .map_err(anyhow::Error::msg)
+        .context("the demo world reads its admin password from clouds.yaml")?;
+        Ok(Shared {
+            username: creds.username,
+            password: creds.password,
+            user_domain: creds.user_domain,
+            project_name: creds.project_name,
+            project_domain: creds.project_domain,
+            admin_user_id: info.admin_user_id.clone(),
+            admin_project_id: info.admin_project_id.clone(),
+            trusts_path: info.trusts_path.clone(),
+        })
+    }
+
+    fn domain_matches(expected_name: &str, domain: &Value) -> bool {
+        domain.get("id").and_then(Value::as_str) == Some("default")
+            || domain
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(expected_name))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+/// The token provider a node started with.
+enum Provider {
+    Fernet {
+        repo: PathBuf,
+    },
+    Jws {
+        /// `<private repo>/private.pem`, read at start and held in memory.
+        signing: Box<SigningKey>,
+        public_repo: PathBuf,
+    },
+}
+
+impl Provider {
+    fn name(&self) -> &'static str {
+        match self {
+            Provider::Fernet { .. } => "fernet",
+            Provider::Jws { .. } => "jws",
+        }
+    }
+}
+
+/// What a node read from keystone.conf and its key repositories at (re)start.
+struct NodeConfig {
+    provider: Provider,
+    expiration: i64,
+}
+
+/// Read keystone.conf and the provider's keys as Keystone does at start. `Err` carries the
+/// message Keystone would die with.
+fn load_config(conf_path: &Path) -> Result<NodeConfig, String> {
+    let text = std::fs::read_to_string(conf_path).map_err(|e| {
+        format!(
+            "ConfigFilesNotFoundError: Failed to find some config files: {} ({e})",
+            conf_path.display()
+        )
+    })?;
+    let ini = Ini::parse(&text)
+        .map_err(|e| format!("ConfigFileParseError: {}: {e}", conf_path.display()))?;
+    let expiration = match ini.get("token", "expiration") {
+        None => 3600,
+        Some(v) => v.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
+            format!("ConfigFileValueError: Value for option expiration from [token] is not valid: `{v}` is not an integer")
+        })?,
+    };
+    let provider = ini.get("token", "provider").unwrap_or("fernet");
+    let provider = match provider {
+        "fernet" => {
+            let repo = PathBuf::from(
+                ini.get("fernet_tokens", "key_repository")
+                    .unwrap_or(DEFAULT_FERNET_REPO),
+            );
+            if !repo.is_dir() {
+                return Err(format!("SystemExit: {} does not exist", repo.display()));
+            }
+            let keys = tokens::read_fernet_keys(&repo).map_err(|e| format!("SystemExit: {e}"))?;
+            if keys.is_empty() {
+                return Err(format!(
+                    "SystemExit: key repository {} is empty; run `keystone-manage fernet_setup`",
+                    repo.display()
+                ));
+            }
+            Provider::Fernet { repo }
+        }
+        "jws" => {
+            let algorithm = ini.get("jwt_tokens", "jws_algorithm").unwrap_or("ES256");
+            if algorithm != "ES256" {
+                return Err(format!(
+                    "ValueError: [jwt_tokens] jws_algorithm = {algorithm} is not supported here (the demo world's Keystone supports ES256 only)"
+                ));
+            }
+            let private_repo = PathBuf::from(
+                ini.get("jwt_tokens", "jws_private_key_repository")
+                    .unwrap_or(DEFAULT_JWS_PRIVATE),
+            );
+            let public_repo = PathBuf::from(
+                ini.get("jwt_tokens", "jws_public_key_repository")
+                    .unwrap_or(DEFAULT_JWS_PUBLIC),
+            );
+            let private_pem = private_repo.join("private.pem");
+            if !private_pem.exists() {
+                return Err(format!(
+                    "SystemExit: {} does not exist. You can generate a key pair using `keystone-manage create_jws_keypair`.",
+                    private_pem.display()
+                ));
+            }
+            let public_empty = std::fs::read_dir(&public_repo)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(true);
+            if public_empty {
+                return Err(format!(
+                    "SystemExit: the public key repository {} does not exist or is empty. Put the public key of every node's private.pem there.",
+                    public_repo.display()
+                ));
+            }
+            let signing =
+                tokens::load_private_key(&private_pem).map_err(|e| format!("ValueError: {e}"))?;
+            Provider::Jws {
+                signing: Box::new(signing),
+                public_repo,
+            }
+        }
+        other => {
+            return Err(format!(
+                "RuntimeError: Unable to find '{other}' driver in 'keystone.token.provider'."
+            ));
+        }
+    };
+    Ok(NodeConfig {
+        provider,
+        expiration,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logging
+
+/// Append one oslo.log-shaped line to the node's keystone.log.
+fn log_line(path: &Path, level: &str, logger: &str, msg: &str) {
+    let line = format!(
+        "{} {} {level} {logger} [-] {msg}\n",
+        chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f"),
+        std::process::id()
+    );
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        // One write per line, so concurrent requests do not interleave.
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Supervision: start, restart on request, stop
+
+/// A listener that tells its owner when it is dropped, i.e. when the port stops accepting.
+struct ClosingListener {
+    inner: TcpListener,
+    _closed: oneshot::Sender<()>,
+}
+
+impl axum::serve::Listener for ClosingListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        axum::serve::Listener::accept(&mut self.inner).await
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A node that is serving.
+struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    closed: Option<oneshot::Receiver<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop accepting connections (in-flight requests may finish) and wait until the listener
+    /// is closed.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(closed) = self.closed.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), closed).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // The serve future only waits for in-flight connections once the listener is gone.
+        self.task.abort();
+    }
+}
+
+/// Start the stand-in of `node` and the task that watches for restart requests. Fails only when
+/// the node's port is taken.
+pub async fn start_node(
+    node: WorldNode,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    // A request left over from a world that died mid-restart: this start is that restart.
+    let _ = std::fs::remove_file(node.restart_request());
+    let running = serve(&node, &shared, true).await?;
+    Ok(tokio::spawn(supervise(node, shared, stop, running)))
+}
+
+async fn supervise(
+    node: WorldNode,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    mut running: Option<Running>,
+) {
+    let req = node.restart_request();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(RESTART_POLL) => {}
+        }
+        if !req.exists() {
+            continue;
+        }
+        log_line(
+            &node.log_file,
+            "INFO",
+            "keystone.server",
+            "Restart requested: stopping the API",
+        );
+        if let Some(r) = running.take() {
+            r.stop().await;
+        }
+        // The acknowledgement the restart script waits for.
+        let _ = std::fs::remove_file(&req);
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(RESTART_PAUSE) => {}
+        }
+        running = match serve(&node, &shared, false).await {
+            Ok(r) => r,
+            Err(e) => {
+                log_line(
+                    &node.log_file,
+                    "CRITICAL",
+                    "keystone",
+                    &format!("Unhandled error: OSError: {e:#}"),
+                );
+                None
+            }
+        };
+    }
+    if let Some(r) = running.take() {
+        r.stop().await;
+    }
+}
+
+async fn bind(port: u16, retry: bool) -> anyhow::Result<TcpListener> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => return Ok(l),
+            Err(e) if retry && tokio::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("port 127.0.0.1:{port} is busy (is this world already running?)")
+                });
+            }
+        }
+    }
+}
+
+/// Read the configuration and serve it, or log why Keystone would not start and stay down.
+async fn serve(
+    node: &WorldNode,
+    shared: &Arc<Shared>,
+    initial: bool,
+) -> anyhow::Result<Option<Running>> {
+    let conf = match load_config(&node.keystone_conf) {
+        Ok(c) => c,
+        Err(msg) => {
+            log_line(
+                &node.log_file,
+                "CRITICAL",
+                "keystone",
+                &format!("Unhandled error: {msg}"),
+            );
+            if initial {
+                // Still make sure the port is ours to take once the config is fixed.
+                drop(bind(node.port, false).await?);
+            }
+            return Ok(None);
+        }
+    };
+    let listener = bind(node.port, !initial).await?;
+    log_line(
+        &node.log_file,
+        "INFO",
+        "keystone.server",
+        &format!(
+            "Starting Keystone on 127.0.0.1:{} with token provider {} (expiration {} s)",
+            node.port,
+            conf.provider.name(),
+            conf.expiration
+        ),
+    );
+    let app = Arc::new(NodeApp {
+        node: node.clone(),
+        shared: shared.clone(),
+        conf,
+    });
+    let (closed_tx, closed) = oneshot::channel();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let listener = ClosingListener {
+        inner: listener,
+        _closed: closed_tx,
+    };
+    let server = axum::serve(listener, router(app)).with_graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    });
+    let task = tokio::spawn(async move {
+        let _ = server.await;
+    });
+    Ok(Some(Running {
+        stop: Some(stop),
+        closed: Some(closed),
+        task,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP API
+
+/// One node's running API: what it read at start.
+struct NodeApp {
+    node: WorldNode,
+    shared: Arc<Shared>,
+    conf: NodeConfig,
+}
+
+type AppState = State<Arc<NodeApp>>;
+
+fn router(app: Arc<NodeApp>) -> Router {
+    Router::new()
+        .route("/", get(versions))
+        .route("/v3", get(version))
+        .route("/v3/", get(version))
+        .route("/v3/auth/tokens", get(validate).post(issue))
+        .route("/v3/OS-TRUST/trusts", get(list_trusts))
+        .route("/v3/OS-TRUST/trusts/{id}", get(show_trust))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            log_request,
+        ))
+        .with_state(app)
+}
+
+/// Log method, path and status of every request (health checks excepted: a real deployment
+/// filters them too, or they drown the start-up lines an operator needs after a failed restart).
+async fn log_request(State(app): AppState, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let is_check = req
+        .headers()
+        .get(header::USER_AGENT)
+        .is_some_and(|v| v == HEALTH_CHECK_AGENT);
+    let resp = next.run(req).await;
+    if !is_check {
+        log_line(
+            &app.node.log_file,
+            "INFO",
+            "keystone.server.flask.request_processing",
+            &format!(
+                "127.0.0.1 \"{method} {path}\" status: {}",
+                resp.status().as_u16()
+            ),
+        );
+    }
+    resp
+}
+
+/// Keystone's JSON error body.
+fn ks_error(status: StatusCode, message: &str) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = json!({"error": {"code": status.as_u16(), "message": message, "title": title}});
+    (status, axum::Json(body)).into_response()
+}
+
+fn unauthorized(app: &NodeApp) -> Response {
+    let mut resp = ks_error(
+        StatusCode::UNAUTHORIZED,
+        "The request you have made requires authentication.",
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("Keystone uri=\"{}/v3\"", app.node.keystone_url))
+    {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+fn version_doc(base: &str) -> Value {
+    json!({
+        "id": "v3.14",
+        "status": "stable",
+        "updated": "2020-04-07T00:00:00Z",
+        "links": [{"rel": "self", "href": format!("{base}/v3/")}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}],
+    })
+}
+
+async fn versions(State(app): AppState) -> Response {
+    let body = json!({"versions": {"values": [version_doc(&app.node.keystone_url)]}});
+    (StatusCode::MULTIPLE_CHOICES, axum::Json(body)).into_response()
+}
+
+async fn version(State(app): AppState) -> Response {
+    axum::Json(json!({"version": version_doc(&app.node.keystone_url)})).into_response()
+}
+
+async fn not_found() -> Response {
+    ks_error(StatusCode::NOT_FOUND, "The resource could not be found.")
+}
+
+impl NodeApp {
+    /// Validate a token with this node's current provider. Keys are read now: repositories
+    /// change during rotation and key distribution.
+    fn validate(&self, token: &str) -> Option<TokenData> {
+        let now = chrono::Utc::now();
+        let data = match &self.conf.provider {
+            Provider::Fernet { repo } => {
+                let keys = tokens::read_fernet_keys(repo).ok()?;
+                tokens::fernet_validate(&keys, token, now).ok()?
+            }
+            Provider::Jws { public_repo, .. } => {
+                let keys = tokens::read_public_keys(public_repo);
+                tokens::jws_validate(&keys, token, now).ok()?
+            }
+        };
+        (data.user_id == self.shared.admin_user_id).then_some(data)
+    }
+
+    fn token_body(&self, t: &TokenData) -> Value {
+        let s = &self.shared;
+        let domain = json!({"id": "default", "name": "Default"});
+        let mut token = json!({
+            "methods": t.methods,
+            "user": {
+                "domain": domain,
+                "id": t.user_id,
+                "name": s.username,
+                "password_expires_at": null,
+            },
+            "audit_ids": t.audit_ids,
+            "expires_at": keystone_time(t.expires_at),
+            "issued_at": keystone_time(t.issued_at),
+        });
+        if let Some(project) = &t.project_id {
+            token["project"] = json!({"domain": domain, "id": project, "name": s.project_name});
+            token["is_domain"] = json!(false);
+            token["roles"] = json!(
+                ["admin", "member", "reader"]
+                    .iter()
+                    .map(|r| json!({"id": role_id(project, r), "name": r}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        token["catalog"] = json!([]);
+        json!({"token": token})
+    }
+
+    /// Check a password-auth body. `Ok(project id)` (None when unscoped) or a Keystone error.
+    fn authenticate(&self, body: &Value) -> Result<Option<String>, AuthRefusal> {
+        let s = &self.shared;
+        let identity = body
+            .pointer("/auth/identity")
+            .ok_or(AuthRefusal::BadRequest(
+                "Expecting to find identity in auth.",
+            ))?;
+        let methods =
+            identity
+                .get("methods")
+                .and_then(Value::as_array)
+                .ok_or(AuthRefusal::BadRequest(
+                    "Expecting to find methods in identity.",
+                ))?;
+        if !methods.iter().any(|m| m == "password") {
+            return Err(AuthRefusal::Unauthorized);
+        }
+        let user = identity
+            .pointer("/password/user")
+            .ok_or(AuthRefusal::BadRequest(
+                "Expecting to find user in password.",
+            ))?;
+        let name_ok = match (user.get("id"), user.get("name")) {
+            (Some(id), _) => id == s.admin_user_id.as_str(),
+            (None, Some(name)) => {
+                name == s.username.as_str()
+                    && user
+                        .get("domain")
+                        .is_some_and(|d| Shared::domain_matches(&s.user_domain, d))
+            }
+            (None, None) => {
+                return Err(AuthRefusal::BadRequest(
+                    "Expecting to find id or name in user.",
+                ));
+            }
+        };
+        let password_ok = user.get("password").and_then(Value::as_str) == Some(&s.password);
+        if !(name_ok && password_ok) {
+            return Err(AuthRefusal::Unauthorized);
+        }
+        let Some(scope) = body.pointer("/auth/scope") else {
+            return Ok(None);
+        };
+        let Some(project) = scope.get("project") else {
+            return Err(AuthRefusal::Unauthorized);
+        };
+        let project_ok = match (project.get("id"), project.get("name")) {
+            (Some(id), _) => id == s.admin_project_id.as_str(),
+            (None, Some(name)) => {
+                name == s.project_name.as_str()
+                    && project
+                        .get("domain")
+                        .is_some_and(|d| Shared::domain_matches(&s.project_domain, d))
+            }
+            (None, None) => {
+                return Err(AuthRefusal::BadRequest(
+                    "Expecting to find id or name in project.",
+                ));
+            }
+        };
+        if !project_ok {
+            return Err(AuthRefusal::Unauthorized);
+        }
+        Ok(Some(s.admin_project_id.clone()))
+    }
+}
+
+/// Why password authentication failed.
+enum AuthRefusal {
+    /// 400 with Keystone's message.
+    BadRequest(&'static str),
+    /// 401.
+    Unauthorized,
+}
+
+/// A stable id for a role in this world (derived, so every node agrees).
+fn role_id(project: &str, role: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(format!("{project}/{role}"))[..16])
+}
+
+fn internal_error() -> Response {
+    ks_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "An unexpected error prevented the server from fulfilling your request.",
+    )
+}
+
+fn bad_request(msg: &str) -> Response {
+    ks_error(StatusCode::BAD_REQUEST, msg)
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+}
+
+/// POST /v3/auth/tokens: password authentication.
+async fn issue(State(app): AppState, body: Bytes) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Malformed request body: expecting JSON.");
+    };
+    let project_id = match app.authenticate(&body) {
+        Ok(p) => p,
+        Err(AuthRefusal::BadRequest(msg)) => return bad_request(msg),
+        Err(AuthRefusal::Unauthorized) => return unauthorized(&app),
+    };
+    let now = chrono::Utc::now();
+    let data = TokenData {
+        user_id: app.shared.admin_user_id.clone(),
+        project_id,
+        methods: vec!["password".into()],
+        audit_ids: vec![tokens::new_audit_id()],
+        issued_at: now,
+        expires_at: now + chrono::Duration::seconds(app.conf.expiration),
+    };
+    let token = match &app.conf.provider {
+        Provider::Fernet { repo } => match tokens::read_fernet_keys(repo) {
+            Ok(keys) if !keys.is_empty() => tokens::fernet_issue(&keys[0].1, &data),
+            _ => return internal_error(),
+        },
+        Provider::Jws { signing, .. } => tokens::jws_issue(signing, &data),
+    };
+    let mut resp = (StatusCode::CREATED, axum::Json(app.token_body(&data))).into_response();
+    match HeaderValue::from_str(&token) {
+        Ok(v) => {
+            resp.headers_mut().insert("x-subject-token", v);
+        }
+        Err(_) => return internal_error(),
+    }
+    resp
+}
+
+/// GET (and HEAD) /v3/auth/tokens: validate X-Subject-Token, authorised by X-Auth-Token.
+async fn validate(State(app): AppState, headers: HeaderMap) -> Response {
+    if header_str(&headers, "x-auth-token")
+        .and_then(|t| app.validate(t))
+        .is_none()
+    {
+        return unauthorized(&app);
+    }
+    let Some(subject) = header_str(&headers, "x-subject-token") else {
+        return ks_error(StatusCode::NOT_FOUND, "Could not find token.");
+    };
+    // Keystone names the token in this message; the stand-in does not repeat secrets.
+    let Some(data) = app.validate(subject) else {
+        return ks_error(StatusCode::NOT_FOUND, "Could not find token.");
+    };
+    let mut resp = axum::Json(app.token_body(&data)).into_response();
+    if let Ok(v) = HeaderValue::from_str(subject) {
+        resp.headers_mut().insert("x-subject-token", v);
+    }
+    resp
+}
+
+/// The trusts of trusts.json with their links, or None if the file cannot be read.
+fn read_trusts(app: &NodeApp) -> Option<Vec<Value>> {
+    let text = std::fs::read_to_string(&app.shared.trusts_path).ok()?;
+    let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let base = &app.node.keystone_url;
+    Some(
+        doc.get("trusts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|mut t| {
+                let id = t
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                t["links"] = json!({"self": format!("{base}/v3/OS-TRUST/trusts/{id}")});
+                t
+            })
+            .collect(),
+    )
+}
+
+/// GET /v3/OS-TRUST/trusts.
+async fn list_trusts(State(app): AppState, headers: HeaderMap) -> Response {
+    if header_str(&headers, "x-auth-token")
+        .and_then(|t| app.validate(t))
+        .is_none()
+    {
+        return unauthorized(&app);
+    }
+    match read_trusts(&app) {
+        Some(trusts) => axum::Json(json!({
+            "trusts": trusts,
+            "links": {
+                "self": format!("{}/v3/OS-TRUST/trusts", app.node.keystone_url),
+                "previous": null,
+                "next": null,
+            }
+        }))
+        .into_response(),
+        None => internal_error(),
+    }
+}
+
+/// GET /v3/OS-TRUST/trusts/{id}.
+async fn show_trust(
+    State(app): AppState,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    if header_str(&headers, "x-auth-token")
+        .and_then(|t| app.validate(t))
+        .is_none()
+    {
+        return unauthorized(&app);
+    }
+    match read_trusts(&app) {
+        Some(trusts) => match trusts.into_iter().find(|t| t["id"] == id.as_str()) {
+            Some(t) => axum::Json(json!({"trust": t})).into_response(),
+            None => ks_error(
+                StatusCode::NOT_FOUND,
+                &format!("Could not find trust: {id}."),
+            ),
+        },
+        None => internal_error(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn refuses_jws_without_keys_and_unknown_providers() {
+        let d = tempfile::tempdir().unwrap();
+        let private = d.path().join("private");
+        let public = d.path().join("public");
+        std::fs::create_dir_all(&private).unwrap();
+        std::fs::create_dir_all(&public).unwrap();
+        let conf = write(
+            d.path(),
+            "k.conf",
+            &format!(
+                "[token]\nprovider = jws\n[jwt_tokens]\njws_private_key_repository = {}\njws_public_key_repository = {}\n",
+                private.display(),
+                public.display()
+            ),
+        );
+        let err = load_config(&conf).err().unwrap();
+        assert!(err.contains("private.pem does not exist"), "{err}");
+
+        let conf = write(d.path(), "u.conf", "[token]\nprovider = uuid\n");
+        let err = load_config(&conf).err().unwrap();
+        assert!(err.contains("Unable to find 'uuid' driver"), "{err}");
+
+        let empty = d.path().join("fernet");
+        std::fs::create_dir_all(&empty).unwrap();
+        let conf = write(
+            d.path(),
+            "f.conf",
+            &format!("[fernet_tokens]\nkey_repository = {}/\n", empty.display()),
+        );
+        assert!(load_config(&conf).err().unwrap().contains("is empty"));
+
+        let conf = write(
+            d.path(),
+            "a.conf",
+            "[token]\nprovider = jws\n[jwt_tokens]\njws_algorithm = ES384\n",
+        );
+        assert!(load_config(&conf).err().unwrap().contains("ES256 only"));
+    }
+}

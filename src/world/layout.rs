@@ -1,0 +1,459 @@
+//! Laying out a new world directory: configs, key repositories, scripts, clouds.yaml, trusts,
+//! the inventory and world.json.
+
+use super::{WORLD_VERSION, WorldInfo, WorldLb, WorldNode, WorldServer, WorldSpec};
+use crate::inventory::{Credentials, Inventory, KeyGen, LoadBalancer, Node, Reach};
+use anyhow::{Context as _, bail};
+use rand::Rng as _;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+/// The backend (a `listen` proxy) every load balancer defines.
+pub const BACKEND: &str = "keystone_api";
+/// The cloud name in clouds.yaml.
+pub const CLOUD: &str = "demo";
+
+pub fn create(dir: &Path, spec: &WorldSpec) -> anyhow::Result<WorldInfo> {
+    if spec.nodes == 0 {
+        bail!("a world needs at least one node");
+    }
+    if spec.nodes > 64 || spec.lbs > 16 {
+        bail!("a demo world holds at most 64 nodes and 16 load balancers");
+    }
+    let dir = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    };
+    if dir.exists() {
+        let mut entries =
+            fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "{} is not empty: a new world needs an absent or empty directory",
+                dir.display()
+            );
+        }
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = fs::canonicalize(&dir)?;
+
+    let ports = pick_ports(spec.nodes + spec.lbs)?;
+    let (node_ports, lb_ports) = ports.split_at(spec.nodes);
+
+    let password: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect();
+    let admin_user_id = uuid::Uuid::new_v4().simple().to_string();
+    let admin_project_id = uuid::Uuid::new_v4().simple().to_string();
+    // One Fernet repository for the whole cluster, copied to every node (as fernet_setup once
+    // and rsync would). Never logged.
+    let fernet_keys: Vec<String> = (0..3).map(|_| fernet::Fernet::generate_key()).collect();
+
+    let mut nodes = Vec::new();
+    for (i, &port) in node_ports.iter().enumerate() {
+        let node = lay_out_node(&dir, i + 1, port, &fernet_keys)?;
+        nodes.push(node);
+    }
+    let lbs: Vec<WorldLb> = lb_ports
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| WorldLb {
+            name: format!("haproxy-{}", i + 1),
+            socket: dir.join(format!("haproxy-{}.sock", i + 1)),
+            state_file: dir.join(format!("haproxy-{}.state", i + 1)),
+            frontend_port: port,
+            frontend_url: format!("http://127.0.0.1:{port}"),
+            backend: BACKEND.into(),
+            servers: nodes
+                .iter()
+                .enumerate()
+                .map(|(k, n)| WorldServer {
+                    name: format!("ks{}", k + 1),
+                    node: n.name.clone(),
+                    port: n.port,
+                })
+                .collect(),
+        })
+        .collect();
+
+    let info = WorldInfo {
+        version: WORLD_VERSION,
+        dir: dir.clone(),
+        cluster: "demo".into(),
+        created_at: chrono::Utc::now(),
+        nodes,
+        lbs,
+        inventory_path: dir.join("inventory.yaml"),
+        clouds_path: dir.join("clouds.yaml"),
+        trusts_path: dir.join("trusts.json"),
+        cloud: CLOUD.into(),
+        admin_user_id,
+        admin_project_id,
+    };
+
+    write_mode(
+        &info.clouds_path,
+        &clouds_yaml(&info.public_url(), &password),
+        0o600,
+    )?;
+    write_mode(&info.trusts_path, &trusts_json(&info), 0o644)?;
+    write_mode(&info.inventory_path, &inventory_yaml(&info)?, 0o644)?;
+    write_mode(
+        &dir.join("world.json"),
+        &serde_json::to_string_pretty(&info)?,
+        0o644,
+    )?;
+    Ok(info)
+}
+
+/// Distinct free loopback ports: all listeners are held until every port is picked, then released.
+fn pick_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot pick a free loopback port")?;
+    Ok(listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()?)
+}
+
+fn write_mode(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    set_mode(path, mode)
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))
+}
+
+fn mkdir(path: &Path, mode: u32) -> anyhow::Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    set_mode(path, mode)
+}
+
+fn lay_out_node(
+    dir: &Path,
+    k: usize,
+    port: u16,
+    fernet_keys: &[String],
+) -> anyhow::Result<WorldNode> {
+    let name = format!("node{k}");
+    let ndir = dir.join(&name);
+    let etc = ndir.join("etc/keystone");
+    let node = WorldNode {
+        name: name.clone(),
+        port,
+        keystone_url: format!("http://127.0.0.1:{port}"),
+        dir: ndir.clone(),
+        keystone_conf: etc.join("keystone.conf"),
+        fernet_repo: etc.join("fernet-keys"),
+        jws_private_repo: etc.join("jws-keys/private"),
+        jws_public_repo: etc.join("jws-keys/public"),
+        log_file: ndir.join("log/keystone.log"),
+        run_dir: ndir.join("run"),
+        restart: ndir.join("bin/keystone-restart"),
+    };
+    mkdir(&etc, 0o755)?;
+    mkdir(&node.fernet_repo, 0o700)?;
+    for (i, key) in fernet_keys.iter().enumerate() {
+        write_mode(&node.fernet_repo.join(i.to_string()), key, 0o600)?;
+    }
+    mkdir(&etc.join("jws-keys"), 0o755)?;
+    mkdir(&node.jws_private_repo, 0o700)?;
+    mkdir(&node.jws_public_repo, 0o755)?;
+    write_mode(&node.keystone_conf, &keystone_conf(&node), 0o640)?;
+    mkdir(&ndir.join("log"), 0o755)?;
+    write_mode(&node.log_file, "", 0o644)?;
+    mkdir(&node.run_dir, 0o755)?;
+    mkdir(&ndir.join("bin"), 0o755)?;
+    write_mode(&node.restart, &restart_script(&node), 0o755)?;
+    Ok(node)
+}
+
+/// A realistic keystone.conf, commented the way the sample configuration is.
+pub fn keystone_conf(node: &WorldNode) -> String {
+    let fernet = format!("{}/", node.fernet_repo.display());
+    format!(
+        r#"# keystone.conf for {name} of the cutover demo world.
+# Lines starting with '#' show Keystone's defaults; uncomment and change them to override.
+
+[DEFAULT]
+
+#
+# From keystone
+#
+
+# If set to true, the logging level will be set to DEBUG instead of the default
+# INFO level. (boolean value)
+#debug = false
+
+# Maximum number of entities that will be returned in a collection. (integer
+# value)
+#list_limit = <None>
+
+[database]
+
+# The SQLAlchemy connection string to use to connect to the database. The demo
+# world's stand-in keeps its one user, project and trusts in memory and in
+# trusts.json. (string value)
+#connection = <None>
+
+[fernet_receipts]
+
+# Directory containing Fernet receipt keys. Receipts (multi-factor auth) only
+# have a Fernet provider, so this repository outlives a move to JWS tokens.
+# (string value)
+key_repository = {fernet}
+
+#max_active_keys = 3
+
+[fernet_tokens]
+
+# Directory containing Fernet token keys. This directory must exist before using
+# `keystone-manage fernet_setup` for the first time, must be writable by the
+# user running `keystone-manage fernet_setup` or `keystone-manage
+# fernet_rotate`, and of course must be readable by keystone's server process.
+# (string value)
+key_repository = {fernet}
+
+# This controls how many keys are held in rotation by `keystone-manage
+# fernet_rotate` before they are discarded. The default value of 3 means that
+# keystone will maintain one staged key (always index 0), one primary key (the
+# highest numerical index), and one secondary key (every other index).
+# (integer value)
+# Minimum value: 1
+max_active_keys = 3
+
+[jwt_tokens]
+
+# Directory containing private keys for signing JWS tokens. This directory must
+# exist in order for keystone's server process to start. It must also be
+# readable by keystone's server process. It must contain at least one private
+# key that corresponds to a public key in `keystone.conf [jwt_tokens]
+# jws_public_key_repository`. (string value)
+jws_private_key_repository = {private}
+
+# Directory containing public keys for validating JWS token signatures. This
+# directory must exist in order for keystone's server process to start. It must
+# also be readable by keystone's server process. It must contain at least one
+# public key that corresponds to a private key in `keystone.conf [jwt_tokens]
+# jws_private_key_repository`. (string value)
+jws_public_key_repository = {public}
+
+# The algorithm used to sign JWS tokens. (string value)
+#jws_algorithm = ES256
+
+[token]
+
+# The amount of time that a token should remain valid (in seconds). Drastically
+# reducing this value may break "long-running" operations that involve multiple
+# services to coordinate together, and will force users to authenticate with
+# keystone more frequently. (integer value)
+# Minimum value: 0
+# Maximum value: 9223372036854775807
+expiration = 3600
+
+# Entry point for the token provider in the `keystone.token.provider`
+# namespace. The token provider controls the token construction, validation,
+# and revocation operations. Supported upstream providers are `fernet` and
+# `jws`. Neither `fernet` or `jws` tokens require persistence and both require
+# additional setup. If using `fernet`, you're required to run `keystone-manage
+# fernet_setup`, which creates symmetric keys used to encrypt tokens. If using
+# `jws`, you're required to generate an ECDSA keypair using a SHA-256 hash
+# algorithm for signing and validating token, which can be done with `keystone-
+# manage create_jws_keypair`. Note that `fernet` tokens are encrypted and `jws`
+# tokens are only signed. Please be sure to consider this if your deployment
+# has security requirements regarding payload contents used to generate token
+# IDs. (string value)
+provider = fernet
+
+# This controls the number of seconds that a token can be retrieved for beyond
+# the built-in expiry time. This allows long running operations to succeed.
+# Defaults to two days. (integer value)
+#allow_expired_window = 172800
+"#,
+        name = node.name,
+        private = node.jws_private_repo.display(),
+        public = node.jws_public_repo.display(),
+    )
+}
+
+/// Quote `s` for a POSIX shell.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `s` as one shell word: unchanged when it needs no quoting (the inventory's `restart` is a
+/// command line run with `sh -c`).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%=,".contains(c))
+    {
+        s.to_string()
+    } else {
+        sh_quote(s)
+    }
+}
+
+/// `bin/keystone-restart`: ask the stand-in to restart and wait for its acknowledgement.
+fn restart_script(node: &WorldNode) -> String {
+    format!(
+        r#"#!/bin/sh
+# Restart Keystone on {name} (cutover demo world).
+# Asks the in-process stand-in to restart by creating run/restart.req, then waits until
+# the stand-in acknowledges by deleting it. Returns once the restart has begun; the API
+# answers again shortly after (or stays down if keystone.conf cannot start).
+req={req}
+: > "$req" || {{ echo "cannot write $req" >&2; exit 1; }}
+i=0
+while [ -e "$req" ]; do
+  i=$((i + 1))
+  if [ "$i" -gt 200 ]; then
+    rm -f "$req"
+    echo "keystone on {name} did not acknowledge the restart" >&2
+    exit 1
+  fi
+  sleep 0.05
+done
+exit 0
+"#,
+        name = node.name,
+        req = sh_quote(&node.restart_request().display().to_string()),
+    )
+}
+
+fn clouds_yaml(auth_url: &str, password: &str) -> String {
+    format!(
+        "# clouds.yaml of the cutover demo world. Keep it private (mode 0600): it holds the\n\
+         # admin password.\n\
+         clouds:\n  {CLOUD}:\n    auth:\n      auth_url: {auth_url}/v3\n      username: admin\n      password: \"{password}\"\n      project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: RegionOne\n    interface: public\n    identity_api_version: 3\n"
+    )
+}
+
+fn trusts_json(info: &WorldInfo) -> String {
+    let heat = uuid::Uuid::new_v4().simple().to_string();
+    let magnum = uuid::Uuid::new_v4().simple().to_string();
+    let expires = (chrono::Utc::now() + chrono::Duration::days(365))
+        .format("%Y-%m-%dT%H:%M:%S.000000Z")
+        .to_string();
+    let trust = |id: String, trustee: &str, imp: bool, exp: serde_json::Value, role: &str| {
+        serde_json::json!({
+            "id": id,
+            "trustor_user_id": info.admin_user_id,
+            "trustee_user_id": trustee,
+            "project_id": info.admin_project_id,
+            "impersonation": imp,
+            "expires_at": exp,
+            "remaining_uses": null,
+            "allow_redelegation": false,
+            "redelegation_count": 0,
+            "roles": [{"name": role}],
+        })
+    };
+    let doc = serde_json::json!({
+        "trusts": [
+            // Heat's stack-user trust: impersonating, no expiry.
+            trust(uuid::Uuid::new_v4().simple().to_string(), &heat, true, serde_json::Value::Null, "member"),
+            // Magnum's cluster trust: no impersonation, expires in a year.
+            trust(uuid::Uuid::new_v4().simple().to_string(), &magnum, false, serde_json::Value::String(expires), "member"),
+        ]
+    });
+    serde_json::to_string_pretty(&doc).expect("json") + "\n"
+}
+
+/// The current user's and primary group's names, so ownership checks pass when not root.
+fn current_user_and_group() -> (String, String) {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| uid.to_string());
+    let group = nix::unistd::Group::from_gid(gid)
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| gid.to_string());
+    (user, group)
+}
+
+fn inventory_yaml(info: &WorldInfo) -> anyhow::Result<String> {
+    let (user, group) = current_user_and_group();
+    let inv = Inventory {
+        cluster: info.cluster.clone(),
+        nodes: info
+            .nodes
+            .iter()
+            .map(|n| Node {
+                name: n.name.clone(),
+                reach: Reach::Local,
+                keystone_url: n.keystone_url.clone(),
+                keystone_conf: n.keystone_conf.clone(),
+                fernet_repo: None,
+                jws_private_repo: None,
+                jws_public_repo: None,
+                keystone_user: user.clone(),
+                keystone_group: group.clone(),
+                restart: shell_word(&n.restart.display().to_string()),
+                log_file: Some(n.log_file.clone()),
+                sudo: false,
+                keygen: KeyGen::Native,
+            })
+            .collect(),
+        load_balancers: info
+            .lbs
+            .iter()
+            .map(|lb| LoadBalancer {
+                name: lb.name.clone(),
+                reach: Some(Reach::Local),
+                socket: Some(lb.socket.clone()),
+                address: None,
+                sudo: false,
+                backend: lb.backend.clone(),
+                servers: lb
+                    .servers
+                    .iter()
+                    .map(|s| (s.node.clone(), s.name.clone()))
+                    .collect::<BTreeMap<_, _>>(),
+            })
+            .collect(),
+        credentials: Credentials {
+            cloud: Some(info.cloud.clone()),
+            clouds_file: Some(info.clouds_path.clone()),
+        },
+        ssh: None,
+        demo_world: Some(info.dir.clone()),
+    };
+    let body = serde_yaml::to_string(&inv)?;
+    let text = format!(
+        "# Inventory of the cutover demo world in {}.\n# Its nodes and load balancers are stand-ins served by `cutover demo`.\n{body}",
+        info.dir.display()
+    );
+    // What we write must load: fail here rather than in front of the operator.
+    Inventory::parse(&text, &info.inventory_path.display().to_string())?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words() {
+        assert_eq!(
+            shell_word("/w/node1/bin/keystone-restart"),
+            "/w/node1/bin/keystone-restart"
+        );
+        assert_eq!(shell_word("/a b/it's"), r"'/a b/it'\''s'");
+    }
+}

@@ -1,0 +1,645 @@
+//! The embedded demo world, exercised over real HTTP, a real UNIX socket and real files.
+//! Every wait polls against a deadline; nothing sleeps blindly.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cutover::inventory::{Inventory, KeyGen, Reach};
+use cutover::world::{self, WorldInfo, WorldNode, WorldSpec};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+fn new_world(spec: &WorldSpec) -> (tempfile::TempDir, WorldInfo) {
+    let tmp = tempfile::tempdir().unwrap();
+    let info = world::create(&tmp.path().join("w"), spec).unwrap();
+    (tmp, info)
+}
+
+fn admin_password(info: &WorldInfo) -> String {
+    let doc: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&info.clouds_path).unwrap()).unwrap();
+    doc["clouds"]["demo"]["auth"]["password"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn auth_body(password: &str) -> Value {
+    json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"name": "Default"}, "password": password}}},
+        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}
+    }})
+}
+
+/// Issue a token directly at `url`; returns (status, token).
+async fn issue(url: &str, password: &str) -> (StatusCode, Option<String>) {
+    let resp = client()
+        .post(format!("{url}/v3/auth/tokens"))
+        .json(&auth_body(password))
+        .send()
+        .await
+        .unwrap();
+    let token = resp
+        .headers()
+        .get("x-subject-token")
+        .map(|v| v.to_str().unwrap().to_string());
+    (resp.status(), token)
+}
+
+async fn validate(url: &str, auth: &str, subject: &str) -> StatusCode {
+    client()
+        .get(format!("{url}/v3/auth/tokens"))
+        .header("X-Auth-Token", auth)
+        .header("X-Subject-Token", subject)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Poll `probe` until it returns true or `secs` pass.
+async fn wait_for<F, Fut>(secs: u64, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !probe().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn api_up(url: &str) -> bool {
+    matches!(client().get(format!("{url}/v3")).send().await, Ok(r) if r.status() == StatusCode::OK)
+}
+
+async fn port_closed(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+}
+
+/// Run the node's restart script as an operator (or the local transport) would.
+async fn restart(node: &WorldNode) {
+    let out = tokio::process::Command::new("sh")
+        .arg(&node.restart)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restart failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn set_provider(node: &WorldNode, provider: &str) {
+    let conf = std::fs::read_to_string(&node.keystone_conf).unwrap();
+    let mut found = false;
+    let conf: String = conf
+        .lines()
+        .map(|l| {
+            if l.starts_with("provider = ") {
+                found = true;
+                format!("provider = {provider}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(found);
+    std::fs::write(&node.keystone_conf, conf).unwrap();
+}
+
+/// One runtime-API exchange over the admin socket.
+async fn cli(sock: &Path, cmd: &str) -> String {
+    let mut s = tokio::net::UnixStream::connect(sock).await.unwrap();
+    s.write_all(format!("{cmd}\n").as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// `show stat` rows keyed by svname, each a column-name → value map.
+async fn stat(sock: &Path) -> HashMap<String, HashMap<String, String>> {
+    let csv = cli(sock, "show stat").await;
+    let mut lines = csv.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let row: HashMap<String, String> = header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(str::to_string))
+                .collect();
+            (row["svname"].clone(), row)
+        })
+        .collect()
+}
+
+/// `show servers state` lines keyed by srv_name, as whitespace-split fields.
+async fn servers_state(sock: &Path) -> HashMap<String, Vec<String>> {
+    let out = cli(sock, "show servers state keystone_api").await;
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("1"));
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("# be_id be_name srv_id srv_name")
+    );
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+            (f[3].clone(), f)
+        })
+        .collect()
+}
+
+#[test]
+fn layout_inventory_and_files() {
+    let (_tmp, info) = new_world(&WorldSpec::default());
+    let dir = &info.dir;
+    assert!(dir.is_absolute());
+    assert_eq!(world::load(dir).unwrap(), info);
+    assert_eq!(
+        world::create_or_load(dir, &WorldSpec::default()).unwrap(),
+        info
+    );
+    let err = world::create(dir, &WorldSpec::default()).unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+
+    // The inventory is a cutover inventory for this world.
+    let inv = Inventory::load(&info.inventory_path).unwrap();
+    assert_eq!(inv.cluster, "demo");
+    assert_eq!(inv.demo_world.as_deref(), Some(dir.as_path()));
+    assert_eq!(inv.nodes.len(), 3);
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    for (n, wn) in inv.nodes.iter().zip(&info.nodes) {
+        assert_eq!(n.name, wn.name);
+        assert_eq!(n.reach, Reach::Local);
+        assert_eq!(n.keystone_url, format!("http://127.0.0.1:{}", wn.port));
+        assert_eq!(
+            n.keystone_conf,
+            dir.join(&n.name).join("etc/keystone/keystone.conf")
+        );
+        assert_eq!(n.restart, wn.restart.display().to_string());
+        assert_eq!(n.log_file.as_ref(), Some(&wn.log_file));
+        assert_eq!(n.keystone_user, user);
+        assert!(!n.sudo);
+        assert_eq!(n.keygen, KeyGen::Native);
+    }
+    let lb = &inv.load_balancers[0];
+    assert_eq!(lb.name, "haproxy-1");
+    assert_eq!(lb.backend, "keystone_api");
+    assert_eq!(lb.socket.as_ref(), Some(&dir.join("haproxy-1.sock")));
+    assert_eq!(lb.server_for("node2"), "ks2");
+    assert_eq!(inv.credentials.cloud.as_deref(), Some("demo"));
+
+    // Credentials resolve through the crate's own clouds.yaml reader.
+    let creds =
+        cutover::inventory::credentials::resolve(Some("demo"), Some(&info.clouds_path), &|_| None)
+            .unwrap();
+    assert_eq!(creds.password.len(), 20);
+    let clouds = std::fs::read_to_string(&info.clouds_path).unwrap();
+    assert!(clouds.contains(&format!(
+        "auth_url: http://127.0.0.1:{}/v3",
+        info.lbs[0].frontend_port
+    )));
+
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&info.clouds_path), 0o600);
+    let keys0: Vec<String> = (0..3)
+        .map(|i| std::fs::read_to_string(info.nodes[0].fernet_repo.join(i.to_string())).unwrap())
+        .collect();
+    for node in &info.nodes {
+        assert_eq!(mode(&node.fernet_repo), 0o700);
+        assert_eq!(mode(&node.jws_private_repo), 0o700);
+        assert_eq!(mode(&node.jws_public_repo), 0o755);
+        assert_eq!(mode(&node.restart) & 0o111, 0o111);
+        for (i, expected) in keys0.iter().enumerate() {
+            let key = node.fernet_repo.join(i.to_string());
+            assert_eq!(mode(&key), 0o600);
+            let text = std::fs::read_to_string(&key).unwrap();
+            assert_eq!(&text, expected);
+            assert_eq!(
+                base64::engine::general_purpose::URL_SAFE
+                    .decode(text.trim())
+                    .unwrap()
+                    .len(),
+                32
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(&node.jws_private_repo).unwrap().count(),
+            0
+        );
+        let conf = std::fs::read_to_string(&node.keystone_conf).unwrap();
+        for line in [
+            "[DEFAULT]".to_string(),
+            "provider = fernet".into(),
+            "expiration = 3600".into(),
+            "#allow_expired_window = 172800".into(),
+            "max_active_keys = 3".into(),
+            format!("key_repository = {}/", node.fernet_repo.display()),
+            format!(
+                "jws_private_key_repository = {}",
+                node.jws_private_repo.display()
+            ),
+            format!(
+                "jws_public_key_repository = {}",
+                node.jws_public_repo.display()
+            ),
+        ] {
+            assert!(conf.lines().any(|l| l == line), "{line} missing");
+        }
+        assert!(conf.contains("[fernet_receipts]"));
+    }
+    let trusts: Value =
+        serde_json::from_str(&std::fs::read_to_string(&info.trusts_path).unwrap()).unwrap();
+    assert_eq!(trusts["trusts"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keystone_fernet_then_jws() {
+    let (_tmp, info) = new_world(&WorldSpec::default());
+    let handle = world::start(&info).await.unwrap();
+    let password = admin_password(&info);
+    let [n1, n2, _n3] = [&info.nodes[0], &info.nodes[1], &info.nodes[2]];
+
+    for node in &info.nodes {
+        let v: Value = client()
+            .get(format!("{}/v3", node.keystone_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["version"]["id"], "v3.14");
+        assert_eq!(v["version"]["status"], "stable");
+    }
+
+    // A Fernet token from node1 validates on node2: same keys.
+    let (status, fernet) = issue(&n1.keystone_url, &password).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let fernet = fernet.unwrap();
+    assert!(fernet.starts_with("gAAAAA"));
+    assert_eq!(
+        validate(&n2.keystone_url, &fernet, &fernet).await,
+        StatusCode::OK
+    );
+    let body: Value = client()
+        .get(format!("{}/v3/auth/tokens", n2.keystone_url))
+        .header("X-Auth-Token", &fernet)
+        .header("X-Subject-Token", &fernet)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["token"]["user"]["name"], "admin");
+    assert_eq!(
+        body["token"]["project"]["id"],
+        info.admin_project_id.as_str()
+    );
+    assert_eq!(body["token"]["methods"], json!(["password"]));
+    assert!(body["token"]["catalog"].is_array());
+    let head = client()
+        .head(format!("{}/v3/auth/tokens", n2.keystone_url))
+        .header("X-Auth-Token", &fernet)
+        .header("X-Subject-Token", &fernet)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+
+    // Wrong password: 401 with Keystone's error body.
+    let resp = client()
+        .post(format!("{}/v3/auth/tokens", n1.keystone_url))
+        .json(&auth_body("not-the-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], 401);
+    assert_eq!(err["error"]["title"], "Unauthorized");
+
+    // Trusts need a valid token.
+    let trusts = client()
+        .get(format!("{}/v3/OS-TRUST/trusts", n1.keystone_url))
+        .header("X-Auth-Token", &fernet)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trusts.status(), StatusCode::OK);
+    let trusts: Value = trusts.json().await.unwrap();
+    assert_eq!(trusts["trusts"].as_array().unwrap().len(), 2);
+    let anon = client()
+        .get(format!("{}/v3/OS-TRUST/trusts", n1.keystone_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+
+    // Flip node1 to jws with a keypair generated here (as cutover's native keygen would).
+    {
+        use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+        let sk = p256::SecretKey::random(&mut rand::rngs::OsRng);
+        let private = n1.jws_private_repo.join("private.pem");
+        std::fs::write(
+            &private,
+            sk.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(
+            n1.jws_public_repo.join("node1.pem"),
+            sk.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+        )
+        .unwrap();
+    }
+    set_provider(n1, "jws");
+    restart(n1).await;
+    assert!(!n1.restart_request().exists(), "the stand-in acknowledged");
+    wait_for(5, "node1 back up as jws", || api_up(&n1.keystone_url)).await;
+
+    let (status, jws) = issue(&n1.keystone_url, &password).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let jws = jws.unwrap();
+    assert!(jws.starts_with("eyJ"));
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jws.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header, json!({"alg": "ES256", "typ": "JWT"}));
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jws.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], info.admin_user_id.as_str());
+    assert_eq!(
+        claims["openstack_project_id"],
+        info.admin_project_id.as_str()
+    );
+    assert_eq!(validate(&n1.keystone_url, &jws, &jws).await, StatusCode::OK);
+
+    // Tokens of the other provider are refused exactly as Keystone refuses them.
+    assert_eq!(
+        validate(&n1.keystone_url, &jws, &fernet).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        validate(&n1.keystone_url, &fernet, &jws).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        validate(&n2.keystone_url, &fernet, &jws).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        validate(&n2.keystone_url, &jws, &fernet).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // The log names requests and provider changes, never tokens or the password.
+    let log = std::fs::read_to_string(&n1.log_file).unwrap();
+    assert!(log.contains("token provider jws"), "{log}");
+    assert!(
+        log.contains("\"POST /v3/auth/tokens\" status: 201"),
+        "{log}"
+    );
+    assert!(!log.contains(&jws) && !log.contains(&fernet) && !log.contains(&password));
+
+    handle.shutdown().await;
+    for node in &info.nodes {
+        assert!(port_closed(node.port).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jws_without_keys_stays_down_until_fixed() {
+    let (_tmp, info) = new_world(&WorldSpec { nodes: 2, lbs: 1 });
+    let handle = world::start(&info).await.unwrap();
+    let node = &info.nodes[1];
+    let sock = &info.lbs[0].socket;
+
+    set_provider(node, "jws");
+    restart(node).await;
+    wait_for(5, "the refusal in keystone.log", || async {
+        std::fs::read_to_string(&node.log_file)
+            .unwrap()
+            .contains("private.pem does not exist")
+    })
+    .await;
+    let log = std::fs::read_to_string(&node.log_file).unwrap();
+    assert!(
+        log.contains("CRITICAL keystone [-] Unhandled error:"),
+        "{log}"
+    );
+    assert!(
+        port_closed(node.port).await,
+        "a node that cannot start stays down"
+    );
+    // HAProxy notices after `fall` failed checks.
+    wait_for(5, "ks2 DOWN", || async {
+        stat(sock).await["ks2"]["status"] == "DOWN"
+    })
+    .await;
+    assert_eq!(servers_state(sock).await["ks2"][5], "0");
+
+    // Fixing the config and restarting again brings it back.
+    set_provider(node, "fernet");
+    restart(node).await;
+    wait_for(5, "node2 back up", || api_up(&node.keystone_url)).await;
+    wait_for(5, "ks2 UP", || async {
+        stat(sock).await["ks2"]["status"] == "UP"
+    })
+    .await;
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_runtime_api_and_frontend() {
+    let (_tmp, info) = new_world(&WorldSpec::default());
+    let handle = world::start(&info).await.unwrap();
+    let lb = &info.lbs[0];
+    let sock = &lb.socket;
+    assert_eq!(
+        std::fs::metadata(sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let st = stat(sock).await;
+    for s in ["ks1", "ks2", "ks3"] {
+        assert_eq!(st[s]["status"], "UP", "fresh world starts UP");
+        assert_eq!(st[s]["check_status"], "L7OK");
+    }
+    assert_eq!(st["FRONTEND"]["status"], "OPEN");
+    assert_eq!(st["BACKEND"]["status"], "UP");
+
+    assert_eq!(
+        cli(sock, "set server keystone_api/ks2 state maint").await,
+        "\n"
+    );
+    let state = servers_state(sock).await;
+    let admin: u32 = state["ks2"][6].parse().unwrap();
+    assert_eq!(admin & 0x01, 0x01);
+    assert_eq!(state["ks2"][5], "0");
+    assert_eq!(state["ks1"][6], "0");
+    assert_eq!(state["ks1"][5], "2");
+    assert_eq!(stat(sock).await["ks2"]["status"], "MAINT");
+    assert_eq!(
+        cli(sock, "set server keystone_api/ks9 state drain")
+            .await
+            .trim(),
+        "No such server."
+    );
+    assert_eq!(
+        cli(sock, "set server nope/ks1 state drain").await.trim(),
+        "No such backend."
+    );
+    assert!(cli(sock, "help").await.contains("show servers state"));
+    assert!(cli(sock, "bogus").await.starts_with("Unknown command"));
+    // Several commands on one line.
+    let out = cli(
+        sock,
+        "set server keystone_api/ks3 state drain; show servers state",
+    )
+    .await;
+    assert!(out.starts_with("\n1\n# be_id"), "{out:?}");
+    assert_eq!(stat(sock).await["ks3"]["status"], "DRAIN");
+    assert_eq!(
+        cli(sock, "set server keystone_api/ks3 state ready").await,
+        "\n"
+    );
+
+    // The frontend proxies HTTP to ready servers only.
+    for _ in 0..4 {
+        let v: Value = client()
+            .get(format!("{}/v3", lb.frontend_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["version"]["id"], "v3.14");
+    }
+    let st = stat(sock).await;
+    assert_eq!(st["ks2"]["stot"], "0", "no traffic to a server in maint");
+    assert_eq!(st["FRONTEND"]["stot"], "4");
+    let total: u64 = ["ks1", "ks3"]
+        .iter()
+        .map(|s| st[*s]["stot"].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 4);
+
+    // A held connection is a session on the server it went to.
+    let held = tokio::net::TcpStream::connect(("127.0.0.1", lb.frontend_port))
+        .await
+        .unwrap();
+    wait_for(5, "scur to rise", || async {
+        let st = stat(sock).await;
+        st["FRONTEND"]["scur"] == "1" && st["BACKEND"]["scur"] == "1"
+    })
+    .await;
+    drop(held);
+    wait_for(5, "scur to fall", || async {
+        stat(sock).await["BACKEND"]["scur"] == "0"
+    })
+    .await;
+
+    // With every server out, the frontend closes connections.
+    cli(
+        sock,
+        "set server keystone_api/ks1 state maint;set server keystone_api/ks3 state maint",
+    )
+    .await;
+    assert!(
+        client()
+            .get(format!("{}/v3", lb.frontend_url))
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(stat(sock).await["BACKEND"]["status"], "DOWN");
+    handle.shutdown().await;
+    assert!(!sock.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_state_survives_a_world_restart() {
+    let (_tmp, info) = new_world(&WorldSpec { nodes: 3, lbs: 2 });
+    let handle = world::start(&info).await.unwrap();
+    let (lb1, lb2) = (&info.lbs[0], &info.lbs[1]);
+
+    // Ports are ours while running: a second start names the busy port.
+    let err = world::start(&info).await.err().unwrap();
+    assert!(
+        format!("{err:#}").contains(&info.nodes[0].port.to_string()),
+        "{err:#}"
+    );
+
+    cli(&lb1.socket, "set server keystone_api/ks1 state drain").await;
+    cli(&lb1.socket, "set server keystone_api/ks2 state maint").await;
+    assert_eq!(
+        stat(&lb2.socket).await["ks2"]["status"],
+        "UP",
+        "instances are independent"
+    );
+    handle.shutdown().await;
+    assert!(lb1.state_file.exists());
+
+    let info = world::load(&info.dir).unwrap();
+    let handle = world::start(&info).await.unwrap();
+    let state = servers_state(&lb1.socket).await;
+    assert_eq!(state["ks1"][6], "8");
+    assert_eq!(state["ks2"][6], "1");
+    assert_eq!(state["ks3"][6], "0");
+    let st = stat(&lb1.socket).await;
+    assert_eq!(st["ks1"]["status"], "DRAIN");
+    assert_eq!(st["ks2"]["status"], "MAINT");
+    assert_eq!(st["ks3"]["status"], "UP");
+    assert_eq!(servers_state(&lb2.socket).await["ks2"][6], "0");
+    // Everything else came back too.
+    for node in &info.nodes {
+        assert!(api_up(&node.keystone_url).await);
+    }
+    drop(handle);
+}

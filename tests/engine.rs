@@ -1,0 +1,585 @@
+//! Engine tests in the given/when/then style: given events, when a command, then events and
+//! effects. A small simulated fleet answers effects so scenarios read like real runs.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use cutover::engine::events::*;
+use cutover::engine::facts::*;
+use cutover::engine::plan::{ActionSpec, OpKind};
+use cutover::engine::state::{RunStatus, State};
+use cutover::engine::{Decision, decide};
+use cutover::inventory::Inventory;
+use cutover::runbook::{Gate, Runbook};
+use std::collections::BTreeMap;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 29, 1, 0, 0).unwrap()
+}
+
+fn who() -> serde_json::Value {
+    serde_json::json!({"user": "alice", "host": "bastion1"})
+}
+
+/// A simulated fleet: what each node and load balancer would report.
+#[derive(Clone)]
+struct Fleet {
+    nodes: Vec<String>,
+    lbs: Vec<String>,
+    conf: BTreeMap<String, String>,
+    running: BTreeMap<String, String>,
+    admin: BTreeMap<(String, String), AdminState>,
+    private: BTreeMap<String, String>,
+    public: BTreeMap<String, Vec<String>>,
+    /// Knobs for failure scenarios.
+    lb_ignores_maint: bool,
+    restart_keeps_old_provider: bool,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let nodes: Vec<String> = ["ks1", "ks2", "ks3"].iter().map(|s| s.to_string()).collect();
+        let lbs = vec!["haproxy-a".to_string(), "haproxy-b".to_string()];
+        let mut f = Fleet {
+            conf: nodes.iter().map(|n| (n.clone(), "fernet".into())).collect(),
+            running: nodes.iter().map(|n| (n.clone(), "fernet".into())).collect(),
+            admin: BTreeMap::new(),
+            private: BTreeMap::new(),
+            public: nodes.iter().map(|n| (n.clone(), vec![])).collect(),
+            nodes: nodes.clone(),
+            lbs: lbs.clone(),
+            lb_ignores_maint: false,
+            restart_keeps_old_provider: false,
+        };
+        for n in &nodes {
+            for l in &lbs {
+                f.admin.insert((l.clone(), n.clone()), AdminState::Ready);
+            }
+        }
+        f
+    }
+
+    fn facts(&self, n: &str) -> NodeFacts {
+        NodeFacts {
+            provider: Some(self.conf[n].clone()),
+            expiration: 3600,
+            allow_expired_window: 172800,
+            fernet: FernetFacts {
+                repo: "/etc/keystone/fernet-keys/".into(),
+                present: true,
+                keys: 3,
+                fingerprint: Some("SHA256:fernet".into()),
+            },
+            receipts_repo: "/etc/keystone/fernet-keys/".into(),
+            jws: JwsFacts {
+                private_repo: "/etc/keystone/jws-keys/private".into(),
+                public_repo: "/etc/keystone/jws-keys/public".into(),
+                private_present: self.private.contains_key(n),
+                private_fingerprint: self.private.get(n).cloned(),
+                private_mode: self.private.get(n).map(|_| "600".into()),
+                private_owner: self.private.get(n).map(|_| "keystone:keystone".into()),
+                public: self.public[n]
+                    .iter()
+                    .map(|fp| PublicKeyFact { file: format!("{fp}.pem"), fingerprint: fp.clone() })
+                    .collect(),
+            },
+            service_up: true,
+            service_detail: "GET /v3 200".into(),
+            error: None,
+        }
+    }
+
+    fn lb_rows(&self) -> Vec<LbServer> {
+        let mut v = Vec::new();
+        for l in &self.lbs {
+            for n in &self.nodes {
+                let admin = self.admin[&(l.clone(), n.clone())];
+                v.push(LbServer {
+                    lb: l.clone(),
+                    node: n.clone(),
+                    server: n.clone(),
+                    admin,
+                    admin_bits: match admin {
+                        AdminState::Maint => 1,
+                        AdminState::Drain => 8,
+                        AdminState::Ready => 0,
+                    },
+                    op_state: 2,
+                    status: match admin {
+                        AdminState::Maint => "MAINT".into(),
+                        AdminState::Drain => "DRAIN".into(),
+                        AdminState::Ready => "UP".into(),
+                    },
+                    sessions: 0,
+                });
+            }
+        }
+        v
+    }
+
+    fn token(&self, n: &str) -> TokenCheck {
+        let p = &self.running[n];
+        TokenCheck {
+            node: n.into(),
+            format: if p == "jws" { TokenFormat::Jws } else { TokenFormat::Fernet },
+            alg: (p == "jws").then(|| "ES256".into()),
+            length: 200,
+            issue_status: 201,
+            validate_status: Some(200),
+            latency_ms: 12,
+            error: None,
+        }
+    }
+
+    /// Carry out an effect, as the drivers would, and report.
+    fn run(&mut self, spec: &ActionSpec) -> (bool, Observation) {
+        let mut obs = Observation::default();
+        match spec {
+            ActionSpec::Probe { nodes, lb, tokens } => {
+                for n in nodes {
+                    obs.nodes.insert(n.clone(), self.facts(n));
+                }
+                if *lb {
+                    obs.lb = Some(self.lb_rows());
+                }
+                for n in tokens {
+                    obs.tokens.insert(n.clone(), self.token(n));
+                }
+            }
+            ActionSpec::LbDrain { node, .. } => {
+                if !self.lb_ignores_maint {
+                    for l in self.lbs.clone() {
+                        self.admin.insert((l, node.clone()), AdminState::Maint);
+                    }
+                }
+                obs.lb = Some(self.lb_rows());
+            }
+            ActionSpec::LbReady { node, .. } => {
+                for l in self.lbs.clone() {
+                    self.admin.insert((l, node.clone()), AdminState::Ready);
+                }
+                obs.lb = Some(self.lb_rows());
+            }
+            ActionSpec::SetProvider { node, provider } => {
+                self.conf.insert(node.clone(), provider.clone());
+                obs.flipped.insert(node.clone(), provider.clone());
+            }
+            ActionSpec::Restart { node, .. } => {
+                if !self.restart_keeps_old_provider {
+                    self.running.insert(node.clone(), self.conf[node].clone());
+                }
+                obs.restarted.push(node.clone());
+            }
+            ActionSpec::CreateKeypair { node, .. } => {
+                obs.keys.insert(node.clone(), format!("fp-{node}"));
+            }
+            ActionSpec::CreateSharedKeypair { nodes, .. } => {
+                for n in nodes {
+                    obs.keys.insert(n.clone(), "fp-shared".into());
+                }
+            }
+            ActionSpec::InstallKeys { node } => {
+                self.private.insert(node.clone(), format!("fp-{node}"));
+                let fp = format!("fp-{node}");
+                if !self.public[node].contains(&fp) {
+                    self.public.get_mut(node).unwrap().push(fp);
+                }
+            }
+            ActionSpec::DistributePublicKeys { node, from } => {
+                for m in from {
+                    let fp = format!("fp-{m}");
+                    if !self.public[node].contains(&fp) {
+                        self.public.get_mut(node).unwrap().push(fp);
+                    }
+                }
+            }
+            ActionSpec::IssueToken { node, expect } => {
+                let t = self.token(node);
+                let ok = t.format.as_str() == expect;
+                obs.tokens.insert(node.clone(), t);
+                return (ok, obs);
+            }
+            ActionSpec::ValidateMatrix { nodes, .. } => {
+                obs.matrix = Some(Matrix {
+                    nodes: nodes.clone(),
+                    formats: nodes.iter().map(|n| self.token(n).format).collect(),
+                    cells: nodes.iter().map(|_| nodes.iter().map(|_| Some(200)).collect()).collect(),
+                });
+            }
+            ActionSpec::ListTrusts { .. } => obs.trusts = Some(TrustSummary::default()),
+            _ => {}
+        }
+        (true, obs)
+    }
+}
+
+/// A run under test: the state, the clock, the simulated fleet, and every event so far.
+struct Run {
+    state: State,
+    now: DateTime<Utc>,
+    fleet: Fleet,
+    events: Vec<(DateTime<Utc>, Event)>,
+    pending: Vec<cutover::engine::Effect>,
+}
+
+fn run_started(params: &[(&str, &str)]) -> RunStarted {
+    let source = std::fs::read_to_string("runbooks/fernet-to-jws.yaml").unwrap();
+    let rb = Runbook::parse(&source, "fernet-to-jws.yaml").unwrap();
+    let inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
+    let overrides = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    RunStarted {
+        schema: SCHEMA,
+        run_id: "run-1".into(),
+        runbook_name: rb.name.clone(),
+        runbook_title: rb.title.clone(),
+        runbook_sha256: "x".into(),
+        runbook_source: source,
+        runbook_origin: "runbooks/fernet-to-jws.yaml".into(),
+        cluster: inv.cluster.clone(),
+        params: rb.resolve_params(&overrides).unwrap(),
+        inventory: inv,
+        who: who(),
+    }
+}
+
+impl Run {
+    fn start() -> Run {
+        let mut r = Run {
+            state: State::default(),
+            now: t0(),
+            fleet: Fleet::new(),
+            events: vec![],
+            pending: vec![],
+        };
+        r.when(Command::Start(Box::new(run_started(&[]))));
+        r
+    }
+
+    /// When: a command. Then: the decision, already applied.
+    fn when(&mut self, cmd: Command) -> Decision {
+        self.now += Duration::seconds(1);
+        let d = decide(&self.state, cmd, self.now).expect("command accepted");
+        for e in &d.events {
+            self.state.apply(e, self.now);
+            self.events.push((self.now, e.clone()));
+        }
+        self.pending.extend(d.effects.iter().cloned());
+        d
+    }
+
+    /// Let the simulated fleet answer every pending effect, one at a time.
+    fn settle_one(&mut self) -> Option<Decision> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let eff = self.pending.remove(0);
+        let (ok, observed) = self.fleet.run(&eff.spec);
+        Some(self.when(Command::Completed(Outcome {
+            id: eff.id,
+            op: eff.op,
+            node: eff.spec.node().map(str::to_string),
+            ok,
+            summary: if ok { "ok".into() } else { "failed".into() },
+            duration_ms: 5,
+            observed,
+            failure: None,
+        })))
+    }
+
+    /// Run until the engine waits for a person or stops, confirming hard stops in `confirm`.
+    fn run_until_stopped(&mut self, confirm: &[&str]) {
+        for _ in 0..2000 {
+            if self.settle_one().is_some() {
+                continue;
+            }
+            if let Some(h) = self.state.hard_stop.clone()
+                && confirm.contains(&h.id.as_str())
+            {
+                self.when(Command::Confirm { id: h.id.clone(), who: who() });
+                continue;
+            }
+            return;
+        }
+        panic!("run did not settle");
+    }
+
+    /// Run until the op at the cursor is the given gate for the given node (not yet probed).
+    fn run_to_gate(&mut self, gate: Gate, node: Option<&str>, confirm: &[&str]) {
+        for _ in 0..2000 {
+            if let Some(op) = self.state.current_op()
+                && matches!(&op.kind, OpKind::Gate { gate: g, .. } if *g == gate)
+                && op.node.as_deref() == node
+                && self.pending.len() == 1
+            {
+                return;
+            }
+            if self.settle_one().is_some() {
+                continue;
+            }
+            if let Some(h) = self.state.hard_stop.clone()
+                && confirm.contains(&h.id.as_str())
+            {
+                self.when(Command::Confirm { id: h.id.clone(), who: who() });
+                continue;
+            }
+            panic!("stopped before gate {} for {node:?}: {:?}", gate.name(), self.state.status);
+        }
+        panic!("did not reach the gate");
+    }
+
+    fn kinds(d: &Decision) -> Vec<&'static str> {
+        d.events.iter().map(|e| e.kind()).collect()
+    }
+}
+
+fn actions(d: &Decision) -> Vec<&'static str> {
+    d.effects.iter().map(|e| e.spec.name()).collect()
+}
+
+const ALL: &[&str] = &["jws-payload-readable", "mixed-pool"];
+
+#[test]
+fn a_healthy_run_completes_and_the_pool_is_never_mixed_unconfirmed() {
+    let mut r = Run::start();
+    r.run_until_stopped(ALL);
+    assert_eq!(r.state.status, RunStatus::Completed, "log: {:#?}", r.state.log.last());
+    assert!(r.fleet.conf.values().all(|p| p == "jws"));
+    // Two mixed-pool hard stops (ks1 and ks2 rejoin a pool that still has fernet nodes); ks3 none.
+    let mixed: Vec<_> = r
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::HardStopRaised(h) if h.id == "mixed-pool" => h.node.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mixed, vec!["ks1".to_string(), "ks2".to_string()]);
+    // Every confirmation records who and a hash of what was shown.
+    for (_, e) in &r.events {
+        if let Event::HardStopConfirmed { who, state_sha256, .. } = e {
+            assert_eq!(who["user"], "alice");
+            assert_eq!(state_sha256.len(), 64);
+        }
+    }
+    assert!(r.state.old_tokens_irrelevant_at().is_some());
+}
+
+#[test]
+fn flipping_a_pooled_node_is_refused() {
+    let mut r = Run::start();
+    r.fleet.lb_ignores_maint = true; // as after an HAProxy reload without a server-state file
+    r.run_to_gate(Gate::OutOfPool, Some("ks1"), ALL);
+    let d = r.settle_one().unwrap();
+    assert_eq!(Run::kinds(&d), vec!["outcome", "gate_failed", "run_halted"]);
+    assert!(actions(&d).is_empty(), "no effect may follow a failed out-of-pool gate");
+    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("still in the pool")));
+    assert_eq!(r.fleet.conf["ks1"], "fernet");
+    // Advancing again does nothing while halted.
+    let d = r.when(Command::Advance);
+    assert!(d.events.is_empty() && d.effects.is_empty());
+}
+
+#[test]
+fn a_guarded_action_without_its_gate_is_refused_even_if_the_plan_lacks_it() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::OutOfPool, Some("ks1"), ALL);
+    // Forge a plan in which the gate op before the flip is something else: the engine itself
+    // must still refuse the flip.
+    let cursor = r.state.cursor;
+    let flip = r.state.plan.iter().position(|o| matches!(&o.kind, OpKind::Act { action, .. } if action == "keystone.set_provider")).unwrap();
+    r.pending.clear();
+    r.state.in_flight.clear();
+    r.state.plan[flip - 1].kind = OpKind::Note { message: "forged".into() };
+    r.state.cursor = flip;
+    assert!(cursor < flip);
+    let d = r.when(Command::Advance);
+    assert!(actions(&d).is_empty(), "{:?}", actions(&d));
+    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.starts_with("refused")), "{:?}", r.state.status);
+}
+
+#[test]
+fn flipping_before_keys_are_everywhere_is_refused() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::KeysEverywhere, None, ALL);
+    // ks3 lost ks1's public key after the keys step.
+    r.fleet.public.get_mut("ks3").unwrap().retain(|k| k != "fp-ks1");
+    let d = r.settle_one().unwrap();
+    assert_eq!(Run::kinds(&d), vec!["outcome", "gate_failed", "run_halted"]);
+    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("ks3 lacks ks1's public key")), "{:?}", r.state.status);
+    assert!(r.fleet.conf.values().all(|p| p == "fernet"));
+}
+
+#[test]
+fn rejoining_an_unvalidated_node_is_refused() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::ValidatedBeforeReadd, Some("ks1"), ALL);
+    // Between the direct issue and the gate, ks1 went back to fernet (someone restarted it with
+    // an old config): the gate's own fresh check must catch it.
+    r.fleet.running.insert("ks1".into(), "fernet".into());
+    let d = r.settle_one().unwrap();
+    assert_eq!(Run::kinds(&d), vec!["outcome", "gate_failed", "run_halted"]);
+    assert!(actions(&d).is_empty());
+    assert!(r.fleet.admin.iter().filter(|((_, n), _)| n == "ks1").all(|(_, a)| *a == AdminState::Maint), "ks1 stays out of the pool");
+}
+
+#[test]
+fn a_node_whose_restart_does_not_take_halts_before_rejoining() {
+    let mut r = Run::start();
+    r.fleet.restart_keeps_old_provider = true;
+    r.run_until_stopped(ALL);
+    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("keystone.issue_token failed on ks1")), "{:?}", r.state.status);
+    assert!(r.fleet.admin.iter().filter(|((_, n), _)| n == "ks1").all(|(_, a)| *a == AdminState::Maint));
+}
+
+#[test]
+fn mixing_the_pool_needs_a_deliberate_confirmation() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::MixedPool, Some("ks1"), ALL);
+    let d = r.settle_one().unwrap();
+    assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
+    let hs = r.state.hard_stop.clone().unwrap();
+    assert_eq!(hs.id, "mixed-pool");
+    assert!(hs.consequence.contains("intermittent 401s"), "{}", hs.consequence);
+    assert!(hs.consequence.contains("1h") && hs.consequence.contains("48h"), "{}", hs.consequence);
+    assert!(hs.facts.iter().any(|f| f.contains("ks2: fernet")));
+    // Nothing moves on its own.
+    let d = r.when(Command::Advance);
+    assert!(d.events.is_empty() && d.effects.is_empty());
+    // A confirmation for another id is refused.
+    assert!(decide(&r.state, Command::Confirm { id: "other".into(), who: who() }, r.now).is_err());
+    // Declining pauses, nothing is re-added.
+    let d = r.when(Command::Decline { id: "mixed-pool".into(), who: who() });
+    assert_eq!(Run::kinds(&d), vec!["hard_stop_declined"]);
+    assert!(matches!(r.state.status, RunStatus::Paused { .. }));
+    assert!(d.effects.is_empty());
+    // Resuming re-checks on a fresh probe and asks again.
+    let d = r.when(Command::Resume { who: who(), drift: vec![], observed: Observation::default() });
+    assert_eq!(actions(&d), vec!["probe"]);
+    let d = r.settle_one().unwrap();
+    assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
+    // Confirming re-adds ks1.
+    let d = r.when(Command::Confirm { id: "mixed-pool".into(), who: who() });
+    assert_eq!(Run::kinds(&d), vec!["hard_stop_confirmed", "intent"]);
+    assert_eq!(actions(&d), vec!["lb.ready"]);
+}
+
+#[test]
+fn providers_that_disagree_stop_the_run_before_any_change() {
+    let mut r = Run::start();
+    r.fleet.conf.insert("ks2".into(), "jws".into());
+    r.run_until_stopped(ALL);
+    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("providers disagree")), "{:?}", r.state.status);
+    let changed = r.events.iter().any(|(_, e)| matches!(e, Event::Intent(i) if i.action != "probe"));
+    assert!(!changed, "no action other than probes before the gate");
+}
+
+#[test]
+fn an_interrupted_non_idempotent_action_is_in_doubt_until_a_person_decides() {
+    let mut r = Run::start();
+    // Run until the restart of ks1 is in flight, then "crash": its outcome is lost.
+    for _ in 0..2000 {
+        if r.pending.first().is_some_and(|e| e.spec.name() == "service.restart") {
+            break;
+        }
+        if r.settle_one().is_none() {
+            let id = r.state.hard_stop.clone().unwrap().id;
+            r.when(Command::Confirm { id, who: who() });
+        }
+    }
+    let restart_id = r.pending[0].id;
+    r.pending.clear();
+    // A new process folds the journal...
+    let mut folded = State::default();
+    for (t, e) in &r.events {
+        folded.apply(e, *t);
+    }
+    assert!(folded.in_flight.contains_key(&restart_id));
+    r.state = folded;
+    // ...and resumes: the restart is in doubt, at a hard stop.
+    let d = r.when(Command::Resume { who: who(), drift: vec![], observed: Observation::default() });
+    assert_eq!(Run::kinds(&d), vec!["run_resumed", "hard_stop_raised"]);
+    let hs = r.state.hard_stop.clone().unwrap();
+    assert_eq!(hs.id, "in-doubt");
+    assert_eq!(hs.in_doubt, Some(restart_id));
+    // Marking it done moves on without restarting.
+    let d = r.when(Command::MarkDone { id: "in-doubt".into(), who: who() });
+    assert_eq!(d.events[0].kind(), "in_doubt_resolved");
+    assert!(!actions(&d).contains(&"service.restart"));
+    assert_eq!(actions(&d), vec!["keystone.issue_token"]);
+}
+
+#[test]
+fn an_interrupted_idempotent_action_is_redone_without_asking() {
+    let mut r = Run::start();
+    for _ in 0..2000 {
+        if r.pending.first().is_some_and(|e| e.spec.name() == "lb.drain") {
+            break;
+        }
+        if r.settle_one().is_none() {
+            let id = r.state.hard_stop.clone().unwrap().id;
+            r.when(Command::Confirm { id, who: who() });
+        }
+    }
+    r.pending.clear();
+    let d = r.when(Command::Resume { who: who(), drift: vec![], observed: Observation::default() });
+    assert_eq!(Run::kinds(&d), vec!["run_resumed", "in_doubt_resolved", "intent"]);
+    assert_eq!(actions(&d), vec!["lb.drain"]);
+}
+
+#[test]
+fn the_fold_of_the_events_equals_the_live_state() {
+    let mut r = Run::start();
+    r.run_until_stopped(ALL);
+    let mut folded = State::default();
+    for (t, e) in &r.events {
+        folded.apply(e, *t);
+    }
+    assert_eq!(serde_json::to_value(&folded).unwrap(), serde_json::to_value(&r.state).unwrap());
+    // And every event survives the journal's (kind, data) form.
+    for (_, e) in &r.events {
+        assert_eq!(&Event::from_parts(e.kind(), &e.data()).unwrap(), e);
+    }
+}
+
+#[test]
+fn the_shared_strategy_plans_one_keypair_for_all() {
+    let mut r = Run {
+        state: State::default(),
+        now: t0(),
+        fleet: Fleet::new(),
+        events: vec![],
+        pending: vec![],
+    };
+    r.when(Command::Start(Box::new(run_started(&[("key_strategy", "shared")]))));
+    let shared = r.state.plan.iter().find_map(|o| match &o.kind {
+        OpKind::Act { specs, .. } => specs.iter().find(|s| matches!(s, ActionSpec::CreateSharedKeypair { .. })).cloned(),
+        _ => None,
+    });
+    assert!(matches!(shared, Some(ActionSpec::CreateSharedKeypair { ref nodes, .. }) if nodes.len() == 3));
+}
+
+#[test]
+fn every_flip_and_restart_is_guarded_in_the_plan() {
+    let r = Run::start();
+    let plan = &r.state.plan;
+    for (i, op) in plan.iter().enumerate() {
+        if let OpKind::Act { action, .. } = &op.kind
+            && (action == "keystone.set_provider" || action == "service.restart" || action == "lb.ready")
+        {
+            let gates: Vec<Gate> = plan[..i]
+                .iter()
+                .rev()
+                .map_while(|o| match &o.kind {
+                    OpKind::Gate { gate, .. } => Some(*gate),
+                    _ => None,
+                })
+                .collect();
+            let need: &[Gate] = match action.as_str() {
+                "keystone.set_provider" => &[Gate::OutOfPool, Gate::KeysEverywhere],
+                "service.restart" => &[Gate::OutOfPool],
+                _ => &[Gate::ValidatedBeforeReadd, Gate::MixedPool],
+            };
+            for g in need {
+                assert!(gates.contains(g), "op {i} {action} on {:?} lacks gate {}", op.node, g.name());
+            }
+        }
+    }
+}

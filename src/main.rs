@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cutover", version, about = "Roll a change across load-balanced Keystone nodes without dropping live sessions: gated, journaled, resumable.")]
+#[command(
+    name = "cutover",
+    version,
+    about = "Roll a change across load-balanced Keystone nodes without dropping live sessions: gated, journaled, resumable."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -156,7 +160,10 @@ fn invalid(msg: impl Into<String>) -> anyhow::Error {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cutover: cannot start the async runtime: {e}");
@@ -167,7 +174,11 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("cutover: {e:#}");
-            ExitCode::from(if e.downcast_ref::<Invalid>().is_some() { 2 } else { 1 })
+            ExitCode::from(if e.downcast_ref::<Invalid>().is_some() {
+                2
+            } else {
+                1
+            })
         }
     }
 }
@@ -191,41 +202,78 @@ fn load_inventory(path: &Path) -> Result<Inventory> {
 }
 
 fn default_journal(runbook: &str) -> PathBuf {
-    PathBuf::from(format!("cutover-{runbook}-{}.journal.jsonl", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")))
+    PathBuf::from(format!(
+        "cutover-{runbook}-{}.journal.jsonl",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ))
 }
 
 async fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
-        Cmd::Demo { nodes, lbs, world, runbook, opts } => {
+        Cmd::Demo {
+            nodes,
+            lbs,
+            world,
+            runbook,
+            opts,
+        } => {
             let dir = world.unwrap_or_else(|| PathBuf::from("cutover-demo"));
             let dir = absolute(&dir)?;
-            let info = cutover::world::create_or_load(&dir, &cutover::world::WorldSpec { nodes, lbs })
-                .with_context(|| format!("cannot create the demo world in {}", dir.display()))?;
+            let info =
+                cutover::world::create_or_load(&dir, &cutover::world::WorldSpec { nodes, lbs })
+                    .with_context(|| {
+                        format!("cannot create the demo world in {}", dir.display())
+                    })?;
             let runbook = runbook.unwrap_or_else(|| PathBuf::from("runbooks/fernet-to-jws.yaml"));
             let loaded = if runbook.exists() {
                 load_runbook(&runbook)?
             } else if runbook == Path::new("runbooks/fernet-to-jws.yaml") {
                 // Run from anywhere: the flagship ships inside the binary.
                 let source = include_str!("../runbooks/fernet-to-jws.yaml").to_string();
-                let rb = Runbook::parse(&source, "runbooks/fernet-to-jws.yaml (built in)").map_err(|e| invalid(e.to_string()))?;
-                cutover::runbook::Loaded { runbook: rb, source, origin: "runbooks/fernet-to-jws.yaml".into() }
+                let rb = Runbook::parse(&source, "runbooks/fernet-to-jws.yaml (built in)")
+                    .map_err(|e| invalid(e.to_string()))?;
+                cutover::runbook::Loaded {
+                    runbook: rb,
+                    source,
+                    origin: "runbooks/fernet-to-jws.yaml".into(),
+                }
             } else {
                 return Err(invalid(format!("runbook {} not found", runbook.display())));
             };
             let inv = load_inventory(&info.inventory_path)?;
-            let journal = opts.journal.clone().unwrap_or_else(|| dir.join(format!("journal-{}.jsonl", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"))));
+            let journal = opts.journal.clone().unwrap_or_else(|| {
+                dir.join(format!(
+                    "journal-{}.jsonl",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                ))
+            });
             if !opts.headless {
-                eprintln!("demo world: {} (inventory {})", dir.display(), info.inventory_path.display());
+                eprintln!(
+                    "demo world: {} (inventory {})",
+                    dir.display(),
+                    info.inventory_path.display()
+                );
             }
             start_run(loaded, inv, &opts, journal).await
         }
-        Cmd::Run { runbook, inventory, opts } => {
+        Cmd::Run {
+            runbook,
+            inventory,
+            opts,
+        } => {
             let loaded = load_runbook(&runbook)?;
             let inv = load_inventory(&inventory)?;
-            let journal = opts.journal.clone().unwrap_or_else(|| default_journal(&loaded.runbook.name));
+            let journal = opts
+                .journal
+                .clone()
+                .unwrap_or_else(|| default_journal(&loaded.runbook.name));
             start_run(loaded, inv, &opts, journal).await
         }
-        Cmd::Resume { journal, headless, answers } => {
+        Cmd::Resume {
+            journal,
+            headless,
+            answers,
+        } => {
             let (mut s, notes) = Session::resume(&journal).await?;
             for n in notes {
                 eprintln!("cutover: {n}");
@@ -236,60 +284,112 @@ async fn run(cli: Cli) -> Result<i32> {
             };
             drive(&mut s, headless, answers, true).await
         }
-        Cmd::Replay { journal, speed, follow } => replay(&journal, speed, follow).await,
+        Cmd::Replay {
+            journal,
+            speed,
+            follow,
+        } => replay(&journal, speed, follow).await,
         Cmd::Check { runbook, inventory } => {
             let loaded = load_runbook(&runbook)?;
             let rb = &loaded.runbook;
             if let Some(inv) = inventory {
                 let inv = load_inventory(&inv)?;
                 let params = rb.resolve_params(&BTreeMap::new()).map_err(invalid)?;
-                let ops = plan::compile(rb, &inv, &params).map_err(|e| invalid(format!("{}: {e}", runbook.display())))?;
-                println!("{}: ok — {} steps, {} operations over {} nodes", runbook.display(), rb.steps.len(), ops.len(), inv.nodes.len());
+                let ops = plan::compile(rb, &inv, &params)
+                    .map_err(|e| invalid(format!("{}: {e}", runbook.display())))?;
+                println!(
+                    "{}: ok — {} steps, {} operations over {} nodes",
+                    runbook.display(),
+                    rb.steps.len(),
+                    ops.len(),
+                    inv.nodes.len()
+                );
             } else {
                 println!("{}: ok — {} steps", runbook.display(), rb.steps.len());
             }
             Ok(0)
         }
-        Cmd::Plan { runbook, inventory, params, format } => {
+        Cmd::Plan {
+            runbook,
+            inventory,
+            params,
+            format,
+        } => {
             let loaded = load_runbook(&runbook)?;
             let inv = load_inventory(&inventory)?;
-            let params = loaded.runbook.resolve_params(&parse_params(&params)?).map_err(invalid)?;
-            let ops = plan::compile(&loaded.runbook, &inv, &params).map_err(|e| invalid(e.to_string()))?;
-            print!("{}", cutover::engine::report::render_plan(&loaded.runbook, &inv, &params, &ops, format == PlanFormat::Markdown));
+            let params = loaded
+                .runbook
+                .resolve_params(&parse_params(&params)?)
+                .map_err(invalid)?;
+            let ops = plan::compile(&loaded.runbook, &inv, &params)
+                .map_err(|e| invalid(e.to_string()))?;
+            print!(
+                "{}",
+                cutover::engine::report::render_plan(
+                    &loaded.runbook,
+                    &inv,
+                    &params,
+                    &ops,
+                    format == PlanFormat::Markdown
+                )
+            );
             Ok(0)
         }
         Cmd::Probe { inventory, format } => {
             let inv = load_inventory(&inventory)?;
             let _world = runtime::world_for(&inv).await?;
             let fleet = cutover::drivers::Fleet::new(inv.clone())?;
-            let obs = cutover::drivers::full_probe(&fleet, true).await.map_err(|e| anyhow!("{} — {}", e.msg, e.next))?;
+            let obs = cutover::drivers::full_probe(&fleet, true)
+                .await
+                .map_err(|e| anyhow!("{} — {}", e.msg, e.next))?;
             match format {
                 ProbeFormat::Json => println!("{}", serde_json::to_string_pretty(&obs)?),
-                ProbeFormat::Table => print!("{}", cutover::engine::report::probe_table(&inv, &obs)),
+                ProbeFormat::Table => {
+                    print!("{}", cutover::engine::report::probe_table(&inv, &obs))
+                }
             }
             Ok(0)
         }
-        Cmd::Journal { cmd: JournalCmd::Verify { journal } } => {
+        Cmd::Journal {
+            cmd: JournalCmd::Verify { journal },
+        } => {
             let r = cutover::journal::verify(&journal);
             if let Some(e) = &r.io_error {
                 eprintln!("{}: {e}", journal.display());
                 return Ok(1);
             }
             if let Some(t) = &r.torn_tail {
-                println!("{}: the last line (line {}, {} bytes) is torn (a crash mid-write); tolerated", journal.display(), t.line_no, t.bytes);
+                println!(
+                    "{}: the last line (line {}, {} bytes) is torn (a crash mid-write); tolerated",
+                    journal.display(),
+                    t.line_no,
+                    t.bytes
+                );
             }
             match &r.first_bad {
                 None => {
-                    println!("{}: intact, {} records, hash chain verified", journal.display(), r.records);
+                    println!(
+                        "{}: intact, {} records, hash chain verified",
+                        journal.display(),
+                        r.records
+                    );
                     Ok(0)
                 }
                 Some(b) => {
-                    println!("{}: BROKEN at seq {} (line {}): {}", journal.display(), b.seq, b.line_no, b.reason);
+                    println!(
+                        "{}: BROKEN at seq {} (line {}): {}",
+                        journal.display(),
+                        b.seq,
+                        b.line_no,
+                        b.reason
+                    );
                     Ok(1)
                 }
             }
         }
-        Cmd::Journal { cmd: JournalCmd::Show { journal, format } } => {
+        Cmd::Journal {
+            cmd: JournalCmd::Show { journal, format },
+        } => {
             let read = cutover::journal::read(&journal)?;
             let f = match format {
                 ShowFormat::Text => cutover::journal::Format::Text,
@@ -303,11 +403,23 @@ async fn run(cli: Cli) -> Result<i32> {
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
-    Ok(if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) })
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
 }
 
-async fn start_run(loaded: cutover::runbook::Loaded, inv: Inventory, opts: &RunOpts, journal: PathBuf) -> Result<i32> {
-    let params = loaded.runbook.resolve_params(&parse_params(&opts.params)?).map_err(invalid)?;
+async fn start_run(
+    loaded: cutover::runbook::Loaded,
+    inv: Inventory,
+    opts: &RunOpts,
+    journal: PathBuf,
+) -> Result<i32> {
+    let params = loaded
+        .runbook
+        .resolve_params(&parse_params(&opts.params)?)
+        .map_err(invalid)?;
     plan::compile(&loaded.runbook, &inv, &params).map_err(|e| invalid(e.to_string()))?;
     let answers = match &opts.answers {
         Some(a) => runtime::load_answers(a).map_err(|e| invalid(e.to_string()))?,
@@ -320,7 +432,12 @@ async fn start_run(loaded: cutover::runbook::Loaded, inv: Inventory, opts: &RunO
     drive(&mut s, opts.headless, answers, false).await
 }
 
-async fn drive(s: &mut Session, headless: bool, answers: runtime::Answers, resumed: bool) -> Result<i32> {
+async fn drive(
+    s: &mut Session,
+    headless: bool,
+    answers: runtime::Answers,
+    resumed: bool,
+) -> Result<i32> {
     let end = if headless {
         s.print = true;
         if resumed {
@@ -334,8 +451,14 @@ async fn drive(s: &mut Session, headless: bool, answers: runtime::Answers, resum
     let journal = s.journal_path();
     match end {
         RunEnd::Completed => eprintln!("completed. journal: {}", journal.display()),
-        RunEnd::Paused | RunEnd::Quit => eprintln!("paused. continue with: cutover resume {}", journal.display()),
-        RunEnd::Halted => eprintln!("halted. fix the cause, then: cutover resume {}", journal.display()),
+        RunEnd::Paused | RunEnd::Quit => eprintln!(
+            "paused. continue with: cutover resume {}",
+            journal.display()
+        ),
+        RunEnd::Halted => eprintln!(
+            "halted. fix the cause, then: cutover resume {}",
+            journal.display()
+        ),
     }
     Ok(end.exit_code())
 }

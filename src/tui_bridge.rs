@@ -10,12 +10,17 @@ pub async fn drive_with_ui(s: &mut Session, resumed: bool) -> Result<RunEnd> {
     if resumed {
         s.continue_run().await?;
     }
-    let mut control = crate::runtime::Control::Headless { answers: Default::default() };
+    let mut control = crate::runtime::Control::Headless {
+        answers: Default::default(),
+    };
     s.drive(&mut control).await
 }
 
 pub async fn replay(journal: &Path, _speed: f64, _follow: bool) -> Result<()> {
     let read = crate::journal::read(journal)?;
-    print!("{}", crate::journal::render(&read.records, crate::journal::Format::Text));
+    print!(
+        "{}",
+        crate::journal::render(&read.records, crate::journal::Format::Text)
+    );
     Ok(())
 }

@@ -36,7 +36,10 @@ struct Fleet {
 
 impl Fleet {
     fn new() -> Fleet {
-        let nodes: Vec<String> = ["ks1", "ks2", "ks3"].iter().map(|s| s.to_string()).collect();
+        let nodes: Vec<String> = ["ks1", "ks2", "ks3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let lbs = vec!["haproxy-a".to_string(), "haproxy-b".to_string()];
         let mut f = Fleet {
             conf: nodes.iter().map(|n| (n.clone(), "fernet".into())).collect(),
@@ -78,7 +81,10 @@ impl Fleet {
                 private_owner: self.private.get(n).map(|_| "keystone:keystone".into()),
                 public: self.public[n]
                     .iter()
-                    .map(|fp| PublicKeyFact { file: format!("{fp}.pem"), fingerprint: fp.clone() })
+                    .map(|fp| PublicKeyFact {
+                        file: format!("{fp}.pem"),
+                        fingerprint: fp.clone(),
+                    })
                     .collect(),
             },
             service_up: true,
@@ -119,7 +125,11 @@ impl Fleet {
         let p = &self.running[n];
         TokenCheck {
             node: n.into(),
-            format: if p == "jws" { TokenFormat::Jws } else { TokenFormat::Fernet },
+            format: if p == "jws" {
+                TokenFormat::Jws
+            } else {
+                TokenFormat::Fernet
+            },
             alg: (p == "jws").then(|| "ES256".into()),
             length: 200,
             issue_status: 201,
@@ -201,7 +211,10 @@ impl Fleet {
                 obs.matrix = Some(Matrix {
                     nodes: nodes.clone(),
                     formats: nodes.iter().map(|n| self.token(n).format).collect(),
-                    cells: nodes.iter().map(|_| nodes.iter().map(|_| Some(200)).collect()).collect(),
+                    cells: nodes
+                        .iter()
+                        .map(|_| nodes.iter().map(|_| Some(200)).collect())
+                        .collect(),
                 });
             }
             ActionSpec::ListTrusts { .. } => obs.trusts = Some(TrustSummary::default()),
@@ -224,7 +237,10 @@ fn run_started(params: &[(&str, &str)]) -> RunStarted {
     let source = std::fs::read_to_string("runbooks/fernet-to-jws.yaml").unwrap();
     let rb = Runbook::parse(&source, "fernet-to-jws.yaml").unwrap();
     let inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
-    let overrides = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let overrides = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     RunStarted {
         schema: SCHEMA,
         run_id: "run-1".into(),
@@ -293,7 +309,10 @@ impl Run {
             if let Some(h) = self.state.hard_stop.clone()
                 && confirm.contains(&h.id.as_str())
             {
-                self.when(Command::Confirm { id: h.id.clone(), who: who() });
+                self.when(Command::Confirm {
+                    id: h.id.clone(),
+                    who: who(),
+                });
                 continue;
             }
             return;
@@ -317,10 +336,17 @@ impl Run {
             if let Some(h) = self.state.hard_stop.clone()
                 && confirm.contains(&h.id.as_str())
             {
-                self.when(Command::Confirm { id: h.id.clone(), who: who() });
+                self.when(Command::Confirm {
+                    id: h.id.clone(),
+                    who: who(),
+                });
                 continue;
             }
-            panic!("stopped before gate {} for {node:?}: {:?}", gate.name(), self.state.status);
+            panic!(
+                "stopped before gate {} for {node:?}: {:?}",
+                gate.name(),
+                self.state.status
+            );
         }
         panic!("did not reach the gate");
     }
@@ -340,7 +366,12 @@ const ALL: &[&str] = &["jws-payload-readable", "mixed-pool"];
 fn a_healthy_run_completes_and_the_pool_is_never_mixed_unconfirmed() {
     let mut r = Run::start();
     r.run_until_stopped(ALL);
-    assert_eq!(r.state.status, RunStatus::Completed, "log: {:#?}", r.state.log.last());
+    assert_eq!(
+        r.state.status,
+        RunStatus::Completed,
+        "log: {:#?}",
+        r.state.log.last()
+    );
     assert!(r.fleet.conf.values().all(|p| p == "jws"));
     // Two mixed-pool hard stops (ks1 and ks2 rejoin a pool that still has fernet nodes); ks3 none.
     let mixed: Vec<_> = r
@@ -354,7 +385,10 @@ fn a_healthy_run_completes_and_the_pool_is_never_mixed_unconfirmed() {
     assert_eq!(mixed, vec!["ks1".to_string(), "ks2".to_string()]);
     // Every confirmation records who and a hash of what was shown.
     for (_, e) in &r.events {
-        if let Event::HardStopConfirmed { who, state_sha256, .. } = e {
+        if let Event::HardStopConfirmed {
+            who, state_sha256, ..
+        } = e
+        {
             assert_eq!(who["user"], "alice");
             assert_eq!(state_sha256.len(), 64);
         }
@@ -369,8 +403,13 @@ fn flipping_a_pooled_node_is_refused() {
     r.run_to_gate(Gate::OutOfPool, Some("ks1"), ALL);
     let d = r.settle_one().unwrap();
     assert_eq!(Run::kinds(&d), vec!["outcome", "gate_failed", "run_halted"]);
-    assert!(actions(&d).is_empty(), "no effect may follow a failed out-of-pool gate");
-    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("still in the pool")));
+    assert!(
+        actions(&d).is_empty(),
+        "no effect may follow a failed out-of-pool gate"
+    );
+    assert!(
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("still in the pool"))
+    );
     assert_eq!(r.fleet.conf["ks1"], "fernet");
     // Advancing again does nothing while halted.
     let d = r.when(Command::Advance);
@@ -384,15 +423,28 @@ fn a_guarded_action_without_its_gate_is_refused_even_if_the_plan_lacks_it() {
     // Forge a plan in which the gate op before the flip is something else: the engine itself
     // must still refuse the flip.
     let cursor = r.state.cursor;
-    let flip = r.state.plan.iter().position(|o| matches!(&o.kind, OpKind::Act { action, .. } if action == "keystone.set_provider")).unwrap();
+    let flip = r
+        .state
+        .plan
+        .iter()
+        .position(
+            |o| matches!(&o.kind, OpKind::Act { action, .. } if action == "keystone.set_provider"),
+        )
+        .unwrap();
     r.pending.clear();
     r.state.in_flight.clear();
-    r.state.plan[flip - 1].kind = OpKind::Note { message: "forged".into() };
+    r.state.plan[flip - 1].kind = OpKind::Note {
+        message: "forged".into(),
+    };
     r.state.cursor = flip;
     assert!(cursor < flip);
     let d = r.when(Command::Advance);
     assert!(actions(&d).is_empty(), "{:?}", actions(&d));
-    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.starts_with("refused")), "{:?}", r.state.status);
+    assert!(
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.starts_with("refused")),
+        "{:?}",
+        r.state.status
+    );
 }
 
 #[test]
@@ -400,10 +452,18 @@ fn flipping_before_keys_are_everywhere_is_refused() {
     let mut r = Run::start();
     r.run_to_gate(Gate::KeysEverywhere, None, ALL);
     // ks3 lost ks1's public key after the keys step.
-    r.fleet.public.get_mut("ks3").unwrap().retain(|k| k != "fp-ks1");
+    r.fleet
+        .public
+        .get_mut("ks3")
+        .unwrap()
+        .retain(|k| k != "fp-ks1");
     let d = r.settle_one().unwrap();
     assert_eq!(Run::kinds(&d), vec!["outcome", "gate_failed", "run_halted"]);
-    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("ks3 lacks ks1's public key")), "{:?}", r.state.status);
+    assert!(
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("ks3 lacks ks1's public key")),
+        "{:?}",
+        r.state.status
+    );
     assert!(r.fleet.conf.values().all(|p| p == "fernet"));
 }
 
@@ -417,7 +477,14 @@ fn rejoining_an_unvalidated_node_is_refused() {
     let d = r.settle_one().unwrap();
     assert_eq!(Run::kinds(&d), vec!["outcome", "gate_failed", "run_halted"]);
     assert!(actions(&d).is_empty());
-    assert!(r.fleet.admin.iter().filter(|((_, n), _)| n == "ks1").all(|(_, a)| *a == AdminState::Maint), "ks1 stays out of the pool");
+    assert!(
+        r.fleet
+            .admin
+            .iter()
+            .filter(|((_, n), _)| n == "ks1")
+            .all(|(_, a)| *a == AdminState::Maint),
+        "ks1 stays out of the pool"
+    );
 }
 
 #[test]
@@ -425,8 +492,18 @@ fn a_node_whose_restart_does_not_take_halts_before_rejoining() {
     let mut r = Run::start();
     r.fleet.restart_keeps_old_provider = true;
     r.run_until_stopped(ALL);
-    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("keystone.issue_token failed on ks1")), "{:?}", r.state.status);
-    assert!(r.fleet.admin.iter().filter(|((_, n), _)| n == "ks1").all(|(_, a)| *a == AdminState::Maint));
+    assert!(
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("keystone.issue_token failed on ks1")),
+        "{:?}",
+        r.state.status
+    );
+    assert!(
+        r.fleet
+            .admin
+            .iter()
+            .filter(|((_, n), _)| n == "ks1")
+            .all(|(_, a)| *a == AdminState::Maint)
+    );
 }
 
 #[test]
@@ -437,26 +514,54 @@ fn mixing_the_pool_needs_a_deliberate_confirmation() {
     assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
     let hs = r.state.hard_stop.clone().unwrap();
     assert_eq!(hs.id, "mixed-pool");
-    assert!(hs.consequence.contains("intermittent 401s"), "{}", hs.consequence);
-    assert!(hs.consequence.contains("1h") && hs.consequence.contains("48h"), "{}", hs.consequence);
+    assert!(
+        hs.consequence.contains("intermittent 401s"),
+        "{}",
+        hs.consequence
+    );
+    assert!(
+        hs.consequence.contains("1h") && hs.consequence.contains("48h"),
+        "{}",
+        hs.consequence
+    );
     assert!(hs.facts.iter().any(|f| f.contains("ks2: fernet")));
     // Nothing moves on its own.
     let d = r.when(Command::Advance);
     assert!(d.events.is_empty() && d.effects.is_empty());
     // A confirmation for another id is refused.
-    assert!(decide(&r.state, Command::Confirm { id: "other".into(), who: who() }, r.now).is_err());
+    assert!(
+        decide(
+            &r.state,
+            Command::Confirm {
+                id: "other".into(),
+                who: who()
+            },
+            r.now
+        )
+        .is_err()
+    );
     // Declining pauses, nothing is re-added.
-    let d = r.when(Command::Decline { id: "mixed-pool".into(), who: who() });
+    let d = r.when(Command::Decline {
+        id: "mixed-pool".into(),
+        who: who(),
+    });
     assert_eq!(Run::kinds(&d), vec!["hard_stop_declined"]);
     assert!(matches!(r.state.status, RunStatus::Paused { .. }));
     assert!(d.effects.is_empty());
     // Resuming re-checks on a fresh probe and asks again.
-    let d = r.when(Command::Resume { who: who(), drift: vec![], observed: Observation::default() });
+    let d = r.when(Command::Resume {
+        who: who(),
+        drift: vec![],
+        observed: Observation::default(),
+    });
     assert_eq!(actions(&d), vec!["probe"]);
     let d = r.settle_one().unwrap();
     assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
     // Confirming re-adds ks1.
-    let d = r.when(Command::Confirm { id: "mixed-pool".into(), who: who() });
+    let d = r.when(Command::Confirm {
+        id: "mixed-pool".into(),
+        who: who(),
+    });
     assert_eq!(Run::kinds(&d), vec!["hard_stop_confirmed", "intent"]);
     assert_eq!(actions(&d), vec!["lb.ready"]);
 }
@@ -466,8 +571,15 @@ fn providers_that_disagree_stop_the_run_before_any_change() {
     let mut r = Run::start();
     r.fleet.conf.insert("ks2".into(), "jws".into());
     r.run_until_stopped(ALL);
-    assert!(matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("providers disagree")), "{:?}", r.state.status);
-    let changed = r.events.iter().any(|(_, e)| matches!(e, Event::Intent(i) if i.action != "probe"));
+    assert!(
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("providers disagree")),
+        "{:?}",
+        r.state.status
+    );
+    let changed = r
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Intent(i) if i.action != "probe"));
     assert!(!changed, "no action other than probes before the gate");
 }
 
@@ -476,7 +588,10 @@ fn an_interrupted_non_idempotent_action_is_in_doubt_until_a_person_decides() {
     let mut r = Run::start();
     // Run until the restart of ks1 is in flight, then "crash": its outcome is lost.
     for _ in 0..2000 {
-        if r.pending.first().is_some_and(|e| e.spec.name() == "service.restart") {
+        if r.pending
+            .first()
+            .is_some_and(|e| e.spec.name() == "service.restart")
+        {
             break;
         }
         if r.settle_one().is_none() {
@@ -494,13 +609,20 @@ fn an_interrupted_non_idempotent_action_is_in_doubt_until_a_person_decides() {
     assert!(folded.in_flight.contains_key(&restart_id));
     r.state = folded;
     // ...and resumes: the restart is in doubt, at a hard stop.
-    let d = r.when(Command::Resume { who: who(), drift: vec![], observed: Observation::default() });
+    let d = r.when(Command::Resume {
+        who: who(),
+        drift: vec![],
+        observed: Observation::default(),
+    });
     assert_eq!(Run::kinds(&d), vec!["run_resumed", "hard_stop_raised"]);
     let hs = r.state.hard_stop.clone().unwrap();
     assert_eq!(hs.id, "in-doubt");
     assert_eq!(hs.in_doubt, Some(restart_id));
     // Marking it done moves on without restarting.
-    let d = r.when(Command::MarkDone { id: "in-doubt".into(), who: who() });
+    let d = r.when(Command::MarkDone {
+        id: "in-doubt".into(),
+        who: who(),
+    });
     assert_eq!(d.events[0].kind(), "in_doubt_resolved");
     assert!(!actions(&d).contains(&"service.restart"));
     assert_eq!(actions(&d), vec!["keystone.issue_token"]);
@@ -510,7 +632,10 @@ fn an_interrupted_non_idempotent_action_is_in_doubt_until_a_person_decides() {
 fn an_interrupted_idempotent_action_is_redone_without_asking() {
     let mut r = Run::start();
     for _ in 0..2000 {
-        if r.pending.first().is_some_and(|e| e.spec.name() == "lb.drain") {
+        if r.pending
+            .first()
+            .is_some_and(|e| e.spec.name() == "lb.drain")
+        {
             break;
         }
         if r.settle_one().is_none() {
@@ -519,8 +644,15 @@ fn an_interrupted_idempotent_action_is_redone_without_asking() {
         }
     }
     r.pending.clear();
-    let d = r.when(Command::Resume { who: who(), drift: vec![], observed: Observation::default() });
-    assert_eq!(Run::kinds(&d), vec!["run_resumed", "in_doubt_resolved", "intent"]);
+    let d = r.when(Command::Resume {
+        who: who(),
+        drift: vec![],
+        observed: Observation::default(),
+    });
+    assert_eq!(
+        Run::kinds(&d),
+        vec!["run_resumed", "in_doubt_resolved", "intent"]
+    );
     assert_eq!(actions(&d), vec!["lb.drain"]);
 }
 
@@ -532,7 +664,10 @@ fn the_fold_of_the_events_equals_the_live_state() {
     for (t, e) in &r.events {
         folded.apply(e, *t);
     }
-    assert_eq!(serde_json::to_value(&folded).unwrap(), serde_json::to_value(&r.state).unwrap());
+    assert_eq!(
+        serde_json::to_value(&folded).unwrap(),
+        serde_json::to_value(&r.state).unwrap()
+    );
     // And every event survives the journal's (kind, data) form.
     for (_, e) in &r.events {
         assert_eq!(&Event::from_parts(e.kind(), &e.data()).unwrap(), e);
@@ -548,12 +683,20 @@ fn the_shared_strategy_plans_one_keypair_for_all() {
         events: vec![],
         pending: vec![],
     };
-    r.when(Command::Start(Box::new(run_started(&[("key_strategy", "shared")]))));
+    r.when(Command::Start(Box::new(run_started(&[(
+        "key_strategy",
+        "shared",
+    )]))));
     let shared = r.state.plan.iter().find_map(|o| match &o.kind {
-        OpKind::Act { specs, .. } => specs.iter().find(|s| matches!(s, ActionSpec::CreateSharedKeypair { .. })).cloned(),
+        OpKind::Act { specs, .. } => specs
+            .iter()
+            .find(|s| matches!(s, ActionSpec::CreateSharedKeypair { .. }))
+            .cloned(),
         _ => None,
     });
-    assert!(matches!(shared, Some(ActionSpec::CreateSharedKeypair { ref nodes, .. }) if nodes.len() == 3));
+    assert!(
+        matches!(shared, Some(ActionSpec::CreateSharedKeypair { ref nodes, .. }) if nodes.len() == 3)
+    );
 }
 
 #[test]
@@ -562,7 +705,9 @@ fn every_flip_and_restart_is_guarded_in_the_plan() {
     let plan = &r.state.plan;
     for (i, op) in plan.iter().enumerate() {
         if let OpKind::Act { action, .. } = &op.kind
-            && (action == "keystone.set_provider" || action == "service.restart" || action == "lb.ready")
+            && (action == "keystone.set_provider"
+                || action == "service.restart"
+                || action == "lb.ready")
         {
             let gates: Vec<Gate> = plan[..i]
                 .iter()
@@ -578,7 +723,12 @@ fn every_flip_and_restart_is_guarded_in_the_plan() {
                 _ => &[Gate::ValidatedBeforeReadd, Gate::MixedPool],
             };
             for g in need {
-                assert!(gates.contains(g), "op {i} {action} on {:?} lacks gate {}", op.node, g.name());
+                assert!(
+                    gates.contains(g),
+                    "op {i} {action} on {:?} lacks gate {}",
+                    op.node,
+                    g.name()
+                );
             }
         }
     }

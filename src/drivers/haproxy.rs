@@ -54,7 +54,9 @@ pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
         out.push(ServerState {
             backend: get("be_name")?.to_string(),
             server: get("srv_name")?.to_string(),
-            op_state: get("srv_op_state")?.parse().map_err(|_| "bad srv_op_state".to_string())?,
+            op_state: get("srv_op_state")?
+                .parse()
+                .map_err(|_| "bad srv_op_state".to_string())?,
             admin_bits: get("srv_admin_state")?
                 .parse()
                 .map_err(|_| "bad srv_admin_state".to_string())?,
@@ -75,7 +77,12 @@ pub fn parse_stat(text: &str) -> Result<BTreeMap<(String, String), StatRow>, Str
     let header = lines
         .next()
         .and_then(|h| h.strip_prefix("# "))
-        .ok_or_else(|| format!("unexpected answer to `show stat`: {}", text.lines().next().unwrap_or("(empty)")))?;
+        .ok_or_else(|| {
+            format!(
+                "unexpected answer to `show stat`: {}",
+                text.lines().next().unwrap_or("(empty)")
+            )
+        })?;
     let cols: Vec<&str> = header.split(',').collect();
     let idx = |name: &str| {
         cols.iter()
@@ -126,7 +133,9 @@ pub fn rows(
         let s = state
             .iter()
             .find(|s| s.backend == backend && &s.server == server)
-            .ok_or_else(|| format!("{lb}: backend {backend} has no server {server} (for {node})"))?;
+            .ok_or_else(|| {
+                format!("{lb}: backend {backend} has no server {server} (for {node})")
+            })?;
         let st = stat.get(&(backend.to_string(), server.clone()));
         out.push(LbServer {
             lb: lb.to_string(),
@@ -158,7 +167,9 @@ mod tests {
         let st = parse_servers_state(STATE).unwrap();
         assert_eq!(st.len(), 3);
         let stat = parse_stat(STAT).unwrap();
-        let servers: Vec<(String, String)> = (1..=3).map(|i| (format!("n{i}"), format!("ks{i}"))).collect();
+        let servers: Vec<(String, String)> = (1..=3)
+            .map(|i| (format!("n{i}"), format!("ks{i}")))
+            .collect();
         let r = rows("lb1", "keystone_api", &servers, &st, &stat).unwrap();
         assert_eq!(r[0].admin, AdminState::Ready);
         assert!(r[0].in_pool());
@@ -174,7 +185,14 @@ mod tests {
     fn unknown_server_and_garbage_are_errors() {
         let st = parse_servers_state(STATE).unwrap();
         let stat = parse_stat(STAT).unwrap();
-        let e = rows("lb1", "keystone_api", &[("n9".into(), "ks9".into())], &st, &stat).unwrap_err();
+        let e = rows(
+            "lb1",
+            "keystone_api",
+            &[("n9".into(), "ks9".into())],
+            &st,
+            &stat,
+        )
+        .unwrap_err();
         assert!(e.contains("no server ks9"), "{e}");
         assert!(parse_servers_state("Unknown command.\n").is_err());
         assert!(parse_stat("Permission denied\n").is_err());

@@ -49,7 +49,11 @@ fn auth_body(c: &AuthCredentials) -> serde_json::Value {
 }
 
 /// POST /v3/auth/tokens; the token string is returned to the caller, who must drop it.
-async fn issue(http: &reqwest::Client, url: &str, c: &AuthCredentials) -> Result<(u16, Option<String>), String> {
+async fn issue(
+    http: &reqwest::Client,
+    url: &str,
+    c: &AuthCredentials,
+) -> Result<(u16, Option<String>), String> {
     let r = http
         .post(format!("{}/v3/auth/tokens", url.trim_end_matches('/')))
         .json(&auth_body(c))
@@ -65,7 +69,12 @@ async fn issue(http: &reqwest::Client, url: &str, c: &AuthCredentials) -> Result
     Ok((status, token))
 }
 
-async fn validate(http: &reqwest::Client, url: &str, auth: &str, subject: &str) -> Result<u16, String> {
+async fn validate(
+    http: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    subject: &str,
+) -> Result<u16, String> {
     let r = http
         .get(format!("{}/v3/auth/tokens", url.trim_end_matches('/')))
         .header("X-Auth-Token", auth)
@@ -91,14 +100,23 @@ fn shape(node: &str, token: &str) -> TokenCheck {
     TokenCheck {
         node: node.into(),
         format,
-        alg: if format == TokenFormat::Jws { jws_alg(token) } else { None },
+        alg: if format == TokenFormat::Jws {
+            jws_alg(token)
+        } else {
+            None
+        },
         length: token.len(),
         ..Default::default()
     }
 }
 
 /// Issue a token at the node and validate it on the same node (as both auth and subject).
-pub async fn issue_and_validate(http: &reqwest::Client, node: &str, url: &str, c: &AuthCredentials) -> TokenCheck {
+pub async fn issue_and_validate(
+    http: &reqwest::Client,
+    node: &str,
+    url: &str,
+    c: &AuthCredentials,
+) -> TokenCheck {
     let start = Instant::now();
     let (status, token) = match issue(http, url, c).await {
         Ok(x) => x,
@@ -119,7 +137,11 @@ pub async fn issue_and_validate(http: &reqwest::Client, node: &str, url: &str, c
             latency_ms,
             error: Some(format!(
                 "POST /v3/auth/tokens answered {status}{}",
-                if status == 401 { " (credentials refused: check the cloud's user and password)" } else { "" }
+                if status == 401 {
+                    " (credentials refused: check the cloud's user and password)"
+                } else {
+                    ""
+                }
             )),
             ..Default::default()
         };
@@ -136,7 +158,12 @@ pub async fn issue_and_validate(http: &reqwest::Client, node: &str, url: &str, c
 }
 
 /// Issue at every node, validate each token at every node (with that node's own token as auth).
-pub async fn matrix(http: &reqwest::Client, nodes: &[String], urls: &[String], c: &AuthCredentials) -> Matrix {
+pub async fn matrix(
+    http: &reqwest::Client,
+    nodes: &[String],
+    urls: &[String],
+    c: &AuthCredentials,
+) -> Matrix {
     let issued = futures::future::join_all(urls.iter().map(|u| issue(http, u, c))).await;
     let tokens: Vec<Option<String>> = issued
         .into_iter()
@@ -144,7 +171,11 @@ pub async fn matrix(http: &reqwest::Client, nodes: &[String], urls: &[String], c
         .collect();
     let formats = tokens
         .iter()
-        .map(|t| t.as_deref().map(TokenFormat::of).unwrap_or(TokenFormat::None))
+        .map(|t| {
+            t.as_deref()
+                .map(TokenFormat::of)
+                .unwrap_or(TokenFormat::None)
+        })
         .collect();
     let mut cells = Vec::new();
     for subject in &tokens {
@@ -165,9 +196,15 @@ pub async fn matrix(http: &reqwest::Client, nodes: &[String], urls: &[String], c
     }
 }
 
-pub async fn list_trusts(http: &reqwest::Client, url: &str, c: &AuthCredentials) -> Result<TrustSummary, String> {
+pub async fn list_trusts(
+    http: &reqwest::Client,
+    url: &str,
+    c: &AuthCredentials,
+) -> Result<TrustSummary, String> {
     let (status, token) = issue(http, url, c).await?;
-    let token = token.filter(|_| status == 201).ok_or_else(|| format!("token issue answered {status}"))?;
+    let token = token
+        .filter(|_| status == 201)
+        .ok_or_else(|| format!("token issue answered {status}"))?;
     let r = http
         .get(format!("{}/v3/OS-TRUST/trusts", url.trim_end_matches('/')))
         .header("X-Auth-Token", &token)
@@ -176,7 +213,10 @@ pub async fn list_trusts(http: &reqwest::Client, url: &str, c: &AuthCredentials)
         .map_err(|e| short_err(&e))?;
     drop(token);
     if !r.status().is_success() {
-        return Err(format!("GET /v3/OS-TRUST/trusts answered {}", r.status().as_u16()));
+        return Err(format!(
+            "GET /v3/OS-TRUST/trusts answered {}",
+            r.status().as_u16()
+        ));
     }
     let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
     let s = |x: &serde_json::Value, k: &str| x.get(k).and_then(|v| v.as_str()).map(str::to_string);
@@ -190,7 +230,10 @@ pub async fn list_trusts(http: &reqwest::Client, url: &str, c: &AuthCredentials)
                     trustor: s(t, "trustor_user_id").unwrap_or_default(),
                     trustee: s(t, "trustee_user_id").unwrap_or_default(),
                     project: s(t, "project_id"),
-                    impersonation: t.get("impersonation").and_then(|b| b.as_bool()).unwrap_or(false),
+                    impersonation: t
+                        .get("impersonation")
+                        .and_then(|b| b.as_bool())
+                        .unwrap_or(false),
                     expires_at: s(t, "expires_at"),
                 })
                 .collect()
@@ -206,13 +249,21 @@ pub async fn list_trusts(http: &reqwest::Client, url: &str, c: &AuthCredentials)
 pub async fn tcp_request(addr: &str, cmd: &str, timeout: Duration) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let run = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-        s.write_all(format!("{cmd}\n").as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.write_all(format!("{cmd}\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut out = String::new();
-        s.read_to_string(&mut out).await.map_err(|e| e.to_string())?;
+        s.read_to_string(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(out)
     };
-    tokio::time::timeout(timeout, run).await.map_err(|_| format!("{addr} did not answer within {}s", timeout.as_secs()))?
+    tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| format!("{addr} did not answer within {}s", timeout.as_secs()))?
 }
 
 // ----- shell snippets run on a node -----
@@ -221,7 +272,10 @@ pub async fn tcp_request(addr: &str, cmd: &str, timeout: Duration) -> Result<Str
 /// filesystem, so the install is a rename), mode 0700.
 pub fn staging_dir(private_repo: &str) -> String {
     let p = std::path::Path::new(private_repo.trim_end_matches('/'));
-    let parent = p.parent().map(|x| x.display().to_string()).unwrap_or_else(|| "/tmp".into());
+    let parent = p
+        .parent()
+        .map(|x| x.display().to_string())
+        .unwrap_or_else(|| "/tmp".into());
     format!("{parent}/.cutover-staging")
 }
 
@@ -313,7 +367,10 @@ pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> Node
     }
     for (name, pem) in files {
         if let Ok(fp) = keys::public_fingerprint(&pem) {
-            f.jws.public.push(PublicKeyFact { file: name, fingerprint: fp });
+            f.jws.public.push(PublicKeyFact {
+                file: name,
+                fingerprint: fp,
+            });
         }
     }
     f
@@ -331,7 +388,14 @@ pub fn keystone_manage_script(staging: &str, conf: &str) -> String {
 
 /// Move the staged keypair into place: private.pem (0600, keystone-owned) into the private
 /// repository, the public key into the public repository as `<node>.pem`.
-pub fn install_script(staging: &str, private: &str, public: &str, node: &str, user: &str, group: &str) -> String {
+pub fn install_script(
+    staging: &str,
+    private: &str,
+    public: &str,
+    node: &str,
+    user: &str,
+    group: &str,
+) -> String {
     format!(
         r#"set -e; s={s}; p={p}; u={u}; o={o}; g={g}
 if [ ! -f "$s/private.pem" ]; then
@@ -373,14 +437,25 @@ mod tests {
         assert_eq!(f.jws.private_fingerprint.as_deref(), Some(fp.as_str()));
         assert_eq!(f.jws.public.len(), 2);
         assert!(f.jws.has_public(&fp));
-        let empty = parse_facts("==fernet\nMISSING\n==private\nMISSING\n==public\nMISSING\n==end\n", "/k", "/p", "/u");
+        let empty = parse_facts(
+            "==fernet\nMISSING\n==private\nMISSING\n==public\nMISSING\n==end\n",
+            "/k",
+            "/p",
+            "/u",
+        );
         assert!(!empty.fernet.present && !empty.jws.private_present && empty.jws.public.is_empty());
     }
 
     #[test]
     fn jws_alg_reads_the_header() {
-        assert_eq!(jws_alg("eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.e30.sig").as_deref(), Some("ES256"));
+        assert_eq!(
+            jws_alg("eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9.e30.sig").as_deref(),
+            Some("ES256")
+        );
         assert_eq!(jws_alg("gAAAAAB"), None);
-        assert_eq!(staging_dir("/etc/keystone/jws-keys/private/"), "/etc/keystone/jws-keys/.cutover-staging");
+        assert_eq!(
+            staging_dir("/etc/keystone/jws-keys/private/"),
+            "/etc/keystone/jws-keys/.cutover-staging"
+        );
     }
 }

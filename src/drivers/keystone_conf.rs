@@ -133,7 +133,10 @@ mod tests {
         let out = set_provider(CONF, "jws");
         assert_eq!(
             out,
-            CONF.replace("#provider = fernet\n", "#provider = fernet\nprovider = jws\n")
+            CONF.replace(
+                "#provider = fernet\n",
+                "#provider = fernet\nprovider = jws\n"
+            )
         );
         assert_eq!(get(&out, "token", "provider").as_deref(), Some("jws"));
         assert_eq!(get(&out, "DEFAULT", "provider"), None);
@@ -153,6 +156,9 @@ mod tests {
         let out = set_provider("[DEFAULT]\ndebug = true", "jws");
         assert_eq!(out, "[DEFAULT]\ndebug = true\n\n[token]\nprovider = jws\n");
         let out = set_provider("[database]\nx = 1\n[token]\nexpiration = 1\n", "jws");
-        assert_eq!(out, "[database]\nx = 1\n[token]\nprovider = jws\nexpiration = 1\n");
+        assert_eq!(
+            out,
+            "[database]\nx = 1\n[token]\nprovider = jws\nexpiration = 1\n"
+        );
     }
 }

@@ -54,7 +54,7 @@ impl Done {
 pub struct DriverError {
     pub msg: String,
     pub next: String,
-    pub transport: Option<TransportError>,
+    pub transport: Option<Box<TransportError>>,
 }
 
 impl DriverError {
@@ -82,7 +82,7 @@ impl From<TransportError> for DriverError {
         DriverError {
             msg: e.to_string(),
             next,
-            transport: Some(e),
+            transport: Some(Box::new(e)),
         }
     }
 }
@@ -138,9 +138,12 @@ impl Fleet {
     }
 
     fn node(&self, name: &str) -> DResult<&Node> {
-        self.inv
-            .node(name)
-            .ok_or_else(|| DriverError::new(format!("no node `{name}` in the inventory"), "fix the inventory"))
+        self.inv.node(name).ok_or_else(|| {
+            DriverError::new(
+                format!("no node `{name}` in the inventory"),
+                "fix the inventory",
+            )
+        })
     }
 
     fn creds(&self) -> DResult<&AuthCredentials> {
@@ -181,7 +184,12 @@ impl Fleet {
         self.reach(&key, &n.reach).await
     }
 
-    async fn exec(&self, node: &str, cmd: &str, timeout: Duration) -> DResult<crate::transport::ExecOutput> {
+    async fn exec(
+        &self,
+        node: &str,
+        cmd: &str,
+        timeout: Duration,
+    ) -> DResult<crate::transport::ExecOutput> {
         let n = self.node(node)?;
         let t = self.node_transport(node).await?;
         let _permit = self.limit.acquire().await.expect("semaphore open");
@@ -204,7 +212,7 @@ impl Fleet {
         let done = match self.run(spec).await {
             Ok(d) => d,
             Err(e) => {
-                let failure = match &e.transport {
+                let failure = match e.transport.as_deref() {
                     Some(TransportError::HostKeyUnknown {
                         host,
                         port,
@@ -217,7 +225,9 @@ impl Fleet {
                         key_openssh: key_openssh.clone(),
                         known_hosts: self.known_hosts_file(),
                     }),
-                    _ => Some(Failure::Hint { next: e.next.clone() }),
+                    _ => Some(Failure::Hint {
+                        next: e.next.clone(),
+                    }),
                 };
                 Done {
                     ok: false,
@@ -308,10 +318,17 @@ impl Fleet {
                     )
                     .await?;
                 if out.status == *expect_status {
-                    Ok(Done::ok(format!("{node}: exit {}", out.status), Observation::default()))
+                    Ok(Done::ok(
+                        format!("{node}: exit {}", out.status),
+                        Observation::default(),
+                    ))
                 } else {
                     Ok(Done::fail(
-                        format!("{node}: exit {} (expected {expect_status}): {}", out.status, out.last_line()),
+                        format!(
+                            "{node}: exit {} (expected {expect_status}): {}",
+                            out.status,
+                            out.last_line()
+                        ),
                         "read the command's output on the node, fix, then resume",
                     ))
                 }
@@ -322,11 +339,24 @@ impl Fleet {
                 key_openssh,
                 known_hosts,
             } => {
-                crate::transport::ssh::accept_host_key(Path::new(known_hosts), host, *port, key_openssh)
-                    .map_err(|e| DriverError::new(format!("cannot append to {known_hosts}: {e}"), "check the file's permissions"))?;
+                crate::transport::ssh::accept_host_key(
+                    Path::new(known_hosts),
+                    host,
+                    *port,
+                    key_openssh,
+                )
+                .map_err(|e| {
+                    DriverError::new(
+                        format!("cannot append to {known_hosts}: {e}"),
+                        "check the file's permissions",
+                    )
+                })?;
                 // Forget any failed connection so the next use reconnects with the new key.
                 self.conns.lock().await.clear();
-                Ok(Done::ok(format!("added {host}:{port} to {known_hosts}"), Observation::default()))
+                Ok(Done::ok(
+                    format!("added {host}:{port} to {known_hosts}"),
+                    Observation::default(),
+                ))
             }
         }
     }
@@ -352,7 +382,11 @@ impl Fleet {
                 None
             }
         };
-        let toks = futures::future::join_all(tokens.iter().map(|n| async move { (n.clone(), self.token_check(n).await) }));
+        let toks = futures::future::join_all(
+            tokens
+                .iter()
+                .map(|n| async move { (n.clone(), self.token_check(n).await) }),
+        );
         let (facts, lbs, toks) = tokio::join!(facts, lbs, toks);
         let mut obs = Observation::default();
         let mut unknown_host: Option<DriverError> = None;
@@ -369,9 +403,14 @@ impl Fleet {
         // An unknown host key must reach the operator as a hard stop, not as a fact.
         for n in nodes {
             if let Some(f) = obs.nodes.get(n)
-                && f.error.as_deref().is_some_and(|e| e.contains("not in known_hosts"))
+                && f.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("not in known_hosts"))
                 && let Err(e) = self.node_transport(n).await
-                && matches!(e.transport, Some(TransportError::HostKeyUnknown { .. }))
+                && matches!(
+                    e.transport.as_deref(),
+                    Some(TransportError::HostKeyUnknown { .. })
+                )
             {
                 unknown_host = Some(e);
                 break;
@@ -395,13 +434,22 @@ impl Fleet {
         if !tokens.is_empty() {
             parts.push(format!(
                 "tokens: {}",
-                obs.tokens.iter().map(|(n, t)| format!("{n} {}", t.format.as_str())).collect::<Vec<_>>().join(", ")
+                obs.tokens
+                    .iter()
+                    .map(|(n, t)| format!("{n} {}", t.format.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if !errors.is_empty() || !obs.lb_errors.is_empty() {
             parts.push(format!(
                 "problems: {}",
-                errors.iter().chain(obs.lb_errors.iter()).cloned().collect::<Vec<_>>().join("; ")
+                errors
+                    .iter()
+                    .chain(obs.lb_errors.iter())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ));
         }
         Ok(Done::ok(parts.join("; "), obs))
@@ -411,17 +459,27 @@ impl Fleet {
         let n = self.node(name)?;
         let conf_path = n.keystone_conf.display().to_string();
         let out = self
-            .exec(name, &format!("cat -- {}", shell_quote(&conf_path)), Duration::from_secs(20))
+            .exec(
+                name,
+                &format!("cat -- {}", shell_quote(&conf_path)),
+                Duration::from_secs(20),
+            )
             .await?;
         if out.status != 0 {
             return Err(DriverError::new(
                 format!("{name}: cannot read {conf_path}: {}", out.last_line()),
-                format!("check keystone_conf for {name} in the inventory (and sudo: true if it needs root)"),
+                format!(
+                    "check keystone_conf for {name} in the inventory (and sudo: true if it needs root)"
+                ),
             ));
         }
         let conf = out.stdout_str();
         let s = keystone_conf::token_settings(&conf);
-        let path_or = |o: &Option<std::path::PathBuf>, d: &str| o.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| d.to_string());
+        let path_or = |o: &Option<std::path::PathBuf>, d: &str| {
+            o.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| d.to_string())
+        };
         let fernet = path_or(&n.fernet_repo, &s.fernet_repo);
         let private = path_or(&n.jws_private_repo, &s.jws_private_repo);
         let public = path_or(&n.jws_public_repo, &s.jws_public_repo);
@@ -430,7 +488,10 @@ impl Fleet {
         let out = self.exec(name, &script, Duration::from_secs(30)).await?;
         if out.status != 0 {
             return Err(DriverError::new(
-                format!("{name}: reading key repositories failed: {}", out.last_line()),
+                format!(
+                    "{name}: reading key repositories failed: {}",
+                    out.last_line()
+                ),
                 "check permissions on the key repositories (sudo: true in the inventory if needed)",
             ));
         }
@@ -446,7 +507,9 @@ impl Fleet {
 
     /// Read every load-balancer instance: rows for every node, and the instances that failed.
     pub async fn read_lbs(&self) -> (Vec<LbServer>, Vec<String>) {
-        let results = futures::future::join_all(self.inv.load_balancers.iter().map(|lb| self.read_lb(lb))).await;
+        let results =
+            futures::future::join_all(self.inv.load_balancers.iter().map(|lb| self.read_lb(lb)))
+                .await;
         let mut rows = Vec::new();
         let mut errors = Vec::new();
         for r in results {
@@ -459,7 +522,11 @@ impl Fleet {
     }
 
     fn lb_servers(&self, lb: &LoadBalancer) -> Vec<(String, String)> {
-        self.inv.nodes.iter().map(|n| (n.name.clone(), lb.server_for(&n.name))).collect()
+        self.inv
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), lb.server_for(&n.name)))
+            .collect()
     }
 
     pub async fn lb_request(&self, lb: &LoadBalancer, cmd: &str) -> DResult<String> {
@@ -491,22 +558,47 @@ impl Fleet {
     }
 
     async fn read_lb(&self, lb: &LoadBalancer) -> DResult<Vec<LbServer>> {
-        let state = self.lb_request(lb, &format!("show servers state {}", lb.backend)).await?;
-        let state = haproxy::parse_servers_state(&state).map_err(|e| DriverError::new(format!("{}: {e}", lb.name), "check the backend name in the inventory"))?;
+        let state = self
+            .lb_request(lb, &format!("show servers state {}", lb.backend))
+            .await?;
+        let state = haproxy::parse_servers_state(&state).map_err(|e| {
+            DriverError::new(
+                format!("{}: {e}", lb.name),
+                "check the backend name in the inventory",
+            )
+        })?;
         let stat = self.lb_request(lb, "show stat").await?;
-        let stat = haproxy::parse_stat(&stat).map_err(|e| DriverError::new(format!("{}: {e}", lb.name), "check the admin socket's level (admin)"))?;
-        haproxy::rows(&lb.name, &lb.backend, &self.lb_servers(lb), &state, &stat)
-            .map_err(|e| DriverError::new(e, "fix the server names in the inventory (load_balancers[].servers)"))
+        let stat = haproxy::parse_stat(&stat).map_err(|e| {
+            DriverError::new(
+                format!("{}: {e}", lb.name),
+                "check the admin socket's level (admin)",
+            )
+        })?;
+        haproxy::rows(&lb.name, &lb.backend, &self.lb_servers(lb), &state, &stat).map_err(|e| {
+            DriverError::new(
+                e,
+                "fix the server names in the inventory (load_balancers[].servers)",
+            )
+        })
     }
 
     async fn set_lb_state(&self, node: &str, state: &str) -> DResult<()> {
         for lb in &self.inv.load_balancers {
             let answer = self
-                .lb_request(lb, &haproxy::set_state(&lb.backend, &lb.server_for(node), state))
+                .lb_request(
+                    lb,
+                    &haproxy::set_state(&lb.backend, &lb.server_for(node), state),
+                )
                 .await?;
             if !answer.trim().is_empty() {
                 return Err(DriverError::new(
-                    format!("{}: `set server {}/{} state {state}` answered: {}", lb.name, lb.backend, lb.server_for(node), answer.trim()),
+                    format!(
+                        "{}: `set server {}/{} state {state}` answered: {}",
+                        lb.name,
+                        lb.backend,
+                        lb.server_for(node),
+                        answer.trim()
+                    ),
                     "check the backend and server names in the inventory",
                 ));
             }
@@ -516,7 +608,10 @@ impl Fleet {
 
     async fn lb_drain(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
         if self.inv.load_balancers.is_empty() {
-            return Ok(Done::ok("no load balancers in the inventory", Observation::default()));
+            return Ok(Done::ok(
+                "no load balancers in the inventory",
+                Observation::default(),
+            ));
         }
         self.set_lb_state(node, "drain").await?;
         let deadline = Instant::now() + Duration::from_secs(timeout_secs);
@@ -524,9 +619,16 @@ impl Fleet {
         loop {
             let (rows, errors) = self.read_lbs().await;
             if !errors.is_empty() {
-                return Err(DriverError::new(errors.join("; "), "check the admin sockets, then resume"));
+                return Err(DriverError::new(
+                    errors.join("; "),
+                    "check the admin sockets, then resume",
+                ));
             }
-            let sessions: u64 = rows.iter().filter(|r| r.node == node).map(|r| r.sessions).sum();
+            let sessions: u64 = rows
+                .iter()
+                .filter(|r| r.node == node)
+                .map(|r| r.sessions)
+                .sum();
             if sessions == 0 {
                 break;
             }
@@ -546,7 +648,14 @@ impl Fleet {
         };
         if !errors.is_empty() || mine.iter().any(|r| !r.out_of_pool()) {
             return Ok(Done::fail(
-                format!("{node}: maint did not take on every instance: {}", mine.iter().map(|r| format!("{} {}", r.lb, r.status)).chain(errors).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "{node}: maint did not take on every instance: {}",
+                    mine.iter()
+                        .map(|r| format!("{} {}", r.lb, r.status))
+                        .chain(errors)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 "check each HAProxy instance (show servers state), then resume",
             )
             .with(obs));
@@ -555,7 +664,11 @@ impl Fleet {
             format!(
                 "{node} in maint on {} load balancer(s){}",
                 mine.len(),
-                if forced { format!(" (sessions did not reach 0 within {timeout_secs}s; forced)") } else { ", sessions drained to 0".into() }
+                if forced {
+                    format!(" (sessions did not reach 0 within {timeout_secs}s; forced)")
+                } else {
+                    ", sessions drained to 0".into()
+                }
             ),
             obs,
         ))
@@ -563,7 +676,10 @@ impl Fleet {
 
     async fn lb_ready(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
         if self.inv.load_balancers.is_empty() {
-            return Ok(Done::ok("no load balancers in the inventory", Observation::default()));
+            return Ok(Done::ok(
+                "no load balancers in the inventory",
+                Observation::default(),
+            ));
         }
         self.set_lb_state(node, "ready").await?;
         let deadline = Instant::now() + Duration::from_secs(timeout_secs);
@@ -572,7 +688,11 @@ impl Fleet {
             let mine: Vec<&LbServer> = rows.iter().filter(|r| r.node == node).collect();
             let all_up = errors.is_empty() && !mine.is_empty() && mine.iter().all(|r| r.in_pool());
             if all_up || Instant::now() >= deadline {
-                let summary = mine.iter().map(|r| format!("{} {}", r.lb, r.status)).collect::<Vec<_>>().join(", ");
+                let summary = mine
+                    .iter()
+                    .map(|r| format!("{} {}", r.lb, r.status))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let obs = Observation {
                     lb: Some(rows.clone()),
                     lb_errors: errors.clone(),
@@ -598,47 +718,95 @@ impl Fleet {
         let n = self.node(node)?;
         let t = self.node_transport(node).await?;
         let conf = n.keystone_conf.clone();
-        let text = String::from_utf8(t.read_file(&conf, n.sudo).await?)
-            .map_err(|_| DriverError::new(format!("{node}: {} is not UTF-8", conf.display()), "check the file"))?;
-        let before = keystone_conf::get(&text, "token", "provider").unwrap_or_else(|| "fernet".into());
+        let text = String::from_utf8(t.read_file(&conf, n.sudo).await?).map_err(|_| {
+            DriverError::new(
+                format!("{node}: {} is not UTF-8", conf.display()),
+                "check the file",
+            )
+        })?;
+        let before =
+            keystone_conf::get(&text, "token", "provider").unwrap_or_else(|| "fernet".into());
         let mut obs = Observation::default();
         obs.flipped.insert(node.to_string(), provider.to_string());
         let new = keystone_conf::set_provider(&text, provider);
         if new == text {
-            return Ok(Done::ok(format!("{node}: [token] provider already {provider}"), obs));
+            return Ok(Done::ok(
+                format!("{node}: [token] provider already {provider}"),
+                obs,
+            ));
         }
         let c = shell_quote(&conf.display().to_string());
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let out = self
-            .exec(node, &format!("cp -p -- {c} {c}.cutover-{stamp} && stat -c '%a %U %G' -- {c}"), Duration::from_secs(20))
+            .exec(
+                node,
+                &format!("cp -p -- {c} {c}.cutover-{stamp} && stat -c '%a %U %G' -- {c}"),
+                Duration::from_secs(20),
+            )
             .await?;
         if out.status != 0 {
-            return Err(DriverError::new(format!("{node}: cannot back up {}: {}", conf.display(), out.last_line()), "check permissions (sudo: true in the inventory?)"));
+            return Err(DriverError::new(
+                format!(
+                    "{node}: cannot back up {}: {}",
+                    conf.display(),
+                    out.last_line()
+                ),
+                "check permissions (sudo: true in the inventory?)",
+            ));
         }
         let st = out.stdout_str();
         let f: Vec<&str> = st.split_whitespace().collect();
-        let mode = f.first().and_then(|m| u32::from_str_radix(m, 8).ok()).unwrap_or(0o640);
-        let owner = (f.get(1).copied().unwrap_or("root"), f.get(2).copied().unwrap_or("root"));
-        t.write_file(&conf, new.as_bytes(), mode, Some(owner), n.sudo).await?;
+        let mode = f
+            .first()
+            .and_then(|m| u32::from_str_radix(m, 8).ok())
+            .unwrap_or(0o640);
+        let owner = (
+            f.get(1).copied().unwrap_or("root"),
+            f.get(2).copied().unwrap_or("root"),
+        );
+        t.write_file(&conf, new.as_bytes(), mode, Some(owner), n.sudo)
+            .await?;
         // Read back: what is on disk is what counts.
         let check = String::from_utf8_lossy(&t.read_file(&conf, n.sudo).await?).into_owned();
         let now = keystone_conf::get(&check, "token", "provider");
         if now.as_deref() != Some(provider) {
-            return Err(DriverError::new(format!("{node}: wrote {} but it reads provider = {:?}", conf.display(), now), "inspect the file; the backup is beside it"));
+            return Err(DriverError::new(
+                format!(
+                    "{node}: wrote {} but it reads provider = {:?}",
+                    conf.display(),
+                    now
+                ),
+                "inspect the file; the backup is beside it",
+            ));
         }
-        Ok(Done::ok(format!("{node}: [token] provider {before} → {provider} (backup {}.cutover-{stamp})", conf.display()), obs))
+        Ok(Done::ok(
+            format!(
+                "{node}: [token] provider {before} → {provider} (backup {}.cutover-{stamp})",
+                conf.display()
+            ),
+            obs,
+        ))
     }
 
     // ----- service -----
 
     async fn restart(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
         let n = self.node(node)?;
-        let out = self.exec(node, &n.restart, Duration::from_secs(timeout_secs.max(10))).await?;
+        let out = self
+            .exec(node, &n.restart, Duration::from_secs(timeout_secs.max(10)))
+            .await?;
         if out.status != 0 {
             let tail = self.log_tail(node).await;
             return Ok(Done::fail(
-                format!("{node}: `{}` exited {}: {}{tail}", n.restart, out.status, out.last_line()),
-                format!("{node} is out of the pool; fix the restart (keystone log on {node}), then resume"),
+                format!(
+                    "{node}: `{}` exited {}: {}{tail}",
+                    n.restart,
+                    out.status,
+                    out.last_line()
+                ),
+                format!(
+                    "{node} is out of the pool; fix the restart (keystone log on {node}), then resume"
+                ),
             ));
         }
         let start = Instant::now();
@@ -648,13 +816,23 @@ impl Fleet {
             if up {
                 let mut obs = Observation::default();
                 obs.restarted.push(node.to_string());
-                return Ok(Done::ok(format!("{node}: restarted, GET /v3 answers after {:.1}s", start.elapsed().as_secs_f64()), obs));
+                return Ok(Done::ok(
+                    format!(
+                        "{node}: restarted, GET /v3 answers after {:.1}s",
+                        start.elapsed().as_secs_f64()
+                    ),
+                    obs,
+                ));
             }
             if Instant::now() >= deadline {
                 let tail = self.log_tail(node).await;
                 return Ok(Done::fail(
-                    format!("{node}: keystone did not answer GET /v3 within {timeout_secs}s after restart ({detail}){tail}"),
-                    format!("{node} is out of the pool, nothing else changed. Fix the cause (see the log line), resume to retry; or roll it back: set [token] provider back and restart it"),
+                    format!(
+                        "{node}: keystone did not answer GET /v3 within {timeout_secs}s after restart ({detail}){tail}"
+                    ),
+                    format!(
+                        "{node} is out of the pool, nothing else changed. Fix the cause (see the log line), resume to retry; or roll it back: set [token] provider back and restart it"
+                    ),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -669,10 +847,19 @@ impl Fleet {
             return String::new();
         };
         match self
-            .exec(node, &format!("tail -n 40 -- {} | grep -E 'CRITICAL|ERROR' | tail -n 1", shell_quote(&log.display().to_string())), Duration::from_secs(10))
+            .exec(
+                node,
+                &format!(
+                    "tail -n 40 -- {} | grep -E 'CRITICAL|ERROR' | tail -n 1",
+                    shell_quote(&log.display().to_string())
+                ),
+                Duration::from_secs(10),
+            )
             .await
         {
-            Ok(o) if !o.stdout_str().trim().is_empty() => format!(" — log: {}", o.stdout_str().trim()),
+            Ok(o) if !o.stdout_str().trim().is_empty() => {
+                format!(" — log: {}", o.stdout_str().trim())
+            }
             _ => String::new(),
         }
     }
@@ -703,17 +890,28 @@ impl Fleet {
 
     async fn matrix(&self, nodes: &[String], expect: &str) -> DResult<Done> {
         let c = self.creds()?;
-        let urls: Vec<String> = nodes.iter().map(|n| self.node(n).map(|x| x.keystone_url.clone())).collect::<DResult<_>>()?;
+        let urls: Vec<String> = nodes
+            .iter()
+            .map(|n| self.node(n).map(|x| x.keystone_url.clone()))
+            .collect::<DResult<_>>()?;
         let m = keystone::matrix(&self.http, nodes, &urls, c).await;
         let ok = m.all_ok() && m.formats.iter().all(|f| f.as_str() == expect);
         let n = nodes.len();
-        let good = m.cells.iter().flatten().filter(|c| **c == Some(200)).count();
+        let good = m
+            .cells
+            .iter()
+            .flatten()
+            .filter(|c| **c == Some(200))
+            .count();
         let obs = Observation {
             matrix: Some(m.clone()),
             ..Default::default()
         };
         if ok {
-            Ok(Done::ok(format!("{good}/{} validations green, every token {expect}", n * n), obs))
+            Ok(Done::ok(
+                format!("{good}/{} validations green, every token {expect}", n * n),
+                obs,
+            ))
         } else {
             Ok(Done::fail(
                 format!("validation matrix: {good}/{} green; formats {}", n * n, m.formats.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",")),
@@ -728,18 +926,32 @@ impl Fleet {
         let url = self.node(node)?.keystone_url.clone();
         let t = keystone::list_trusts(&self.http, &url, c)
             .await
-            .map_err(|e| DriverError::new(format!("{node}: listing trusts failed: {e}"), "check the credentials (admin) and that the node answers"))?;
+            .map_err(|e| {
+                DriverError::new(
+                    format!("{node}: listing trusts failed: {e}"),
+                    "check the credentials (admin) and that the node answers",
+                )
+            })?;
         let summary = format!(
             "{} trust(s); tokens issued before a node flips die on that node: consumers that cached a token must re-authenticate",
             t.count
         );
-        Ok(Done::ok(summary, Observation { trusts: Some(t), ..Default::default() }))
+        Ok(Done::ok(
+            summary,
+            Observation {
+                trusts: Some(t),
+                ..Default::default()
+            },
+        ))
     }
 
     // ----- JWS keys -----
 
     fn repos(&self, facts: &NodeFacts) -> (String, String) {
-        (facts.jws.private_repo.clone(), facts.jws.public_repo.clone())
+        (
+            facts.jws.private_repo.clone(),
+            facts.jws.public_repo.clone(),
+        )
     }
 
     async fn create_keypair(&self, node: &str, keygen: crate::inventory::KeyGen) -> DResult<Done> {
@@ -749,40 +961,92 @@ impl Fleet {
         let fp = match keygen {
             crate::inventory::KeyGen::KeystoneManage => {
                 let n = self.node(node)?;
-                let script = keystone::keystone_manage_script(&staging, &n.keystone_conf.display().to_string());
+                let script = keystone::keystone_manage_script(
+                    &staging,
+                    &n.keystone_conf.display().to_string(),
+                );
                 let out = self.exec(node, &script, Duration::from_secs(120)).await?;
                 if out.status != 0 {
                     return Err(DriverError::new(
-                        format!("{node}: keystone-manage create_jws_keypair failed: {}", out.last_line()),
-                        format!("run `keystone-manage create_jws_keypair` by hand on {node} to see why (or set keygen: native for {node})"),
+                        format!(
+                            "{node}: keystone-manage create_jws_keypair failed: {}",
+                            out.last_line()
+                        ),
+                        format!(
+                            "run `keystone-manage create_jws_keypair` by hand on {node} to see why (or set keygen: native for {node})"
+                        ),
                     ));
                 }
-                keys::public_fingerprint(&out.stdout_str()).map_err(|e| DriverError::new(format!("{node}: {e}"), "check keystone-manage's output"))?
+                keys::public_fingerprint(&out.stdout_str()).map_err(|e| {
+                    DriverError::new(format!("{node}: {e}"), "check keystone-manage's output")
+                })?
             }
             crate::inventory::KeyGen::Native => {
-                let (private_pem, public_pem) = keys::generate_es256().map_err(|e| DriverError::new(e, ""))?;
-                self.stage(node, &staging, &private_pem.0, &public_pem).await?;
+                let (private_pem, public_pem) =
+                    keys::generate_es256().map_err(|e| DriverError::new(e, ""))?;
+                self.stage(node, &staging, &private_pem.0, &public_pem)
+                    .await?;
                 keys::public_fingerprint(&public_pem).map_err(|e| DriverError::new(e, ""))?
             }
         };
         let mut obs = Observation::default();
         obs.keys.insert(node.to_string(), fp.clone());
-        Ok(Done::ok(format!("{node}: keypair staged in {staging} ({})", crate::engine::gates::short_fp(&fp)), obs))
+        Ok(Done::ok(
+            format!(
+                "{node}: keypair staged in {staging} ({})",
+                crate::engine::gates::short_fp(&fp)
+            ),
+            obs,
+        ))
     }
 
-    async fn stage(&self, node: &str, staging: &str, private_pem: &[u8], public_pem: &str) -> DResult<()> {
+    async fn stage(
+        &self,
+        node: &str,
+        staging: &str,
+        private_pem: &[u8],
+        public_pem: &str,
+    ) -> DResult<()> {
         let n = self.node(node)?;
         let t = self.node_transport(node).await?;
-        let out = self.exec(node, &format!("umask 077 && mkdir -p -- {}", shell_quote(staging)), Duration::from_secs(20)).await?;
+        let out = self
+            .exec(
+                node,
+                &format!("umask 077 && mkdir -p -- {}", shell_quote(staging)),
+                Duration::from_secs(20),
+            )
+            .await?;
         if out.status != 0 {
-            return Err(DriverError::new(format!("{node}: cannot create {staging}: {}", out.last_line()), "check permissions (sudo: true?)"));
+            return Err(DriverError::new(
+                format!("{node}: cannot create {staging}: {}", out.last_line()),
+                "check permissions (sudo: true?)",
+            ));
         }
-        t.write_file(&Path::new(staging).join("private.pem"), private_pem, 0o600, None, n.sudo).await?;
-        t.write_file(&Path::new(staging).join("public.pem"), public_pem.as_bytes(), 0o644, None, n.sudo).await?;
+        t.write_file(
+            &Path::new(staging).join("private.pem"),
+            private_pem,
+            0o600,
+            None,
+            n.sudo,
+        )
+        .await?;
+        t.write_file(
+            &Path::new(staging).join("public.pem"),
+            public_pem.as_bytes(),
+            0o644,
+            None,
+            n.sudo,
+        )
+        .await?;
         Ok(())
     }
 
-    async fn create_shared_keypair(&self, origin: &str, nodes: &[String], keygen: crate::inventory::KeyGen) -> DResult<Done> {
+    async fn create_shared_keypair(
+        &self,
+        origin: &str,
+        nodes: &[String],
+        keygen: crate::inventory::KeyGen,
+    ) -> DResult<Done> {
         let (private_pem, public_pem) = match keygen {
             crate::inventory::KeyGen::Native => {
                 let (p, q) = keys::generate_es256().map_err(|e| DriverError::new(e, ""))?;
@@ -793,14 +1057,29 @@ impl Fleet {
                 let staging = keystone::staging_dir(&facts.jws.private_repo);
                 let n = self.node(origin)?;
                 let out = self
-                    .exec(origin, &keystone::keystone_manage_script(&staging, &n.keystone_conf.display().to_string()), Duration::from_secs(120))
+                    .exec(
+                        origin,
+                        &keystone::keystone_manage_script(
+                            &staging,
+                            &n.keystone_conf.display().to_string(),
+                        ),
+                        Duration::from_secs(120),
+                    )
                     .await?;
                 if out.status != 0 {
-                    return Err(DriverError::new(format!("{origin}: keystone-manage create_jws_keypair failed: {}", out.last_line()), format!("run it by hand on {origin} to see why")));
+                    return Err(DriverError::new(
+                        format!(
+                            "{origin}: keystone-manage create_jws_keypair failed: {}",
+                            out.last_line()
+                        ),
+                        format!("run it by hand on {origin} to see why"),
+                    ));
                 }
                 let public = out.stdout_str();
                 let t = self.node_transport(origin).await?;
-                let private = t.read_file(&Path::new(&staging).join("private.pem"), n.sudo).await?;
+                let private = t
+                    .read_file(&Path::new(&staging).join("private.pem"), n.sudo)
+                    .await?;
                 (keys::zeroize_string::Secret(private), public)
             }
         };
@@ -809,10 +1088,18 @@ impl Fleet {
         for node in nodes {
             let facts = self.node_facts(node).await?;
             let staging = keystone::staging_dir(&facts.jws.private_repo);
-            self.stage(node, &staging, &private_pem.0, &public_pem).await?;
+            self.stage(node, &staging, &private_pem.0, &public_pem)
+                .await?;
             obs.keys.insert(node.clone(), fp.clone());
         }
-        Ok(Done::ok(format!("one keypair ({}) staged on {}", crate::engine::gates::short_fp(&fp), nodes.join(", ")), obs))
+        Ok(Done::ok(
+            format!(
+                "one keypair ({}) staged on {}",
+                crate::engine::gates::short_fp(&fp),
+                nodes.join(", ")
+            ),
+            obs,
+        ))
     }
 
     async fn install_keys(&self, node: &str) -> DResult<Done> {
@@ -820,20 +1107,42 @@ impl Fleet {
         let facts = self.node_facts(node).await?;
         let (private, public) = self.repos(&facts);
         let staging = keystone::staging_dir(&private);
-        let script = keystone::install_script(&staging, &private, &public, node, &n.keystone_user, &n.keystone_group);
+        let script = keystone::install_script(
+            &staging,
+            &private,
+            &public,
+            node,
+            &n.keystone_user,
+            &n.keystone_group,
+        );
         let out = self.exec(node, &script, Duration::from_secs(60)).await?;
         if out.status != 0 {
             return Err(DriverError::new(
-                format!("{node}: installing the JWS keys failed: {}", out.last_line()),
+                format!(
+                    "{node}: installing the JWS keys failed: {}",
+                    out.last_line()
+                ),
                 "check that the staging directory still holds the keypair (re-run the keys step) and the repositories are writable",
             ));
         }
         let after = self.node_facts(node).await?;
-        let fp = after.jws.private_fingerprint.clone().ok_or_else(|| DriverError::new(format!("{node}: private.pem installed but unreadable as a key"), "inspect the private repository"))?;
+        let fp = after.jws.private_fingerprint.clone().ok_or_else(|| {
+            DriverError::new(
+                format!("{node}: private.pem installed but unreadable as a key"),
+                "inspect the private repository",
+            )
+        })?;
         let mut obs = Observation::default();
         obs.keys.insert(node.to_string(), fp.clone());
         obs.nodes.insert(node.to_string(), after);
-        Ok(Done::ok(format!("{node}: private.pem (0600, {}) and {node}.pem installed ({})", n.keystone_user, crate::engine::gates::short_fp(&fp)), obs))
+        Ok(Done::ok(
+            format!(
+                "{node}: private.pem (0600, {}) and {node}.pem installed ({})",
+                n.keystone_user,
+                crate::engine::gates::short_fp(&fp)
+            ),
+            obs,
+        ))
     }
 
     async fn distribute(&self, node: &str, from: &[String]) -> DResult<Done> {
@@ -846,19 +1155,39 @@ impl Fleet {
             let src = Path::new(&mf.jws.public_repo).join(format!("{m}.pem"));
             let mt = self.node_transport(m).await?;
             let pem = mt.read_file(&src, self.node(m)?.sudo).await.map_err(|e| {
-                DriverError::new(format!("{m}: cannot read its public key {}: {e}", src.display()), format!("install {m}'s keys first (keys step), then resume"))
+                DriverError::new(
+                    format!("{m}: cannot read its public key {}: {e}", src.display()),
+                    format!("install {m}'s keys first (keys step), then resume"),
+                )
             })?;
             let text = String::from_utf8_lossy(&pem).into_owned();
-            keys::public_fingerprint(&text).map_err(|e| DriverError::new(format!("{m}: {} is not a public key: {e}", src.display()), "re-run the keys step"))?;
-            t.write_file(&Path::new(&facts.jws.public_repo).join(format!("{m}.pem")), &pem, 0o644, Some((&n.keystone_user, &n.keystone_group)), n.sudo)
-                .await?;
+            keys::public_fingerprint(&text).map_err(|e| {
+                DriverError::new(
+                    format!("{m}: {} is not a public key: {e}", src.display()),
+                    "re-run the keys step",
+                )
+            })?;
+            t.write_file(
+                &Path::new(&facts.jws.public_repo).join(format!("{m}.pem")),
+                &pem,
+                0o644,
+                Some((&n.keystone_user, &n.keystone_group)),
+                n.sudo,
+            )
+            .await?;
             copied.push(m.clone());
         }
         let after = self.node_facts(node).await?;
         let count = after.jws.public.len();
         let mut obs = Observation::default();
         obs.nodes.insert(node.to_string(), after);
-        Ok(Done::ok(format!("{node}: public keys of {} installed ({count} keys in its public repository)", copied.join(", ")), obs))
+        Ok(Done::ok(
+            format!(
+                "{node}: public keys of {} installed ({count} keys in its public repository)",
+                copied.join(", ")
+            ),
+            obs,
+        ))
     }
 }
 

@@ -90,9 +90,8 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                     who,
                 });
             } else {
-                let state_sha256 = hex::encode(Sha256::digest(
-                    serde_json::to_vec(&hs).unwrap_or_default(),
-                ));
+                let state_sha256 =
+                    hex::encode(Sha256::digest(serde_json::to_vec(&hs).unwrap_or_default()));
                 s.emit(Event::HardStopConfirmed {
                     id: id.clone(),
                     op: hs.op,
@@ -401,7 +400,10 @@ pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> 
     while i > 0 {
         i -= 1;
         match &state.plan[i].kind {
-            OpKind::Gate { gate, .. } if state.gates_passed.contains(&i) && (!gate.per_node() || state.plan[i].node == op.node) => {
+            OpKind::Gate { gate, .. }
+                if state.gates_passed.contains(&i)
+                    && (!gate.per_node() || state.plan[i].node == op.node) =>
+            {
                 passed.push(*gate)
             }
             _ => break,
@@ -412,26 +414,40 @@ pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> 
             let node = op.node.clone().unwrap_or_default();
             let (reason, next) = match g {
                 Gate::OutOfPool => (
-                    format!("refused: {} on {node} while it may be in the pool (gate out-of-pool has not passed right before)", specs[0].name()),
+                    format!(
+                        "refused: {} on {node} while it may be in the pool (gate out-of-pool has not passed right before)",
+                        specs[0].name()
+                    ),
                     format!("drain {node} on every load balancer first"),
                 ),
                 Gate::KeysEverywhere => (
-                    format!("refused: flipping {node} to jws before every node holds the keypair (gate keys-everywhere has not passed)"),
+                    format!(
+                        "refused: flipping {node} to jws before every node holds the keypair (gate keys-everywhere has not passed)"
+                    ),
                     "install the JWS keys on every node first".into(),
                 ),
                 Gate::FernetKeysEverywhere => (
-                    format!("refused: flipping {node} to fernet before every node holds the Fernet keys"),
+                    format!(
+                        "refused: flipping {node} to fernet before every node holds the Fernet keys"
+                    ),
                     "restore the Fernet repositories first".into(),
                 ),
                 Gate::ValidatedBeforeReadd => (
-                    format!("refused: re-adding {node} before a token issued directly at it validated (gate validated-before-readd)"),
+                    format!(
+                        "refused: re-adding {node} before a token issued directly at it validated (gate validated-before-readd)"
+                    ),
                     format!("issue and validate a token at {node} directly first"),
                 ),
                 Gate::MixedPool => (
-                    format!("refused: re-adding {node} without checking (and confirming) a mixed pool"),
+                    format!(
+                        "refused: re-adding {node} without checking (and confirming) a mixed pool"
+                    ),
                     "the mixed-pool gate must pass or be confirmed first".into(),
                 ),
-                other => (format!("refused: gate {} has not passed", other.name()), String::new()),
+                other => (
+                    format!("refused: gate {} has not passed", other.name()),
+                    String::new(),
+                ),
             };
             return Err((reason, next));
         }
@@ -509,7 +525,9 @@ fn completed(s: &mut Scratch, o: Outcome) {
             node.clone(),
             format!(
                 "{what} failed{}: {summary}",
-                node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default()
+                node.as_deref()
+                    .map(|n| format!(" on {n}"))
+                    .unwrap_or_default()
             ),
             next,
         );

@@ -6,7 +6,9 @@ use super::state::State;
 pub fn drift(state: &State, fresh: &Observation) -> Vec<String> {
     let mut out = Vec::new();
     for name in &state.node_order {
-        let Some(was) = state.nodes.get(name) else { continue };
+        let Some(was) = state.nodes.get(name) else {
+            continue;
+        };
         if let (Some(a), Some(b)) = (was.facts.as_ref(), fresh.nodes.get(name)) {
             if let Some(e) = &b.error {
                 out.push(format!("{name}: cannot be read now: {e}"));
@@ -45,7 +47,8 @@ pub fn drift(state: &State, fresh: &Observation) -> Vec<String> {
                 if let Some(old) = was.lb.get(&r.lb)
                     && (old.admin != r.admin || old.status != r.status)
                 {
-                    let hint = if old.admin != r.admin && r.admin == super::facts::AdminState::Ready {
+                    let hint = if old.admin != r.admin && r.admin == super::facts::AdminState::Ready
+                    {
                         " (an HAProxy reload without a server-state file puts drained servers back)"
                     } else {
                         ""

@@ -156,7 +156,11 @@ impl TokenCheck {
         {
             return format!("failed: {e}");
         }
-        let alg = self.alg.as_deref().map(|a| format!(" {a}")).unwrap_or_default();
+        let alg = self
+            .alg
+            .as_deref()
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default();
         let v = match self.validate_status {
             Some(s) => format!(" validate {s}"),
             None => String::new(),

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Pass(String),
-    Fail { reason: String, next: String },
+    Fail {
+        reason: String,
+        next: String,
+    },
     /// Needs a person: the hard stop's title, hazard, consequence and the facts shown.
     Ask {
         title: String,
@@ -106,11 +109,15 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for n in &nodes {
                 let p = match obs.nodes.get(n) {
-                    Some(f) if f.error.is_none() => f.provider.clone().unwrap_or_else(|| "fernet".into()),
+                    Some(f) if f.error.is_none() => {
+                        f.provider.clone().unwrap_or_else(|| "fernet".into())
+                    }
                     Some(f) => {
                         return Verdict::Fail {
                             reason: format!("{n}: {}", f.error.clone().unwrap_or_default()),
-                            next: format!("make {n} reachable and its keystone.conf readable, then resume"),
+                            next: format!(
+                                "make {n} reachable and its keystone.conf readable, then resume"
+                            ),
                         };
                     }
                     None => {
@@ -123,7 +130,10 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 by.entry(p).or_default().push(n.clone());
             }
             if by.len() == 1 {
-                Verdict::Pass(format!("every node is configured for {}", by.keys().next().unwrap_or(&String::new())))
+                Verdict::Pass(format!(
+                    "every node is configured for {}",
+                    by.keys().next().unwrap_or(&String::new())
+                ))
             } else {
                 Verdict::Fail {
                     reason: format!(
@@ -142,20 +152,31 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             for n in &nodes {
                 match obs.nodes.get(n) {
                     Some(f) if f.service_up => {}
-                    Some(f) => bad.push(format!("{n}: keystone does not answer ({})", f.service_detail)),
+                    Some(f) => bad.push(format!(
+                        "{n}: keystone does not answer ({})",
+                        f.service_detail
+                    )),
                     None => bad.push(format!("{n}: not probed")),
                 }
                 for s in lb_rows(obs, n) {
                     if !s.in_pool() {
-                        bad.push(format!("{n}: {} on {} (admin {:?})", s.status, s.lb, s.admin));
+                        bad.push(format!(
+                            "{n}: {} on {} (admin {:?})",
+                            s.status, s.lb, s.admin
+                        ));
                     }
                 }
-                if !ctx.inv.load_balancers.is_empty() && lb_rows(obs, n).len() < ctx.inv.load_balancers.len() {
+                if !ctx.inv.load_balancers.is_empty()
+                    && lb_rows(obs, n).len() < ctx.inv.load_balancers.len()
+                {
                     bad.push(format!("{n}: missing from a load balancer's backend"));
                 }
             }
             if bad.is_empty() {
-                Verdict::Pass(format!("{} nodes answer and are UP on every load balancer", nodes.len()))
+                Verdict::Pass(format!(
+                    "{} nodes answer and are UP on every load balancer",
+                    nodes.len()
+                ))
             } else {
                 Verdict::Fail {
                     reason: format!("the pool is not healthy: {}", bad.join("; ")),
@@ -190,12 +211,17 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                     && mode != "600"
                     && mode != "640"
                 {
-                    problems.push(format!("{n}: private.pem has mode {mode} (needs 600 or 640)"));
+                    problems.push(format!(
+                        "{n}: private.pem has mode {mode} (needs 600 or 640)"
+                    ));
                 }
                 if let (Some(owner), Some(node)) = (&j.private_owner, ctx.inv.node(n)) {
                     let user = owner.split(':').next().unwrap_or("");
                     if user != node.keystone_user {
-                        problems.push(format!("{n}: private.pem is owned by {owner}, not {}", node.keystone_user));
+                        problems.push(format!(
+                            "{n}: private.pem is owned by {owner}, not {}",
+                            node.keystone_user
+                        ));
                     }
                 }
             }
@@ -213,7 +239,11 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 if distinct.len() > 1 {
                     problems.push(format!(
                         "strategy shared, but the private keys differ: {}",
-                        prints.iter().map(|(n, f)| format!("{n} {}", short_fp(f))).collect::<Vec<_>>().join(", ")
+                        prints
+                            .iter()
+                            .map(|(n, f)| format!("{n} {}", short_fp(f)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
             }
@@ -241,12 +271,17 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                             prints.insert(fp.clone());
                         }
                     }
-                    Some(f) => problems.push(format!("{n}: {}", f.error.clone().unwrap_or_default())),
+                    Some(f) => {
+                        problems.push(format!("{n}: {}", f.error.clone().unwrap_or_default()))
+                    }
                     None => problems.push(format!("{n}: not probed")),
                 }
             }
             if problems.is_empty() && prints.len() > 1 {
-                problems.push(format!("the Fernet repositories differ between nodes ({} distinct)", prints.len()));
+                problems.push(format!(
+                    "the Fernet repositories differ between nodes ({} distinct)",
+                    prints.len()
+                ));
             }
             if problems.is_empty() {
                 Verdict::Pass("every node holds the same Fernet key repository".into())
@@ -266,7 +301,12 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             let still: Vec<String> = rows
                 .iter()
                 .filter(|s| !s.out_of_pool())
-                .map(|s| format!("{} shows {} {:?} with {} sessions", s.lb, s.status, s.admin, s.sessions))
+                .map(|s| {
+                    format!(
+                        "{} shows {} {:?} with {} sessions",
+                        s.lb, s.status, s.admin, s.sessions
+                    )
+                })
                 .collect();
             if rows.len() < ctx.inv.load_balancers.len() {
                 return Verdict::Fail {
@@ -275,10 +315,16 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 };
             }
             if still.is_empty() {
-                Verdict::Pass(format!("{n} is in maintenance on all {} load balancers", rows.len()))
+                Verdict::Pass(format!(
+                    "{n} is in maintenance on all {} load balancers",
+                    rows.len()
+                ))
             } else {
                 Verdict::Fail {
-                    reason: format!("{n} is still in the pool: {} (a reload without a server-state file undoes a drain)", still.join("; ")),
+                    reason: format!(
+                        "{n} is still in the pool: {} (a reload without a server-state file undoes a drain)",
+                        still.join("; ")
+                    ),
                     next: format!("resume: cutover drains {n} again before it flips"),
                 }
             }
@@ -305,15 +351,26 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
         Gate::ValidatedBeforeReadd => {
             let n = node.unwrap_or_default();
             match obs.tokens.get(n) {
-                Some(t) if t.format.as_str() == ctx.target && t.validated() => Verdict::Pass(format!(
-                    "{n} issued a {} token{} directly and validated it ({} ms)",
-                    t.format.as_str(),
-                    t.alg.as_deref().map(|a| format!(" ({a})")).unwrap_or_default(),
-                    t.latency_ms
-                )),
+                Some(t) if t.format.as_str() == ctx.target && t.validated() => {
+                    Verdict::Pass(format!(
+                        "{n} issued a {} token{} directly and validated it ({} ms)",
+                        t.format.as_str(),
+                        t.alg
+                            .as_deref()
+                            .map(|a| format!(" ({a})"))
+                            .unwrap_or_default(),
+                        t.latency_ms
+                    ))
+                }
                 Some(t) => Verdict::Fail {
-                    reason: format!("{n} is not proven: expected a {} token that validates, got {}", ctx.target, t.short()),
-                    next: format!("{n} stays out of the pool; read its keystone log, fix, then resume (rollback: set its provider back and restart)"),
+                    reason: format!(
+                        "{n} is not proven: expected a {} token that validates, got {}",
+                        ctx.target,
+                        t.short()
+                    ),
+                    next: format!(
+                        "{n} stays out of the pool; read its keystone log, fix, then resume (rollback: set its provider back and restart)"
+                    ),
                 },
                 None => Verdict::Fail {
                     reason: format!("no direct token check for {n}"),
@@ -350,7 +407,17 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             }
             let others = other
                 .iter()
-                .map(|(p, ns)| format!("{} {}", ns.join(", "), if ns.len() == 1 { format!("runs {p}") } else { format!("run {p}") }))
+                .map(|(p, ns)| {
+                    format!(
+                        "{} {}",
+                        ns.join(", "),
+                        if ns.len() == 1 {
+                            format!("runs {p}")
+                        } else {
+                            format!("run {p}")
+                        }
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             let remaining: Vec<String> = other.values().flatten().cloned().collect();
@@ -387,7 +454,11 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             }
             let mut bad = Vec::new();
             for n in &nodes {
-                let conf = obs.nodes.get(n).and_then(|f| f.provider.clone()).unwrap_or_else(|| "fernet".into());
+                let conf = obs
+                    .nodes
+                    .get(n)
+                    .and_then(|f| f.provider.clone())
+                    .unwrap_or_else(|| "fernet".into());
                 if conf != ctx.target {
                     bad.push(format!("{n} is configured for {conf}"));
                 }
@@ -403,7 +474,10 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 }
             }
             if bad.is_empty() {
-                Verdict::Pass(format!("every node runs {} and is UP on every load balancer", ctx.target))
+                Verdict::Pass(format!(
+                    "every node runs {} and is UP on every load balancer",
+                    ctx.target
+                ))
             } else {
                 Verdict::Fail {
                     reason: bad.join("; "),
@@ -423,9 +497,9 @@ pub fn humanize(secs: u64) -> String {
     if secs == 0 {
         return "0s".into();
     }
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

@@ -25,15 +25,23 @@ pub struct Op {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OpKind {
     /// One effect per spec, run concurrently; the op is done when all succeeded.
-    Act { action: String, specs: Vec<ActionSpec> },
-    Gate { gate: Gate, implicit: bool },
+    Act {
+        action: String,
+        specs: Vec<ActionSpec>,
+    },
+    Gate {
+        gate: Gate,
+        implicit: bool,
+    },
     Confirm {
         id: String,
         title: String,
         message: String,
         consequence: String,
     },
-    Note { message: String },
+    Note {
+        message: String,
+    },
     /// Wait until a condition holds (computed from the state when the op starts), at most
     /// `max_secs` if given.
     WaitUntil {
@@ -179,13 +187,19 @@ impl ActionSpec {
             ActionSpec::Probe { nodes, lb, tokens } => {
                 let mut parts = Vec::new();
                 if !nodes.is_empty() {
-                    parts.push(format!("read keystone.conf and key repositories on {}", list(nodes)));
+                    parts.push(format!(
+                        "read keystone.conf and key repositories on {}",
+                        list(nodes)
+                    ));
                 }
                 if *lb {
                     parts.push("read server state from every load balancer".into());
                 }
                 if !tokens.is_empty() {
-                    parts.push(format!("issue and validate a token directly at {}", list(tokens)));
+                    parts.push(format!(
+                        "issue and validate a token directly at {}",
+                        list(tokens)
+                    ));
                 }
                 parts.join("; ")
             }
@@ -199,12 +213,16 @@ impl ActionSpec {
                 format!("set [token] provider = {provider} in {node}'s keystone.conf (backup kept)")
             }
             ActionSpec::CreateKeypair { node, keygen } => match keygen {
-                KeyGen::KeystoneManage => format!(
-                    "keystone-manage create_jws_keypair in a staging directory on {node}"
-                ),
+                KeyGen::KeystoneManage => {
+                    format!("keystone-manage create_jws_keypair in a staging directory on {node}")
+                }
                 KeyGen::Native => format!("generate an ES256 keypair for {node}"),
             },
-            ActionSpec::CreateSharedKeypair { origin, nodes, keygen } => format!(
+            ActionSpec::CreateSharedKeypair {
+                origin,
+                nodes,
+                keygen,
+            } => format!(
                 "generate one keypair ({}) and stage it on {}",
                 match keygen {
                     KeyGen::KeystoneManage => format!("keystone-manage on {origin}"),
@@ -216,7 +234,10 @@ impl ActionSpec {
                 "install private.pem (0600, keystone-owned) and {node}'s public key on {node}"
             ),
             ActionSpec::DistributePublicKeys { node, from } => {
-                format!("copy the public keys of {} into {node}'s public repository", list(from))
+                format!(
+                    "copy the public keys of {} into {node}'s public repository",
+                    list(from)
+                )
             }
             ActionSpec::Restart { node, timeout_secs } => format!(
                 "restart keystone on {node}, wait up to {timeout_secs}s for GET /v3 at its own URL"
@@ -228,8 +249,13 @@ impl ActionSpec {
                 "issue a {expect} token at each of {} and validate each at every node",
                 list(nodes)
             ),
-            ActionSpec::ListTrusts { node } => format!("list trusts (GET /v3/OS-TRUST/trusts at {node})"),
-            ActionSpec::Wait { secs } => format!("wait {}", humantime::format_duration(Duration::from_secs(*secs))),
+            ActionSpec::ListTrusts { node } => {
+                format!("list trusts (GET /v3/OS-TRUST/trusts at {node})")
+            }
+            ActionSpec::Wait { secs } => format!(
+                "wait {}",
+                humantime::format_duration(Duration::from_secs(*secs))
+            ),
             ActionSpec::Shell {
                 node,
                 command,
@@ -469,7 +495,11 @@ pub fn compile(
                             })
                         })?,
                         "shared" => {
-                            let all = if targets.is_empty() { nodes.clone() } else { targets.clone() };
+                            let all = if targets.is_empty() {
+                                nodes.clone()
+                            } else {
+                                targets.clone()
+                            };
                             vec![ActionSpec::CreateSharedKeypair {
                                 origin: all[0].clone(),
                                 keygen: keygen_of(&all[0]),
@@ -493,8 +523,19 @@ pub fn compile(
                     );
                 }
                 Item::InstallJwsKeys(_) => {
-                    let specs = per_target(&|t| Ok(ActionSpec::InstallKeys { node: t.to_string() }))?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    let specs = per_target(&|t| {
+                        Ok(ActionSpec::InstallKeys {
+                            node: t.to_string(),
+                        })
+                    })?;
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::DistributePublicKeys(_) => {
                     let specs = per_target(&|t| {
@@ -503,7 +544,14 @@ pub fn compile(
                             from: nodes.iter().filter(|n| *n != t).cloned().collect(),
                         })
                     })?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::LbDrain(d) => {
                     let specs = per_target(&|t| {
@@ -512,7 +560,14 @@ pub fn compile(
                             timeout_secs: d.timeout.as_secs(),
                         })
                     })?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::LbReady(r) => {
                     if targets.len() == 1 {
@@ -530,7 +585,14 @@ pub fn compile(
                             timeout_secs: r.timeout.as_secs(),
                         })
                     })?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::SetProvider(s) => {
                     let provider = render(&s.provider, node.as_deref())?;
@@ -557,7 +619,14 @@ pub fn compile(
                             provider: provider.clone(),
                         })
                     })?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::Restart(r) => {
                     if targets.len() != 1 {
@@ -573,7 +642,14 @@ pub fn compile(
                             timeout_secs: r.timeout.as_secs(),
                         })
                     })?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::IssueToken(t) => {
                     let specs = per_target(&|n| {
@@ -582,7 +658,14 @@ pub fn compile(
                             expect: render(&t.expect, Some(n))?,
                         })
                     })?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::Shell(s) => {
                     let specs = per_target(&|n| {
@@ -594,7 +677,14 @@ pub fn compile(
                             timeout_secs: s.timeout.map(|d| d.as_secs()).unwrap_or(120),
                         })
                     })?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
             }
         }

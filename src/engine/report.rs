@@ -8,29 +8,87 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Every step with the exact actions per node. Nothing secret: commands and paths only.
-pub fn render_plan(rb: &Runbook, inv: &Inventory, params: &BTreeMap<String, String>, ops: &[Op], markdown: bool) -> String {
+pub fn render_plan(
+    rb: &Runbook,
+    inv: &Inventory,
+    params: &BTreeMap<String, String>,
+    ops: &[Op],
+    markdown: bool,
+) -> String {
     let mut o = String::new();
-    let p = params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+    let p = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     if markdown {
-        let _ = writeln!(o, "# Plan: {}\n\n- runbook: `{}`\n- cluster: `{}` ({} nodes, {} load balancers)\n- parameters: {}\n", rb.title, rb.name, inv.cluster, inv.nodes.len(), inv.load_balancers.len(), if p.is_empty() { "none".into() } else { p.clone() });
+        let _ = writeln!(
+            o,
+            "# Plan: {}\n\n- runbook: `{}`\n- cluster: `{}` ({} nodes, {} load balancers)\n- parameters: {}\n",
+            rb.title,
+            rb.name,
+            inv.cluster,
+            inv.nodes.len(),
+            inv.load_balancers.len(),
+            if p.is_empty() {
+                "none".into()
+            } else {
+                p.clone()
+            }
+        );
     } else {
-        let _ = writeln!(o, "PLAN  {}  ({})\ncluster {} — {} nodes, {} load balancers; params: {}\n", rb.title, rb.name, inv.cluster, inv.nodes.len(), inv.load_balancers.len(), if p.is_empty() { "none".into() } else { p });
+        let _ = writeln!(
+            o,
+            "PLAN  {}  ({})\ncluster {} — {} nodes, {} load balancers; params: {}\n",
+            rb.title,
+            rb.name,
+            inv.cluster,
+            inv.nodes.len(),
+            inv.load_balancers.len(),
+            if p.is_empty() { "none".into() } else { p }
+        );
     }
     let mut n = 0;
     for step in &rb.steps {
         n += 1;
-        let title = crate::runbook::template::render(&step.title, &rb.name, &rb.target_provider, params, None).unwrap_or_else(|_| step.title.clone());
+        let title = crate::runbook::template::render(
+            &step.title,
+            &rb.name,
+            &rb.target_provider,
+            params,
+            None,
+        )
+        .unwrap_or_else(|_| step.title.clone());
         if markdown {
-            let _ = writeln!(o, "## {n}. {title} (`{}`, {:?})\n\n{}\n", step.id, step.scope, step.description.trim());
+            let _ = writeln!(
+                o,
+                "## {n}. {title} (`{}`, {})\n\n{}\n",
+                step.id,
+                scope_name(step.scope),
+                step.description.trim()
+            );
         } else {
-            let _ = writeln!(o, "{n}. {title}  [{}; {}]", step.id, format!("{:?}", step.scope).to_lowercase());
+            let _ = writeln!(o, "{n}. {title}  [{}; {}]", step.id, scope_name(step.scope));
         }
         for op in ops.iter().filter(|op| op.step == step.id) {
-            let node = op.node.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
+            let node = op
+                .node
+                .as_deref()
+                .map(|n| format!("{n}: "))
+                .unwrap_or_default();
             let lines: Vec<String> = match &op.kind {
-                OpKind::Act { specs, .. } => specs.iter().map(|s| format!("{node}{}", describe_exact(s, inv))).collect(),
-                OpKind::Gate { gate, implicit } => vec![format!("{node}GATE {}{}", gate.name(), if *implicit { " (added by cutover)" } else { "" })],
-                OpKind::Confirm { id, title, .. } => vec![format!("{node}HARD STOP `{id}`: {title}")],
+                OpKind::Act { specs, .. } => specs
+                    .iter()
+                    .map(|s| format!("{node}{}", describe_exact(s, inv)))
+                    .collect(),
+                OpKind::Gate { gate, implicit } => vec![format!(
+                    "{node}GATE {}{}",
+                    gate.name(),
+                    if *implicit { " (added by cutover)" } else { "" }
+                )],
+                OpKind::Confirm { id, title, .. } => {
+                    vec![format!("{node}HARD STOP `{id}`: {title}")]
+                }
                 OpKind::Note { message } => vec![format!("note: {message}")],
                 OpKind::WaitUntil { condition, .. } => vec![format!("wait until {condition:?}")],
             };
@@ -55,16 +113,32 @@ fn describe_exact(s: &ActionSpec, inv: &Inventory) -> String {
         (ActionSpec::Restart { .. }, Some(n)) => format!("{d}\n          $ {}", n.restart),
         (ActionSpec::Shell { command, .. }, _) => format!("{d}\n          $ {command}"),
         (ActionSpec::LbDrain { node, .. }, _) | (ActionSpec::LbReady { node, .. }, _) => {
-            let state = if matches!(s, ActionSpec::LbDrain { .. }) { "drain, then maint" } else { "ready" };
+            let state = if matches!(s, ActionSpec::LbDrain { .. }) {
+                "drain, then maint"
+            } else {
+                "ready"
+            };
             let cmds: Vec<String> = inv
                 .load_balancers
                 .iter()
-                .map(|lb| format!("{}: set server {}/{} state {state}", lb.name, lb.backend, lb.server_for(node)))
+                .map(|lb| {
+                    format!(
+                        "{}: set server {}/{} state {state}",
+                        lb.name,
+                        lb.backend,
+                        lb.server_for(node)
+                    )
+                })
                 .collect();
             format!("{d}\n          $ {}", cmds.join("\n          $ "))
         }
-        (ActionSpec::IssueToken { .. }, Some(n)) => format!("{d}\n          POST {}/v3/auth/tokens; GET {}/v3/auth/tokens", n.keystone_url, n.keystone_url),
-        (ActionSpec::SetProvider { .. }, Some(n)) => format!("{d}\n          edit {}", n.keystone_conf.display()),
+        (ActionSpec::IssueToken { .. }, Some(n)) => format!(
+            "{d}\n          POST {}/v3/auth/tokens; GET {}/v3/auth/tokens",
+            n.keystone_url, n.keystone_url
+        ),
+        (ActionSpec::SetProvider { .. }, Some(n)) => {
+            format!("{d}\n          edit {}", n.keystone_conf.display())
+        }
         _ => d,
     }
 }
@@ -73,20 +147,45 @@ fn describe_exact(s: &ActionSpec, inv: &Inventory) -> String {
 pub fn probe_table(inv: &Inventory, obs: &Observation) -> String {
     let mut o = String::new();
     let lbs: Vec<&str> = inv.load_balancers.iter().map(|l| l.name.as_str()).collect();
-    let _ = write!(o, "{:<10} {:<8} {:<7} {:<10} {:<14}", "NODE", "PROVIDER", "SERVICE", "FERNET", "JWS priv/pub");
+    let _ = write!(
+        o,
+        "{:<10} {:<8} {:<7} {:<10} {:<14}",
+        "NODE", "PROVIDER", "SERVICE", "FERNET", "JWS priv/pub"
+    );
     for lb in &lbs {
         let _ = write!(o, " {:<16}", lb);
     }
     let _ = writeln!(o, " TOKEN");
     for n in inv.node_names() {
         let f = obs.nodes.get(&n);
-        let provider = f.and_then(|f| f.provider.clone()).unwrap_or_else(|| "?".into());
-        let service = f.map(|f| if f.service_up { "up" } else { "DOWN" }).unwrap_or("?");
-        let fernet = f.map(|f| if f.fernet.present { format!("{} keys", f.fernet.keys) } else { "none".into() }).unwrap_or_default();
-        let jws = f
-            .map(|f| format!("{}/{}", if f.jws.private_present { "yes" } else { "no" }, f.jws.public.len()))
+        let provider = f
+            .and_then(|f| f.provider.clone())
+            .unwrap_or_else(|| "?".into());
+        let service = f
+            .map(|f| if f.service_up { "up" } else { "DOWN" })
+            .unwrap_or("?");
+        let fernet = f
+            .map(|f| {
+                if f.fernet.present {
+                    format!("{} keys", f.fernet.keys)
+                } else {
+                    "none".into()
+                }
+            })
             .unwrap_or_default();
-        let _ = write!(o, "{n:<10} {provider:<8} {service:<7} {fernet:<10} {jws:<14}");
+        let jws = f
+            .map(|f| {
+                format!(
+                    "{}/{}",
+                    if f.jws.private_present { "yes" } else { "no" },
+                    f.jws.public.len()
+                )
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            o,
+            "{n:<10} {provider:<8} {service:<7} {fernet:<10} {jws:<14}"
+        );
         for lb in &lbs {
             let cell = obs
                 .lb
@@ -106,4 +205,12 @@ pub fn probe_table(inv: &Inventory, obs: &Observation) -> String {
         let _ = writeln!(o, "! {e}");
     }
     o
+}
+
+fn scope_name(s: crate::runbook::Scope) -> &'static str {
+    match s {
+        crate::runbook::Scope::Once => "once",
+        crate::runbook::Scope::EachNode => "each-node",
+        crate::runbook::Scope::AllNodes => "all-nodes",
+    }
 }

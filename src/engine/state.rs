@@ -202,7 +202,9 @@ impl State {
     pub fn pool(&self) -> PoolView {
         let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for name in &self.node_order {
-            let Some(n) = self.nodes.get(name) else { continue };
+            let Some(n) = self.nodes.get(name) else {
+                continue;
+            };
             if !n.pooled() {
                 continue;
             }
@@ -241,7 +243,15 @@ impl State {
         (self.cursor.min(self.plan.len()), self.plan.len())
     }
 
-    fn push_log(&mut self, time: DateTime<Utc>, node: Option<String>, action: &str, text: String, level: LogLevel, duration_ms: Option<u64>) {
+    fn push_log(
+        &mut self,
+        time: DateTime<Utc>,
+        node: Option<String>,
+        action: &str,
+        text: String,
+        level: LogLevel,
+        duration_ms: Option<u64>,
+    ) {
         self.log.push(LogLine {
             time,
             node,
@@ -257,10 +267,12 @@ impl State {
     }
 
     fn node_mut(&mut self, name: &str) -> &mut NodeView {
-        self.nodes.entry(name.to_string()).or_insert_with(|| NodeView {
-            name: name.to_string(),
-            ..Default::default()
-        })
+        self.nodes
+            .entry(name.to_string())
+            .or_insert_with(|| NodeView {
+                name: name.to_string(),
+                ..Default::default()
+            })
     }
 
     fn merge(&mut self, obs: &Observation, time: DateTime<Utc>) {
@@ -360,11 +372,25 @@ impl State {
                         rb.steps
                             .iter()
                             .map(|s| {
-                                let first = plan.iter().position(|o| o.step == s.id).unwrap_or(plan.len());
-                                let last = plan.iter().rposition(|o| o.step == s.id).map(|i| i + 1).unwrap_or(first);
+                                let first = plan
+                                    .iter()
+                                    .position(|o| o.step == s.id)
+                                    .unwrap_or(plan.len());
+                                let last = plan
+                                    .iter()
+                                    .rposition(|o| o.step == s.id)
+                                    .map(|i| i + 1)
+                                    .unwrap_or(first);
                                 StepView {
                                     id: s.id.clone(),
-                                    title: s.title.clone(),
+                                    title: crate::runbook::template::render(
+                                        &s.title,
+                                        &rs.runbook_name,
+                                        &rb.target_provider,
+                                        &rs.params,
+                                        None,
+                                    )
+                                    .unwrap_or_else(|_| s.title.clone()),
                                     description: s.description.clone(),
                                     scope: s.scope,
                                     status: StepStatus::Pending,
@@ -374,11 +400,19 @@ impl State {
                             .collect()
                     })
                     .unwrap_or_default();
-                self.target_provider = rb.as_ref().map(|r| r.target_provider.clone()).unwrap_or_default();
+                self.target_provider = rb
+                    .as_ref()
+                    .map(|r| r.target_provider.clone())
+                    .unwrap_or_default();
                 self.runbook = rb;
                 self.plan = plan;
                 self.node_order = rs.inventory.node_names();
-                self.lb_names = rs.inventory.load_balancers.iter().map(|l| l.name.clone()).collect();
+                self.lb_names = rs
+                    .inventory
+                    .load_balancers
+                    .iter()
+                    .map(|l| l.name.clone())
+                    .collect();
                 for n in rs.inventory.node_names() {
                     self.node_mut(&n);
                 }
@@ -387,14 +421,33 @@ impl State {
                 self.run = Some(rs.clone());
                 self.status = RunStatus::Running;
                 self.started_at = Some(time);
-                self.push_log(time, None, "run", format!("run {} started by {}", rs.run_id, who_label(&rs.who)), LogLevel::Info, None);
+                self.push_log(
+                    time,
+                    None,
+                    "run",
+                    format!("run {} started by {}", rs.run_id, who_label(&rs.who)),
+                    LogLevel::Info,
+                    None,
+                );
             }
             Event::StepStarted { step } => {
                 if let Some(s) = self.steps.iter_mut().find(|s| &s.id == step) {
                     s.status = StepStatus::Active;
                 }
-                let title = self.steps.iter().find(|s| &s.id == step).map(|s| s.title.clone()).unwrap_or_default();
-                self.push_log(time, None, "step", format!("▶ {title}"), LogLevel::Info, None);
+                let title = self
+                    .steps
+                    .iter()
+                    .find(|s| &s.id == step)
+                    .map(|s| s.title.clone())
+                    .unwrap_or_default();
+                self.push_log(
+                    time,
+                    None,
+                    "step",
+                    format!("▶ {title}"),
+                    LogLevel::Info,
+                    None,
+                );
             }
             Event::StepCompleted { step } => {
                 if let Some(s) = self.steps.iter_mut().find(|s| &s.id == step) {
@@ -417,13 +470,23 @@ impl State {
                         started: time,
                     },
                 );
-                self.push_log(time, i.node.clone(), &i.action, i.detail.clone(), LogLevel::Start, None);
+                self.push_log(
+                    time,
+                    i.node.clone(),
+                    &i.action,
+                    i.detail.clone(),
+                    LogLevel::Start,
+                    None,
+                );
             }
             Event::Outcome(o) => {
                 let intent = self.in_flight.remove(&o.id).map(|f| f.intent);
                 self.in_doubt.remove(&o.id);
                 self.merge(&o.observed, time);
-                let action = intent.as_ref().map(|i| i.action.clone()).unwrap_or_default();
+                let action = intent
+                    .as_ref()
+                    .map(|i| i.action.clone())
+                    .unwrap_or_default();
                 if let Some(node) = &o.node {
                     let n = self.node_mut(node);
                     n.activity = None;
@@ -452,33 +515,70 @@ impl State {
                     self.maybe_finish_op();
                 }
             }
-            Event::GatePassed { op, gate, node, detail } => {
+            Event::GatePassed {
+                op,
+                gate,
+                node,
+                detail,
+            } => {
                 self.gates_passed.insert(*op);
                 if gate == "validated-before-readd"
                     && let Some(n) = node
                 {
                     self.node_mut(n).phase = NodePhase::Validated;
                 }
-                self.push_log(time, node.clone(), &format!("gate {gate}"), format!("passed: {detail}"), LogLevel::Ok, None);
+                self.push_log(
+                    time,
+                    node.clone(),
+                    &format!("gate {gate}"),
+                    format!("passed: {detail}"),
+                    LogLevel::Ok,
+                    None,
+                );
                 self.advance_cursor();
             }
-            Event::GateFailed { gate, node, reason, .. } => {
-                self.push_log(time, node.clone(), &format!("gate {gate}"), format!("FAILED: {reason}"), LogLevel::Fail, None);
+            Event::GateFailed {
+                gate, node, reason, ..
+            } => {
+                self.push_log(
+                    time,
+                    node.clone(),
+                    &format!("gate {gate}"),
+                    format!("FAILED: {reason}"),
+                    LogLevel::Fail,
+                    None,
+                );
             }
             Event::HardStopRaised(h) => {
                 self.hard_stop = Some(h.clone());
                 self.status = RunStatus::AwaitingConfirm;
                 self.raised_at_cursor = true;
-                self.push_log(time, h.node.clone(), "hard stop", format!("{}: {}", h.id, h.title), LogLevel::Stop, None);
+                self.push_log(
+                    time,
+                    h.node.clone(),
+                    "hard stop",
+                    format!("{}: {}", h.id, h.title),
+                    LogLevel::Stop,
+                    None,
+                );
             }
             Event::HardStopConfirmed { id, who, .. } => {
                 let hs = self.hard_stop.take();
                 self.status = RunStatus::Running;
                 self.confirmations.push((id.clone(), who_label(who)));
-                self.push_log(time, hs.as_ref().and_then(|h| h.node.clone()), "hard stop", format!("{id} confirmed by {}", who_label(who)), LogLevel::Ok, None);
+                self.push_log(
+                    time,
+                    hs.as_ref().and_then(|h| h.node.clone()),
+                    "hard stop",
+                    format!("{id} confirmed by {}", who_label(who)),
+                    LogLevel::Ok,
+                    None,
+                );
                 // A confirm op, or a gate that asked, is passed; an in-doubt or host-key stop is
                 // followed by its redo (the op stays at the cursor).
-                let stays = hs.as_ref().is_some_and(|h| h.in_doubt.is_some() || h.host_key.is_some());
+                let stays = hs
+                    .as_ref()
+                    .is_some_and(|h| h.in_doubt.is_some() || h.host_key.is_some());
                 if let Some(h) = &hs
                     && let Some(id) = h.in_doubt
                 {
@@ -490,7 +590,10 @@ impl State {
                     self.op_failed.clear();
                 } else {
                     if let Some(h) = &hs
-                        && matches!(self.plan.get(h.op).map(|o| &o.kind), Some(OpKind::Gate { .. }))
+                        && matches!(
+                            self.plan.get(h.op).map(|o| &o.kind),
+                            Some(OpKind::Gate { .. })
+                        )
                     {
                         self.gates_passed.insert(h.op);
                     }
@@ -503,16 +606,39 @@ impl State {
                 };
                 self.raised_at_cursor = false;
                 let hs = self.hard_stop.take();
-                self.push_log(time, hs.and_then(|h| h.node), "hard stop", format!("{id} declined by {}", who_label(who)), LogLevel::Warn, None);
+                self.push_log(
+                    time,
+                    hs.and_then(|h| h.node),
+                    "hard stop",
+                    format!("{id} declined by {}", who_label(who)),
+                    LogLevel::Warn,
+                    None,
+                );
             }
             Event::PauseRequested { who } => {
                 self.pause_requested = true;
-                self.push_log(time, None, "pause", format!("pause requested by {}", who_label(who)), LogLevel::Info, None);
+                self.push_log(
+                    time,
+                    None,
+                    "pause",
+                    format!("pause requested by {}", who_label(who)),
+                    LogLevel::Info,
+                    None,
+                );
             }
             Event::RunPaused { reason } => {
                 self.pause_requested = false;
-                self.status = RunStatus::Paused { reason: reason.clone() };
-                self.push_log(time, None, "run", format!("paused: {reason}"), LogLevel::Warn, None);
+                self.status = RunStatus::Paused {
+                    reason: reason.clone(),
+                };
+                self.push_log(
+                    time,
+                    None,
+                    "run",
+                    format!("paused: {reason}"),
+                    LogLevel::Warn,
+                    None,
+                );
             }
             Event::RunResumed {
                 who,
@@ -539,7 +665,14 @@ impl State {
                 for n in self.nodes.values_mut() {
                     n.activity = None;
                 }
-                self.push_log(time, None, "run", format!("resumed by {}", who_label(who)), LogLevel::Info, None);
+                self.push_log(
+                    time,
+                    None,
+                    "run",
+                    format!("resumed by {}", who_label(who)),
+                    LogLevel::Info,
+                    None,
+                );
                 for d in drift {
                     self.push_log(time, None, "drift", d.clone(), LogLevel::Warn, None);
                 }
@@ -558,30 +691,60 @@ impl State {
                 self.hard_stop = None;
                 self.status = RunStatus::Running;
                 self.raised_at_cursor = false;
-                self.push_log(time, intent.and_then(|i| i.node), "in doubt", format!("action {id}: {choice} ({})", who_label(who)), LogLevel::Info, None);
+                self.push_log(
+                    time,
+                    intent.and_then(|i| i.node),
+                    "in doubt",
+                    format!("action {id}: {choice} ({})", who_label(who)),
+                    LogLevel::Info,
+                    None,
+                );
                 self.maybe_finish_op();
             }
-            Event::RunHalted { reason, next, node, .. } => {
+            Event::RunHalted {
+                reason, next, node, ..
+            } => {
                 self.status = RunStatus::Halted {
                     reason: reason.clone(),
                     next: next.clone(),
                 };
-                if let Some(s) = self.steps.iter_mut().find(|s| s.status == StepStatus::Active) {
+                if let Some(s) = self
+                    .steps
+                    .iter_mut()
+                    .find(|s| s.status == StepStatus::Active)
+                {
                     s.status = StepStatus::Failed;
                 }
-                self.push_log(time, node.clone(), "run", format!("HALTED: {reason} — {next}"), LogLevel::Fail, None);
+                self.push_log(
+                    time,
+                    node.clone(),
+                    "run",
+                    format!("HALTED: {reason} — {next}"),
+                    LogLevel::Fail,
+                    None,
+                );
             }
             Event::RunCompleted { summary } => {
                 self.status = RunStatus::Completed;
                 self.finished_at = Some(time);
-                self.push_log(time, None, "run", format!("completed: {summary}"), LogLevel::Ok, None);
+                self.push_log(
+                    time,
+                    None,
+                    "run",
+                    format!("completed: {summary}"),
+                    LogLevel::Ok,
+                    None,
+                );
             }
             Event::Note { message, .. } => {
                 self.push_log(time, None, "note", message.clone(), LogLevel::Info, None);
                 self.advance_cursor();
             }
         }
-        if matches!(self.status, RunStatus::Halted { .. } | RunStatus::Paused { .. }) {
+        if matches!(
+            self.status,
+            RunStatus::Halted { .. } | RunStatus::Paused { .. }
+        ) {
             // A failed step becomes active again when the run resumes.
         } else if let Some(s) = self
             .steps
@@ -606,5 +769,9 @@ pub fn who_label(who: &serde_json::Value) -> String {
         Some(s) if s != user => format!("{s}(as {user})"),
         _ => user,
     };
-    if host.is_empty() { user } else { format!("{user}@{host}") }
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
 }

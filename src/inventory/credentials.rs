@@ -88,8 +88,12 @@ pub fn resolve(
             let Ok(text) = std::fs::read_to_string(f) else {
                 continue;
             };
-            let parsed: CloudsFile = serde_yaml::from_str(&text)
-                .map_err(|e| format!("{}: {e}", crate::inventory::location(&f.display().to_string(), &e)))?;
+            let parsed: CloudsFile = serde_yaml::from_str(&text).map_err(|e| {
+                format!(
+                    "{}: {e}",
+                    crate::inventory::location(&f.display().to_string(), &e)
+                )
+            })?;
             let Some(c) = parsed.clouds.get(&name) else {
                 continue;
             };

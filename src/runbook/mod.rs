@@ -403,7 +403,10 @@ impl Runbook {
         for (k, p) in &self.params {
             out.insert(
                 k.clone(),
-                overrides.get(k).cloned().unwrap_or_else(|| p.default.clone()),
+                overrides
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| p.default.clone()),
             );
         }
         Ok(out)

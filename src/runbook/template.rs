@@ -39,7 +39,14 @@ pub fn check(template: &str, rb: &Runbook) -> Result<(), String> {
         .map(|(k, p)| (k.clone(), p.default.clone()))
         .collect();
     let node: BTreeMap<&str, String> = NODE_FIELDS.iter().map(|f| (*f, format!("<{f}>"))).collect();
-    render(template, &rb.name, &rb.target_provider, &params, Some(&node)).map(|_| ())
+    render(
+        template,
+        &rb.name,
+        &rb.target_provider,
+        &params,
+        Some(&node),
+    )
+    .map(|_| ())
 }
 
 /// Render a template with concrete values.
@@ -58,7 +65,10 @@ pub fn render(
         .template_from_str(template)
         .map_err(|e| format!("template `{template}`: {}", describe(&e)))?;
     let mut ctx = BTreeMap::new();
-    ctx.insert("runbook", Value::from_serialize(BTreeMap::from([("name", runbook_name)])));
+    ctx.insert(
+        "runbook",
+        Value::from_serialize(BTreeMap::from([("name", runbook_name)])),
+    );
     ctx.insert("target_provider", Value::from(target_provider));
     ctx.insert("params", Value::from_serialize(params));
     if let Some(n) = node {

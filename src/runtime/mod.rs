@@ -49,12 +49,21 @@ impl RunEnd {
 pub type Answers = BTreeMap<String, String>;
 
 pub fn load_answers(path: &Path) -> Result<Answers> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read answers file {}", path.display()))?;
-    let a: Answers = serde_yaml::from_str(&text)
-        .map_err(|e| anyhow!("{}: {}", crate::inventory::location(&path.display().to_string(), &e), e))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read answers file {}", path.display()))?;
+    let a: Answers = serde_yaml::from_str(&text).map_err(|e| {
+        anyhow!(
+            "{}: {}",
+            crate::inventory::location(&path.display().to_string(), &e),
+            e
+        )
+    })?;
     for (k, v) in &a {
         if !["confirm", "decline", "mark-done"].contains(&v.as_str()) {
-            return Err(anyhow!("{}: hard stop `{k}`: answer `{v}` must be confirm, decline or mark-done", path.display()));
+            return Err(anyhow!(
+                "{}: hard stop `{k}`: answer `{v}` must be confirm, decline or mark-done",
+                path.display()
+            ));
         }
     }
     Ok(a)
@@ -84,10 +93,13 @@ fn who_value(who: &Who) -> serde_json::Value {
 }
 
 /// Start the embedded world's stand-ins when an inventory names one.
-pub async fn world_for(inv: &crate::inventory::Inventory) -> Result<Option<crate::world::WorldHandle>> {
+pub async fn world_for(
+    inv: &crate::inventory::Inventory,
+) -> Result<Option<crate::world::WorldHandle>> {
     match &inv.demo_world {
         Some(dir) => {
-            let info = crate::world::load(dir).with_context(|| format!("the inventory names demo world {}", dir.display()))?;
+            let info = crate::world::load(dir)
+                .with_context(|| format!("the inventory names demo world {}", dir.display()))?;
             Ok(Some(crate::world::start(&info).await?))
         }
         None => Ok(None),
@@ -95,7 +107,13 @@ pub async fn world_for(inv: &crate::inventory::Inventory) -> Result<Option<crate
 }
 
 impl Session {
-    fn new(journal: Journal, state: State, run_id: String, fleet: Fleet, world: Option<crate::world::WorldHandle>) -> Session {
+    fn new(
+        journal: Journal,
+        state: State,
+        run_id: String,
+        fleet: Fleet,
+        world: Option<crate::world::WorldHandle>,
+    ) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
         Session {
             journal,
@@ -113,10 +131,20 @@ impl Session {
     }
 
     /// A new run: create the journal, append `run_started`.
-    pub async fn start(loaded: &crate::runbook::Loaded, inv: crate::inventory::Inventory, params: BTreeMap<String, String>, journal_path: &Path) -> Result<Session> {
+    pub async fn start(
+        loaded: &crate::runbook::Loaded,
+        inv: crate::inventory::Inventory,
+        params: BTreeMap<String, String>,
+        journal_path: &Path,
+    ) -> Result<Session> {
         let world = world_for(&inv).await?;
-        let journal = Journal::create(journal_path).with_context(|| format!("cannot create journal {}", journal_path.display()))?;
-        let run_id = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let journal = Journal::create(journal_path)
+            .with_context(|| format!("cannot create journal {}", journal_path.display()))?;
+        let run_id = format!(
+            "{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%SZ"),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
         let fleet = Fleet::new(inv.clone())?;
         let mut s = Session::new(journal, State::default(), run_id.clone(), fleet, world);
         use sha2::Digest;
@@ -139,15 +167,25 @@ impl Session {
 
     /// Reopen a journal: fold it, re-probe the fleet, record drift, continue.
     pub async fn resume(journal_path: &Path) -> Result<(Session, Vec<String>)> {
-        let (journal, read) = Journal::open_for_append(journal_path).with_context(|| format!("cannot open journal {}", journal_path.display()))?;
+        let (journal, read) = Journal::open_for_append(journal_path)
+            .with_context(|| format!("cannot open journal {}", journal_path.display()))?;
         let mut notes = Vec::new();
         if let Some(t) = &read.torn_tail {
-            notes.push(format!("the journal's last line (line {}) was torn by a crash and has been trimmed", t.line_no));
+            notes.push(format!(
+                "the journal's last line (line {}) was torn by a crash and has been trimmed",
+                t.line_no
+            ));
         }
         let state = fold(&read.records)?;
-        let run = state.run.clone().ok_or_else(|| anyhow!("{} has no run_started record", journal_path.display()))?;
+        let run = state
+            .run
+            .clone()
+            .ok_or_else(|| anyhow!("{} has no run_started record", journal_path.display()))?;
         if state.status == RunStatus::Completed {
-            return Err(anyhow!("the run in {} has completed; nothing to resume (replay it with `cutover replay`)", journal_path.display()));
+            return Err(anyhow!(
+                "the run in {} has completed; nothing to resume (replay it with `cutover replay`)",
+                journal_path.display()
+            ));
         }
         let world = world_for(&run.inventory).await?;
         let fleet = Fleet::new(run.inventory.clone())?;
@@ -220,7 +258,9 @@ impl Session {
 
     /// Re-probe and continue a paused, halted or interrupted run.
     pub async fn continue_run(&mut self) -> Result<()> {
-        let fresh = crate::drivers::full_probe(&self.fleet, false).await.unwrap_or_default();
+        let fresh = crate::drivers::full_probe(&self.fleet, false)
+            .await
+            .unwrap_or_default();
         let drift = engine::drift::drift(&self.state, &fresh);
         self.command(Command::Resume {
             who: self.who_value(),
@@ -238,24 +278,46 @@ impl Session {
         loop {
             let in_flight = !self.state.in_flight.is_empty();
             match (&self.state.status, &*control) {
-                (RunStatus::Completed, Control::Headless { .. }) if !in_flight => return Ok(RunEnd::Completed),
-                (RunStatus::Halted { .. }, Control::Headless { .. }) if !in_flight => return Ok(RunEnd::Halted),
-                (RunStatus::Paused { .. }, Control::Headless { .. }) if !in_flight => return Ok(RunEnd::Paused),
+                (RunStatus::Completed, Control::Headless { .. }) if !in_flight => {
+                    return Ok(RunEnd::Completed);
+                }
+                (RunStatus::Halted { .. }, Control::Headless { .. }) if !in_flight => {
+                    return Ok(RunEnd::Halted);
+                }
+                (RunStatus::Paused { .. }, Control::Headless { .. }) if !in_flight => {
+                    return Ok(RunEnd::Paused);
+                }
                 (RunStatus::AwaitingConfirm, Control::Headless { answers }) if !in_flight => {
                     let hs = self.state.hard_stop.clone().expect("awaiting a hard stop");
                     let key_node = hs.node.as_ref().map(|n| format!("{}@{n}", hs.id));
-                    let answer = key_node.and_then(|k| answers.get(&k).cloned()).or_else(|| answers.get(&hs.id).cloned());
+                    let answer = key_node
+                        .and_then(|k| answers.get(&k).cloned())
+                        .or_else(|| answers.get(&hs.id).cloned());
                     let who = self.who_value();
                     match answer.as_deref() {
-                        Some("confirm") => self.command(Command::Confirm { id: hs.id.clone(), who })?,
-                        Some("mark-done") if hs.in_doubt.is_some() => self.command(Command::MarkDone { id: hs.id.clone(), who })?,
+                        Some("confirm") => self.command(Command::Confirm {
+                            id: hs.id.clone(),
+                            who,
+                        })?,
+                        Some("mark-done") if hs.in_doubt.is_some() => {
+                            self.command(Command::MarkDone {
+                                id: hs.id.clone(),
+                                who,
+                            })?
+                        }
                         Some("decline") => {
-                            self.command(Command::Decline { id: hs.id.clone(), who })?;
+                            self.command(Command::Decline {
+                                id: hs.id.clone(),
+                                who,
+                            })?;
                             return Ok(RunEnd::Paused);
                         }
                         _ => {
                             if self.print {
-                                println!("paused at hard stop `{}`: {} — no answer for it; resume with an answers file or in the UI", hs.id, hs.title);
+                                println!(
+                                    "paused at hard stop `{}`: {} — no answer for it; resume with an answers file or in the UI",
+                                    hs.id, hs.title
+                                );
                             }
                             return Ok(RunEnd::Paused);
                         }
@@ -323,7 +385,8 @@ impl Session {
 pub fn fold(records: &[journal::Record]) -> Result<State> {
     let mut state = State::default();
     for r in records {
-        let e = Event::from_parts(&r.kind, &r.data).map_err(|e| anyhow!("journal seq {}: {e}", r.seq))?;
+        let e = Event::from_parts(&r.kind, &r.data)
+            .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))?;
         state.apply(&e, r.time);
     }
     Ok(state)
@@ -333,7 +396,11 @@ pub fn fold(records: &[journal::Record]) -> Result<State> {
 pub fn events_of(records: &[journal::Record]) -> Result<Vec<(DateTime<Utc>, Event)>> {
     records
         .iter()
-        .map(|r| Event::from_parts(&r.kind, &r.data).map(|e| (r.time, e)).map_err(|e| anyhow!("journal seq {}: {e}", r.seq)))
+        .map(|r| {
+            Event::from_parts(&r.kind, &r.data)
+                .map(|e| (r.time, e))
+                .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))
+        })
         .collect()
 }
 
@@ -342,19 +409,56 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
     let t = time.format("%H:%M:%S");
     let node = e.node().unwrap_or("");
     let text = match e {
-        Event::RunStarted(rs) => format!("{} on {} ({} nodes), run {}", rs.runbook_title, rs.cluster, rs.inventory.nodes.len(), rs.run_id),
-        Event::StepStarted { step } => format!("▶ {}", state.steps.iter().find(|s| &s.id == step).map(|s| s.title.as_str()).unwrap_or(step)),
+        Event::RunStarted(rs) => format!(
+            "{} on {} ({} nodes), run {}",
+            rs.runbook_title,
+            rs.cluster,
+            rs.inventory.nodes.len(),
+            rs.run_id
+        ),
+        Event::StepStarted { step } => format!(
+            "▶ {}",
+            state
+                .steps
+                .iter()
+                .find(|s| &s.id == step)
+                .map(|s| s.title.as_str())
+                .unwrap_or(step)
+        ),
         Event::StepCompleted { step } => format!("✓ {step}"),
         Event::Intent(i) => format!("→ {}", i.detail),
-        Event::Outcome(o) => format!("{} {} ({} ms)", if o.ok { "ok" } else { "FAILED" }, o.summary, o.duration_ms),
+        Event::Outcome(o) => format!(
+            "{} {} ({} ms)",
+            if o.ok { "ok" } else { "FAILED" },
+            o.summary,
+            o.duration_ms
+        ),
         Event::GatePassed { gate, detail, .. } => format!("gate {gate} passed: {detail}"),
         Event::GateFailed { gate, reason, .. } => format!("gate {gate} FAILED: {reason}"),
-        Event::HardStopRaised(h) => format!("HARD STOP `{}`: {} — {}", h.id, h.title, h.hazard.trim()),
-        Event::HardStopConfirmed { id, who, .. } => format!("hard stop `{id}` confirmed by {}", engine::state::who_label(who)),
-        Event::HardStopDeclined { id, who, .. } => format!("hard stop `{id}` declined by {}", engine::state::who_label(who)),
+        Event::HardStopRaised(h) => {
+            format!("HARD STOP `{}`: {} — {}", h.id, h.title, h.hazard.trim())
+        }
+        Event::HardStopConfirmed { id, who, .. } => format!(
+            "hard stop `{id}` confirmed by {}",
+            engine::state::who_label(who)
+        ),
+        Event::HardStopDeclined { id, who, .. } => format!(
+            "hard stop `{id}` declined by {}",
+            engine::state::who_label(who)
+        ),
         Event::PauseRequested { .. } => "pause requested".into(),
         Event::RunPaused { reason } => format!("paused: {reason}"),
-        Event::RunResumed { drift, in_doubt, .. } => format!("resumed; drift: {}; in doubt: {}", if drift.is_empty() { "none".into() } else { drift.join("; ") }, in_doubt.len()),
+        Event::RunResumed {
+            drift, in_doubt, ..
+        } => format!(
+            "resumed; drift: {}; in doubt: {}",
+            if drift.is_empty() {
+                "none".into()
+            } else {
+                drift.join("; ")
+            },
+            in_doubt.len()
+        ),
         Event::InDoubtResolved { id, choice, .. } => format!("in-doubt action {id}: {choice}"),
         Event::RunHalted { reason, next, .. } => format!("HALTED: {reason}\n         next: {next}"),
         Event::RunCompleted { summary } => format!("completed: {summary}"),

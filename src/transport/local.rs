@@ -110,7 +110,10 @@ impl LocalTransport {
     }
 }
 
-async fn read_bounded<R: AsyncReadExt + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<()> {
+async fn read_bounded<R: AsyncReadExt + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
     let mut chunk = [0u8; 8192];
     loop {
         let n = r.read(&mut chunk).await?;
@@ -135,4 +138,3 @@ fn first_words(cmd: &str) -> String {
     let s: String = cmd.chars().take(60).collect();
     if cmd.len() > 60 { format!("{s}…") } else { s }
 }
-

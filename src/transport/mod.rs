@@ -236,7 +236,10 @@ mod tests {
 
     #[test]
     fn quotes_only_when_needed() {
-        assert_eq!(shell_quote("/etc/keystone/keystone.conf"), "/etc/keystone/keystone.conf");
+        assert_eq!(
+            shell_quote("/etc/keystone/keystone.conf"),
+            "/etc/keystone/keystone.conf"
+        );
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");

@@ -152,6 +152,7 @@ impl App {
         let n = state.steps.len();
         match self.step_sel {
             Some(i) => i.min(n.saturating_sub(1)),
+            None if state.status == RunStatus::Completed => n.saturating_sub(1),
             None => current_step_index(state).unwrap_or(0),
         }
     }

@@ -212,29 +212,40 @@ impl View<'_> {
         let steps = self.steps_lines(steps_w);
         let matrix = self.matrix_lines();
         let now_lines = self.now_lines(right_w);
-        let right_h = if w < 100 && self.state.matrix.is_some() {
+        // The steps set the top's height; the right pane fits in it (more room on tall screens).
+        let right_h = if right_w == 0 {
+            0
+        } else if w < 100 && self.state.matrix.is_some() {
             matrix.len()
-        } else {
+        } else if h >= 40 {
             now_lines.len().min(8).max(matrix.len())
+        } else {
+            matrix.len()
         };
-        let mut top_h = 1 + steps
-            .0
-            .len()
-            .max(if right_w > 0 { right_h.min(8) } else { 0 });
+        let mut top_h = 1 + steps.0.len().max(right_h);
         let mut nodes_h = 2 + self.state.node_order.len().max(1);
         let fixed = header.len() + footer.len();
-        // Keep at least a few log lines: shrink the banner, then the steps, then the node table.
+        // Keep a few log lines: shrink the steps, then the node table (both scroll), and only
+        // then the banner (whose first lines matter most).
         let min_log = 4;
-        while fixed + banner.len() + top_h + nodes_h + min_log > h && banner.len() > 1 {
+        let over =
+            |top: usize, nodes: usize, banner: usize| fixed + banner + top + nodes + min_log > h;
+        if over(top_h, nodes_h, banner.len()) {
+            top_h = top_h.min(
+                h.saturating_sub(fixed + banner.len() + nodes_h + min_log)
+                    .max(4),
+            );
+        }
+        if over(top_h, nodes_h, banner.len()) {
+            nodes_h = nodes_h.min(
+                h.saturating_sub(fixed + banner.len() + top_h + min_log)
+                    .max(3),
+            );
+        }
+        while over(top_h, nodes_h, banner.len()) && banner.len() > 1 {
             banner.pop();
         }
         let avail = h.saturating_sub(fixed + banner.len());
-        if top_h + nodes_h + min_log > avail {
-            top_h = top_h.min(avail.saturating_sub(nodes_h + min_log).max(4));
-        }
-        if top_h + nodes_h + min_log > avail {
-            nodes_h = nodes_h.min(avail.saturating_sub(top_h + min_log).max(3));
-        }
         let log_h = avail.saturating_sub(top_h + nodes_h);
 
         let mut y = area.y;
@@ -694,6 +705,8 @@ impl View<'_> {
                         keys.push(("←/→", "step".into()));
                         keys.push(("+/-", "speed".into()));
                         keys.push(("g/G", "start/end".into()));
+                        keys.push(("?", "help".into()));
+                        keys.push(("q", "quit".into()));
                     } else if !app.quit_requested {
                         if can_pause(st) {
                             keys.push(("p", "pause".into()));
@@ -712,9 +725,11 @@ impl View<'_> {
                     if enter {
                         keys.push(("Enter", "details".into()));
                     }
-                    keys.push(("?", "help".into()));
-                    if !app.quit_requested {
-                        keys.push(("q", "quit".into()));
+                    if app.replay.is_none() {
+                        keys.push(("?", "help".into()));
+                        if !app.quit_requested {
+                            keys.push(("q", "quit".into()));
+                        }
                     }
                 }
             }
@@ -725,13 +740,27 @@ impl View<'_> {
                 ));
             }
         }
-        let mut spans: Vec<Span<'static>> = vec![Span::raw(" ")];
-        for (i, (k, d)) in keys.iter().enumerate() {
-            let piece_w = width(k) + 1 + width(d) + 2;
-            let used: usize = spans.iter().map(|s| width(&s.content)).sum();
-            if used + piece_w > w && i > 0 {
-                break;
+        // `?` and `q` always show; the others in order while they fit.
+        let piece = |k: &str, d: &str| width(k) + 1 + width(d) + 2;
+        let must = |k: &str| matches!(k, "?" | "q" | "Shift+Y" | "n/Esc" | "Esc" | "Esc/?" | "y");
+        let mut room = w.saturating_sub(1)
+            - keys
+                .iter()
+                .filter(|(k, _)| must(k))
+                .map(|(k, d)| piece(k, d))
+                .sum::<usize>()
+                .min(w.saturating_sub(1));
+        let mut shown = Vec::new();
+        for (k, d) in &keys {
+            if must(k) {
+                shown.push((k, d));
+            } else if piece(k, d) <= room {
+                room -= piece(k, d);
+                shown.push((k, d));
             }
+        }
+        let mut spans: Vec<Span<'static>> = vec![Span::raw(" ")];
+        for (k, d) in shown {
             spans.push(span(k.to_string(), t.key()));
             spans.push(span(format!(" {d}  "), t.plain()));
         }
@@ -886,22 +915,25 @@ impl View<'_> {
                 ),
                 RunStatus::Paused { .. } => (format!("⏸ paused before {at}"), t.warn()),
                 RunStatus::Halted { .. } => (format!("✗ halted at {at}"), t.fail()),
-                RunStatus::Completed => (
-                    format!(
-                        "✓ completed {}",
-                        st.finished_at.map(hms).unwrap_or_default()
-                    ),
-                    t.ok(),
-                ),
+                RunStatus::Completed => {
+                    let took = match (st.started_at, st.finished_at) {
+                        (Some(a), Some(b)) => format!(" after {}", dur((b - a).num_seconds())),
+                        _ => String::new(),
+                    };
+                    let at = st.finished_at.map(hms).unwrap_or_default();
+                    (format!("✓ completed at {at}{took}"), t.ok())
+                }
             };
             out.push(Line::from(span(format!(" {text}"), style)));
+            if st.status == RunStatus::Completed && !st.confirmations.is_empty() {
+                out.push(Line::from(span(" hard stops confirmed:", t.dim())));
+                for (id, who) in &st.confirmations {
+                    out.push(Line::from(span(format!("   {id} by {who}"), t.dim())));
+                }
+            }
         }
-        let from = if st.in_flight.is_empty() {
-            st.cursor + 1
-        } else {
-            st.cursor + 1
-        };
-        let next: Vec<&Op> = st.plan.iter().skip(from).take(6).collect();
+        // The op at the cursor is running (or about to); list what follows it.
+        let next: Vec<&Op> = st.plan.iter().skip(st.cursor + 1).take(6).collect();
         if !next.is_empty() && st.status != RunStatus::Completed {
             out.push(Line::from(span(" next:", t.dim())));
             for op in next {
@@ -1255,7 +1287,7 @@ impl View<'_> {
         match &self.app.overlay {
             Some(Overlay::Help) => self.draw_help(frame, area),
             Some(Overlay::Details { target, scroll }) => {
-                let w = (area.width as usize).saturating_sub(4).min(100);
+                let w = popup_width(area, 100);
                 let (title, lines) = details::build(self, target, w.saturating_sub(4));
                 self.draw_popup(
                     frame,
@@ -1377,13 +1409,13 @@ impl View<'_> {
             "Symbols: ✓ done  ◐ running  · pending  ✗ failed  ■ hard stop",
             t.dim(),
         )));
-        let w = (area.width as usize).saturating_sub(4).min(72);
+        let w = popup_width(area, 72);
         self.draw_popup(frame, area, "Help", lines, 0, w, "Esc close");
     }
 
     fn draw_quit(&self, frame: &mut Frame, area: Rect) {
         let t = &self.t;
-        let w = (area.width as usize).saturating_sub(4).min(64);
+        let w = popup_width(area, 64);
         let text = match self.state.in_flight.values().next() {
             Some(f) => {
                 let where_ = f.intent.node.clone().unwrap_or_else(|| "the fleet".into());
@@ -1419,7 +1451,7 @@ impl View<'_> {
             return;
         };
         let w = (area.width as usize).saturating_sub(2).min(90);
-        let tw = w.saturating_sub(3);
+        let tw = w.saturating_sub(4);
         let mut body: Vec<Line<'static>> = Vec::new();
         for l in wrap(&hs.title, tw) {
             body.push(Line::from(span(l, t.bold())));
@@ -1545,6 +1577,17 @@ impl View<'_> {
         )));
         lines.extend(keys.into_iter().map(pad1));
         frame.render_widget(Paragraph::new(lines), inner);
+    }
+}
+
+/// Popups take the whole width (less a cleared margin) on narrow terminals, so no half-hidden
+/// text shows beside them; on wide ones, at most `max`.
+fn popup_width(area: Rect, max: usize) -> usize {
+    let w = area.width as usize;
+    if w < 100 {
+        w.saturating_sub(2)
+    } else {
+        max.min(w - 4)
     }
 }
 

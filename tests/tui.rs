@@ -806,3 +806,94 @@ fn no_color_means_no_colour() {
             .any(|c| c.fg != Color::Reset)
     );
 }
+
+// ------------------------------------------------------------------------------------ the real loop
+
+/// The child half of `live_loop_in_a_pty`: run_live on a real terminal, with a fake runtime that
+/// ends when it receives Quit. Skipped unless started by the parent test.
+#[test]
+#[ignore = "run by live_loop_in_a_pty in a pseudo-terminal"]
+fn live_loop_child() {
+    if std::env::var_os("CUTOVER_TUI_CHILD").is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = sim_mid_rolling();
+        let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(s.state.clone()));
+        let (rtx, mut rrx) = tokio::sync::mpsc::unbounded_channel::<UiRequest>();
+        let runtime = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(r) = rrx.recv().await {
+                got.push(r.clone());
+                if r == UiRequest::Quit {
+                    break;
+                }
+            }
+            drop(tx); // the runtime ends
+            got
+        });
+        cutover::tui::run_live(rx, rtx, header(Mode::Live)).await.unwrap();
+        let got = runtime.await.unwrap();
+        println!("\r\nCHILD-DONE {got:?}\r");
+    });
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the command name.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn spawn_child() -> expectrl::session::OsSession {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["live_loop_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("CUTOVER_TUI_CHILD", "1")
+        .env("TERM", "xterm-256color");
+    let mut p = expectrl::Session::spawn(cmd).unwrap();
+    p.get_process_mut().set_window_size(80, 24).unwrap();
+    p.set_expect_timeout(Some(std::time::Duration::from_secs(20)));
+    p
+}
+
+/// run_live in a pseudo-terminal: it draws, idles without burning CPU, asks before quitting
+/// while an action runs, sends Quit, returns when the runtime ends and restores the terminal.
+#[test]
+fn live_loop_in_a_pty() {
+    use expectrl::Expect;
+    let mut p = spawn_child();
+    p.expect("RUNNING").unwrap();
+    // Idle for 5 s: at most 1% of a CPU (clock ticks are 1/100 s).
+    let pid = p.get_process().pid().as_raw();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = cpu_ticks(pid);
+    let mut sink = [0u8; 65536];
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        while matches!(p.try_read(&mut sink), Ok(n) if n > 0) {}
+    }
+    let used = cpu_ticks(pid) - before;
+    assert!(used <= 5, "idle UI used {used} ticks of CPU in 5 s");
+    p.send("q").unwrap();
+    p.expect("Quit after it").unwrap();
+    p.send("y").unwrap();
+    let done = p.expect("CHILD-DONE").unwrap();
+    let seen = String::from_utf8_lossy(done.before()).to_string();
+    assert!(seen.contains("\u{1b}[?1049l"), "left the alternate screen");
+    p.expect("[Quit]").unwrap();
+}
+
+/// SIGTERM: the UI sends Quit and gives the terminal back.
+#[test]
+fn live_loop_sigterm_quits_and_restores() {
+    use expectrl::Expect;
+    let mut p = spawn_child();
+    p.expect("RUNNING").unwrap();
+    p.get_process_mut().signal(expectrl::process::unix::Signal::SIGTERM).unwrap();
+    let done = p.expect("CHILD-DONE").unwrap();
+    let seen = String::from_utf8_lossy(done.before()).to_string();
+    assert!(seen.contains("\u{1b}[?1049l"), "left the alternate screen");
+    p.expect("[Quit]").unwrap();
+}

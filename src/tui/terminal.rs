@@ -4,7 +4,7 @@
 
 use crossterm::execute;
 use crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -38,10 +38,11 @@ impl Term {
         });
         enable_raw_mode()?;
         ACTIVE.store(true, Ordering::SeqCst);
-        execute!(stdout(), EnterAlternateScreen)?;
+        // Clear with a plain escape: Terminal::clear() asks the terminal where its cursor is and
+        // waits for the answer, which a slow SSH link may not deliver in time.
+        execute!(stdout(), EnterAlternateScreen, Clear(ClearType::All))?;
         let mut terminal = Terminal::new(CrosstermBackend::new(stdout()))?;
         terminal.hide_cursor()?;
-        terminal.clear()?;
         Ok(Term { terminal })
     }
 

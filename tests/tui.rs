@@ -833,7 +833,9 @@ fn live_loop_child() {
             drop(tx); // the runtime ends
             got
         });
-        cutover::tui::run_live(rx, rtx, header(Mode::Live)).await.unwrap();
+        cutover::tui::run_live(rx, rtx, header(Mode::Live))
+            .await
+            .unwrap();
         let got = runtime.await.unwrap();
         println!("\r\nCHILD-DONE {got:?}\r");
     });
@@ -849,9 +851,15 @@ fn cpu_ticks(pid: i32) -> u64 {
 
 fn spawn_child() -> expectrl::session::OsSession {
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["live_loop_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env("CUTOVER_TUI_CHILD", "1")
-        .env("TERM", "xterm-256color");
+    cmd.args([
+        "live_loop_child",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("CUTOVER_TUI_CHILD", "1")
+    .env("TERM", "xterm-256color");
     let mut p = expectrl::Session::spawn(cmd).unwrap();
     p.get_process_mut().set_window_size(80, 24).unwrap();
     p.set_expect_timeout(Some(std::time::Duration::from_secs(20)));
@@ -891,9 +899,131 @@ fn live_loop_sigterm_quits_and_restores() {
     use expectrl::Expect;
     let mut p = spawn_child();
     p.expect("RUNNING").unwrap();
-    p.get_process_mut().signal(expectrl::process::unix::Signal::SIGTERM).unwrap();
+    p.get_process_mut()
+        .signal(expectrl::process::unix::Signal::SIGTERM)
+        .unwrap();
     let done = p.expect("CHILD-DONE").unwrap();
     let seen = String::from_utf8_lossy(done.before()).to_string();
     assert!(seen.contains("\u{1b}[?1049l"), "left the alternate screen");
     p.expect("[Quit]").unwrap();
+}
+
+// ------------------------------------------------------------------------------------ in doubt, replay, details
+
+/// A crash while ks2 restarts: on resume the restart is in doubt (not idempotent), and the hard
+/// stop offers D (mark done) besides Shift+Y (redo).
+#[test]
+fn in_doubt_hard_stop_offers_mark_done() {
+    let mut s = sim_mid_rolling();
+    s.now += Duration::seconds(30);
+    let d = decide(
+        &s.state,
+        Command::Resume {
+            who: who(),
+            drift: vec![],
+        },
+        s.now,
+    )
+    .unwrap();
+    s.take(d);
+    let hs = s.state.hard_stop.clone().expect("an in-doubt hard stop");
+    assert_eq!(hs.id, "in-doubt");
+    let mut app = live();
+    let text = shot(&mut app, &s.state, s.now, 80, 24);
+    assert!(text.contains("D: mark done"), "{text}");
+    assert_eq!(app.handle_key(key('d'), &s.state, s.now), None);
+    assert_eq!(
+        app.handle_key(key('D'), &s.state, s.now),
+        Some(UiRequest::MarkDone {
+            id: "in-doubt".into()
+        })
+    );
+    assert_eq!(
+        app.handle_key(key('Y'), &s.state, s.now),
+        Some(UiRequest::Confirm {
+            id: "in-doubt".into()
+        })
+    );
+}
+
+#[test]
+fn replay_player_folds_steps_back_and_follows() {
+    use cutover::tui::ReplayControl as C;
+    use cutover::tui::replay::Player;
+    let s = sim_finished();
+    let all = s.events.clone();
+    let mut p = Player::new(all[..50].to_vec(), 1.0, false);
+    assert_eq!((p.position(), p.total()), (1, 50));
+    for _ in 0..10 {
+        p.control(C::Forward);
+    }
+    assert_eq!(p.position(), 11);
+    let fwd = format!(
+        "{:?}",
+        p.state().log.iter().map(|l| &l.text).collect::<Vec<_>>()
+    );
+    p.control(C::Forward);
+    p.control(C::Back);
+    let back = format!(
+        "{:?}",
+        p.state().log.iter().map(|l| &l.text).collect::<Vec<_>>()
+    );
+    assert_eq!(fwd, back, "back refolds to the same state");
+    assert_eq!(p.state().events, 11);
+    p.control(C::Faster);
+    p.control(C::Faster);
+    assert_eq!(p.status().speed, 4.0);
+    // Gaps are the journal's, capped at 2 s, divided by the speed.
+    assert!(p.gap() <= std::time::Duration::from_millis(500));
+    p.control(C::End);
+    assert_eq!(p.position(), 50);
+    p.control(C::Start);
+    assert_eq!((p.position(), p.state().events), (0, 0));
+    // Follow: starts at the end, new events are shown as they come.
+    let mut f = Player::new(all[..50].to_vec(), 1.0, true);
+    assert_eq!(f.position(), 50);
+    f.append(all[50..60].to_vec());
+    assert_eq!((f.position(), f.total()), (60, 60));
+}
+
+#[test]
+fn replay_shows_who_confirmed_a_hard_stop() {
+    use cutover::tui::replay::Player;
+    let s = sim_finished();
+    let at = s
+        .events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::HardStopRaised(h) if h.id == "mixed-pool"))
+        .unwrap();
+    let mut p = Player::new(s.events.clone(), 1.0, false);
+    p.seek(at + 1);
+    assert!(p.state().hard_stop.is_some());
+    let mut app = App::new(header(Mode::Replay)).with_color(true);
+    app.set_replay_status(p.status());
+    let text = shot(&mut app, p.state(), t0(), 80, 24);
+    assert!(text.contains("HARD STOP (replay)"), "{text}");
+    assert!(
+        text.contains("confirmed (Shift+Y) by alice@bastion at 01:01:55"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Shift+Y proceed"),
+        "read-only: no proceed key\n{text}"
+    );
+}
+
+#[test]
+fn details_popup_shows_a_node() {
+    let s = sim_failed();
+    let mut app = live();
+    app.handle_key(code(KeyCode::Tab), &s.state, s.now);
+    app.handle_key(key('j'), &s.state, s.now);
+    app.handle_key(code(KeyCode::Enter), &s.state, s.now);
+    let text = shot(&mut app, &s.state, s.now, 80, 24);
+    assert!(text.contains(" ks2 "), "{text}");
+    assert!(text.contains("keystone did not answer GET /v3"), "{text}");
+    assert!(text.contains("haproxy-a"), "{text}");
+    insta::assert_snapshot!("details_node_80x24", text);
+    assert_eq!(app.handle_key(code(KeyCode::Esc), &s.state, s.now), None);
+    assert!(app.overlay().is_none());
 }

@@ -224,7 +224,7 @@ mod tests {
         assert_eq!(wrap("abcdefgh", 3), vec!["abc", "def", "gh"]);
         assert_eq!(wrap("x\n\ny", 5), vec!["x", "", "y"]);
         assert_eq!(trunc("abcdef", 4), "abc…");
-        assert_eq!(trunc_left("/a/b/c/journal.jsonl", 10), "…rnal.jsonl");
+        assert_eq!(trunc_left("/a/b/c/journal.jsonl", 10), "…nal.jsonl");
         assert_eq!(dur(3552), "59m12s");
         assert_eq!(dur(176_340), "48h59m");
         assert_eq!(reflow("a\nb\n\nc\n- d\n- e\n"), "a b\n\nc\n- d\n- e");

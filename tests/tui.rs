@@ -1027,3 +1027,14 @@ fn details_popup_shows_a_node() {
     assert_eq!(app.handle_key(code(KeyCode::Esc), &s.state, s.now), None);
     assert!(app.overlay().is_none());
 }
+
+/// The first hard stop an operator meets (a runbook `confirm`, text from a YAML block).
+#[test]
+fn snapshot_payload_hard_stop_80x24() {
+    let mut s = Sim::start();
+    s.until_stop("jws-payload-readable");
+    insta::assert_snapshot!(
+        "payload_hard_stop_80x24",
+        shot(&mut live(), &s.state, s.now, 80, 24)
+    );
+}

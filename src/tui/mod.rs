@@ -1,1 +1,176 @@
-//! (under construction)
+//! The operator's terminal UI: a view and a keymap over the engine's [`State`]. It does no I/O
+//! but the terminal's and has no rules of its own: keys become [`UiRequest`]s that the runtime
+//! turns into engine commands, and everything on screen comes from the state.
+//!
+//! # Layout
+//! - [`app`]: `App`, the UI-only state (focus, selections, overlays) and the keymap.
+//! - `view`: the screen (header, pool banner, steps, now, matrix, nodes, log, footer), the
+//!   HARD STOP box, help and quit popups.
+//! - `details`: the details popup (and side pane on wide terminals) for a step, node or log line.
+//! - [`replay`]: the replay/follow player (fold, step back by refolding, speed, follow polling).
+//! - `terminal`: raw mode and the alternate screen, restored on exit, panic and SIGHUP/SIGTERM.
+//! - `text`, `theme`: wrapping and truncation; styles (NO_COLOR honoured).
+
+pub mod app;
+mod details;
+pub mod replay;
+mod terminal;
+pub mod text;
+pub mod theme;
+mod view;
+
+pub use app::{App, Overlay, Pane, ReplayControl, ReplayStatus, Target};
+
+use crate::engine::{Event, State};
+use chrono::{DateTime, Utc};
+use crossterm::event::{Event as TermEvent, EventStream};
+use futures::StreamExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Resumed,
+    Replay,
+    Follow,
+}
+
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub journal: PathBuf,
+    pub mode: Mode,
+    pub operator: String,
+}
+
+/// What the operator asked for; the runtime turns these into engine commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UiRequest {
+    Confirm { id: String },
+    Decline { id: String },
+    MarkDone { id: String },
+    Pause,
+    Continue,
+    Quit,
+}
+
+/// The live UI: owns the terminal until the runtime finishes or the operator quits.
+///
+/// Redraws when the state changes, on a key, on a resize and once a second (clocks); otherwise it
+/// sleeps. Returns when the state sender is dropped (the runtime ended), or on SIGHUP/SIGTERM
+/// after sending [`UiRequest::Quit`].
+pub async fn run_live(
+    mut states: watch::Receiver<Arc<State>>,
+    requests: mpsc::UnboundedSender<UiRequest>,
+    header: Header,
+) -> anyhow::Result<()> {
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut term = terminal::Term::enter()?;
+    let mut app = App::new(header);
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut state = states.borrow_and_update().clone();
+    let mut input_open = true;
+    loop {
+        term.draw(|f| app.draw(f, &state, Utc::now()))?;
+        tokio::select! {
+            changed = states.changed() => {
+                if changed.is_err() {
+                    break; // the runtime ended
+                }
+                state = states.borrow_and_update().clone();
+            }
+            ev = keys.next(), if input_open => match ev {
+                Some(Ok(TermEvent::Key(k))) => {
+                    if let Some(req) = app.handle_key(k, &state, Utc::now()) {
+                        // A closed channel means the runtime is gone; the watch will say so too.
+                        let _ = requests.send(req);
+                    }
+                }
+                Some(Ok(TermEvent::Resize(..))) => term.autoresize()?,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    // The terminal went away: ask the runtime to stop at a safe point.
+                    input_open = false;
+                    let _ = requests.send(UiRequest::Quit);
+                }
+            },
+            _ = tick.tick() => {}
+            _ = sighup.recv() => { let _ = requests.send(UiRequest::Quit); break; }
+            _ = sigterm.recv() => { let _ = requests.send(UiRequest::Quit); break; }
+        }
+    }
+    term.restore()?;
+    Ok(())
+}
+
+type Follow = Box<dyn FnMut() -> anyhow::Result<Vec<(DateTime<Utc>, Event)>> + Send>;
+
+/// Replay: the same screens, read-only, driven by (time, event) pairs. With `follow`, new events
+/// are polled every 250 ms and appended (FOLLOW mode, starting at the end).
+pub async fn run_replay(
+    events: Vec<(DateTime<Utc>, Event)>,
+    mut follow: Option<Follow>,
+    speed: f64,
+    mut header: Header,
+) -> anyhow::Result<()> {
+    if follow.is_some() {
+        header.mode = Mode::Follow;
+    } else if header.mode != Mode::Follow {
+        header.mode = Mode::Replay;
+    }
+    let following = follow.is_some();
+    let mut player = replay::Player::new(events, speed, following);
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut term = terminal::Term::enter()?;
+    let mut app = App::new(header);
+    let mut keys = EventStream::new();
+    let mut poll = tokio::time::interval(Duration::from_millis(250));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        app.set_replay_status(player.status());
+        term.draw(|f| app.draw(f, player.state(), Utc::now()))?;
+        let due = player.next_due();
+        tokio::select! {
+            _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
+                player.tick();
+            }
+            ev = keys.next() => match ev {
+                Some(Ok(TermEvent::Key(k))) => {
+                    if let Some(c) = app.handle_replay_key(k, player.state()) {
+                        if c == ReplayControl::Quit {
+                            break;
+                        }
+                        player.control(c);
+                    }
+                }
+                Some(Ok(TermEvent::Resize(..))) => term.autoresize()?,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break,
+            },
+            _ = poll.tick(), if following => {
+                if let Some(f) = follow.as_mut() {
+                    let new = f()?;
+                    if new.is_empty() {
+                        continue;
+                    }
+                    player.append(new);
+                }
+            }
+            // The header's clock runs in follow mode, while the run is live.
+            _ = clock.tick(), if following => {}
+            _ = sighup.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    term.restore()?;
+    Ok(())
+}

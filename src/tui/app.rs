@@ -1,0 +1,429 @@
+//! `App`: the UI-only state (focused pane, selections, scroll, overlays, replay position) and the
+//! keymap. `handle_key` is pure: a key against the current engine state gives at most one request.
+
+use super::theme::Theme;
+use super::{Header, Mode, UiRequest};
+use crate::engine::State;
+use crate::engine::state::RunStatus;
+use chrono::{DateTime, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Steps,
+    Nodes,
+    Log,
+}
+
+impl Pane {
+    fn next(self) -> Pane {
+        match self {
+            Pane::Steps => Pane::Nodes,
+            Pane::Nodes => Pane::Log,
+            Pane::Log => Pane::Steps,
+        }
+    }
+    fn prev(self) -> Pane {
+        match self {
+            Pane::Steps => Pane::Log,
+            Pane::Nodes => Pane::Steps,
+            Pane::Log => Pane::Nodes,
+        }
+    }
+}
+
+/// What a details popup is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Step(usize),
+    Node(String),
+    Log(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    Help,
+    Details {
+        target: Target,
+        scroll: u16,
+    },
+    /// "An action is running … Quit after it finishes? (y/n)"
+    QuitConfirm,
+}
+
+/// A replay control key, for `run_replay`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReplayControl {
+    TogglePlay,
+    Back,
+    Forward,
+    Faster,
+    Slower,
+    Start,
+    End,
+    Quit,
+}
+
+/// Where a replay is, for the header and the read-only hard-stop box.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplayStatus {
+    /// Events applied so far.
+    pub position: usize,
+    pub total: usize,
+    pub speed: f64,
+    pub playing: bool,
+    /// How the hard stop on screen was resolved, read from later events ("confirmed by …").
+    pub resolution: Option<String>,
+}
+
+pub struct App {
+    pub(super) header: Header,
+    pub(super) theme: Theme,
+    pub(super) focus: Pane,
+    /// None: follow the step the run is in.
+    pub(super) step_sel: Option<usize>,
+    pub(super) node_sel: usize,
+    /// None: follow the newest log line.
+    pub(super) log_sel: Option<usize>,
+    pub(super) overlay: Option<Overlay>,
+    /// Scroll of the hard-stop box, and which hard stop it belongs to.
+    pub(super) modal_scroll: u16,
+    pub(super) modal_id: Option<String>,
+    /// Rows the log showed at the last draw (for paging).
+    pub(super) log_rows: usize,
+    /// Set once Quit was sent; the footer says we are waiting for the runtime.
+    pub(super) quit_requested: bool,
+    pub(super) replay: Option<ReplayStatus>,
+}
+
+impl App {
+    pub fn new(header: Header) -> App {
+        let replay = matches!(header.mode, Mode::Replay | Mode::Follow).then(|| ReplayStatus {
+            speed: 1.0,
+            playing: true,
+            ..Default::default()
+        });
+        App {
+            header,
+            theme: Theme::from_env(),
+            focus: Pane::Steps,
+            step_sel: None,
+            node_sel: 0,
+            log_sel: None,
+            overlay: None,
+            modal_scroll: 0,
+            modal_id: None,
+            log_rows: 10,
+            quit_requested: false,
+            replay,
+        }
+    }
+
+    /// Force colour off (or on), whatever NO_COLOR says.
+    pub fn with_color(mut self, color: bool) -> App {
+        self.theme = Theme { color };
+        self
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Live and resumed runs take requests; replay and follow are read-only.
+    pub fn interactive(&self) -> bool {
+        matches!(self.header.mode, Mode::Live | Mode::Resumed)
+    }
+
+    /// The replay position shown in the header (set by the replay loop before each draw).
+    pub fn set_replay_status(&mut self, status: ReplayStatus) {
+        self.replay = Some(status);
+    }
+
+    pub fn overlay(&self) -> Option<&Overlay> {
+        self.overlay.as_ref()
+    }
+
+    pub fn focus(&self) -> Pane {
+        self.focus
+    }
+
+    /// The step the cursor is on (the operator's choice, else the run's current step).
+    pub(super) fn selected_step(&self, state: &State) -> usize {
+        let n = state.steps.len();
+        match self.step_sel {
+            Some(i) => i.min(n.saturating_sub(1)),
+            None if state.status == RunStatus::Completed => n.saturating_sub(1),
+            None => current_step_index(state).unwrap_or(0),
+        }
+    }
+
+    pub(super) fn selected_node<'s>(&self, state: &'s State) -> Option<&'s String> {
+        state
+            .node_order
+            .get(self.node_sel.min(state.node_order.len().saturating_sub(1)))
+    }
+
+    pub(super) fn selected_log(&self, state: &State) -> Option<usize> {
+        let n = state.log.len();
+        if n == 0 {
+            return None;
+        }
+        Some(self.log_sel.map(|i| i.min(n - 1)).unwrap_or(n - 1))
+    }
+
+    /// A key in a live (or resumed) run. Pure: no I/O; the runtime acts on the request.
+    pub fn handle_key(
+        &mut self,
+        key: KeyEvent,
+        state: &State,
+        _now: DateTime<Utc>,
+    ) -> Option<UiRequest> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        if self.interactive()
+            && let Some(hs) = &state.hard_stop
+        {
+            // The hard stop swallows every key but its own. A held key repeats: only a fresh
+            // press counts, and only Shift+Y proceeds.
+            self.sync_modal(state);
+            if key.kind == KeyEventKind::Repeat || ctrl || alt {
+                return None;
+            }
+            let id = hs.id.clone();
+            match key.code {
+                KeyCode::Char('Y') => return Some(UiRequest::Confirm { id }),
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                    return Some(UiRequest::Decline { id });
+                }
+                KeyCode::Char('D') if hs.in_doubt.is_some() => {
+                    return Some(UiRequest::MarkDone { id });
+                }
+                KeyCode::Char('j') | KeyCode::Down => {
+                    self.modal_scroll = self.modal_scroll.saturating_add(1)
+                }
+                KeyCode::Char('k') | KeyCode::Up => {
+                    self.modal_scroll = self.modal_scroll.saturating_sub(1)
+                }
+                KeyCode::PageDown => self.modal_scroll = self.modal_scroll.saturating_add(5),
+                KeyCode::PageUp => self.modal_scroll = self.modal_scroll.saturating_sub(5),
+                _ => {}
+            }
+            return None;
+        }
+        if self.overlay == Some(Overlay::QuitConfirm) {
+            match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') if !ctrl => {
+                    self.overlay = None;
+                    self.quit_requested = true;
+                    return Some(UiRequest::Quit);
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => self.overlay = None,
+                _ => {}
+            }
+            return None;
+        }
+        if self.overlay_key(key, state) {
+            return None;
+        }
+        if !self.interactive() {
+            // Replay and follow never send anything; their keys go through handle_replay_key.
+            self.nav_key(key, state);
+            return None;
+        }
+        let is_quit =
+            matches!(key.code, KeyCode::Char('q')) || (ctrl && key.code == KeyCode::Char('c'));
+        if is_quit {
+            if self.quit_requested {
+                return None;
+            }
+            if !state.in_flight.is_empty() {
+                self.overlay = Some(Overlay::QuitConfirm);
+                return None;
+            }
+            self.quit_requested = true;
+            return Some(UiRequest::Quit);
+        }
+        if ctrl || alt {
+            return None;
+        }
+        match key.code {
+            KeyCode::Char('p') if can_pause(state) && !self.quit_requested => {
+                return Some(UiRequest::Pause);
+            }
+            KeyCode::Char('c') if can_continue(state) && !self.quit_requested => {
+                return Some(UiRequest::Continue);
+            }
+            _ => {
+                self.nav_key(key, state);
+            }
+        }
+        None
+    }
+
+    /// A key in replay or follow mode: navigation is handled here, playback keys are returned.
+    pub fn handle_replay_key(&mut self, key: KeyEvent, state: &State) -> Option<ReplayControl> {
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl && key.code == KeyCode::Char('c') {
+            return Some(ReplayControl::Quit);
+        }
+        if self.overlay_key(key, state) {
+            return None;
+        }
+        let c = match key.code {
+            KeyCode::Char('q') => ReplayControl::Quit,
+            KeyCode::Char(' ') => ReplayControl::TogglePlay,
+            KeyCode::Left => ReplayControl::Back,
+            KeyCode::Right => ReplayControl::Forward,
+            KeyCode::Char('+') | KeyCode::Char('=') => ReplayControl::Faster,
+            KeyCode::Char('-') | KeyCode::Char('_') => ReplayControl::Slower,
+            KeyCode::Char('g') | KeyCode::Home => ReplayControl::Start,
+            KeyCode::Char('G') | KeyCode::End => ReplayControl::End,
+            _ => {
+                self.nav_key(key, state);
+                return None;
+            }
+        };
+        Some(c)
+    }
+
+    /// Keys for the help and details overlays. True when the key was theirs.
+    fn overlay_key(&mut self, key: KeyEvent, _state: &State) -> bool {
+        match &mut self.overlay {
+            Some(Overlay::Help) => {
+                if matches!(
+                    key.code,
+                    KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')
+                ) {
+                    self.overlay = None;
+                }
+                true
+            }
+            Some(Overlay::Details { scroll, .. }) => {
+                match key.code {
+                    KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => self.overlay = None,
+                    KeyCode::Char('j') | KeyCode::Down => *scroll = scroll.saturating_add(1),
+                    KeyCode::Char('k') | KeyCode::Up => *scroll = scroll.saturating_sub(1),
+                    KeyCode::PageDown | KeyCode::Char(' ') => *scroll = scroll.saturating_add(10),
+                    KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
+                    _ => {}
+                }
+                true
+            }
+            Some(Overlay::QuitConfirm) => {
+                if matches!(key.code, KeyCode::Esc | KeyCode::Char('n')) {
+                    self.overlay = None;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moving around: j/k/arrows, Tab, Enter, ?, paging in the log.
+    fn nav_key(&mut self, key: KeyEvent, state: &State) {
+        match key.code {
+            KeyCode::Tab => self.focus = self.focus.next(),
+            KeyCode::BackTab => self.focus = self.focus.prev(),
+            KeyCode::Char('?') => self.overlay = Some(Overlay::Help),
+            KeyCode::Char('j') | KeyCode::Down => self.move_by(state, 1),
+            KeyCode::Char('k') | KeyCode::Up => self.move_by(state, -1),
+            KeyCode::PageDown => self.move_by(state, self.log_rows.max(1) as isize),
+            KeyCode::PageUp => self.move_by(state, -(self.log_rows.max(1) as isize)),
+            KeyCode::Enter => {
+                let target = match self.focus {
+                    Pane::Steps if !state.steps.is_empty() => {
+                        Some(Target::Step(self.selected_step(state)))
+                    }
+                    Pane::Nodes => self.selected_node(state).map(|n| Target::Node(n.clone())),
+                    Pane::Log => self.selected_log(state).map(Target::Log),
+                    _ => None,
+                };
+                if let Some(target) = target {
+                    self.overlay = Some(Overlay::Details { target, scroll: 0 });
+                }
+            }
+            KeyCode::Esc => {
+                // Back to following the run.
+                match self.focus {
+                    Pane::Steps => self.step_sel = None,
+                    Pane::Log => self.log_sel = None,
+                    Pane::Nodes => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn move_by(&mut self, state: &State, d: isize) {
+        let step = |cur: usize, len: usize| -> usize {
+            if len == 0 {
+                return 0;
+            }
+            (cur as isize + d).clamp(0, len as isize - 1) as usize
+        };
+        match self.focus {
+            Pane::Steps => {
+                let cur = self.selected_step(state);
+                self.step_sel = Some(step(cur, state.steps.len()));
+            }
+            Pane::Nodes => {
+                self.node_sel = step(self.node_sel, state.node_order.len());
+            }
+            Pane::Log => {
+                let n = state.log.len();
+                if let Some(cur) = self.selected_log(state) {
+                    let next = step(cur, n);
+                    // Moving onto the newest line follows the log again.
+                    self.log_sel = if next + 1 >= n { None } else { Some(next) };
+                }
+            }
+        }
+    }
+
+    /// Reset the hard-stop box's scroll when a different hard stop is shown.
+    pub(super) fn sync_modal(&mut self, state: &State) {
+        let id = state
+            .hard_stop
+            .as_ref()
+            .map(|h| format!("{}@{}", h.id, h.op));
+        if id != self.modal_id {
+            self.modal_id = id;
+            self.modal_scroll = 0;
+        }
+    }
+}
+
+pub(super) fn current_step_index(state: &State) -> Option<usize> {
+    state
+        .steps
+        .iter()
+        .position(|s| s.status == crate::engine::state::StepStatus::Active)
+        .or_else(|| {
+            state
+                .steps
+                .iter()
+                .position(|s| s.status == crate::engine::state::StepStatus::Failed)
+        })
+        .or_else(|| {
+            state
+                .current_step()
+                .and_then(|c| state.steps.iter().position(|s| s.id == c.id))
+        })
+}
+
+pub(super) fn can_pause(state: &State) -> bool {
+    state.status == RunStatus::Running && !state.pause_requested
+}
+
+pub(super) fn can_continue(state: &State) -> bool {
+    matches!(
+        state.status,
+        RunStatus::Paused { .. } | RunStatus::Halted { .. }
+    )
+}

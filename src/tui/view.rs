@@ -1,0 +1,1773 @@
+//! Drawing: every pane is built as lines from the engine's state, then laid out for the terminal's
+//! size. Nothing here decides anything about the run; it only shows what the state holds.
+
+use super::app::{App, Overlay, Pane, Target, can_continue, can_pause};
+use super::text::{dur, hms, millis, pad, pad_left, trunc, trunc_left, width, wrap};
+use super::theme::Theme;
+use super::{Mode, details};
+use crate::engine::State;
+use crate::engine::facts::{AdminState, TokenFormat};
+use crate::engine::plan::{Op, OpKind};
+use crate::engine::state::{LogLevel, NodePhase, NodeView, PoolView, RunStatus, StepStatus};
+use crate::runbook::Scope;
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
+
+/// What every builder needs: the app (read-only), the state, the clock and the theme.
+pub(super) struct View<'a> {
+    pub app: &'a App,
+    pub state: &'a State,
+    pub now: DateTime<Utc>,
+    pub t: Theme,
+}
+
+impl App {
+    /// Draw the whole screen for `state` at `now` (in replay, the journal's time is used instead).
+    pub fn draw(&mut self, frame: &mut Frame, state: &State, now: DateTime<Utc>) {
+        self.sync_modal(state);
+        if self.node_sel >= state.node_order.len() {
+            self.node_sel = state.node_order.len().saturating_sub(1);
+        }
+        let now = self.clock(state, now);
+        let area = frame.area();
+        let log_rows = {
+            let v = View {
+                app: self,
+                state,
+                now,
+                t: self.theme,
+            };
+            v.draw_screen(frame, area)
+        };
+        self.log_rows = log_rows;
+        let v = View {
+            app: self,
+            state,
+            now,
+            t: self.theme,
+        };
+        v.draw_overlays(frame, area);
+    }
+
+    /// The time the screen is drawn at: the wall clock live, the journal's clock in replay.
+    fn clock(&self, state: &State, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self.header.mode {
+            Mode::Live | Mode::Resumed => now,
+            Mode::Follow if self.replay.as_ref().is_some_and(|r| r.position >= r.total) => now,
+            _ => state.last_event_at.unwrap_or(now),
+        }
+    }
+}
+
+fn fill(mut line: Line<'static>, w: usize) -> Line<'static> {
+    let used = line.width();
+    if used < w {
+        line.spans.push(Span::raw(" ".repeat(w - used)));
+    }
+    line
+}
+
+fn span(s: impl Into<String>, style: Style) -> Span<'static> {
+    Span::styled(s.into(), style)
+}
+
+/// Cut a line of spans to `w` cells.
+fn clip(line: Line<'static>, w: usize) -> Line<'static> {
+    if line.width() <= w {
+        return line;
+    }
+    let mut out: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for s in line.spans {
+        let sw = width(&s.content);
+        if used + sw <= w {
+            used += sw;
+            out.push(s);
+        } else {
+            let room = w.saturating_sub(used);
+            if room > 0 {
+                out.push(Span::styled(trunc(&s.content, room), s.style));
+            }
+            break;
+        }
+    }
+    Line::from(out).style(line.style)
+}
+
+pub(super) fn status_badge(status: &RunStatus, pause_requested: bool) -> (&'static str, Color) {
+    match status {
+        RunStatus::NotStarted => ("NOT STARTED", Color::Gray),
+        RunStatus::Running if pause_requested => ("PAUSING", Color::Yellow),
+        RunStatus::Running => ("RUNNING", Color::Green),
+        RunStatus::AwaitingConfirm => ("HARD STOP", Color::Magenta),
+        RunStatus::Paused { .. } => ("PAUSED", Color::Yellow),
+        RunStatus::Halted { .. } => ("HALTED", Color::Red),
+        RunStatus::Completed => ("COMPLETED", Color::Green),
+    }
+}
+
+/// `keystone.set_provider` → `set_provider`; gates keep their name; short enough for 80 columns.
+fn short_action(a: &str) -> String {
+    if let Some(g) = a.strip_prefix("gate ") {
+        let g = match g {
+            "fernet-keys-everywhere" => "fernet-keys",
+            "validated-before-readd" => "validated",
+            other => other,
+        };
+        return format!("gate {g}");
+    }
+    let a = a.strip_prefix("keystone.").unwrap_or(a);
+    match a {
+        "service.restart" => "restart".into(),
+        "create_jws_keypair" => "create_keypair".into(),
+        "install_jws_keys" => "install_keys".into(),
+        "distribute_public_keys" => "copy_pubkeys".into(),
+        "validate_matrix" => "matrix".into(),
+        other => other.into(),
+    }
+}
+
+/// What a node is doing, as a verb.
+fn activity_verb(a: &str) -> &str {
+    match a {
+        "lb.drain" => "draining",
+        "lb.ready" => "re-adding",
+        "keystone.set_provider" => "flipping",
+        "service.restart" => "restarting",
+        "keystone.issue_token" => "token check",
+        "keystone.create_jws_keypair" => "keygen",
+        "keystone.install_jws_keys" => "installing",
+        "keystone.distribute_public_keys" => "copying keys",
+        "keystone.list_trusts" => "trusts",
+        "probe" => "probing",
+        other => other,
+    }
+}
+
+pub(super) fn op_label(op: &Op) -> String {
+    let node = op
+        .node
+        .as_deref()
+        .map(|n| format!(" {n}"))
+        .unwrap_or_default();
+    match &op.kind {
+        OpKind::Act { action, specs } => {
+            if specs.len() > 1 {
+                format!("{action} ×{}", specs.len())
+            } else {
+                let n = specs
+                    .first()
+                    .and_then(|s| s.node())
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or(node);
+                format!("{action}{n}")
+            }
+        }
+        OpKind::Gate { gate, .. } => format!("gate {}{node}", gate.name()),
+        OpKind::Confirm { id, .. } => format!("hard stop {id}"),
+        OpKind::Note { .. } => "note".into(),
+        OpKind::WaitUntil { .. } => "wait until old tokens expire".into(),
+    }
+}
+
+/// The provider before the change: the one that is not the target.
+pub(super) fn old_provider(state: &State) -> &'static str {
+    if state.target_provider == "jws" {
+        "fernet"
+    } else {
+        "jws"
+    }
+}
+
+impl View<'_> {
+    fn draw_screen(&self, frame: &mut Frame, area: Rect) -> usize {
+        let w = area.width as usize;
+        let h = area.height as usize;
+        if w < 20 || h < 6 {
+            frame.render_widget(Paragraph::new("cutover: terminal too small"), area);
+            return 0;
+        }
+        let header = self.header_lines(w);
+        let mut banner = self.banner_lines(w);
+        let footer = self.footer_line(w);
+
+        // Top: steps on the left, "now" and the matrix on the right.
+        let (steps_w, right_w) = if w < 64 {
+            (w, 0)
+        } else if w < 100 {
+            let right = if self.state.matrix.is_some() {
+                self.matrix_width().clamp(24, w / 2)
+            } else {
+                32
+            };
+            (w - right - 1, right)
+        } else {
+            let s = (w * 45 / 100).max(50);
+            (s, w - s - 1)
+        };
+        let steps = self.steps_lines(steps_w);
+        let matrix = self.matrix_lines();
+        let now_lines = self.now_lines(right_w);
+        // The steps set the top's height; the right pane fits in it (more room on tall screens).
+        let right_h = if right_w == 0 {
+            0
+        } else if w < 100 && self.state.matrix.is_some() {
+            matrix.len()
+        } else if h >= 40 {
+            now_lines.len().min(8).max(matrix.len())
+        } else {
+            matrix.len()
+        };
+        let mut top_h = 1 + steps.0.len().max(right_h);
+        let mut nodes_h = 2 + self.state.node_order.len().max(1);
+        let fixed = header.len() + footer.len();
+        // Keep a few log lines: shrink the steps, then the node table (both scroll), and only
+        // then the banner (whose first lines matter most).
+        let min_log = 4;
+        let over =
+            |top: usize, nodes: usize, banner: usize| fixed + banner + top + nodes + min_log > h;
+        if over(top_h, nodes_h, banner.len()) {
+            top_h = top_h.min(
+                h.saturating_sub(fixed + banner.len() + nodes_h + min_log)
+                    .max(4),
+            );
+        }
+        if over(top_h, nodes_h, banner.len()) {
+            nodes_h = nodes_h.min(
+                h.saturating_sub(fixed + banner.len() + top_h + min_log)
+                    .max(3),
+            );
+        }
+        while over(top_h, nodes_h, banner.len()) && banner.len() > 1 {
+            banner.pop();
+        }
+        let avail = h.saturating_sub(fixed + banner.len());
+        let log_h = avail.saturating_sub(top_h + nodes_h);
+
+        let mut y = area.y;
+        let mut take = |n: usize| {
+            let r = Rect::new(
+                area.x,
+                y,
+                area.width,
+                n.min((area.y + area.height - y) as usize) as u16,
+            );
+            y += r.height;
+            r
+        };
+        let header_r = take(header.len());
+        let banner_r = take(banner.len());
+        let top_r = take(top_h);
+        let nodes_r = take(nodes_h);
+        let log_r = take(log_h);
+        let footer_r = take(1);
+
+        frame.render_widget(Paragraph::new(header), header_r);
+        frame.render_widget(Paragraph::new(banner), banner_r);
+
+        // Steps (| now | matrix)
+        let steps_r = Rect::new(top_r.x, top_r.y, steps_w as u16, top_r.height);
+        self.render_list(frame, steps_r, "Steps", Pane::Steps, steps.0, steps.1);
+        if right_w > 0 {
+            let right_r = Rect::new(
+                top_r.x + steps_w as u16 + 1,
+                top_r.y,
+                right_w as u16,
+                top_r.height,
+            );
+            let mw = self.matrix_width();
+            if self.state.matrix.is_some() && (w < 100 || right_w < mw + 30) {
+                self.render_box(frame, right_r, &self.matrix_title(), matrix);
+            } else if self.state.matrix.is_some() {
+                let now_r = Rect::new(
+                    right_r.x,
+                    right_r.y,
+                    (right_w - mw - 1) as u16,
+                    right_r.height,
+                );
+                let m_r = Rect::new(
+                    right_r.x + (right_w - mw) as u16,
+                    right_r.y,
+                    mw as u16,
+                    right_r.height,
+                );
+                self.render_box(frame, now_r, "Now", self.now_lines(now_r.width as usize));
+                self.render_box(frame, m_r, &self.matrix_title(), matrix);
+            } else {
+                self.render_box(frame, right_r, "Now", now_lines);
+            }
+        }
+
+        // Nodes
+        let (node_lines, node_sel) = self.node_lines(w);
+        self.render_table(frame, nodes_r, node_lines, node_sel);
+
+        // Log (| details of the selection, when there is room)
+        let wide = w >= 140 && log_r.height >= 10;
+        let (log_area, side) = if wide {
+            let dw = (w * 2 / 5).min(72) as u16;
+            (
+                Rect::new(log_r.x, log_r.y, log_r.width - dw - 1, log_r.height),
+                Some(Rect::new(
+                    log_r.x + log_r.width - dw,
+                    log_r.y,
+                    dw,
+                    log_r.height,
+                )),
+            )
+        } else {
+            (log_r, None)
+        };
+        let rows = log_area.height.saturating_sub(1) as usize;
+        let (log_lines, log_sel) = self.log_lines(log_area.width as usize, rows);
+        let log_title = self.log_title(rows);
+        self.render_list(frame, log_area, &log_title, Pane::Log, log_lines, log_sel);
+        if let Some(side) = side {
+            let target = self.side_target();
+            let (title, lines) = details::build(self, &target, side.width as usize - 3);
+            let block = Block::new()
+                .borders(Borders::TOP | Borders::LEFT)
+                .border_style(self.t.border())
+                .title(self.title_line(&format!("Details: {title}"), false));
+            let inner = block.inner(side);
+            frame.render_widget(block, side);
+            let iw = inner.width as usize;
+            let lines: Vec<Line<'static>> = lines.into_iter().map(|l| clip(l, iw)).collect();
+            frame.render_widget(
+                Paragraph::new(lines),
+                Rect::new(
+                    inner.x + 1,
+                    inner.y,
+                    inner.width.saturating_sub(1),
+                    inner.height,
+                ),
+            );
+        }
+        frame.render_widget(Paragraph::new(footer), footer_r);
+        rows
+    }
+
+    /// What the wide layout's details pane shows: the selection of the focused pane.
+    fn side_target(&self) -> Target {
+        match self.app.focus {
+            Pane::Steps => Target::Step(self.app.selected_step(self.state)),
+            _ => self
+                .app
+                .selected_node(self.state)
+                .map(|n| Target::Node(n.clone()))
+                .unwrap_or(Target::Step(0)),
+        }
+    }
+
+    fn title_line(&self, title: &str, focused: bool) -> Line<'static> {
+        let marker = if focused { "▸ " } else { "" };
+        Line::from(span(
+            format!(" {marker}{title} "),
+            self.t.pane_title(focused),
+        ))
+    }
+
+    /// A pane with a titled rule on top and lines below, scrolled to keep `sel` visible.
+    fn render_list(
+        &self,
+        frame: &mut Frame,
+        r: Rect,
+        title: &str,
+        pane: Pane,
+        lines: Vec<Line<'static>>,
+        sel: Option<usize>,
+    ) {
+        let focused = self.app.focus == pane;
+        let block = Block::new()
+            .borders(Borders::TOP)
+            .border_style(self.t.border())
+            .title(self.title_line(title, focused));
+        let inner = block.inner(r);
+        frame.render_widget(block, r);
+        let rows = inner.height as usize;
+        let w = inner.width as usize;
+        let offset = match sel {
+            Some(s) if s >= rows => s + 1 - rows,
+            _ => 0,
+        };
+        let lines: Vec<Line<'static>> = lines
+            .into_iter()
+            .enumerate()
+            .skip(offset)
+            .take(rows)
+            .map(|(i, l)| {
+                let l = clip(l, w);
+                if focused && Some(i) == sel {
+                    fill(l, w).style(self.t.selected())
+                } else {
+                    l
+                }
+            })
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+
+    fn render_box(&self, frame: &mut Frame, r: Rect, title: &str, lines: Vec<Line<'static>>) {
+        let block = Block::new()
+            .borders(Borders::TOP)
+            .border_style(self.t.border())
+            .title(self.title_line(title, false));
+        let inner = block.inner(r);
+        frame.render_widget(block, r);
+        let w = inner.width as usize;
+        let lines: Vec<Line<'static>> = lines.into_iter().map(|l| clip(l, w)).collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+
+    fn render_table(
+        &self,
+        frame: &mut Frame,
+        r: Rect,
+        lines: Vec<Line<'static>>,
+        sel: Option<usize>,
+    ) {
+        // lines[0] is the column header; it stays while the rows scroll.
+        let focused = self.app.focus == Pane::Nodes;
+        let n = self.state.node_order.len();
+        let block = Block::new()
+            .borders(Borders::TOP)
+            .border_style(self.t.border())
+            .title(self.title_line(&format!("Nodes ({n})"), focused));
+        let inner = block.inner(r);
+        frame.render_widget(block, r);
+        let w = inner.width as usize;
+        let rows = (inner.height as usize).saturating_sub(1);
+        let mut it = lines.into_iter();
+        let mut out = Vec::new();
+        if let Some(h) = it.next() {
+            out.push(clip(h, w));
+        }
+        let offset = match sel {
+            Some(s) if s >= rows => s + 1 - rows,
+            _ => 0,
+        };
+        for (i, l) in it.enumerate().skip(offset).take(rows) {
+            let l = clip(l, w);
+            out.push(if focused && Some(i) == sel {
+                fill(l, w).style(self.t.selected())
+            } else {
+                l
+            });
+        }
+        frame.render_widget(Paragraph::new(out), inner);
+    }
+
+    // ---------------------------------------------------------------- header, banner, footer
+
+    fn header_lines(&self, w: usize) -> Vec<Line<'static>> {
+        let st = self.state;
+        let t = &self.t;
+        let (title, cluster, run_id) = match &st.run {
+            Some(r) => (r.runbook_title.clone(), r.cluster.clone(), r.run_id.clone()),
+            None => ("(no run yet)".into(), String::new(), String::new()),
+        };
+        // Line 1: the bar. Title and cluster on the left, mode and status badges on the right.
+        let (mode, mode_color) = match self.app.header.mode {
+            Mode::Live => ("LIVE", Color::Green),
+            Mode::Resumed => ("RESUMED", Color::Yellow),
+            Mode::Replay => ("REPLAY", Color::Blue),
+            Mode::Follow => ("FOLLOW", Color::Blue),
+        };
+        let mut right: Vec<Span<'static>> = vec![span(format!(" {mode} "), t.badge(mode_color))];
+        if let Some(r) = &self.app.replay {
+            let play = if r.position >= r.total && r.total > 0 {
+                "■ end"
+            } else if r.playing {
+                "▶"
+            } else {
+                "⏸"
+            };
+            right.push(span(
+                format!(
+                    " event {}/{} ×{} {play} ",
+                    r.position,
+                    r.total,
+                    speed_label(r.speed)
+                ),
+                t.bar(),
+            ));
+        }
+        let (badge, color) = status_badge(&st.status, st.pause_requested);
+        right.push(Span::raw(" "));
+        right.push(span(format!(" {badge} "), t.badge(color)));
+        let right_w: usize = right.iter().map(|s| width(&s.content)).sum();
+        let cluster_part = if cluster.is_empty() {
+            String::new()
+        } else {
+            format!(" · {cluster}")
+        };
+        let left_room = w.saturating_sub(right_w + 1);
+        let left = trunc(&format!(" {title}{cluster_part}"), left_room);
+        let gap = w.saturating_sub(width(&left) + right_w);
+        let mut l1 = vec![
+            span(left, t.bar().add_modifier(ratatui::style::Modifier::BOLD)),
+            span(" ".repeat(gap), t.bar()),
+        ];
+        l1.extend(right);
+
+        // Line 2: run id, operator, elapsed, journal path (shortened from the left).
+        let elapsed = match (st.started_at, st.finished_at) {
+            (Some(s), Some(f)) => format!("T+{} (done)", super::text::clock((f - s).num_seconds())),
+            (Some(s), None) => format!("T+{}", super::text::clock((self.now - s).num_seconds())),
+            _ => String::new(),
+        };
+        let mut parts: Vec<String> = Vec::new();
+        if !run_id.is_empty() {
+            parts.push(format!("run {run_id}"));
+        }
+        parts.push(self.app.header.operator.clone());
+        if !elapsed.is_empty() {
+            parts.push(elapsed);
+        }
+        let head = format!(" {}", parts.join(" · "));
+        let journal = self.app.header.journal.display().to_string();
+        let room = w.saturating_sub(width(&head) + 3);
+        let mut l2 = vec![span(head, t.plain())];
+        if room >= 8 {
+            l2.push(span(" · ", t.dim()));
+            l2.push(span(trunc_left(&journal, room), t.dim()));
+        }
+        vec![Line::from(l1), clip(Line::from(l2), w)]
+    }
+
+    /// The pool banner (always), then what stops the run or needs attention.
+    fn banner_lines(&self, w: usize) -> Vec<Line<'static>> {
+        let st = self.state;
+        let t = &self.t;
+        let mut out = Vec::new();
+        let mut pool: Vec<Span<'static>> = match st.pool() {
+            PoolView::Unknown => vec![span(" POOL: not read yet", t.dim())],
+            PoolView::Consistent(p) => vec![
+                span(" POOL: ", t.bold()),
+                span(
+                    format!("consistent {p}"),
+                    t.ok().add_modifier(ratatui::style::Modifier::BOLD),
+                ),
+            ],
+            PoolView::Mixed(by) => {
+                // The target provider first: it is the side that grows.
+                let mut groups: Vec<(&String, &Vec<String>)> = by.iter().collect();
+                groups.sort_by_key(|(p, _)| **p != st.target_provider);
+                let groups = groups
+                    .iter()
+                    .map(|(p, ns)| format!("{p}: {}", ns.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(" · ");
+                let mut v = vec![span(format!(" POOL: MIXED — {groups} "), t.loud())];
+                let hint = " clients may get 401s until the last node flips";
+                if width(&groups) + 16 + width(hint) <= w && self.countdown().is_none() {
+                    v.push(span(hint, t.fail()));
+                }
+                v
+            }
+        };
+        let countdown = self.countdown();
+        if let Some(c) = &countdown {
+            let pw: usize = pool.iter().map(|s| width(&s.content)).sum();
+            if pw + 3 + width(c) <= w {
+                pool.push(span(" · ", t.dim()));
+                pool.push(span(c.clone(), t.warn()));
+                out.push(Line::from(pool));
+            } else {
+                out.push(Line::from(pool));
+                out.push(Line::from(span(format!(" {c}"), t.warn())));
+            }
+        } else {
+            out.push(Line::from(pool));
+        }
+        if !st.lb_errors.is_empty() {
+            out.push(Line::from(span(
+                format!(" LB: {}", st.lb_errors.join("; ")),
+                t.warn(),
+            )));
+        }
+        let mut wrapped = |badge: &str, style: Style, text: &str, text_style: Style| {
+            let lead = format!(" {badge} ");
+            let lw = width(&lead) + 1;
+            let lines = wrap(text, w.saturating_sub(lw + 1).max(10));
+            for (i, l) in lines.into_iter().enumerate() {
+                if i == 0 {
+                    out.push(Line::from(vec![
+                        span(lead.clone(), style),
+                        Span::raw(" "),
+                        span(l, text_style),
+                    ]));
+                } else {
+                    out.push(Line::from(vec![
+                        Span::raw(" ".repeat(lw)),
+                        span(l, text_style),
+                    ]));
+                }
+            }
+        };
+        match &st.status {
+            RunStatus::Halted { reason, next } => {
+                wrapped("HALTED", t.loud(), reason, t.fail());
+                if !next.is_empty() {
+                    wrapped("  next", t.bold(), next, t.plain());
+                }
+            }
+            RunStatus::Paused { reason } => {
+                let how = if self.app.interactive() {
+                    " — c continues"
+                } else {
+                    ""
+                };
+                wrapped(
+                    "PAUSED",
+                    t.badge(Color::Yellow),
+                    &format!("{reason}{how}"),
+                    t.warn(),
+                );
+            }
+            RunStatus::Running if st.pause_requested => {
+                out.push(Line::from(span(
+                    " pausing after the running action finishes…",
+                    t.warn(),
+                )));
+            }
+            _ => {}
+        }
+        for d in st.drift.iter().take(2) {
+            out.push(clip(Line::from(span(format!(" drift: {d}"), t.warn())), w));
+        }
+        out.into_iter().map(|l| clip(l, w)).collect()
+    }
+
+    /// `old fernet tokens irrelevant in 59m12s (services: 48h59m)`, once every node has flipped.
+    pub(super) fn countdown(&self) -> Option<String> {
+        let (a, b) = self.state.old_tokens_irrelevant_at()?;
+        let old = old_provider(self.state);
+        let left_a = (a - self.now).num_seconds();
+        let left_b = (b - self.now).num_seconds();
+        Some(if left_b <= 0 {
+            format!("old {old} tokens no longer matter (since {})", hms(b))
+        } else if left_a <= 0 {
+            format!(
+                "old {old} tokens expired; services with allow_expired: {}",
+                dur(left_b)
+            )
+        } else {
+            format!(
+                "old {old} tokens irrelevant in {} (services: {})",
+                dur(left_a),
+                dur(left_b)
+            )
+        })
+    }
+
+    fn footer_line(&self, w: usize) -> Vec<Line<'static>> {
+        let t = &self.t;
+        let st = self.state;
+        let app = self.app;
+        let mut keys: Vec<(&str, String)> = Vec::new();
+        let mut note: Option<(String, Style)> = None;
+        let modal = app.interactive() && st.hard_stop.is_some();
+        if modal {
+            let hs = st.hard_stop.as_ref().expect("checked");
+            keys.push(("Shift+Y", "proceed".into()));
+            keys.push(("n/Esc", "decline and pause".into()));
+            if hs.in_doubt.is_some() {
+                keys.push(("D", "mark done".into()));
+            }
+            keys.push(("j/k", "scroll".into()));
+        } else {
+            match &app.overlay {
+                Some(Overlay::Help) => keys.push(("Esc/?", "close help".into())),
+                Some(Overlay::Details { .. }) => {
+                    keys.push(("Esc", "close".into()));
+                    keys.push(("j/k", "scroll".into()));
+                }
+                Some(Overlay::QuitConfirm) => {
+                    keys.push(("y", "quit after it finishes".into()));
+                    keys.push(("n/Esc", "stay".into()));
+                }
+                None => {
+                    if app.replay.is_some() {
+                        keys.push((
+                            "space",
+                            if app.replay.as_ref().is_some_and(|r| r.playing) {
+                                "pause"
+                            } else {
+                                "play"
+                            }
+                            .into(),
+                        ));
+                        keys.push(("←/→", "step".into()));
+                        keys.push(("+/-", "speed".into()));
+                        keys.push(("g/G", "start/end".into()));
+                        keys.push(("?", "help".into()));
+                        keys.push(("q", "quit".into()));
+                    } else if !app.quit_requested {
+                        if can_pause(st) {
+                            keys.push(("p", "pause".into()));
+                        }
+                        if can_continue(st) {
+                            keys.push(("c", "continue".into()));
+                        }
+                    }
+                    keys.push(("j/k", "move".into()));
+                    keys.push(("Tab", "pane".into()));
+                    let enter = match app.focus {
+                        Pane::Steps => !st.steps.is_empty(),
+                        Pane::Nodes => !st.node_order.is_empty(),
+                        Pane::Log => !st.log.is_empty(),
+                    };
+                    if enter {
+                        keys.push(("Enter", "details".into()));
+                    }
+                    if app.replay.is_none() {
+                        keys.push(("?", "help".into()));
+                        if !app.quit_requested {
+                            keys.push(("q", "quit".into()));
+                        }
+                    }
+                }
+            }
+            if app.quit_requested {
+                note = Some((
+                    "quitting when the running action finishes…".into(),
+                    t.warn(),
+                ));
+            }
+        }
+        // `?` and `q` always show; the others in order while they fit.
+        let piece = |k: &str, d: &str| width(k) + 1 + width(d) + 2;
+        let must = |k: &str| matches!(k, "?" | "q" | "Shift+Y" | "n/Esc" | "Esc" | "Esc/?" | "y");
+        let mut room = w.saturating_sub(1)
+            - keys
+                .iter()
+                .filter(|(k, _)| must(k))
+                .map(|(k, d)| piece(k, d))
+                .sum::<usize>()
+                .min(w.saturating_sub(1));
+        let mut shown = Vec::new();
+        for (k, d) in &keys {
+            if must(k) {
+                shown.push((k, d));
+            } else if piece(k, d) <= room {
+                room -= piece(k, d);
+                shown.push((k, d));
+            }
+        }
+        let mut spans: Vec<Span<'static>> = vec![Span::raw(" ")];
+        for (k, d) in shown {
+            spans.push(span(k.to_string(), t.key()));
+            spans.push(span(format!(" {d}  "), t.plain()));
+        }
+        if let Some((n, style)) = note {
+            let used: usize = spans.iter().map(|s| width(&s.content)).sum();
+            if used + width(&n) < w {
+                spans.push(span(n, style));
+            }
+        }
+        vec![clip(Line::from(spans), w)]
+    }
+
+    // ---------------------------------------------------------------- steps, now, matrix
+
+    /// One line per step (plus a continuation line when a rolling step's progress does not fit);
+    /// the second value is the line of the selected step.
+    fn steps_lines(&self, w: usize) -> (Vec<Line<'static>>, Option<usize>) {
+        let st = self.state;
+        let t = &self.t;
+        let sel = self.app.selected_step(st);
+        let mut out = Vec::new();
+        let mut sel_line = None;
+        for (i, s) in st.steps.iter().enumerate() {
+            let (sym, style) = match s.status {
+                StepStatus::Pending => ("·", t.dim()),
+                StepStatus::Active if st.status == RunStatus::AwaitingConfirm => ("■", t.stop()),
+                StepStatus::Active => ("◐", t.active()),
+                StepStatus::Done => ("✓", t.ok()),
+                StepStatus::Failed => ("✗", t.fail()),
+            };
+            let title_style = match s.status {
+                StepStatus::Pending => t.plain(),
+                StepStatus::Done => t.plain(),
+                _ => t.bold(),
+            };
+            if i == sel {
+                sel_line = Some(out.len());
+            }
+            let mut line: Vec<Span<'static>> = vec![
+                span(format!(" {sym} "), style),
+                span(step_title(st, &s.title), title_style),
+            ];
+            let mut extra: Vec<Span<'static>> = Vec::new();
+            if s.scope == Scope::EachNode && s.status != StepStatus::Pending {
+                extra = self.node_progress(s);
+            } else if matches!(s.status, StepStatus::Active | StepStatus::Failed)
+                && s.ops.contains(&st.cursor)
+            {
+                extra.push(span(
+                    format!("op {}/{}", st.cursor - s.ops.start + 1, s.ops.len()),
+                    t.dim(),
+                ));
+            }
+            if !extra.is_empty() {
+                let lw: usize = line.iter().map(|s| width(&s.content)).sum();
+                let ew: usize = extra.iter().map(|s| width(&s.content)).sum();
+                if lw + 2 + ew <= w {
+                    line.push(Span::raw("  "));
+                    line.extend(extra);
+                    out.push(Line::from(line));
+                } else {
+                    out.push(Line::from(line));
+                    let mut cont = vec![Span::raw("   ")];
+                    cont.extend(extra);
+                    out.push(Line::from(cont));
+                }
+            } else {
+                out.push(Line::from(line));
+            }
+        }
+        if st.steps.is_empty() {
+            out.push(Line::from(span(" (no plan)", t.dim())));
+        }
+        (out, sel_line)
+    }
+
+    /// `ks1 ✓ ks2 ◐ flipped ks3 ·` for a rolling step.
+    fn node_progress(&self, s: &crate::engine::state::StepView) -> Vec<Span<'static>> {
+        let st = self.state;
+        let t = &self.t;
+        let mut out = Vec::new();
+        for name in &st.node_order {
+            let ops: Vec<usize> = st.plan[s.ops.clone()]
+                .iter()
+                .filter(|o| o.node.as_deref() == Some(name.as_str()))
+                .map(|o| o.index)
+                .collect();
+            let (Some(first), Some(last)) = (ops.first().copied(), ops.last().copied()) else {
+                continue;
+            };
+            if !out.is_empty() {
+                out.push(Span::raw(" "));
+            }
+            out.push(span(name.clone(), t.plain()));
+            let node = st.nodes.get(name);
+            if st.cursor > last {
+                out.push(span(" ✓", t.ok()));
+            } else if st.cursor >= first {
+                let phase = node.map(|n| n.phase).unwrap_or_default();
+                let (sym, style) = match (&st.status, phase) {
+                    (_, NodePhase::Failed) | (RunStatus::Halted { .. }, _) => ("✗", t.fail()),
+                    (RunStatus::AwaitingConfirm, _) => ("■", t.stop()),
+                    _ => ("◐", t.active()),
+                };
+                out.push(span(format!(" {sym} "), style));
+                out.push(span(phase.label(), style));
+            } else {
+                out.push(span(" ·", t.dim()));
+            }
+        }
+        out
+    }
+
+    /// What is running right now, and what comes next.
+    fn now_lines(&self, w: usize) -> Vec<Line<'static>> {
+        let st = self.state;
+        let t = &self.t;
+        let mut out = Vec::new();
+        if w == 0 {
+            return out;
+        }
+        for f in st.in_flight.values() {
+            let who = f.intent.node.clone().unwrap_or_else(|| "fleet".into());
+            let secs = (self.now - f.started).num_seconds();
+            out.push(Line::from(vec![
+                span(" ◐ ", t.active()),
+                span(who, t.bold()),
+                Span::raw(" "),
+                span(short_action(&f.intent.action), t.plain()),
+                span(format!(" {}", dur(secs)), t.dim()),
+            ]));
+        }
+        if let Some(first) = st.in_flight.values().next() {
+            for l in wrap(&first.intent.detail, w.saturating_sub(3))
+                .into_iter()
+                .take(2)
+            {
+                out.push(Line::from(span(format!("   {l}"), t.dim())));
+            }
+        }
+        if st.in_flight.is_empty() {
+            let at = st.current_op().map(op_label).unwrap_or_default();
+            let (text, style) = match &st.status {
+                RunStatus::NotStarted => ("not started".to_string(), t.dim()),
+                RunStatus::Running => (format!("starting {at}"), t.plain()),
+                RunStatus::AwaitingConfirm => (
+                    format!(
+                        "■ waiting for a person: {}",
+                        st.hard_stop.as_ref().map(|h| h.id.as_str()).unwrap_or("?")
+                    ),
+                    t.stop(),
+                ),
+                RunStatus::Paused { .. } => (format!("⏸ paused before {at}"), t.warn()),
+                RunStatus::Halted { .. } => (format!("✗ halted at {at}"), t.fail()),
+                RunStatus::Completed => {
+                    let took = match (st.started_at, st.finished_at) {
+                        (Some(a), Some(b)) => format!(" after {}", dur((b - a).num_seconds())),
+                        _ => String::new(),
+                    };
+                    let at = st.finished_at.map(hms).unwrap_or_default();
+                    (format!("✓ completed at {at}{took}"), t.ok())
+                }
+            };
+            out.push(Line::from(span(format!(" {text}"), style)));
+            if st.status == RunStatus::Completed && !st.confirmations.is_empty() {
+                out.push(Line::from(span(" hard stops confirmed:", t.dim())));
+                for (id, who) in &st.confirmations {
+                    out.push(Line::from(span(format!("   {id} by {who}"), t.dim())));
+                }
+            }
+        }
+        // The op at the cursor is running (or about to); list what follows it.
+        let next: Vec<&Op> = st.plan.iter().skip(st.cursor + 1).take(6).collect();
+        if !next.is_empty() && st.status != RunStatus::Completed {
+            out.push(Line::from(span(" next:", t.dim())));
+            for op in next {
+                out.push(Line::from(span(format!("   {}", op_label(op)), t.dim())));
+            }
+        }
+        out
+    }
+
+    fn matrix_title(&self) -> String {
+        let m = self.state.matrix.as_ref();
+        match m {
+            Some(m) if m.all_ok() => "Matrix ✓ issued↓ checked→".into(),
+            Some(_) => "Matrix ✗ issued↓ checked→".into(),
+            None => "Matrix".into(),
+        }
+    }
+
+    fn matrix_label_w(&self) -> usize {
+        let Some(m) = &self.state.matrix else {
+            return 0;
+        };
+        m.nodes
+            .iter()
+            .zip(
+                m.formats
+                    .iter()
+                    .chain(std::iter::repeat(&TokenFormat::None)),
+            )
+            .map(|(n, f)| width(n) + 1 + f.as_str().len())
+            .max()
+            .unwrap_or(4)
+            + 2
+    }
+
+    fn matrix_cell_w(&self) -> usize {
+        let Some(m) = &self.state.matrix else {
+            return 0;
+        };
+        m.nodes.iter().map(|n| width(n)).max().unwrap_or(3).max(4) + 1
+    }
+
+    fn matrix_width(&self) -> usize {
+        let Some(m) = &self.state.matrix else {
+            return 0;
+        };
+        (self.matrix_label_w() + self.matrix_cell_w() * m.nodes.len() + 1).max(26)
+    }
+
+    /// The N×N grid: a token issued at each row's node, validated at each column's node.
+    fn matrix_lines(&self) -> Vec<Line<'static>> {
+        let t = &self.t;
+        let Some(m) = &self.state.matrix else {
+            return Vec::new();
+        };
+        let lw = self.matrix_label_w();
+        let cw = self.matrix_cell_w();
+        let mut out = Vec::new();
+        let mut head = vec![Span::raw(" ".repeat(lw + 1))];
+        for n in &m.nodes {
+            head.push(span(pad(n, cw), t.bold()));
+        }
+        out.push(Line::from(head));
+        for (i, n) in m.nodes.iter().enumerate() {
+            let f = m.formats.get(i).copied().unwrap_or_default();
+            let mut row = vec![span(
+                pad(&format!(" {n} {}", f.as_str()), lw + 1),
+                t.plain(),
+            )];
+            for j in 0..m.nodes.len() {
+                let c = m.cells.get(i).and_then(|r| r.get(j)).copied().flatten();
+                let (s, style) = match c {
+                    Some(200) => ("✓200".to_string(), t.ok()),
+                    Some(code) => (format!("✗{code}"), t.fail()),
+                    None => ("·".to_string(), t.dim()),
+                };
+                row.push(span(pad(&s, cw), style));
+            }
+            out.push(Line::from(row));
+        }
+        out
+    }
+
+    // ---------------------------------------------------------------- nodes
+
+    fn node_lines(&self, w: usize) -> (Vec<Line<'static>>, Option<usize>) {
+        let st = self.state;
+        let t = &self.t;
+        let cols = node_columns(st, w.saturating_sub(1));
+        let mut out = Vec::new();
+        let mut head = vec![Span::raw(" ")];
+        for (i, c) in cols.iter().enumerate() {
+            if i > 0 {
+                head.push(Span::raw(" "));
+            }
+            head.push(span(
+                pad(&c.header, c.w),
+                t.bold().add_modifier(ratatui::style::Modifier::UNDERLINED),
+            ));
+        }
+        out.push(Line::from(head));
+        for name in &st.node_order {
+            let default = NodeView {
+                name: name.clone(),
+                ..Default::default()
+            };
+            let n = st.nodes.get(name).unwrap_or(&default);
+            let mut row = vec![Span::raw(" ")];
+            for (i, c) in cols.iter().enumerate() {
+                if i > 0 {
+                    row.push(Span::raw(" "));
+                }
+                let (text, style) = self.node_cell(n, c);
+                row.push(span(
+                    if c.right {
+                        pad_left(&text, c.w)
+                    } else {
+                        pad(&text, c.w)
+                    },
+                    style,
+                ));
+            }
+            out.push(Line::from(row));
+        }
+        let sel = (!st.node_order.is_empty()).then_some(self.app.node_sel);
+        (out, sel)
+    }
+
+    fn node_cell(&self, n: &NodeView, c: &Column) -> (String, Style) {
+        let t = &self.t;
+        let st = self.state;
+        let facts = n.facts.as_ref().filter(|f| f.error.is_none());
+        match c.kind {
+            Col::Name => (n.name.clone(), t.bold()),
+            Col::Phase => {
+                let phase_style = match n.phase {
+                    NodePhase::Waiting => t.dim(),
+                    NodePhase::Draining | NodePhase::OutOfPool => t.warn(),
+                    NodePhase::Flipped | NodePhase::Restarted => t.active(),
+                    NodePhase::Validated | NodePhase::Rejoined => t.ok(),
+                    NodePhase::Failed => t.fail(),
+                };
+                match (&n.activity, c.wide) {
+                    (Some(a), true) => (
+                        format!("{} · ◐ {}", n.phase.label(), activity_verb(a)),
+                        t.active(),
+                    ),
+                    (Some(a), false) => (format!("◐ {}", activity_verb(a)), t.active()),
+                    (None, _) => (n.phase.label().to_string(), phase_style),
+                }
+            }
+            Col::Lb(i) => {
+                let Some(lb) = st.lb_names.get(i) else {
+                    return ("—".into(), t.dim());
+                };
+                match n.lb.get(lb) {
+                    None => ("—".into(), t.dim()),
+                    Some(s) => {
+                        let status = match s.admin {
+                            AdminState::Maint => "MAINT".to_string(),
+                            AdminState::Drain => "DRAIN".to_string(),
+                            AdminState::Ready => s
+                                .status
+                                .split_whitespace()
+                                .next()
+                                .unwrap_or("?")
+                                .to_string(),
+                        };
+                        let style = if s.in_pool() {
+                            t.ok()
+                        } else if status.starts_with("DOWN") {
+                            t.fail()
+                        } else {
+                            t.warn()
+                        };
+                        (format!("{status} {}", s.sessions), style)
+                    }
+                }
+            }
+            Col::Provider => {
+                let conf = match &n.facts {
+                    Some(f) if f.error.is_none() => {
+                        f.provider.clone().unwrap_or_else(|| "fernet".into())
+                    }
+                    _ => return ("?".into(), t.dim()),
+                };
+                let run = n.last_token.as_ref().and_then(|tk| match tk.format {
+                    TokenFormat::Jws => Some("jws"),
+                    TokenFormat::Fernet => Some("fernet"),
+                    _ => None,
+                });
+                let style = if conf == st.target_provider {
+                    t.ok()
+                } else {
+                    t.plain()
+                };
+                match run {
+                    Some(r) if r != conf => (format!("{r}→{conf}"), t.warn()),
+                    _ => (conf, style),
+                }
+            }
+            Col::Fernet => match facts {
+                None => ("?".into(), t.dim()),
+                Some(f) if !f.fernet.present || f.fernet.keys == 0 => ("none".into(), t.fail()),
+                Some(f) if c.wide => (format!("{} keys", f.fernet.keys), t.plain()),
+                Some(f) => (f.fernet.keys.to_string(), t.plain()),
+            },
+            Col::Jws => match facts {
+                None => ("?".into(), t.dim()),
+                Some(f) => {
+                    let (have, total) = public_coverage(st, n);
+                    let private = if f.jws.private_present { "✓" } else { "✗" };
+                    let complete = f.jws.private_present && have == total;
+                    let nothing = !f.jws.private_present && have == 0;
+                    let style = if complete {
+                        t.ok()
+                    } else if nothing {
+                        t.dim()
+                    } else {
+                        t.warn()
+                    };
+                    if c.wide {
+                        (format!("priv {private} pub {have}/{total}"), style)
+                    } else {
+                        (format!("{private} {have}/{total}"), style)
+                    }
+                }
+            },
+            Col::Service => match &n.facts {
+                None => ("?".into(), t.dim()),
+                Some(f) if f.error.is_some() => ("ERR".into(), t.fail()),
+                Some(f) if f.service_up => ("up".into(), t.ok()),
+                Some(_) => ("DOWN".into(), t.fail()),
+            },
+            Col::Token => match &n.last_token {
+                None => ("—".into(), t.dim()),
+                Some(tk) => {
+                    let ok = tk.issue_status == 201 && tk.validated();
+                    let v = match tk.validate_status {
+                        Some(200) => "✓".to_string(),
+                        Some(s) => format!("✗{s}"),
+                        None => String::new(),
+                    };
+                    let alg = match (&tk.alg, c.wide) {
+                        (Some(a), true) => format!(" {a}"),
+                        _ => String::new(),
+                    };
+                    let s = format!(
+                        "{}{alg} {}{v} {}ms",
+                        tk.format.as_str(),
+                        tk.issue_status,
+                        tk.latency_ms
+                    );
+                    (s, if ok { t.plain() } else { t.fail() })
+                }
+            },
+            Col::Error => match (
+                n.last_error.clone(),
+                n.facts.as_ref().and_then(|f| f.error.clone()),
+            ) {
+                (Some(e), _) | (None, Some(e)) => (e, t.fail()),
+                _ => (String::new(), t.plain()),
+            },
+        }
+    }
+
+    // ---------------------------------------------------------------- log
+
+    fn log_title(&self, rows: usize) -> String {
+        let n = self.state.log.len();
+        match (self.app.log_sel, self.app.selected_log(self.state)) {
+            (Some(_), Some(s)) if n > 0 => format!("Log {}/{} (Esc: follow)", s + 1, n),
+            _ if n > rows => format!("Log ({n})"),
+            _ => "Log".into(),
+        }
+    }
+
+    /// Log lines (time, node, symbol, action, text, duration). Returns only the lines around the
+    /// selection so a long log costs nothing, and the index of the selected one within them.
+    fn log_lines(&self, w: usize, rows: usize) -> (Vec<Line<'static>>, Option<usize>) {
+        let st = self.state;
+        let t = &self.t;
+        let n = st.log.len();
+        if n == 0 {
+            return (vec![Line::from(span(" (empty)", t.dim()))], None);
+        }
+        let sel = self.app.selected_log(st).unwrap_or(n - 1);
+        let rows = rows.max(1);
+        // A window of `rows` lines ending at the selection (or at the end when following).
+        let end = (sel + 1).max(rows.min(n)).min(n);
+        let start = end.saturating_sub(rows);
+        let node_w = st
+            .node_order
+            .iter()
+            .map(|s| width(s))
+            .max()
+            .unwrap_or(3)
+            .max(3);
+        let action_w = if w >= 120 { 24 } else { 16 };
+        let mut out = Vec::new();
+        for l in &st.log[start..end] {
+            let (sym, style) = match l.level {
+                LogLevel::Info => ("·", t.dim()),
+                LogLevel::Start => ("▸", t.active()),
+                LogLevel::Ok => ("✓", t.ok()),
+                LogLevel::Warn => ("!", t.warn()),
+                LogLevel::Fail => ("✗", t.fail()),
+                LogLevel::Stop => ("■", t.stop()),
+            };
+            let text_style = match l.level {
+                LogLevel::Fail => t.fail(),
+                LogLevel::Stop => t.stop(),
+                LogLevel::Warn => t.warn(),
+                _ => t.plain(),
+            };
+            let action = if w >= 120 {
+                l.action.clone()
+            } else {
+                short_action(&l.action)
+            };
+            let node = l.node.clone().unwrap_or_default();
+            let lead = format!(" {} {} ", hms(l.time), pad(&node, node_w));
+            let mut spans = vec![
+                span(lead, t.dim()),
+                span(format!("{sym} "), style),
+                span(pad(&action, action_w), t.plain()),
+                Span::raw(" "),
+            ];
+            let used: usize = spans.iter().map(|s| width(&s.content)).sum();
+            let dur_s = l
+                .duration_ms
+                .map(|d| format!(" {}", millis(d)))
+                .unwrap_or_default();
+            let room = w.saturating_sub(used + width(&dur_s));
+            let text = trunc(&l.text, room);
+            let gap = room.saturating_sub(width(&text));
+            spans.push(span(text, text_style));
+            if !dur_s.is_empty() {
+                spans.push(Span::raw(" ".repeat(gap)));
+                spans.push(span(dur_s, t.dim()));
+            }
+            out.push(Line::from(spans));
+        }
+        let sel_in = (self.app.log_sel.is_some()).then_some(sel - start);
+        (out, sel_in)
+    }
+
+    // ---------------------------------------------------------------- overlays
+
+    fn draw_overlays(&self, frame: &mut Frame, area: Rect) {
+        match &self.app.overlay {
+            Some(Overlay::Help) => self.draw_help(frame, area),
+            Some(Overlay::Details { target, scroll }) => {
+                let w = popup_width(area, 100);
+                let (title, lines) = details::build(self, target, w.saturating_sub(4));
+                self.draw_popup(
+                    frame,
+                    area,
+                    &title,
+                    lines,
+                    *scroll,
+                    w,
+                    "Esc close · j/k scroll",
+                );
+            }
+            Some(Overlay::QuitConfirm) => self.draw_quit(frame, area),
+            None => {}
+        }
+        if self.state.hard_stop.is_some() {
+            self.draw_hard_stop(frame, area);
+        }
+    }
+
+    fn centered(area: Rect, w: usize, h: usize) -> Rect {
+        let w = (w as u16).min(area.width);
+        let h = (h as u16).min(area.height);
+        Rect::new(
+            area.x + (area.width - w) / 2,
+            area.y + (area.height - h) / 2,
+            w,
+            h,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn draw_popup(
+        &self,
+        frame: &mut Frame,
+        area: Rect,
+        title: &str,
+        lines: Vec<Line<'static>>,
+        scroll: u16,
+        w: usize,
+        hint: &str,
+    ) {
+        let h = (lines.len() + 2).min(area.height as usize - 2).max(5);
+        let r = Self::centered(area, w, h);
+        frame.render_widget(Clear, margin(r, area));
+        let inner_h = h.saturating_sub(2);
+        let max_scroll = lines.len().saturating_sub(inner_h) as u16;
+        let scroll = scroll.min(max_scroll);
+        let more = if max_scroll > scroll {
+            " ↓ more "
+        } else {
+            ""
+        };
+        let block = Block::bordered()
+            .border_type(BorderType::Rounded)
+            .border_style(self.t.bold())
+            .title(Line::from(span(format!(" {title} "), self.t.bold())))
+            .title_bottom(
+                Line::from(span(format!(" {hint}{more} "), self.t.dim())).right_aligned(),
+            );
+        let inner = block.inner(r);
+        frame.render_widget(block, r);
+        let inner_w = inner.width as usize;
+        let lines: Vec<Line<'static>> = lines
+            .into_iter()
+            .skip(scroll as usize)
+            .map(|l| clip(l, inner_w.saturating_sub(1)))
+            .map(|l| {
+                let mut s = vec![Span::raw(" ")];
+                s.extend(l.spans);
+                Line::from(s)
+            })
+            .collect();
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+
+    fn draw_help(&self, frame: &mut Frame, area: Rect) {
+        let t = &self.t;
+        let mut rows: Vec<(&str, &str)> = Vec::new();
+        if self.app.replay.is_some() {
+            rows.extend([
+                ("space", "pause / play the replay"),
+                ("← / →", "one event back / forward"),
+                ("+ / -", "speed ×2 / ÷2"),
+                ("g / G", "jump to the start / the end"),
+            ]);
+        }
+        rows.extend([
+            ("j/k ↑/↓", "move in the focused pane (scroll in popups)"),
+            ("Tab", "next pane: steps → nodes → log"),
+            ("Enter", "details of the selected step, node or log line"),
+            ("Esc", "close a popup; in a pane, follow the run again"),
+            ("PgUp/PgDn", "page through the log"),
+        ]);
+        if self.app.interactive() {
+            rows.extend([
+                ("p", "pause after the running action"),
+                ("c", "continue a paused or halted run (probes first)"),
+                ("Shift+Y", "at a HARD STOP: proceed (nothing else does)"),
+                ("n / Esc", "at a HARD STOP: decline; the run pauses"),
+                ("D", "at an in-doubt HARD STOP: mark the action done"),
+                ("q, Ctrl-C", "quit (asks first while an action runs)"),
+            ]);
+        } else {
+            rows.push(("q", "quit the replay (read-only: nothing is sent)"));
+        }
+        rows.push(("?", "this help"));
+        let kw = rows.iter().map(|(k, _)| width(k)).max().unwrap_or(8);
+        let mut lines: Vec<Line<'static>> = rows
+            .iter()
+            .map(|(k, d)| {
+                Line::from(vec![
+                    span(pad(k, kw + 2), t.key()),
+                    span(d.to_string(), t.plain()),
+                ])
+            })
+            .collect();
+        lines.push(Line::from(""));
+        lines.push(Line::from(span(
+            "Symbols: ✓ done  ◐ running  · pending  ✗ failed  ■ hard stop",
+            t.dim(),
+        )));
+        let w = popup_width(area, 72);
+        self.draw_popup(frame, area, "Help", lines, 0, w, "Esc close");
+    }
+
+    fn draw_quit(&self, frame: &mut Frame, area: Rect) {
+        let t = &self.t;
+        let w = popup_width(area, 64);
+        let text = match self.state.in_flight.values().next() {
+            Some(f) => {
+                let where_ = f.intent.node.clone().unwrap_or_else(|| "the fleet".into());
+                let more = self.state.in_flight.len() - 1;
+                let more = if more > 0 {
+                    format!(" (and {more} more)")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "An action is running on {where_}: {}{more}. Quit after it finishes? (y/n)",
+                    f.intent.action
+                )
+            }
+            None => "The action finished. Quit now? (y/n)".into(),
+        };
+        let mut lines: Vec<Line<'static>> = wrap(&text, w.saturating_sub(4))
+            .into_iter()
+            .map(|l| Line::from(span(l, t.bold())))
+            .collect();
+        lines.push(Line::from(""));
+        lines.push(Line::from(span(
+            "The journal keeps the run; `cutover resume` picks it up.",
+            t.dim(),
+        )));
+        self.draw_popup(frame, area, "Quit?", lines, 0, w, "y quit · n stay");
+    }
+
+    /// The HARD STOP box. Interactive in a live run; a read-only record in replay.
+    fn draw_hard_stop(&self, frame: &mut Frame, area: Rect) {
+        let t = &self.t;
+        let Some(hs) = &self.state.hard_stop else {
+            return;
+        };
+        let w = (area.width as usize).saturating_sub(2).min(90);
+        let tw = w.saturating_sub(4);
+        let mut body: Vec<Line<'static>> = Vec::new();
+        for l in wrap(&hs.title, tw) {
+            body.push(Line::from(span(l, t.bold())));
+        }
+        body.push(Line::from(""));
+        for l in wrap(&super::text::reflow(&hs.hazard), tw) {
+            body.push(Line::from(span(l, t.plain())));
+        }
+        body.push(Line::from(""));
+        let consequence = super::text::reflow(&hs.consequence);
+        for (i, l) in wrap(&format!("If you proceed: {consequence}"), tw)
+            .into_iter()
+            .enumerate()
+        {
+            if i == 0 && l.starts_with("If you proceed:") {
+                body.push(Line::from(vec![
+                    span(
+                        "If you proceed:",
+                        t.warn().add_modifier(ratatui::style::Modifier::BOLD),
+                    ),
+                    span(l["If you proceed:".len()..].to_string(), t.plain()),
+                ]));
+            } else {
+                body.push(Line::from(span(l, t.plain())));
+            }
+        }
+        if !hs.facts.is_empty() {
+            body.push(Line::from(""));
+            body.push(Line::from(span("Facts:", t.bold())));
+            for f in &hs.facts {
+                for l in wrap(&format!("  • {f}"), tw) {
+                    body.push(Line::from(span(l, t.plain())));
+                }
+            }
+        }
+        // The keys stay at the bottom of the box whatever the scroll.
+        let mut keys: Vec<Line<'static>> = Vec::new();
+        if self.app.interactive() {
+            let mut k = vec![
+                span(" Shift+Y ", t.badge(Color::Red)),
+                span(format!(" proceed: {}", hs.proceed), t.bold()),
+            ];
+            let decline = vec![
+                span("n/Esc", t.key()),
+                span(": decline and pause", t.plain()),
+            ];
+            let kw: usize = k.iter().map(|s| width(&s.content)).sum::<usize>() + 2 + 24;
+            if kw <= tw {
+                k.push(Span::raw("  "));
+                k.extend(decline);
+                keys.push(Line::from(k));
+            } else {
+                keys.push(Line::from(k));
+                keys.push(Line::from(decline));
+            }
+            if hs.in_doubt.is_some() {
+                keys.push(Line::from(vec![
+                    span("D", t.key()),
+                    span(
+                        ": mark done (only after checking the node by hand)",
+                        t.plain(),
+                    ),
+                ]));
+            }
+        } else {
+            let r = self
+                .app
+                .replay
+                .as_ref()
+                .and_then(|r| r.resolution.clone())
+                .unwrap_or_else(|| "not resolved in this journal (yet)".into());
+            for l in wrap(&format!("Replay (read-only) → {r}"), tw) {
+                keys.push(Line::from(span(l, t.bold())));
+            }
+        }
+        let max_h = (area.height as usize).saturating_sub(2).max(6);
+        let want = body.len() + 1 + keys.len() + 2;
+        let h = want.min(max_h);
+        let body_h = h.saturating_sub(2 + 1 + keys.len());
+        let max_scroll = body.len().saturating_sub(body_h);
+        let scroll = (self.app.modal_scroll as usize).min(max_scroll);
+        let r = Self::centered(area, w, h);
+        // Clear a margin too, so the screen behind does not run into the box's border.
+        frame.render_widget(Clear, margin(r, area));
+        let label = if self.app.interactive() {
+            " HARD STOP "
+        } else {
+            " HARD STOP (replay) "
+        };
+        let mut title = vec![span(label, t.badge(Color::Red))];
+        title.push(span(format!(" {} ", hs.id), t.bold()));
+        let mut block = Block::bordered()
+            .border_type(BorderType::Double)
+            .border_style(t.modal_border())
+            .title(Line::from(title));
+        if max_scroll > 0 {
+            let pos = if scroll < max_scroll {
+                " j/k scroll ↓ more "
+            } else {
+                " j/k scroll (end) "
+            };
+            block = block.title_bottom(Line::from(span(pos, t.dim())).right_aligned());
+        }
+        let inner = block.inner(r);
+        frame.render_widget(block, r);
+        let pad1 = |l: Line<'static>| {
+            let mut s = vec![Span::raw(" ")];
+            s.extend(l.spans);
+            Line::from(s)
+        };
+        let mut lines: Vec<Line<'static>> = body
+            .into_iter()
+            .skip(scroll)
+            .take(body_h)
+            .map(pad1)
+            .collect();
+        while lines.len() < body_h {
+            lines.push(Line::from(""));
+        }
+        lines.push(Line::from(span(
+            "─".repeat(inner.width as usize),
+            t.border(),
+        )));
+        lines.extend(keys.into_iter().map(pad1));
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+}
+
+/// Popups take the whole width (less a cleared margin) on narrow terminals, so no half-hidden
+/// text shows beside them; on wide ones, at most `max`.
+fn popup_width(area: Rect, max: usize) -> usize {
+    let w = area.width as usize;
+    if w < 100 {
+        w.saturating_sub(2)
+    } else {
+        max.min(w - 4)
+    }
+}
+
+/// `r` grown by one cell on each side, within `area`.
+fn margin(r: Rect, area: Rect) -> Rect {
+    let x = r.x.saturating_sub(1).max(area.x);
+    let y = r.y.saturating_sub(1).max(area.y);
+    let right = (r.x + r.width + 1).min(area.x + area.width);
+    let bottom = (r.y + r.height + 1).min(area.y + area.height);
+    Rect::new(x, y, right - x, bottom - y)
+}
+
+/// A step's title with its `{{ params.* }}` filled in.
+pub(super) fn step_title(st: &State, title: &str) -> String {
+    match &st.run {
+        Some(r) => super::text::fill_params(title, &r.params),
+        None => title.to_string(),
+    }
+}
+
+fn speed_label(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("1/{}", (1.0 / s).round() as u64)
+    }
+}
+
+/// How many nodes' public keys this node holds, of all nodes.
+pub(super) fn public_coverage(st: &State, n: &NodeView) -> (usize, usize) {
+    let total = st.node_order.len();
+    let Some(f) = &n.facts else { return (0, total) };
+    let prints: Vec<&String> = st
+        .node_order
+        .iter()
+        .filter_map(|m| {
+            st.nodes
+                .get(m)?
+                .facts
+                .as_ref()?
+                .jws
+                .private_fingerprint
+                .as_ref()
+        })
+        .collect();
+    if prints.is_empty() {
+        return (f.jws.public.len().min(total), total);
+    }
+    let have = prints.iter().filter(|fp| f.jws.has_public(fp)).count();
+    (have, total)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Col {
+    Name,
+    Phase,
+    Lb(usize),
+    Provider,
+    Fernet,
+    Jws,
+    Service,
+    Token,
+    Error,
+}
+
+struct Column {
+    kind: Col,
+    header: String,
+    w: usize,
+    wide: bool,
+    right: bool,
+}
+
+/// The node table's columns for a width: the richest preset that fits. Presets drop the least
+/// important columns first (last error, Fernet key count, the token check, JWS, service).
+fn node_columns(st: &State, w: usize) -> Vec<Column> {
+    let name_w = st
+        .node_order
+        .iter()
+        .map(|s| width(s))
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 16);
+    let lbs = st.lb_names.len();
+    let col = |kind, header: &str, w: usize, wide: bool| Column {
+        kind,
+        header: header.to_string(),
+        w,
+        wide,
+        right: false,
+    };
+    let lb_cols = |cw: usize| -> Vec<Column> {
+        st.lb_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| col(Col::Lb(i), &trunc_left(n, cw), cw, false))
+            .collect()
+    };
+    let lb_wide = st
+        .lb_names
+        .iter()
+        .map(|n| width(n))
+        .max()
+        .unwrap_or(8)
+        .clamp(9, 16);
+    let mut presets: Vec<Vec<Column>> = Vec::new();
+    // Wide: everything, with room to spare for the last error.
+    let mut p = vec![
+        col(Col::Name, "Node", name_w, true),
+        col(Col::Phase, "Phase", 24, true),
+    ];
+    p.extend(lb_cols(lb_wide));
+    p.extend([
+        col(Col::Provider, "Provider", 10, true),
+        col(Col::Fernet, "Fernet", 7, true),
+        col(Col::Jws, "JWS keys", 14, true),
+        col(Col::Service, "Svc", 4, true),
+        col(Col::Token, "Last direct token", 22, true),
+        col(Col::Error, "Last error", 20, true),
+    ]);
+    presets.push(p);
+    // Medium (80 columns with two load balancers).
+    let mut p = vec![
+        col(Col::Name, "Node", name_w, false),
+        col(Col::Phase, "Phase", 12, false),
+    ];
+    p.extend(lb_cols(8));
+    p.extend([
+        col(Col::Provider, "Provider", 10, false),
+        col(Col::Fernet, "Fern", 4, false),
+        col(Col::Jws, "JWS", 5, false),
+        col(Col::Service, "Svc", 4, false),
+        col(Col::Token, "Token", 16, false),
+    ]);
+    presets.push(p);
+    let mut p = vec![
+        col(Col::Name, "Node", name_w, false),
+        col(Col::Phase, "Phase", 12, false),
+    ];
+    p.extend(lb_cols(8));
+    p.extend([
+        col(Col::Provider, "Provider", 10, false),
+        col(Col::Jws, "JWS", 5, false),
+        col(Col::Service, "Svc", 4, false),
+        col(Col::Token, "Token", 16, false),
+    ]);
+    presets.push(p);
+    let mut p = vec![
+        col(Col::Name, "Node", name_w, false),
+        col(Col::Phase, "Phase", 12, false),
+    ];
+    p.extend(lb_cols(8));
+    p.extend([
+        col(Col::Provider, "Provider", 10, false),
+        col(Col::Jws, "JWS", 5, false),
+        col(Col::Service, "Svc", 4, false),
+    ]);
+    presets.push(p);
+    let mut p = vec![
+        col(Col::Name, "Node", name_w, false),
+        col(Col::Phase, "Phase", 12, false),
+    ];
+    p.extend(lb_cols(8));
+    p.push(col(Col::Provider, "Provider", 10, false));
+    presets.push(p);
+    let fits =
+        |p: &Vec<Column>| p.iter().map(|c| c.w).sum::<usize>() + p.len().saturating_sub(1) <= w;
+    let _ = lbs;
+    let mut chosen = presets.into_iter().find(|p| fits(p)).unwrap_or_else(|| {
+        vec![
+            col(Col::Name, "Node", name_w, false),
+            col(Col::Phase, "Phase", 12, false),
+        ]
+    });
+    // Give the spare width to the last column (the last error, or the token).
+    let used = chosen.iter().map(|c| c.w).sum::<usize>() + chosen.len().saturating_sub(1);
+    if let Some(last) = chosen.last_mut()
+        && matches!(last.kind, Col::Error | Col::Token)
+    {
+        last.w += w.saturating_sub(used);
+    }
+    chosen
+}

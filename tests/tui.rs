@@ -1,0 +1,1040 @@
+//! TUI tests: the real engine driven through a fake, healthy three-node fleet (with fixed times),
+//! stopped at the moments an operator cares about, rendered on a TestBackend and snapshotted.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use cutover::engine::events::SCHEMA;
+use cutover::engine::facts::*;
+use cutover::engine::plan::ActionSpec;
+use cutover::engine::state::RunStatus;
+use cutover::engine::{Command, Effect, Event, Failure, Outcome, RunStarted, State, decide};
+use cutover::inventory::Inventory;
+use cutover::runbook::Runbook;
+use cutover::tui::{App, Header, Mode, ReplayStatus, UiRequest};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use std::collections::{BTreeMap, VecDeque};
+
+// ------------------------------------------------------------------------------------ fake world
+
+struct WNode {
+    conf: String,
+    running: String,
+    staged: Option<String>,
+    private: Option<String>,
+    public: Vec<PublicKeyFact>,
+    admin: AdminState,
+    up: bool,
+}
+
+struct World {
+    nodes: BTreeMap<String, WNode>,
+    lbs: Vec<String>,
+    /// Nodes whose restart fails.
+    fail_restart: Vec<String>,
+}
+
+fn fp(node: &str) -> String {
+    format!("SHA256:{node}Zq3vXo9mB2c8LrT4wYp1sKd7NfEaHgU6jQ0xVb5Ci")
+}
+
+fn idx(node: &str) -> u64 {
+    node.trim_start_matches("ks").parse().unwrap_or(1)
+}
+
+impl World {
+    fn new(inv: &Inventory) -> World {
+        World {
+            nodes: inv
+                .node_names()
+                .into_iter()
+                .map(|n| {
+                    (
+                        n,
+                        WNode {
+                            conf: "fernet".into(),
+                            running: "fernet".into(),
+                            staged: None,
+                            private: None,
+                            public: vec![],
+                            admin: AdminState::Ready,
+                            up: true,
+                        },
+                    )
+                })
+                .collect(),
+            lbs: inv.load_balancers.iter().map(|l| l.name.clone()).collect(),
+            fail_restart: vec![],
+        }
+    }
+
+    fn facts(&self, n: &str) -> NodeFacts {
+        let w = &self.nodes[n];
+        NodeFacts {
+            provider: Some(w.conf.clone()),
+            expiration: 3600,
+            allow_expired_window: 172_800,
+            fernet: FernetFacts {
+                repo: "/etc/keystone/fernet-keys".into(),
+                present: true,
+                keys: 3,
+                fingerprint: Some("SHA256:fErNeT0aa11bb22cc33dd44ee55ff66".into()),
+            },
+            receipts_repo: "/etc/keystone/fernet-keys".into(),
+            jws: JwsFacts {
+                private_repo: "/etc/keystone/jws-keys/private".into(),
+                public_repo: "/etc/keystone/jws-keys/public".into(),
+                private_present: w.private.is_some(),
+                private_fingerprint: w.private.clone(),
+                private_mode: w.private.as_ref().map(|_| "600".into()),
+                private_owner: w.private.as_ref().map(|_| "keystone:keystone".into()),
+                public: w.public.clone(),
+            },
+            service_up: w.up,
+            service_detail: if w.up {
+                "GET /v3 200".into()
+            } else {
+                "connection refused".into()
+            },
+            error: None,
+        }
+    }
+
+    fn lb_rows(&self) -> Vec<LbServer> {
+        let mut v = Vec::new();
+        for (li, lb) in self.lbs.iter().enumerate() {
+            for (n, w) in &self.nodes {
+                let sessions = match w.admin {
+                    AdminState::Ready => 8 + idx(n) * 3 + li as u64 * 2,
+                    _ => 0,
+                };
+                v.push(LbServer {
+                    lb: lb.clone(),
+                    node: n.clone(),
+                    server: n.clone(),
+                    admin: w.admin,
+                    admin_bits: if w.admin == AdminState::Maint { 1 } else { 0 },
+                    op_state: 2,
+                    status: match w.admin {
+                        AdminState::Ready => "UP".into(),
+                        AdminState::Drain => "DRAIN".into(),
+                        AdminState::Maint => "MAINT".into(),
+                    },
+                    sessions,
+                });
+            }
+        }
+        v
+    }
+
+    fn token(&self, n: &str) -> TokenCheck {
+        let w = &self.nodes[n];
+        let jws = w.running == "jws";
+        TokenCheck {
+            node: n.into(),
+            format: if jws {
+                TokenFormat::Jws
+            } else {
+                TokenFormat::Fernet
+            },
+            alg: jws.then(|| "ES256".into()),
+            length: if jws { 412 } else { 183 },
+            issue_status: 201,
+            validate_status: Some(200),
+            latency_ms: 30 + idx(n) * 4,
+            error: None,
+        }
+    }
+
+    /// Run one effect against the world: (ok, summary, observation, failure, duration in ms).
+    fn run(&mut self, spec: &ActionSpec) -> (bool, String, Observation, Option<Failure>, u64) {
+        let mut obs = Observation::default();
+        match spec {
+            ActionSpec::Probe { nodes, lb, tokens } => {
+                for n in nodes {
+                    obs.nodes.insert(n.clone(), self.facts(n));
+                }
+                if *lb {
+                    obs.lb = Some(self.lb_rows());
+                }
+                for n in tokens {
+                    obs.tokens.insert(n.clone(), self.token(n));
+                }
+                let mut what = vec![];
+                if !nodes.is_empty() {
+                    what.push(format!("{} nodes", nodes.len()));
+                }
+                if *lb {
+                    what.push(format!("{} load balancers", self.lbs.len()));
+                }
+                if !tokens.is_empty() {
+                    what.push(format!("{} token checks", tokens.len()));
+                }
+                (true, format!("read {}", what.join(", ")), obs, None, 800)
+            }
+            ActionSpec::LbDrain { node, .. } => {
+                self.nodes.get_mut(node).unwrap().admin = AdminState::Maint;
+                obs.lb = Some(self.lb_rows());
+                (
+                    true,
+                    format!("{node}: sessions 0 on {}, now maint", self.lbs.join(", ")),
+                    obs,
+                    None,
+                    12_400,
+                )
+            }
+            ActionSpec::LbReady { node, .. } => {
+                self.nodes.get_mut(node).unwrap().admin = AdminState::Ready;
+                obs.lb = Some(self.lb_rows());
+                (
+                    true,
+                    format!("{node} is UP on {}", self.lbs.join(", ")),
+                    obs,
+                    None,
+                    3_100,
+                )
+            }
+            ActionSpec::SetProvider { node, provider } => {
+                let w = self.nodes.get_mut(node).unwrap();
+                let was = std::mem::replace(&mut w.conf, provider.clone());
+                obs.flipped.insert(node.clone(), provider.clone());
+                obs.nodes.insert(node.clone(), self.facts(node));
+                (
+                    true,
+                    format!("provider = {provider} (was {was}); backup keystone.conf.cutover"),
+                    obs,
+                    None,
+                    310,
+                )
+            }
+            ActionSpec::CreateKeypair { node, .. } => {
+                self.nodes.get_mut(node).unwrap().staged = Some(fp(node));
+                obs.keys.insert(node.clone(), fp(node));
+                (true, format!("keypair created on {node}"), obs, None, 1_500)
+            }
+            ActionSpec::InstallKeys { node } => {
+                let w = self.nodes.get_mut(node).unwrap();
+                w.private = w.staged.clone();
+                w.public.push(PublicKeyFact {
+                    file: format!("{node}.pem"),
+                    fingerprint: fp(node),
+                });
+                obs.nodes.insert(node.clone(), self.facts(node));
+                (
+                    true,
+                    "private.pem 0600 keystone:keystone, own public key".into(),
+                    obs,
+                    None,
+                    520,
+                )
+            }
+            ActionSpec::DistributePublicKeys { node, from } => {
+                for f in from {
+                    let w = self.nodes.get_mut(node).unwrap();
+                    w.public.push(PublicKeyFact {
+                        file: format!("{f}.pem"),
+                        fingerprint: fp(f),
+                    });
+                }
+                obs.nodes.insert(node.clone(), self.facts(node));
+                (
+                    true,
+                    format!("{} public keys copied", from.len()),
+                    obs,
+                    None,
+                    640,
+                )
+            }
+            ActionSpec::Restart { node, .. } => {
+                if self.fail_restart.contains(node) {
+                    self.nodes.get_mut(node).unwrap().up = false;
+                    obs.nodes.insert(node.clone(), self.facts(node));
+                    return (
+                        false,
+                        "keystone did not answer GET /v3 within 60s (connection refused)".into(),
+                        obs,
+                        Some(Failure::Hint {
+                            next: format!(
+                                "{node} stays out of the pool: read its keystone log (journalctl -u keystone), fix, then resume; rollback: set its provider back to fernet and restart"
+                            ),
+                        }),
+                        60_000,
+                    );
+                }
+                let w = self.nodes.get_mut(node).unwrap();
+                w.running = w.conf.clone();
+                w.up = true;
+                obs.restarted.push(node.clone());
+                obs.nodes.insert(node.clone(), self.facts(node));
+                (
+                    true,
+                    format!("keystone on {node} answered GET /v3 after 5.8s"),
+                    obs,
+                    None,
+                    5_800,
+                )
+            }
+            ActionSpec::IssueToken { node, .. } => {
+                let t = self.token(node);
+                let s = format!(
+                    "{} token issued (201) and validated (200) in {}ms",
+                    t.format.as_str(),
+                    t.latency_ms
+                );
+                obs.tokens.insert(node.clone(), t);
+                (true, s, obs, None, 420)
+            }
+            ActionSpec::ValidateMatrix { nodes, .. } => {
+                let formats: Vec<TokenFormat> =
+                    nodes.iter().map(|n| self.token(n).format).collect();
+                let cells = nodes
+                    .iter()
+                    .map(|i| {
+                        nodes
+                            .iter()
+                            .map(|j| {
+                                Some(
+                                    if self.nodes[i].running == "jws"
+                                        || self.nodes[j].running != "jws"
+                                    {
+                                        200
+                                    } else {
+                                        401
+                                    },
+                                )
+                            })
+                            .collect()
+                    })
+                    .collect();
+                obs.matrix = Some(Matrix {
+                    nodes: nodes.clone(),
+                    formats,
+                    cells,
+                });
+                (
+                    true,
+                    format!("{0}×{0} tokens validated", nodes.len()),
+                    obs,
+                    None,
+                    2_300,
+                )
+            }
+            ActionSpec::ListTrusts { .. } => {
+                obs.trusts = Some(TrustSummary {
+                    count: 2,
+                    trusts: vec![],
+                });
+                (true, "2 trusts".into(), obs, None, 290)
+            }
+            ActionSpec::Wait { secs } => (true, "waited".into(), obs, None, secs * 1000),
+            other => (true, format!("{} done", other.name()), obs, None, 100),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------ driver
+
+fn who() -> serde_json::Value {
+    serde_json::json!({"user": "alice", "host": "bastion"})
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, 14, 1, 0, 0).unwrap()
+}
+
+struct Sim {
+    state: State,
+    world: World,
+    now: DateTime<Utc>,
+    queue: VecDeque<Effect>,
+    events: Vec<(DateTime<Utc>, Event)>,
+}
+
+impl Sim {
+    fn start() -> Sim {
+        let loaded = Runbook::load("runbooks/fernet-to-jws.yaml".as_ref()).unwrap();
+        let inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
+        let params = loaded.runbook.resolve_params(&BTreeMap::new()).unwrap();
+        let rs = RunStarted {
+            schema: SCHEMA,
+            run_id: "20250314T0100Z-7f3a".into(),
+            runbook_name: loaded.runbook.name.clone(),
+            runbook_title: loaded.runbook.title.clone(),
+            runbook_sha256: "0".repeat(64),
+            runbook_source: loaded.source.clone(),
+            runbook_origin: loaded.origin.clone(),
+            cluster: inv.cluster.clone(),
+            inventory: inv.clone(),
+            params,
+            who: who(),
+        };
+        let mut sim = Sim {
+            state: State::default(),
+            world: World::new(&inv),
+            now: t0(),
+            queue: VecDeque::new(),
+            events: Vec::new(),
+        };
+        let d = decide(&sim.state, Command::Start(Box::new(rs)), sim.now).unwrap();
+        sim.take(d);
+        sim
+    }
+
+    fn take(&mut self, d: cutover::engine::Decision) {
+        for e in d.events {
+            self.state.apply(&e, self.now);
+            self.events.push((self.now, e));
+        }
+        self.queue.extend(d.effects);
+    }
+
+    /// Complete the oldest running effect against the world.
+    fn step(&mut self) {
+        let eff = self.queue.pop_front().expect("an effect to complete");
+        let (ok, summary, observed, failure, ms) = self.world.run(&eff.spec);
+        self.now += Duration::milliseconds(ms as i64);
+        // The outcome names the node its intent named (a gate's probe is about the gate's node).
+        let node = self
+            .state
+            .in_flight
+            .get(&eff.id)
+            .and_then(|f| f.intent.node.clone());
+        let o = Outcome {
+            id: eff.id,
+            op: eff.op,
+            node,
+            ok,
+            summary,
+            duration_ms: ms,
+            observed,
+            failure,
+        };
+        let d = decide(&self.state, Command::Completed(o), self.now).unwrap();
+        self.take(d);
+    }
+
+    /// Run the fleet until `pred` holds. Panics if the run stops (hard stop, halt) first.
+    fn until(&mut self, what: &str, pred: impl Fn(&State) -> bool) {
+        for _ in 0..2000 {
+            if pred(&self.state) {
+                return;
+            }
+            if self.queue.is_empty() {
+                panic!(
+                    "stuck before `{what}`: {:?}, hard stop {:?}",
+                    self.state.status,
+                    self.state.hard_stop.as_ref().map(|h| &h.id)
+                );
+            }
+            self.step();
+        }
+        panic!("never reached `{what}`");
+    }
+
+    /// Run until the hard stop `id` is raised.
+    fn until_stop(&mut self, id: &str) {
+        self.until(id, |s| s.hard_stop.as_ref().is_some_and(|h| h.id == id));
+    }
+
+    /// The operator reads for a while, then presses Shift+Y.
+    fn confirm(&mut self, id: &str) {
+        self.until_stop(id);
+        self.now += Duration::seconds(40);
+        let d = decide(
+            &self.state,
+            Command::Confirm {
+                id: id.into(),
+                who: who(),
+            },
+            self.now,
+        )
+        .unwrap();
+        self.take(d);
+    }
+
+    fn running(&self, action: &str, node: &str) -> bool {
+        self.state
+            .in_flight
+            .values()
+            .any(|f| f.intent.action == action && f.intent.node.as_deref() == Some(node))
+    }
+}
+
+fn sim_start() -> Sim {
+    let mut s = Sim::start();
+    // Preflight's first probe came back; the providers-agree probe is running.
+    s.until("first probe read", |st| {
+        st.nodes.values().all(|n| n.facts.is_some()) && !st.in_flight.is_empty()
+    });
+    s
+}
+
+fn sim_mixed_stop() -> Sim {
+    let mut s = Sim::start();
+    s.confirm("jws-payload-readable");
+    s.until_stop("mixed-pool");
+    s
+}
+
+fn sim_mid_rolling() -> Sim {
+    let mut s = sim_mixed_stop();
+    s.confirm("mixed-pool");
+    s.until("ks2 restarting", |st| {
+        st.in_flight.values().any(|f| {
+            f.intent.action == "service.restart" && f.intent.node.as_deref() == Some("ks2")
+        })
+    });
+    assert!(s.running("service.restart", "ks2"));
+    s
+}
+
+fn sim_failed() -> Sim {
+    let mut s = Sim::start();
+    s.world.fail_restart.push("ks2".into());
+    s.confirm("jws-payload-readable");
+    s.confirm("mixed-pool");
+    s.until("halted", |st| matches!(st.status, RunStatus::Halted { .. }));
+    s
+}
+
+fn sim_finished() -> Sim {
+    let mut s = Sim::start();
+    s.confirm("jws-payload-readable");
+    s.confirm("mixed-pool");
+    s.confirm("mixed-pool");
+    s.until("completed", |st| st.status == RunStatus::Completed);
+    s
+}
+
+// ------------------------------------------------------------------------------------ rendering
+
+fn header(mode: Mode) -> Header {
+    Header {
+        journal: "/var/lib/cutover/journals/prod-east/20250314T0100Z-7f3a.journal.jsonl".into(),
+        mode,
+        operator: "alice@bastion".into(),
+    }
+}
+
+fn render(
+    app: &mut App,
+    state: &State,
+    now: DateTime<Utc>,
+    w: u16,
+    h: u16,
+) -> Terminal<TestBackend> {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| app.draw(f, state, now)).unwrap();
+    term
+}
+
+fn screen(term: &Terminal<TestBackend>) -> String {
+    let buf = term.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height {
+        let mut line = String::new();
+        let mut skip = 0;
+        for x in 0..buf.area.width {
+            let c = &buf[(x, y)];
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            line.push_str(c.symbol());
+            skip = ratatui::text::Span::raw(c.symbol().to_string())
+                .width()
+                .saturating_sub(1);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn shot(app: &mut App, state: &State, now: DateTime<Utc>, w: u16, h: u16) -> String {
+    screen(&render(app, state, now, w, h))
+}
+
+fn live() -> App {
+    App::new(header(Mode::Live)).with_color(true)
+}
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(
+        KeyCode::Char(c),
+        if c.is_ascii_uppercase() {
+            KeyModifiers::SHIFT
+        } else {
+            KeyModifiers::NONE
+        },
+    )
+}
+
+fn code(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+macro_rules! snap_both {
+    ($name:literal, $mk:expr, $state:expr, $now:expr) => {{
+        let mut a = $mk;
+        insta::assert_snapshot!(concat!($name, "_80x24"), shot(&mut a, $state, $now, 80, 24));
+        let mut a = $mk;
+        insta::assert_snapshot!(
+            concat!($name, "_160x48"),
+            shot(&mut a, $state, $now, 160, 48)
+        );
+    }};
+}
+
+// ------------------------------------------------------------------------------------ snapshots
+
+#[test]
+fn snapshot_start() {
+    let s = sim_start();
+    snap_both!("start", live(), &s.state, s.now + Duration::seconds(1));
+}
+
+#[test]
+fn snapshot_mid_rolling() {
+    let s = sim_mid_rolling();
+    snap_both!(
+        "mid_rolling",
+        live(),
+        &s.state,
+        s.now + Duration::seconds(4)
+    );
+}
+
+#[test]
+fn snapshot_mixed_pool_hard_stop() {
+    let s = sim_mixed_stop();
+    snap_both!(
+        "mixed_pool_hard_stop",
+        live(),
+        &s.state,
+        s.now + Duration::seconds(3)
+    );
+}
+
+#[test]
+fn snapshot_failed_node() {
+    let s = sim_failed();
+    snap_both!(
+        "failed_node",
+        live(),
+        &s.state,
+        s.now + Duration::seconds(20)
+    );
+}
+
+#[test]
+fn snapshot_finished() {
+    let s = sim_finished();
+    assert!(s.state.matrix.as_ref().is_some_and(|m| m.all_ok()));
+    snap_both!("finished", live(), &s.state, s.now + Duration::seconds(48));
+}
+
+#[test]
+fn snapshot_replay() {
+    let s = sim_finished();
+    let total = s.events.len();
+    let pos = 41.min(total);
+    let mut state = State::default();
+    for (t, e) in &s.events[..pos] {
+        state.apply(e, *t);
+    }
+    let mk = || {
+        let mut a = App::new(header(Mode::Replay)).with_color(true);
+        a.set_replay_status(ReplayStatus {
+            position: pos,
+            total,
+            speed: 2.0,
+            playing: true,
+            resolution: None,
+        });
+        a
+    };
+    snap_both!("replay", mk(), &state, t0() + Duration::days(1));
+}
+
+#[test]
+fn snapshot_help() {
+    let s = sim_start();
+    let mk = || {
+        let mut a = live();
+        assert_eq!(a.handle_key(key('?'), &s.state, s.now), None);
+        a
+    };
+    snap_both!("help", mk(), &s.state, s.now + Duration::seconds(1));
+}
+
+// ------------------------------------------------------------------------------------ keys
+
+#[test]
+fn hard_stop_swallows_keys_and_needs_capital_y() {
+    let s = sim_mixed_stop();
+    let st = &s.state;
+    let mut app = live();
+    for k in [
+        code(KeyCode::Enter),
+        key('y'),
+        key('j'),
+        key('q'),
+        key('p'),
+        key('c'),
+        key('?'),
+        code(KeyCode::Tab),
+    ] {
+        assert_eq!(
+            app.handle_key(k, st, s.now),
+            None,
+            "{k:?} must do nothing at a hard stop"
+        );
+    }
+    assert!(
+        app.overlay().is_none(),
+        "no overlay opened behind the hard stop"
+    );
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(app.handle_key(ctrl_c, st, s.now), None);
+    // A held key auto-repeats: a repeat is not a deliberate press.
+    let mut rep = key('Y');
+    rep.kind = KeyEventKind::Repeat;
+    assert_eq!(app.handle_key(rep, st, s.now), None);
+    assert_eq!(
+        app.handle_key(key('Y'), st, s.now),
+        Some(UiRequest::Confirm {
+            id: "mixed-pool".into()
+        })
+    );
+    assert_eq!(
+        app.handle_key(key('n'), st, s.now),
+        Some(UiRequest::Decline {
+            id: "mixed-pool".into()
+        })
+    );
+    assert_eq!(
+        app.handle_key(code(KeyCode::Esc), st, s.now),
+        Some(UiRequest::Decline {
+            id: "mixed-pool".into()
+        })
+    );
+    // No in-doubt here: D does nothing.
+    assert_eq!(app.handle_key(key('D'), st, s.now), None);
+}
+
+#[test]
+fn quit_asks_while_an_action_runs() {
+    let s = sim_mid_rolling();
+    let mut app = live();
+    assert_eq!(app.handle_key(key('q'), &s.state, s.now), None);
+    assert_eq!(app.overlay(), Some(&cutover::tui::Overlay::QuitConfirm));
+    let text = shot(&mut app, &s.state, s.now, 80, 24);
+    assert!(
+        text.contains("An action is running on ks2: service.restart.")
+            && text.contains("Quit after it"),
+        "{text}"
+    );
+    // n keeps the UI; q again asks again; y quits.
+    assert_eq!(app.handle_key(key('n'), &s.state, s.now), None);
+    assert!(app.overlay().is_none());
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(app.handle_key(ctrl_c, &s.state, s.now), None);
+    assert_eq!(app.overlay(), Some(&cutover::tui::Overlay::QuitConfirm));
+    assert_eq!(
+        app.handle_key(key('y'), &s.state, s.now),
+        Some(UiRequest::Quit)
+    );
+}
+
+#[test]
+fn quit_without_running_action_is_immediate() {
+    let s = sim_finished();
+    let mut app = live();
+    assert_eq!(
+        app.handle_key(key('q'), &s.state, s.now),
+        Some(UiRequest::Quit)
+    );
+}
+
+#[test]
+fn pause_and_continue_only_when_they_apply() {
+    let s = sim_mid_rolling();
+    let mut app = live();
+    assert_eq!(app.handle_key(key('c'), &s.state, s.now), None);
+    assert_eq!(
+        app.handle_key(key('p'), &s.state, s.now),
+        Some(UiRequest::Pause)
+    );
+    let f = sim_failed();
+    let mut app = live();
+    assert_eq!(app.handle_key(key('p'), &f.state, f.now), None);
+    assert_eq!(
+        app.handle_key(key('c'), &f.state, f.now),
+        Some(UiRequest::Continue)
+    );
+}
+
+#[test]
+fn replay_is_read_only() {
+    let s = sim_mixed_stop();
+    let mut app = App::new(header(Mode::Replay));
+    for k in [key('Y'), key('n'), key('p'), key('c'), key('q')] {
+        assert_eq!(app.handle_key(k, &s.state, s.now), None, "{k:?}");
+    }
+}
+
+#[test]
+fn no_color_means_no_colour() {
+    for s in [sim_mixed_stop(), sim_failed(), sim_finished()] {
+        let mut app = App::new(header(Mode::Live)).with_color(false);
+        let term = render(&mut app, &s.state, s.now, 100, 30);
+        for c in term.backend().buffer().content() {
+            assert_eq!(c.fg, Color::Reset, "fg colour in {:?}", c.symbol());
+            assert_eq!(c.bg, Color::Reset, "bg colour in {:?}", c.symbol());
+        }
+    }
+    // And with colour, there is some: the test above is not vacuous.
+    let s = sim_failed();
+    let term = render(&mut live(), &s.state, s.now, 100, 30);
+    assert!(
+        term.backend()
+            .buffer()
+            .content()
+            .iter()
+            .any(|c| c.fg != Color::Reset)
+    );
+}
+
+// ------------------------------------------------------------------------------------ the real loop
+
+/// The child half of `live_loop_in_a_pty`: run_live on a real terminal, with a fake runtime that
+/// ends when it receives Quit. Skipped unless started by the parent test.
+#[test]
+#[ignore = "run by live_loop_in_a_pty in a pseudo-terminal"]
+fn live_loop_child() {
+    if std::env::var_os("CUTOVER_TUI_CHILD").is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = sim_mid_rolling();
+        let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(s.state.clone()));
+        let (rtx, mut rrx) = tokio::sync::mpsc::unbounded_channel::<UiRequest>();
+        let runtime = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(r) = rrx.recv().await {
+                got.push(r.clone());
+                if r == UiRequest::Quit {
+                    break;
+                }
+            }
+            drop(tx); // the runtime ends
+            got
+        });
+        cutover::tui::run_live(rx, rtx, header(Mode::Live))
+            .await
+            .unwrap();
+        let got = runtime.await.unwrap();
+        println!("\r\nCHILD-DONE {got:?}\r");
+    });
+}
+
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the command name.
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn spawn_child() -> expectrl::session::OsSession {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "live_loop_child",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("CUTOVER_TUI_CHILD", "1")
+    .env("TERM", "xterm-256color");
+    let mut p = expectrl::Session::spawn(cmd).unwrap();
+    p.get_process_mut().set_window_size(80, 24).unwrap();
+    p.set_expect_timeout(Some(std::time::Duration::from_secs(20)));
+    p
+}
+
+/// run_live in a pseudo-terminal: it draws, idles without burning CPU, asks before quitting
+/// while an action runs, sends Quit, returns when the runtime ends and restores the terminal.
+#[test]
+fn live_loop_in_a_pty() {
+    use expectrl::Expect;
+    let mut p = spawn_child();
+    p.expect("RUNNING").unwrap();
+    // Idle for 5 s: at most 1% of a CPU (clock ticks are 1/100 s).
+    let pid = p.get_process().pid().as_raw();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = cpu_ticks(pid);
+    let mut sink = [0u8; 65536];
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        while matches!(p.try_read(&mut sink), Ok(n) if n > 0) {}
+    }
+    let used = cpu_ticks(pid) - before;
+    assert!(used <= 5, "idle UI used {used} ticks of CPU in 5 s");
+    p.send("q").unwrap();
+    p.expect("Quit after it").unwrap();
+    p.send("y").unwrap();
+    let done = p.expect("CHILD-DONE").unwrap();
+    let seen = String::from_utf8_lossy(done.before()).to_string();
+    assert!(seen.contains("\u{1b}[?1049l"), "left the alternate screen");
+    p.expect("[Quit]").unwrap();
+}
+
+/// SIGTERM: the UI sends Quit and gives the terminal back.
+#[test]
+fn live_loop_sigterm_quits_and_restores() {
+    use expectrl::Expect;
+    let mut p = spawn_child();
+    p.expect("RUNNING").unwrap();
+    p.get_process_mut()
+        .signal(expectrl::process::unix::Signal::SIGTERM)
+        .unwrap();
+    let done = p.expect("CHILD-DONE").unwrap();
+    let seen = String::from_utf8_lossy(done.before()).to_string();
+    assert!(seen.contains("\u{1b}[?1049l"), "left the alternate screen");
+    p.expect("[Quit]").unwrap();
+}
+
+// ------------------------------------------------------------------------------------ in doubt, replay, details
+
+/// A crash while ks2 restarts: on resume the restart is in doubt (not idempotent), and the hard
+/// stop offers D (mark done) besides Shift+Y (redo).
+#[test]
+fn in_doubt_hard_stop_offers_mark_done() {
+    let mut s = sim_mid_rolling();
+    s.now += Duration::seconds(30);
+    let d = decide(
+        &s.state,
+        Command::Resume {
+            who: who(),
+            drift: vec![],
+        },
+        s.now,
+    )
+    .unwrap();
+    s.take(d);
+    let hs = s.state.hard_stop.clone().expect("an in-doubt hard stop");
+    assert_eq!(hs.id, "in-doubt");
+    let mut app = live();
+    let text = shot(&mut app, &s.state, s.now, 80, 24);
+    assert!(text.contains("D: mark done"), "{text}");
+    assert_eq!(app.handle_key(key('d'), &s.state, s.now), None);
+    assert_eq!(
+        app.handle_key(key('D'), &s.state, s.now),
+        Some(UiRequest::MarkDone {
+            id: "in-doubt".into()
+        })
+    );
+    assert_eq!(
+        app.handle_key(key('Y'), &s.state, s.now),
+        Some(UiRequest::Confirm {
+            id: "in-doubt".into()
+        })
+    );
+}
+
+#[test]
+fn replay_player_folds_steps_back_and_follows() {
+    use cutover::tui::ReplayControl as C;
+    use cutover::tui::replay::Player;
+    let s = sim_finished();
+    let all = s.events.clone();
+    let mut p = Player::new(all[..50].to_vec(), 1.0, false);
+    assert_eq!((p.position(), p.total()), (1, 50));
+    for _ in 0..10 {
+        p.control(C::Forward);
+    }
+    assert_eq!(p.position(), 11);
+    let fwd = format!(
+        "{:?}",
+        p.state().log.iter().map(|l| &l.text).collect::<Vec<_>>()
+    );
+    p.control(C::Forward);
+    p.control(C::Back);
+    let back = format!(
+        "{:?}",
+        p.state().log.iter().map(|l| &l.text).collect::<Vec<_>>()
+    );
+    assert_eq!(fwd, back, "back refolds to the same state");
+    assert_eq!(p.state().events, 11);
+    p.control(C::Faster);
+    p.control(C::Faster);
+    assert_eq!(p.status().speed, 4.0);
+    // Gaps are the journal's, capped at 2 s, divided by the speed.
+    assert!(p.gap() <= std::time::Duration::from_millis(500));
+    p.control(C::End);
+    assert_eq!(p.position(), 50);
+    p.control(C::Start);
+    assert_eq!((p.position(), p.state().events), (0, 0));
+    // Follow: starts at the end, new events are shown as they come.
+    let mut f = Player::new(all[..50].to_vec(), 1.0, true);
+    assert_eq!(f.position(), 50);
+    f.append(all[50..60].to_vec());
+    assert_eq!((f.position(), f.total()), (60, 60));
+}
+
+#[test]
+fn replay_shows_who_confirmed_a_hard_stop() {
+    use cutover::tui::replay::Player;
+    let s = sim_finished();
+    let at = s
+        .events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::HardStopRaised(h) if h.id == "mixed-pool"))
+        .unwrap();
+    let mut p = Player::new(s.events.clone(), 1.0, false);
+    p.seek(at + 1);
+    assert!(p.state().hard_stop.is_some());
+    let mut app = App::new(header(Mode::Replay)).with_color(true);
+    app.set_replay_status(p.status());
+    let text = shot(&mut app, p.state(), t0(), 80, 24);
+    assert!(text.contains("HARD STOP (replay)"), "{text}");
+    assert!(
+        text.contains("confirmed (Shift+Y) by alice@bastion at 01:01:55"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Shift+Y proceed"),
+        "read-only: no proceed key\n{text}"
+    );
+}
+
+#[test]
+fn details_popup_shows_a_node() {
+    let s = sim_failed();
+    let mut app = live();
+    app.handle_key(code(KeyCode::Tab), &s.state, s.now);
+    app.handle_key(key('j'), &s.state, s.now);
+    app.handle_key(code(KeyCode::Enter), &s.state, s.now);
+    let text = shot(&mut app, &s.state, s.now, 80, 24);
+    assert!(text.contains(" ks2 "), "{text}");
+    assert!(text.contains("keystone did not answer GET /v3"), "{text}");
+    assert!(text.contains("haproxy-a"), "{text}");
+    insta::assert_snapshot!("details_node_80x24", text);
+    assert_eq!(app.handle_key(code(KeyCode::Esc), &s.state, s.now), None);
+    assert!(app.overlay().is_none());
+}
+
+/// The first hard stop an operator meets (a runbook `confirm`, text from a YAML block).
+#[test]
+fn snapshot_payload_hard_stop_80x24() {
+    let mut s = Sim::start();
+    s.until_stop("jws-payload-readable");
+    insta::assert_snapshot!(
+        "payload_hard_stop_80x24",
+        shot(&mut live(), &s.state, s.now, 80, 24)
+    );
+}

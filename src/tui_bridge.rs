@@ -1,26 +1,54 @@
-//! Wiring between the runtime and the terminal UI.
+//! Wiring between the runtime and the terminal UI: the runtime publishes its state on a watch
+//! channel, the UI sends the operator's requests back. Neither knows the other's insides.
 
-use crate::runtime::{RunEnd, Session};
-use anyhow::Result;
+use crate::runtime::{Control, RunEnd, Session};
+use crate::tui::{Header, Mode};
+use anyhow::{Result, anyhow};
 use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
 
-/// Drive a session with the UI attached (until the UI lands: headless without answers).
+/// Drive a session with the UI attached until the operator quits.
 pub async fn drive_with_ui(s: &mut Session, resumed: bool) -> Result<RunEnd> {
-    s.print = true;
+    let (state_tx, state_rx) = watch::channel(Arc::new(s.state.clone()));
+    let (req_tx, req_rx) = mpsc::unbounded_channel();
+    s.publish = Some(state_tx);
+    s.print = false;
+    let header = Header {
+        journal: s.journal_path(),
+        mode: if resumed { Mode::Resumed } else { Mode::Live },
+        operator: s.who.actor_label(),
+    };
+    let ui = tokio::spawn(crate::tui::run_live(state_rx, req_tx, header));
     if resumed {
         s.continue_run().await?;
     }
-    let mut control = crate::runtime::Control::Headless {
-        answers: Default::default(),
-    };
-    s.drive(&mut control).await
+    let mut control = Control::Ui(req_rx);
+    let end = s.drive(&mut control).await;
+    // Dropping the publisher tells the UI the runtime is done; it restores the terminal.
+    s.publish = None;
+    let ui_result = ui.await.map_err(|e| anyhow!("the UI task failed: {e}"))?;
+    ui_result?;
+    end
 }
 
-pub async fn replay(journal: &Path, _speed: f64, _follow: bool) -> Result<()> {
-    let read = crate::journal::read(journal)?;
-    print!(
-        "{}",
-        crate::journal::render(&read.records, crate::journal::Format::Text)
-    );
-    Ok(())
+/// Replay a journal in the UI, read-only; with `follow`, tail it while another process writes.
+pub async fn replay(journal: &Path, speed: f64, follow: bool) -> Result<()> {
+    // With --follow, one follower reads the journal from the start and keeps tailing it, so no
+    // record written between a first read and the tail is lost.
+    let (events, follower) = if follow {
+        let mut f = crate::journal::Follower::open(journal)?;
+        let events = crate::runtime::events_of(&f.poll()?)?;
+        let poll: crate::tui::Follow = Box::new(move || crate::runtime::events_of(&f.poll()?));
+        (events, Some(poll))
+    } else {
+        let read = crate::journal::read(journal)?;
+        (crate::runtime::events_of(&read.records)?, None)
+    };
+    let header = Header {
+        journal: journal.to_path_buf(),
+        mode: if follow { Mode::Follow } else { Mode::Replay },
+        operator: crate::journal::Who::current().actor_label(),
+    };
+    crate::tui::run_replay(events, follower, speed, header).await
 }

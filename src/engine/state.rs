@@ -487,7 +487,12 @@ impl State {
                     .as_ref()
                     .map(|i| i.action.clone())
                     .unwrap_or_default();
-                if let Some(node) = &o.node {
+                // A gate's probe is about the gate's node even when the probe is fleet-wide.
+                let node = o
+                    .node
+                    .clone()
+                    .or_else(|| intent.as_ref().and_then(|i| i.node.clone()));
+                if let Some(node) = &node {
                     let n = self.node_mut(node);
                     n.activity = None;
                     n.last_error = if o.ok { None } else { Some(o.summary.clone()) };

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
-/// What the operator (UI) or an answers file asks for.
-#[derive(Debug, Clone, PartialEq)]
+/// What the operator asked for in the UI; the runtime turns these into engine commands.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Confirm { id: String },
     Decline { id: String },

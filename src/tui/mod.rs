@@ -47,15 +47,7 @@ pub struct Header {
 }
 
 /// What the operator asked for; the runtime turns these into engine commands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UiRequest {
-    Confirm { id: String },
-    Decline { id: String },
-    MarkDone { id: String },
-    Pause,
-    Continue,
-    Quit,
-}
+pub use crate::runtime::Request as UiRequest;
 
 /// The live UI: owns the terminal until the runtime finishes or the operator quits.
 ///
@@ -109,7 +101,7 @@ pub async fn run_live(
     Ok(())
 }
 
-type Follow = Box<dyn FnMut() -> anyhow::Result<Vec<(DateTime<Utc>, Event)>> + Send>;
+pub type Follow = Box<dyn FnMut() -> anyhow::Result<Vec<(DateTime<Utc>, Event)>> + Send>;
 
 /// Replay: the same screens, read-only, driven by (time, event) pairs. With `follow`, new events
 /// are polled every 250 ms and appended (FOLLOW mode, starting at the end).

@@ -921,6 +921,7 @@ fn in_doubt_hard_stop_offers_mark_done() {
         Command::Resume {
             who: who(),
             drift: vec![],
+            observed: Default::default(),
         },
         s.now,
     )

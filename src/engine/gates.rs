@@ -28,13 +28,14 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
     let all = inv.node_names();
     let lb = !inv.load_balancers.is_empty();
     match gate {
-        Gate::ProvidersAgree | Gate::KeysEverywhere | Gate::FernetKeysEverywhere => {
-            ActionSpec::Probe {
-                nodes: all,
-                lb: false,
-                tokens: vec![],
-            }
-        }
+        Gate::ProvidersAgree
+        | Gate::NotOnTarget
+        | Gate::KeysEverywhere
+        | Gate::FernetKeysEverywhere => ActionSpec::Probe {
+            nodes: all,
+            lb: false,
+            tokens: vec![],
+        },
         Gate::PoolHealthy => ActionSpec::Probe {
             nodes: all,
             lb,
@@ -141,6 +142,46 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                         by.iter().map(|(p, ns)| format!("{p} on {}", ns.join(", "))).collect::<Vec<_>>().join("; ")
                     ),
                     next: "the fleet is already mixed: finish or roll back the earlier change first (resume an earlier journal, or run the rollback runbook)".into(),
+                }
+            }
+        }
+        Gate::NotOnTarget => {
+            let on: Vec<String> = nodes
+                .iter()
+                .filter(|n| {
+                    obs.nodes
+                        .get(*n)
+                        .and_then(|f| f.provider.as_deref())
+                        .is_some_and(|p| p == ctx.target)
+                })
+                .cloned()
+                .collect();
+            if nodes
+                .iter()
+                .any(|n| obs.nodes.get(n).is_none_or(|f| f.error.is_some()))
+            {
+                return Verdict::Fail {
+                    reason: "not every node could be read".into(),
+                    next: "make every node reachable, then resume".into(),
+                };
+            }
+            if on.is_empty() {
+                Verdict::Pass(format!("no node runs {} yet", ctx.target))
+            } else if on.len() == nodes.len() {
+                Verdict::Fail {
+                    reason: format!("every node already runs {}: nothing to do", ctx.target),
+                    next: "nothing to migrate; to go back, run the rollback runbook".into(),
+                }
+            } else {
+                Verdict::Fail {
+                    reason: format!(
+                        "{} already run {}: an earlier change is half done",
+                        on.join(", "),
+                        ctx.target
+                    ),
+                    next:
+                        "resume the earlier run's journal (cutover resume J) or roll it back first"
+                            .into(),
                 }
             }
         }

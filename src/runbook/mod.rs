@@ -65,6 +65,9 @@ pub struct Step {
 pub enum Gate {
     /// Every node reports the same provider.
     ProvidersAgree,
+    /// No node is configured for the target provider yet (the change has not begun, or was
+    /// rolled back): running a migration on a fleet that already made it would re-key live nodes.
+    NotOnTarget,
     /// Every node answers and is UP and ready on every load-balancer instance.
     PoolHealthy,
     /// Every node holds private.pem (mode 0600/0640, keystone-owned) and every node's public key
@@ -88,6 +91,7 @@ impl Gate {
     pub fn name(&self) -> &'static str {
         match self {
             Gate::ProvidersAgree => "providers-agree",
+            Gate::NotOnTarget => "not-on-target",
             Gate::PoolHealthy => "pool-healthy",
             Gate::KeysEverywhere => "keys-everywhere",
             Gate::FernetKeysEverywhere => "fernet-keys-everywhere",

@@ -467,3 +467,8 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{t}  {:<19} {:<8} {text}", e.kind(), node);
 }
+
+/// Fold a paragraph onto one line for line-per-event output.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -130,6 +130,27 @@ enum Cmd {
         #[command(subcommand)]
         cmd: JournalCmd,
     },
+    /// The embedded demo world: create one, or serve one so that other commands (and curl, or
+    /// the openstack CLI with its clouds.yaml) can use it.
+    World {
+        #[command(subcommand)]
+        cmd: WorldCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorldCmd {
+    /// Create a world directory (nodes, keys, keystone.conf, inventory.yaml, clouds.yaml).
+    Create {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1)]
+        lbs: usize,
+    },
+    /// Serve a world's Keystone and HAProxy stand-ins until interrupted. While it serves, runs
+    /// against the world's inventory use it instead of starting their own.
+    Serve { dir: PathBuf },
 }
 
 #[derive(Subcommand)]

@@ -16,6 +16,15 @@ pub fn fingerprint_der(der: &[u8]) -> String {
     )
 }
 
+/// A short, file-name-safe tag for a fingerprint (for naming published public keys).
+pub fn fingerprint_tag(fp: &str) -> String {
+    fp.trim_start_matches("SHA256:")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(10)
+        .collect()
+}
+
 fn pem_der(text: &str, label: &str) -> Result<Vec<u8>, String> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");

@@ -288,6 +288,9 @@ echo '==fernet'
 if [ -d "$f" ]; then for k in "$f"/*; do [ -f "$k" ] && sha256sum -- "$k"; done; else echo MISSING; fi
 echo '==private'
 if [ -f "$p/private.pem" ]; then stat -c '%a %U:%G' -- "$p/private.pem"; openssl pkey -in "$p/private.pem" -pubout 2>/dev/null || echo UNREADABLE; else echo MISSING; fi
+echo '==staged'
+st="${{p%/}}"; st="${{st%/*}}/.cutover-staging"
+if [ -f "$st/public.pem" ]; then cat -- "$st/public.pem"; else echo MISSING; fi
 echo '==public'
 if [ -d "$u" ]; then for k in "$u"/*; do [ -f "$k" ] && {{ echo "==file ${{k##*/}}"; cat -- "$k"; }}; done; else echo MISSING; fi
 echo '==end'
@@ -314,10 +317,11 @@ pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> Node
     let mut section = "";
     let mut digests = Vec::new();
     let mut private_lines: Vec<&str> = Vec::new();
+    let mut staged_lines: Vec<&str> = Vec::new();
     let mut files: Vec<(String, String)> = Vec::new();
     for line in out.lines() {
         match line {
-            "==fernet" | "==private" | "==public" | "==end" => {
+            "==fernet" | "==private" | "==staged" | "==public" | "==end" => {
                 section = line;
                 continue;
             }
@@ -335,6 +339,7 @@ pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> Node
                 }
             }
             "==private" => private_lines.push(line),
+            "==staged" => staged_lines.push(line),
             "==public" => {
                 if line == "MISSING" {
                     continue;
@@ -364,6 +369,9 @@ pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> Node
         f.jws.private_owner = it.next().map(str::to_string);
         let pem = private_lines[1..].join("\n");
         f.jws.private_fingerprint = keys::public_fingerprint(&pem).ok();
+    }
+    if staged_lines.first().is_some_and(|l| *l != "MISSING") {
+        f.jws.staged_fingerprint = keys::public_fingerprint(&staged_lines.join("\n")).ok();
     }
     for (name, pem) in files {
         if let Ok(fp) = keys::public_fingerprint(&pem) {
@@ -395,17 +403,29 @@ pub fn install_script(
     node: &str,
     user: &str,
     group: &str,
+    with_public: bool,
 ) -> String {
+    let node = node.replace(['/', '\'', '"', '$', '`', '\\'], "_");
+    // When rotating, the new public keys were published beforehand and the old ones stay until
+    // they retire: only the private key is swapped.
+    let (public_step, done_check) = if with_public {
+        (
+            format!(r#"install -m 0644 -o "$o" -g "$g" -- "$s/public.pem" "$u/{node}.pem""#),
+            format!(r#"[ -f "$p/private.pem" ] && [ -f "$u/{node}.pem" ]"#),
+        )
+    } else {
+        ("true".to_string(), r#"[ -f "$p/private.pem" ]"#.to_string())
+    };
     format!(
         r#"set -e; s={s}; p={p}; u={u}; o={o}; g={g}
 if [ ! -f "$s/private.pem" ]; then
-  if [ -f "$p/private.pem" ] && [ -f "$u/{node}.pem" ]; then echo already installed; exit 0; fi
+  if {done_check}; then echo already installed; exit 0; fi
   echo "no staged keypair in $s" >&2; exit 1
 fi
 mkdir -p -- "$p" "$u"; chmod 700 -- "$p"; chown -- "$o:$g" "$p"; chmod 755 -- "$u"
 install -m 0600 -o "$o" -g "$g" -- "$s/private.pem" "$p/private.pem.cutover-new"
 mv -f -- "$p/private.pem.cutover-new" "$p/private.pem"
-install -m 0644 -o "$o" -g "$g" -- "$s/public.pem" "$u/{node}.pem"
+{public_step}
 rm -f -- "$s/private.pem" "$s/public.pem"; rmdir -- "$s" 2>/dev/null || true
 "#,
         s = shell_quote(staging),
@@ -413,8 +433,61 @@ rm -f -- "$s/private.pem" "$s/public.pem"; rmdir -- "$s" 2>/dev/null || true
         u = shell_quote(public),
         o = shell_quote(user),
         g = shell_quote(group),
-        node = node.replace(['/', '\'', '"', '$', '`', '\\'], "_"),
     )
+}
+
+/// Fernet rotation as `keystone-manage fernet_rotate` does it: the staged key 0 becomes the new
+/// primary (highest index), a fresh staged key 0 appears, the oldest secondaries go beyond
+/// `max_active_keys`. Written to temp files and renamed, so no key is ever half-written.
+pub fn fernet_rotate_script(repo: &str, max_active: u32, user: &str, group: &str) -> String {
+    format!(
+        r#"set -e; r={r}; o={o}; g={g}; max={max}
+cd -- "$r"
+[ -f 0 ] || {{ echo "no staged key 0 in $r" >&2; exit 1; }}
+hi=$(ls | grep -E '^[0-9]+$' | sort -n | tail -n 1)
+next=$((hi + 1))
+mv -- 0 "$next"
+umask 077
+head -c 32 /dev/urandom | base64 | tr '+/' '-_' > .0.new
+chown -- "$o:$g" .0.new; chmod 600 .0.new; mv -- .0.new 0
+count=$(ls | grep -E '^[0-9]+$' | wc -l)
+for k in $(ls | grep -E '^[0-9]+$' | grep -vx 0 | sort -n); do
+  [ "$count" -le "$max" ] && break
+  [ "$k" = "$next" ] && break
+  rm -f -- "$k"; count=$((count - 1))
+done
+"#,
+        r = shell_quote(repo),
+        o = shell_quote(user),
+        g = shell_quote(group),
+        max = max_active.max(2),
+    )
+}
+
+/// Every key file of a Fernet repository as `==key NAME` then its base64 on one line.
+pub fn fernet_dump_script(repo: &str) -> String {
+    format!(
+        r#"cd -- {} && for k in *; do [ -f "$k" ] || continue; echo "==key $k"; base64 -w0 -- "$k"; echo; done"#,
+        shell_quote(repo)
+    )
+}
+
+pub fn parse_fernet_dump(out: &[u8]) -> Result<Vec<(String, keys::zeroize_string::Secret)>, String> {
+    let text = std::str::from_utf8(out).map_err(|_| "unexpected bytes in the key dump".to_string())?;
+    let mut v = Vec::new();
+    let mut lines = text.lines();
+    while let Some(l) = lines.next() {
+        let Some(name) = l.strip_prefix("==key ") else { continue };
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let body = lines.next().unwrap_or("");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(body.trim())
+            .map_err(|_| format!("key {name}: not base64"))?;
+        v.push((name.to_string(), keys::zeroize_string::Secret(bytes)));
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -388,6 +388,9 @@ pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> 
                 });
             }
             ActionSpec::Restart { .. } => required.push(Gate::OutOfPool),
+            ActionSpec::InstallKeys { public: false, .. } => {
+                required.push(Gate::StagedKeysEverywhere)
+            }
             ActionSpec::LbReady { .. } => {
                 required.push(Gate::ValidatedBeforeReadd);
                 required.push(Gate::MixedPool);

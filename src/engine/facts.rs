@@ -46,6 +46,9 @@ pub struct JwsFacts {
     /// "user:group".
     pub private_owner: Option<String>,
     pub public: Vec<PublicKeyFact>,
+    /// The public half of a keypair waiting in the staging directory (a rotation in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

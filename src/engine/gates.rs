@@ -31,6 +31,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
         Gate::ProvidersAgree
         | Gate::NotOnTarget
         | Gate::KeysEverywhere
+        | Gate::StagedKeysEverywhere
         | Gate::FernetKeysEverywhere => ActionSpec::Probe {
             nodes: all,
             lb: false,
@@ -297,6 +298,38 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 Verdict::Fail {
                     reason: format!("keys are not everywhere: {}", problems.join("; ")),
                     next: "re-run the keys step (resume re-checks), or install the missing keys by hand, then resume".into(),
+                }
+            }
+        }
+        Gate::StagedKeysEverywhere => {
+            let mut problems = Vec::new();
+            let mut staged = BTreeMap::new();
+            for n in &nodes {
+                match obs.nodes.get(n) {
+                    Some(f) if f.error.is_none() => {
+                        if let Some(fp) = &f.jws.staged_fingerprint {
+                            staged.insert(n.clone(), fp.clone());
+                        }
+                    }
+                    Some(f) => problems.push(format!("{n}: {}", f.error.clone().unwrap_or_default())),
+                    None => problems.push(format!("{n}: not probed")),
+                }
+            }
+            for (owner, fp) in &staged {
+                for n in &nodes {
+                    if let Some(f) = obs.nodes.get(n)
+                        && !f.jws.has_public(fp)
+                    {
+                        problems.push(format!("{n} lacks {owner}'s next public key ({})", short_fp(fp)));
+                    }
+                }
+            }
+            if problems.is_empty() {
+                Verdict::Pass(format!("{} staged public keys are on every node", staged.len()))
+            } else {
+                Verdict::Fail {
+                    reason: format!("new keys are not published everywhere: {}", problems.join("; ")),
+                    next: "publish the staged public keys (keystone.publish_staged_public_keys), then resume".into(),
                 }
             }
         }

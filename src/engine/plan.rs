@@ -85,6 +85,26 @@ pub enum ActionSpec {
     },
     InstallKeys {
         node: String,
+        #[serde(default = "yes")]
+        public: bool,
+    },
+    /// Copy the staged public keys of `from` (and the node's own) into this node's public
+    /// repository, named `<node>.<fingerprint tag>.pem`.
+    PublishStagedKeys {
+        node: String,
+        from: Vec<String>,
+    },
+    /// Move aside public keys on this node that match no node's private.pem.
+    RemoveRetiredKeys {
+        node: String,
+        nodes: Vec<String>,
+    },
+    RotateFernet {
+        node: String,
+    },
+    SyncFernet {
+        node: String,
+        from: String,
     },
     /// Copy every other node's public key into this node's public repository.
     DistributePublicKeys {
@@ -132,7 +152,11 @@ impl ActionSpec {
             | ActionSpec::LbReady { node, .. }
             | ActionSpec::SetProvider { node, .. }
             | ActionSpec::CreateKeypair { node, .. }
-            | ActionSpec::InstallKeys { node }
+            | ActionSpec::InstallKeys { node, .. }
+            | ActionSpec::PublishStagedKeys { node, .. }
+            | ActionSpec::RemoveRetiredKeys { node, .. }
+            | ActionSpec::RotateFernet { node }
+            | ActionSpec::SyncFernet { node, .. }
             | ActionSpec::DistributePublicKeys { node, .. }
             | ActionSpec::Restart { node, .. }
             | ActionSpec::IssueToken { node, .. }
@@ -152,6 +176,10 @@ impl ActionSpec {
                 "keystone.create_jws_keypair"
             }
             ActionSpec::InstallKeys { .. } => "keystone.install_jws_keys",
+            ActionSpec::PublishStagedKeys { .. } => "keystone.publish_staged_public_keys",
+            ActionSpec::RemoveRetiredKeys { .. } => "keystone.remove_retired_public_keys",
+            ActionSpec::RotateFernet { .. } => "keystone.rotate_fernet_keys",
+            ActionSpec::SyncFernet { .. } => "keystone.sync_fernet_keys",
             ActionSpec::DistributePublicKeys { .. } => "keystone.distribute_public_keys",
             ActionSpec::Restart { .. } => "service.restart",
             ActionSpec::IssueToken { .. } => "keystone.issue_token",
@@ -172,6 +200,9 @@ impl ActionSpec {
                 | ActionSpec::LbReady { .. }
                 | ActionSpec::SetProvider { .. }
                 | ActionSpec::InstallKeys { .. }
+                | ActionSpec::PublishStagedKeys { .. }
+                | ActionSpec::RemoveRetiredKeys { .. }
+                | ActionSpec::SyncFernet { .. }
                 | ActionSpec::DistributePublicKeys { .. }
                 | ActionSpec::IssueToken { .. }
                 | ActionSpec::ValidateMatrix { .. }
@@ -230,9 +261,26 @@ impl ActionSpec {
                 },
                 list(nodes)
             ),
-            ActionSpec::InstallKeys { node } => format!(
-                "install private.pem (0600, keystone-owned) and {node}'s public key on {node}"
+            ActionSpec::InstallKeys { node, public } => {
+                if *public {
+                    format!("install private.pem (0600, keystone-owned) and {node}'s public key on {node}")
+                } else {
+                    format!("swap in {node}'s staged private.pem (0600, keystone-owned); old public keys stay")
+                }
+            }
+            ActionSpec::PublishStagedKeys { node, from } => format!(
+                "copy the staged public keys of {} into {node}'s public repository",
+                list(from)
             ),
+            ActionSpec::RemoveRetiredKeys { node, .. } => format!(
+                "move aside the public keys on {node} that no node signs with any more"
+            ),
+            ActionSpec::RotateFernet { node } => format!(
+                "rotate the Fernet keys on {node} (staged key 0 becomes primary, a new staged key is made)"
+            ),
+            ActionSpec::SyncFernet { node, from } => {
+                format!("make {node}'s Fernet repository identical to {from}'s")
+            }
             ActionSpec::DistributePublicKeys { node, from } => {
                 format!(
                     "copy the public keys of {} into {node}'s public repository",
@@ -522,10 +570,15 @@ pub fn compile(
                         node.clone(),
                     );
                 }
-                Item::InstallJwsKeys(_) => {
+                Item::InstallJwsKeys(k) => {
+                    if !k.public {
+                        // Rotation: a node may only start signing with a key every node accepts.
+                        guard(&mut ops, Gate::StagedKeysEverywhere, &None);
+                    }
                     let specs = per_target(&|t| {
                         Ok(ActionSpec::InstallKeys {
                             node: t.to_string(),
+                            public: k.public,
                         })
                     })?;
                     push(
@@ -552,6 +605,50 @@ pub fn compile(
                         },
                         node.clone(),
                     );
+                }
+                Item::PublishStagedPublicKeys(_) => {
+                    let specs = per_target(&|t| {
+                        Ok(ActionSpec::PublishStagedKeys {
+                            node: t.to_string(),
+                            from: nodes.clone(),
+                        })
+                    })?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+                Item::RemoveRetiredPublicKeys(_) => {
+                    let specs = per_target(&|t| {
+                        Ok(ActionSpec::RemoveRetiredKeys {
+                            node: t.to_string(),
+                            nodes: nodes.clone(),
+                        })
+                    })?;
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                }
+                Item::RotateFernetKeys(_) => {
+                    // Rotation happens on one node (the first, or the step's node); the others
+                    // get its repository by sync.
+                    let on = node.clone().unwrap_or_else(|| nodes[0].clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs: vec![ActionSpec::RotateFernet { node: on }],
+                        },
+                        node.clone(),
+                    );
+                }
+                Item::SyncFernetKeys(_) => {
+                    let from = nodes[0].clone();
+                    let specs = per_target(&|t| {
+                        Ok(ActionSpec::SyncFernet {
+                            node: t.to_string(),
+                            from: from.clone(),
+                        })
+                    })?
+                    .into_iter()
+                    .filter(|s| s.node() != Some(from.as_str()))
+                    .collect();
+                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
                 }
                 Item::LbDrain(d) => {
                     let specs = per_target(&|t| {
@@ -690,4 +787,8 @@ pub fn compile(
         }
     }
     Ok(ops)
+}
+
+fn yes() -> bool {
+    true
 }

@@ -73,6 +73,9 @@ pub enum Gate {
     /// Every node holds private.pem (mode 0600/0640, keystone-owned) and every node's public key
     /// is on every node.
     KeysEverywhere,
+    /// Every node's staged (next) public key is already in every node's public repository, so a
+    /// node may start signing with it.
+    StagedKeysEverywhere,
     /// Every node holds the same, non-empty Fernet key repository.
     FernetKeysEverywhere,
     /// The node is in maintenance on every load-balancer instance.
@@ -95,6 +98,7 @@ impl Gate {
             Gate::PoolHealthy => "pool-healthy",
             Gate::KeysEverywhere => "keys-everywhere",
             Gate::FernetKeysEverywhere => "fernet-keys-everywhere",
+            Gate::StagedKeysEverywhere => "staged-keys-everywhere",
             Gate::OutOfPool => "out-of-pool",
             Gate::ValidatedBeforeReadd => "validated-before-readd",
             Gate::MixedPool => "mixed-pool",
@@ -127,7 +131,22 @@ pub enum Item {
     #[serde(rename = "keystone.create_jws_keypair")]
     CreateJwsKeypair(CreateJwsKeypair),
     #[serde(rename = "keystone.install_jws_keys")]
-    InstallJwsKeys(Empty),
+    InstallJwsKeys(InstallJwsKeys),
+    /// Copy every node's staged public key into every node's public repository (rotation: all
+    /// nodes accept the new keys before any node signs with them).
+    #[serde(rename = "keystone.publish_staged_public_keys")]
+    PublishStagedPublicKeys(Empty),
+    /// Move aside public keys that no node's private.pem matches any more.
+    #[serde(rename = "keystone.remove_retired_public_keys")]
+    RemoveRetiredPublicKeys(Empty),
+    /// Rotate the Fernet repository on the first node (`keystone-manage fernet_rotate`, or the
+    /// same rotation natively): staged key 0 becomes primary, a new staged key appears.
+    #[serde(rename = "keystone.rotate_fernet_keys")]
+    RotateFernetKeys(Empty),
+    /// Make every node's Fernet repository identical to the first node's (new keys written
+    /// first, extra keys removed after).
+    #[serde(rename = "keystone.sync_fernet_keys")]
+    SyncFernetKeys(Empty),
     #[serde(rename = "keystone.distribute_public_keys")]
     DistributePublicKeys(Empty),
     #[serde(rename = "service.restart")]
@@ -194,6 +213,19 @@ pub struct CreateJwsKeypair {
 
 fn default_strategy() -> String {
     "per-node".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InstallJwsKeys {
+    /// Also install the node's own public key as `<node>.pem` (false when rotating: the new
+    /// public keys were published beforehand and the old ones must stay until they retire).
+    #[serde(default = "yes")]
+    pub public: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -427,6 +459,10 @@ impl Item {
             Item::SetProvider(_) => "keystone.set_provider",
             Item::CreateJwsKeypair(_) => "keystone.create_jws_keypair",
             Item::InstallJwsKeys(_) => "keystone.install_jws_keys",
+            Item::PublishStagedPublicKeys(_) => "keystone.publish_staged_public_keys",
+            Item::RemoveRetiredPublicKeys(_) => "keystone.remove_retired_public_keys",
+            Item::RotateFernetKeys(_) => "keystone.rotate_fernet_keys",
+            Item::SyncFernetKeys(_) => "keystone.sync_fernet_keys",
             Item::DistributePublicKeys(_) => "keystone.distribute_public_keys",
             Item::Restart(_) => "service.restart",
             Item::IssueToken(_) => "keystone.issue_token",

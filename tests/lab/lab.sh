@@ -1,0 +1,481 @@
+#!/bin/bash
+# The cutover lab: real Keystone nodes (PyPI, one shared sqlite database), one real OpenSSH sshd
+# per node and real HAProxy instances in front, all on 127.0.0.1. Run as root.
+#
+#   tests/lab/lab.sh up|down|status
+#
+# Environment (defaults):
+#   LAB_DIR=/tmp/cutover-lab  LAB_NODES=3  LAB_BASE_PORT=15000  LAB_LBS=1
+#   LAB_VENV=/opt/cutover-lab-venv   (created by tests/lab/install.sh, or by `up` if missing)
+#
+# Ports: node i (1-based) Keystone on LAB_BASE_PORT+i, its sshd on LAB_BASE_PORT+100+i;
+# HAProxy 1's frontend on LAB_BASE_PORT, HAProxy k>1 on LAB_BASE_PORT+50+k.
+#
+# `up` writes, in LAB_DIR: ssh_config, known_hosts, id_ed25519, clouds.yaml, inventory.yaml (a
+# cutover inventory), and per node nodeI/{etc/keystone/keystone.conf, restart.sh, keystone.log}.
+set -euo pipefail
+
+LAB_DIR=${LAB_DIR:-/tmp/cutover-lab}
+LAB_NODES=${LAB_NODES:-3}
+LAB_BASE_PORT=${LAB_BASE_PORT:-15000}
+LAB_LBS=${LAB_LBS:-1}
+LAB_VENV=${LAB_VENV:-/opt/cutover-lab-venv}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+log() { echo "lab: $*" >&2; }
+die() {
+    echo "lab: ERROR: $*" >&2
+    exit 1
+}
+
+ks_port() { echo $((LAB_BASE_PORT + $1)); }
+ssh_port() { echo $((LAB_BASE_PORT + 100 + $1)); }
+lb_port() { if [ "$1" = 1 ]; then echo "$LAB_BASE_PORT"; else echo $((LAB_BASE_PORT + 50 + $1)); fi; }
+
+# LAB_DIR is removed by `down`: refuse anything that does not look like a lab directory.
+check_lab_dir() {
+    case "$LAB_DIR" in
+    /* ) ;;
+    *) die "LAB_DIR must be an absolute path (got '$LAB_DIR')" ;;
+    esac
+    case "$LAB_DIR" in
+    / | /bin* | /boot* | /dev* | /etc* | /home | /lib* | /opt | /proc* | /root | /run | /sbin* | /sys* | /usr* | /var | /work | /tmp)
+        die "refusing LAB_DIR=$LAB_DIR" ;;
+    esac
+    if [ -e "$LAB_DIR" ] && [ -n "$(ls -A "$LAB_DIR" 2>/dev/null)" ] && [ ! -e "$LAB_DIR/.cutover-lab" ]; then
+        die "$LAB_DIR exists and is not a cutover lab (no .cutover-lab marker); refusing to use it"
+    fi
+}
+
+check_install() {
+    local missing=()
+    [ "$(id -u)" = 0 ] || die "run as root"
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+    [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+    command -v socat >/dev/null || missing+=(socat)
+    command -v curl >/dev/null || missing+=(curl)
+    getent passwd keystone >/dev/null || missing+=("keystone user")
+    if [ ${#missing[@]} -gt 0 ]; then
+        die "missing: ${missing[*]}. Run tests/lab/install.sh as root."
+    fi
+    if [ ! -x "$LAB_VENV/bin/keystone-manage" ]; then
+        log "no Keystone venv at $LAB_VENV: running install.sh"
+        LAB_VENV=$LAB_VENV "$HERE/install.sh"
+    fi
+    mkdir -p /run/sshd
+}
+
+# alive PID: the process exists and is not a zombie (an orphan's zombie lingers until init
+# reaps it, and `kill -0` still succeeds on it).
+alive() {
+    local st
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# kill_pidfile FILE: stop the process named in FILE (TERM, then KILL after 5 s).
+kill_pidfile() {
+    local f=$1 pid
+    [ -f "$f" ] || return 0
+    pid=$(cat "$f" 2>/dev/null || true)
+    rm -f "$f"
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        alive "$pid" || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+}
+
+ks_conf() { # node_dir db
+    cat <<EOF
+[DEFAULT]
+use_stderr = true
+debug = false
+
+[database]
+connection = sqlite:///$2
+
+[token]
+provider = fernet
+
+[fernet_tokens]
+key_repository = $1/etc/keystone/fernet-keys/
+
+[fernet_receipts]
+key_repository = $1/etc/keystone/fernet-keys/
+
+[credential]
+key_repository = $1/etc/keystone/credential-keys/
+
+[jwt_tokens]
+jws_private_key_repository = $1/etc/keystone/jws-keys/private
+jws_public_key_repository = $1/etc/keystone/jws-keys/public
+
+[identity]
+password_hash_rounds = 4
+EOF
+}
+
+write_wsgi() {
+    cat >"$LAB_DIR/keystone_wsgi.py" <<'EOF'
+"""Serve keystone.wsgi.api on 127.0.0.1:$KS_PORT with wsgiref (one request at a time).
+
+oslo.config parses sys.argv while the application loads, so argv is reset before the import.
+The config comes from OS_KEYSTONE_CONFIG_FILES.
+"""
+import os
+import sys
+
+port = int(os.environ["KS_PORT"])
+pidfile = os.environ.get("KS_PIDFILE")
+if pidfile:
+    with open(pidfile, "w") as f:
+        f.write(f"{os.getpid()}\n")
+sys.argv = [sys.argv[0]]
+
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server  # noqa: E402
+
+
+class Handler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - one line per request is noise here
+        pass
+
+
+class Server(WSGIServer):
+    allow_reuse_address = True
+
+
+from keystone.wsgi.api import application  # noqa: E402
+
+print(f"keystone lab node serving http://127.0.0.1:{port}/v3 (pid {os.getpid()})", flush=True)
+make_server("127.0.0.1", port, application, server_class=Server, handler_class=Handler).serve_forever()
+EOF
+}
+
+write_restart() { # i
+    local i=$1 d="$LAB_DIR/node$1"
+    cat >"$d/restart.sh" <<EOF
+#!/bin/sh
+# Restart lab node $i's Keystone: stop the running one (pid file), start a new one detached
+# (own session, log file, stdin from /dev/null) and return at once.
+D=$d
+if [ -f "\$D/keystone.pid" ]; then
+    pid=\$(cat "\$D/keystone.pid")
+    if [ -n "\$pid" ] && kill "\$pid" 2>/dev/null; then
+        # Wait until it is gone (a zombie counts as gone), at most 5 s, then KILL.
+        n=0
+        while [ \$n -lt 50 ]; do
+            st=\$(sed 's/^.*) //' "/proc/\$pid/stat" 2>/dev/null | cut -c1)
+            [ -n "\$st" ] && [ "\$st" != Z ] || break
+            sleep 0.1
+            n=\$((n + 1))
+        done
+        [ \$n -lt 50 ] || kill -9 "\$pid" 2>/dev/null || true
+    fi
+fi
+echo "--- restart \$(date -u +%FT%TZ)" >>"\$D/keystone.log"
+cd "\$D"
+OS_KEYSTONE_CONFIG_FILES=\$D/etc/keystone/keystone.conf KS_PORT=$(ks_port "$i") KS_PIDFILE=\$D/keystone.pid \\
+    setsid $LAB_VENV/bin/python $LAB_DIR/keystone_wsgi.py >>"\$D/keystone.log" 2>&1 </dev/null &
+echo \$! >"\$D/keystone.pid"
+EOF
+    chmod 755 "$d/restart.sh"
+}
+
+write_sshd() { # i
+    local i=$1 d="$LAB_DIR/node$1/sshd"
+    mkdir -p "$d"
+    ssh-keygen -q -t ed25519 -N '' -C "lab-node$i-host" -f "$d/host_ed25519"
+    cat >"$d/sshd_config" <<EOF
+Port $(ssh_port "$i")
+ListenAddress 127.0.0.1
+HostKey $d/host_ed25519
+PidFile $d/sshd.pid
+AuthorizedKeysFile $LAB_DIR/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+X11Forwarding no
+PrintMotd no
+SetEnv PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$LAB_VENV/bin
+LogLevel INFO
+EOF
+}
+
+write_haproxy() { # k
+    local k=$1 i
+    {
+        cat <<EOF
+global
+    daemon
+    maxconn 512
+    pidfile $LAB_DIR/haproxy-$k.pid
+    stats socket $LAB_DIR/haproxy-$k.sock mode 600 level admin
+    server-state-file $LAB_DIR/haproxy-$k.state
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    load-server-state-from-file global
+
+frontend keystone_front
+    bind 127.0.0.1:$(lb_port "$k")
+    default_backend keystone_api
+
+backend keystone_api
+    balance roundrobin
+    option httpchk GET /v3
+EOF
+        for i in $(seq "$LAB_NODES"); do
+            echo "    server ks$i 127.0.0.1:$(ks_port "$i") check inter 1s fall 3 rise 2"
+        done
+    } >"$LAB_DIR/haproxy-$k.cfg"
+}
+
+# show_stat K: HAProxy K's `show stat` (CSV).
+show_stat() {
+    echo "show stat" | socat -t 5 stdio "UNIX-CONNECT:$LAB_DIR/haproxy-$1.sock"
+}
+
+# servers_up K: prints how many keystone_api servers are UP on HAProxy K.
+servers_up() {
+    show_stat "$1" 2>/dev/null | awk -F, '
+        NR == 1 { for (c = 1; c <= NF; c++) { h = $c; sub(/^# */, "", h); col[h] = c }; next }
+        $col["pxname"] == "keystone_api" && $col["svname"] ~ /^ks[0-9]+$/ && $col["status"] == "UP" { n++ }
+        END { print n + 0 }'
+}
+
+wait_for() { # what seconds command...
+    local what=$1 secs=$2
+    shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@"; do
+        if [ $SECONDS -ge $deadline ]; then
+            die "timed out after ${secs}s waiting for $what"
+        fi
+        sleep 0.3
+    done
+}
+
+v3_ok() { curl -sf -o /dev/null --max-time 3 "http://127.0.0.1:$1/v3"; }
+all_up() { [ "$(servers_up "$1")" = "$LAB_NODES" ]; }
+sshd_ok() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+up() {
+    check_lab_dir
+    check_install
+    if [ -e "$LAB_DIR/.cutover-lab" ]; then
+        log "a lab is already in $LAB_DIR: taking it down first"
+        down
+    fi
+    local t0=$SECONDS i k
+    mkdir -p "$LAB_DIR"
+    touch "$LAB_DIR/.cutover-lab"
+    chmod 755 "$LAB_DIR"
+    {
+        echo "LAB_NODES=$LAB_NODES"
+        echo "LAB_BASE_PORT=$LAB_BASE_PORT"
+        echo "LAB_LBS=$LAB_LBS"
+        echo "LAB_VENV=$LAB_VENV"
+    } >"$LAB_DIR/lab.env"
+    local km="$LAB_VENV/bin/keystone-manage"
+    local pw
+    pw=$("$LAB_VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18))')
+    local lb="http://127.0.0.1:$LAB_BASE_PORT"
+
+    # Ports must be free (a lab with the same ports elsewhere, or a leftover process).
+    for i in $(seq "$LAB_NODES"); do
+        for p in "$(ks_port "$i")" "$(ssh_port "$i")"; do
+            ! sshd_ok "$p" || die "port $p on 127.0.0.1 is already in use"
+        done
+    done
+
+    # One database and one set of Fernet/credential keys, set up once.
+    log "setting up the shared database and keys"
+    local s="$LAB_DIR/setup"
+    mkdir -p "$s/etc/keystone"
+    ks_conf "$s" "$LAB_DIR/keystone.db" >"$s/etc/keystone/keystone.conf"
+    local c="--config-file $s/etc/keystone/keystone.conf"
+    $km $c db_sync >>"$s/setup.log" 2>&1 || die "db_sync failed (see $s/setup.log)"
+    $km $c fernet_setup --keystone-user keystone --keystone-group keystone >>"$s/setup.log" 2>&1 ||
+        die "fernet_setup failed (see $s/setup.log)"
+    $km $c credential_setup --keystone-user keystone --keystone-group keystone >>"$s/setup.log" 2>&1 ||
+        die "credential_setup failed (see $s/setup.log)"
+    $km $c bootstrap --bootstrap-password "$pw" --bootstrap-username admin \
+        --bootstrap-project-name admin --bootstrap-role-name admin \
+        --bootstrap-service-name keystone --bootstrap-region-id RegionOne \
+        --bootstrap-admin-url "$lb/v3" --bootstrap-public-url "$lb/v3" \
+        --bootstrap-internal-url "$lb/v3" >>"$s/setup.log" 2>&1 || die "bootstrap failed (see $s/setup.log)"
+
+    # The operator's side: a key, known_hosts, ssh_config.
+    ssh-keygen -q -t ed25519 -N '' -C cutover-lab -f "$LAB_DIR/id_ed25519"
+    cp "$LAB_DIR/id_ed25519.pub" "$LAB_DIR/authorized_keys"
+    : >"$LAB_DIR/known_hosts"
+    : >"$LAB_DIR/ssh_config"
+    write_wsgi
+
+    for i in $(seq "$LAB_NODES"); do
+        local d="$LAB_DIR/node$i"
+        mkdir -p "$d/etc/keystone/jws-keys/private" "$d/etc/keystone/jws-keys/public"
+        ks_conf "$d" "$LAB_DIR/keystone.db" >"$d/etc/keystone/keystone.conf"
+        cp -a "$s/etc/keystone/fernet-keys" "$s/etc/keystone/credential-keys" "$d/etc/keystone/"
+        chown -R keystone:keystone "$d/etc/keystone/jws-keys"
+        chmod 750 "$d/etc/keystone/jws-keys" "$d/etc/keystone/jws-keys/private"
+        chmod 755 "$d/etc/keystone/jws-keys/public"
+        : >"$d/keystone.log"
+        write_restart "$i"
+        write_sshd "$i"
+        /usr/sbin/sshd -f "$d/sshd/sshd_config" -E "$d/sshd/sshd.log" || die "sshd for node$i did not start"
+        echo "[127.0.0.1]:$(ssh_port "$i") $(cut -d' ' -f1,2 "$d/sshd/host_ed25519.pub")" >>"$LAB_DIR/known_hosts"
+        cat >>"$LAB_DIR/ssh_config" <<EOF
+Host lab-node$i
+  HostName 127.0.0.1
+  Port $(ssh_port "$i")
+  User root
+  IdentityFile $LAB_DIR/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $LAB_DIR/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+
+EOF
+        "$d/restart.sh"
+    done
+
+    for k in $(seq "$LAB_LBS"); do
+        write_haproxy "$k"
+        /usr/sbin/haproxy -f "$LAB_DIR/haproxy-$k.cfg" >"$LAB_DIR/haproxy-$k.log" 2>&1 ||
+            die "haproxy $k did not start: $(cat "$LAB_DIR/haproxy-$k.log")"
+    done
+
+    cat >"$LAB_DIR/clouds.yaml" <<EOF
+clouds:
+  lab:
+    auth:
+      auth_url: $lb/v3
+      username: admin
+      password: "$pw"
+      project_name: admin
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+    interface: public
+    identity_api_version: 3
+EOF
+    chmod 600 "$LAB_DIR/clouds.yaml"
+
+    {
+        echo "# cutover inventory for the lab in $LAB_DIR (written by tests/lab/lab.sh up)"
+        echo "cluster: cutover-lab"
+        echo "nodes:"
+        for i in $(seq "$LAB_NODES"); do
+            cat <<EOF
+  - name: node$i
+    reach: {ssh: lab-node$i}
+    keystone_url: http://127.0.0.1:$(ks_port "$i")
+    keystone_conf: $LAB_DIR/node$i/etc/keystone/keystone.conf
+    keystone_user: keystone
+    keystone_group: keystone
+    restart: $LAB_DIR/node$i/restart.sh
+    log_file: $LAB_DIR/node$i/keystone.log
+    keygen: keystone-manage
+EOF
+        done
+        echo "load_balancers:"
+        for k in $(seq "$LAB_LBS"); do
+            cat <<EOF
+  - name: haproxy-$k
+    reach: {ssh: lab-node1}
+    socket: $LAB_DIR/haproxy-$k.sock
+    backend: keystone_api
+    servers:
+EOF
+            for i in $(seq "$LAB_NODES"); do
+                echo "      node$i: ks$i"
+            done
+        done
+        cat <<EOF
+credentials:
+  cloud: lab
+  clouds_file: $LAB_DIR/clouds.yaml
+ssh:
+  config: $LAB_DIR/ssh_config
+  known_hosts: $LAB_DIR/known_hosts
+EOF
+    } >"$LAB_DIR/inventory.yaml"
+
+    log "waiting for Keystone on every node, every sshd and every HAProxy server UP"
+    for i in $(seq "$LAB_NODES"); do
+        wait_for "sshd of node$i" 20 sshd_ok "$(ssh_port "$i")"
+    done
+    for i in $(seq "$LAB_NODES"); do
+        wait_for "Keystone node$i (see $LAB_DIR/node$i/keystone.log)" 120 v3_ok "$(ks_port "$i")"
+    done
+    for k in $(seq "$LAB_LBS"); do
+        wait_for "every server UP on haproxy-$k" 60 all_up "$k"
+    done
+    log "up in $((SECONDS - t0))s: $LAB_NODES nodes, $LAB_LBS HAProxy; inventory $LAB_DIR/inventory.yaml"
+}
+
+down() {
+    check_lab_dir
+    if [ ! -e "$LAB_DIR/.cutover-lab" ]; then
+        log "no lab in $LAB_DIR"
+        rm -rf "$LAB_DIR" 2>/dev/null || true
+        return 0
+    fi
+    local f pid child
+    # sshd session processes outlive their listener: end the listener's children first.
+    for f in "$LAB_DIR"/node*/sshd/sshd.pid; do
+        [ -e "$f" ] || continue
+        pid=$(cat "$f" 2>/dev/null || true)
+        [ -n "$pid" ] || continue
+        for child in $(pgrep -P "$pid" 2>/dev/null || true); do
+            kill "$child" 2>/dev/null || true
+        done
+    done
+    for f in "$LAB_DIR"/haproxy-*.pid "$LAB_DIR"/node*/keystone.pid "$LAB_DIR"/node*/sshd/sshd.pid; do
+        [ -e "$f" ] && kill_pidfile "$f"
+    done
+    rm -rf "$LAB_DIR"
+    log "down: $LAB_DIR removed"
+}
+
+status() {
+    check_lab_dir
+    [ -e "$LAB_DIR/.cutover-lab" ] || die "no lab in $LAB_DIR"
+    # shellcheck disable=SC1091
+    . "$LAB_DIR/lab.env"
+    local i k provider v3 sshd
+    for i in $(seq "$LAB_NODES"); do
+        provider=$(awk -F= '/^\[/{s=$0} s=="[token]" && $1 ~ /^ *provider *$/ {gsub(/ /,"",$2); print $2}' \
+            "$LAB_DIR/node$i/etc/keystone/keystone.conf")
+        v3=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$(ks_port "$i")/v3" || true)
+        if sshd_ok "$(ssh_port "$i")"; then sshd=up; else sshd=down; fi
+        printf 'node%s provider=%s /v3=%s sshd(%s)=%s\n' "$i" "${provider:-fernet}" "$v3" "$(ssh_port "$i")" "$sshd"
+    done
+    for k in $(seq "$LAB_LBS"); do
+        echo "haproxy-$k (127.0.0.1:$(lb_port "$k")):"
+        show_stat "$k" | awk -F, '
+            NR == 1 { for (c = 1; c <= NF; c++) { h = $c; sub(/^# */, "", h); col[h] = c }; print "  pxname,svname,scur,status"; next }
+            NF > 1 { print "  " $col["pxname"] "," $col["svname"] "," $col["scur"] "," $col["status"] }'
+    done
+}
+
+case "${1:-}" in
+up) up ;;
+down) down ;;
+status) status ;;
+*)
+    echo "usage: $0 up|down|status   (env: LAB_DIR LAB_NODES LAB_BASE_PORT LAB_LBS LAB_VENV)" >&2
+    exit 2
+    ;;
+esac

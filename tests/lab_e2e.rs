@@ -1,0 +1,734 @@
+//! End to end on the lab (tests/lab): real Keystone 30 nodes, a real OpenSSH sshd per node and
+//! real HAProxy instances on 127.0.0.1, driven by the cutover binary over SSH and checked
+//! independently of it (curl at each node and through HAProxy, socat on the admin sockets).
+//!
+//! Each test brings up its own lab (own LAB_DIR and ports) and takes it down when done, even on
+//! failure (a Drop guard). Labs are run one at a time (a mutex): a lab is 3 Keystone processes and
+//! the machine has 2 cores. Needs root and tests/lab/install.sh: a missing install FAILS the
+//! tests with what to run; they never skip.
+
+use cutover::inventory::Inventory;
+use cutover::transport::ssh::SshTransport;
+use cutover::transport::{ExecOpts, Transport};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static LAB_LOCK: Mutex<()> = Mutex::new(());
+
+const NODES: usize = 3;
+const RUN_DEADLINE: Duration = Duration::from_secs(420);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn venv() -> PathBuf {
+    std::env::var_os("LAB_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/cutover-lab-venv"))
+}
+
+fn require_install() {
+    let mut missing = Vec::new();
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !is_root {
+        missing.push("root (the lab starts sshd and HAProxy and chowns key directories)".into());
+    }
+    for p in [
+        "/usr/sbin/sshd",
+        "/usr/sbin/haproxy",
+        "/usr/bin/socat",
+        "/usr/bin/curl",
+        "/usr/bin/ssh-keygen",
+    ] {
+        if !Path::new(p).exists() {
+            missing.push(p.to_string());
+        }
+    }
+    if !venv().join("bin/keystone-manage").exists() {
+        missing.push(format!("{}/bin/keystone-manage", venv().display()));
+    }
+    let keystone_user = Command::new("getent")
+        .args(["passwd", "keystone"])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !keystone_user {
+        missing.push("the keystone user".into());
+    }
+    assert!(
+        missing.is_empty(),
+        "LAB NOT INSTALLED: missing {missing:?}. Run `sudo tests/lab/install.sh` \
+         (Debian packages openssh-server openssh-client haproxy socat curl python3-venv, the \
+         keystone user, and a venv with keystone + python-openstackclient at {})",
+        venv().display()
+    );
+}
+
+/// Run a command with a deadline; the child is killed when it passes.
+fn output_within(cmd: &mut Command, deadline: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {}s\nstdout:\n{}\nstderr:\n{}",
+                deadline.as_secs(),
+                String::from_utf8_lossy(&t_out.join().unwrap()),
+                String::from_utf8_lossy(&t_err.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A lab brought up for one test and taken down when it is dropped.
+struct Lab {
+    dir: PathBuf,
+    base: u16,
+    lbs: usize,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    fn up(name: &str, base: u16, lbs: usize) -> Lab {
+        let serial = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        require_install();
+        let lab = Lab {
+            dir: PathBuf::from(format!("/tmp/cutover-lab-e2e-{name}")),
+            base,
+            lbs,
+            _serial: serial,
+        };
+        let start = Instant::now();
+        let out = lab.lab_sh("up");
+        assert!(out.status.success(), "lab.sh up failed:\n{}", text(&out));
+        eprintln!(
+            "lab {name} up in {:.1}s ({})",
+            start.elapsed().as_secs_f64(),
+            lab.dir.display()
+        );
+        lab
+    }
+
+    fn lab_sh(&self, verb: &str) -> Output {
+        output_within(
+            Command::new(repo().join("tests/lab/lab.sh"))
+                .arg(verb)
+                .env("LAB_DIR", &self.dir)
+                .env("LAB_NODES", NODES.to_string())
+                .env("LAB_BASE_PORT", self.base.to_string())
+                .env("LAB_LBS", self.lbs.to_string())
+                .env("LAB_VENV", venv()),
+            Duration::from_secs(300),
+        )
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.yaml")
+    }
+    fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+    fn conf(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node{i}/etc/keystone/keystone.conf"))
+    }
+    fn private_pem(&self, i: usize) -> PathBuf {
+        self.dir
+            .join(format!("node{i}/etc/keystone/jws-keys/private/private.pem"))
+    }
+    fn node_port(&self, i: usize) -> u16 {
+        self.base + i as u16
+    }
+    fn lb_port(&self, k: usize) -> u16 {
+        if k == 1 {
+            self.base
+        } else {
+            self.base + 50 + k as u16
+        }
+    }
+    fn sock(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("haproxy-{k}.sock"))
+    }
+
+    fn password(&self) -> String {
+        let y: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(self.dir.join("clouds.yaml")).unwrap())
+                .unwrap();
+        y["clouds"]["lab"]["auth"]["password"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// POST /v3/auth/tokens at 127.0.0.1:port with curl; the X-Subject-Token, if any.
+    fn issue(&self, port: u16) -> Option<String> {
+        let body = serde_json::json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"}, "password": self.password()}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}});
+        // The body (with the password) goes through a 0600 file, not the command line.
+        let body_file = self.dir.join(".token-request.json");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&body_file)
+                .unwrap();
+            f.write_all(body.to_string().as_bytes()).unwrap();
+        }
+        let out = output_within(
+            Command::new("curl")
+                .args(["-s", "-D", "-", "-o", "/dev/null", "--max-time", "20"])
+                .args(["-H", "Content-Type: application/json", "--data-binary"])
+                .arg(format!("@{}", body_file.display()))
+                .arg(format!("http://127.0.0.1:{port}/v3/auth/tokens")),
+            Duration::from_secs(30),
+        );
+        String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("x-subject-token")
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    /// GET /v3/auth/tokens at 127.0.0.1:port validating `token` with itself: the HTTP code.
+    fn validate(&self, port: u16, token: &str) -> u16 {
+        let out = output_within(
+            Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "--max-time",
+                    "20",
+                ])
+                .arg("-H")
+                .arg(format!("X-Auth-Token: {token}"))
+                .arg("-H")
+                .arg(format!("X-Subject-Token: {token}"))
+                .arg(format!("http://127.0.0.1:{port}/v3/auth/tokens")),
+            Duration::from_secs(30),
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// `show stat` on HAProxy k through socat: server name → status, for backend keystone_api.
+    fn show_stat(&self, k: usize) -> BTreeMap<String, String> {
+        let out = output_within(
+            Command::new("sh").arg("-c").arg(format!(
+                "echo 'show stat' | socat -t 5 stdio UNIX-CONNECT:{}",
+                self.sock(k).display()
+            )),
+            Duration::from_secs(20),
+        );
+        assert!(out.status.success(), "socat failed: {}", text(&out));
+        let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = csv.lines();
+        let header: Vec<String> = lines
+            .next()
+            .unwrap_or("")
+            .trim_start_matches('#')
+            .trim()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        let (px, sv, st) = (col("pxname"), col("svname"), col("status"));
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f.len() > st && f[px] == "keystone_api" && f[sv].starts_with("ks"))
+            .map(|f| (f[sv].to_string(), f[st].to_string()))
+            .collect()
+    }
+
+    fn provider_in_conf(&self, i: usize) -> String {
+        let conf = std::fs::read_to_string(self.conf(i)).unwrap();
+        let mut section = String::new();
+        for line in conf.lines() {
+            let l = line.trim();
+            if l.starts_with('[') {
+                section = l.to_string();
+            } else if section == "[token]"
+                && let Some((k, v)) = l.split_once('=')
+                && k.trim() == "provider"
+            {
+                return v.trim().to_string();
+            }
+        }
+        "fernet".into()
+    }
+
+    fn cutover(&self, args: &[&str]) -> Output {
+        output_within(
+            Command::new(env!("CARGO_BIN_EXE_cutover"))
+                .args(args)
+                .current_dir(repo())
+                .env_remove("SSH_AUTH_SOCK"),
+            RUN_DEADLINE,
+        )
+    }
+
+    fn run(&self, runbook: &str, answers: &Path, journal: &Path, extra: &[&str]) -> Output {
+        let inv = self.inventory();
+        let mut args = vec![
+            "run",
+            runbook,
+            "-i",
+            inv.to_str().unwrap(),
+            "--headless",
+            "--answers",
+            answers.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let start = Instant::now();
+        let out = self.cutover(&args);
+        eprintln!(
+            "cutover run {runbook} {extra:?}: exit {:?} in {:.1}s",
+            out.status.code(),
+            start.elapsed().as_secs_f64()
+        );
+        out
+    }
+
+    /// Checked without cutover: every node issues a `want` token when asked directly, a token
+    /// issued through HAProxy's frontend validates on every node, every server is UP on every
+    /// HAProxy, and every keystone.conf names the provider.
+    fn assert_fleet(&self, want: &str) {
+        let prefix = if want == "jws" { "eyJ" } else { "gAAAAA" };
+        for i in 1..=NODES {
+            assert_eq!(self.provider_in_conf(i), want, "node{i} keystone.conf");
+            let t = self
+                .issue(self.node_port(i))
+                .unwrap_or_else(|| panic!("node{i} issued no token"));
+            assert!(
+                t.starts_with(prefix),
+                "node{i} issued a token starting {:?}, expected {want}",
+                &t[..t.len().min(6)]
+            );
+        }
+        let t = self
+            .issue(self.lb_port(1))
+            .expect("no token through HAProxy's frontend");
+        assert!(t.starts_with(prefix), "token through HAProxy is not {want}");
+        for i in 1..=NODES {
+            assert_eq!(
+                self.validate(self.node_port(i), &t),
+                200,
+                "the token issued through HAProxy does not validate on node{i}"
+            );
+        }
+        for k in 1..=self.lbs {
+            let stat = self.show_stat(k);
+            assert_eq!(stat.len(), NODES, "haproxy-{k}: {stat:?}");
+            assert!(
+                stat.values().all(|s| s == "UP"),
+                "haproxy-{k} servers not all UP: {stat:?}"
+            );
+        }
+    }
+
+    fn journal_verify(&self, journal: &Path) {
+        let out = self.cutover(&["journal", "verify", journal.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "journal verify {}:\n{}",
+            journal.display(),
+            text(&out)
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let out = self.lab_sh("down");
+        if !out.status.success() {
+            eprintln!(
+                "lab.sh down failed for {}:\n{}",
+                self.dir.display(),
+                text(&out)
+            );
+        }
+    }
+}
+
+/// runbooks/demo-answers.yaml with some answers changed (`None` removes the answer).
+fn answers(dir: &Path, name: &str, changes: &[(&str, Option<&str>)]) -> PathBuf {
+    let demo = std::fs::read_to_string(repo().join("runbooks/demo-answers.yaml"))
+        .expect("runbooks/demo-answers.yaml");
+    let mut map: BTreeMap<String, String> = serde_yaml::from_str(&demo).unwrap();
+    for (k, v) in changes {
+        match v {
+            Some(v) => {
+                map.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                map.remove(*k);
+            }
+        }
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, serde_yaml::to_string(&map).unwrap()).unwrap();
+    p
+}
+
+fn demo_answers() -> PathBuf {
+    repo().join("runbooks/demo-answers.yaml")
+}
+
+fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    let b = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    format!("{:x}", sha2::Sha256::digest(b))
+}
+
+/// The lab itself, through cutover's own SSH transport and inventory (no cutover binary):
+/// the inventory parses, every node answers over SSH with keystone-manage on PATH, and the
+/// HAProxy admin socket answers through `Transport::socket_request`.
+#[tokio::test]
+async fn lab_inventory_reaches_every_node_over_ssh() {
+    let lab = Lab::up("transport", 17000, 1);
+    let inv = Inventory::load(&lab.inventory()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(inv.nodes.len(), NODES);
+    for node in &inv.nodes {
+        let cutover::inventory::Reach::Ssh(target) = &node.reach else {
+            panic!("{} is not reached over ssh", node.name);
+        };
+        let t = SshTransport::connect(target, inv.ssh.as_ref(), None)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", node.name));
+        let out = t
+            .exec(
+                &format!(
+                    "command -v keystone-manage && grep -c provider {} && test -x {}",
+                    node.keystone_conf.display(),
+                    node.restart
+                ),
+                ExecOpts::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.status, 0, "{}: {}", node.name, out.stderr_str());
+        let t = Transport::Ssh(t);
+        let probe = lab.dir.join(format!("{}.probe", node.name));
+        t.write_file(
+            &probe,
+            b"written over ssh\n",
+            0o640,
+            Some(("keystone", "keystone")),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            t.read_file(&probe, false).await.unwrap(),
+            b"written over ssh\n"
+        );
+    }
+    let lb = &inv.load_balancers[0];
+    let cutover::inventory::Reach::Ssh(target) = lb.reach.as_ref().unwrap() else {
+        panic!("lb not over ssh");
+    };
+    let t = Transport::Ssh(
+        SshTransport::connect(target, inv.ssh.as_ref(), None)
+            .await
+            .unwrap(),
+    );
+    let stat = t
+        .socket_request(
+            lb.socket.as_ref().unwrap(),
+            "show stat",
+            false,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    for i in 1..=NODES {
+        assert!(
+            stat.lines()
+                .any(|l| l.starts_with(&format!("keystone_api,ks{i},")) && l.contains(",UP,")),
+            "{stat}"
+        );
+    }
+    lab.assert_fleet("fernet");
+}
+
+/// (a) The flagship, headless over SSH, migrates a 3-node lab to JWS; jws-to-fernet brings it
+/// back. Both checked independently of cutover.
+#[test]
+fn flagship_migrates_and_rolls_back() {
+    let lab = Lab::up("flagship", 16000, 1);
+    let j1 = lab.dir.join("fernet-to-jws.journal");
+    let out = lab.run("runbooks/fernet-to-jws.yaml", &demo_answers(), &j1, &[]);
+    assert_eq!(out.status.code(), Some(0), "fernet-to-jws:\n{}", text(&out));
+    lab.assert_fleet("jws");
+    // per-node keys (the default): every node signs with its own private key.
+    let keys: std::collections::BTreeSet<String> = (1..=NODES)
+        .map(|i| sha256_file(&lab.private_pem(i)))
+        .collect();
+    assert_eq!(keys.len(), NODES, "per-node private keys should differ");
+    lab.journal_verify(&j1);
+
+    let j2 = lab.dir.join("jws-to-fernet.journal");
+    let out = lab.run("runbooks/jws-to-fernet.yaml", &demo_answers(), &j2, &[]);
+    assert_eq!(out.status.code(), Some(0), "jws-to-fernet:\n{}", text(&out));
+    lab.assert_fleet("fernet");
+    lab.journal_verify(&j2);
+}
+
+/// (b) Two HAProxy instances; the operator declines the mixed-pool hard stop: the run pauses
+/// (exit 3) with the first node out of the pool on BOTH instances.
+#[test]
+fn declined_mixed_pool_pauses_with_node_out_of_every_pool() {
+    let lab = Lab::up("mixedpool", 16200, 2);
+    let a = answers(
+        &lab.dir,
+        "decline-mixed.yaml",
+        &[("mixed-pool", Some("decline"))],
+    );
+    let j = lab.dir.join("run.journal");
+    let out = lab.run("runbooks/fernet-to-jws.yaml", &a, &j, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "expected a pause:\n{}",
+        text(&out)
+    );
+    for k in 1..=2 {
+        let stat = lab.show_stat(k);
+        assert_eq!(
+            stat.get("ks1").map(String::as_str),
+            Some("MAINT"),
+            "haproxy-{k}: {stat:?}"
+        );
+        for i in 2..=NODES {
+            assert_eq!(
+                stat.get(&format!("ks{i}")).map(String::as_str),
+                Some("UP"),
+                "haproxy-{k}: {stat:?}"
+            );
+        }
+    }
+    // Nothing past the first node was touched.
+    for i in 2..=NODES {
+        assert_eq!(lab.provider_in_conf(i), "fernet", "node{i}");
+    }
+    lab.journal_verify(&j);
+}
+
+/// (c) One keypair for the whole fleet (`key_strategy=shared`).
+#[test]
+fn shared_key_strategy_migrates() {
+    let lab = Lab::up("shared", 16400, 1);
+    let j = lab.dir.join("run.journal");
+    let out = lab.run(
+        "runbooks/fernet-to-jws.yaml",
+        &demo_answers(),
+        &j,
+        &["--param", "key_strategy=shared"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    lab.assert_fleet("jws");
+    let keys: std::collections::BTreeSet<String> = (1..=NODES)
+        .map(|i| sha256_file(&lab.private_pem(i)))
+        .collect();
+    assert_eq!(keys.len(), 1, "shared: one private key everywhere");
+    lab.journal_verify(&j);
+}
+
+/// (d) A changed host key stops the run before any change and says CHANGED; an unknown host
+/// (its line removed) pauses the run at hard stop `unknown-host-key` when it is not answered.
+#[test]
+fn host_key_changed_halts_and_unknown_pauses() {
+    let lab = Lab::up("hostkeys", 16600, 1);
+    let confs: Vec<Vec<u8>> = (1..=NODES)
+        .map(|i| std::fs::read(lab.conf(i)).unwrap())
+        .collect();
+    let original = std::fs::read_to_string(lab.known_hosts()).unwrap();
+    let node1 = format!("[127.0.0.1]:{} ", lab.base + 101);
+    let node2 = format!("[127.0.0.1]:{} ", lab.base + 102);
+    assert!(
+        original.contains(&node1) && original.contains(&node2),
+        "{original}"
+    );
+
+    // Changed: node1's line now holds another key.
+    let other = lab.dir.join("other_host_key");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other_key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+    let changed: String = original
+        .lines()
+        .map(|l| {
+            if l.starts_with(&node1) {
+                format!("{node1}{}\n", other_key.join(" "))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(lab.known_hosts(), &changed).unwrap();
+    let j = lab.dir.join("changed.journal");
+    let out = lab.run("runbooks/fernet-to-jws.yaml", &demo_answers(), &j, &[]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("CHANGED"), "{}", text(&out));
+    for i in 1..=NODES {
+        assert_eq!(
+            std::fs::read(lab.conf(i)).unwrap(),
+            confs[i - 1],
+            "node{i} keystone.conf changed"
+        );
+    }
+    for (k, status) in lab.show_stat(1) {
+        assert_eq!(status, "UP", "{k}");
+    }
+
+    // Unknown: node2's line removed; the answers do not answer `unknown-host-key`.
+    let unknown: String = original
+        .lines()
+        .filter(|l| !l.starts_with(&node2))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(lab.known_hosts(), &unknown).unwrap();
+    let a = answers(
+        &lab.dir,
+        "no-unknown-host.yaml",
+        &[("unknown-host-key", None)],
+    );
+    let j = lab.dir.join("unknown.journal");
+    let out = lab.run("runbooks/fernet-to-jws.yaml", &a, &j, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "expected a pause:\n{}",
+        text(&out)
+    );
+    let journal = std::fs::read_to_string(&j).unwrap_or_default();
+    assert!(
+        text(&out).contains("unknown-host-key") || journal.contains("unknown-host-key"),
+        "the pause is not at unknown-host-key:\n{}",
+        text(&out)
+    );
+    for i in 1..=NODES {
+        assert_eq!(
+            std::fs::read(lab.conf(i)).unwrap(),
+            confs[i - 1],
+            "node{i} keystone.conf changed"
+        );
+    }
+}
+
+/// (e) `cutover probe --format json` shows every node's provider (fernet) and the LB state.
+#[test]
+fn probe_json_shows_providers_and_lb_state() {
+    let lab = Lab::up("probe", 16800, 1);
+    let out = lab.cutover(&[
+        "probe",
+        "-i",
+        lab.inventory().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("probe output is not JSON ({e}):\n{}", text(&out)));
+    let mut providers = Vec::new();
+    collect_key(&v, "provider", &mut providers);
+    assert!(
+        providers.len() >= NODES,
+        "expected a provider per node, found {providers:?} in {v:#}"
+    );
+    assert!(
+        providers.iter().all(|p| p == "fernet"),
+        "providers: {providers:?}"
+    );
+    let s = v.to_string();
+    for i in 1..=NODES {
+        assert!(s.contains(&format!("node{i}")), "node{i} missing: {v:#}");
+        assert!(
+            s.contains(&format!("ks{i}")),
+            "LB server ks{i} missing: {v:#}"
+        );
+    }
+    assert!(s.contains("haproxy-1"), "LB missing: {v:#}");
+    assert!(s.to_lowercase().contains("up"), "no LB state: {v:#}");
+}
+
+fn collect_key(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, val) in m {
+                if k == key
+                    && let Some(s) = val.as_str()
+                {
+                    out.push(s.to_string());
+                }
+                collect_key(val, key, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_key(x, key, out)),
+        _ => {}
+    }
+}

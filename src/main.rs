@@ -180,6 +180,14 @@ fn invalid(msg: impl Into<String>) -> anyhow::Error {
 }
 
 fn main() -> ExitCode {
+    // `cutover journal show J | head` must end quietly, as other Unix tools do.
+    // SAFETY: setting a signal disposition to its default before any thread starts.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -369,6 +377,46 @@ async fn run(cli: Cli) -> Result<i32> {
                     print!("{}", cutover::engine::report::probe_table(&inv, &obs))
                 }
             }
+            Ok(0)
+        }
+        Cmd::World {
+            cmd: WorldCmd::Create { dir, nodes, lbs },
+        } => {
+            let dir = absolute(&dir)?;
+            let info = cutover::world::create(&dir, &cutover::world::WorldSpec { nodes, lbs })?;
+            println!(
+                "created {} (inventory {})",
+                dir.display(),
+                info.inventory_path.display()
+            );
+            Ok(0)
+        }
+        Cmd::World {
+            cmd: WorldCmd::Serve { dir },
+        } => {
+            let dir = absolute(&dir)?;
+            let info = cutover::world::load(&dir)?;
+            let handle = cutover::world::start(&info).await?;
+            let _mark = runtime::ServeMark::create(&dir)?;
+            for n in &info.nodes {
+                println!("{}: {}", n.name, n.keystone_url);
+            }
+            for lb in &info.lbs {
+                println!(
+                    "{}: frontend {}, admin socket {}",
+                    lb.name,
+                    lb.frontend_url,
+                    lb.socket.display()
+                );
+            }
+            println!("serving {} — Ctrl-C to stop", dir.display());
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            handle.shutdown().await;
             Ok(0)
         }
         Cmd::Journal {

@@ -86,6 +86,7 @@ impl Fleet {
                         fingerprint: fp.clone(),
                     })
                     .collect(),
+                staged_fingerprint: None,
             },
             service_up: true,
             service_detail: "GET /v3 200".into(),
@@ -186,7 +187,7 @@ impl Fleet {
                     obs.keys.insert(n.clone(), "fp-shared".into());
                 }
             }
-            ActionSpec::InstallKeys { node } => {
+            ActionSpec::InstallKeys { node, .. } => {
                 self.private.insert(node.clone(), format!("fp-{node}"));
                 let fp = format!("fp-{node}");
                 if !self.public[node].contains(&fp) {

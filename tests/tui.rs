@@ -90,6 +90,7 @@ impl World {
                 private_mode: w.private.as_ref().map(|_| "600".into()),
                 private_owner: w.private.as_ref().map(|_| "keystone:keystone".into()),
                 public: w.public.clone(),
+                staged_fingerprint: None,
             },
             service_up: w.up,
             service_detail: if w.up {
@@ -213,7 +214,7 @@ impl World {
                 obs.keys.insert(node.clone(), fp(node));
                 (true, format!("keypair created on {node}"), obs, None, 1_500)
             }
-            ActionSpec::InstallKeys { node } => {
+            ActionSpec::InstallKeys { node, .. } => {
                 let w = self.nodes.get_mut(node).unwrap();
                 w.private = w.staged.clone();
                 w.public.push(PublicKeyFact {
@@ -1004,7 +1005,7 @@ fn replay_shows_who_confirmed_a_hard_stop() {
     let text = shot(&mut app, p.state(), t0(), 80, 24);
     assert!(text.contains("HARD STOP (replay)"), "{text}");
     assert!(
-        text.contains("confirmed (Shift+Y) by alice@bastion at 01:01:55"),
+        text.contains("confirmed (Shift+Y) by alice@bastion at 01:01:56"),
         "{text}"
     );
     assert!(

@@ -386,11 +386,13 @@ pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> Node
 
 /// keystone-manage writes private.pem and public.pem into the current directory (mode 0644):
 /// run it in the staging directory, tighten the private key, print the public key.
-pub fn keystone_manage_script(staging: &str, conf: &str) -> String {
+pub fn keystone_manage_script(staging: &str, conf: &str, user: &str, group: &str) -> String {
     format!(
-        "set -e; umask 077; mkdir -p -- {s}; chmod 700 -- {s}; cd -- {s}; rm -f private.pem public.pem; keystone-manage --config-file {c} create_jws_keypair --force >/dev/null 2>keystone-manage.err || {{ tail -n 1 keystone-manage.err >&2; exit 1; }}; rm -f keystone-manage.err; chmod 600 private.pem; cat public.pem",
+        "set -e; umask 077; mkdir -p -- {s}; chmod 700 -- {s}; cd -- {s}; rm -f private.pem public.pem; keystone-manage --config-file {c} create_jws_keypair --force --keystone-user {u} --keystone-group {g} >/dev/null 2>keystone-manage.err || {{ tail -n 1 keystone-manage.err >&2; exit 1; }}; rm -f keystone-manage.err; chmod 600 private.pem; cat public.pem",
         s = shell_quote(staging),
-        c = shell_quote(conf)
+        c = shell_quote(conf),
+        u = shell_quote(user),
+        g = shell_quote(group)
     )
 }
 
@@ -472,12 +474,17 @@ pub fn fernet_dump_script(repo: &str) -> String {
     )
 }
 
-pub fn parse_fernet_dump(out: &[u8]) -> Result<Vec<(String, keys::zeroize_string::Secret)>, String> {
-    let text = std::str::from_utf8(out).map_err(|_| "unexpected bytes in the key dump".to_string())?;
+pub fn parse_fernet_dump(
+    out: &[u8],
+) -> Result<Vec<(String, keys::zeroize_string::Secret)>, String> {
+    let text =
+        std::str::from_utf8(out).map_err(|_| "unexpected bytes in the key dump".to_string())?;
     let mut v = Vec::new();
     let mut lines = text.lines();
     while let Some(l) = lines.next() {
-        let Some(name) = l.strip_prefix("==key ") else { continue };
+        let Some(name) = l.strip_prefix("==key ") else {
+            continue;
+        };
         if !name.chars().all(|c| c.is_ascii_digit()) {
             continue;
         }

@@ -968,6 +968,8 @@ impl Fleet {
                 let script = keystone::keystone_manage_script(
                     &staging,
                     &n.keystone_conf.display().to_string(),
+                    &n.keystone_user,
+                    &n.keystone_group,
                 );
                 let out = self.exec(node, &script, Duration::from_secs(120)).await?;
                 if out.status != 0 {
@@ -1066,6 +1068,8 @@ impl Fleet {
                         &keystone::keystone_manage_script(
                             &staging,
                             &n.keystone_conf.display().to_string(),
+                            &n.keystone_user,
+                            &n.keystone_group,
                         ),
                         Duration::from_secs(120),
                     )
@@ -1165,8 +1169,12 @@ impl Fleet {
                     "create the new keypairs first (keystone.create_jws_keypair), then resume",
                 )
             })?;
-            let fp = keys::public_fingerprint(&String::from_utf8_lossy(&pem))
-                .map_err(|e| DriverError::new(format!("{m}: {} is not a public key: {e}", src.display()), "re-run the keys step"))?;
+            let fp = keys::public_fingerprint(&String::from_utf8_lossy(&pem)).map_err(|e| {
+                DriverError::new(
+                    format!("{m}: {} is not a public key: {e}", src.display()),
+                    "re-run the keys step",
+                )
+            })?;
             let name = format!("{m}.{}.pem", keys::fingerprint_tag(&fp));
             t.write_file(
                 &Path::new(&facts.jws.public_repo).join(&name),
@@ -1183,7 +1191,10 @@ impl Fleet {
         let mut obs = Observation::default();
         obs.nodes.insert(node.to_string(), after);
         Ok(Done::ok(
-            format!("{node}: published {} ({count} keys accepted now)", names.join(", ")),
+            format!(
+                "{node}: published {} ({count} keys accepted now)",
+                names.join(", ")
+            ),
             obs,
         ))
     }
@@ -1198,7 +1209,9 @@ impl Fleet {
                 }
                 None => {
                     return Err(DriverError::new(
-                        format!("{m} has no readable private.pem: cannot tell which public keys are retired"),
+                        format!(
+                            "{m} has no readable private.pem: cannot tell which public keys are retired"
+                        ),
                         format!("fix {m}'s JWS keys first; nothing was removed"),
                     ));
                 }
@@ -1213,29 +1226,69 @@ impl Fleet {
             .map(|p| p.file.clone())
             .collect();
         if retired.is_empty() {
-            return Ok(Done::ok(format!("{node}: no retired public keys"), Observation::default()));
+            return Ok(Done::ok(
+                format!("{node}: no retired public keys"),
+                Observation::default(),
+            ));
         }
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let public = facts.jws.public_repo.trim_end_matches('/').to_string();
-        let attic = format!("{}/.cutover-retired-{stamp}", Path::new(&public).parent().map(|p| p.display().to_string()).unwrap_or_default());
-        let files = retired.iter().map(|f| shell_quote(&format!("{public}/{f}"))).collect::<Vec<_>>().join(" ");
+        let attic = format!(
+            "{}/.cutover-retired-{stamp}",
+            Path::new(&public)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        let files = retired
+            .iter()
+            .map(|f| shell_quote(&format!("{public}/{f}")))
+            .collect::<Vec<_>>()
+            .join(" ");
         let out = self
-            .exec(node, &format!("set -e; mkdir -p -- {a}; chmod 700 -- {a}; mv -- {files} {a}/", a = shell_quote(&attic)), Duration::from_secs(30))
+            .exec(
+                node,
+                &format!(
+                    "set -e; mkdir -p -- {a}; chmod 700 -- {a}; mv -- {files} {a}/",
+                    a = shell_quote(&attic)
+                ),
+                Duration::from_secs(30),
+            )
             .await?;
         if out.status != 0 {
-            return Err(DriverError::new(format!("{node}: moving retired keys failed: {}", out.last_line()), "check permissions on the public repository"));
+            return Err(DriverError::new(
+                format!("{node}: moving retired keys failed: {}", out.last_line()),
+                "check permissions on the public repository",
+            ));
         }
         let after = self.node_facts(node).await?;
         let mut obs = Observation::default();
         obs.nodes.insert(node.to_string(), after);
-        Ok(Done::ok(format!("{node}: moved {} to {attic} (tokens signed by them no longer validate)", retired.join(", ")), obs))
+        Ok(Done::ok(
+            format!(
+                "{node}: moved {} to {attic} (tokens signed by them no longer validate)",
+                retired.join(", ")
+            ),
+            obs,
+        ))
     }
 
     async fn rotate_fernet(&self, node: &str) -> DResult<Done> {
         let n = self.node(node)?;
         let facts = self.node_facts(node).await?;
-        let conf = self.exec(node, &format!("cat -- {}", shell_quote(&n.keystone_conf.display().to_string())), Duration::from_secs(20)).await?;
-        let max = keystone_conf::get(&conf.stdout_str(), "fernet_tokens", "max_active_keys").and_then(|v| v.parse::<u32>().ok()).unwrap_or(3);
+        let conf = self
+            .exec(
+                node,
+                &format!(
+                    "cat -- {}",
+                    shell_quote(&n.keystone_conf.display().to_string())
+                ),
+                Duration::from_secs(20),
+            )
+            .await?;
+        let max = keystone_conf::get(&conf.stdout_str(), "fernet_tokens", "max_active_keys")
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(3);
         let script = match n.keygen {
             crate::inventory::KeyGen::KeystoneManage => format!(
                 "keystone-manage --config-file {} fernet_rotate --keystone-user {} --keystone-group {}",
@@ -1243,37 +1296,74 @@ impl Fleet {
                 shell_quote(&n.keystone_user),
                 shell_quote(&n.keystone_group)
             ),
-            crate::inventory::KeyGen::Native => keystone::fernet_rotate_script(&facts.fernet.repo, max, &n.keystone_user, &n.keystone_group),
+            crate::inventory::KeyGen::Native => keystone::fernet_rotate_script(
+                &facts.fernet.repo,
+                max,
+                &n.keystone_user,
+                &n.keystone_group,
+            ),
         };
         let out = self.exec(node, &script, Duration::from_secs(60)).await?;
         if out.status != 0 {
-            return Err(DriverError::new(format!("{node}: fernet rotation failed: {}", out.last_line()), format!("inspect {} on {node}; nothing else changed", facts.fernet.repo)));
+            return Err(DriverError::new(
+                format!("{node}: fernet rotation failed: {}", out.last_line()),
+                format!(
+                    "inspect {} on {node}; nothing else changed",
+                    facts.fernet.repo
+                ),
+            ));
         }
         let after = self.node_facts(node).await?;
         let keys = after.fernet.keys;
         let mut obs = Observation::default();
         obs.nodes.insert(node.to_string(), after);
-        Ok(Done::ok(format!("{node}: Fernet keys rotated ({keys} keys, max_active_keys {max})"), obs))
+        Ok(Done::ok(
+            format!("{node}: Fernet keys rotated ({keys} keys, max_active_keys {max})"),
+            obs,
+        ))
     }
 
     async fn sync_fernet(&self, node: &str, from: &str) -> DResult<Done> {
         let src = self.node_facts(from).await?;
-        let out = self.exec(from, &keystone::fernet_dump_script(&src.fernet.repo), Duration::from_secs(30)).await?;
+        let out = self
+            .exec(
+                from,
+                &keystone::fernet_dump_script(&src.fernet.repo),
+                Duration::from_secs(30),
+            )
+            .await?;
         if out.status != 0 {
-            return Err(DriverError::new(format!("{from}: cannot read its Fernet repository: {}", out.last_line()), "check permissions (sudo: true?)"));
+            return Err(DriverError::new(
+                format!(
+                    "{from}: cannot read its Fernet repository: {}",
+                    out.last_line()
+                ),
+                "check permissions (sudo: true?)",
+            ));
         }
         // Key bytes: in memory only, wiped when dropped.
         let keys_in = keys::zeroize_string::Secret(out.stdout);
-        let parsed = keystone::parse_fernet_dump(&keys_in.0).map_err(|e| DriverError::new(format!("{from}: {e}"), ""))?;
+        let parsed = keystone::parse_fernet_dump(&keys_in.0)
+            .map_err(|e| DriverError::new(format!("{from}: {e}"), ""))?;
         if parsed.is_empty() {
-            return Err(DriverError::new(format!("{from}: its Fernet repository is empty"), "refusing to empty the other nodes' repositories"));
+            return Err(DriverError::new(
+                format!("{from}: its Fernet repository is empty"),
+                "refusing to empty the other nodes' repositories",
+            ));
         }
         let n = self.node(node)?;
         let dst = self.node_facts(node).await?;
         let t = self.node_transport(node).await?;
         let repo = dst.fernet.repo.trim_end_matches('/').to_string();
         for (name, bytes) in &parsed {
-            t.write_file(&Path::new(&repo).join(name), &bytes.0, 0o600, Some((&n.keystone_user, &n.keystone_group)), n.sudo).await?;
+            t.write_file(
+                &Path::new(&repo).join(name),
+                &bytes.0,
+                0o600,
+                Some((&n.keystone_user, &n.keystone_group)),
+                n.sudo,
+            )
+            .await?;
         }
         let keep: Vec<String> = parsed.iter().map(|(n, _)| shell_quote(n)).collect();
         let script = format!(
@@ -1283,16 +1373,32 @@ impl Fleet {
         );
         let out = self.exec(node, &script, Duration::from_secs(30)).await?;
         if out.status != 0 {
-            return Err(DriverError::new(format!("{node}: pruning old Fernet keys failed: {}", out.last_line()), "inspect the repository"));
+            return Err(DriverError::new(
+                format!(
+                    "{node}: pruning old Fernet keys failed: {}",
+                    out.last_line()
+                ),
+                "inspect the repository",
+            ));
         }
         let after = self.node_facts(node).await?;
         let same = after.fernet.fingerprint == src.fernet.fingerprint;
         let mut obs = Observation::default();
         obs.nodes.insert(node.to_string(), after);
         if !same {
-            return Ok(Done::fail(format!("{node}: after sync its Fernet repository still differs from {from}'s"), "compare the repositories by hand (sha256sum), then resume").with(obs));
+            return Ok(Done::fail(
+                format!("{node}: after sync its Fernet repository still differs from {from}'s"),
+                "compare the repositories by hand (sha256sum), then resume",
+            )
+            .with(obs));
         }
-        Ok(Done::ok(format!("{node}: Fernet repository identical to {from}'s ({} keys)", parsed.len()), obs))
+        Ok(Done::ok(
+            format!(
+                "{node}: Fernet repository identical to {from}'s ({} keys)",
+                parsed.len()
+            ),
+            obs,
+        ))
     }
 
     async fn distribute(&self, node: &str, from: &[String]) -> DResult<Done> {

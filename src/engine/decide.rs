@@ -95,6 +95,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                 s.emit(Event::HardStopConfirmed {
                     id: id.clone(),
                     op: hs.op,
+                    node: hs.node.clone(),
                     who,
                     state_sha256,
                 });
@@ -135,7 +136,12 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
             let Some(hs) = s.state.hard_stop.clone().filter(|h| h.id == id) else {
                 return Err(Refused::NoSuchHardStop(id));
             };
-            s.emit(Event::HardStopDeclined { id, op: hs.op, who });
+            s.emit(Event::HardStopDeclined {
+                id,
+                op: hs.op,
+                node: hs.node.clone(),
+                who,
+            });
         }
         Command::Pause { who } => {
             if s.state.status == RunStatus::Running {

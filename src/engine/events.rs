@@ -40,12 +40,16 @@ pub enum Event {
     HardStopConfirmed {
         id: String,
         op: usize,
+        #[serde(default)]
+        node: Option<String>,
         who: serde_json::Value,
         state_sha256: String,
     },
     HardStopDeclined {
         id: String,
         op: usize,
+        #[serde(default)]
+        node: Option<String>,
         who: serde_json::Value,
     },
     PauseRequested {
@@ -229,6 +233,9 @@ impl Event {
             | Event::GateFailed { node, .. }
             | Event::RunHalted { node, .. } => node.as_deref(),
             Event::HardStopRaised(h) => h.node.as_deref(),
+            Event::HardStopConfirmed { node, .. } | Event::HardStopDeclined { node, .. } => {
+                node.as_deref()
+            }
             _ => None,
         }
     }

@@ -311,7 +311,9 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                             staged.insert(n.clone(), fp.clone());
                         }
                     }
-                    Some(f) => problems.push(format!("{n}: {}", f.error.clone().unwrap_or_default())),
+                    Some(f) => {
+                        problems.push(format!("{n}: {}", f.error.clone().unwrap_or_default()))
+                    }
                     None => problems.push(format!("{n}: not probed")),
                 }
             }
@@ -320,12 +322,18 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                     if let Some(f) = obs.nodes.get(n)
                         && !f.jws.has_public(fp)
                     {
-                        problems.push(format!("{n} lacks {owner}'s next public key ({})", short_fp(fp)));
+                        problems.push(format!(
+                            "{n} lacks {owner}'s next public key ({})",
+                            short_fp(fp)
+                        ));
                     }
                 }
             }
             if problems.is_empty() {
-                Verdict::Pass(format!("{} staged public keys are on every node", staged.len()))
+                Verdict::Pass(format!(
+                    "{} staged public keys are on every node",
+                    staged.len()
+                ))
             } else {
                 Verdict::Fail {
                     reason: format!("new keys are not published everywhere: {}", problems.join("; ")),

@@ -263,18 +263,22 @@ impl ActionSpec {
             ),
             ActionSpec::InstallKeys { node, public } => {
                 if *public {
-                    format!("install private.pem (0600, keystone-owned) and {node}'s public key on {node}")
+                    format!(
+                        "install private.pem (0600, keystone-owned) and {node}'s public key on {node}"
+                    )
                 } else {
-                    format!("swap in {node}'s staged private.pem (0600, keystone-owned); old public keys stay")
+                    format!(
+                        "swap in {node}'s staged private.pem (0600, keystone-owned); old public keys stay"
+                    )
                 }
             }
             ActionSpec::PublishStagedKeys { node, from } => format!(
                 "copy the staged public keys of {} into {node}'s public repository",
                 list(from)
             ),
-            ActionSpec::RemoveRetiredKeys { node, .. } => format!(
-                "move aside the public keys on {node} that no node signs with any more"
-            ),
+            ActionSpec::RemoveRetiredKeys { node, .. } => {
+                format!("move aside the public keys on {node} that no node signs with any more")
+            }
             ActionSpec::RotateFernet { node } => format!(
                 "rotate the Fernet keys on {node} (staged key 0 becomes primary, a new staged key is made)"
             ),
@@ -613,7 +617,14 @@ pub fn compile(
                             from: nodes.clone(),
                         })
                     })?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::RemoveRetiredPublicKeys(_) => {
                     let specs = per_target(&|t| {
@@ -622,7 +633,14 @@ pub fn compile(
                             nodes: nodes.clone(),
                         })
                     })?;
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::RotateFernetKeys(_) => {
                     // Rotation happens on one node (the first, or the step's node); the others
@@ -648,7 +666,14 @@ pub fn compile(
                     .into_iter()
                     .filter(|s| s.node() != Some(from.as_str()))
                     .collect();
-                    push(&mut ops, OpKind::Act { action: item.name().into(), specs }, node.clone());
+                    push(
+                        &mut ops,
+                        OpKind::Act {
+                            action: item.name().into(),
+                            specs,
+                        },
+                        node.clone(),
+                    );
                 }
                 Item::LbDrain(d) => {
                     let specs = per_target(&|t| {

@@ -100,6 +100,7 @@ pub enum KeyGen {
 pub struct Node {
     pub name: String,
     /// `local` or `ssh: alias` / `ssh: {host, port, user, ...}`.
+    #[serde(with = "serde_yaml::with::singleton_map")]
     pub reach: Reach,
     /// The node's own Keystone API (never the load balancer's VIP), e.g. http://10.0.0.11:5000.
     pub keystone_url: String,
@@ -145,7 +146,11 @@ fn default_restart() -> String {
 pub struct LoadBalancer {
     pub name: String,
     /// How the admin socket's host is reached (`local`, or `ssh: ...`). Ignored with `address`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_yaml::with::singleton_map"
+    )]
     pub reach: Option<Reach>,
     /// HAProxy admin socket path on that host (`stats socket ... level admin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

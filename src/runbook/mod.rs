@@ -382,9 +382,12 @@ impl Runbook {
         }
         let mut ids = std::collections::BTreeSet::new();
         for step in &self.steps {
+            // Errors inside a step point into that step: search from its `id:` onwards.
+            let step_at = step_offset(source, &step.id);
+            let at = |needle: &str| position_from(source, origin, step_at, needle);
             if !ids.insert(step.id.as_str()) {
                 return Err(RunbookError::Invalid {
-                    location: at(&format!("id: {}", step.id)),
+                    location: at(&step.id),
                     msg: format!("step id `{}` is used twice", step.id),
                 });
             }
@@ -394,7 +397,7 @@ impl Runbook {
                     && step.scope == Scope::Once
                 {
                     return Err(RunbookError::Invalid {
-                        location: at(g.name()),
+                        location: at(&format!("gate: {}", g.name())),
                         msg: format!(
                             "gate `{}` is about one node; use it in an each-node or all-nodes step (step `{}` is once)",
                             g.name(),
@@ -402,14 +405,21 @@ impl Runbook {
                         ),
                     });
                 }
+                let with_node = step.scope != Scope::Once;
                 for t in item.templates() {
-                    if let Err(msg) = template::check(t, self) {
+                    if let Err(msg) = template::check(t, self, with_node) {
                         return Err(RunbookError::Invalid {
                             location: at(t),
                             msg,
                         });
                     }
                 }
+            }
+            if let Err(msg) = template::check(&step.title, self, false) {
+                return Err(RunbookError::Invalid {
+                    location: at(&step.title),
+                    msg,
+                });
             }
         }
         Ok(())
@@ -494,6 +504,38 @@ impl Item {
 fn explain(msg: &str) -> String {
     msg.replace("unknown variant", "unknown action or value")
         .replace("variant identifier", "action name")
+}
+
+/// Byte offset of step `id`'s `id:` line (0 when not found).
+fn step_offset(source: &str, id: &str) -> usize {
+    for (off, _) in source.match_indices("id:") {
+        let rest = source[off + 3..].trim_start_matches([' ', '\t']);
+        let rest = rest.trim_start_matches(['"', '\'']);
+        if rest.starts_with(id)
+            && rest[id.len()..].chars().next().is_none_or(|c| {
+                c == '\n' || c == '\r' || c == '"' || c == '\'' || c == ' ' || c == '#'
+            })
+        {
+            return off;
+        }
+    }
+    0
+}
+
+/// Like `position`, searching from byte `from` first (then from the start).
+pub fn position_from(source: &str, origin: &str, from: usize, needle: &str) -> String {
+    let first = needle.lines().next().unwrap_or(needle).trim();
+    match source.get(from..).and_then(|tail| tail.find(first)) {
+        Some(off) if !first.is_empty() => line_col(source, origin, from + off),
+        _ => position(source, origin, needle),
+    }
+}
+
+fn line_col(source: &str, origin: &str, off: usize) -> String {
+    let before = &source[..off];
+    let line = before.matches('\n').count() + 1;
+    let col = off - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    format!("{origin}:{line}:{col}")
 }
 
 /// The `file:line:column` of the first occurrence of `needle` in `source` (or the file alone).

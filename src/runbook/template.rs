@@ -28,8 +28,9 @@ fn env() -> Environment<'static> {
     env
 }
 
-/// Check a template against the variables a runbook defines (node fields with placeholders).
-pub fn check(template: &str, rb: &Runbook) -> Result<(), String> {
+/// Check a template against the variables a runbook defines: node fields (with placeholders)
+/// only where the step acts on nodes.
+pub fn check(template: &str, rb: &Runbook, with_node: bool) -> Result<(), String> {
     if !template.contains("{{") && !template.contains("{%") {
         return Ok(());
     }
@@ -44,7 +45,7 @@ pub fn check(template: &str, rb: &Runbook) -> Result<(), String> {
         &rb.name,
         &rb.target_provider,
         &params,
-        Some(&node),
+        with_node.then_some(&node),
     )
     .map(|_| ())
 }
@@ -81,8 +82,8 @@ pub fn render(
 fn describe(e: &minijinja::Error) -> String {
     match e.kind() {
         minijinja::ErrorKind::UndefinedError => format!(
-            "names an undefined variable ({}); defined: runbook.name, target_provider, params.<name>, node.<{}>",
-            e.detail().unwrap_or("unknown"),
+            "names an undefined variable{}; defined: runbook.name, target_provider, params.<name>, and in each-node and all-nodes steps node.<{}>",
+            e.detail().map(|d| format!(" ({d})")).unwrap_or_default(),
             NODE_FIELDS.join("|")
         ),
         _ => e.to_string(),

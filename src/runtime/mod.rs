@@ -92,11 +92,41 @@ fn who_value(who: &Who) -> serde_json::Value {
     serde_json::to_value(who).unwrap_or(serde_json::Value::Null)
 }
 
-/// Start the embedded world's stand-ins when an inventory names one.
+/// A mark that a `cutover world serve` process serves a world: `DIR/serve.pid`, removed on drop.
+pub struct ServeMark(PathBuf);
+
+impl ServeMark {
+    pub fn create(dir: &Path) -> Result<ServeMark> {
+        let p = dir.join("serve.pid");
+        std::fs::write(&p, std::process::id().to_string())?;
+        Ok(ServeMark(p))
+    }
+
+    /// Another live process serves this world.
+    pub fn served_elsewhere(dir: &Path) -> bool {
+        std::fs::read_to_string(dir.join("serve.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .is_some_and(|pid| {
+                pid != std::process::id() as i32
+                    && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+            })
+    }
+}
+
+impl Drop for ServeMark {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Start the embedded world's stand-ins when an inventory names one (unless `cutover world
+/// serve` already serves it).
 pub async fn world_for(
     inv: &crate::inventory::Inventory,
 ) -> Result<Option<crate::world::WorldHandle>> {
     match &inv.demo_world {
+        Some(dir) if ServeMark::served_elsewhere(dir) => Ok(None),
         Some(dir) => {
             let info = crate::world::load(dir)
                 .with_context(|| format!("the inventory names demo world {}", dir.display()))?;
@@ -436,7 +466,12 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
         Event::GatePassed { gate, detail, .. } => format!("gate {gate} passed: {detail}"),
         Event::GateFailed { gate, reason, .. } => format!("gate {gate} FAILED: {reason}"),
         Event::HardStopRaised(h) => {
-            format!("HARD STOP `{}`: {} — {}", h.id, h.title, h.hazard.trim())
+            format!(
+                "HARD STOP `{}`: {} — {}",
+                h.id,
+                h.title,
+                one_line(&h.hazard)
+            )
         }
         Event::HardStopConfirmed { id, who, .. } => format!(
             "hard stop `{id}` confirmed by {}",

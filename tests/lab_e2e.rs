@@ -439,296 +439,302 @@ fn sha256_file(p: &Path) -> String {
     format!("{:x}", sha2::Sha256::digest(b))
 }
 
-/// The lab itself, through cutover's own SSH transport and inventory (no cutover binary):
-/// the inventory parses, every node answers over SSH with keystone-manage on PATH, and the
-/// HAProxy admin socket answers through `Transport::socket_request`.
-#[tokio::test]
-async fn lab_inventory_reaches_every_node_over_ssh() {
-    let lab = Lab::up("transport", 17000, 1);
-    let inv = Inventory::load(&lab.inventory()).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(inv.nodes.len(), NODES);
-    for node in &inv.nodes {
-        let cutover::inventory::Reach::Ssh(target) = &node.reach else {
-            panic!("{} is not reached over ssh", node.name);
-        };
-        let t = SshTransport::connect(target, inv.ssh.as_ref(), None)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", node.name));
-        let out = t
-            .exec(
-                &format!(
-                    "command -v keystone-manage && grep -c provider {} && test -x {}",
-                    node.keystone_conf.display(),
-                    node.restart
-                ),
-                ExecOpts::default(),
+/// The lab tests, in a module so the suite can run them apart (`--skip lab::`) with their
+/// timings shown (`--nocapture`).
+mod lab {
+    use super::*;
+
+    /// The lab itself, through cutover's own SSH transport and inventory (no cutover binary):
+    /// the inventory parses, every node answers over SSH with keystone-manage on PATH, and the
+    /// HAProxy admin socket answers through `Transport::socket_request`.
+    #[tokio::test]
+    async fn lab_inventory_reaches_every_node_over_ssh() {
+        let lab = Lab::up("transport", 17000, 1);
+        let inv = Inventory::load(&lab.inventory()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(inv.nodes.len(), NODES);
+        for node in &inv.nodes {
+            let cutover::inventory::Reach::Ssh(target) = &node.reach else {
+                panic!("{} is not reached over ssh", node.name);
+            };
+            let t = SshTransport::connect(target, inv.ssh.as_ref(), None)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", node.name));
+            let out = t
+                .exec(
+                    &format!(
+                        "command -v keystone-manage && grep -c provider {} && test -x {}",
+                        node.keystone_conf.display(),
+                        node.restart
+                    ),
+                    ExecOpts::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(out.status, 0, "{}: {}", node.name, out.stderr_str());
+            let t = Transport::Ssh(t);
+            let probe = lab.dir.join(format!("{}.probe", node.name));
+            t.write_file(
+                &probe,
+                b"written over ssh\n",
+                0o640,
+                Some(("keystone", "keystone")),
+                false,
             )
             .await
             .unwrap();
-        assert_eq!(out.status, 0, "{}: {}", node.name, out.stderr_str());
-        let t = Transport::Ssh(t);
-        let probe = lab.dir.join(format!("{}.probe", node.name));
-        t.write_file(
-            &probe,
-            b"written over ssh\n",
-            0o640,
-            Some(("keystone", "keystone")),
-            false,
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            t.read_file(&probe, false).await.unwrap(),
-            b"written over ssh\n"
-        );
-    }
-    let lb = &inv.load_balancers[0];
-    let cutover::inventory::Reach::Ssh(target) = lb.reach.as_ref().unwrap() else {
-        panic!("lb not over ssh");
-    };
-    let t = Transport::Ssh(
-        SshTransport::connect(target, inv.ssh.as_ref(), None)
-            .await
-            .unwrap(),
-    );
-    let stat = t
-        .socket_request(
-            lb.socket.as_ref().unwrap(),
-            "show stat",
-            false,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    for i in 1..=NODES {
-        assert!(
-            stat.lines()
-                .any(|l| l.starts_with(&format!("keystone_api,ks{i},")) && l.contains(",UP,")),
-            "{stat}"
-        );
-    }
-    lab.assert_fleet("fernet");
-}
-
-/// (a) The flagship, headless over SSH, migrates a 3-node lab to JWS; jws-to-fernet brings it
-/// back. Both checked independently of cutover.
-#[test]
-fn flagship_migrates_and_rolls_back() {
-    let lab = Lab::up("flagship", 16000, 1);
-    let j1 = lab.dir.join("fernet-to-jws.journal");
-    let out = lab.run("runbooks/fernet-to-jws.yaml", &demo_answers(), &j1, &[]);
-    assert_eq!(out.status.code(), Some(0), "fernet-to-jws:\n{}", text(&out));
-    lab.assert_fleet("jws");
-    // per-node keys (the default): every node signs with its own private key.
-    let keys: std::collections::BTreeSet<String> = (1..=NODES)
-        .map(|i| sha256_file(&lab.private_pem(i)))
-        .collect();
-    assert_eq!(keys.len(), NODES, "per-node private keys should differ");
-    lab.journal_verify(&j1);
-
-    let j2 = lab.dir.join("jws-to-fernet.journal");
-    let out = lab.run("runbooks/jws-to-fernet.yaml", &demo_answers(), &j2, &[]);
-    assert_eq!(out.status.code(), Some(0), "jws-to-fernet:\n{}", text(&out));
-    lab.assert_fleet("fernet");
-    lab.journal_verify(&j2);
-}
-
-/// (b) Two HAProxy instances; the operator declines the mixed-pool hard stop: the run pauses
-/// (exit 3) with the first node out of the pool on BOTH instances.
-#[test]
-fn declined_mixed_pool_pauses_with_node_out_of_every_pool() {
-    let lab = Lab::up("mixedpool", 16200, 2);
-    let a = answers(
-        &lab.dir,
-        "decline-mixed.yaml",
-        &[("mixed-pool", Some("decline"))],
-    );
-    let j = lab.dir.join("run.journal");
-    let out = lab.run("runbooks/fernet-to-jws.yaml", &a, &j, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "expected a pause:\n{}",
-        text(&out)
-    );
-    for k in 1..=2 {
-        let stat = lab.show_stat(k);
-        assert_eq!(
-            stat.get("ks1").map(String::as_str),
-            Some("MAINT"),
-            "haproxy-{k}: {stat:?}"
-        );
-        for i in 2..=NODES {
             assert_eq!(
-                stat.get(&format!("ks{i}")).map(String::as_str),
-                Some("UP"),
+                t.read_file(&probe, false).await.unwrap(),
+                b"written over ssh\n"
+            );
+        }
+        let lb = &inv.load_balancers[0];
+        let cutover::inventory::Reach::Ssh(target) = lb.reach.as_ref().unwrap() else {
+            panic!("lb not over ssh");
+        };
+        let t = Transport::Ssh(
+            SshTransport::connect(target, inv.ssh.as_ref(), None)
+                .await
+                .unwrap(),
+        );
+        let stat = t
+            .socket_request(
+                lb.socket.as_ref().unwrap(),
+                "show stat",
+                false,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        for i in 1..=NODES {
+            assert!(
+                stat.lines()
+                    .any(|l| l.starts_with(&format!("keystone_api,ks{i},")) && l.contains(",UP,")),
+                "{stat}"
+            );
+        }
+        lab.assert_fleet("fernet");
+    }
+
+    /// (a) The flagship, headless over SSH, migrates a 3-node lab to JWS; jws-to-fernet brings it
+    /// back. Both checked independently of cutover.
+    #[test]
+    fn flagship_migrates_and_rolls_back() {
+        let lab = Lab::up("flagship", 16000, 1);
+        let j1 = lab.dir.join("fernet-to-jws.journal");
+        let out = lab.run("runbooks/fernet-to-jws.yaml", &demo_answers(), &j1, &[]);
+        assert_eq!(out.status.code(), Some(0), "fernet-to-jws:\n{}", text(&out));
+        lab.assert_fleet("jws");
+        // per-node keys (the default): every node signs with its own private key.
+        let keys: std::collections::BTreeSet<String> = (1..=NODES)
+            .map(|i| sha256_file(&lab.private_pem(i)))
+            .collect();
+        assert_eq!(keys.len(), NODES, "per-node private keys should differ");
+        lab.journal_verify(&j1);
+
+        let j2 = lab.dir.join("jws-to-fernet.journal");
+        let out = lab.run("runbooks/jws-to-fernet.yaml", &demo_answers(), &j2, &[]);
+        assert_eq!(out.status.code(), Some(0), "jws-to-fernet:\n{}", text(&out));
+        lab.assert_fleet("fernet");
+        lab.journal_verify(&j2);
+    }
+
+    /// (b) Two HAProxy instances; the operator declines the mixed-pool hard stop: the run pauses
+    /// (exit 3) with the first node out of the pool on BOTH instances.
+    #[test]
+    fn declined_mixed_pool_pauses_with_node_out_of_every_pool() {
+        let lab = Lab::up("mixedpool", 16200, 2);
+        let a = answers(
+            &lab.dir,
+            "decline-mixed.yaml",
+            &[("mixed-pool", Some("decline"))],
+        );
+        let j = lab.dir.join("run.journal");
+        let out = lab.run("runbooks/fernet-to-jws.yaml", &a, &j, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "expected a pause:\n{}",
+            text(&out)
+        );
+        for k in 1..=2 {
+            let stat = lab.show_stat(k);
+            assert_eq!(
+                stat.get("ks1").map(String::as_str),
+                Some("MAINT"),
                 "haproxy-{k}: {stat:?}"
+            );
+            for i in 2..=NODES {
+                assert_eq!(
+                    stat.get(&format!("ks{i}")).map(String::as_str),
+                    Some("UP"),
+                    "haproxy-{k}: {stat:?}"
+                );
+            }
+        }
+        // Nothing past the first node was touched.
+        for i in 2..=NODES {
+            assert_eq!(lab.provider_in_conf(i), "fernet", "node{i}");
+        }
+        lab.journal_verify(&j);
+    }
+
+    /// (c) One keypair for the whole fleet (`key_strategy=shared`).
+    #[test]
+    fn shared_key_strategy_migrates() {
+        let lab = Lab::up("shared", 16400, 1);
+        let j = lab.dir.join("run.journal");
+        let out = lab.run(
+            "runbooks/fernet-to-jws.yaml",
+            &demo_answers(),
+            &j,
+            &["--param", "key_strategy=shared"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        lab.assert_fleet("jws");
+        let keys: std::collections::BTreeSet<String> = (1..=NODES)
+            .map(|i| sha256_file(&lab.private_pem(i)))
+            .collect();
+        assert_eq!(keys.len(), 1, "shared: one private key everywhere");
+        lab.journal_verify(&j);
+    }
+
+    /// (d) A changed host key stops the run before any change and says CHANGED; an unknown host
+    /// (its line removed) pauses the run at hard stop `unknown-host-key` when it is not answered.
+    #[test]
+    fn host_key_changed_halts_and_unknown_pauses() {
+        let lab = Lab::up("hostkeys", 16600, 1);
+        let confs: Vec<Vec<u8>> = (1..=NODES)
+            .map(|i| std::fs::read(lab.conf(i)).unwrap())
+            .collect();
+        let original = std::fs::read_to_string(lab.known_hosts()).unwrap();
+        let node1 = format!("[127.0.0.1]:{} ", lab.base + 101);
+        let node2 = format!("[127.0.0.1]:{} ", lab.base + 102);
+        assert!(
+            original.contains(&node1) && original.contains(&node2),
+            "{original}"
+        );
+
+        // Changed: node1's line now holds another key.
+        let other = lab.dir.join("other_host_key");
+        let o = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&other)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+        let other_key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
+        let changed: String = original
+            .lines()
+            .map(|l| {
+                if l.starts_with(&node1) {
+                    format!("{node1}{}\n", other_key.join(" "))
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(lab.known_hosts(), &changed).unwrap();
+        let j = lab.dir.join("changed.journal");
+        let out = lab.run("runbooks/fernet-to-jws.yaml", &demo_answers(), &j, &[]);
+        assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(text(&out).contains("CHANGED"), "{}", text(&out));
+        for i in 1..=NODES {
+            assert_eq!(
+                std::fs::read(lab.conf(i)).unwrap(),
+                confs[i - 1],
+                "node{i} keystone.conf changed"
+            );
+        }
+        for (k, status) in lab.show_stat(1) {
+            assert_eq!(status, "UP", "{k}");
+        }
+
+        // Unknown: node2's line removed; the answers do not answer `unknown-host-key`.
+        let unknown: String = original
+            .lines()
+            .filter(|l| !l.starts_with(&node2))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(lab.known_hosts(), &unknown).unwrap();
+        let a = answers(
+            &lab.dir,
+            "no-unknown-host.yaml",
+            &[("unknown-host-key", None)],
+        );
+        let j = lab.dir.join("unknown.journal");
+        let out = lab.run("runbooks/fernet-to-jws.yaml", &a, &j, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "expected a pause:\n{}",
+            text(&out)
+        );
+        let journal = std::fs::read_to_string(&j).unwrap_or_default();
+        assert!(
+            text(&out).contains("unknown-host-key") || journal.contains("unknown-host-key"),
+            "the pause is not at unknown-host-key:\n{}",
+            text(&out)
+        );
+        for i in 1..=NODES {
+            assert_eq!(
+                std::fs::read(lab.conf(i)).unwrap(),
+                confs[i - 1],
+                "node{i} keystone.conf changed"
             );
         }
     }
-    // Nothing past the first node was touched.
-    for i in 2..=NODES {
-        assert_eq!(lab.provider_in_conf(i), "fernet", "node{i}");
-    }
-    lab.journal_verify(&j);
-}
 
-/// (c) One keypair for the whole fleet (`key_strategy=shared`).
-#[test]
-fn shared_key_strategy_migrates() {
-    let lab = Lab::up("shared", 16400, 1);
-    let j = lab.dir.join("run.journal");
-    let out = lab.run(
-        "runbooks/fernet-to-jws.yaml",
-        &demo_answers(),
-        &j,
-        &["--param", "key_strategy=shared"],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    lab.assert_fleet("jws");
-    let keys: std::collections::BTreeSet<String> = (1..=NODES)
-        .map(|i| sha256_file(&lab.private_pem(i)))
-        .collect();
-    assert_eq!(keys.len(), 1, "shared: one private key everywhere");
-    lab.journal_verify(&j);
-}
-
-/// (d) A changed host key stops the run before any change and says CHANGED; an unknown host
-/// (its line removed) pauses the run at hard stop `unknown-host-key` when it is not answered.
-#[test]
-fn host_key_changed_halts_and_unknown_pauses() {
-    let lab = Lab::up("hostkeys", 16600, 1);
-    let confs: Vec<Vec<u8>> = (1..=NODES)
-        .map(|i| std::fs::read(lab.conf(i)).unwrap())
-        .collect();
-    let original = std::fs::read_to_string(lab.known_hosts()).unwrap();
-    let node1 = format!("[127.0.0.1]:{} ", lab.base + 101);
-    let node2 = format!("[127.0.0.1]:{} ", lab.base + 102);
-    assert!(
-        original.contains(&node1) && original.contains(&node2),
-        "{original}"
-    );
-
-    // Changed: node1's line now holds another key.
-    let other = lab.dir.join("other_host_key");
-    let o = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
-    let other_key: Vec<&str> = other_pub.split_whitespace().take(2).collect();
-    let changed: String = original
-        .lines()
-        .map(|l| {
-            if l.starts_with(&node1) {
-                format!("{node1}{}\n", other_key.join(" "))
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(lab.known_hosts(), &changed).unwrap();
-    let j = lab.dir.join("changed.journal");
-    let out = lab.run("runbooks/fernet-to-jws.yaml", &demo_answers(), &j, &[]);
-    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("CHANGED"), "{}", text(&out));
-    for i in 1..=NODES {
-        assert_eq!(
-            std::fs::read(lab.conf(i)).unwrap(),
-            confs[i - 1],
-            "node{i} keystone.conf changed"
-        );
-    }
-    for (k, status) in lab.show_stat(1) {
-        assert_eq!(status, "UP", "{k}");
-    }
-
-    // Unknown: node2's line removed; the answers do not answer `unknown-host-key`.
-    let unknown: String = original
-        .lines()
-        .filter(|l| !l.starts_with(&node2))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(lab.known_hosts(), &unknown).unwrap();
-    let a = answers(
-        &lab.dir,
-        "no-unknown-host.yaml",
-        &[("unknown-host-key", None)],
-    );
-    let j = lab.dir.join("unknown.journal");
-    let out = lab.run("runbooks/fernet-to-jws.yaml", &a, &j, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "expected a pause:\n{}",
-        text(&out)
-    );
-    let journal = std::fs::read_to_string(&j).unwrap_or_default();
-    assert!(
-        text(&out).contains("unknown-host-key") || journal.contains("unknown-host-key"),
-        "the pause is not at unknown-host-key:\n{}",
-        text(&out)
-    );
-    for i in 1..=NODES {
-        assert_eq!(
-            std::fs::read(lab.conf(i)).unwrap(),
-            confs[i - 1],
-            "node{i} keystone.conf changed"
-        );
-    }
-}
-
-/// (e) `cutover probe --format json` shows every node's provider (fernet) and the LB state.
-#[test]
-fn probe_json_shows_providers_and_lb_state() {
-    let lab = Lab::up("probe", 16800, 1);
-    let out = lab.cutover(&[
-        "probe",
-        "-i",
-        lab.inventory().to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("probe output is not JSON ({e}):\n{}", text(&out)));
-    let mut providers = Vec::new();
-    collect_key(&v, "provider", &mut providers);
-    assert!(
-        providers.len() >= NODES,
-        "expected a provider per node, found {providers:?} in {v:#}"
-    );
-    assert!(
-        providers.iter().all(|p| p == "fernet"),
-        "providers: {providers:?}"
-    );
-    let s = v.to_string();
-    for i in 1..=NODES {
-        assert!(s.contains(&format!("node{i}")), "node{i} missing: {v:#}");
+    /// (e) `cutover probe --format json` shows every node's provider (fernet) and the LB state.
+    #[test]
+    fn probe_json_shows_providers_and_lb_state() {
+        let lab = Lab::up("probe", 16800, 1);
+        let out = lab.cutover(&[
+            "probe",
+            "-i",
+            lab.inventory().to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("probe output is not JSON ({e}):\n{}", text(&out)));
+        let mut providers = Vec::new();
+        collect_key(&v, "provider", &mut providers);
         assert!(
-            s.contains(&format!("ks{i}")),
-            "LB server ks{i} missing: {v:#}"
+            providers.len() >= NODES,
+            "expected a provider per node, found {providers:?} in {v:#}"
         );
-    }
-    assert!(s.contains("haproxy-1"), "LB missing: {v:#}");
-    assert!(s.to_lowercase().contains("up"), "no LB state: {v:#}");
-}
-
-fn collect_key(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, val) in m {
-                if k == key
-                    && let Some(s) = val.as_str()
-                {
-                    out.push(s.to_string());
-                }
-                collect_key(val, key, out);
-            }
+        assert!(
+            providers.iter().all(|p| p == "fernet"),
+            "providers: {providers:?}"
+        );
+        let s = v.to_string();
+        for i in 1..=NODES {
+            assert!(s.contains(&format!("node{i}")), "node{i} missing: {v:#}");
+            assert!(
+                s.contains(&format!("ks{i}")),
+                "LB server ks{i} missing: {v:#}"
+            );
         }
-        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_key(x, key, out)),
-        _ => {}
+        assert!(s.contains("haproxy-1"), "LB missing: {v:#}");
+        assert!(s.to_lowercase().contains("up"), "no LB state: {v:#}");
+    }
+
+    fn collect_key(v: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, val) in m {
+                    if k == key
+                        && let Some(s) = val.as_str()
+                    {
+                        out.push(s.to_string());
+                    }
+                    collect_key(val, key, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| collect_key(x, key, out)),
+            _ => {}
+        }
     }
 }

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (as root: Debian's
 # haproxy, openssh-server, socat, tmux; a Python venv with Keystone from PyPI for the lab), then
-# builds and runs every test: unit, engine, journal, demo world, CLI, TUI snapshots, the
-# pseudo-terminal end-to-end test, SSH against real sshd, and the real Keystone/HAProxy lab.
+# builds and runs every test: unit, engine, journal, demo world, CLI, rotations, TUI snapshots,
+# the pseudo-terminal end-to-end test, SSH against real sshd, and the real Keystone/HAProxy lab.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -x tests/lab/install.sh ]; then
-  tests/lab/install.sh
-fi
+tests/install-deps.sh
 
 export CARGO_TERM_COLOR=never
+start=$(date +%s)
 # One profile for everything: the binary the tests drive is the one they were built with.
 cargo build --all-targets --locked
-cargo test --all-targets --locked -- --test-threads="${TEST_THREADS:-2}"
+echo "build: $(( $(date +%s) - start ))s"
+
+# Everything but the lab, in parallel.
+cargo test --all-targets --locked -- --skip lab:: --test-threads="${TEST_THREADS:-2}"
+
+# The lab (real Keystone, sshd, HAProxy): one lab at a time, timings shown.
+cargo test --locked --test lab_e2e -- lab:: --nocapture --test-threads=1
+echo "all tests: $(( $(date +%s) - start ))s"

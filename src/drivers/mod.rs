@@ -93,7 +93,8 @@ pub struct Fleet {
     pub inv: Inventory,
     creds: Result<AuthCredentials, String>,
     http: reqwest::Client,
-    conns: Mutex<HashMap<String, Transport>>,
+    /// One slot per host: connecting to one host never waits for another.
+    conns: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<Transport>>>>>,
     limit: Arc<Semaphore>,
     pub passphrase: Option<crate::transport::ssh::PassphrasePrompt>,
 }
@@ -131,7 +132,7 @@ impl Fleet {
             inv,
             creds,
             http: b.build()?,
-            conns: Mutex::new(HashMap::new()),
+            conns: std::sync::Mutex::new(HashMap::new()),
             limit: Arc::new(Semaphore::new(concurrency)),
             passphrase: None,
         })
@@ -156,8 +157,15 @@ impl Fleet {
     }
 
     async fn reach(&self, key: &str, reach: &Reach) -> DResult<Transport> {
-        let mut conns = self.conns.lock().await;
-        if let Some(t) = conns.get(key) {
+        let slot = self
+            .conns
+            .lock()
+            .expect("connection map")
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(t) = slot.as_ref() {
             return Ok(t.clone());
         }
         let t = match reach {
@@ -171,8 +179,27 @@ impl Fleet {
                 .await?,
             ),
         };
-        conns.insert(key.to_string(), t.clone());
+        *slot = Some(t.clone());
         Ok(t)
+    }
+
+    /// Connect to every SSH-reached host once (in parallel); errors are reported later by the
+    /// actions that need the host.
+    pub async fn connect_all(&self) {
+        let mut targets: Vec<(String, Reach)> = Vec::new();
+        for n in &self.inv.nodes {
+            if let Reach::Ssh(t) = &n.reach {
+                targets.push((format!("ssh:{}", t.host()), n.reach.clone()));
+            }
+        }
+        for lb in &self.inv.load_balancers {
+            if let Some(r @ Reach::Ssh(t)) = &lb.reach {
+                targets.push((format!("ssh:{}", t.host()), r.clone()));
+            }
+        }
+        targets.sort_by(|a, b| a.0.cmp(&b.0));
+        targets.dedup_by(|a, b| a.0 == b.0);
+        futures::future::join_all(targets.iter().map(|(k, r)| self.reach(k, r))).await;
     }
 
     pub async fn node_transport(&self, name: &str) -> DResult<Transport> {
@@ -356,7 +383,7 @@ impl Fleet {
                     )
                 })?;
                 // Forget any failed connection so the next use reconnects with the new key.
-                self.conns.lock().await.clear();
+                self.conns.lock().expect("connection map").clear();
                 Ok(Done::ok(
                     format!("added {host}:{port} to {known_hosts}"),
                     Observation::default(),

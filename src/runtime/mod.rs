@@ -141,10 +141,11 @@ impl Session {
         journal: Journal,
         state: State,
         run_id: String,
-        fleet: Fleet,
+        mut fleet: Fleet,
         world: Option<crate::world::WorldHandle>,
     ) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
+        fleet.passphrase = Some(tty_passphrase_prompt());
         Session {
             journal,
             state,
@@ -297,6 +298,13 @@ impl Session {
             drift,
             observed: fresh,
         })
+    }
+
+    /// Open every SSH connection now, while the terminal is still a plain terminal, so that a
+    /// passphrase prompt (an encrypted identity not in ssh-agent) happens before the UI starts.
+    /// Failures are left for the run's probes to report (an unknown host key is a hard stop).
+    pub async fn connect_all(&self) {
+        self.fleet.connect_all().await;
     }
 
     /// Drive the run until it completes, pauses, halts, or the operator quits.
@@ -506,4 +514,36 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
 /// Fold a paragraph onto one line for line-per-event output.
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Ask for an identity file's passphrase on the controlling terminal, echo off. The answer is
+/// used once to decrypt the key and is never stored or logged.
+pub fn tty_passphrase_prompt() -> crate::transport::ssh::PassphrasePrompt {
+    Arc::new(|path: &Path| {
+        use std::io::{BufRead, BufReader};
+        use std::os::fd::AsFd;
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .ok()?;
+        let mut out = tty.try_clone().ok()?;
+        let _ = write!(out, "Passphrase for {}: ", path.display());
+        let _ = out.flush();
+        let saved = nix::sys::termios::tcgetattr(tty.as_fd()).ok()?;
+        let mut quiet = saved.clone();
+        quiet
+            .local_flags
+            .remove(nix::sys::termios::LocalFlags::ECHO);
+        let _ =
+            nix::sys::termios::tcsetattr(tty.as_fd(), nix::sys::termios::SetArg::TCSANOW, &quiet);
+        let mut line = String::new();
+        let read = BufReader::new(&tty).read_line(&mut line);
+        let _ =
+            nix::sys::termios::tcsetattr(tty.as_fd(), nix::sys::termios::SetArg::TCSANOW, &saved);
+        let _ = writeln!(out);
+        read.ok()?;
+        let pass = line.trim_end_matches(['\r', '\n']).to_string();
+        (!pass.is_empty()).then_some(pass)
+    })
 }

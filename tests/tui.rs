@@ -946,6 +946,67 @@ fn in_doubt_hard_stop_offers_mark_done() {
     );
 }
 
+/// A resume with drift: the RESUMED banner lists what changed since the journal, the in-doubt
+/// hard stop repeats it, the running-looking restart reads "in doubt" (no clock), and quitting
+/// does not ask to wait for it. Once the operator decides, the banner goes.
+#[test]
+fn resumed_run_shows_drift_until_the_operator_decides() {
+    let mut s = sim_mid_rolling();
+    s.now += Duration::seconds(30);
+    let drift = vec![
+        "ks3: keystone.conf provider was fernet, now jws".to_string(),
+        "ks3: on haproxy-a was UP (Ready), now MAINT (Maint)".to_string(),
+    ];
+    let d = decide(
+        &s.state,
+        Command::Resume {
+            who: who(),
+            drift: drift.clone(),
+            observed: Default::default(),
+        },
+        s.now,
+    )
+    .unwrap();
+    s.take(d);
+    let mut app = App::new(header(Mode::Resumed)).with_color(false);
+    let wide = shot(&mut app, &s.state, s.now, 120, 40);
+    assert!(wide.contains("RESUMED  by alice@bastion"), "{wide}");
+    for d in &drift {
+        assert!(
+            wide.contains(d.as_str()),
+            "drift line `{d}` on screen:\n{wide}"
+        );
+    }
+    assert!(
+        wide.contains("in doubt: the run stopped mid-action"),
+        "{wide}"
+    );
+    insta::assert_snapshot!("resumed_drift_in_doubt_120x40", wide);
+    let narrow = shot(&mut app, &s.state, s.now, 80, 24);
+    assert!(
+        narrow.contains("Changed since the journal"),
+        "the hard stop repeats the drift at 80x24:\n{narrow}"
+    );
+    insta::assert_snapshot!("resumed_drift_in_doubt_80x24", narrow);
+    // Declining leaves the run paused; the in-doubt restart is not "running": q quits at once.
+    let d = decide(
+        &s.state,
+        Command::Decline {
+            id: "in-doubt".into(),
+            who: who(),
+        },
+        s.now,
+    )
+    .unwrap();
+    s.take(d);
+    assert_eq!(
+        app.handle_key(key('q'), &s.state, s.now),
+        Some(UiRequest::Quit)
+    );
+    let after = shot(&mut app, &s.state, s.now, 120, 40);
+    assert!(!after.contains("RESUMED  by"), "{after}");
+}
+
 #[test]
 fn replay_player_folds_steps_back_and_follows() {
     use cutover::tui::ReplayControl as C;

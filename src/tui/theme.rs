@@ -81,8 +81,10 @@ impl Theme {
     }
     pub fn pane_title(&self, focused: bool) -> Style {
         if focused {
+            // Not dimmed by the border's style it is drawn over.
             self.fg(Color::Cyan)
                 .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+                .remove_modifier(Modifier::DIM)
         } else {
             Style::new().add_modifier(Modifier::BOLD)
         }

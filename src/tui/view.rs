@@ -259,6 +259,16 @@ impl View<'_> {
         while over(top_h, nodes_h, banner.len()) && banner.len() > 1 {
             banner.pop();
         }
+        // A HARD STOP that would not fit below the node table: give it rows from the top pane
+        // (down to 4; the steps scroll to their cursor) when that is enough.
+        let stop_h = self.hard_stop_height(w);
+        if let Some(want) = stop_h {
+            let below = h.saturating_sub(fixed + banner.len() + top_h + nodes_h);
+            let spare = top_h.saturating_sub(4);
+            if below < want && below + spare >= want {
+                top_h -= want - below;
+            }
+        }
         let avail = h.saturating_sub(fixed + banner.len());
         let log_h = avail.saturating_sub(top_h + nodes_h);
 
@@ -337,12 +347,12 @@ impl View<'_> {
         self.render_table(frame, nodes_r, node_lines, node_sel);
 
         // A HARD STOP goes below the node table when it fits there whole, the log's newest
-        // lines (at least two) under it; else it is centred over everything.
+        // lines (from one) under it; else it is centred over everything.
         let mut log_r = log_r;
         let mut stop_area = None;
-        if let Some(want) = self.hard_stop_height(w) {
+        if let Some(want) = stop_h {
             let lh = log_r.height as usize;
-            if lh >= want + 3 {
+            if lh >= want + 2 {
                 stop_area = Some(Rect::new(log_r.x, log_r.y, log_r.width, want as u16));
                 log_r = Rect::new(
                     log_r.x,
@@ -540,7 +550,7 @@ impl View<'_> {
             } else if r.playing {
                 "▶"
             } else {
-                "⏸"
+                "‖ paused"
             };
             right.push(span(
                 format!(
@@ -710,10 +720,17 @@ impl View<'_> {
                     r.drift.len()
                 )
             };
+            let in_box = st.hard_stop.is_some() && !r.drift.is_empty();
+            let head = if in_box {
+                format!("{head} listed in the HARD STOP")
+            } else {
+                head
+            };
             let mut l = lead;
             l.push(span(head, t.bold()));
             out.push(Line::from(l));
-            for d in &r.drift {
+            // The HARD STOP box lists the drift itself; otherwise it is listed here.
+            for d in r.drift.iter().filter(|_| !in_box) {
                 for (i, l) in wrap(d, w.saturating_sub(6).max(10)).into_iter().enumerate() {
                     let lead = if i == 0 { "   ! " } else { "     " };
                     out.push(Line::from(vec![
@@ -1038,7 +1055,7 @@ impl View<'_> {
                     ),
                     t.stop(),
                 ),
-                RunStatus::Paused { .. } => (format!("⏸ paused before {at}"), t.warn()),
+                RunStatus::Paused { .. } => (format!("‖ paused before {at}"), t.warn()),
                 RunStatus::Halted { .. } => (format!("✗ halted at {at}"), t.fail()),
                 RunStatus::Completed => {
                     let took = match (st.started_at, st.finished_at) {

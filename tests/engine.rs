@@ -654,6 +654,9 @@ fn an_interrupted_idempotent_action_is_redone_without_asking() {
         Run::kinds(&d),
         vec!["run_resumed", "in_doubt_resolved", "intent"]
     );
+    // The drain is redone, but only after its gate (pool-capacity) is checked again.
+    assert_eq!(actions(&d), vec!["probe"]);
+    let d = r.settle_one().unwrap();
     assert_eq!(actions(&d), vec!["lb.drain"]);
 }
 
@@ -733,4 +736,96 @@ fn every_flip_and_restart_is_guarded_in_the_plan() {
             }
         }
     }
+}
+
+#[test]
+fn draining_the_last_pooled_node_needs_a_deliberate_confirmation() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::PoolCapacity, Some("ks1"), ALL);
+    // Meanwhile ks2 and ks3 left the pool on haproxy-b.
+    for n in ["ks2", "ks3"] {
+        r.fleet
+            .admin
+            .insert(("haproxy-b".into(), n.into()), AdminState::Maint);
+    }
+    let d = r.settle_one().unwrap();
+    assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
+    let hs = r.state.hard_stop.clone().unwrap();
+    assert_eq!(hs.id, "pool-capacity");
+    assert!(hs.hazard.contains("haproxy-b"), "{}", hs.hazard);
+    assert!(
+        d.effects.is_empty(),
+        "nothing is drained before a person decides"
+    );
+    let d = r.when(Command::Confirm {
+        id: "pool-capacity".into(),
+        who: who(),
+    });
+    assert_eq!(actions(&d), vec!["lb.drain"]);
+}
+
+#[test]
+fn resuming_re_checks_the_gates_right_before_the_next_action() {
+    let mut r = Run::start();
+    // Stop right after ks1's out-of-pool gate passed, before its flip: the process dies.
+    r.run_to_gate(Gate::OutOfPool, Some("ks1"), ALL);
+    while r
+        .pending
+        .first()
+        .is_none_or(|e| e.spec.name() != "keystone.set_provider")
+    {
+        r.settle_one().unwrap();
+    }
+    let flip = r.state.cursor;
+    r.pending.clear(); // the flip's intent is journaled; its outcome never comes
+    // While nobody watched, an HAProxy reload put ks1 back in the pool.
+    for l in ["haproxy-a", "haproxy-b"] {
+        r.fleet
+            .admin
+            .insert((l.into(), "ks1".into()), AdminState::Ready);
+    }
+    let drift = vec!["ks1: on haproxy-a was MAINT (Maint), now UP (Ready)".to_string()];
+    let d = r.when(Command::Resume {
+        who: who(),
+        drift: drift.clone(),
+        observed: Observation::default(),
+    });
+    assert_eq!(Run::kinds(&d), vec!["run_resumed", "hard_stop_raised"]);
+    assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "drift");
+    assert!(
+        decide(&r.state, Command::Advance, r.now)
+            .unwrap()
+            .effects
+            .is_empty()
+    );
+    assert_eq!(r.state.resumed.as_ref().unwrap().drift, drift);
+    assert!(
+        r.state.cursor < flip,
+        "the cursor stepped back over the passed gates"
+    );
+    // Confirming continues with the gates, on fresh probes: the flip is refused.
+    let d = r.when(Command::Confirm {
+        id: "drift".into(),
+        who: who(),
+    });
+    assert!(r.state.resumed.is_none());
+    assert_eq!(
+        Run::kinds(&d)[..2],
+        ["hard_stop_confirmed", "in_doubt_resolved"]
+    );
+    assert_eq!(
+        actions(&d),
+        vec!["probe"],
+        "the interrupted flip waits for its gates"
+    );
+    r.run_until_stopped(ALL);
+    assert!(
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("ks1 is still in the pool")),
+        "{:?}",
+        r.state.status
+    );
+    assert_eq!(
+        r.fleet.conf["ks1"], "fernet",
+        "ks1 was never flipped while pooled"
+    );
 }

@@ -642,17 +642,19 @@ async fn agent_identities_are_tried_first() {
     let agent_key = client.dir.path().join("id_agent");
     keygen(&agent_key, "");
     let sshd = Sshd::start(&[&agent_key], "");
-    // The config names no usable identity file: only the agent can authenticate.
+    let sock = client.dir.path().join("agent.sock");
+    // The config names no usable identity file, and points at this test's agent
+    // (IdentityAgent, as an operator would for a non-default agent): only it can authenticate.
     client.write_config(&[(
         "node",
         &sshd,
         &format!(
-            "  IdentityFile {}",
-            client.dir.path().join("nonexistent").display()
+            "  IdentityFile {}\n  IdentityAgent {}",
+            client.dir.path().join("nonexistent").display(),
+            sock.display()
         ),
     )]);
     client.trust(&sshd);
-    let sock = client.dir.path().join("agent.sock");
     let mut agent = Command::new("ssh-agent")
         .arg("-D")
         .arg("-a")
@@ -660,7 +662,7 @@ async fn agent_identities_are_tried_first() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("cannot start ssh-agent");
+        .expect("cannot start ssh-agent (apt-get install openssh-client)");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !sock.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -668,43 +670,10 @@ async fn agent_identities_are_tried_first() {
     run(Command::new("ssh-add")
         .arg(&agent_key)
         .env("SSH_AUTH_SOCK", &sock));
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["agent_child", "--exact", "--nocapture", "--include-ignored"])
-        .env("SSH_AUTH_SOCK", &sock)
-        .env("CUTOVER_AGENT_CHILD_CONFIG", client.config())
-        .env("CUTOVER_AGENT_CHILD_KNOWN_HOSTS", client.known_hosts())
-        .output()
-        .unwrap();
+    let result = client.connect("node").await;
     let _ = agent.kill();
     let _ = agent.wait();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "agent child failed:\n{text}");
-    assert!(text.contains("1 passed"), "child did not run:\n{text}");
-}
-
-#[tokio::test]
-#[ignore = "helper of agent_identities_are_tried_first (needs its environment)"]
-async fn agent_child() {
-    let Ok(config) = std::env::var("CUTOVER_AGENT_CHILD_CONFIG") else {
-        panic!("run through agent_identities_are_tried_first");
-    };
-    let d = SshDefaults {
-        config: Some(config.into()),
-        known_hosts: Some(
-            std::env::var("CUTOVER_AGENT_CHILD_KNOWN_HOSTS")
-                .unwrap()
-                .into(),
-        ),
-        connect_timeout_secs: Some(10),
-        concurrency: None,
-    };
-    let t = SshTransport::connect(&SshTarget::Alias("node".into()), Some(&d), None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let t = result.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         t.exec("echo agent", opts(10)).await.unwrap().stdout,
         b"agent\n"

@@ -811,9 +811,9 @@ fn no_color_means_no_colour() {
 // ------------------------------------------------------------------------------------ the real loop
 
 /// The child half of `live_loop_in_a_pty`: run_live on a real terminal, with a fake runtime that
-/// ends when it receives Quit. Skipped unless started by the parent test.
+/// ends when it receives Quit. The parent re-executes this test binary with CUTOVER_TUI_CHILD
+/// set; in an ordinary test run it returns at once (and passes), so nothing is reported ignored.
 #[test]
-#[ignore = "run by live_loop_in_a_pty in a pseudo-terminal"]
 fn live_loop_child() {
     if std::env::var_os("CUTOVER_TUI_CHILD").is_none() {
         return;
@@ -855,7 +855,6 @@ fn spawn_child() -> expectrl::session::OsSession {
     cmd.args([
         "live_loop_child",
         "--exact",
-        "--ignored",
         "--nocapture",
         "--test-threads=1",
     ])
@@ -946,6 +945,70 @@ fn in_doubt_hard_stop_offers_mark_done() {
             id: "in-doubt".into()
         })
     );
+}
+
+/// A resume with drift: the RESUMED banner lists what changed since the journal, a `drift` hard
+/// stop shows it before anything moves, the interrupted restart reads "in doubt" (no clock), and
+/// quitting does not ask to wait for it. Once the operator decides, the banner goes.
+#[test]
+fn resumed_run_shows_drift_until_the_operator_decides() {
+    let mut s = sim_mid_rolling();
+    s.now += Duration::seconds(30);
+    let drift = vec![
+        "ks3: keystone.conf provider was fernet, now jws".to_string(),
+        "ks3: on haproxy-a was UP (Ready), now MAINT (Maint)".to_string(),
+    ];
+    let d = decide(
+        &s.state,
+        Command::Resume {
+            who: who(),
+            drift: drift.clone(),
+            observed: Default::default(),
+        },
+        s.now,
+    )
+    .unwrap();
+    s.take(d);
+    let mut app = App::new(header(Mode::Resumed)).with_color(false);
+    let wide = shot(&mut app, &s.state, s.now, 120, 40);
+    assert!(wide.contains("RESUMED  by alice@bastion"), "{wide}");
+    for d in &drift {
+        assert!(
+            wide.contains(d.as_str()),
+            "drift line `{d}` on screen:\n{wide}"
+        );
+    }
+    assert!(
+        wide.contains("in doubt: the run stopped mid-action"),
+        "{wide}"
+    );
+    insta::assert_snapshot!("resumed_drift_in_doubt_120x40", wide);
+    let narrow = shot(&mut app, &s.state, s.now, 80, 24);
+    assert!(narrow.contains("HARD STOP  drift"), "{narrow}");
+    for d in &drift {
+        assert!(
+            narrow.contains(d.as_str()),
+            "the drift hard stop lists `{d}` at 80x24:\n{narrow}"
+        );
+    }
+    insta::assert_snapshot!("resumed_drift_in_doubt_80x24", narrow);
+    // Declining leaves the run paused; the in-doubt restart is not "running": q quits at once.
+    let d = decide(
+        &s.state,
+        Command::Decline {
+            id: "drift".into(),
+            who: who(),
+        },
+        s.now,
+    )
+    .unwrap();
+    s.take(d);
+    assert_eq!(
+        app.handle_key(key('q'), &s.state, s.now),
+        Some(UiRequest::Quit)
+    );
+    let after = shot(&mut app, &s.state, s.now, 120, 40);
+    assert!(!after.contains("RESUMED  by"), "{after}");
 }
 
 #[test]

@@ -174,10 +174,32 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                 .collect();
             s.emit(Event::RunResumed {
                 who,
-                drift,
+                drift: drift.clone(),
                 in_doubt,
                 observed,
             });
+            if !drift.is_empty() {
+                // The world is not what the journal says: a person looks before anything moves.
+                let op = s.state.cursor;
+                s.emit(Event::HardStopRaised(HardStop {
+                    op,
+                    id: "drift".into(),
+                    node: None,
+                    title: "The fleet changed since the journal".into(),
+                    hazard: format!(
+                        "A fresh probe at resume differs from what the journal recorded ({} {}, listed below). Something or someone changed the fleet while the run was stopped.",
+                        drift.len(),
+                        if drift.len() == 1 { "difference" } else { "differences" }
+                    ),
+                    consequence: "Y continues from where the journal stopped; every gate ahead is checked again on fresh probes before the action it guards. n leaves the run paused so you can look first.".into(),
+                    facts: drift.clone(),
+                    proceed: "continue, re-checking every gate".into(),
+                    in_doubt: None,
+                    host_key: None,
+                    drift,
+                }));
+                return Ok(s.out);
+            }
             advance(&mut s);
         }
     }
@@ -245,6 +267,7 @@ fn advance(s: &mut Scratch) {
                         proceed: "redo the action".into(),
                         in_doubt: Some(id),
                         host_key: None,
+                        drift: vec![],
                     }));
                     return;
                 }
@@ -322,6 +345,7 @@ fn advance(s: &mut Scratch) {
                         proceed: "continue the run".into(),
                         in_doubt: None,
                         host_key: None,
+                        drift: vec![],
                     }));
                 }
                 return;
@@ -394,6 +418,7 @@ pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> 
                 });
             }
             ActionSpec::Restart { .. } => required.push(Gate::OutOfPool),
+            ActionSpec::LbDrain { .. } => required.push(Gate::PoolCapacity),
             ActionSpec::InstallKeys { public: false, .. } => {
                 required.push(Gate::StagedKeysEverywhere)
             }
@@ -452,6 +477,12 @@ pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> 
                         "refused: re-adding {node} without checking (and confirming) a mixed pool"
                     ),
                     "the mixed-pool gate must pass or be confirmed first".into(),
+                ),
+                Gate::PoolCapacity => (
+                    format!(
+                        "refused: draining {node} without checking that the pool keeps a server"
+                    ),
+                    "the pool-capacity gate must pass or be confirmed first".into(),
                 ),
                 other => (
                     format!("refused: gate {} has not passed", other.name()),
@@ -516,6 +547,7 @@ fn completed(s: &mut Scratch, o: Outcome) {
                 proceed: "accept the host key and retry".into(),
                 in_doubt: None,
                 host_key: failure.clone(),
+                drift: vec![],
             }));
             return;
         }
@@ -592,6 +624,7 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
             proceed: "re-add the node to the pool".into(),
             in_doubt: None,
             host_key: None,
+            drift: vec![],
         })),
     }
 }

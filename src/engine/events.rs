@@ -167,6 +167,9 @@ pub struct HardStop {
     /// Set when confirming accepts a host key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<Failure>,
+    /// Set when the fleet changed since the journal (on resume): confirming continues.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
 }
 
 /// What the runtime (or a test) asks of the engine. Time and identity come in as values.

@@ -42,7 +42,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             lb,
             tokens: vec![],
         },
-        Gate::OutOfPool | Gate::InPool => ActionSpec::Probe {
+        Gate::OutOfPool | Gate::InPool | Gate::PoolCapacity => ActionSpec::Probe {
             nodes: vec![],
             lb,
             tokens: vec![],
@@ -408,6 +408,49 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                         still.join("; ")
                     ),
                     next: format!("resume: cutover drains {n} again before it flips"),
+                }
+            }
+        }
+        Gate::PoolCapacity => {
+            let n = node.unwrap_or_default();
+            if let Some(v) = lb_read_failed(obs, ctx) {
+                return v;
+            }
+            let mut empty = Vec::new();
+            let mut left = Vec::new();
+            for lb in &ctx.inv.load_balancers {
+                let others: Vec<String> = obs
+                    .lb
+                    .as_ref()
+                    .map(|rows| {
+                        rows.iter()
+                            .filter(|r| r.lb == lb.name && r.node != n && r.in_pool())
+                            .map(|r| r.node.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if others.is_empty() {
+                    empty.push(lb.name.clone());
+                } else {
+                    left.push(format!("{}: {}", lb.name, others.join(", ")));
+                }
+            }
+            if empty.is_empty() {
+                Verdict::Pass(format!("without {n} the pool keeps {}", left.join("; ")))
+            } else {
+                Verdict::Ask {
+                    title: format!("Draining {n} leaves no server in the pool"),
+                    hazard: format!(
+                        "No other node is UP and ready on {}: taking {n} out stops the service behind {} until a node rejoins.",
+                        empty.join(", "),
+                        if empty.len() == 1 { "it" } else { "them" }
+                    ),
+                    consequence: "Clients get errors from the load balancer (503) until a node is back in the pool. Bring another node back first if you can.".into(),
+                    facts: obs
+                        .lb
+                        .as_ref()
+                        .map(|rows| rows.iter().map(|r| format!("{} on {}: {} {:?}", r.node, r.lb, r.status, r.admin)).collect())
+                        .unwrap_or_default(),
                 }
             }
         }

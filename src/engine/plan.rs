@@ -676,6 +676,13 @@ pub fn compile(
                     );
                 }
                 Item::LbDrain(d) => {
+                    if targets.len() != 1 {
+                        return Err(PlanError(format!(
+                            "step `{}`: lb.drain takes one node out at a time and must be in an each-node step",
+                            step.id
+                        )));
+                    }
+                    guard(&mut ops, Gate::PoolCapacity, &node);
                     let specs = per_target(&|t| {
                         Ok(ActionSpec::LbDrain {
                             node: t.to_string(),

@@ -182,6 +182,15 @@ pub struct State {
     pub confirmations: Vec<(String, String)>,
     /// Set when the cursor's op is a hard stop the engine already raised.
     pub raised_at_cursor: bool,
+    /// The last resume, until the operator decides something after it.
+    pub resumed: Option<ResumeNote>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ResumeNote {
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub drift: Vec<String>,
 }
 
 impl State {
@@ -581,9 +590,10 @@ impl State {
                 );
                 // A confirm op, or a gate that asked, is passed; an in-doubt or host-key stop is
                 // followed by its redo (the op stays at the cursor).
-                let stays = hs
-                    .as_ref()
-                    .is_some_and(|h| h.in_doubt.is_some() || h.host_key.is_some());
+                self.resumed = None;
+                let stays = hs.as_ref().is_some_and(|h| {
+                    h.in_doubt.is_some() || h.host_key.is_some() || !h.drift.is_empty()
+                });
                 if let Some(h) = &hs
                     && let Some(id) = h.in_doubt
                 {
@@ -606,6 +616,7 @@ impl State {
                 }
             }
             Event::HardStopDeclined { id, who, .. } => {
+                self.resumed = None;
                 self.status = RunStatus::Paused {
                     reason: format!("hard stop `{id}` declined by {}", who_label(who)),
                 };
@@ -621,6 +632,7 @@ impl State {
                 );
             }
             Event::PauseRequested { who } => {
+                self.resumed = None;
                 self.pause_requested = true;
                 self.push_log(
                     time,
@@ -652,6 +664,28 @@ impl State {
                 observed,
             } => {
                 self.merge(observed, time);
+                self.resumed = Some(ResumeNote {
+                    at: time,
+                    who: who_label(who),
+                    drift: drift.clone(),
+                });
+                // Gates passed before the interruption were checked on probes that are stale
+                // now: step back over them so they are evaluated again right before the action
+                // they guard (only when nothing of the op at the cursor has happened yet).
+                let redo_safely = in_doubt
+                    .iter()
+                    .all(|id| self.in_flight.get(id).is_some_and(|f| f.intent.idempotent));
+                if self.op_done.is_empty() && redo_safely {
+                    let step = self.plan.get(self.cursor).map(|o| o.step.clone());
+                    while self.cursor > 0
+                        && self.plan.get(self.cursor - 1).is_some_and(|o| {
+                            matches!(o.kind, OpKind::Gate { .. }) && Some(&o.step) == step.as_ref()
+                        })
+                    {
+                        self.cursor -= 1;
+                        self.gates_passed.remove(&self.cursor);
+                    }
+                }
                 self.status = RunStatus::Running;
                 self.hard_stop = None;
                 self.raised_at_cursor = false;

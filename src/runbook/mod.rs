@@ -78,6 +78,9 @@ pub enum Gate {
     StagedKeysEverywhere,
     /// Every node holds the same, non-empty Fernet key repository.
     FernetKeysEverywhere,
+    /// Taking the node out leaves at least one other server in every instance's pool; if not,
+    /// a hard stop (draining it is an outage until it rejoins).
+    PoolCapacity,
     /// The node is in maintenance on every load-balancer instance.
     OutOfPool,
     /// A token issued directly at the node is of the target format and validates there.
@@ -99,6 +102,7 @@ impl Gate {
             Gate::KeysEverywhere => "keys-everywhere",
             Gate::FernetKeysEverywhere => "fernet-keys-everywhere",
             Gate::StagedKeysEverywhere => "staged-keys-everywhere",
+            Gate::PoolCapacity => "pool-capacity",
             Gate::OutOfPool => "out-of-pool",
             Gate::ValidatedBeforeReadd => "validated-before-readd",
             Gate::MixedPool => "mixed-pool",
@@ -111,7 +115,11 @@ impl Gate {
     pub fn per_node(&self) -> bool {
         matches!(
             self,
-            Gate::OutOfPool | Gate::ValidatedBeforeReadd | Gate::MixedPool | Gate::InPool
+            Gate::OutOfPool
+                | Gate::PoolCapacity
+                | Gate::ValidatedBeforeReadd
+                | Gate::MixedPool
+                | Gate::InPool
         )
     }
 }

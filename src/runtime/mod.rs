@@ -314,7 +314,12 @@ impl Session {
         }
         let mut quitting = false;
         loop {
-            let in_flight = !self.state.in_flight.is_empty();
+            // In-doubt intents are not running: they wait for a person.
+            let in_flight = self
+                .state
+                .in_flight
+                .keys()
+                .any(|id| !self.state.in_doubt.contains(id));
             match (&self.state.status, &*control) {
                 (RunStatus::Completed, Control::Headless { .. }) if !in_flight => {
                     return Ok(RunEnd::Completed);
@@ -380,7 +385,7 @@ impl Session {
                             let who = self.who_value();
                             match req {
                                 None | Some(Request::Quit) => {
-                                    if self.state.in_flight.is_empty() {
+                                    if !in_flight {
                                         return Ok(match self.state.status { RunStatus::Completed => RunEnd::Completed, RunStatus::Halted { .. } => RunEnd::Halted, _ => RunEnd::Quit });
                                     }
                                     quitting = true;

@@ -369,7 +369,12 @@ impl SshTransport {
         let rsa_hash = rsa_hash(handle.best_supported_rsa_hash().await.ok().flatten());
 
         // 1. ssh-agent.
-        match std::env::var_os("SSH_AUTH_SOCK") {
+        let agent_sock = match &hop.agent {
+            config::Agent::Env => std::env::var_os("SSH_AUTH_SOCK"),
+            config::Agent::Off => None,
+            config::Agent::Socket(p) => Some(p.clone().into_os_string()),
+        };
+        match agent_sock {
             Some(sock) if !sock.is_empty() => match AgentClient::connect_uds(&sock).await {
                 Ok(mut agent) => match agent.request_identities().await {
                     Ok(ids) => {

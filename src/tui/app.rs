@@ -91,6 +91,8 @@ pub struct App {
     pub(super) modal_id: Option<String>,
     /// Rows the log showed at the last draw (for paging).
     pub(super) log_rows: usize,
+    /// Where the last draw kept room for the HARD STOP box (below the node table), if it did.
+    pub(super) stop_area: Option<ratatui::layout::Rect>,
     /// Set once Quit was sent; the footer says we are waiting for the runtime.
     pub(super) quit_requested: bool,
     pub(super) replay: Option<ReplayStatus>,
@@ -114,6 +116,7 @@ impl App {
             modal_scroll: 0,
             modal_id: None,
             log_rows: 10,
+            stop_area: None,
             quit_requested: false,
             replay,
         }
@@ -239,7 +242,7 @@ impl App {
             if self.quit_requested {
                 return None;
             }
-            if !state.in_flight.is_empty() {
+            if running(state) > 0 {
                 self.overlay = Some(Overlay::QuitConfirm);
                 return None;
             }
@@ -415,6 +418,16 @@ pub(super) fn current_step_index(state: &State) -> Option<usize> {
                 .current_step()
                 .and_then(|c| state.steps.iter().position(|s| s.id == c.id))
         })
+}
+
+/// Actions running now: in flight and not in doubt (an in-doubt intent is only a record that the
+/// last run stopped mid-action; nothing runs it until the operator decides).
+pub(super) fn running(state: &State) -> usize {
+    state
+        .in_flight
+        .keys()
+        .filter(|id| !state.in_doubt.contains(id))
+        .count()
 }
 
 pub(super) fn can_pause(state: &State) -> bool {

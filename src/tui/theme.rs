@@ -76,13 +76,21 @@ impl Theme {
     pub fn loud(&self) -> Style {
         self.badge(Color::Red)
     }
+    /// The cursor's line: a grey bar under the line's own colours (reversing them would turn
+    /// every coloured symbol into a coloured block); reverse video without colour.
     pub fn selected(&self) -> Style {
-        Style::new().add_modifier(Modifier::REVERSED)
+        if self.color {
+            Style::new().bg(Color::Indexed(238))
+        } else {
+            Style::new().add_modifier(Modifier::REVERSED)
+        }
     }
     pub fn pane_title(&self, focused: bool) -> Style {
         if focused {
+            // Not dimmed by the border's style it is drawn over.
             self.fg(Color::Cyan)
                 .add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+                .remove_modifier(Modifier::DIM)
         } else {
             Style::new().add_modifier(Modifier::BOLD)
         }

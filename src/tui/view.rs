@@ -17,6 +17,13 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
 
+/// A resume the operator has not moved past yet.
+pub(super) struct ResumeNotice {
+    pub who: String,
+    pub at: String,
+    pub drift: Vec<String>,
+}
+
 /// What every builder needs: the app (read-only), the state, the clock and the theme.
 pub(super) struct View<'a> {
     pub app: &'a App,
@@ -34,7 +41,7 @@ impl App {
         }
         let now = self.clock(state, now);
         let area = frame.area();
-        let log_rows = {
+        let (log_rows, stop_area) = {
             let v = View {
                 app: self,
                 state,
@@ -44,6 +51,7 @@ impl App {
             v.draw_screen(frame, area)
         };
         self.log_rows = log_rows;
+        self.stop_area = stop_area;
         let v = View {
             app: self,
             state,
@@ -184,18 +192,20 @@ pub(super) fn old_provider(state: &State) -> &'static str {
 }
 
 impl View<'_> {
-    fn draw_screen(&self, frame: &mut Frame, area: Rect) -> usize {
+    /// The screen; returns the log's rows (for paging) and, when a HARD STOP fits below the node
+    /// table, the rows kept for it there (so the fleet stays in view).
+    fn draw_screen(&self, frame: &mut Frame, area: Rect) -> (usize, Option<Rect>) {
         let w = area.width as usize;
         let h = area.height as usize;
         if w < 20 || h < 6 {
             frame.render_widget(Paragraph::new("cutover: terminal too small"), area);
-            return 0;
+            return (0, None);
         }
         let header = self.header_lines(w);
         let mut banner = self.banner_lines(w);
         let footer = self.footer_line(w);
 
-        // Top: steps on the left, "now" and the matrix on the right.
+        // Top: steps on the left, "now" (and "next", or the matrix) on the right.
         let (steps_w, right_w) = if w < 64 {
             (w, 0)
         } else if w < 100 {
@@ -206,19 +216,23 @@ impl View<'_> {
             };
             (w - right - 1, right)
         } else {
-            let s = (w * 45 / 100).max(50);
+            // As wide as the steps need (stable while the run moves), at most 45%.
+            let s = self.steps_natural_width().clamp(40, w * 45 / 100);
             (s, w - s - 1)
         };
         let steps = self.steps_lines(steps_w);
         let matrix = self.matrix_lines();
-        let now_lines = self.now_lines(right_w);
-        // The steps set the top's height; the right pane fits in it (more room on tall screens).
+        // The steps set the top's height; the right pane fits in it (more room on tall screens,
+        // a fixed amount so the panes below do not jump as actions start and finish).
         let right_h = if right_w == 0 {
             0
         } else if w < 100 && self.state.matrix.is_some() {
             matrix.len()
+        } else if h >= 40 && self.state.status == RunStatus::Completed {
+            // Nothing moves any more: as much as the panes hold.
+            matrix.len().max(self.now_lines(right_w, true).len())
         } else if h >= 40 {
-            now_lines.len().min(8).max(matrix.len())
+            matrix.len().max(8)
         } else {
             matrix.len()
         };
@@ -245,6 +259,16 @@ impl View<'_> {
         while over(top_h, nodes_h, banner.len()) && banner.len() > 1 {
             banner.pop();
         }
+        // A HARD STOP that would not fit below the node table: give it rows from the top pane
+        // (down to 4; the steps scroll to their cursor) when that is enough.
+        let stop_h = self.hard_stop_height(w);
+        if let Some(want) = stop_h {
+            let below = h.saturating_sub(fixed + banner.len() + top_h + nodes_h);
+            let spare = top_h.saturating_sub(4);
+            if below < want && below + spare >= want {
+                top_h -= want - below;
+            }
+        }
         let avail = h.saturating_sub(fixed + banner.len());
         let log_h = avail.saturating_sub(top_h + nodes_h);
 
@@ -269,7 +293,7 @@ impl View<'_> {
         frame.render_widget(Paragraph::new(header), header_r);
         frame.render_widget(Paragraph::new(banner), banner_r);
 
-        // Steps (| now | matrix)
+        // Steps | now (| next or matrix)
         let steps_r = Rect::new(top_r.x, top_r.y, steps_w as u16, top_r.height);
         self.render_list(frame, steps_r, "Steps", Pane::Steps, steps.0, steps.1);
         if right_w > 0 {
@@ -280,31 +304,67 @@ impl View<'_> {
                 top_r.height,
             );
             let mw = self.matrix_width();
+            // Split the right pane in two: [left | right], the right one `rw` wide.
+            let split = |rw: usize| {
+                (
+                    Rect::new(
+                        right_r.x,
+                        right_r.y,
+                        (right_w - rw - 1) as u16,
+                        right_r.height,
+                    ),
+                    Rect::new(
+                        right_r.x + (right_w - rw) as u16,
+                        right_r.y,
+                        rw as u16,
+                        right_r.height,
+                    ),
+                )
+            };
+            let next_w = 44.min(right_w / 2);
             if self.state.matrix.is_some() && (w < 100 || right_w < mw + 30) {
                 self.render_box(frame, right_r, &self.matrix_title(), matrix);
             } else if self.state.matrix.is_some() {
-                let now_r = Rect::new(
-                    right_r.x,
-                    right_r.y,
-                    (right_w - mw - 1) as u16,
-                    right_r.height,
-                );
-                let m_r = Rect::new(
-                    right_r.x + (right_w - mw) as u16,
-                    right_r.y,
-                    mw as u16,
-                    right_r.height,
-                );
-                self.render_box(frame, now_r, "Now", self.now_lines(now_r.width as usize));
+                let (now_r, m_r) = split(mw);
+                let lines = self.now_lines(now_r.width as usize, true);
+                self.render_box(frame, now_r, "Now", lines);
                 self.render_box(frame, m_r, &self.matrix_title(), matrix);
+            } else if right_w >= 90 && self.state.status != RunStatus::Completed {
+                // Wide: what runs now on the left, what comes next beside it.
+                let (now_r, next_r) = split(next_w);
+                let lines = self.now_lines(now_r.width as usize, false);
+                self.render_box(frame, now_r, "Now", lines);
+                let next = self.next_lines(next_r.height.saturating_sub(1) as usize);
+                self.render_box(frame, next_r, "Next", next);
             } else {
-                self.render_box(frame, right_r, "Now", now_lines);
+                let lines = self.now_lines(right_w, true);
+                self.render_box(frame, right_r, "Now", lines);
             }
         }
 
         // Nodes
         let (node_lines, node_sel) = self.node_lines(w);
         self.render_table(frame, nodes_r, node_lines, node_sel);
+
+        // A HARD STOP goes below the node table when it fits there whole, the log's newest
+        // lines (from one) under it; else it is centred over everything.
+        let mut log_r = log_r;
+        let mut stop_area = None;
+        if let Some(want) = stop_h {
+            let lh = log_r.height as usize;
+            if lh >= want + 2 {
+                stop_area = Some(Rect::new(log_r.x, log_r.y, log_r.width, want as u16));
+                log_r = Rect::new(
+                    log_r.x,
+                    log_r.y + want as u16,
+                    log_r.width,
+                    (lh - want) as u16,
+                );
+            } else if lh >= want {
+                stop_area = Some(log_r);
+                log_r = Rect::new(log_r.x, log_r.y + log_r.height, log_r.width, 0);
+            }
+        }
 
         // Log (| details of the selection, when there is room)
         let wide = w >= 140 && log_r.height >= 10;
@@ -348,7 +408,7 @@ impl View<'_> {
             );
         }
         frame.render_widget(Paragraph::new(footer), footer_r);
-        rows
+        (rows, stop_area)
     }
 
     /// What the wide layout's details pane shows: the selection of the focused pane.
@@ -479,12 +539,18 @@ impl View<'_> {
         };
         let mut right: Vec<Span<'static>> = vec![span(format!(" {mode} "), t.badge(mode_color))];
         if let Some(r) = &self.app.replay {
-            let play = if r.position >= r.total && r.total > 0 {
+            let at_end = r.position >= r.total && r.total > 0;
+            let play = if at_end
+                && self.app.header.mode == Mode::Follow
+                && !matches!(st.status, RunStatus::Completed)
+            {
+                "● live"
+            } else if at_end {
                 "■ end"
             } else if r.playing {
                 "▶"
             } else {
-                "⏸"
+                "‖ paused"
             };
             right.push(span(
                 format!(
@@ -637,10 +703,58 @@ impl View<'_> {
             }
             _ => {}
         }
-        for d in st.drift.iter().take(2) {
-            out.push(clip(Line::from(span(format!(" drift: {d}"), t.warn())), w));
+        // Just resumed: what a fresh probe found changed since the journal, until the operator
+        // makes the next decision.
+        if let Some(r) = self.resume_notice() {
+            let lead = vec![span(" RESUMED ", t.badge(Color::Yellow)), Span::raw(" ")];
+            let head = if r.drift.is_empty() {
+                format!(
+                    "by {} at {}: a fresh probe matches the journal (no drift)",
+                    r.who, r.at
+                )
+            } else {
+                format!(
+                    "by {} at {} · what changed since the journal ({}):",
+                    r.who,
+                    r.at,
+                    r.drift.len()
+                )
+            };
+            let in_box = st.hard_stop.is_some() && !r.drift.is_empty();
+            let head = if in_box {
+                format!("{head} listed in the HARD STOP")
+            } else {
+                head
+            };
+            let mut l = lead;
+            l.push(span(head, t.bold()));
+            out.push(Line::from(l));
+            // The HARD STOP box lists the drift itself; otherwise it is listed here.
+            for d in r.drift.iter().filter(|_| !in_box) {
+                for (i, l) in wrap(d, w.saturating_sub(6).max(10)).into_iter().enumerate() {
+                    let lead = if i == 0 { "   ! " } else { "     " };
+                    out.push(Line::from(vec![
+                        span(lead, t.warn()),
+                        span(l, t.warn().add_modifier(ratatui::style::Modifier::BOLD)),
+                    ]));
+                }
+            }
         }
         out.into_iter().map(|l| clip(l, w)).collect()
+    }
+
+    /// The last resume, while the operator has not decided anything since: who resumed, when,
+    /// and the drift its fresh probe found. Read from the state (so a replay shows it too).
+    pub(super) fn resume_notice(&self) -> Option<ResumeNotice> {
+        let r = self.state.resumed.as_ref()?;
+        if self.state.status == RunStatus::Completed {
+            return None;
+        }
+        Some(ResumeNotice {
+            who: r.who.clone(),
+            at: hms(r.at),
+            drift: r.drift.clone(),
+        })
     }
 
     /// `old fernet tokens irrelevant in 59m12s (services: 48h59m)`, once every node has flipped.
@@ -874,16 +988,27 @@ impl View<'_> {
         out
     }
 
-    /// What is running right now, and what comes next.
-    fn now_lines(&self, w: usize) -> Vec<Line<'static>> {
+    /// What is running right now, and (with `with_next`) what comes next.
+    fn now_lines(&self, w: usize, with_next: bool) -> Vec<Line<'static>> {
         let st = self.state;
         let t = &self.t;
         let mut out = Vec::new();
         if w == 0 {
             return out;
         }
-        for f in st.in_flight.values() {
+        for (id, f) in &st.in_flight {
             let who = f.intent.node.clone().unwrap_or_else(|| "fleet".into());
+            if st.in_doubt.contains(id) {
+                // Not running: the run stopped between its intent and its outcome.
+                out.push(Line::from(vec![
+                    span(" ? ", t.warn()),
+                    span(who, t.bold()),
+                    Span::raw(" "),
+                    span(short_action(&f.intent.action), t.plain()),
+                    span(" in doubt: the run stopped mid-action", t.warn()),
+                ]));
+                continue;
+            }
             let secs = (self.now - f.started).num_seconds();
             out.push(Line::from(vec![
                 span(" ◐ ", t.active()),
@@ -893,7 +1018,12 @@ impl View<'_> {
                 span(format!(" {}", dur(secs)), t.dim()),
             ]));
         }
-        if let Some(first) = st.in_flight.values().next() {
+        if let Some(first) = st
+            .in_flight
+            .iter()
+            .find(|(id, _)| !st.in_doubt.contains(id))
+            .map(|(_, f)| f)
+        {
             for l in wrap(&first.intent.detail, w.saturating_sub(3))
                 .into_iter()
                 .take(2)
@@ -901,7 +1031,7 @@ impl View<'_> {
                 out.push(Line::from(span(format!("   {l}"), t.dim())));
             }
         }
-        if st.in_flight.is_empty() {
+        if st.in_flight.keys().all(|id| st.in_doubt.contains(id)) {
             let at = st.current_op().map(op_label).unwrap_or_default();
             let (text, style) = match &st.status {
                 RunStatus::NotStarted => ("not started".to_string(), t.dim()),
@@ -913,7 +1043,7 @@ impl View<'_> {
                     ),
                     t.stop(),
                 ),
-                RunStatus::Paused { .. } => (format!("⏸ paused before {at}"), t.warn()),
+                RunStatus::Paused { .. } => (format!("‖ paused before {at}"), t.warn()),
                 RunStatus::Halted { .. } => (format!("✗ halted at {at}"), t.fail()),
                 RunStatus::Completed => {
                     let took = match (st.started_at, st.finished_at) {
@@ -934,13 +1064,58 @@ impl View<'_> {
         }
         // The op at the cursor is running (or about to); list what follows it.
         let next: Vec<&Op> = st.plan.iter().skip(st.cursor + 1).take(6).collect();
-        if !next.is_empty() && st.status != RunStatus::Completed {
+        if with_next && !next.is_empty() && st.status != RunStatus::Completed {
             out.push(Line::from(span(" next:", t.dim())));
             for op in next {
                 out.push(Line::from(span(format!("   {}", op_label(op)), t.dim())));
             }
         }
         out
+    }
+
+    /// The operations after the one at the cursor, for the "Next" pane of wide screens.
+    fn next_lines(&self, rows: usize) -> Vec<Line<'static>> {
+        let st = self.state;
+        let t = &self.t;
+        let left = st.plan.len().saturating_sub(st.cursor + 1);
+        let mut out: Vec<Line<'static>> = st
+            .plan
+            .iter()
+            .skip(st.cursor + 1)
+            .take(rows)
+            .map(|op| Line::from(span(format!(" {}", op_label(op)), t.dim())))
+            .collect();
+        if left > rows && rows > 0 {
+            out.pop();
+            out.push(Line::from(span(
+                format!(" … {} more", left - (rows - 1)),
+                t.dim(),
+            )));
+        }
+        if out.is_empty() {
+            out.push(Line::from(span(" (nothing: last operation)", t.dim())));
+        }
+        out
+    }
+
+    /// The steps pane's natural width: the longest title, with a rolling step's node progress
+    /// at its widest (one node showing its longest phase), so it does not change as the run moves.
+    fn steps_natural_width(&self) -> usize {
+        let st = self.state;
+        let progress: usize = st.node_order.iter().map(|n| width(n) + 3).sum::<usize>() + 11;
+        st.steps
+            .iter()
+            .map(|s| {
+                let title = 3 + width(&step_title(st, &s.title));
+                let extra = if s.scope == Scope::EachNode {
+                    2 + progress
+                } else {
+                    2 + 9 // "op 12/34"
+                };
+                title + extra + 1
+            })
+            .max()
+            .unwrap_or(20)
     }
 
     fn matrix_title(&self) -> String {
@@ -1170,6 +1345,7 @@ impl View<'_> {
             },
             Col::Token => match &n.last_token {
                 None => ("—".into(), t.dim()),
+                Some(tk) if tk.issue_status == 0 => ("✗ no answer".into(), t.fail()),
                 Some(tk) => {
                     let ok = tk.issue_status == 201 && tk.validated();
                     let v = match tk.validate_status {
@@ -1416,10 +1592,16 @@ impl View<'_> {
     fn draw_quit(&self, frame: &mut Frame, area: Rect) {
         let t = &self.t;
         let w = popup_width(area, 64);
-        let text = match self.state.in_flight.values().next() {
+        let st = self.state;
+        let mut running = st
+            .in_flight
+            .iter()
+            .filter(|(id, _)| !st.in_doubt.contains(id))
+            .map(|(_, f)| f);
+        let text = match running.next() {
             Some(f) => {
                 let where_ = f.intent.node.clone().unwrap_or_else(|| "the fleet".into());
-                let more = self.state.in_flight.len() - 1;
+                let more = super::app::running(st) - 1;
                 let more = if more > 0 {
                     format!(" (and {more} more)")
                 } else {
@@ -1445,12 +1627,19 @@ impl View<'_> {
     }
 
     /// The HARD STOP box. Interactive in a live run; a read-only record in replay.
-    fn draw_hard_stop(&self, frame: &mut Frame, area: Rect) {
+    /// The HARD STOP box's width, body and key lines for a screen `area_w` wide.
+    fn hard_stop_parts(
+        &self,
+        area_w: usize,
+    ) -> Option<(usize, Vec<Line<'static>>, Vec<Line<'static>>)> {
         let t = &self.t;
-        let Some(hs) = &self.state.hard_stop else {
-            return;
+        let hs = self.state.hard_stop.as_ref()?;
+        // 90 wide; the whole width when that would leave only slivers of the screen beside it.
+        let w = if area_w >= 110 {
+            90
+        } else {
+            area_w.saturating_sub(2)
         };
-        let w = (area.width as usize).saturating_sub(2).min(90);
         let tw = w.saturating_sub(4);
         let mut body: Vec<Line<'static>> = Vec::new();
         for l in wrap(&hs.title, tw) {
@@ -1476,6 +1665,23 @@ impl View<'_> {
                 ]));
             } else {
                 body.push(Line::from(span(l, t.plain())));
+            }
+        }
+        // The drift hard stop lists the drift as its facts; other hard stops raised right after
+        // a resume show it here.
+        if let Some(r) = self.resume_notice()
+            && !r.drift.is_empty()
+            && hs.drift.is_empty()
+        {
+            body.push(Line::from(""));
+            body.push(Line::from(span(
+                format!("Changed since the journal (found when {} resumed):", r.who),
+                t.warn().add_modifier(ratatui::style::Modifier::BOLD),
+            )));
+            for d in &r.drift {
+                for l in wrap(&format!("  ! {d}"), tw) {
+                    body.push(Line::from(span(l, t.warn())));
+                }
             }
         }
         if !hs.facts.is_empty() {
@@ -1509,7 +1715,7 @@ impl View<'_> {
             }
             if hs.in_doubt.is_some() {
                 keys.push(Line::from(vec![
-                    span("D", t.key()),
+                    span(" D", t.key()),
                     span(
                         ": mark done (only after checking the node by hand)",
                         t.plain(),
@@ -1527,15 +1733,48 @@ impl View<'_> {
                 keys.push(Line::from(span(l, t.bold())));
             }
         }
+        Some((w, body, keys))
+    }
+
+    /// Rows the whole HARD STOP box needs (without scrolling).
+    fn hard_stop_height(&self, area_w: usize) -> Option<usize> {
+        self.hard_stop_parts(area_w)
+            .map(|(_, body, keys)| body.len() + 1 + keys.len() + 2)
+    }
+
+    fn draw_hard_stop(&self, frame: &mut Frame, area: Rect) {
+        let t = &self.t;
+        let Some(hs) = &self.state.hard_stop else {
+            return;
+        };
+        let Some((w, body, keys)) = self.hard_stop_parts(area.width as usize) else {
+            return;
+        };
         let max_h = (area.height as usize).saturating_sub(2).max(6);
         let want = body.len() + 1 + keys.len() + 2;
         let h = want.min(max_h);
         let body_h = h.saturating_sub(2 + 1 + keys.len());
         let max_scroll = body.len().saturating_sub(body_h);
         let scroll = (self.app.modal_scroll as usize).min(max_scroll);
-        let r = Self::centered(area, w, h);
-        // Clear a margin too, so the screen behind does not run into the box's border.
-        frame.render_widget(Clear, margin(r, area));
+        // Below the node table when the whole box fits there (the layout made room, the newest
+        // log lines show under it), so the fleet stays in view; otherwise centred on the screen.
+        let r = match self.app.stop_area {
+            Some(b) if b.height as usize >= want => {
+                frame.render_widget(Clear, b);
+                Rect::new(
+                    area.x + (area.width.saturating_sub(w as u16)) / 2,
+                    b.y,
+                    (w as u16).min(area.width),
+                    want as u16,
+                )
+            }
+            _ => {
+                let r = Self::centered(area, w, h);
+                // Clear a margin too, so the screen behind does not run into the box's border.
+                frame.render_widget(Clear, margin(r, area));
+                r
+            }
+        };
         let label = if self.app.interactive() {
             " HARD STOP "
         } else {
@@ -1662,7 +1901,9 @@ struct Column {
 }
 
 /// The node table's columns for a width: the richest preset that fits. Presets drop the least
-/// important columns first (last error, Fernet key count, the token check, JWS, service).
+/// important columns first (Fernet key count, the token check, JWS, service); the last error
+/// stays while anything else but the essentials does. Load-balancer columns show the instance's
+/// whole name when it fits, and are cut from the left (`…proxy-a`) only when nothing else fits.
 fn node_columns(st: &State, w: usize) -> Vec<Column> {
     let name_w = st
         .node_order
@@ -1671,7 +1912,6 @@ fn node_columns(st: &State, w: usize) -> Vec<Column> {
         .max()
         .unwrap_or(4)
         .clamp(4, 16);
-    let lbs = st.lb_names.len();
     let col = |kind, header: &str, w: usize, wide: bool| Column {
         kind,
         header: header.to_string(),
@@ -1686,77 +1926,62 @@ fn node_columns(st: &State, w: usize) -> Vec<Column> {
             .map(|(i, n)| col(Col::Lb(i), &trunc_left(n, cw), cw, false))
             .collect()
     };
-    let lb_wide = st
+    // "MAINT 12" needs 8; a name needs its own width.
+    let lb_full = st
         .lb_names
         .iter()
         .map(|n| width(n))
         .max()
         .unwrap_or(8)
-        .clamp(9, 16);
-    let mut presets: Vec<Vec<Column>> = Vec::new();
-    // Wide: everything, with room to spare for the last error.
-    let mut p = vec![
-        col(Col::Name, "Node", name_w, true),
-        col(Col::Phase, "Phase", 24, true),
-    ];
-    p.extend(lb_cols(lb_wide));
-    p.extend([
-        col(Col::Provider, "Provider", 10, true),
-        col(Col::Fernet, "Fernet", 7, true),
-        col(Col::Jws, "JWS keys", 14, true),
-        col(Col::Service, "Svc", 4, true),
-        col(Col::Token, "Last direct token", 22, true),
-        col(Col::Error, "Last error", 20, true),
-    ]);
-    presets.push(p);
-    // Medium (80 columns with two load balancers).
-    let mut p = vec![
-        col(Col::Name, "Node", name_w, false),
-        col(Col::Phase, "Phase", 12, false),
-    ];
-    p.extend(lb_cols(8));
-    p.extend([
-        col(Col::Provider, "Provider", 10, false),
-        col(Col::Fernet, "Fern", 4, false),
-        col(Col::Jws, "JWS", 5, false),
-        col(Col::Service, "Svc", 4, false),
-        col(Col::Token, "Token", 16, false),
-    ]);
-    presets.push(p);
-    let mut p = vec![
-        col(Col::Name, "Node", name_w, false),
-        col(Col::Phase, "Phase", 12, false),
-    ];
-    p.extend(lb_cols(8));
-    p.extend([
-        col(Col::Provider, "Provider", 10, false),
-        col(Col::Jws, "JWS", 5, false),
-        col(Col::Service, "Svc", 4, false),
-        col(Col::Token, "Token", 16, false),
-    ]);
-    presets.push(p);
-    let mut p = vec![
-        col(Col::Name, "Node", name_w, false),
-        col(Col::Phase, "Phase", 12, false),
-    ];
-    p.extend(lb_cols(8));
-    p.extend([
-        col(Col::Provider, "Provider", 10, false),
-        col(Col::Jws, "JWS", 5, false),
-        col(Col::Service, "Svc", 4, false),
-    ]);
-    presets.push(p);
-    let mut p = vec![
-        col(Col::Name, "Node", name_w, false),
-        col(Col::Phase, "Phase", 12, false),
-    ];
-    p.extend(lb_cols(8));
-    p.push(col(Col::Provider, "Provider", 10, false));
-    presets.push(p);
+        .clamp(8, 16);
+    let preset = |level: usize, lb_w: usize| -> Vec<Column> {
+        let wide = level == 0;
+        let mut p = vec![
+            col(Col::Name, "Node", name_w, wide),
+            col(Col::Phase, "Phase", if wide { 24 } else { 12 }, wide),
+        ];
+        p.extend(lb_cols(lb_w));
+        p.push(col(Col::Provider, "Provider", 10, wide));
+        if level <= 2 {
+            p.push(if wide {
+                col(Col::Fernet, "Fernet", 7, true)
+            } else {
+                col(Col::Fernet, "Fern", 4, false)
+            });
+        }
+        if level <= 4 {
+            p.push(if wide {
+                col(Col::Jws, "JWS keys", 14, true)
+            } else {
+                col(Col::Jws, "JWS", 5, false)
+            });
+            p.push(col(Col::Service, "Svc", 4, wide));
+        }
+        if level <= 3 {
+            p.push(if wide {
+                col(Col::Token, "Last direct token", 22, true)
+            } else {
+                col(Col::Token, "Token", 16, false)
+            });
+        }
+        if level <= 1 {
+            p.push(col(Col::Error, "Last error", 12, true));
+        }
+        p
+    };
     let fits =
         |p: &Vec<Column>| p.iter().map(|c| c.w).sum::<usize>() + p.len().saturating_sub(1) <= w;
-    let _ = lbs;
-    let mut chosen = presets.into_iter().find(|p| fits(p)).unwrap_or_else(|| {
+    let mut chosen = None;
+    'found: for level in 0..=5 {
+        for lb_w in [lb_full, 8] {
+            let p = preset(level, lb_w);
+            if fits(&p) {
+                chosen = Some(p);
+                break 'found;
+            }
+        }
+    }
+    let mut chosen = chosen.unwrap_or_else(|| {
         vec![
             col(Col::Name, "Node", name_w, false),
             col(Col::Phase, "Phase", 12, false),

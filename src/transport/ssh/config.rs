@@ -27,6 +27,18 @@ pub struct Hop {
     /// known_hosts files in the order they are checked.
     pub known_hosts: Vec<PathBuf>,
     pub connect_timeout: Duration,
+    /// Which ssh-agent to ask (IdentityAgent): a socket, the environment's, or none.
+    pub agent: Agent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Agent {
+    /// SSH_AUTH_SOCK (the default, and `IdentityAgent SSH_AUTH_SOCK`).
+    Env,
+    /// `IdentityAgent none`.
+    Off,
+    /// `IdentityAgent /path/to/socket`.
+    Socket(PathBuf),
 }
 
 pub fn home() -> PathBuf {
@@ -190,6 +202,22 @@ fn hop_from(name: &str, params: &HostParams, o: Overrides, defaults: Option<&Ssh
         None => known_hosts.push(PathBuf::from("/etc/ssh/ssh_known_hosts")),
     }
     known_hosts.dedup();
+    let agent = match params
+        .unsupported_fields
+        .get("identityagent")
+        .and_then(|v| v.first())
+        .map(|s| s.trim_matches('"'))
+    {
+        None => Agent::Env,
+        Some(v) if v.eq_ignore_ascii_case("none") => Agent::Off,
+        Some("SSH_AUTH_SOCK") => Agent::Env,
+        Some(v) => match v.strip_prefix('$') {
+            Some(var) => std::env::var_os(var)
+                .map(|s| Agent::Socket(PathBuf::from(s)))
+                .unwrap_or(Agent::Off),
+            None => Agent::Socket(expand_tilde(v)),
+        },
+    };
     let connect_timeout = defaults
         .and_then(|d| d.connect_timeout_secs)
         .map(Duration::from_secs)
@@ -204,6 +232,7 @@ fn hop_from(name: &str, params: &HostParams, o: Overrides, defaults: Option<&Ssh
         identity_explicit,
         known_hosts,
         connect_timeout,
+        agent,
     }
 }
 

@@ -3,7 +3,7 @@
 //! Each instance has
 //! - an admin socket speaking the runtime API (non-interactive: one line of `;`-separated
 //!   commands in, the answers out, close; `prompt` switches to interactive mode),
-//! - HTTP health checks of every server (`option httpchk GET /v3`, `check inter 500ms rise 2
+//! - HTTP health checks of every server (`option httpchk GET /v3`, `check inter 1s rise 2
 //!   fall 3`),
 //! - a TCP frontend that proxies each connection round-robin to a server that is UP and `ready`,
 //!   counting sessions per server (what a drain waits for),
@@ -27,8 +27,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// The User-Agent of health checks (the Keystone stand-in does not log them).
 pub const HEALTH_CHECK_AGENT: &str = "cutover-world-haproxy-check";
-const CHECK_INTERVAL: Duration = Duration::from_millis(500);
-const CHECK_TIMEOUT: Duration = Duration::from_millis(400);
+const CHECK_INTERVAL: Duration = Duration::from_millis(1000);
+const CHECK_TIMEOUT: Duration = Duration::from_millis(800);
 const RISE: u32 = 2;
 const FALL: u32 = 3;
 /// The proxy id of the `listen keystone_api` section.

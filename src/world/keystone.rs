@@ -31,7 +31,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// How often the stand-in looks for `run/restart.req`.
-const RESTART_POLL: Duration = Duration::from_millis(50);
+const RESTART_POLL: Duration = Duration::from_millis(100);
 /// How long a restart keeps the node down after acknowledging it.
 const RESTART_PAUSE: Duration = Duration::from_millis(700);
 

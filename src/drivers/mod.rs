@@ -12,7 +12,7 @@ use crate::engine::plan::ActionSpec;
 use crate::inventory::credentials::{self, AuthCredentials};
 use crate::inventory::{Inventory, LoadBalancer, Node, Reach};
 use crate::transport::{ExecOpts, Transport, TransportError, local::LocalTransport, shell_quote};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1182,38 +1182,7 @@ impl Fleet {
     }
 
     async fn publish_staged(&self, node: &str, from: &[String]) -> DResult<Done> {
-        let n = self.node(node)?;
-        let facts = self.node_facts(node).await?;
-        let t = self.node_transport(node).await?;
-        let mut names = Vec::new();
-        for m in from {
-            let mf = self.node_facts(m).await?;
-            let src = Path::new(&keystone::staging_dir(&mf.jws.private_repo)).join("public.pem");
-            let mt = self.node_transport(m).await?;
-            let pem = mt.read_file(&src, self.node(m)?.sudo).await.map_err(|e| {
-                DriverError::new(
-                    format!("{m}: no staged public key at {}: {e}", src.display()),
-                    "create the new keypairs first (keystone.create_jws_keypair), then resume",
-                )
-            })?;
-            let fp = keys::public_fingerprint(&String::from_utf8_lossy(&pem)).map_err(|e| {
-                DriverError::new(
-                    format!("{m}: {} is not a public key: {e}", src.display()),
-                    "re-run the keys step",
-                )
-            })?;
-            let name = format!("{m}.{}.pem", keys::fingerprint_tag(&fp));
-            t.write_file(
-                &Path::new(&facts.jws.public_repo).join(&name),
-                &pem,
-                0o644,
-                Some((&n.keystone_user, &n.keystone_group)),
-                n.sudo,
-            )
-            .await?;
-            names.push(name);
-        }
-        let after = self.node_facts(node).await?;
+        let (names, after) = self.copy_public_keys(node, from, true).await?;
         let count = after.jws.public.len();
         let mut obs = Observation::default();
         obs.nodes.insert(node.to_string(), after);
@@ -1224,6 +1193,63 @@ impl Fleet {
             ),
             obs,
         ))
+    }
+
+    /// Copy the public keys of `from` into `node`'s public repository: each node's installed
+    /// `<m>.pem`, or (`staged`) the next key waiting in its staging directory, written as
+    /// `<m>.<fingerprint tag>.pem` beside the current ones. Returns the names written and the
+    /// node's facts afterwards.
+    async fn copy_public_keys(
+        &self,
+        node: &str,
+        from: &[String],
+        staged: bool,
+    ) -> DResult<(Vec<String>, NodeFacts)> {
+        let n = self.node(node)?;
+        let facts = self.node_facts(node).await?;
+        let t = self.node_transport(node).await?;
+        let mut names = Vec::new();
+        for m in from {
+            let mf = self.node_facts(m).await?;
+            let src = if staged {
+                Path::new(&keystone::staging_dir(&mf.jws.private_repo)).join("public.pem")
+            } else {
+                Path::new(&mf.jws.public_repo).join(format!("{m}.pem"))
+            };
+            let mt = self.node_transport(m).await?;
+            let pem = mt.read_file(&src, self.node(m)?.sudo).await.map_err(|e| {
+                DriverError::new(
+                    format!("{m}: cannot read its public key {}: {e}", src.display()),
+                    if staged {
+                        "create the new keypairs first (keystone.create_jws_keypair), then resume"
+                            .to_string()
+                    } else {
+                        format!("install {m}'s keys first (keys step), then resume")
+                    },
+                )
+            })?;
+            let fp = keys::public_fingerprint(&String::from_utf8_lossy(&pem)).map_err(|e| {
+                DriverError::new(
+                    format!("{m}: {} is not a public key: {e}", src.display()),
+                    "re-run the keys step",
+                )
+            })?;
+            let name = if staged {
+                format!("{m}.{}.pem", keys::fingerprint_tag(&fp))
+            } else {
+                format!("{m}.pem")
+            };
+            t.write_file(
+                &Path::new(&facts.jws.public_repo).join(&name),
+                &pem,
+                0o644,
+                Some((&n.keystone_user, &n.keystone_group)),
+                n.sudo,
+            )
+            .await?;
+            names.push(name);
+        }
+        Ok((names, self.node_facts(node).await?))
     }
 
     async fn remove_retired(&self, node: &str, nodes: &[String]) -> DResult<Done> {
@@ -1429,45 +1455,14 @@ impl Fleet {
     }
 
     async fn distribute(&self, node: &str, from: &[String]) -> DResult<Done> {
-        let n = self.node(node)?;
-        let facts = self.node_facts(node).await?;
-        let t = self.node_transport(node).await?;
-        let mut copied = Vec::new();
-        for m in from {
-            let mf = self.node_facts(m).await?;
-            let src = Path::new(&mf.jws.public_repo).join(format!("{m}.pem"));
-            let mt = self.node_transport(m).await?;
-            let pem = mt.read_file(&src, self.node(m)?.sudo).await.map_err(|e| {
-                DriverError::new(
-                    format!("{m}: cannot read its public key {}: {e}", src.display()),
-                    format!("install {m}'s keys first (keys step), then resume"),
-                )
-            })?;
-            let text = String::from_utf8_lossy(&pem).into_owned();
-            keys::public_fingerprint(&text).map_err(|e| {
-                DriverError::new(
-                    format!("{m}: {} is not a public key: {e}", src.display()),
-                    "re-run the keys step",
-                )
-            })?;
-            t.write_file(
-                &Path::new(&facts.jws.public_repo).join(format!("{m}.pem")),
-                &pem,
-                0o644,
-                Some((&n.keystone_user, &n.keystone_group)),
-                n.sudo,
-            )
-            .await?;
-            copied.push(m.clone());
-        }
-        let after = self.node_facts(node).await?;
+        let (_, after) = self.copy_public_keys(node, from, false).await?;
         let count = after.jws.public.len();
         let mut obs = Observation::default();
         obs.nodes.insert(node.to_string(), after);
         Ok(Done::ok(
             format!(
                 "{node}: public keys of {} installed ({count} keys in its public repository)",
-                copied.join(", ")
+                from.join(", ")
             ),
             obs,
         ))
@@ -1480,11 +1475,4 @@ pub async fn full_probe(fleet: &Fleet, tokens: bool) -> DResult<Observation> {
     let toks = if tokens { nodes.clone() } else { vec![] };
     let lb = !fleet.inv.load_balancers.is_empty();
     fleet.probe(&nodes, lb, &toks).await.map(|d| d.observed)
-}
-
-#[allow(dead_code)]
-fn _assert_send(f: &Fleet) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(f.execute(0, 0, &ActionSpec::Wait { secs: 0 }));
-    let _ = BTreeMap::<String, String>::new();
 }

@@ -433,6 +433,29 @@ pub fn compile(
                 }
                 targets.iter().map(|t| f(t)).collect()
             };
+            // The item's action, as one op over these specs.
+            let act = |ops: &mut Vec<Op>, specs: Vec<ActionSpec>| {
+                push(
+                    ops,
+                    OpKind::Act {
+                        action: item.name().into(),
+                        specs,
+                    },
+                    node.clone(),
+                )
+            };
+            // Actions that change one node at a time belong in each-node steps.
+            let one_node = |what: &str| -> Result<(), PlanError> {
+                if targets.len() == 1 {
+                    Ok(())
+                } else {
+                    Err(PlanError(format!(
+                        "step `{}`: {} {what} and must be in an each-node step",
+                        step.id,
+                        item.name()
+                    )))
+                }
+            };
             match item {
                 Item::Gate(g) => {
                     if g.per_node() {
@@ -565,14 +588,7 @@ pub fn compile(
                             )));
                         }
                     };
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::InstallJwsKeys(k) => {
                     if !k.public {
@@ -585,14 +601,7 @@ pub fn compile(
                             public: k.public,
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::DistributePublicKeys(_) => {
                     let specs = per_target(&|t| {
@@ -601,14 +610,7 @@ pub fn compile(
                             from: nodes.iter().filter(|n| *n != t).cloned().collect(),
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::PublishStagedPublicKeys(_) => {
                     let specs = per_target(&|t| {
@@ -617,14 +619,7 @@ pub fn compile(
                             from: nodes.clone(),
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::RemoveRetiredPublicKeys(_) => {
                     let specs = per_target(&|t| {
@@ -633,14 +628,7 @@ pub fn compile(
                             nodes: nodes.clone(),
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::RotateFernetKeys(_) => {
                     // Rotation happens on one node (the first, or the step's node); the others
@@ -666,22 +654,10 @@ pub fn compile(
                     .into_iter()
                     .filter(|s| s.node() != Some(from.as_str()))
                     .collect();
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::LbDrain(d) => {
-                    if targets.len() != 1 {
-                        return Err(PlanError(format!(
-                            "step `{}`: lb.drain takes one node out at a time and must be in an each-node step",
-                            step.id
-                        )));
-                    }
+                    one_node("takes one node out at a time")?;
                     guard(&mut ops, Gate::PoolCapacity, &node);
                     let specs = per_target(&|t| {
                         Ok(ActionSpec::LbDrain {
@@ -689,48 +665,23 @@ pub fn compile(
                             timeout_secs: d.timeout.as_secs(),
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::LbReady(r) => {
-                    if targets.len() == 1 {
-                        guard(&mut ops, Gate::ValidatedBeforeReadd, &node);
-                        guard(&mut ops, Gate::MixedPool, &node);
-                    } else {
-                        return Err(PlanError(format!(
-                            "step `{}`: lb.ready re-adds a node and must be in an each-node step (its gates look at one node)",
-                            step.id
-                        )));
-                    }
+                    one_node("re-adds one node at a time (its gates look at that node)")?;
+                    guard(&mut ops, Gate::ValidatedBeforeReadd, &node);
+                    guard(&mut ops, Gate::MixedPool, &node);
                     let specs = per_target(&|t| {
                         Ok(ActionSpec::LbReady {
                             node: t.to_string(),
                             timeout_secs: r.timeout.as_secs(),
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::SetProvider(s) => {
                     let provider = render(&s.provider, node.as_deref())?;
-                    if targets.len() != 1 {
-                        return Err(PlanError(format!(
-                            "step `{}`: keystone.set_provider flips one node at a time and must be in an each-node step",
-                            step.id
-                        )));
-                    }
+                    one_node("flips one node at a time")?;
                     match provider.as_str() {
                         "jws" => guard(&mut ops, Gate::KeysEverywhere, &None),
                         "fernet" => guard(&mut ops, Gate::FernetKeysEverywhere, &None),
@@ -748,22 +699,10 @@ pub fn compile(
                             provider: provider.clone(),
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::Restart(r) => {
-                    if targets.len() != 1 {
-                        return Err(PlanError(format!(
-                            "step `{}`: service.restart must be in an each-node step (a node restarts only while out of the pool)",
-                            step.id
-                        )));
-                    }
+                    one_node("restarts one node at a time, while it is out of the pool")?;
                     guard(&mut ops, Gate::OutOfPool, &node);
                     let specs = per_target(&|t| {
                         Ok(ActionSpec::Restart {
@@ -771,14 +710,7 @@ pub fn compile(
                             timeout_secs: r.timeout.as_secs(),
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::IssueToken(t) => {
                     let specs = per_target(&|n| {
@@ -787,14 +719,7 @@ pub fn compile(
                             expect: render(&t.expect, Some(n))?,
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
                 Item::Shell(s) => {
                     let specs = per_target(&|n| {
@@ -806,14 +731,7 @@ pub fn compile(
                             timeout_secs: s.timeout.map(|d| d.as_secs()).unwrap_or(120),
                         })
                     })?;
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs,
-                        },
-                        node.clone(),
-                    );
+                    act(&mut ops, specs);
                 }
             }
         }

@@ -799,10 +799,6 @@ fn resuming_re_checks_the_gates_right_before_the_next_action() {
             .is_empty()
     );
     assert_eq!(r.state.resumed.as_ref().unwrap().drift, drift);
-    assert!(
-        r.state.cursor < flip,
-        "the cursor stepped back over the passed gates"
-    );
     // Confirming continues with the gates, on fresh probes: the flip is refused.
     let d = r.when(Command::Confirm {
         id: "drift".into(),
@@ -818,6 +814,10 @@ fn resuming_re_checks_the_gates_right_before_the_next_action() {
         vec!["probe"],
         "the interrupted flip waits for its gates"
     );
+    assert!(
+        r.state.cursor < flip,
+        "redoing the flip stepped back over the gates it needs"
+    );
     r.run_until_stopped(ALL);
     assert!(
         matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("ks1 is still in the pool")),
@@ -827,5 +827,82 @@ fn resuming_re_checks_the_gates_right_before_the_next_action() {
     assert_eq!(
         r.fleet.conf["ks1"], "fernet",
         "ks1 was never flipped while pooled"
+    );
+}
+
+#[test]
+fn an_interrupted_restart_is_redone_only_after_its_gate_passes_again() {
+    let mut r = Run::start();
+    while r
+        .pending
+        .first()
+        .is_none_or(|e| e.spec.name() != "service.restart")
+    {
+        if r.settle_one().is_none() {
+            let id = r.state.hard_stop.clone().unwrap().id;
+            r.when(Command::Confirm { id, who: who() });
+        }
+    }
+    r.pending.clear(); // crash: the restart's outcome never comes
+    // Meanwhile a reload put ks1 back in the pool on one instance.
+    r.fleet
+        .admin
+        .insert(("haproxy-a".into(), "ks1".into()), AdminState::Ready);
+    r.when(Command::Resume {
+        who: who(),
+        drift: vec![],
+        observed: Observation::default(),
+    });
+    assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "in-doubt");
+    // Y: redo. The restart's out-of-pool gate runs again first, and refuses.
+    let d = r.when(Command::Confirm {
+        id: "in-doubt".into(),
+        who: who(),
+    });
+    assert_eq!(actions(&d), vec!["probe"]);
+    r.run_until_stopped(ALL);
+    assert!(
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("ks1 is still in the pool")),
+        "{:?}",
+        r.state.status
+    );
+    let restarts = r
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Intent(i) if i.action == "service.restart"))
+        .count();
+    assert_eq!(restarts, 1, "the restart was not issued again");
+}
+
+#[test]
+fn a_halt_supersedes_a_waiting_hard_stop() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::MixedPool, Some("ks1"), ALL);
+    r.settle_one().unwrap();
+    assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "mixed-pool");
+    r.when(Command::Pause { who: who() });
+    let forged = r.state.clone();
+    // A halt (say, from a late failure) clears the waiting stop: confirming it is refused.
+    let mut s = forged;
+    s.apply(
+        &Event::RunHalted {
+            op: s.cursor,
+            node: Some("ks2".into()),
+            reason: "x".into(),
+            next: "y".into(),
+        },
+        r.now,
+    );
+    assert!(s.hard_stop.is_none());
+    assert!(
+        decide(
+            &s,
+            Command::Confirm {
+                id: "mixed-pool".into(),
+                who: who()
+            },
+            r.now
+        )
+        .is_err()
     );
 }

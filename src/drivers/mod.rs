@@ -613,26 +613,39 @@ impl Fleet {
         })
     }
 
+    /// Set the node's server state on every instance, in inventory order. A failure names the
+    /// instances already changed, so the operator knows where the node stands.
     async fn set_lb_state(&self, node: &str, state: &str) -> DResult<()> {
+        let mut done: Vec<&str> = Vec::new();
         for lb in &self.inv.load_balancers {
-            let answer = self
-                .lb_request(
-                    lb,
-                    &haproxy::set_state(&lb.backend, &lb.server_for(node), state),
-                )
-                .await?;
+            let server = lb.server_for(node);
+            let already = if done.is_empty() {
+                String::new()
+            } else {
+                format!(" ({node} is already `{state}` on {})", done.join(", "))
+            };
+            let answer = match self
+                .lb_request(lb, &haproxy::set_state(&lb.backend, &server, state))
+                .await
+            {
+                Ok(a) => a,
+                Err(mut e) => {
+                    e.msg.push_str(&already);
+                    return Err(e);
+                }
+            };
             if !answer.trim().is_empty() {
                 return Err(DriverError::new(
                     format!(
-                        "{}: `set server {}/{} state {state}` answered: {}",
+                        "{}: `set server {}/{server} state {state}` answered: {}{already}",
                         lb.name,
                         lb.backend,
-                        lb.server_for(node),
                         answer.trim()
                     ),
-                    "check the backend and server names in the inventory",
+                    "check the backend and server names in the inventory, then resume",
                 ));
             }
+            done.push(&lb.name);
         }
         Ok(())
     }
@@ -734,7 +747,7 @@ impl Fleet {
                 } else {
                     Done::fail(
                         format!("{node} not UP everywhere after {timeout_secs}s: {summary}{}", if errors.is_empty() { String::new() } else { format!("; {}", errors.join("; ")) }),
-                        format!("{node}'s health check fails: check GET /v3 on it and its keystone log; to take it out again, resume after fixing (or set it to maint by hand)"),
+                        format!("{node}'s health check fails on some instance: check GET /v3 on it and its keystone log. It may already take traffic on the instances that show it UP; to take it out, set it to maint by hand (set server BACKEND/SERVER state maint) on every instance, then resume"),
                     )
                     .with(obs)
                 });
@@ -1016,10 +1029,20 @@ impl Fleet {
             }
             crate::inventory::KeyGen::Native => {
                 let (private_pem, public_pem) =
-                    keys::generate_es256().map_err(|e| DriverError::new(e, ""))?;
+                    keys::generate_es256().map_err(|e| {
+                        DriverError::new(
+                            format!("{node}: generating an ES256 keypair failed: {e}"),
+                            "resume to try again; if it persists, set keygen: keystone-manage for this node",
+                        )
+                    })?;
                 self.stage(node, &staging, &private_pem.0, &public_pem)
                     .await?;
-                keys::public_fingerprint(&public_pem).map_err(|e| DriverError::new(e, ""))?
+                keys::public_fingerprint(&public_pem).map_err(|e| {
+                    DriverError::new(
+                        format!("{node}: the generated public key is unreadable: {e}"),
+                        "resume to generate it again",
+                    )
+                })?
             }
         };
         let mut obs = Observation::default();
@@ -1082,7 +1105,12 @@ impl Fleet {
     ) -> DResult<Done> {
         let (private_pem, public_pem) = match keygen {
             crate::inventory::KeyGen::Native => {
-                let (p, q) = keys::generate_es256().map_err(|e| DriverError::new(e, ""))?;
+                let (p, q) = keys::generate_es256().map_err(|e| {
+                    DriverError::new(
+                        format!("generating the shared ES256 keypair failed: {e}"),
+                        "resume to try again; if it persists, use keygen: keystone-manage",
+                    )
+                })?;
                 (p, q)
             }
             crate::inventory::KeyGen::KeystoneManage => {
@@ -1118,7 +1146,12 @@ impl Fleet {
                 (keys::zeroize_string::Secret(private), public)
             }
         };
-        let fp = keys::public_fingerprint(&public_pem).map_err(|e| DriverError::new(e, ""))?;
+        let fp = keys::public_fingerprint(&public_pem).map_err(|e| {
+            DriverError::new(
+                format!("{origin}: the shared public key is unreadable: {e}"),
+                "resume to generate the shared keypair again",
+            )
+        })?;
         let mut obs = Observation::default();
         for node in nodes {
             let facts = self.node_facts(node).await?;
@@ -1396,8 +1429,15 @@ impl Fleet {
         }
         // Key bytes: in memory only, wiped when dropped.
         let keys_in = keys::zeroize_string::Secret(out.stdout);
-        let parsed = keystone::parse_fernet_dump(&keys_in.0)
-            .map_err(|e| DriverError::new(format!("{from}: {e}"), ""))?;
+        let parsed = keystone::parse_fernet_dump(&keys_in.0).map_err(|e| {
+            DriverError::new(
+                format!("{from}: its Fernet repository could not be read: {e}"),
+                format!(
+                    "check the files in {} on {from}, then resume",
+                    src.fernet.repo
+                ),
+            )
+        })?;
         if parsed.is_empty() {
             return Err(DriverError::new(
                 format!("{from}: its Fernet repository is empty"),

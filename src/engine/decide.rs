@@ -557,7 +557,7 @@ fn completed(s: &mut Scratch, o: Outcome) {
             _ => "action".into(),
         };
         let next = match &failure {
-            Some(Failure::Hint { next }) => next.clone(),
+            Some(Failure::Hint { next }) if !next.trim().is_empty() => next.clone(),
             _ => "fix the cause on the named node, then resume (cutover resume JOURNAL)".into(),
         };
         halt(

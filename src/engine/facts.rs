@@ -94,8 +94,10 @@ impl LbServer {
     pub fn in_pool(&self) -> bool {
         self.admin == AdminState::Ready && self.status.starts_with("UP")
     }
+    /// Out of the pool in a way only an operator undoes: forced maintenance (0x01). Other
+    /// maintenance bits (inherited, config, DNS) can clear by themselves mid-flip.
     pub fn out_of_pool(&self) -> bool {
-        self.admin == AdminState::Maint
+        self.admin == AdminState::Maint && self.admin_bits & 0x01 != 0
     }
 }
 

@@ -512,7 +512,9 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             let mut other: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut same = Vec::new();
             for m in nodes.iter().filter(|m| m.as_str() != n) {
-                let pooled = lb_rows(obs, m).iter().any(|s| s.in_pool());
+                // Anything not in maintenance can take traffic again any second (a flapping
+                // health check, a drain): it counts.
+                let pooled = lb_rows(obs, m).iter().any(|s| !s.out_of_pool());
                 if !pooled {
                     continue;
                 }

@@ -357,6 +357,21 @@ impl State {
         }
     }
 
+    /// Gates passed before an interruption were checked on probes that are stale now: step back
+    /// over the gates right before the cursor (same step) so they are evaluated again right
+    /// before the action they guard.
+    fn rewind_gates(&mut self) {
+        let step = self.plan.get(self.cursor).map(|o| o.step.clone());
+        while self.cursor > 0
+            && self.plan.get(self.cursor - 1).is_some_and(|o| {
+                matches!(o.kind, OpKind::Gate { .. }) && Some(&o.step) == step.as_ref()
+            })
+        {
+            self.cursor -= 1;
+            self.gates_passed.remove(&self.cursor);
+        }
+    }
+
     fn advance_cursor(&mut self) {
         self.cursor += 1;
         self.op_done.clear();
@@ -672,19 +687,10 @@ impl State {
                 // Gates passed before the interruption were checked on probes that are stale
                 // now: step back over them so they are evaluated again right before the action
                 // they guard (only when nothing of the op at the cursor has happened yet).
-                let redo_safely = in_doubt
-                    .iter()
-                    .all(|id| self.in_flight.get(id).is_some_and(|f| f.intent.idempotent));
-                if self.op_done.is_empty() && redo_safely {
-                    let step = self.plan.get(self.cursor).map(|o| o.step.clone());
-                    while self.cursor > 0
-                        && self.plan.get(self.cursor - 1).is_some_and(|o| {
-                            matches!(o.kind, OpKind::Gate { .. }) && Some(&o.step) == step.as_ref()
-                        })
-                    {
-                        self.cursor -= 1;
-                        self.gates_passed.remove(&self.cursor);
-                    }
+                // With an action in doubt, the person decides first; redoing it re-checks
+                // its gates then (see InDoubtResolved).
+                if in_doubt.is_empty() && self.op_done.is_empty() {
+                    self.rewind_gates();
                 }
                 self.status = RunStatus::Running;
                 self.hard_stop = None;
@@ -719,6 +725,12 @@ impl State {
             Event::InDoubtResolved { id, choice, who } => {
                 self.in_doubt.remove(id);
                 let intent = self.in_flight.remove(id).map(|f| f.intent);
+                if choice == "redo"
+                    && self.op_done.is_empty()
+                    && intent.as_ref().is_some_and(|i| i.op == self.cursor)
+                {
+                    self.rewind_gates();
+                }
                 if choice == "mark-done"
                     && let Some(i) = &intent
                 {
@@ -743,6 +755,9 @@ impl State {
             Event::RunHalted {
                 reason, next, node, ..
             } => {
+                // A halt supersedes a hard stop that was waiting: confirming it must not un-halt.
+                self.hard_stop = None;
+                self.raised_at_cursor = false;
                 self.status = RunStatus::Halted {
                     reason: reason.clone(),
                     next: next.clone(),

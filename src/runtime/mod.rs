@@ -208,6 +208,12 @@ impl Session {
             ));
         }
         let state = fold(&read.records)?;
+        if state.run.is_some() && state.plan.is_empty() {
+            return Err(anyhow!(
+                "{}: this cutover cannot rebuild the run's plan from the runbook stored in the journal (a different version wrote it?); replay it with `cutover replay`, and finish the change with the cutover that started it",
+                journal_path.display()
+            ));
+        }
         let run = state
             .run
             .clone()
@@ -289,10 +295,17 @@ impl Session {
 
     /// Re-probe and continue a paused, halted or interrupted run.
     pub async fn continue_run(&mut self) -> Result<()> {
-        let fresh = crate::drivers::full_probe(&self.fleet, false)
-            .await
-            .unwrap_or_default();
-        let drift = engine::drift::drift(&self.state, &fresh);
+        let (fresh, drift) = match crate::drivers::full_probe(&self.fleet, false).await {
+            Ok(fresh) => {
+                let drift = engine::drift::drift(&self.state, &fresh);
+                (fresh, drift)
+            }
+            // A probe that cannot run is itself a difference a person must see.
+            Err(e) => (
+                Default::default(),
+                vec![format!("the fresh probe failed: {} ({})", e.msg, e.next)],
+            ),
+        };
         self.command(Command::Resume {
             who: self.who_value(),
             drift,
@@ -381,7 +394,8 @@ impl Session {
                 Control::Ui(rx) => {
                     tokio::select! {
                         Some(o) = self.outcomes_rx.recv() => self.command(Command::Completed(o))?,
-                        req = rx.recv() => {
+                        // Once quitting (or the UI is gone), only outcomes are awaited.
+                        req = rx.recv(), if !quitting => {
                             let who = self.who_value();
                             match req {
                                 None | Some(Request::Quit) => {
@@ -398,7 +412,11 @@ impl Session {
                                 Some(Request::MarkDone { id }) => self.try_command(Command::MarkDone { id, who }),
                                 Some(Request::Pause) => self.try_command(Command::Pause { who }),
                                 Some(Request::Continue) => {
-                                    if matches!(self.state.status, RunStatus::Paused { .. } | RunStatus::Halted { .. }) {
+                                    // Effects still running belong to this session: continuing
+                                    // now would count them in doubt and start them twice.
+                                    if !in_flight
+                                        && matches!(self.state.status, RunStatus::Paused { .. } | RunStatus::Halted { .. })
+                                    {
                                         self.continue_run().await?;
                                     }
                                 }

@@ -24,17 +24,22 @@ impl ExecOutput {
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
-    /// The last non-empty line of stderr (or stdout), for one-line error messages.
+    /// The last non-empty line of stderr, for one-line error messages. Never stdout: stdout of
+    /// some commands carries key material (a Fernet dump, a config file). Credentials in URLs
+    /// are masked.
     pub fn last_line(&self) -> String {
         let err = self.stderr_str();
-        let out = self.stdout_str();
-        let text = if err.trim().is_empty() { out } else { err };
-        text.lines()
+        let line = err
+            .lines()
             .rev()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("")
-            .trim()
-            .to_string()
+            .trim();
+        if line.is_empty() {
+            format!("exit status {}, no error output", self.status)
+        } else {
+            redact(line)
+        }
     }
 }
 
@@ -219,6 +224,29 @@ impl Transport {
     }
 }
 
+/// Mask `scheme://user:password@` credentials in a line of output (a database URL in a log).
+pub fn redact(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&tail[at..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Quote a string for a POSIX shell: single quotes, with embedded single quotes closed and escaped.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
@@ -233,6 +261,25 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::shell_quote;
+
+    #[test]
+    fn redacts_url_credentials_and_reads_only_stderr() {
+        assert_eq!(
+            super::redact("ERROR Could not parse mysql+pymysql://keystone:s3cret@db/keystone now"),
+            "ERROR Could not parse mysql+pymysql://***@db/keystone now"
+        );
+        assert_eq!(
+            super::redact("GET http://10.0.0.1:5000/v3"),
+            "GET http://10.0.0.1:5000/v3"
+        );
+        let out = super::ExecOutput {
+            status: 137,
+            stdout: b"==key 0\nc2VjcmV0a2V5\n".to_vec(),
+            stderr: vec![],
+            ..Default::default()
+        };
+        assert_eq!(out.last_line(), "exit status 137, no error output");
+    }
 
     #[test]
     fn quotes_only_when_needed() {

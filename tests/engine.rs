@@ -906,3 +906,31 @@ fn a_halt_supersedes_a_waiting_hard_stop() {
         .is_err()
     );
 }
+
+#[test]
+fn a_key_press_answers_only_the_hard_stop_that_was_shown() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::MixedPool, Some("ks1"), ALL);
+    r.settle_one().unwrap();
+    let shown = r.state.hard_stop.clone().unwrap();
+    assert!(shown.key().starts_with("mixed-pool#"));
+    // An answer for another stop with the same id (another op) is refused...
+    let stale = format!("mixed-pool#{}", shown.op + 1);
+    assert!(
+        decide(
+            &r.state,
+            Command::Confirm {
+                id: stale,
+                who: who()
+            },
+            r.now
+        )
+        .is_err()
+    );
+    // ...the exact one is taken, and the journal records the plain id.
+    let d = r.when(Command::Confirm {
+        id: shown.key(),
+        who: who(),
+    });
+    assert!(matches!(&d.events[0], Event::HardStopConfirmed { id, .. } if id == "mixed-pool"));
+}

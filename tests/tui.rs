@@ -706,19 +706,19 @@ fn hard_stop_swallows_keys_and_needs_capital_y() {
     assert_eq!(
         app.handle_key(key('Y'), st, s.now),
         Some(UiRequest::Confirm {
-            id: "mixed-pool".into()
+            id: st.hard_stop.as_ref().unwrap().key()
         })
     );
     assert_eq!(
         app.handle_key(key('n'), st, s.now),
         Some(UiRequest::Decline {
-            id: "mixed-pool".into()
+            id: st.hard_stop.as_ref().unwrap().key()
         })
     );
     assert_eq!(
         app.handle_key(code(KeyCode::Esc), st, s.now),
         Some(UiRequest::Decline {
-            id: "mixed-pool".into()
+            id: st.hard_stop.as_ref().unwrap().key()
         })
     );
     // No in-doubt here: D does nothing.
@@ -935,15 +935,11 @@ fn in_doubt_hard_stop_offers_mark_done() {
     assert_eq!(app.handle_key(key('d'), &s.state, s.now), None);
     assert_eq!(
         app.handle_key(key('D'), &s.state, s.now),
-        Some(UiRequest::MarkDone {
-            id: "in-doubt".into()
-        })
+        Some(UiRequest::MarkDone { id: hs.key() })
     );
     assert_eq!(
         app.handle_key(key('Y'), &s.state, s.now),
-        Some(UiRequest::Confirm {
-            id: "in-doubt".into()
-        })
+        Some(UiRequest::Confirm { id: hs.key() })
     );
 }
 

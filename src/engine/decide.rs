@@ -80,7 +80,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
             advance(&mut s);
         }
         Command::Confirm { id, who } => {
-            let Some(hs) = s.state.hard_stop.clone().filter(|h| h.id == id) else {
+            let Some(hs) = s.state.hard_stop.clone().filter(|h| h.answers_to(&id)) else {
                 return Err(Refused::NoSuchHardStop(id));
             };
             if let Some(doubt) = hs.in_doubt {
@@ -93,7 +93,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                 let state_sha256 =
                     hex::encode(Sha256::digest(serde_json::to_vec(&hs).unwrap_or_default()));
                 s.emit(Event::HardStopConfirmed {
-                    id: id.clone(),
+                    id: hs.id.clone(),
                     op: hs.op,
                     node: hs.node.clone(),
                     who,
@@ -119,7 +119,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
             advance(&mut s);
         }
         Command::MarkDone { id, who } => {
-            let Some(hs) = s.state.hard_stop.clone().filter(|h| h.id == id) else {
+            let Some(hs) = s.state.hard_stop.clone().filter(|h| h.answers_to(&id)) else {
                 return Err(Refused::NoSuchHardStop(id));
             };
             let Some(doubt) = hs.in_doubt else {
@@ -133,11 +133,11 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
             advance(&mut s);
         }
         Command::Decline { id, who } => {
-            let Some(hs) = s.state.hard_stop.clone().filter(|h| h.id == id) else {
+            let Some(hs) = s.state.hard_stop.clone().filter(|h| h.answers_to(&id)) else {
                 return Err(Refused::NoSuchHardStop(id));
             };
             s.emit(Event::HardStopDeclined {
-                id,
+                id: hs.id.clone(),
                 op: hs.op,
                 node: hs.node.clone(),
                 who,

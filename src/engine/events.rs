@@ -172,6 +172,28 @@ pub struct HardStop {
     pub drift: Vec<String>,
 }
 
+impl HardStop {
+    /// This hard stop exactly: its id, the op it stands at, and the intent it decides. The UI
+    /// answers with this key, so a key press can only ever answer the stop that was on screen
+    /// (a second press never lands on the next stop with the same id). Answers files use the
+    /// plain id.
+    pub fn key(&self) -> String {
+        match self.in_doubt {
+            Some(i) => format!("{}#{}#{i}", self.id, self.op),
+            None => format!("{}#{}", self.id, self.op),
+        }
+    }
+
+    /// Whether an answer names this hard stop (by plain id, or exactly by key).
+    pub fn answers_to(&self, id: &str) -> bool {
+        if id.contains('#') {
+            id == self.key()
+        } else {
+            id == self.id
+        }
+    }
+}
+
 /// What the runtime (or a test) asks of the engine. Time and identity come in as values.
 #[derive(Debug, Clone)]
 pub enum Command {

@@ -195,7 +195,8 @@ impl App {
             if key.kind == KeyEventKind::Repeat || ctrl || alt {
                 return None;
             }
-            let id = hs.id.clone();
+            // Answer exactly this stop (id, op, intent), never the next one with the same id.
+            let id = hs.key();
             match key.code {
                 KeyCode::Char('Y') => return Some(UiRequest::Confirm { id }),
                 KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {

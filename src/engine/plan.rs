@@ -722,6 +722,9 @@ pub fn compile(
                     act(&mut ops, specs);
                 }
                 Item::Shell(s) => {
+                    if step.scope == Scope::EachNode && !s.pooled {
+                        guard(&mut ops, Gate::OutOfPool, &node);
+                    }
                     let specs = per_target(&|n| {
                         Ok(ActionSpec::Shell {
                             node: n.to_string(),

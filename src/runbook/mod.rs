@@ -282,6 +282,10 @@ pub struct Shell {
     pub sudo: bool,
     #[serde(default, with = "humantime_serde_compat::option")]
     pub timeout: Option<Duration>,
+    /// In an each-node step a shell command runs only while its node is out of the pool
+    /// (cutover checks, as for a flip); `pooled: true` says it is safe on a pooled node.
+    #[serde(default)]
+    pub pooled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

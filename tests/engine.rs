@@ -87,6 +87,7 @@ impl Fleet {
                     })
                     .collect(),
                 staged_fingerprint: None,
+                no_openssl: false,
             },
             service_up: true,
             service_detail: "GET /v3 200".into(),

@@ -91,6 +91,7 @@ impl World {
                 private_owner: w.private.as_ref().map(|_| "keystone:keystone".into()),
                 public: w.public.clone(),
                 staged_fingerprint: None,
+                no_openssl: false,
             },
             service_up: w.up,
             service_detail: if w.up {

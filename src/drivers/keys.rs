@@ -42,6 +42,18 @@ fn pem_der(text: &str, label: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("bad PEM body: {e}"))
 }
 
+/// The fingerprint of the public half of a PKCS#8 private key (P-256), derived in memory.
+pub fn private_fingerprint(pem_text: &str) -> Result<String, String> {
+    use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let sk = p256::SecretKey::from_pkcs8_pem(pem_text)
+        .map_err(|e| format!("not a P-256 PKCS#8 key: {e}"))?;
+    let der = sk
+        .public_key()
+        .to_public_key_der()
+        .map_err(|e| format!("encode public key: {e}"))?;
+    Ok(fingerprint_der(der.as_bytes()))
+}
+
 /// A fresh ES256 keypair as (private PKCS#8 PEM, public SPKI PEM). The private half is zeroized
 /// when dropped.
 pub fn generate_es256() -> Result<(zeroize_string::Secret, String), String> {
@@ -93,6 +105,20 @@ pub fn fernet_repo_fingerprint(sha256sum_lines: &[(String, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_key_and_its_public_half_have_one_fingerprint() {
+        let (private, public) = generate_es256().unwrap();
+        let text = String::from_utf8(private.0.clone()).unwrap();
+        assert_eq!(
+            private_fingerprint(&text).unwrap(),
+            public_fingerprint(&public).unwrap()
+        );
+        assert!(
+            private_fingerprint("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .is_err()
+        );
+    }
 
     #[test]
     fn generated_keys_fingerprint_consistently() {

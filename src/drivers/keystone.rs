@@ -287,7 +287,7 @@ pub fn facts_script(fernet: &str, private: &str, public: &str) -> String {
 echo '==fernet'
 if [ -d "$f" ]; then for k in "$f"/*; do [ -f "$k" ] && sha256sum -- "$k"; done; else echo MISSING; fi
 echo '==private'
-if [ -f "$p/private.pem" ]; then stat -c '%a %U:%G' -- "$p/private.pem"; openssl pkey -in "$p/private.pem" -pubout 2>/dev/null || echo UNREADABLE; else echo MISSING; fi
+if [ -f "$p/private.pem" ]; then stat -c '%a %U:%G' -- "$p/private.pem"; if command -v openssl >/dev/null 2>&1; then openssl pkey -in "$p/private.pem" -pubout 2>/dev/null || echo UNREADABLE; else echo NO-OPENSSL; fi; else echo MISSING; fi
 echo '==staged'
 st="${{p%/}}"; st="${{st%/*}}/.cutover-staging"
 if [ -f "$st/public.pem" ]; then cat -- "$st/public.pem"; else echo MISSING; fi
@@ -367,6 +367,7 @@ pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> Node
         let mut it = first.split_whitespace();
         f.jws.private_mode = it.next().map(str::to_string);
         f.jws.private_owner = it.next().map(str::to_string);
+        f.jws.no_openssl = private_lines.get(1) == Some(&"NO-OPENSSL");
         let pem = private_lines[1..].join("\n");
         f.jws.private_fingerprint = keys::public_fingerprint(&pem).ok();
     }

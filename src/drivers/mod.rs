@@ -527,6 +527,11 @@ impl Fleet {
             ));
         }
         let mut f = keystone::parse_facts(&out.stdout_str(), &fernet, &private, &public);
+        if f.jws.no_openssl && f.jws.private_present {
+            f.jws.private_fingerprint = self
+                .private_fingerprint_without_openssl(name, &private)
+                .await;
+        }
         f.provider = Some(s.provider);
         f.expiration = s.expiration;
         f.allow_expired_window = s.allow_expired_window;
@@ -534,6 +539,27 @@ impl Fleet {
         f.service_up = up;
         f.service_detail = detail;
         Ok(f)
+    }
+
+    /// Without `openssl` on the node, private.pem's public half can only be derived by reading
+    /// the key. That is done only on this machine (the local transport), where nothing travels;
+    /// over SSH the key stays on its node and the gate says what to install.
+    async fn private_fingerprint_without_openssl(
+        &self,
+        node: &str,
+        private_repo: &str,
+    ) -> Option<String> {
+        let n = self.node(node).ok()?;
+        if !matches!(n.reach, Reach::Local) {
+            return None;
+        }
+        let t = self.node_transport(node).await.ok()?;
+        let bytes = keys::zeroize_string::Secret(
+            t.read_file(&Path::new(private_repo).join("private.pem"), n.sudo)
+                .await
+                .ok()?,
+        );
+        keys::private_fingerprint(std::str::from_utf8(&bytes.0).ok()?).ok()
     }
 
     /// Read every load-balancer instance: rows for every node, and the instances that failed.

@@ -46,6 +46,9 @@ pub struct JwsFacts {
     /// "user:group".
     pub private_owner: Option<String>,
     pub public: Vec<PublicKeyFact>,
+    /// The node has no `openssl` to derive private.pem's public half (the key is not read here).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_openssl: bool,
     /// The public half of a keypair waiting in the staging directory (a rotation in progress).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged_fingerprint: Option<String>,

@@ -247,6 +247,9 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                     Some(fp) => {
                         prints.insert(n.clone(), fp.clone());
                     }
+                    None if j.no_openssl => problems.push(format!(
+                        "{n}: openssl is not installed, so private.pem's public key cannot be checked without reading the key off the node (apt-get install openssl on {n})"
+                    )),
                     None => problems.push(format!("{n}: private.pem is not a readable key")),
                 }
                 if let Some(mode) = &j.private_mode

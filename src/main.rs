@@ -67,7 +67,8 @@ enum Cmd {
         /// Number of HAProxy instances in a new world.
         #[arg(long, default_value_t = 1)]
         lbs: usize,
-        /// World directory (created if absent, reused if present).
+        /// World directory (created if absent, reused if present; default: a new one under
+        /// ./cutover-demo/).
         #[arg(long)]
         world: Option<PathBuf>,
         /// Runbook to run (default: the flagship, Fernet → JWS).
@@ -246,7 +247,13 @@ async fn run(cli: Cli) -> Result<i32> {
             runbook,
             opts,
         } => {
-            let dir = world.unwrap_or_else(|| PathBuf::from("cutover-demo"));
+            // Without --world, a fresh world each time (a reused one may already be migrated).
+            let dir = world.unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "cutover-demo/world-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                ))
+            });
             let dir = absolute(&dir)?;
             let info =
                 cutover::world::create_or_load(&dir, &cutover::world::WorldSpec { nodes, lbs })

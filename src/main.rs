@@ -373,7 +373,8 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Probe { inventory, format } => {
             let inv = load_inventory(&inventory)?;
-            let _world = runtime::world_for(&inv).await?;
+            let (_world, moved) = runtime::world_for(&inv).await?;
+            let inv = moved.unwrap_or(inv);
             let fleet = cutover::drivers::Fleet::new(inv.clone())?;
             let obs = cutover::drivers::full_probe(&fleet, true)
                 .await

@@ -340,3 +340,49 @@ fn jws_rotation_swaps_every_signing_key_and_retiring_removes_only_old_keys() {
     }
     assert_eq!(private_fingerprints(&w), after);
 }
+
+/// A paused demo run whose world's port was taken while it was stopped (ports are picked when
+/// the world is made): the world moves to a free port and the run resumes against it.
+#[test]
+fn a_paused_world_whose_port_was_taken_moves_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w");
+    let info = cutover::world::create(&w, &cutover::world::WorldSpec { nodes: 3, lbs: 1 }).unwrap();
+    let j = journal(tmp.path(), "paused");
+    let o = cutover(&[
+        "demo",
+        "--headless",
+        "--world",
+        w.to_str().unwrap(),
+        "--journal",
+        j.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // Someone else takes node2's port.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", info.nodes[1].port)).unwrap();
+    let out = ok(&[
+        "resume",
+        j.to_str().unwrap(),
+        "--headless",
+        "--answers",
+        "runbooks/demo-answers.yaml",
+    ]);
+    assert!(out.contains("node2: port"), "{out}");
+    let moved = cutover::world::load(&w).unwrap();
+    assert_ne!(moved.nodes[1].port, info.nodes[1].port);
+    assert_eq!(
+        moved.nodes[0].port, info.nodes[0].port,
+        "only the taken port moves"
+    );
+    drop(squatter);
+    for n in &moved.nodes {
+        let conf = std::fs::read_to_string(&n.keystone_conf).unwrap();
+        assert!(conf.contains("\nprovider = jws"), "{}", n.name);
+    }
+    ok(&["journal", "verify", j.to_str().unwrap()]);
+}

@@ -121,18 +121,32 @@ impl Drop for ServeMark {
 }
 
 /// Start the embedded world's stand-ins when an inventory names one (unless `cutover world
-/// serve` already serves it).
+/// serve` already serves it). A stopped world whose ports were taken meanwhile moves to free
+/// ones; the world's inventory, which then differs from `inv`, is returned to be used instead.
 pub async fn world_for(
     inv: &crate::inventory::Inventory,
-) -> Result<Option<crate::world::WorldHandle>> {
+) -> Result<(
+    Option<crate::world::WorldHandle>,
+    Option<crate::inventory::Inventory>,
+)> {
     match &inv.demo_world {
-        Some(dir) if ServeMark::served_elsewhere(dir) => Ok(None),
+        Some(dir) if ServeMark::served_elsewhere(dir) => Ok((None, None)),
         Some(dir) => {
-            let info = crate::world::load(dir)
+            let mut info = crate::world::load(dir)
                 .with_context(|| format!("the inventory names demo world {}", dir.display()))?;
-            Ok(Some(crate::world::start(&info).await?))
+            let moved = crate::world::relocate_busy_ports(&mut info)?;
+            for m in &moved {
+                eprintln!("demo world: {m}");
+            }
+            let handle = crate::world::start(&info).await?;
+            let current = if moved.is_empty() {
+                None
+            } else {
+                Some(info.inventory()?)
+            };
+            Ok((Some(handle), current))
         }
-        None => Ok(None),
+        None => Ok((None, None)),
     }
 }
 
@@ -168,7 +182,8 @@ impl Session {
         params: BTreeMap<String, String>,
         journal_path: &Path,
     ) -> Result<Session> {
-        let world = world_for(&inv).await?;
+        let (world, moved) = world_for(&inv).await?;
+        let inv = moved.unwrap_or(inv);
         let journal = Journal::create(journal_path)
             .with_context(|| format!("cannot create journal {}", journal_path.display()))?;
         let run_id = format!(
@@ -224,8 +239,9 @@ impl Session {
                 journal_path.display()
             ));
         }
-        let world = world_for(&run.inventory).await?;
-        let fleet = Fleet::new(run.inventory.clone())?;
+        let (world, moved) = world_for(&run.inventory).await?;
+        // A demo world that moved to other ports is reached where it is now.
+        let fleet = Fleet::new(moved.unwrap_or_else(|| run.inventory.clone()))?;
         let s = Session::new(journal, state, run.run_id.clone(), fleet, world);
         Ok((s, notes))
     }

@@ -444,6 +444,63 @@ fn inventory_yaml(info: &WorldInfo) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// Move a stopped world off ports that something else took while it was down (ports are
+/// picked when the world is made and released between runs). Rewrites world.json,
+/// inventory.yaml and clouds.yaml's auth_url; returns one line per moved port.
+pub fn relocate_busy_ports(info: &mut WorldInfo) -> anyhow::Result<Vec<String>> {
+    let busy = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_err();
+    let mut moved = Vec::new();
+    let old_public = info.public_url();
+    let node_busy: Vec<usize> = (0..info.nodes.len())
+        .filter(|&i| busy(info.nodes[i].port))
+        .collect();
+    let lb_busy: Vec<usize> = (0..info.lbs.len())
+        .filter(|&i| busy(info.lbs[i].frontend_port))
+        .collect();
+    if node_busy.is_empty() && lb_busy.is_empty() {
+        return Ok(moved);
+    }
+    let fresh = pick_ports(node_busy.len() + lb_busy.len())?;
+    let mut fresh = fresh.into_iter();
+    for i in node_busy {
+        let port = fresh.next().expect("enough ports");
+        let n = &mut info.nodes[i];
+        moved.push(format!("{}: port {} was taken, now {port}", n.name, n.port));
+        n.port = port;
+        n.keystone_url = format!("http://127.0.0.1:{port}");
+        for lb in &mut info.lbs {
+            for s in &mut lb.servers {
+                if s.node == n.name {
+                    s.port = port;
+                }
+            }
+        }
+    }
+    for i in lb_busy {
+        let port = fresh.next().expect("enough ports");
+        let lb = &mut info.lbs[i];
+        moved.push(format!(
+            "{} frontend: port {} was taken, now {port}",
+            lb.name, lb.frontend_port
+        ));
+        lb.frontend_port = port;
+        lb.frontend_url = format!("http://127.0.0.1:{port}");
+    }
+    let clouds = fs::read_to_string(&info.clouds_path)?;
+    write_mode(
+        &info.clouds_path,
+        &clouds.replace(&old_public, &info.public_url()),
+        0o600,
+    )?;
+    write_mode(&info.inventory_path, &inventory_yaml(info)?, 0o644)?;
+    write_mode(
+        &info.dir.join("world.json"),
+        &serde_json::to_string_pretty(info)?,
+        0o644,
+    )?;
+    Ok(moved)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

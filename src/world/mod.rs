@@ -37,6 +37,7 @@ mod haproxy;
 mod ini;
 mod keystone;
 mod layout;
+pub use layout::relocate_busy_ports;
 mod tokens;
 
 use anyhow::{Context as _, bail};

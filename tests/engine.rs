@@ -353,6 +353,29 @@ impl Run {
         panic!("did not reach the gate");
     }
 
+    /// Run, confirming every hard stop, until an effect of `action` is about to run.
+    fn run_until_effect(&mut self, action: &str) {
+        for _ in 0..2000 {
+            if self
+                .pending
+                .first()
+                .is_some_and(|e| e.spec.name() == action)
+            {
+                return;
+            }
+            if self.settle_one().is_none() {
+                let id = self
+                    .state
+                    .hard_stop
+                    .clone()
+                    .expect("waiting at a hard stop")
+                    .id;
+                self.when(Command::Confirm { id, who: who() });
+            }
+        }
+        panic!("no `{action}` effect came");
+    }
+
     fn kinds(d: &Decision) -> Vec<&'static str> {
         d.events.iter().map(|e| e.kind()).collect()
     }
@@ -589,18 +612,7 @@ fn providers_that_disagree_stop_the_run_before_any_change() {
 fn an_interrupted_non_idempotent_action_is_in_doubt_until_a_person_decides() {
     let mut r = Run::start();
     // Run until the restart of ks1 is in flight, then "crash": its outcome is lost.
-    for _ in 0..2000 {
-        if r.pending
-            .first()
-            .is_some_and(|e| e.spec.name() == "service.restart")
-        {
-            break;
-        }
-        if r.settle_one().is_none() {
-            let id = r.state.hard_stop.clone().unwrap().id;
-            r.when(Command::Confirm { id, who: who() });
-        }
-    }
+    r.run_until_effect("service.restart");
     let restart_id = r.pending[0].id;
     r.pending.clear();
     // A new process folds the journal...
@@ -633,18 +645,7 @@ fn an_interrupted_non_idempotent_action_is_in_doubt_until_a_person_decides() {
 #[test]
 fn an_interrupted_idempotent_action_is_redone_without_asking() {
     let mut r = Run::start();
-    for _ in 0..2000 {
-        if r.pending
-            .first()
-            .is_some_and(|e| e.spec.name() == "lb.drain")
-        {
-            break;
-        }
-        if r.settle_one().is_none() {
-            let id = r.state.hard_stop.clone().unwrap().id;
-            r.when(Command::Confirm { id, who: who() });
-        }
-    }
+    r.run_until_effect("lb.drain");
     r.pending.clear();
     let d = r.when(Command::Resume {
         who: who(),
@@ -834,16 +835,7 @@ fn resuming_re_checks_the_gates_right_before_the_next_action() {
 #[test]
 fn an_interrupted_restart_is_redone_only_after_its_gate_passes_again() {
     let mut r = Run::start();
-    while r
-        .pending
-        .first()
-        .is_none_or(|e| e.spec.name() != "service.restart")
-    {
-        if r.settle_one().is_none() {
-            let id = r.state.hard_stop.clone().unwrap().id;
-            r.when(Command::Confirm { id, who: who() });
-        }
-    }
+    r.run_until_effect("service.restart");
     r.pending.clear(); // crash: the restart's outcome never comes
     // Meanwhile a reload put ks1 back in the pool on one instance.
     r.fleet

@@ -302,14 +302,18 @@ impl Run {
         })))
     }
 
-    /// Run until the engine waits for a person or stops, confirming hard stops in `confirm`.
-    fn run_until_stopped(&mut self, confirm: &[&str]) {
+    /// Settle effects one at a time and confirm the hard stops named in `confirm` (all of them
+    /// when None) until `reached` holds (true) or the run waits or stops (false).
+    fn run_until(&mut self, confirm: Option<&[&str]>, reached: impl Fn(&Run) -> bool) -> bool {
         for _ in 0..2000 {
+            if reached(self) {
+                return true;
+            }
             if self.settle_one().is_some() {
                 continue;
             }
             if let Some(h) = self.state.hard_stop.clone()
-                && confirm.contains(&h.id.as_str())
+                && confirm.is_none_or(|c| c.contains(&h.id.as_str()))
             {
                 self.when(Command::Confirm {
                     id: h.id.clone(),
@@ -317,63 +321,42 @@ impl Run {
                 });
                 continue;
             }
-            return;
+            return false;
         }
         panic!("run did not settle");
     }
 
+    /// Run until the engine waits for a person or stops, confirming hard stops in `confirm`.
+    fn run_until_stopped(&mut self, confirm: &[&str]) {
+        self.run_until(Some(confirm), |_| false);
+    }
+
     /// Run until the op at the cursor is the given gate for the given node (not yet probed).
     fn run_to_gate(&mut self, gate: Gate, node: Option<&str>, confirm: &[&str]) {
-        for _ in 0..2000 {
-            if let Some(op) = self.state.current_op()
-                && matches!(&op.kind, OpKind::Gate { gate: g, .. } if *g == gate)
-                && op.node.as_deref() == node
-                && self.pending.len() == 1
-            {
-                return;
-            }
-            if self.settle_one().is_some() {
-                continue;
-            }
-            if let Some(h) = self.state.hard_stop.clone()
-                && confirm.contains(&h.id.as_str())
-            {
-                self.when(Command::Confirm {
-                    id: h.id.clone(),
-                    who: who(),
-                });
-                continue;
-            }
-            panic!(
-                "stopped before gate {} for {node:?}: {:?}",
-                gate.name(),
-                self.state.status
-            );
-        }
-        panic!("did not reach the gate");
+        let reached = self.run_until(Some(confirm), |r| {
+            r.state.current_op().is_some_and(|op| {
+                matches!(&op.kind, OpKind::Gate { gate: g, .. } if *g == gate)
+                    && op.node.as_deref() == node
+            }) && r.pending.len() == 1
+        });
+        assert!(
+            reached,
+            "stopped before gate {} for {node:?}: {:?}",
+            gate.name(),
+            self.state.status
+        );
     }
 
     /// Run, confirming every hard stop, until an effect of `action` is about to run.
     fn run_until_effect(&mut self, action: &str) {
-        for _ in 0..2000 {
-            if self
-                .pending
-                .first()
-                .is_some_and(|e| e.spec.name() == action)
-            {
-                return;
-            }
-            if self.settle_one().is_none() {
-                let id = self
-                    .state
-                    .hard_stop
-                    .clone()
-                    .expect("waiting at a hard stop")
-                    .id;
-                self.when(Command::Confirm { id, who: who() });
-            }
-        }
-        panic!("no `{action}` effect came");
+        let reached = self.run_until(None, |r| {
+            r.pending.first().is_some_and(|e| e.spec.name() == action)
+        });
+        assert!(
+            reached,
+            "no `{action}` effect came: {:?}",
+            self.state.status
+        );
     }
 
     fn kinds(d: &Decision) -> Vec<&'static str> {

@@ -36,7 +36,8 @@ pub enum Refused {
     NotResumable(String),
 }
 
-/// Ops at the cursor may only op op indices this far (the op the accept-host-key effect uses).
+/// The op index of side effects that belong to no plan op (accepting a host key): their
+/// outcomes are recorded but never count toward the op at the cursor.
 pub const SIDE_OP: usize = usize::MAX;
 
 struct Scratch {

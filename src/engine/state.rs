@@ -795,16 +795,12 @@ impl State {
                 self.advance_cursor();
             }
         }
-        if matches!(
-            self.status,
-            RunStatus::Halted { .. } | RunStatus::Paused { .. }
-        ) {
-            // A failed step becomes active again when the run resumes.
-        } else if let Some(s) = self
-            .steps
-            .iter_mut()
-            .find(|s| s.status == StepStatus::Failed)
-            && self.status == RunStatus::Running
+        // A step that failed becomes active again once the run is running (after a resume).
+        if self.status == RunStatus::Running
+            && let Some(s) = self
+                .steps
+                .iter_mut()
+                .find(|s| s.status == StepStatus::Failed)
         {
             s.status = StepStatus::Active;
         }

@@ -170,6 +170,16 @@ impl Fleet {
                 }
                 obs.lb = Some(self.lb_rows());
             }
+            ActionSpec::LbMaint { node } => {
+                if self.lb_ignores_maint {
+                    obs.lb = Some(self.lb_rows());
+                    return (false, obs);
+                }
+                for l in self.lbs.clone() {
+                    self.admin.insert((l, node.clone()), AdminState::Maint);
+                }
+                obs.lb = Some(self.lb_rows());
+            }
             ActionSpec::SetProvider { node, provider } => {
                 self.conf.insert(node.clone(), provider.clone());
                 obs.flipped.insert(node.clone(), provider.clone());
@@ -410,18 +420,41 @@ fn flipping_a_pooled_node_is_refused() {
     r.fleet.lb_ignores_maint = true; // as after an HAProxy reload without a server-state file
     r.run_to_gate(Gate::OutOfPool, Some("ks1"), ALL);
     let d = r.settle_one().unwrap();
-    assert_eq!(Run::kinds(&d), vec!["outcome", "gate_failed", "run_halted"]);
-    assert!(
-        actions(&d).is_empty(),
-        "no effect may follow a failed out-of-pool gate"
+    // ks1 was drained by cutover: back in the pool is a breach to repair, not a flip.
+    assert_eq!(
+        Run::kinds(&d),
+        vec![
+            "outcome",
+            "pool_breach",
+            "pool_breach",
+            "intent",
+            "hard_stop_raised"
+        ]
     );
+    assert_eq!(
+        actions(&d),
+        vec!["lb.maint"],
+        "only the repair may follow a failed out-of-pool gate"
+    );
+    assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "pool-breach");
+    // The load balancer ignores maint: the repair fails and the run halts.
+    let d = r.settle_one().unwrap();
+    assert_eq!(Run::kinds(&d), vec!["outcome", "run_halted"]);
     assert!(
-        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("still in the pool"))
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("still in the pool")),
+        "{:?}",
+        r.state.status
     );
     assert_eq!(r.fleet.conf["ks1"], "fernet");
     // Advancing again does nothing while halted.
     let d = r.when(Command::Advance);
     assert!(d.events.is_empty() && d.effects.is_empty());
+    assert!(
+        r.events
+            .iter()
+            .all(|(_, e)| !matches!(e, Event::Intent(i) if i.action == "keystone.set_provider")),
+        "no flip was ever intended"
+    );
 }
 
 #[test]
@@ -622,6 +655,19 @@ fn an_interrupted_non_idempotent_action_is_in_doubt_until_a_person_decides() {
     });
     assert_eq!(d.events[0].kind(), "in_doubt_resolved");
     assert!(!actions(&d).contains(&"service.restart"));
+    // Next, ks1 must still be out of the pool before it is exercised, then its token check.
+    assert_eq!(actions(&d), vec!["probe"]);
+    assert!(matches!(
+        r.state.current_op().map(|o| (&o.kind, o.node.as_deref())),
+        Some((
+            OpKind::Gate {
+                gate: Gate::OutOfPool,
+                ..
+            },
+            Some("ks1")
+        ))
+    ));
+    let d = r.settle_one().unwrap();
     assert_eq!(actions(&d), vec!["keystone.issue_token"]);
 }
 
@@ -804,15 +850,52 @@ fn resuming_re_checks_the_gates_right_before_the_next_action() {
         "redoing the flip stepped back over the gates it needs"
     );
     r.run_until_stopped(ALL);
+    // ks1 is back in the pool: a breach. cutover drains it again and asks, instead of halting
+    // forever on the same gate.
+    assert_eq!(r.state.status, RunStatus::AwaitingConfirm);
+    let hs = r.state.hard_stop.clone().unwrap();
+    assert_eq!(hs.id, "pool-breach");
     assert!(
-        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("ks1 is still in the pool")),
+        hs.facts.iter().any(|f| f.contains("ks1 back in the pool")),
         "{:?}",
-        r.state.status
+        hs.facts
     );
     assert_eq!(
         r.fleet.conf["ks1"], "fernet",
         "ks1 was never flipped while pooled"
     );
+    assert!(
+        r.fleet
+            .admin
+            .iter()
+            .filter(|((_, n), _)| n == "ks1")
+            .all(|(_, a)| *a == AdminState::Maint),
+        "lb.maint set ks1 back to maint on every instance"
+    );
+    // Y: the gates are read again, then the flip goes ahead; the run completes.
+    r.run_until_stopped(&["pool-breach", "jws-payload-readable", "mixed-pool"]);
+    assert_eq!(r.state.status, RunStatus::Completed);
+    assert_flips_follow_their_pool_read(&r);
+}
+
+/// Every flip and restart intent comes right after the out-of-pool gate for its node passed,
+/// with nothing in between.
+fn assert_flips_follow_their_pool_read(r: &Run) {
+    for (i, (_, e)) in r.events.iter().enumerate() {
+        if let Event::Intent(intent) = e
+            && ["keystone.set_provider", "service.restart"].contains(&intent.action.as_str())
+        {
+            let before = &r.events[i - 1].1;
+            assert!(
+                matches!(before, Event::GatePassed { gate, node, .. } if gate == "out-of-pool" && node == &intent.node),
+                "{} on {:?} follows {:?}",
+                intent.action,
+                intent.node,
+                before.kind()
+            );
+            assert!(intent.pool_read_ms.is_some(), "{intent:?}");
+        }
+    }
 }
 
 #[test]
@@ -837,17 +920,23 @@ fn an_interrupted_restart_is_redone_only_after_its_gate_passes_again() {
     });
     assert_eq!(actions(&d), vec!["probe"]);
     r.run_until_stopped(ALL);
-    assert!(
-        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("ks1 is still in the pool")),
-        "{:?}",
-        r.state.status
+    assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "pool-breach");
+    let restarts = |r: &Run| {
+        r.events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Intent(i) if i.action == "service.restart"))
+            .count()
+    };
+    assert_eq!(restarts(&r), 1, "the restart was not issued again");
+    // Y: ks1 is drained again, its gate passes, and only then is the restart redone.
+    r.run_until_stopped(&["pool-breach", "jws-payload-readable", "mixed-pool"]);
+    assert_eq!(r.state.status, RunStatus::Completed);
+    assert_eq!(
+        restarts(&r),
+        4,
+        "ks1's restart redone once, then ks2's and ks3's"
     );
-    let restarts = r
-        .events
-        .iter()
-        .filter(|(_, e)| matches!(e, Event::Intent(i) if i.action == "service.restart"))
-        .count();
-    assert_eq!(restarts, 1, "the restart was not issued again");
+    assert_flips_follow_their_pool_read(&r);
 }
 
 #[test]
@@ -909,4 +998,225 @@ fn a_key_press_answers_only_the_hard_stop_that_was_shown() {
         who: who(),
     });
     assert!(matches!(&d.events[0], Event::HardStopConfirmed { id, .. } if id == "mixed-pool"));
+}
+
+fn breach(node: &str, lb: &str, at: DateTime<Utc>) -> Breach {
+    Breach {
+        node: node.into(),
+        lb: lb.into(),
+        seen: "UP 1/3 (admin ready)".into(),
+        at,
+        last_out_at: Some(at - Duration::milliseconds(200)),
+        reverted_ms: Some(4),
+        source: "guard".into(),
+        cause: None,
+        error: None,
+    }
+}
+
+#[test]
+fn a_breach_during_a_restart_stops_the_run_and_re_checks_before_the_next_action() {
+    let mut r = Run::start();
+    r.run_until_effect("service.restart");
+    // The restart is running; the guard saw ks1 back on haproxy-a and set it back to maint.
+    let d = r.when(Command::Breach(breach("ks1", "haproxy-a", r.now)));
+    assert_eq!(Run::kinds(&d), vec!["pool_breach", "hard_stop_raised"]);
+    assert!(d.effects.is_empty());
+    let hs = r.state.hard_stop.clone().unwrap();
+    assert_eq!(
+        (hs.id.as_str(), hs.node.as_deref()),
+        ("pool-breach", Some("ks1"))
+    );
+    assert!(
+        hs.consequence.contains("set it back to maint at once"),
+        "{}",
+        hs.consequence
+    );
+    assert!(
+        hs.facts[0].contains("haproxy-a") && hs.facts[0].contains("4 ms"),
+        "{:?}",
+        hs.facts
+    );
+    assert_eq!(r.state.nodes["ks1"].breaches, 1);
+    // The restart finishes; nothing else starts while the breach is open.
+    let d = r.settle_one().unwrap();
+    assert!(d.effects.is_empty(), "{:?}", actions(&d));
+    assert!(r.when(Command::Advance).effects.is_empty());
+    // Y: drained again (idempotent), then the pool is read before the token check.
+    let d = r.when(Command::Confirm {
+        id: "pool-breach".into(),
+        who: who(),
+    });
+    assert_eq!(actions(&d), vec!["lb.maint"]);
+    let d = r.settle_one().unwrap();
+    assert_eq!(actions(&d), vec!["probe"]);
+    let op = r.state.current_op().unwrap();
+    assert!(
+        matches!(
+            op.kind,
+            OpKind::Gate {
+                gate: Gate::OutOfPool,
+                ..
+            }
+        ) && op.node.as_deref() == Some("ks1"),
+        "{op:?}"
+    );
+    r.run_until_stopped(ALL);
+    assert_eq!(r.state.status, RunStatus::Completed);
+}
+
+#[test]
+fn a_breach_report_for_a_node_re_added_on_purpose_raises_nothing() {
+    let mut r = Run::start();
+    r.run_until_effect("lb.ready");
+    assert!(!r.state.guarded.contains("ks1"), "the re-add let go of ks1");
+    let d = r.when(Command::Breach(breach("ks1", "haproxy-a", r.now)));
+    assert_eq!(Run::kinds(&d), vec!["pool_breach"]);
+    assert!(r.state.hard_stop.is_none() && r.state.open_breaches.is_empty());
+}
+
+#[test]
+fn a_node_back_in_the_pool_at_the_re_add_decision_is_a_breach_not_a_question() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::MixedPool, Some("ks1"), ALL);
+    r.fleet
+        .admin
+        .insert(("haproxy-b".into(), "ks1".into()), AdminState::Ready);
+    let d = r.settle_one().unwrap();
+    assert_eq!(
+        Run::kinds(&d),
+        vec!["outcome", "pool_breach", "intent", "hard_stop_raised"]
+    );
+    assert_eq!(actions(&d), vec!["lb.maint"]);
+    assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "pool-breach");
+    r.settle_one().unwrap();
+    assert_eq!(
+        r.fleet.admin[&("haproxy-b".to_string(), "ks1".to_string())],
+        AdminState::Maint
+    );
+    // Y: validated and mixed-pool are read again; mixed-pool then asks, as it should.
+    r.when(Command::Confirm {
+        id: "pool-breach".into(),
+        who: who(),
+    });
+    r.run_until_stopped(&["jws-payload-readable"]);
+    assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "mixed-pool");
+}
+
+#[test]
+fn an_open_breach_survives_a_decline_and_a_resume() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::MixedPool, Some("ks1"), ALL);
+    r.when(Command::Breach(breach("ks1", "haproxy-a", r.now)));
+    r.when(Command::Decline {
+        id: "pool-breach".into(),
+        who: who(),
+    });
+    assert!(matches!(r.state.status, RunStatus::Paused { .. }));
+    let d = r.when(Command::Resume {
+        who: who(),
+        drift: vec![],
+        observed: Observation::default(),
+    });
+    // (the mixed-pool probe that was in flight is redone first: it is idempotent)
+    assert_eq!(
+        Run::kinds(&d),
+        vec!["run_resumed", "in_doubt_resolved", "hard_stop_raised"]
+    );
+    assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "pool-breach");
+    assert!(
+        d.effects.is_empty(),
+        "nothing proceeds while a breach is open"
+    );
+}
+
+#[test]
+fn in_alert_mode_the_breach_is_raised_and_repaired_only_on_confirmation() {
+    let mut rs = run_started(&[]);
+    rs.inventory.guard = Some(cutover::inventory::GuardMode::Alert);
+    let mut r = Run {
+        state: State::default(),
+        now: t0(),
+        fleet: Fleet::new(),
+        events: vec![],
+        pending: vec![],
+    };
+    r.when(Command::Start(Box::new(rs)));
+    r.run_to_gate(Gate::OutOfPool, Some("ks1"), ALL);
+    r.fleet
+        .admin
+        .insert(("haproxy-a".into(), "ks1".into()), AdminState::Ready);
+    let d = r.settle_one().unwrap();
+    assert_eq!(
+        Run::kinds(&d),
+        vec!["outcome", "pool_breach", "hard_stop_raised"]
+    );
+    assert!(
+        d.effects.is_empty(),
+        "alert: nothing is reverted before a person says so"
+    );
+    let hs = r.state.hard_stop.clone().unwrap();
+    assert!(
+        hs.consequence.contains("guard: alert"),
+        "{}",
+        hs.consequence
+    );
+    let d = r.when(Command::Confirm {
+        id: "pool-breach".into(),
+        who: who(),
+    });
+    assert_eq!(actions(&d), vec!["lb.maint"]);
+    r.run_until_stopped(ALL);
+    assert_eq!(r.state.status, RunStatus::Completed);
+    assert_flips_follow_their_pool_read(&r);
+}
+
+#[test]
+fn the_pool_read_is_the_last_read_before_every_guarded_action_of_every_runbook() {
+    let inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir("runbooks").unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
+        let Ok(rb) = Runbook::parse(&source, &path.display().to_string()) else {
+            continue; // demo-answers.yaml
+        };
+        let params = rb.resolve_params(&BTreeMap::new()).unwrap();
+        let plan = cutover::engine::plan::compile(&rb, &inv, &params).unwrap();
+        let mut drained: std::collections::BTreeSet<String> = Default::default();
+        for (i, op) in plan.iter().enumerate() {
+            assert_eq!(op.index, i);
+            let OpKind::Act { action, .. } = &op.kind else {
+                continue;
+            };
+            let node = op.node.clone().unwrap_or_default();
+            match action.as_str() {
+                "lb.drain" => {
+                    drained.insert(node.clone());
+                }
+                "lb.ready" => {
+                    drained.remove(&node);
+                }
+                _ => {}
+            }
+            let needs = match action.as_str() {
+                "keystone.set_provider" | "service.restart" => Some(Gate::OutOfPool),
+                "keystone.issue_token" if drained.contains(&node) => Some(Gate::OutOfPool),
+                "lb.ready" => Some(Gate::MixedPool),
+                _ => None,
+            };
+            if let Some(g) = needs {
+                assert!(
+                    matches!(&plan[i - 1].kind, OpKind::Gate { gate, .. } if *gate == g)
+                        && plan[i - 1].node == op.node,
+                    "{}: op {i} {action} on {node} is preceded by {:?}, not {}",
+                    rb.name,
+                    plan[i - 1].kind,
+                    g.name()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} guarded actions found");
 }

@@ -1,6 +1,7 @@
 //! Drivers: the real code that acts on Keystone nodes and HAProxy instances. The same drivers
 //! run against the demo world, the lab and production; only the transport's far end differs.
 
+pub mod guard;
 pub mod haproxy;
 pub mod keys;
 pub mod keystone;
@@ -97,6 +98,8 @@ pub struct Fleet {
     conns: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<Transport>>>>>,
     limit: Arc<Semaphore>,
     pub passphrase: Option<crate::transport::ssh::PassphrasePrompt>,
+    /// What the pool guard watches (see `guard`).
+    pub guard: guard::GuardShared,
 }
 
 impl Fleet {
@@ -135,6 +138,7 @@ impl Fleet {
             conns: std::sync::Mutex::new(HashMap::new()),
             limit: Arc::new(Semaphore::new(concurrency)),
             passphrase: None,
+            guard: Default::default(),
         })
     }
 
@@ -295,6 +299,7 @@ impl Fleet {
             ActionSpec::Probe { nodes, lb, tokens } => self.probe(nodes, *lb, tokens).await,
             ActionSpec::LbDrain { node, timeout_secs } => self.lb_drain(node, *timeout_secs).await,
             ActionSpec::LbReady { node, timeout_secs } => self.lb_ready(node, *timeout_secs).await,
+            ActionSpec::LbMaint { node } => self.lb_maint(node).await,
             ActionSpec::SetProvider { node, provider } => self.set_provider(node, provider).await,
             ActionSpec::CreateKeypair { node, keygen } => self.create_keypair(node, *keygen).await,
             ActionSpec::CreateSharedKeypair {
@@ -408,7 +413,8 @@ impl Fleet {
         }));
         let lbs = async {
             if lb {
-                Some(self.read_lbs().await)
+                let read = self.read_lbs().await;
+                Some((read, chrono::Utc::now()))
             } else {
                 None
             }
@@ -424,9 +430,10 @@ impl Fleet {
         for (n, f) in facts {
             obs.nodes.insert(n, f);
         }
-        if let Some((rows, errors)) = lbs {
+        if let Some(((rows, errors), at)) = lbs {
             obs.lb = Some(rows);
             obs.lb_errors = errors;
+            obs.lb_read_at = Some(at);
         }
         for (n, t) in toks {
             obs.tokens.insert(n, t);
@@ -639,41 +646,100 @@ impl Fleet {
         })
     }
 
+    /// Set the node's server state on one instance; HAProxy answers nothing when it took.
+    async fn set_on(&self, lb: &LoadBalancer, node: &str, state: &str) -> DResult<()> {
+        let server = lb.server_for(node);
+        let answer = self
+            .lb_request(lb, &haproxy::set_state(&lb.backend, &server, state))
+            .await?;
+        if !answer.trim().is_empty() {
+            return Err(DriverError::new(
+                format!(
+                    "{}: `set server {}/{server} state {state}` answered: {}",
+                    lb.name,
+                    lb.backend,
+                    answer.trim()
+                ),
+                "check the backend and server names in the inventory, then resume",
+            ));
+        }
+        Ok(())
+    }
+
     /// Set the node's server state on every instance, in inventory order. A failure names the
     /// instances already changed, so the operator knows where the node stands.
     async fn set_lb_state(&self, node: &str, state: &str) -> DResult<()> {
         let mut done: Vec<&str> = Vec::new();
         for lb in &self.inv.load_balancers {
-            let server = lb.server_for(node);
-            let already = if done.is_empty() {
-                String::new()
-            } else {
-                format!(" ({node} is already `{state}` on {})", done.join(", "))
-            };
-            let answer = match self
-                .lb_request(lb, &haproxy::set_state(&lb.backend, &server, state))
-                .await
-            {
-                Ok(a) => a,
-                Err(mut e) => {
-                    e.msg.push_str(&already);
-                    return Err(e);
+            if let Err(mut e) = self.set_on(lb, node, state).await {
+                if !done.is_empty() {
+                    e.msg.push_str(&format!(
+                        " ({node} is already `{state}` on {})",
+                        done.join(", ")
+                    ));
                 }
-            };
-            if !answer.trim().is_empty() {
-                return Err(DriverError::new(
-                    format!(
-                        "{}: `set server {}/{server} state {state}` answered: {}{already}",
-                        lb.name,
-                        lb.backend,
-                        answer.trim()
-                    ),
-                    "check the backend and server names in the inventory, then resume",
-                ));
+                return Err(e);
             }
             done.push(&lb.name);
         }
         Ok(())
+    }
+
+    /// A pool breach repaired: maint wherever the node is not in maint, read back.
+    async fn lb_maint(&self, node: &str) -> DResult<Done> {
+        let start = Instant::now();
+        let (rows, errors) = self.read_lbs().await;
+        if !errors.is_empty() {
+            return Err(DriverError::new(
+                errors.join("; "),
+                format!(
+                    "check the admin sockets; {node} may still be in the pool there: set it to maint by hand, then resume"
+                ),
+            ));
+        }
+        let mut set = Vec::new();
+        for lb in &self.inv.load_balancers {
+            let back = rows
+                .iter()
+                .find(|r| r.lb == lb.name && r.node == node)
+                .filter(|r| !r.out_of_pool());
+            if let Some(r) = back {
+                self.set_on(lb, node, "maint").await?;
+                set.push(format!("{} (was {})", lb.name, r.seen()));
+            }
+        }
+        let (rows, errors) = self.read_lbs().await;
+        let obs = Observation {
+            lb: Some(rows.clone()),
+            lb_errors: errors.clone(),
+            lb_read_at: Some(chrono::Utc::now()),
+            ..Default::default()
+        };
+        let still: Vec<String> = rows
+            .iter()
+            .filter(|r| r.node == node && !r.out_of_pool())
+            .map(|r| format!("{} {}", r.lb, r.seen()))
+            .chain(errors)
+            .collect();
+        if !still.is_empty() {
+            return Ok(Done::fail(
+                format!("{node} is still in the pool: {}", still.join(", ")),
+                format!("set {node} to maint by hand on those instances (set server BACKEND/SERVER state maint), then resume"),
+            )
+            .with(obs));
+        }
+        Ok(Done::ok(
+            if set.is_empty() {
+                format!("{node} is in maint on every load balancer")
+            } else {
+                format!(
+                    "{node} set back to maint on {} in {} ms",
+                    set.join(", "),
+                    start.elapsed().as_millis()
+                )
+            },
+            obs,
+        ))
     }
 
     async fn lb_drain(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
@@ -714,6 +780,7 @@ impl Fleet {
         let obs = Observation {
             lb: Some(rows.clone()),
             lb_errors: errors.clone(),
+            lb_read_at: Some(chrono::Utc::now()),
             ..Default::default()
         };
         if !errors.is_empty() || mine.iter().any(|r| !r.out_of_pool()) {
@@ -744,6 +811,10 @@ impl Fleet {
         ))
     }
 
+    /// Re-add: `ready` on every instance (after any guard revert in progress: the guard's lock),
+    /// then wait until a health check passed on every one. `UP 1/3` right after the command is
+    /// HAProxy's "no check has run yet", not proof: it must read `UP 2/3` or `UP` (or `no check`
+    /// for a server without health checks).
     async fn lb_ready(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
         if self.inv.load_balancers.is_empty() {
             return Ok(Done::ok(
@@ -751,12 +822,26 @@ impl Fleet {
                 Observation::default(),
             ));
         }
-        self.set_lb_state(node, "ready").await?;
-        let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+        {
+            let _order = self.guard.order.lock().await;
+            self.set_lb_state(node, "ready").await?;
+        }
+        let sent = Instant::now();
+        let deadline = sent + Duration::from_secs(timeout_secs);
+        let mut first_seen: Option<String> = None;
         loop {
             let (rows, errors) = self.read_lbs().await;
             let mine: Vec<&LbServer> = rows.iter().filter(|r| r.node == node).collect();
-            let all_up = errors.is_empty() && !mine.is_empty() && mine.iter().all(|r| r.in_pool());
+            if first_seen.is_none() && !mine.is_empty() {
+                first_seen = Some(
+                    mine.iter()
+                        .map(|r| format!("{} {}", r.lb, r.status))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+            }
+            let all_up =
+                errors.is_empty() && !mine.is_empty() && mine.iter().all(|r| r.checked_up());
             if all_up || Instant::now() >= deadline {
                 let summary = mine
                     .iter()
@@ -766,19 +851,27 @@ impl Fleet {
                 let obs = Observation {
                     lb: Some(rows.clone()),
                     lb_errors: errors.clone(),
+                    lb_read_at: Some(chrono::Utc::now()),
                     ..Default::default()
                 };
+                let waited = sent.elapsed().as_millis();
                 return Ok(if all_up {
-                    Done::ok(format!("{node} ready and UP: {summary}"), obs)
+                    Done::ok(
+                        format!(
+                            "{node} ready, health-checked UP after {waited} ms: {summary} (right after `ready`: {})",
+                            first_seen.unwrap_or_default()
+                        ),
+                        obs,
+                    )
                 } else {
                     Done::fail(
-                        format!("{node} not UP everywhere after {timeout_secs}s: {summary}{}", if errors.is_empty() { String::new() } else { format!("; {}", errors.join("; ")) }),
+                        format!("{node} has no passed health check everywhere after {timeout_secs}s: {summary}{}", if errors.is_empty() { String::new() } else { format!("; {}", errors.join("; ")) }),
                         format!("{node}'s health check fails on some instance: check GET /v3 on it and its keystone log. It may already take traffic on the instances that show it UP; to take it out, set it to maint by hand (set server BACKEND/SERVER state maint) on every instance, then resume"),
                     )
                     .with(obs)
                 });
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

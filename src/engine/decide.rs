@@ -6,9 +6,11 @@ use super::facts::Observation;
 use super::gates::{self, Verdict};
 use super::plan::{ActionSpec, OpKind};
 use super::state::{RunStatus, State, StepStatus};
+use crate::inventory::GuardMode;
 use crate::runbook::{Gate, WaitCondition};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 
 /// An effect for the runtime to run; it reports back with `Command::Completed`.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,10 +82,55 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
             completed(&mut s, o);
             advance(&mut s);
         }
+        Command::Breach(b) => {
+            if s.state.run.is_none() {
+                return Err(Refused::NotStarted);
+            }
+            let guarded = s.state.guarded.contains(&b.node);
+            s.emit(Event::PoolBreach(b));
+            // A node re-added on purpose since the guard read it is no breach any more; one
+            // still guarded stops the run unless a person is already deciding something else
+            // that must not be lost (an action in doubt, a host key, drift): then it waits.
+            let plain_stop =
+                s.state.hard_stop.as_ref().is_none_or(|h| {
+                    h.in_doubt.is_none() && h.host_key.is_none() && h.drift.is_empty()
+                });
+            let live = matches!(
+                s.state.status,
+                RunStatus::Running | RunStatus::AwaitingConfirm
+            );
+            if guarded && live && plain_stop {
+                raise_breach(&mut s);
+            }
+        }
         Command::Confirm { id, who } => {
             let Some(hs) = s.state.hard_stop.clone().filter(|h| h.answers_to(&id)) else {
                 return Err(Refused::NoSuchHardStop(id));
             };
+            if !hs.breach.is_empty() {
+                let state_sha256 =
+                    hex::encode(Sha256::digest(serde_json::to_vec(&hs).unwrap_or_default()));
+                s.emit(Event::HardStopConfirmed {
+                    id: hs.id.clone(),
+                    op: hs.op,
+                    node: hs.node.clone(),
+                    who,
+                    state_sha256,
+                });
+                // Drain again wherever it is still in (idempotent), then the gates before the
+                // action at the cursor are read again (the fold rewound them).
+                let nodes: BTreeSet<String> = hs
+                    .breach
+                    .iter()
+                    .map(|b| b.node.clone())
+                    .filter(|n| s.state.guarded.contains(n))
+                    .collect();
+                for node in nodes {
+                    start_effect(&mut s, SIDE_OP, None, ActionSpec::LbMaint { node });
+                }
+                advance(&mut s);
+                return Ok(s.out);
+            }
             if let Some(doubt) = hs.in_doubt {
                 s.emit(Event::InDoubtResolved {
                     id: doubt,
@@ -198,6 +245,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                     in_doubt: None,
                     host_key: None,
                     drift,
+                    breach: vec![],
                 }));
                 return Ok(s.out);
             }
@@ -216,6 +264,23 @@ fn start_effect(s: &mut Scratch, op: usize, node: Option<String>, spec: ActionSp
         .map(|o| o.step.clone())
         .unwrap_or_default();
     let node = spec.node().map(str::to_string).or(node);
+    let pool_read_ms = match &spec {
+        ActionSpec::SetProvider { node, .. }
+        | ActionSpec::Restart { node, .. }
+        | ActionSpec::IssueToken { node, .. }
+        | ActionSpec::LbReady { node, .. }
+        | ActionSpec::Shell { node, .. }
+            if op != SIDE_OP =>
+        {
+            s.state
+                .nodes
+                .get(node)
+                .and_then(|n| n.lb_at)
+                .filter(|_| !s.state.lb_names.is_empty())
+                .map(|at| (s.now - at).num_milliseconds().max(0) as u64)
+        }
+        _ => None,
+    };
     s.emit(Event::Intent(Intent {
         id,
         op,
@@ -225,6 +290,7 @@ fn start_effect(s: &mut Scratch, op: usize, node: Option<String>, spec: ActionSp
         detail: spec.describe(),
         idempotent: spec.idempotent(),
         spec: spec.clone(),
+        pool_read_ms,
     }));
     s.out.effects.push(Effect { id, op, spec });
 }
@@ -269,6 +335,7 @@ fn advance(s: &mut Scratch) {
                         in_doubt: Some(id),
                         host_key: None,
                         drift: vec![],
+                        breach: vec![],
                     }));
                     return;
                 }
@@ -277,6 +344,11 @@ fn advance(s: &mut Scratch) {
                 return;
             }
             continue;
+        }
+        if !s.state.open_breaches.is_empty() {
+            // Nothing proceeds while a breach is open: a person confirms first.
+            raise_breach(s);
+            return;
         }
         if s.state.pause_requested {
             s.emit(Event::RunPaused {
@@ -347,6 +419,7 @@ fn advance(s: &mut Scratch) {
                         in_doubt: None,
                         host_key: None,
                         drift: vec![],
+                        breach: vec![],
                     }));
                 }
                 return;
@@ -513,7 +586,30 @@ fn completed(s: &mut Scratch, o: Outcome) {
     let failure = o.failure.clone();
     let observed = o.observed.clone();
     let known = s.state.in_flight.contains_key(&o.id);
+    let action = s
+        .state
+        .in_flight
+        .get(&o.id)
+        .map(|f| f.intent.action.clone());
     s.emit(Event::Outcome(o));
+    if op_index == SIDE_OP && !ok && action.as_deref() == Some("lb.maint") {
+        // A breach cutover could not repair: nothing may go on with that node in the pool.
+        let next = match &failure {
+            Some(Failure::Hint { next }) if !next.trim().is_empty() => next.clone(),
+            _ => "set the node to maint by hand on every instance, then resume".into(),
+        };
+        halt(
+            s,
+            s.state.cursor,
+            node.clone(),
+            format!(
+                "pool breach not repaired: {} still in the pool after cutover set it to maint: {summary}",
+                node.as_deref().unwrap_or("the node")
+            ),
+            next,
+        );
+        return;
+    }
     if !known || op_index == SIDE_OP || op_index != s.state.cursor {
         // A late outcome (after a halt) or a side effect: recorded, nothing more to decide.
         return;
@@ -549,6 +645,7 @@ fn completed(s: &mut Scratch, o: Outcome) {
                 in_doubt: None,
                 host_key: failure.clone(),
                 drift: vec![],
+                breach: vec![],
             }));
             return;
         }
@@ -591,6 +688,7 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
         params: &run.params,
         expiration: s.state.expiration,
         allow_expired_window: s.state.allow_expired_window,
+        guarded: &s.state.guarded.clone(),
     };
     match gates::evaluate(gate, node.as_deref(), obs, &ctx) {
         Verdict::Pass(detail) => s.emit(Event::GatePassed {
@@ -609,6 +707,27 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
             });
             halt(s, op, node, format!("gate {}: {reason}", gate.name()), next);
         }
+        Verdict::Breach { rows } => {
+            let enforce = s.state.guard_mode() == GuardMode::Enforce;
+            let n = node.clone().unwrap_or_default();
+            for r in &rows {
+                s.emit(Event::PoolBreach(Breach {
+                    node: r.node.clone(),
+                    lb: r.lb.clone(),
+                    seen: r.seen(),
+                    at: s.now,
+                    last_out_at: None,
+                    reverted_ms: None,
+                    source: format!("{} gate", gate.name()),
+                    cause: None,
+                    error: None,
+                }));
+            }
+            if enforce {
+                start_effect(s, SIDE_OP, None, ActionSpec::LbMaint { node: n });
+            }
+            raise_breach(s);
+        }
         Verdict::Ask {
             title,
             hazard,
@@ -626,8 +745,65 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
             in_doubt: None,
             host_key: None,
             drift: vec![],
+            breach: vec![],
         })),
     }
+}
+
+/// The hard stop for every open breach: what was seen, what the guard did, what Y does.
+fn raise_breach(s: &mut Scratch) {
+    let breaches = s.state.open_breaches.clone();
+    if breaches.is_empty() {
+        return;
+    }
+    let nodes: BTreeSet<String> = breaches.iter().map(|b| b.node.clone()).collect();
+    let names = nodes.iter().cloned().collect::<Vec<_>>().join(", ");
+    let enforce = s.state.guard_mode() == GuardMode::Enforce;
+    let open: Vec<&Breach> = breaches
+        .iter()
+        .filter(|b| b.reverted_ms.is_none())
+        .collect();
+    let longest = breaches.iter().filter_map(|b| b.reverted_ms).max();
+    let instances: BTreeSet<&str> = breaches.iter().map(|b| b.lb.as_str()).collect();
+    let hazard = format!(
+        "cutover had taken {names} out of the pool, and {} put {} back without cutover asking. HAProxy does this on a reload without a server-state file (config management reloads it), and so does another operator's `set server ... state ready`. While it is in, clients reach a node cutover is changing.",
+        instances.iter().copied().collect::<Vec<_>>().join(", "),
+        if nodes.len() == 1 { "it" } else { "them" }
+    );
+    let consequence = if open.is_empty() {
+        format!(
+            "The pool guard set it back to maint at once (longest {} ms in the pool after it was seen); clients may have reached it meanwhile. Y makes sure {names} is in maint on every instance, reads the load balancers again and goes on only once it is out everywhere. n pauses the run.",
+            longest.unwrap_or(0)
+        )
+    } else if enforce {
+        format!(
+            "cutover is setting {names} back to maint now. Y makes sure it is in maint on every instance, reads the load balancers again and goes on only once it is out everywhere. n pauses the run."
+        )
+    } else {
+        format!(
+            "guard: alert — {names} is still in the pool on {}. Y sets it to maint there, reads again and goes on only once it is out everywhere. n pauses the run: then set it to maint by hand (set server BACKEND/SERVER state maint) on every instance.",
+            open.iter()
+                .map(|b| b.lb.as_str())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    s.emit(Event::HardStopRaised(HardStop {
+        op: s.state.cursor,
+        id: "pool-breach".into(),
+        node: (nodes.len() == 1).then(|| names.clone()),
+        title: format!("{names} was put back into the pool"),
+        hazard,
+        consequence,
+        facts: breaches.iter().map(Breach::line).collect(),
+        proceed: "drain again and re-check before going on".into(),
+        in_doubt: None,
+        host_key: None,
+        drift: vec![],
+        breach: breaches,
+    }));
 }
 
 fn facts_for_confirm(state: &State) -> Vec<String> {

@@ -3,6 +3,7 @@
 use super::facts::Observation;
 use super::plan::ActionSpec;
 use crate::inventory::Inventory;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -85,6 +86,58 @@ pub enum Event {
         op: usize,
         message: String,
     },
+    /// A node cutover took out of the pool was found back in it on some instance, between
+    /// reads (the pool guard) or by a gate's read. Journaled after the guard reverted it.
+    PoolBreach(Breach),
+}
+
+/// A drained node seen taking traffic again on one load-balancer instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Breach {
+    pub node: String,
+    pub lb: String,
+    /// What the instance showed, e.g. `UP 1/3 (admin ready)`.
+    pub seen: String,
+    /// When it was seen in the pool.
+    pub at: DateTime<Utc>,
+    /// The read before, where it was still out: the breach began after this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_out_at: Option<DateTime<Utc>>,
+    /// From seeing it to the instance showing it in maintenance again; None when not reverted
+    /// (guard: alert, or the revert failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted_ms: Option<u64>,
+    /// `guard` (the watch between reads) or `gate` (the read right before an action).
+    pub source: String,
+    /// The likely cause, only when it can be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// When the revert failed: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Breach {
+    /// One line: what was seen, where, and what was done.
+    pub fn line(&self) -> String {
+        let done = match (self.reverted_ms, &self.error) {
+            (Some(ms), _) => format!("set back to maint in {ms} ms"),
+            (None, Some(e)) => format!("NOT reverted: {e}"),
+            (None, None) => "NOT reverted (guard: alert)".into(),
+        };
+        format!(
+            "{} back in the pool on {} at {} ({}; seen by the {}): {done}{}",
+            self.node,
+            self.lb,
+            self.at.format("%H:%M:%S%.3f"),
+            self.seen,
+            self.source,
+            self.cause
+                .as_deref()
+                .map(|c| format!("; likely cause: {c}"))
+                .unwrap_or_default()
+        )
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -115,6 +168,10 @@ pub struct Intent {
     /// Safe to run again if the outcome was lost.
     pub idempotent: bool,
     pub spec: ActionSpec,
+    /// For an action that must happen out of the pool: ms from the node's last load-balancer
+    /// read (the gate that guards it) to this intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_read_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -170,6 +227,10 @@ pub struct HardStop {
     /// Set when the fleet changed since the journal (on resume): confirming continues.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
+    /// Set when a drained node was found back in the pool: confirming re-checks the gates
+    /// before the action at the cursor (the node is drained again first if it is still in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breach: Vec<Breach>,
 }
 
 impl HardStop {
@@ -218,6 +279,8 @@ pub enum Command {
     Pause {
         who: serde_json::Value,
     },
+    /// The pool guard saw a drained node back in a pool (and, enforcing, reverted it).
+    Breach(Breach),
     /// Continue a paused or halted run (after a fresh probe; drift lines describe what changed).
     Resume {
         who: serde_json::Value,
@@ -246,6 +309,7 @@ impl Event {
             Event::RunHalted { .. } => "run_halted",
             Event::RunCompleted { .. } => "run_completed",
             Event::Note { .. } => "note",
+            Event::PoolBreach(_) => "pool_breach",
         }
     }
 
@@ -258,6 +322,7 @@ impl Event {
             | Event::GateFailed { node, .. }
             | Event::RunHalted { node, .. } => node.as_deref(),
             Event::HardStopRaised(h) => h.node.as_deref(),
+            Event::PoolBreach(b) => Some(&b.node),
             Event::HardStopConfirmed { node, .. } | Event::HardStopDeclined { node, .. } => {
                 node.as_deref()
             }

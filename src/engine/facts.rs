@@ -97,6 +97,42 @@ impl LbServer {
     pub fn in_pool(&self) -> bool {
         self.admin == AdminState::Ready && self.status.starts_with("UP")
     }
+    /// Taking traffic, or about to: admin `ready`, or a status that reads UP (the node being
+    /// re-added counts too). What the mixed-pool count and the pool guard look for.
+    pub fn takes_traffic(&self) -> bool {
+        self.admin == AdminState::Ready || self.status.starts_with("UP")
+    }
+    /// In the pool with a health check passed since it was last enabled. HAProxy shows
+    /// `UP 1/3` right after `set server ... state ready` (health = rise, no check has run: it
+    /// only counts as up), `UP 2/3` after one passed check, `UP` at full health; a server with
+    /// no health check shows `no check`.
+    pub fn checked_up(&self) -> bool {
+        if self.admin != AdminState::Ready {
+            return false;
+        }
+        let status = self.status.trim();
+        if status == "no check" {
+            return true;
+        }
+        match status.strip_prefix("UP") {
+            Some("") => true,
+            Some(rest) => rest
+                .trim()
+                .split_once('/')
+                .and_then(|(n, _)| n.trim().parse::<u32>().ok())
+                .is_some_and(|n| n > 1),
+            None => false,
+        }
+    }
+    /// What the instance shows, for messages: `UP 1/3 (admin ready)`.
+    pub fn seen(&self) -> String {
+        let admin = match self.admin {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        };
+        format!("{} (admin {admin})", self.status)
+    }
     /// Out of the pool in a way only an operator undoes: forced maintenance (0x01). Other
     /// maintenance bits (inherited, config, DNS) can clear by themselves mid-flip.
     pub fn out_of_pool(&self) -> bool {
@@ -227,6 +263,10 @@ pub struct Observation {
     pub lb: Option<Vec<LbServer>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lb_errors: Vec<String>,
+    /// When the load balancers were read (the read's end), for the time from a pool read to
+    /// the action it guards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb_read_at: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tokens: BTreeMap<String, TokenCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

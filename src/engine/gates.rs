@@ -14,6 +14,11 @@ pub enum Verdict {
         reason: String,
         next: String,
     },
+    /// A node cutover drained is taking traffic again on these instances (a reload, another
+    /// operator): not a question of whether to proceed, a pool breach to repair.
+    Breach {
+        rows: Vec<LbServer>,
+    },
     /// Needs a person: the hard stop's title, hazard, consequence and the facts shown.
     Ask {
         title: String,
@@ -67,6 +72,8 @@ pub struct Ctx<'a> {
     /// Token lifetimes known so far (from probes), for the mixed-pool window.
     pub expiration: u64,
     pub allow_expired_window: u64,
+    /// Nodes cutover drained and has not deliberately re-added: a pooled one is a breach.
+    pub guarded: &'a BTreeSet<String>,
 }
 
 fn provider_of(obs: &Observation, node: &str) -> Option<String> {
@@ -201,7 +208,7 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                     None => bad.push(format!("{n}: not probed")),
                 }
                 for s in lb_rows(obs, n) {
-                    if !s.in_pool() {
+                    if !s.checked_up() {
                         bad.push(format!(
                             "{n}: {} on {} (admin {:?})",
                             s.status, s.lb, s.admin
@@ -404,6 +411,14 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                     "{n} is in maintenance on all {} load balancers",
                     rows.len()
                 ))
+            } else if ctx.guarded.contains(n) {
+                Verdict::Breach {
+                    rows: rows
+                        .iter()
+                        .filter(|s| !s.out_of_pool())
+                        .map(|s| (*s).clone())
+                        .collect(),
+                }
             } else {
                 Verdict::Fail {
                     reason: format!(
@@ -464,7 +479,7 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             }
             let bad: Vec<String> = lb_rows(obs, n)
                 .iter()
-                .filter(|s| !s.in_pool())
+                .filter(|s| !s.checked_up())
                 .map(|s| format!("{} shows {}", s.lb, s.status))
                 .collect();
             if bad.is_empty() {
@@ -511,13 +526,25 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             if let Some(v) = lb_read_failed(obs, ctx) {
                 return v;
             }
+            // The node being re-added must still be out: back in already is a breach, not a
+            // question (nobody consented to the pool it is in).
+            let back: Vec<LbServer> = lb_rows(obs, n)
+                .iter()
+                .filter(|s| !s.out_of_pool())
+                .map(|s| (*s).clone())
+                .collect();
+            if !back.is_empty() && ctx.guarded.contains(n) {
+                return Verdict::Breach { rows: back };
+            }
             let mine = provider_of(obs, n).unwrap_or_else(|| ctx.target.to_string());
             let mut other: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut same = Vec::new();
             for m in nodes.iter().filter(|m| m.as_str() != n) {
-                // Anything not in maintenance can take traffic again any second (a flapping
-                // health check, a drain): it counts.
-                let pooled = lb_rows(obs, m).iter().any(|s| !s.out_of_pool());
+                // Anything taking traffic (admin ready, or UP) or not in maintenance can take
+                // traffic again any second (a flapping health check, a drain): it counts.
+                let pooled = lb_rows(obs, m)
+                    .iter()
+                    .any(|s| s.takes_traffic() || !s.out_of_pool());
                 if !pooled {
                     continue;
                 }
@@ -598,7 +625,7 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                     None => bad.push(format!("{n}: no token check")),
                 }
                 for s in lb_rows(obs, n) {
-                    if !s.in_pool() {
+                    if !s.checked_up() {
                         bad.push(format!("{n} is {} on {}", s.status, s.lb));
                     }
                 }

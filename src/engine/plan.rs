@@ -68,6 +68,11 @@ pub enum ActionSpec {
         node: String,
         timeout_secs: u64,
     },
+    /// Set a node cutover had drained back to maint on every instance that shows it in the
+    /// pool (a pool breach), and read it back.
+    LbMaint {
+        node: String,
+    },
     SetProvider {
         node: String,
         provider: String,
@@ -150,6 +155,7 @@ impl ActionSpec {
         match self {
             ActionSpec::LbDrain { node, .. }
             | ActionSpec::LbReady { node, .. }
+            | ActionSpec::LbMaint { node }
             | ActionSpec::SetProvider { node, .. }
             | ActionSpec::CreateKeypair { node, .. }
             | ActionSpec::InstallKeys { node, .. }
@@ -171,6 +177,7 @@ impl ActionSpec {
             ActionSpec::Probe { .. } => "probe",
             ActionSpec::LbDrain { .. } => "lb.drain",
             ActionSpec::LbReady { .. } => "lb.ready",
+            ActionSpec::LbMaint { .. } => "lb.maint",
             ActionSpec::SetProvider { .. } => "keystone.set_provider",
             ActionSpec::CreateKeypair { .. } | ActionSpec::CreateSharedKeypair { .. } => {
                 "keystone.create_jws_keypair"
@@ -198,6 +205,7 @@ impl ActionSpec {
             ActionSpec::Probe { .. }
                 | ActionSpec::LbDrain { .. }
                 | ActionSpec::LbReady { .. }
+                | ActionSpec::LbMaint { .. }
                 | ActionSpec::SetProvider { .. }
                 | ActionSpec::InstallKeys { .. }
                 | ActionSpec::PublishStagedKeys { .. }
@@ -238,7 +246,10 @@ impl ActionSpec {
                 "drain {node} on every load balancer, wait up to {timeout_secs}s for its sessions to reach 0, then maint"
             ),
             ActionSpec::LbReady { node, timeout_secs } => format!(
-                "set {node} ready on every load balancer and wait up to {timeout_secs}s until it is UP everywhere"
+                "set {node} ready on every load balancer and wait up to {timeout_secs}s until a health check passed on every one (UP, not `UP 1/3`)"
+            ),
+            ActionSpec::LbMaint { node } => format!(
+                "set {node} back to maint on every load balancer that shows it in the pool, and read it back"
             ),
             ActionSpec::SetProvider { node, provider } => {
                 format!("set [token] provider = {provider} in {node}'s keystone.conf (backup kept)")
@@ -713,6 +724,11 @@ pub fn compile(
                     act(&mut ops, specs);
                 }
                 Item::IssueToken(t) => {
+                    // After a restart, the node must still be out before it is exercised and
+                    // before anything decides about re-adding it.
+                    if drained_in_step(&ops, &step.id, &node) {
+                        guard(&mut ops, Gate::OutOfPool, &node);
+                    }
                     let specs = per_target(&|n| {
                         Ok(ActionSpec::IssueToken {
                             node: n.to_string(),
@@ -739,7 +755,55 @@ pub fn compile(
             }
         }
     }
+    order_pool_reads_last(&mut ops);
     Ok(ops)
+}
+
+/// Whether this step already took `node` out of the pool (an earlier `lb.drain` for it).
+fn drained_in_step(ops: &[Op], step: &str, node: &Option<String>) -> bool {
+    node.is_some()
+        && ops.iter().rev().take_while(|o| o.step == step).any(|o| {
+            &o.node == node && matches!(&o.kind, OpKind::Act { action, .. } if action == "lb.drain")
+        })
+}
+
+/// The gate that reads the node's pool state (`out-of-pool`, and `mixed-pool`, which reads it
+/// too) is the last read before the action it guards: slower reads (keys-everywhere, a direct
+/// token) go first, so nothing but the intent sits between the pool read and the action.
+fn order_pool_reads_last(ops: &mut [Op]) {
+    let pool_read = |o: &Op| {
+        matches!(
+            o.kind,
+            OpKind::Gate {
+                gate: Gate::OutOfPool | Gate::MixedPool,
+                ..
+            }
+        )
+    };
+    let mut i = 0;
+    while i < ops.len() {
+        if !matches!(ops[i].kind, OpKind::Gate { .. }) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < ops.len()
+            && matches!(ops[i].kind, OpKind::Gate { .. })
+            && ops[i].step == ops[start].step
+        {
+            i += 1;
+        }
+        let guards_action = ops
+            .get(i)
+            .is_some_and(|o| matches!(o.kind, OpKind::Act { .. }));
+        if guards_action && i - start > 1 {
+            // A stable partition: every other gate, then the pool reads, each in written order.
+            ops[start..i].sort_by_key(|o| pool_read(o));
+        }
+    }
+    for (index, op) in ops.iter_mut().enumerate() {
+        op.index = index;
+    }
 }
 
 fn yes() -> bool {

@@ -1,6 +1,6 @@
 //! The run's state: a fold of its events. `apply` only records; every rule lives in `decide`.
 
-use super::events::{Event, HardStop, Intent, RunStarted};
+use super::events::{Breach, Event, HardStop, Intent, RunStarted};
 use super::facts::*;
 use super::plan::{Op, OpKind};
 use crate::inventory::Inventory;
@@ -90,6 +90,9 @@ pub struct NodeView {
     /// What is running on this node right now.
     pub activity: Option<String>,
     pub last_error: Option<String>,
+    /// Pool breaches seen on this node (back in a pool while cutover had it out), and the last.
+    pub breaches: u32,
+    pub last_breach: Option<Breach>,
 }
 
 impl NodeView {
@@ -184,6 +187,10 @@ pub struct State {
     pub raised_at_cursor: bool,
     /// The last resume, until the operator decides something after it.
     pub resumed: Option<ResumeNote>,
+    /// Nodes cutover drained and has not deliberately re-added: the pool guard watches them.
+    pub guarded: BTreeSet<String>,
+    /// Breaches no person has confirmed yet: nothing proceeds while one is open.
+    pub open_breaches: Vec<Breach>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -196,6 +203,16 @@ pub struct ResumeNote {
 impl State {
     pub fn inventory(&self) -> Option<&Inventory> {
         self.run.as_ref().map(|r| &r.inventory)
+    }
+
+    /// What the pool guard does on a breach: the runbook's `guard:`, else the inventory's,
+    /// else enforce.
+    pub fn guard_mode(&self) -> crate::inventory::GuardMode {
+        self.runbook
+            .as_ref()
+            .and_then(|r| r.guard)
+            .or_else(|| self.inventory().and_then(|i| i.guard))
+            .unwrap_or_default()
     }
 
     pub fn current_op(&self) -> Option<&Op> {
@@ -295,10 +312,11 @@ impl State {
             n.facts_at = Some(time);
         }
         if let Some(servers) = &obs.lb {
+            let at = obs.lb_read_at.unwrap_or(time);
             for s in servers {
                 let n = self.node_mut(&s.node);
                 n.lb.insert(s.lb.clone(), s.clone());
-                n.lb_at = Some(time);
+                n.lb_at = Some(at);
             }
             self.lb_errors = obs.lb_errors.clone();
         }
@@ -486,6 +504,10 @@ impl State {
                     if i.action == "lb.drain" {
                         n.phase = NodePhase::Draining;
                     }
+                    if i.action == "lb.ready" {
+                        // A deliberate re-add: the guard lets go of the node from here on.
+                        self.guarded.remove(node);
+                    }
                 }
                 self.in_flight.insert(
                     i.id,
@@ -516,6 +538,12 @@ impl State {
                     .node
                     .clone()
                     .or_else(|| intent.as_ref().and_then(|i| i.node.clone()));
+                if o.ok
+                    && action == "lb.drain"
+                    && let Some(node) = &node
+                {
+                    self.guarded.insert(node.clone());
+                }
                 if let Some(node) = &node {
                     let n = self.node_mut(node);
                     n.activity = None;
@@ -607,8 +635,24 @@ impl State {
                 // followed by its redo (the op stays at the cursor).
                 self.resumed = None;
                 let stays = hs.as_ref().is_some_and(|h| {
-                    h.in_doubt.is_some() || h.host_key.is_some() || !h.drift.is_empty()
+                    h.in_doubt.is_some()
+                        || h.host_key.is_some()
+                        || !h.drift.is_empty()
+                        || !h.breach.is_empty()
                 });
+                if let Some(h) = &hs
+                    && !h.breach.is_empty()
+                {
+                    // The gates before the action at the cursor read a pool that changed
+                    // since: they are read again (unless that action already started).
+                    self.open_breaches.clear();
+                    let cursor = self.cursor;
+                    if self.op_done.is_empty()
+                        && self.in_flight.values().all(|f| f.intent.op != cursor)
+                    {
+                        self.rewind_gates();
+                    }
+                }
                 if let Some(h) = &hs
                     && let Some(id) = h.in_doubt
                 {
@@ -793,6 +837,22 @@ impl State {
             Event::Note { message, .. } => {
                 self.push_log(time, None, "note", message.clone(), LogLevel::Info, None);
                 self.advance_cursor();
+            }
+            Event::PoolBreach(b) => {
+                if self.guarded.contains(&b.node) {
+                    self.open_breaches.push(b.clone());
+                }
+                let n = self.node_mut(&b.node);
+                n.breaches += 1;
+                n.last_breach = Some(b.clone());
+                self.push_log(
+                    time,
+                    Some(b.node.clone()),
+                    "pool breach",
+                    b.line(),
+                    LogLevel::Stop,
+                    None,
+                );
             }
         }
         // A step that failed becomes active again once the run is running (after a resume).

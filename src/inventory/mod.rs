@@ -26,6 +26,21 @@ pub struct Inventory {
     /// Set by `cutover demo`: the world directory whose stand-ins serve this inventory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub demo_world: Option<PathBuf>,
+    /// What the pool guard does when a drained node shows up in a pool again (a runbook's own
+    /// `guard:` wins): `enforce` (default) sets it back to maint at once, `alert` only raises.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardMode>,
+}
+
+/// The pool guard's answer to a breach.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardMode {
+    /// Set the node back to maint on that instance at once, then raise a hard stop.
+    #[default]
+    Enforce,
+    /// Only raise a hard stop (cutover sets it back to maint when the operator confirms).
+    Alert,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -123,6 +123,9 @@ fn summary(r: &Record) -> String {
         "run_halted" => joined(&[get(d, "reason"), prefixed("next: ", &get(d, "next"))]),
         "run_completed" => get(d, "summary"),
         "note" => get(d, "message"),
+        "pool_breach" => serde_json::from_value::<crate::engine::events::Breach>(d.clone())
+            .map(|b| b.line())
+            .unwrap_or_else(|_| compact(d)),
         _ => match d {
             Value::Null => String::new(),
             Value::Object(m) if m.is_empty() => String::new(),

@@ -22,6 +22,9 @@ pub struct Runbook {
     pub target_provider: String,
     #[serde(default)]
     pub params: BTreeMap<String, Param>,
+    /// The pool guard's mode for this runbook (else the inventory's, else enforce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::inventory::GuardMode>,
     pub steps: Vec<Step>,
 }
 

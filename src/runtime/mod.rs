@@ -82,6 +82,8 @@ pub struct Session {
     pub fleet: Arc<Fleet>,
     outcomes_tx: mpsc::UnboundedSender<Outcome>,
     outcomes_rx: mpsc::UnboundedReceiver<Outcome>,
+    breach_tx: mpsc::UnboundedSender<crate::engine::events::Breach>,
+    breach_rx: mpsc::UnboundedReceiver<crate::engine::events::Breach>,
     pub publish: Option<watch::Sender<Arc<State>>>,
     pub print: bool,
     pending_start: Option<RunStarted>,
@@ -159,8 +161,12 @@ impl Session {
         world: Option<crate::world::WorldHandle>,
     ) -> Session {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (breach_tx, breach_rx) = mpsc::unbounded_channel();
         fleet.passphrase = Some(tty_passphrase_prompt());
+        fleet.set_guarded(&state.guarded);
         Session {
+            breach_tx,
+            breach_rx,
             journal,
             state,
             run_id,
@@ -280,6 +286,9 @@ impl Session {
                 print_event(r.time, e, &self.state);
             }
         }
+        // Before any effect of this decision starts: a node re-added on purpose is let go, a
+        // node just drained is watched.
+        self.fleet.set_guarded(&self.state.guarded);
         self.publish_state();
         Ok(())
     }
@@ -341,6 +350,18 @@ impl Session {
         if let Some(rs) = self.pending_start.take() {
             self.command(Command::Start(Box::new(rs)))?;
         }
+        // The pool guard runs as long as this session drives the run.
+        struct Abort(tokio::task::JoinHandle<()>);
+        impl Drop for Abort {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let _guard = Abort(crate::drivers::guard::spawn(
+            self.fleet.clone(),
+            self.state.guard_mode(),
+            self.breach_tx.clone(),
+        ));
         let mut quitting = false;
         loop {
             // In-doubt intents are not running: they wait for a person.
@@ -402,14 +423,20 @@ impl Session {
             // Wait for an outcome or, in the UI, a request.
             match control {
                 Control::Headless { .. } => {
-                    let Some(o) = self.outcomes_rx.recv().await else {
-                        return Err(anyhow!("effect channel closed"));
-                    };
-                    self.command(Command::Completed(o))?;
+                    tokio::select! {
+                        o = self.outcomes_rx.recv() => {
+                            let Some(o) = o else {
+                                return Err(anyhow!("effect channel closed"));
+                            };
+                            self.command(Command::Completed(o))?;
+                        }
+                        Some(b) = self.breach_rx.recv() => self.command(Command::Breach(b))?,
+                    }
                 }
                 Control::Ui(rx) => {
                     tokio::select! {
                         Some(o) = self.outcomes_rx.recv() => self.command(Command::Completed(o))?,
+                        Some(b) = self.breach_rx.recv() => self.command(Command::Breach(b))?,
                         // Once quitting (or the UI is gone), only outcomes are awaited.
                         req = rx.recv(), if !quitting => {
                             let who = self.who_value();
@@ -503,7 +530,10 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
                 .unwrap_or(step)
         ),
         Event::StepCompleted { step } => format!("✓ {step}"),
-        Event::Intent(i) => format!("→ {}", i.detail),
+        Event::Intent(i) => match i.pool_read_ms {
+            Some(ms) => format!("→ {} (pool read {ms} ms before)", i.detail),
+            None => format!("→ {}", i.detail),
+        },
         Event::Outcome(o) => format!(
             "{} {} ({} ms)",
             if o.ok { "ok" } else { "FAILED" },
@@ -545,6 +575,7 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
         Event::RunHalted { reason, next, .. } => format!("HALTED: {reason}\n         next: {next}"),
         Event::RunCompleted { summary } => format!("completed: {summary}"),
         Event::Note { message, .. } => format!("note: {message}"),
+        Event::PoolBreach(b) => format!("POOL BREACH: {}", b.line()),
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{t}  {:<19} {:<8} {text}", e.kind(), node);

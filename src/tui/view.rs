@@ -144,6 +144,7 @@ fn activity_verb(a: &str) -> &str {
     match a {
         "lb.drain" => "draining",
         "lb.ready" => "re-adding",
+        "lb.maint" => "back to maint",
         "keystone.set_provider" => "flipping",
         "service.restart" => "restarting",
         "keystone.issue_token" => "token check",

@@ -1220,3 +1220,125 @@ fn the_pool_read_is_the_last_read_before_every_guarded_action_of_every_runbook()
     }
     assert!(checked >= 30, "only {checked} guarded actions found");
 }
+
+/// What a fresh probe at resume would read from the simulated fleet.
+fn fresh_probe(r: &Run) -> Observation {
+    let mut obs = Observation::default();
+    for n in &r.fleet.nodes {
+        obs.nodes.insert(n.clone(), r.fleet.facts(n));
+    }
+    obs.lb = Some(r.fleet.lb_rows());
+    obs
+}
+
+/// The process dies with `action` in flight on ks1: the fold a resume starts from.
+fn crash_during(action: &str) -> Run {
+    let mut r = Run::start();
+    r.run_until_effect(action);
+    let eff = r.pending.remove(0);
+    // The effect did (part of) its work before the crash.
+    r.fleet.run(&eff.spec);
+    r.pending.clear();
+    let mut folded = State::default();
+    for (t, e) in &r.events {
+        folded.apply(e, *t);
+    }
+    r.state = folded;
+    r
+}
+
+#[test]
+fn drift_ignores_what_cutovers_own_interrupted_actions_did() {
+    use cutover::engine::drift::drift;
+    // A ready half sent (here: fully), a restart under way, a provider written.
+    for action in [
+        "lb.ready",
+        "service.restart",
+        "keystone.set_provider",
+        "lb.drain",
+    ] {
+        let mut r = crash_during(action);
+        if action == "service.restart" {
+            // Keystone is still coming up, and HAProxy marks it DOWN meanwhile.
+            let mut obs = fresh_probe(&r);
+            obs.nodes.get_mut("ks1").unwrap().service_up = false;
+            for row in obs
+                .lb
+                .as_mut()
+                .unwrap()
+                .iter_mut()
+                .filter(|s| s.node == "ks1")
+            {
+                row.status = "DOWN".into();
+            }
+            assert_eq!(drift(&r.state, &obs), Vec::<String>::new(), "{action}");
+            continue;
+        }
+        let obs = fresh_probe(&r);
+        assert_eq!(drift(&r.state, &obs), Vec::<String>::new(), "{action}");
+        // ...but a real outside change is always raised.
+        r.fleet.conf.insert("ks3".into(), "jws".into());
+        let d = drift(&r.state, &fresh_probe(&r));
+        assert!(
+            d.iter()
+                .any(|l| l.starts_with("ks3: keystone.conf provider")),
+            "{action}: {d:?}"
+        );
+    }
+}
+
+#[test]
+fn drift_ignores_health_checks_settling_and_a_restart_the_journal_saw_fail() {
+    use cutover::engine::drift::drift;
+    let mut r = Run::start();
+    r.run_until_effect("service.restart");
+    // The restart failed (journaled), and the run halted; keystone stays down on ks1.
+    let eff = r.pending.remove(0);
+    r.when(Command::Completed(Outcome {
+        id: eff.id,
+        op: eff.op,
+        node: Some("ks1".into()),
+        ok: false,
+        summary: "restart exited 1".into(),
+        duration_ms: 5,
+        observed: Observation::default(),
+        failure: None,
+    }));
+    assert!(matches!(r.state.status, RunStatus::Halted { .. }));
+    let mut obs = fresh_probe(&r);
+    obs.nodes.get_mut("ks1").unwrap().service_up = false;
+    for row in obs.lb.as_mut().unwrap().iter_mut() {
+        if row.node == "ks1" {
+            row.status = "MAINT".into();
+        } else {
+            // Health checks settling on the others: `UP 2/3` is `UP`.
+            row.status = "UP 2/3".into();
+        }
+    }
+    assert_eq!(drift(&r.state, &obs), Vec::<String>::new());
+    // A server cutover kept in maint, now ready without cutover sending ready: named.
+    for row in obs
+        .lb
+        .as_mut()
+        .unwrap()
+        .iter_mut()
+        .filter(|s| s.node == "ks1")
+    {
+        row.admin = AdminState::Ready;
+        row.admin_bits = 0;
+        row.status = "UP 1/3".into();
+    }
+    let d = drift(&r.state, &obs);
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(
+        d.iter().all(|l| l.contains("cutover sent no ready")),
+        "{d:?}"
+    );
+    // A tampered Fernet repository is drift whatever cutover was doing.
+    obs.nodes.get_mut("ks3").unwrap().fernet.fingerprint = Some("SHA256:other".into());
+    assert!(
+        drift(&r.state, &obs)
+            .iter()
+            .any(|l| l == "ks3: the Fernet repository changed")
+    );
+}

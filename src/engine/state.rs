@@ -93,6 +93,8 @@ pub struct NodeView {
     /// Pool breaches seen on this node (back in a pool while cutover had it out), and the last.
     pub breaches: u32,
     pub last_breach: Option<Breach>,
+    /// The action whose outcome on this node last failed (cleared by the next success).
+    pub last_failed_action: Option<String>,
 }
 
 impl NodeView {
@@ -548,6 +550,7 @@ impl State {
                     let n = self.node_mut(node);
                     n.activity = None;
                     n.last_error = if o.ok { None } else { Some(o.summary.clone()) };
+                    n.last_failed_action = (!o.ok).then(|| action.clone());
                     self.set_phase_after(&action, node, o.ok);
                 }
                 let at_cursor = intent.as_ref().is_some_and(|i| i.op == self.cursor);

@@ -10,6 +10,12 @@
 //! - its runtime admin state persisted to a server-state file on every change and loaded at
 //!   start, so a restarted world keeps drained and maintained servers out of rotation.
 //!
+//! `show stat`'s `status` column reads as HAProxy 2.6 prints it, because operators (and cutover)
+//! read meaning into the suffix: `UP` only at full check health; `UP n/m` while up below it —
+//! right after `set server ... state ready` from maint it reads `UP 1/3` (no check has passed
+//! yet; the first that passes makes it `UP`), after failed checks it is on its way down;
+//! `DOWN n/m` while coming back; `DRAIN` / `DRAIN n/m` as UP; `MAINT`.
+//!
 //! The command parser and the text it prints are kept apart from the sockets ([`LbState`]), so
 //! they can be tested without I/O.
 
@@ -175,13 +181,30 @@ impl Server {
         }
     }
 
-    /// `status` in `show stat`.
-    fn status(&self) -> &'static str {
-        match (self.admin, self.up) {
-            (AdminState::Maint, _) => "MAINT",
-            (_, false) => "DOWN",
-            (AdminState::Drain, true) => "DRAIN",
-            (AdminState::Ready, true) => "UP",
+    /// `status` in `show stat`, as HAProxy 2.6 prints it (`srv_hlt_st` in stats.c): an up
+    /// server below full health shows how far it is from it (`UP n/m`, n = health - rise + 1,
+    /// m = fall), a down server on its way back how far it is from rising (`DOWN n/m`,
+    /// n = health, m = rise).
+    fn status(&self) -> String {
+        if self.admin == AdminState::Maint {
+            return "MAINT".into();
+        }
+        if !self.up {
+            return if self.health == 0 {
+                "DOWN".into()
+            } else {
+                format!("DOWN {}/{RISE}", self.health)
+            };
+        }
+        let word = if self.admin == AdminState::Drain {
+            "DRAIN"
+        } else {
+            "UP"
+        };
+        if self.health < RISE + FALL - 1 {
+            format!("{word} {}/{FALL}", (self.health + 1).saturating_sub(RISE))
+        } else {
+            word.into()
         }
     }
 
@@ -597,7 +620,7 @@ impl LbState {
                 ("eresp", "0".into()),
                 ("wretr", "0".into()),
                 ("wredis", "0".into()),
-                ("status", s.status().into()),
+                ("status", s.status()),
                 (
                     "weight",
                     if s.admin == AdminState::Drain {
@@ -1183,6 +1206,37 @@ mod tests {
             admin,
             vec![AdminState::Ready, AdminState::Maint, AdminState::Drain]
         );
+    }
+
+    #[test]
+    fn status_strings_like_haproxy_2_6() {
+        let now = Instant::now();
+        let mut st = LbState::new(&lb(), now);
+        let s = &mut st.servers[0];
+        assert_eq!(s.status(), "DOWN", "never checked: health 0");
+        s.record_check(CheckStatus::L7Ok(200), 1, now);
+        assert_eq!(s.status(), "DOWN 1/2", "on its way up: health/rise");
+        s.record_check(CheckStatus::L7Ok(200), 1, now);
+        assert_eq!(s.status(), "UP", "risen: full health at once");
+        s.record_check(CheckStatus::L4Con, 1, now);
+        assert_eq!(
+            s.status(),
+            "UP 2/3",
+            "one failure: health - rise + 1 / fall"
+        );
+        s.record_check(CheckStatus::L4Con, 1, now);
+        assert_eq!(s.status(), "UP 1/3");
+        s.set_admin(AdminState::Drain, now);
+        assert_eq!(s.status(), "DRAIN 1/3", "DRAIN takes the same suffix");
+        s.record_check(CheckStatus::L7Ok(200), 1, now);
+        assert_eq!(s.status(), "DRAIN");
+        s.set_admin(AdminState::Maint, now);
+        assert_eq!(s.status(), "MAINT");
+        // `set server ... state ready` from maint: health = rise, up but unproven.
+        s.set_admin(AdminState::Ready, now);
+        assert_eq!((s.status().as_str(), s.health), ("UP 1/3", RISE));
+        s.record_check(CheckStatus::L7Ok(200), 1, now);
+        assert_eq!(s.status(), "UP", "one passed check proves it");
     }
 
     #[test]

@@ -98,12 +98,17 @@ async fn port_closed(port: u16) -> bool {
 }
 
 /// Run the node's restart script as an operator (or the local transport) would.
-async fn restart(node: &WorldNode) {
-    let out = tokio::process::Command::new("sh")
+async fn run_restart(node: &WorldNode) -> std::process::Output {
+    tokio::process::Command::new("sh")
         .arg(&node.restart)
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Restart the node; the script must succeed (Keystone listens again).
+async fn restart(node: &WorldNode) {
+    let out = run_restart(node).await;
     assert!(
         out.status.success(),
         "restart failed: {}",
@@ -460,7 +465,16 @@ async fn jws_without_keys_stays_down_until_fixed() {
     let sock = &info.lbs[0].socket;
 
     set_provider(node, "jws");
-    restart(node).await;
+    // The restart script fails, with Keystone's reason, as `systemctl restart` of a unit that
+    // does not start does.
+    let out = run_restart(node).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("keystone on node2 failed to start: SystemExit:")
+            && stderr.contains("private.pem does not exist"),
+        "{stderr}"
+    );
     wait_for(5, "the refusal in keystone.log", || async {
         std::fs::read_to_string(&node.log_file)
             .unwrap()

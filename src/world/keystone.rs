@@ -6,6 +6,15 @@
 //! answered exactly as Keystone answers it: 401 as X-Auth-Token, 404 as X-Subject-Token), and
 //! writes a keystone.log. Requests are logged by method, path and status only: never a token,
 //! a password or key material.
+//!
+//! A supervisor per node polls `run/` every 100 ms for restart and start requests and for the
+//! injected faults (see [`super::fault`]): a start that must fail (`break-restart`, logged as a
+//! CRITICAL line naming the fault, as Keystone logs a config it refuses), a start that takes
+//! longer (`slow-restart`), a process that dies (`stopped`). It reports every start's outcome in
+//! `run/start.result`, which the restart script waits for so that a restart that does not come
+//! up fails the way `systemctl restart` does, and leaves two files for an observer that must not
+//! trust cutover's own reading: `run/provider` (the provider it is running, present only while
+//! it listens) and `run/restarts.log` (the moment each restart began).
 
 use super::WorldNode;
 use super::haproxy::HEALTH_CHECK_AGENT;
@@ -220,7 +229,62 @@ fn log_line(path: &Path, level: &str, logger: &str, msg: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Supervision: start, restart on request, stop
+// Supervision: start, restart on request, faults, stop
+
+/// The files under a node's `run/` directory through which the stand-in is driven, faulted
+/// and observed from outside the process that serves it (see the module doc of `world`).
+pub(crate) struct RunFiles {
+    /// Created by `bin/keystone-restart`; deleted by the stand-in as the acknowledgement.
+    pub restart_req: PathBuf,
+    /// Created by the `start` fault: start a stopped or failed Keystone.
+    pub start_req: PathBuf,
+    /// The outcome of the last start: `ok PROVIDER` or `failed: REASON` (written atomically).
+    pub start_result: PathBuf,
+    /// The provider the node is running, present only while it listens (written atomically).
+    pub provider: PathBuf,
+    /// One `<unix epoch ms> restart` line per acknowledged restart request.
+    pub restarts_log: PathBuf,
+    /// While present, every start fails (the `break-restart` fault).
+    pub break_restart: PathBuf,
+    /// Seconds a restart or start takes before the node listens (the `slow-restart` fault).
+    pub slow_restart: PathBuf,
+    /// While present the Keystone process is dead (the `stop` fault); a start or restart
+    /// removes it.
+    pub stopped: PathBuf,
+}
+
+impl RunFiles {
+    pub fn of(node: &WorldNode) -> RunFiles {
+        let run = &node.run_dir;
+        RunFiles {
+            restart_req: node.restart_request(),
+            start_req: run.join("start.req"),
+            start_result: run.join("start.result"),
+            provider: run.join("provider"),
+            restarts_log: run.join("restarts.log"),
+            break_restart: run.join("break-restart"),
+            slow_restart: run.join("slow-restart"),
+            stopped: run.join("stopped"),
+        }
+    }
+
+    /// The delay the `slow-restart` fault asks for, if any.
+    fn slow(&self) -> Option<Duration> {
+        std::fs::read_to_string(&self.slow_restart)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|&s| s > 0)
+            .map(Duration::from_secs)
+    }
+}
+
+/// Write `text` to `path` through a temporary file and a rename, so a reader never sees half.
+pub(crate) fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
 
 /// A listener that tells its owner when it is dropped, i.e. when the port stops accepting.
 struct ClosingListener {
@@ -243,6 +307,7 @@ impl axum::serve::Listener for ClosingListener {
 
 /// A node that is serving.
 struct Running {
+    provider: &'static str,
     stop: Option<oneshot::Sender<()>>,
     closed: Option<oneshot::Receiver<()>>,
     task: JoinHandle<()>,
@@ -255,6 +320,16 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.wait_closed().await;
+    }
+
+    /// Die at once, as a killed process does, and wait until the port refuses connections.
+    async fn kill(mut self) {
+        self.task.abort();
+        self.wait_closed().await;
+    }
+
+    async fn wait_closed(&mut self) {
         if let Some(closed) = self.closed.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), closed).await;
         }
@@ -268,62 +343,155 @@ impl Drop for Running {
     }
 }
 
-/// Start the stand-in of `node` and the task that watches for restart requests. Fails only when
-/// the node's port is taken.
+/// Start the stand-in of `node` and the task that watches for restart requests and faults.
+/// Fails only when the node's port is taken.
 pub async fn start_node(
     node: WorldNode,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
-    // A request left over from a world that died mid-restart: this start is that restart.
-    let _ = std::fs::remove_file(node.restart_request());
-    let running = serve(&node, &shared, true).await?;
-    Ok(tokio::spawn(supervise(node, shared, stop, running)))
+    let files = RunFiles::of(&node);
+    // Requests left over from a world that died mid-restart: this start is that restart.
+    let _ = std::fs::remove_file(&files.restart_req);
+    let _ = std::fs::remove_file(&files.start_req);
+    let running = if files.stopped.exists() {
+        // A stopped Keystone stays dead across world restarts until started; the port must
+        // still be ours to take then.
+        let _ = std::fs::remove_file(&files.provider);
+        drop(bind(node.port, false).await?);
+        None
+    } else {
+        start(&node, &shared, &files, true).await?
+    };
+    Ok(tokio::spawn(supervise(node, shared, files, stop, running)))
+}
+
+/// Start Keystone: refuse as the injected fault or the configuration says, else listen.
+/// Records the outcome in `run/start.result` and `run/provider`. `Err` only when the port is
+/// taken at the world's start.
+async fn start(
+    node: &WorldNode,
+    shared: &Arc<Shared>,
+    files: &RunFiles,
+    initial: bool,
+) -> anyhow::Result<Option<Running>> {
+    let outcome = if files.break_restart.exists() {
+        let msg = format!(
+            "InjectedFault: break-restart is in effect on {} ({} exists): Keystone refuses to start. Clear it with `cutover world fault DIR fix-restart {}`",
+            node.name,
+            files.break_restart.display(),
+            node.name
+        );
+        log_line(
+            &node.log_file,
+            "CRITICAL",
+            "keystone",
+            &format!("Unhandled error: {msg}"),
+        );
+        Err(msg)
+    } else {
+        match serve(node, shared, initial).await {
+            Ok(outcome) => outcome,
+            Err(e) if initial => return Err(e),
+            Err(e) => {
+                let msg = format!("OSError: {e:#}");
+                log_line(
+                    &node.log_file,
+                    "CRITICAL",
+                    "keystone",
+                    &format!("Unhandled error: {msg}"),
+                );
+                Err(msg)
+            }
+        }
+    };
+    match outcome {
+        Ok(running) => {
+            let _ = write_atomic(&files.provider, &format!("{}\n", running.provider));
+            let _ = write_atomic(&files.start_result, &format!("ok {}\n", running.provider));
+            Ok(Some(running))
+        }
+        Err(msg) => {
+            let _ = std::fs::remove_file(&files.provider);
+            let _ = write_atomic(&files.start_result, &format!("failed: {msg}\n"));
+            if initial {
+                // Still make sure the port is ours to take once the cause is fixed.
+                drop(bind(node.port, false).await?);
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Append `<unix epoch ms> restart` to `run/restarts.log` (one write, so lines never mix).
+fn note_restart(files: &RunFiles) {
+    let line = format!("{} restart\n", chrono::Utc::now().timestamp_millis());
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&files.restarts_log)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
 }
 
 async fn supervise(
     node: WorldNode,
     shared: Arc<Shared>,
+    files: RunFiles,
     mut stop: watch::Receiver<bool>,
     mut running: Option<Running>,
 ) {
-    let req = node.restart_request();
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             _ = tokio::time::sleep(RESTART_POLL) => {}
         }
-        if !req.exists() {
+        let restart = files.restart_req.exists();
+        let start_asked = !restart && files.start_req.exists();
+        if !restart && !start_asked {
+            if files.stopped.exists()
+                && let Some(r) = running.take()
+            {
+                // The process dies: no log line, as a killed process writes none.
+                let _ = std::fs::remove_file(&files.provider);
+                r.kill().await;
+            }
             continue;
         }
-        log_line(
-            &node.log_file,
-            "INFO",
-            "keystone.server",
-            "Restart requested: stopping the API",
-        );
-        if let Some(r) = running.take() {
-            r.stop().await;
+        if restart {
+            note_restart(&files);
+            log_line(
+                &node.log_file,
+                "INFO",
+                "keystone.server",
+                "Restart requested: stopping the API",
+            );
+            let _ = std::fs::remove_file(&files.provider);
+            if let Some(r) = running.take() {
+                r.stop().await;
+            }
+            // A restart starts a stopped Keystone too, as `systemctl restart` does.
+            let _ = std::fs::remove_file(&files.stopped);
+            // The acknowledgement the restart script waits for.
+            let _ = std::fs::remove_file(&files.restart_req);
+        } else {
+            let _ = std::fs::remove_file(&files.start_req);
+            let _ = std::fs::remove_file(&files.stopped);
+            if let Some(r) = &running {
+                // Already running: starting it is a no-op, as `systemctl start` is.
+                let _ = write_atomic(&files.start_result, &format!("ok {}\n", r.provider));
+                continue;
+            }
         }
-        // The acknowledgement the restart script waits for.
-        let _ = std::fs::remove_file(&req);
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
-            _ = tokio::time::sleep(RESTART_PAUSE) => {}
+            _ = tokio::time::sleep(files.slow().unwrap_or(RESTART_PAUSE)) => {}
         }
-        running = match serve(&node, &shared, false).await {
-            Ok(r) => r,
-            Err(e) => {
-                log_line(
-                    &node.log_file,
-                    "CRITICAL",
-                    "keystone",
-                    &format!("Unhandled error: OSError: {e:#}"),
-                );
-                None
-            }
-        };
+        // Only a world that stopped makes this fail, and then nobody is left to tell.
+        running = start(&node, &shared, &files, false).await.unwrap_or(None);
     }
+    let _ = std::fs::remove_file(&files.provider);
     if let Some(r) = running.take() {
         r.stop().await;
     }
@@ -347,12 +515,13 @@ async fn bind(port: u16, retry: bool) -> anyhow::Result<TcpListener> {
     }
 }
 
-/// Read the configuration and serve it, or log why Keystone would not start and stay down.
+/// Read the configuration and serve it. `Ok(Err(reason))` when Keystone would refuse to start
+/// (the reason is logged, as Keystone logs it); `Err` when the port cannot be bound.
 async fn serve(
     node: &WorldNode,
     shared: &Arc<Shared>,
     initial: bool,
-) -> anyhow::Result<Option<Running>> {
+) -> anyhow::Result<Result<Running, String>> {
     let conf = match load_config(&node.keystone_conf) {
         Ok(c) => c,
         Err(msg) => {
@@ -362,11 +531,7 @@ async fn serve(
                 "keystone",
                 &format!("Unhandled error: {msg}"),
             );
-            if initial {
-                // Still make sure the port is ours to take once the config is fixed.
-                drop(bind(node.port, false).await?);
-            }
-            return Ok(None);
+            return Ok(Err(msg));
         }
     };
     let listener = bind(node.port, !initial).await?;
@@ -381,6 +546,7 @@ async fn serve(
             conf.expiration
         ),
     );
+    let provider = conf.provider.name();
     let app = Arc::new(NodeApp {
         node: node.clone(),
         shared: shared.clone(),
@@ -398,7 +564,8 @@ async fn serve(
     let task = tokio::spawn(async move {
         let _ = server.await;
     });
-    Ok(Some(Running {
+    Ok(Ok(Running {
+        provider,
         stop: Some(stop),
         closed: Some(closed),
         task,

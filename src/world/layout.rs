@@ -303,15 +303,21 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-/// `bin/keystone-restart`: ask the stand-in to restart and wait for its acknowledgement.
+/// `bin/keystone-restart`: ask the stand-in to restart, wait for its acknowledgement, then for
+/// the outcome of the start, so that a Keystone that does not come back fails the restart as
+/// `systemctl restart` of a service that fails to start does, with Keystone's reason on stderr.
 fn restart_script(node: &WorldNode) -> String {
     format!(
         r#"#!/bin/sh
 # Restart Keystone on {name} (cutover demo world).
-# Asks the in-process stand-in to restart by creating run/restart.req, then waits until
-# the stand-in acknowledges by deleting it. Returns once the restart has begun; the API
-# answers again shortly after (or stays down if keystone.conf cannot start).
-req={req}
+# Asks the in-process stand-in to restart by creating run/restart.req and waits until the
+# stand-in acknowledges by deleting it; then waits for the outcome of the start in
+# run/start.result. Exits 0 once Keystone listens again, 1 with Keystone's reason when it
+# does not start (keystone.conf it cannot start with, or an injected break-restart fault).
+run={run}
+req="$run/restart.req"
+result="$run/start.result"
+rm -f "$result"
 : > "$req" || {{ echo "cannot write $req" >&2; exit 1; }}
 i=0
 while [ -e "$req" ]; do
@@ -323,10 +329,28 @@ while [ -e "$req" ]; do
   fi
   sleep 0.05
 done
-exit 0
+# An injected slow-restart makes the start take that many seconds longer.
+slow=$(cat "$run/slow-restart" 2>/dev/null)
+case "$slow" in ''|*[!0-9]*) slow=0 ;; esac
+limit=$(( (slow + 10) * 20 ))
+i=0
+while [ ! -s "$result" ]; do
+  i=$((i + 1))
+  if [ "$i" -gt "$limit" ]; then
+    echo "keystone on {name} did not report its start within $((slow + 10)) s" >&2
+    exit 1
+  fi
+  sleep 0.05
+done
+read -r outcome < "$result"
+case "$outcome" in
+  ok*) exit 0 ;;
+esac
+echo "keystone on {name} failed to start: ${{outcome#failed: }}" >&2
+exit 1
 "#,
         name = node.name,
-        req = sh_quote(&node.restart_request().display().to_string()),
+        run = sh_quote(&node.run_dir.display().to_string()),
     )
 }
 

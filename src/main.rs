@@ -152,6 +152,19 @@ enum WorldCmd {
     /// Serve a world's Keystone and HAProxy stand-ins until interrupted. While it serves, runs
     /// against the world's inventory use it instead of starting their own.
     Serve { dir: PathBuf },
+    /// Break a running world the way real services break: reload HAProxy without its state
+    /// file, put a server back as another operator would, make restarts fail or crawl, kill
+    /// Keystone or a load balancer. For rehearsals and tests; prints what it did.
+    #[command(after_help = cutover::world::fault::HELP)]
+    Fault {
+        /// The world directory (it must be served: `cutover world serve DIR`, or a run against
+        /// DIR/inventory.yaml).
+        dir: PathBuf,
+        /// The fault (see below).
+        fault: String,
+        /// The fault's arguments: NODE, LB, SECS.
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -425,6 +438,24 @@ async fn run(cli: Cli) -> Result<i32> {
                 _ = term.recv() => {}
             }
             handle.shutdown().await;
+            Ok(0)
+        }
+        Cmd::World {
+            cmd: WorldCmd::Fault { dir, fault, args },
+        } => {
+            use cutover::world::fault::{self, Fault, FaultError};
+            let as_exit = |e: anyhow::Error| match e.downcast_ref::<FaultError>() {
+                Some(FaultError::Invalid(msg)) => invalid(msg.clone()),
+                _ => e,
+            };
+            let fault = Fault::parse(&fault, &args).map_err(as_exit)?;
+            let dir = absolute(&dir)?;
+            // Blocking std I/O with waits: off the async workers.
+            let line = tokio::task::spawn_blocking(move || fault::inject(&dir, &fault))
+                .await
+                .context("the fault injection task failed")?
+                .map_err(as_exit)?;
+            println!("{line}");
             Ok(0)
         }
         Cmd::Journal {

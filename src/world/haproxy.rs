@@ -16,6 +16,19 @@
 //! yet; the first that passes makes it `UP`), after failed checks it is on its way down;
 //! `DOWN n/m` while coming back; `DRAIN` / `DRAIN n/m` as UP; `MAINT`.
 //!
+//! # Faults (see [`super::fault`])
+//! Real instances get reloaded and fall over during change windows; the stand-in can be made to
+//! do both from outside the process that serves it:
+//! - `@world reload` on the admin socket, a private command cutover's drivers never send, does
+//!   what `haproxy -sf` without a server-state file does: a new process with the configured
+//!   state (every server `ready`, health = rise, so `UP 1/3` until its next check), counters at
+//!   zero, checks re-armed a full interval later, and the state file rewritten to match.
+//!   Connections of the old process run on but no longer count.
+//! - While `DIR/haproxy-K.down` exists the instance is unreachable: its admin socket and frontend
+//!   stop listening (connections are refused, open ones dropped). Its runtime state and health
+//!   checks carry on; removing the file makes it listen again. A file rather than a command,
+//!   so that bringing it back does not need the socket that is down.
+//!
 //! The command parser and the text it prints are kept apart from the sockets ([`LbState`]), so
 //! they can be tested without I/O.
 
@@ -55,6 +68,15 @@ impl AdminState {
             AdminState::Ready => 0,
             AdminState::Maint => 0x01,
             AdminState::Drain => 0x08,
+        }
+    }
+
+    /// The word `set server ... state` takes.
+    pub fn word(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
         }
     }
 
@@ -168,6 +190,29 @@ struct Server {
 }
 
 impl Server {
+    /// A server as the configuration defines it, before any check (down, health 0, ready).
+    fn configured(now: Instant) -> Server {
+        Server {
+            id: 0,
+            name: String::new(),
+            port: 0,
+            admin: AdminState::Ready,
+            up: false,
+            health: 0,
+            check: CheckStatus::Init,
+            check_duration_ms: 0,
+            last_change: now,
+            down_since: Some(now),
+            downtime: Duration::ZERO,
+            scur: 0,
+            smax: 0,
+            stot: 0,
+            econ: 0,
+            chkfail: 0,
+            chkdown: 0,
+        }
+    }
+
     fn usable(&self) -> bool {
         self.admin == AdminState::Ready && self.up
     }
@@ -278,6 +323,8 @@ pub struct LbState {
     fe_stot: u64,
     rr: usize,
     started: Instant,
+    /// Which "process" this is: bumped by a reload, so sessions of the old one stop counting.
+    generation: u64,
 }
 
 /// What executing a command line did besides printing.
@@ -290,6 +337,8 @@ pub struct Executed {
     pub interactive: bool,
     /// `quit` was given.
     pub quit: bool,
+    /// `@world reload` ran: a new process, health checks start over.
+    pub reloaded: bool,
 }
 
 const HELP: &str = "The following commands are valid at this level:
@@ -424,20 +473,7 @@ impl LbState {
                     id: i as u32 + 1,
                     name: s.name.clone(),
                     port: s.port,
-                    admin: AdminState::Ready,
-                    up: false,
-                    health: 0,
-                    check: CheckStatus::Init,
-                    check_duration_ms: 0,
-                    last_change: now,
-                    down_since: Some(now),
-                    downtime: Duration::ZERO,
-                    scur: 0,
-                    smax: 0,
-                    stot: 0,
-                    econ: 0,
-                    chkfail: 0,
-                    chkdown: 0,
+                    ..Server::configured(now)
                 })
                 .collect(),
             fe_scur: 0,
@@ -445,6 +481,7 @@ impl LbState {
             fe_stot: 0,
             rr: 0,
             started: now,
+            generation: 0,
         }
     }
 
@@ -494,6 +531,12 @@ impl LbState {
                     self.fe_scur,
                     self.fe_stot
                 ),
+                // Private to the demo world (not in `help`): see the module doc.
+                ["@world", "reload"] => {
+                    ex.changed = true;
+                    ex.reloaded = true;
+                    self.reload(now)
+                }
                 _ => format!("Unknown command: '{}'\n\n{HELP}", cmd.trim()),
             };
             ex.output.push_str(&out);
@@ -530,6 +573,39 @@ impl LbState {
         // Persisted even when unchanged: the state file must reflect what was asked last.
         *changed = true;
         String::new()
+    }
+
+    /// What a reload without a server-state file does: the new process knows only the
+    /// configuration. Every server is `ready` with health = rise (up, but one failed check takes
+    /// it down: HAProxy's "start OK but check immediately"), counters start at zero. Returns one
+    /// line naming every server whose admin state was lost.
+    fn reload(&mut self, now: Instant) -> String {
+        let mut lost = Vec::new();
+        for s in &mut self.servers {
+            if s.admin != AdminState::Ready {
+                lost.push(format!("{} {} -> ready", s.name, s.admin.word()));
+            }
+            *s = Server {
+                id: s.id,
+                name: std::mem::take(&mut s.name),
+                port: s.port,
+                ..Server::configured(now)
+            };
+            s.health = RISE;
+            s.up = true;
+            s.down_since = None;
+        }
+        self.fe_scur = 0;
+        self.fe_smax = 0;
+        self.fe_stot = 0;
+        self.rr = 0;
+        self.started = now;
+        self.generation += 1;
+        if lost.is_empty() {
+            "reloaded: no runtime admin state to lose\n".into()
+        } else {
+            format!("reloaded: runtime admin state lost: {}\n", lost.join(", "))
+        }
     }
 
     /// `show servers state [BACKEND]`: also the format of the state file.
@@ -779,6 +855,8 @@ impl LbState {
 struct Lb {
     info: WorldLb,
     state: Mutex<LbState>,
+    /// The generation after each `@world reload`: health checks re-arm on it.
+    reloads: watch::Sender<u64>,
 }
 
 impl Lb {
@@ -794,27 +872,52 @@ impl Lb {
             let _ = std::fs::rename(&tmp, &self.info.state_file);
         }
     }
+
+    /// Run a command line from the admin socket: persist what changed, re-arm checks after a
+    /// reload.
+    fn execute(&self, line: &str, interactive: bool) -> Executed {
+        let mut st = self.lock();
+        let ex = st.execute(line, interactive, Instant::now());
+        if ex.changed {
+            self.save(&st);
+        }
+        if ex.reloaded {
+            self.reloads.send_replace(st.generation);
+        }
+        ex
+    }
 }
 
-/// A proxied session: counted on the frontend and (once connected) on a server.
+/// A proxied session: counted on the frontend and (once connected) on a server, by the
+/// "process" (generation) that accepted it: after a reload the old process's sessions run on
+/// uncounted, as they would in the old process that `haproxy -sf` leaves finishing them.
 struct Session {
     lb: Arc<Lb>,
     server: Option<usize>,
+    generation: u64,
 }
 
 impl Session {
     fn open(lb: Arc<Lb>) -> Session {
-        {
+        let generation = {
             let mut st = lb.lock();
             st.fe_scur += 1;
             st.fe_smax = st.fe_smax.max(st.fe_scur);
             st.fe_stot += 1;
+            st.generation
+        };
+        Session {
+            lb,
+            server: None,
+            generation,
         }
-        Session { lb, server: None }
     }
 
     fn assign(&mut self, idx: usize) {
         let mut st = self.lb.lock();
+        if st.generation != self.generation {
+            return;
+        }
         let s = &mut st.servers[idx];
         s.scur += 1;
         s.smax = s.smax.max(s.scur);
@@ -826,6 +929,9 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let mut st = self.lb.lock();
+        if st.generation != self.generation {
+            return;
+        }
         st.fe_scur = st.fe_scur.saturating_sub(1);
         if let Some(i) = self.server {
             st.servers[i].scur = st.servers[i].scur.saturating_sub(1);
@@ -846,21 +952,21 @@ where
     })
 }
 
+/// The file whose existence makes an instance unreachable (`DIR/haproxy-K.down`).
+pub fn down_file(lb: &WorldLb) -> std::path::PathBuf {
+    lb.socket.with_extension("down")
+}
+
+/// How often an instance looks for its down file.
+const DOWN_POLL: Duration = Duration::from_millis(100);
+
 /// Start an instance: admin socket, frontend, health checks. Fails naming the socket or port
 /// when either is taken.
 pub async fn start_lb(
     lb: WorldLb,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let admin = bind_admin_socket(&lb.socket)?;
-    let frontend = TcpListener::bind(("127.0.0.1", lb.frontend_port))
-        .await
-        .with_context(|| {
-            format!(
-                "port 127.0.0.1:{} (frontend of {}) is busy (is this world already running?)",
-                lb.frontend_port, lb.name
-            )
-        })?;
+    let listeners = bind_listeners(&lb).await?;
 
     let now = Instant::now();
     let mut state = LbState::new(&lb, now);
@@ -882,6 +988,7 @@ pub async fn start_lb(
     let lb = Arc::new(Lb {
         info: lb,
         state: Mutex::new(state),
+        reloads: watch::Sender::new(0),
     });
     lb.save(&lb.lock());
 
@@ -889,12 +996,65 @@ pub async fn start_lb(
     for idx in 0..lb.info.servers.len() {
         tasks.push(spawn_until_stop(stop.clone(), check_loop(lb.clone(), idx)));
     }
-    tasks.push(spawn_until_stop(
-        stop.clone(),
-        admin_loop(lb.clone(), admin),
-    ));
-    tasks.push(spawn_until_stop(stop, frontend_loop(lb, frontend)));
+    tasks.push(spawn_until_stop(stop, listen_loop(lb, Some(listeners))));
     Ok(tasks)
+}
+
+/// The admin socket and the frontend of an instance.
+struct Listeners {
+    admin: UnixListener,
+    frontend: TcpListener,
+}
+
+async fn bind_listeners(lb: &WorldLb) -> anyhow::Result<Listeners> {
+    let admin = bind_admin_socket(&lb.socket)?;
+    let frontend = TcpListener::bind(("127.0.0.1", lb.frontend_port))
+        .await
+        .with_context(|| {
+            format!(
+                "port 127.0.0.1:{} (frontend of {}) is busy (is this world already running?)",
+                lb.frontend_port, lb.name
+            )
+        })?;
+    Ok(Listeners { admin, frontend })
+}
+
+/// Serve the admin socket and the frontend, except while the down file exists: then nothing
+/// listens (connections are refused and open ones dropped) until it is removed.
+async fn listen_loop(lb: Arc<Lb>, mut listeners: Option<Listeners>) {
+    let down = down_file(&lb.info);
+    loop {
+        if down.exists() {
+            // Dropping the listeners (and the connection tasks below) is the instance going away.
+            listeners = None;
+            tokio::time::sleep(DOWN_POLL).await;
+            continue;
+        }
+        let l = match listeners.take() {
+            Some(l) => l,
+            None => match bind_listeners(&lb.info).await {
+                Ok(l) => l,
+                Err(_) => {
+                    // Someone else holds the port or socket; keep trying, as a restarting
+                    // haproxy service would.
+                    tokio::time::sleep(DOWN_POLL).await;
+                    continue;
+                }
+            },
+        };
+        tokio::select! {
+            _ = admin_loop(lb.clone(), &l.admin) => {}
+            _ = frontend_loop(lb.clone(), &l.frontend) => {}
+            _ = wait_until_exists(&down) => {}
+        }
+        listeners = Some(l);
+    }
+}
+
+async fn wait_until_exists(path: &Path) {
+    while !path.exists() {
+        tokio::time::sleep(DOWN_POLL).await;
+    }
 }
 
 fn bind_admin_socket(path: &Path) -> anyhow::Result<UnixListener> {
@@ -966,17 +1126,33 @@ async fn check_once(port: u16) -> CheckStatus {
 
 async fn check_loop(lb: Arc<Lb>, idx: usize) {
     let port = lb.info.servers[idx].port;
+    let mut reloads = lb.reloads.subscribe();
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first check ran at start
     loop {
-        tick.tick().await;
-        if lb.lock().servers[idx].admin == AdminState::Maint {
-            continue;
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = reloads.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // A new process: its first check comes a full interval after it started.
+                tick.reset();
+                continue;
+            }
         }
+        let generation = {
+            let st = lb.lock();
+            if st.servers[idx].admin == AdminState::Maint {
+                continue;
+            }
+            st.generation
+        };
         let (status, ms) = http_check(port).await;
         let mut st = lb.lock();
-        if st.servers[idx].record_check(status, ms, Instant::now()) {
+        // A check that straddled a reload belongs to the old process.
+        if st.generation == generation && st.servers[idx].record_check(status, ms, Instant::now()) {
             lb.save(&st);
         }
     }
@@ -985,7 +1161,7 @@ async fn check_loop(lb: Arc<Lb>, idx: usize) {
 // ---------------------------------------------------------------------------------------------
 // Runtime API
 
-async fn admin_loop(lb: Arc<Lb>, listener: UnixListener) {
+async fn admin_loop(lb: Arc<Lb>, listener: &UnixListener) {
     let mut conns = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -1008,14 +1184,7 @@ async fn cli_session(lb: Arc<Lb>, stream: UnixStream) {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(_)) => {}
         }
-        let ex = {
-            let mut st = lb.lock();
-            let ex = st.execute(&line, interactive, Instant::now());
-            if ex.changed {
-                lb.save(&st);
-            }
-            ex
-        };
+        let ex = lb.execute(&line, interactive);
         if write.write_all(ex.output.as_bytes()).await.is_err() || ex.quit {
             break;
         }
@@ -1030,7 +1199,7 @@ async fn cli_session(lb: Arc<Lb>, stream: UnixStream) {
 // ---------------------------------------------------------------------------------------------
 // Frontend
 
-async fn frontend_loop(lb: Arc<Lb>, listener: TcpListener) {
+async fn frontend_loop(lb: Arc<Lb>, listener: &TcpListener) {
     let mut conns = JoinSet::new();
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -1237,6 +1406,44 @@ mod tests {
         assert_eq!((s.status().as_str(), s.health), ("UP 1/3", RISE));
         s.record_check(CheckStatus::L7Ok(200), 1, now);
         assert_eq!(s.status(), "UP", "one passed check proves it");
+    }
+
+    #[test]
+    fn a_reload_loses_the_runtime_state() {
+        let now = Instant::now();
+        let mut st = LbState::new(&lb(), now);
+        for s in &mut st.servers {
+            s.set_up(true, now);
+            s.health = RISE + FALL - 1;
+            s.stot = 7;
+        }
+        st.fe_stot = 21;
+        st.execute(
+            "set server keystone_api/ks2 state maint; set server keystone_api/ks3 state drain",
+            false,
+            now,
+        );
+        let ex = st.execute("@world reload", false, now);
+        assert!(ex.changed && ex.reloaded);
+        assert_eq!(
+            ex.output,
+            "reloaded: runtime admin state lost: ks2 maint -> ready, ks3 drain -> ready\n\n"
+        );
+        for s in &st.servers {
+            assert_eq!(s.admin, AdminState::Ready);
+            assert_eq!((s.status().as_str(), s.health), ("UP 1/3", RISE));
+            assert_eq!((s.stot, s.check), (0, CheckStatus::Init));
+        }
+        assert_eq!((st.fe_stot, st.generation), (0, 1));
+        // The state file written after it says so too.
+        let mut fresh = LbState::new(&lb(), now);
+        fresh.apply_state_file(&st.servers_state(None, now), now);
+        assert!(fresh.servers.iter().all(|s| s.admin == AdminState::Ready));
+        // A server whose Keystone is down falls at its first failed check.
+        assert!(st.servers[1].record_check(CheckStatus::L4Con, 1, now));
+        assert_eq!(st.servers[1].status(), "DOWN");
+        // The private command is not advertised.
+        assert!(!st.execute("help", false, now).output.contains("@world"));
     }
 
     #[test]

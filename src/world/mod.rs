@@ -20,19 +20,41 @@
 //! DIR/clouds.yaml           cloud `demo` (admin password, mode 0600)
 //! DIR/trusts.json           seeded trusts served at GET /v3/OS-TRUST/trusts
 //! DIR/nodeK/etc/keystone/   keystone.conf, fernet-keys/{0,1,2}, jws-keys/{private,public}/
+//! DIR/world.lock            held (flock) by the process serving the world: how `fault` knows
 //! DIR/nodeK/log/keystone.log
-//! DIR/nodeK/run/            restart.req appears here while a restart is requested
 //! DIR/nodeK/bin/keystone-restart
-//! DIR/haproxy-K.sock        runtime API (admin level)
+//! DIR/nodeK/run/restart.req     present while a restart is requested
+//! DIR/nodeK/run/start.req       present while a start is requested (the `start` fault)
+//! DIR/nodeK/run/start.result    outcome of the last start: `ok PROVIDER` or `failed: REASON`
+//! DIR/nodeK/run/provider        the provider the node is running; absent while it is down
+//! DIR/nodeK/run/restarts.log    `<unix epoch ms> restart`, one line per restart begun
+//! DIR/nodeK/run/break-restart   fault: every start fails while present
+//! DIR/nodeK/run/slow-restart    fault: seconds a start takes before the node listens
+//! DIR/nodeK/run/stopped         fault: the Keystone process is dead while present
+//! DIR/haproxy-K.sock        runtime API (admin level; also `@world reload`, see [`fault`])
 //! DIR/haproxy-K.state       persisted runtime state (HAProxy's server-state-file format)
+//! DIR/haproxy-K.down        fault: the instance answers nothing while present
 //! ```
+//! `run/provider` and `run/restarts.log` are for observers that must not take cutover's word
+//! for it (a test's own sampler, a person watching a rehearsal): they are written by the
+//! stand-in itself, at the moment things happen, from what it actually runs.
 //!
 //! # Restart protocol
 //! `bin/keystone-restart` creates `run/restart.req` and waits (≤ 10 s) until the stand-in deletes
-//! it. The stand-in stops listening, deletes the file (the acknowledgement), waits a moment,
-//! re-reads keystone.conf and the keys, and listens again — or stays down, logging why, when
-//! the configuration cannot start (as Keystone does with `provider = jws` and no private.pem).
+//! it. The stand-in notes the restart in `run/restarts.log`, stops listening, deletes the file
+//! (the acknowledgement), waits a moment, re-reads keystone.conf and the keys, and listens again
+//! — or stays down, logging why, when the configuration cannot start (as Keystone does with
+//! `provider = jws` and no private.pem). Either way it writes the outcome to `run/start.result`,
+//! which the script waits for: it exits 0 once Keystone listens, 1 with Keystone's reason on
+//! stderr when it does not (as `systemctl restart` of a unit that fails to start does).
+//!
+//! # Faults
+//! [`fault`] breaks a running world the way real services break in a change window (HAProxy
+//! reloaded without its state file, another operator, an unreachable instance, a Keystone that
+//! will not restart, restarts slowly or dies), over the admin socket and the files above, so it
+//! works whichever process serves the world.
 
+pub mod fault;
 mod haproxy;
 mod ini;
 mod keystone;
@@ -212,6 +234,8 @@ pub struct WorldHandle {
     info: WorldInfo,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// `DIR/world.lock`, locked while this handle serves the world (see [`is_served`]).
+    _lock: Option<std::fs::File>,
 }
 
 impl WorldHandle {
@@ -232,8 +256,16 @@ impl WorldHandle {
                 abort.abort();
             }
         }
+        self.remove_live_files();
+    }
+
+    /// What only a served world has: admin sockets, and the providers nodes run.
+    fn remove_live_files(&self) {
         for lb in &self.info.lbs {
             let _ = std::fs::remove_file(&lb.socket);
+        }
+        for node in &self.info.nodes {
+            let _ = std::fs::remove_file(node.run_dir.join("provider"));
         }
     }
 }
@@ -245,11 +277,32 @@ impl Drop for WorldHandle {
             task.abort();
         }
         if !self.tasks.is_empty() {
-            for lb in &self.info.lbs {
-                let _ = std::fs::remove_file(&lb.socket);
-            }
+            self.remove_live_files();
         }
     }
+}
+
+/// Whether some process (this one included) serves the world: it holds `DIR/world.lock`.
+/// A lock rather than a pid file or a socket probe: it dies with its process, and it answers
+/// for worlds whose instances are down or that have no load balancer at all.
+pub fn is_served(info: &WorldInfo) -> bool {
+    let Ok(f) = std::fs::File::open(info.dir.join("world.lock")) else {
+        return false;
+    };
+    matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Take `DIR/world.lock` for the serving process. None if it cannot be had (a world served
+/// elsewhere on other ports, a read-only directory): serving does not depend on it.
+fn lock_world(dir: &Path) -> Option<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("world.lock"))
+        .ok()?;
+    f.try_lock().ok()?;
+    Some(f)
 }
 
 /// Start every stand-in of `info` on its recorded port. Fails, naming the port or socket, when
@@ -261,6 +314,7 @@ pub async fn start(info: &WorldInfo) -> anyhow::Result<WorldHandle> {
         info: info.clone(),
         stop,
         tasks: Vec::new(),
+        _lock: None,
     };
     let shared = Arc::new(keystone::Shared::load(info)?);
     for node in &info.nodes {
@@ -275,5 +329,7 @@ pub async fn start(info: &WorldInfo) -> anyhow::Result<WorldHandle> {
             .with_context(|| format!("cannot start the HAProxy stand-in {}", lb.name))?;
         handle.tasks.extend(tasks);
     }
+    // Last: a second start of a served world fails above, naming the busy port.
+    handle._lock = lock_world(&info.dir);
     Ok(handle)
 }

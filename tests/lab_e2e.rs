@@ -433,6 +433,66 @@ fn demo_answers() -> PathBuf {
     repo().join("runbooks/demo-answers.yaml")
 }
 
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn time_ms(v: &serde_json::Value) -> u64 {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default())
+        .map(|t| t.timestamp_millis() as u64)
+        .unwrap_or(u64::MAX)
+}
+
+/// `show stat` of keystone_api through socat: server name → status. Empty while the socket is
+/// being taken over by a reloading HAProxy.
+fn socat_stat(sock: &Path) -> BTreeMap<String, String> {
+    let Ok(out) = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo 'show stat' | socat -t 2 stdio UNIX-CONNECT:{}",
+            sock.display()
+        ))
+        .output()
+    else {
+        return BTreeMap::new();
+    };
+    let csv = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = csv.lines();
+    let Some(header) = lines.next() else {
+        return BTreeMap::new();
+    };
+    let header: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n);
+    let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
+        return BTreeMap::new();
+    };
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.len() > st && f[px] == "keystone_api" && f[sv].starts_with("ks"))
+        .map(|f| (f[sv].to_string(), f[st].to_string()))
+        .collect()
+}
+
+fn conf_provider(path: &Path) -> String {
+    let conf = std::fs::read_to_string(path).unwrap_or_default();
+    let mut section = String::new();
+    for line in conf.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            section = l.to_string();
+        } else if section == "[token]"
+            && let Some((k, v)) = l.split_once('=')
+            && k.trim() == "provider"
+        {
+            return v.trim().to_string();
+        }
+    }
+    "fernet".into()
+}
+
 fn sha256_file(p: &Path) -> String {
     use sha2::Digest;
     let b = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
@@ -578,24 +638,244 @@ mod lab {
         lab.journal_verify(&j);
     }
 
-    /// (c) One keypair for the whole fleet (`key_strategy=shared`).
+    /// (c) One keypair for the whole fleet (`key_strategy=shared`), behind two HAProxy
+    /// instances that config management reloads at three moments of the run (`haproxy -sf`,
+    /// no server state saved: MAINT is lost and drained servers come back): right after ks1's
+    /// out-of-pool read (its flip follows), during ks2's restart, and between ks3's direct token
+    /// check and its re-add. Checked from outside: a sampler (`socat` `show stat` every 50 ms,
+    /// each keystone.conf) sees no flipped node take traffic beside a Fernet node for more than
+    /// 1 s without a confirmed mixed-pool stop; each reload's breach is reverted; every
+    /// `lb.ready` waited for a passed health check.
     #[test]
-    fn shared_key_strategy_migrates() {
-        let lab = Lab::up("shared", 16400, 1);
+    fn shared_keys_through_haproxy_reloads_at_three_points() {
+        let lab = Lab::up("shared", 16400, 2);
         let j = lab.dir.join("run.journal");
-        let out = lab.run(
-            "runbooks/fernet-to-jws.yaml",
-            &demo_answers(),
-            &j,
-            &["--param", "key_strategy=shared"],
+        let a = answers(
+            &lab.dir,
+            "reloads.yaml",
+            &[("pool-breach", Some("confirm"))],
         );
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let inv = lab.inventory();
+        let start = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["run", "runbooks/fernet-to-jws.yaml", "-i"])
+            .arg(&inv)
+            .args(["--headless", "--answers"])
+            .arg(&a)
+            .arg("--journal")
+            .arg(&j)
+            .args(["--param", "key_strategy=shared"])
+            .current_dir(repo())
+            .env_remove("SSH_AUTH_SOCK")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+
+        // The sampler: socat and file reads only.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        type Sample = (u64, BTreeMap<(usize, String), String>, Vec<String>);
+        let samples = std::sync::Arc::new(Mutex::new(Vec::<Sample>::new()));
+        let sampler = {
+            let (stop, samples) = (stop.clone(), samples.clone());
+            let socks: Vec<PathBuf> = (1..=2).map(|k| lab.sock(k)).collect();
+            let confs: Vec<PathBuf> = (1..=NODES).map(|i| lab.conf(i)).collect();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut status = BTreeMap::new();
+                    for (k, sock) in socks.iter().enumerate() {
+                        for (srv, st) in socat_stat(sock) {
+                            status.insert((k + 1, srv), st);
+                        }
+                    }
+                    let conf = confs.iter().map(|c| conf_provider(c)).collect();
+                    samples.lock().unwrap().push((epoch_ms(), status, conf));
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+
+        // The three moments, from the journal as it is written.
+        let points: [(&str, &str, &str); 3] = [
+            ("gate_passed", "out-of-pool", "ks1"),
+            ("intent", "service.restart", "ks2"),
+            ("outcome", "keystone.issue_token", "ks3"),
+        ];
+        let mut reloads: Vec<(String, u64)> = Vec::new();
+        let deadline = Instant::now() + RUN_DEADLINE;
+        while reloads.len() < points.len() && Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let (kind, what, node) = points[reloads.len()];
+            let hit = std::fs::read_to_string(&j)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|r| {
+                    r["kind"] == kind
+                        && r["node"] == node
+                        && (r["data"]["gate"] == what
+                            || r["data"]["action"] == what
+                            || (kind == "outcome"
+                                && r["data"]["summary"]
+                                    .as_str()
+                                    .is_some_and(|s| s.contains("validate"))))
+                });
+            if hit {
+                let at = epoch_ms();
+                let out = lab.lab_sh("reload");
+                assert!(out.status.success(), "reload: {}", text(&out));
+                eprintln!(
+                    "reload at {kind} {what} {node}: {}",
+                    String::from_utf8_lossy(&out.stdout).trim()
+                );
+                reloads.push((format!("{kind} {what} {node}"), at));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().unwrap();
+        eprintln!(
+            "cutover run with {} reloads: exit {:?} in {:.1}s",
+            reloads.len(),
+            status.code(),
+            start.elapsed().as_secs_f64()
+        );
+        assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+        assert_eq!(
+            reloads.len(),
+            3,
+            "not every reload point was reached:\n{stdout}"
+        );
         lab.assert_fleet("jws");
         let keys: std::collections::BTreeSet<String> = (1..=NODES)
             .map(|i| sha256_file(&lab.private_pem(i)))
             .collect();
         assert_eq!(keys.len(), 1, "shared: one private key everywhere");
         lab.journal_verify(&j);
+
+        let recs: Vec<serde_json::Value> = std::fs::read_to_string(&j)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        // Consent, as the journal records it.
+        let consent: BTreeMap<String, u64> = recs
+            .iter()
+            .filter(|r| r["kind"] == "hard_stop_confirmed" && r["data"]["id"] == "mixed-pool")
+            .filter_map(|r| Some((r["node"].as_str()?.to_string(), time_ms(&r["time"]))))
+            .collect();
+        let samples = samples.lock().unwrap().clone();
+        let mut since: BTreeMap<usize, u64> = BTreeMap::new();
+        for (at, status, conf) in &samples {
+            let pooled = |i: usize| {
+                status
+                    .iter()
+                    .any(|((_, srv), st)| srv == &format!("ks{i}") && st.starts_with("UP"))
+            };
+            let old_pooled = (1..=NODES).any(|i| pooled(i) && conf[i - 1] != "jws");
+            for i in 1..=NODES {
+                let bad = old_pooled
+                    && pooled(i)
+                    && conf[i - 1] == "jws"
+                    && consent.get(&format!("ks{i}")).is_none_or(|t| t > at);
+                if bad {
+                    let first = *since.entry(i).or_insert(*at);
+                    assert!(
+                        at - first <= 1000,
+                        "ks{i} (jws) took traffic beside a Fernet node for {} ms without consent: {status:?}",
+                        at - first
+                    );
+                } else {
+                    since.remove(&i);
+                }
+            }
+        }
+        // Each reload put a drained node back; the sampler sees it in maint again, and the
+        // journal has the guard's (or a gate's) breach for it.
+        for (what, at) in &reloads {
+            let node = what.rsplit(' ').next().unwrap();
+            let after: Vec<&Sample> = samples.iter().filter(|s| s.0 > *at).collect();
+            for k in 1..=2 {
+                let key = (k, node.to_string());
+                let back = after
+                    .iter()
+                    .position(|s| s.1.get(&key).is_some_and(|st| st != "MAINT"));
+                let again = back.and_then(|b| {
+                    after[b..]
+                        .iter()
+                        .find(|s| s.1.get(&key).map(String::as_str) == Some("MAINT"))
+                        .map(|s| s.0 - after[b].0)
+                });
+                eprintln!(
+                    "  {what}: {node} on haproxy-{k} seen out of maint by socat: {}",
+                    match (back, again) {
+                        (None, _) => "never (reverted between two samples)".to_string(),
+                        (Some(_), Some(ms)) => format!("back in maint {ms} ms later"),
+                        (Some(_), None) => "not back in maint".into(),
+                    }
+                );
+                if back.is_some() {
+                    assert!(
+                        again.is_some_and(|ms| ms <= 1000),
+                        "{what}: {node} on haproxy-{k}"
+                    );
+                }
+            }
+        }
+        let breaches: Vec<&serde_json::Value> =
+            recs.iter().filter(|r| r["kind"] == "pool_breach").collect();
+        for b in &breaches {
+            eprintln!(
+                "  pool_breach {} on {}: seen {} by the {}, reverted in {} ms",
+                b["data"]["node"],
+                b["data"]["lb"],
+                b["data"]["seen"],
+                b["data"]["source"],
+                b["data"]["reverted_ms"]
+            );
+        }
+        for node in ["ks1", "ks2", "ks3"] {
+            assert!(
+                breaches.iter().any(|b| b["data"]["node"] == node),
+                "no pool_breach journaled for {node}"
+            );
+        }
+        // Every re-add waited for a passed health check, never ending on `UP 1/3`.
+        let readies: Vec<&str> = recs
+            .iter()
+            .filter(|r| {
+                r["kind"] == "outcome"
+                    && r["data"]["summary"]
+                        .as_str()
+                        .is_some_and(|s| s.contains(" ready, "))
+            })
+            .filter_map(|r| r["data"]["summary"].as_str())
+            .collect();
+        assert_eq!(readies.len(), NODES, "{readies:?}");
+        for s in &readies {
+            eprintln!("  {s}");
+            assert!(s.contains("health-checked UP after"), "{s}");
+            let final_part = s.split(": ").nth(1).unwrap_or_default();
+            assert!(!final_part.contains("1/3"), "{s}");
+        }
     }
 
     /// (d) A changed host key stops the run before any change and says CHANGED; an unknown host

@@ -571,9 +571,22 @@ impl Fleet {
 
     /// Read every load-balancer instance: rows for every node, and the instances that failed.
     pub async fn read_lbs(&self) -> (Vec<LbServer>, Vec<String>) {
-        let results =
-            futures::future::join_all(self.inv.load_balancers.iter().map(|lb| self.read_lb(lb)))
-                .await;
+        // A reloading HAProxy hands its admin socket to the new process: a read in that gap is
+        // refused for some milliseconds. Retried briefly, so a reload is not mistaken for a
+        // dead load balancer (the pool guard and the gates then see what the reload did).
+        let results = futures::future::join_all(self.inv.load_balancers.iter().map(|lb| async {
+            let mut tries = 0;
+            loop {
+                match self.read_lb(lb).await {
+                    Err(_) if tries < 3 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                    }
+                    other => return other,
+                }
+            }
+        }))
+        .await;
         let mut rows = Vec::new();
         let mut errors = Vec::new();
         for r in results {

@@ -21,8 +21,10 @@ struct Expected {
     service: bool,
     /// The provider cutover may have written.
     provider: Option<String>,
-    /// Key material (keys installed, created, rotated).
-    keys: bool,
+    /// JWS key material (a keypair created or installed).
+    jws_keys: bool,
+    /// The Fernet repository (rotated or synced).
+    fernet_keys: bool,
 }
 
 fn expected(state: &State, node: &str) -> Expected {
@@ -45,9 +47,8 @@ fn expected(state: &State, node: &str) -> Expected {
             ActionSpec::SetProvider { provider, .. } => e.provider = Some(provider.clone()),
             ActionSpec::InstallKeys { .. }
             | ActionSpec::CreateKeypair { .. }
-            | ActionSpec::CreateSharedKeypair { .. }
-            | ActionSpec::RotateFernet { .. }
-            | ActionSpec::SyncFernet { .. } => e.keys = true,
+            | ActionSpec::CreateSharedKeypair { .. } => e.jws_keys = true,
+            ActionSpec::RotateFernet { .. } | ActionSpec::SyncFernet { .. } => e.fernet_keys = true,
             _ => {}
         }
     }
@@ -90,7 +91,7 @@ pub fn drift(state: &State, fresh: &Observation) -> Vec<String> {
                     b.provider.as_deref().unwrap_or("?")
                 ));
             }
-            if a.jws.private_fingerprint != b.jws.private_fingerprint && !exp.keys {
+            if a.jws.private_fingerprint != b.jws.private_fingerprint && !exp.jws_keys {
                 out.push(format!(
                     "{name}: private.pem {}",
                     match (&a.jws.private_fingerprint, &b.jws.private_fingerprint) {
@@ -100,7 +101,7 @@ pub fn drift(state: &State, fresh: &Observation) -> Vec<String> {
                     }
                 ));
             }
-            if a.fernet.fingerprint != b.fernet.fingerprint && !exp.keys {
+            if a.fernet.fingerprint != b.fernet.fingerprint && !exp.fernet_keys {
                 out.push(format!("{name}: the Fernet repository changed"));
             }
             if a.service_up != b.service_up && !exp.service {

@@ -103,26 +103,11 @@ impl LbServer {
         self.admin == AdminState::Ready || self.status.starts_with("UP")
     }
     /// In the pool with a health check passed since it was last enabled. HAProxy shows
-    /// `UP 1/3` right after `set server ... state ready` (health = rise, no check has run: it
-    /// only counts as up), `UP 2/3` after one passed check, `UP` at full health; a server with
-    /// no health check shows `no check`.
+    /// `UP 1/3` right after `set server ... state ready` (health = rise: no check has run, it
+    /// only counts as up); one passed check takes it to full health, `UP`. `UP 2/3` is a server
+    /// whose last check failed. A server without health checks shows `no check`.
     pub fn checked_up(&self) -> bool {
-        if self.admin != AdminState::Ready {
-            return false;
-        }
-        let status = self.status.trim();
-        if status == "no check" {
-            return true;
-        }
-        match status.strip_prefix("UP") {
-            Some("") => true,
-            Some(rest) => rest
-                .trim()
-                .split_once('/')
-                .and_then(|(n, _)| n.trim().parse::<u32>().ok())
-                .is_some_and(|n| n > 1),
-            None => false,
-        }
+        self.admin == AdminState::Ready && matches!(self.status.trim(), "UP" | "no check")
     }
     /// What the instance shows, for messages: `UP 1/3 (admin ready)`.
     pub fn seen(&self) -> String {

@@ -208,7 +208,7 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                     None => bad.push(format!("{n}: not probed")),
                 }
                 for s in lb_rows(obs, n) {
-                    if !s.checked_up() {
+                    if !s.in_pool() {
                         bad.push(format!(
                             "{n}: {} on {} (admin {:?})",
                             s.status, s.lb, s.admin
@@ -624,8 +624,10 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                     Some(t) => bad.push(format!("{n} token check: {}", t.short())),
                     None => bad.push(format!("{n}: no token check")),
                 }
+                // UP counts here (a reload right before shows `UP 1/3` until the next check);
+                // each node's own re-add waited for a passed check (lb.ready, in-pool).
                 for s in lb_rows(obs, n) {
-                    if !s.checked_up() {
+                    if !s.in_pool() {
                         bad.push(format!("{n} is {} on {}", s.status, s.lb));
                     }
                 }

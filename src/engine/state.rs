@@ -650,9 +650,17 @@ impl State {
                     // since: they are read again (unless that action already started).
                     self.open_breaches.clear();
                     let cursor = self.cursor;
-                    if self.op_done.is_empty()
-                        && self.in_flight.values().all(|f| f.intent.op != cursor)
+                    let at_gate = matches!(
+                        self.plan.get(cursor).map(|o| &o.kind),
+                        Some(OpKind::Gate { .. })
+                    );
+                    if at_gate
+                        || (self.op_done.is_empty()
+                            && self.in_flight.values().all(|f| f.intent.op != cursor))
                     {
+                        // (a gate's own probe result is stale too; a probe still in flight
+                        // for it comes back late and is only recorded)
+                        self.op_done.clear();
                         self.rewind_gates();
                     }
                 }

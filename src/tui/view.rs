@@ -1252,13 +1252,34 @@ impl View<'_> {
                     NodePhase::Validated | NodePhase::Rejoined => t.ok(),
                     NodePhase::Failed => t.fail(),
                 };
+                // A pool breach shows until a person confirmed it, and is counted after.
+                if st.open_breaches.iter().any(|b| b.node == n.name) {
+                    let lbs: Vec<&str> = st
+                        .open_breaches
+                        .iter()
+                        .filter(|b| b.node == n.name)
+                        .map(|b| b.lb.as_str())
+                        .collect();
+                    return if c.wide {
+                        (format!("BREACH on {}", lbs.join(",")), t.fail())
+                    } else {
+                        ("BREACH".into(), t.fail())
+                    };
+                }
+                let label = if n.breaches > 0 && c.wide {
+                    format!(
+                        "{} ({} breach{})",
+                        n.phase.label(),
+                        n.breaches,
+                        if n.breaches == 1 { "" } else { "es" }
+                    )
+                } else {
+                    n.phase.label().to_string()
+                };
                 match (&n.activity, c.wide) {
-                    (Some(a), true) => (
-                        format!("{} · ◐ {}", n.phase.label(), activity_verb(a)),
-                        t.active(),
-                    ),
+                    (Some(a), true) => (format!("{label} · ◐ {}", activity_verb(a)), t.active()),
                     (Some(a), false) => (format!("◐ {}", activity_verb(a)), t.active()),
-                    (None, _) => (n.phase.label().to_string(), phase_style),
+                    (None, _) => (label, phase_style),
                 }
             }
             Col::Lb(i) => {

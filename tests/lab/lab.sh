@@ -470,12 +470,31 @@ status() {
     done
 }
 
+# reload [K]: what config management does: `haproxy -sf OLDPID` with the same configuration, on
+# instance K or on every instance. Nothing saves the server state first (Debian's unit does not
+# either), so MAINT and DRAIN set at runtime are lost: drained servers come back into the pool.
+reload() {
+    check_lab_dir
+    [ -e "$LAB_DIR/.cutover-lab" ] || die "no lab in $LAB_DIR"
+    # shellcheck disable=SC1091
+    . "$LAB_DIR/lab.env"
+    local k ks
+    if [ -n "${1:-}" ]; then ks=$1; else ks=$(seq "$LAB_LBS"); fi
+    for k in $ks; do
+        [ -s "$LAB_DIR/haproxy-$k.pid" ] || die "haproxy-$k has no pid file: is the lab up?"
+        /usr/sbin/haproxy -f "$LAB_DIR/haproxy-$k.cfg" -sf "$(cat "$LAB_DIR/haproxy-$k.pid")" \
+            >>"$LAB_DIR/haproxy-$k.log" 2>&1 || die "haproxy-$k did not reload: $(tail -5 "$LAB_DIR/haproxy-$k.log")"
+        echo "haproxy-$k reloaded (runtime state not saved)"
+    done
+}
+
 case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
+reload) reload "${2:-}" ;;
 *)
-    echo "usage: $0 up|down|status   (env: LAB_DIR LAB_NODES LAB_BASE_PORT LAB_LBS LAB_VENV)" >&2
+    echo "usage: $0 up|down|status|reload [K]   (env: LAB_DIR LAB_NODES LAB_BASE_PORT LAB_LBS LAB_VENV)" >&2
     exit 2
     ;;
 esac

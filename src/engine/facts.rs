@@ -252,6 +252,11 @@ pub struct Observation {
     /// the action it guards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lb_read_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Load-balancer name → how that instance would come through a reload, read from its
+    /// configuration file. Read by full probes (the load balancers and at least one node:
+    /// preflight, verify, the pool-healthy and mixed-pool gates), not by the lean pool reads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lb_reload: BTreeMap<String, ReloadFacts>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tokens: BTreeMap<String, TokenCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -273,4 +278,124 @@ impl Observation {
     pub fn is_empty(&self) -> bool {
         self == &Observation::default()
     }
+}
+
+/// How one HAProxy instance would come through a reload (`haproxy -sf OLDPID`), as its
+/// configuration file tells: whether MAINT and DRAIN set over the admin socket survive it, and
+/// whether every server of the backend is health-checked. Information for the operator, not a
+/// gate: the pool guard reverts a reload's breach while cutover runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ReloadFacts {
+    /// The configuration file, as the inventory names it (None: not named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// The file was read and the backend found in it; when false nothing below is known and
+    /// `note` says why.
+    pub known: bool,
+    /// The file a reload would load the state from (`server-state-file`, after
+    /// `server-state-base`; for `local`, `server-state-file-name` or the backend's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<String>,
+    /// `load-server-state-from-file` in effect for the backend: global, local or none (None: not
+    /// set, which HAProxy treats as none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_state: Option<String>,
+    /// The configuration loads a state file on reload: MAINT survives, if (and only if) someone
+    /// saved the state (`show servers state > FILE`) right before the reload. HAProxy never
+    /// writes that file itself.
+    pub survives: bool,
+    /// Every server line of the backend has `check` (None: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<bool>,
+    /// Servers of the backend without a health check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<String>,
+    /// Why: `no server-state-file`, `server-state-file X, load global`, `config not named in
+    /// the inventory`, ...
+    pub note: String,
+}
+
+/// What a reload of one instance does to a drained server, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadVerdict {
+    /// Nothing loads a state file: a reload puts every drained server back.
+    Loses,
+    /// A state file is loaded: MAINT survives if the state was saved just before the reload.
+    KeepsIfSaved,
+    /// The configuration was not read.
+    Unknown,
+}
+
+impl ReloadFacts {
+    /// Nothing is known, and why (the config is not named, cannot be read, has no such backend).
+    pub fn unknown(config: Option<String>, why: impl Into<String>) -> ReloadFacts {
+        ReloadFacts {
+            config,
+            note: why.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn verdict(&self) -> ReloadVerdict {
+        match (self.known, self.survives) {
+            (false, _) => ReloadVerdict::Unknown,
+            (true, false) => ReloadVerdict::Loses,
+            (true, true) => ReloadVerdict::KeepsIfSaved,
+        }
+    }
+
+    /// What a reload does, without the instance's name: `a reload loses MAINT (no
+    /// server-state-file)`.
+    pub fn reload_clause(&self) -> String {
+        match self.verdict() {
+            ReloadVerdict::Loses => format!("a reload loses MAINT ({})", self.note),
+            ReloadVerdict::KeepsIfSaved => format!(
+                "a reload keeps MAINT only if the state is saved before the reload ({})",
+                self.note
+            ),
+            ReloadVerdict::Unknown => format!(
+                "{}: cannot tell whether a reload keeps MAINT; the pool guard covers it while cutover runs",
+                self.note
+            ),
+        }
+    }
+
+    /// Servers without a health check, for the operator: `no health check on ks2: lb.ready
+    /// waits for plain UP`.
+    pub fn check_clause(&self) -> Option<String> {
+        if self.checks != Some(false) {
+            return None;
+        }
+        let on = if self.unchecked.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", self.unchecked.join(", "))
+        };
+        Some(format!("no health check{on}: lb.ready waits for plain UP"))
+    }
+
+    /// Everything worth saying about one instance, for a summary line.
+    pub fn clauses(&self) -> String {
+        match self.check_clause() {
+            Some(c) => format!("{}; {c}", self.reload_clause()),
+            None => self.reload_clause(),
+        }
+    }
+}
+
+/// One clause per group of instances that read the same, for a probe's summary:
+/// `haproxy-1, haproxy-2: a reload loses MAINT (no server-state-file)`.
+pub fn reload_summary(facts: &BTreeMap<String, ReloadFacts>) -> Vec<String> {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for (lb, f) in facts {
+        let c = f.clauses();
+        match groups.iter_mut().find(|(g, _)| *g == c) {
+            Some((_, lbs)) => lbs.push(lb),
+            None => groups.push((c, vec![lb])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(c, lbs)| format!("{}: {c}", lbs.join(", ")))
+        .collect()
 }

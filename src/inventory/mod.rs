@@ -160,7 +160,8 @@ fn default_restart() -> String {
 #[serde(deny_unknown_fields)]
 pub struct LoadBalancer {
     pub name: String,
-    /// How the admin socket's host is reached (`local`, or `ssh: ...`). Ignored with `address`.
+    /// How the admin socket's host is reached (`local`, or `ssh: ...`). With `address` the
+    /// socket is reached from here, and `reach` only says where `config` is read.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -176,6 +177,12 @@ pub struct LoadBalancer {
     #[serde(default)]
     pub sudo: bool,
     pub backend: String,
+    /// The HAProxy configuration file on that host (e.g. /etc/haproxy/haproxy.cfg), read over
+    /// `reach` (with `sudo`) by full probes to tell whether a reload keeps MAINT
+    /// (`server-state-file` + `load-server-state-from-file`) and whether every server of
+    /// `backend` is health-checked. Information, not a gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
     /// HAProxy server name per node; a node not listed is assumed to be named as the node.
     #[serde(default)]
     pub servers: BTreeMap<String, String>,

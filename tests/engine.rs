@@ -141,6 +141,37 @@ impl Fleet {
         }
     }
 
+    /// What each instance's config says about a reload: haproxy-a as Debian ships it,
+    /// haproxy-b with a state file.
+    fn reload_facts(&self) -> BTreeMap<String, ReloadFacts> {
+        self.lbs
+            .iter()
+            .map(|l| {
+                let f = if l == "haproxy-a" {
+                    ReloadFacts {
+                        config: Some("/etc/haproxy/haproxy.cfg".into()),
+                        known: true,
+                        checks: Some(true),
+                        note: "no server-state-file".into(),
+                        ..Default::default()
+                    }
+                } else {
+                    ReloadFacts {
+                        config: Some("/etc/haproxy/haproxy.cfg".into()),
+                        known: true,
+                        state_file: Some("/var/lib/haproxy/state".into()),
+                        load_state: Some("global".into()),
+                        survives: true,
+                        checks: Some(true),
+                        note: "server-state-file /var/lib/haproxy/state, load global".into(),
+                        ..Default::default()
+                    }
+                };
+                (l.clone(), f)
+            })
+            .collect()
+    }
+
     /// Carry out an effect, as the drivers would, and report.
     fn run(&mut self, spec: &ActionSpec) -> (bool, Observation) {
         let mut obs = Observation::default();
@@ -151,6 +182,10 @@ impl Fleet {
                 }
                 if *lb {
                     obs.lb = Some(self.lb_rows());
+                }
+                // As the drivers do: full probes read each instance's config too.
+                if *lb && !nodes.is_empty() {
+                    obs.lb_reload = self.reload_facts();
                 }
                 for n in tokens {
                     obs.tokens.insert(n.clone(), self.token(n));
@@ -707,6 +742,57 @@ fn the_fold_of_the_events_equals_the_live_state() {
     for (_, e) in &r.events {
         assert_eq!(&Event::from_parts(e.kind(), &e.data()).unwrap(), e);
     }
+}
+
+#[test]
+fn reload_facts_from_the_preflight_stay_in_the_state_through_lean_pool_reads() {
+    let mut r = Run::start();
+    // The preflight probe reads nodes and load balancers: the configs come with it.
+    r.run_until_effect("lb.drain");
+    let want = r.fleet.reload_facts();
+    assert_eq!(r.state.lb_reload, want);
+    // Which was journaled in the probe's outcome, and only in full probes' outcomes.
+    let full_probes = r
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Outcome(o) if !o.observed.lb_reload.is_empty()))
+        .count();
+    assert!(full_probes >= 1);
+    r.run_until_stopped(ALL);
+    assert!(matches!(r.state.status, RunStatus::Completed));
+    // Many lean out-of-pool reads later, the facts are still there; the fold keeps them.
+    assert_eq!(r.state.lb_reload, want);
+    let mut folded = State::default();
+    for (t, e) in &r.events {
+        folded.apply(e, *t);
+    }
+    assert_eq!(folded.lb_reload, want);
+    assert_eq!(
+        reload_summary(&folded.lb_reload),
+        vec![
+            "haproxy-a: a reload loses MAINT (no server-state-file)".to_string(),
+            "haproxy-b: a reload keeps MAINT only if the state is saved before the reload \
+             (server-state-file /var/lib/haproxy/state, load global)"
+                .to_string(),
+        ]
+    );
+    // An outcome without them (a lean read, or a journal from before they existed) leaves
+    // them as they are.
+    let lean = Event::Outcome(Outcome {
+        id: 99_999,
+        op: 0,
+        node: None,
+        ok: true,
+        summary: "read 2 load balancers".into(),
+        duration_ms: 1,
+        observed: Observation {
+            lb: Some(vec![]),
+            ..Default::default()
+        },
+        failure: None,
+    });
+    folded.apply(&lean, t0());
+    assert_eq!(folded.lb_reload, want);
 }
 
 #[test]

@@ -90,6 +90,14 @@ impl From<TransportError> for DriverError {
 
 type DResult<T> = Result<T, DriverError>;
 
+/// One connection per host: the key its transport is kept under.
+fn reach_key(reach: &Reach) -> String {
+    match reach {
+        Reach::Local => "local".to_string(),
+        Reach::Ssh(t) => format!("ssh:{}", t.host()),
+    }
+}
+
 pub struct Fleet {
     pub inv: Inventory,
     creds: Result<AuthCredentials, String>,
@@ -208,11 +216,7 @@ impl Fleet {
 
     pub async fn node_transport(&self, name: &str) -> DResult<Transport> {
         let n = self.node(name)?;
-        let key = match &n.reach {
-            Reach::Local => "local".to_string(),
-            Reach::Ssh(t) => format!("ssh:{}", t.host()),
-        };
-        self.reach(&key, &n.reach).await
+        self.reach(&reach_key(&n.reach), &n.reach).await
     }
 
     async fn exec(
@@ -424,8 +428,21 @@ impl Fleet {
                 .iter()
                 .map(|n| async move { (n.clone(), self.token_check(n).await) }),
         );
-        let (facts, lbs, toks) = tokio::join!(facts, lbs, toks);
-        let mut obs = Observation::default();
+        // How each instance would come through a reload: read by full probes only (the load
+        // balancers and nodes: preflight, verify), not by the lean pool reads before each
+        // guarded action, and concurrently with the rest, so it never delays a pool read.
+        let reload = async {
+            if lb && !nodes.is_empty() {
+                self.read_reload_facts().await
+            } else {
+                Default::default()
+            }
+        };
+        let (facts, lbs, toks, reload) = tokio::join!(facts, lbs, toks, reload);
+        let mut obs = Observation {
+            lb_reload: reload,
+            ..Default::default()
+        };
         let mut unknown_host: Option<DriverError> = None;
         for (n, f) in facts {
             obs.nodes.insert(n, f);
@@ -469,6 +486,7 @@ impl Fleet {
         if let Some(rows) = &obs.lb {
             parts.push(format!("{} lb rows", rows.len()));
         }
+        parts.extend(reload_summary(&obs.lb_reload));
         if !tokens.is_empty() {
             parts.push(format!(
                 "tokens: {}",
@@ -598,6 +616,56 @@ impl Fleet {
         (rows, errors)
     }
 
+    /// How every instance would come through a reload, read from its configuration file.
+    pub async fn read_reload_facts(&self) -> std::collections::BTreeMap<String, ReloadFacts> {
+        futures::future::join_all(
+            self.inv
+                .load_balancers
+                .iter()
+                .map(|lb| async { (lb.name.clone(), self.lb_reload_facts(lb).await) }),
+        )
+        .await
+        .into_iter()
+        .collect()
+    }
+
+    /// Read one instance's configuration over its host's transport and parse what a reload
+    /// does. Never fails: what cannot be read is reported as unknown, with the reason.
+    async fn lb_reload_facts(&self, lb: &LoadBalancer) -> ReloadFacts {
+        let Some(path) = &lb.config else {
+            return ReloadFacts::unknown(None, "config not named in the inventory");
+        };
+        let shown = path.display().to_string();
+        let reach = match (&lb.reach, &lb.address) {
+            (Some(r), _) => r.clone(),
+            // A TCP admin socket says nothing about which host holds the file.
+            (None, Some(_)) => {
+                return ReloadFacts::unknown(
+                    Some(shown),
+                    "config not readable: `address:` without `reach:` does not say which host holds it",
+                );
+            }
+            (None, None) => Reach::Local,
+        };
+        let t = match self.reach(&reach_key(&reach), &reach).await {
+            Ok(t) => t,
+            Err(e) => {
+                return ReloadFacts::unknown(
+                    Some(shown.clone()),
+                    format!("cannot read {shown}: {}", e.msg),
+                );
+            }
+        };
+        match t.read_file(path, lb.sudo).await {
+            Ok(bytes) => {
+                let mut f = haproxy::reload_facts(&String::from_utf8_lossy(&bytes), &lb.backend);
+                f.config = Some(shown);
+                f
+            }
+            Err(e) => ReloadFacts::unknown(Some(shown), e.to_string()),
+        }
+    }
+
     fn lb_servers(&self, lb: &LoadBalancer) -> Vec<(String, String)> {
         self.inv
             .nodes
@@ -614,11 +682,7 @@ impl Fleet {
                 .map_err(|e| DriverError::new(format!("{}: {e}", lb.name), format!("check that {addr} is HAProxy's admin socket (stats socket ... level admin)")))?
         } else {
             let reach = lb.reach.clone().unwrap_or(Reach::Local);
-            let key = match &reach {
-                Reach::Local => "local".to_string(),
-                Reach::Ssh(t) => format!("ssh:{}", t.host()),
-            };
-            let t = self.reach(&key, &reach).await?;
+            let t = self.reach(&reach_key(&reach), &reach).await?;
             let socket = lb.socket.clone().unwrap_or_default();
             t.socket_request(&socket, cmd, lb.sudo, timeout).await.map_err(|e| {
                 let mut d = DriverError::from(e);

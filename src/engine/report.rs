@@ -1,6 +1,6 @@
 //! Plain-text and Markdown views of a plan and of a probe, for `cutover plan` and `cutover probe`.
 
-use super::facts::Observation;
+use super::facts::{Observation, ReloadVerdict};
 use super::plan::{ActionSpec, Op, OpKind};
 use crate::inventory::Inventory;
 use crate::runbook::Runbook;
@@ -203,6 +203,20 @@ pub fn probe_table(inv: &Inventory, obs: &Observation) -> String {
     }
     for e in &obs.lb_errors {
         let _ = writeln!(o, "! {e}");
+    }
+    // What a reload of each instance would do to a drained server (from its config).
+    for (lb, f) in &obs.lb_reload {
+        let from = f
+            .config
+            .as_deref()
+            .map(|c| format!(" · {c}"))
+            .unwrap_or_default();
+        let mark = if f.verdict() == ReloadVerdict::KeepsIfSaved && f.check_clause().is_none() {
+            ' '
+        } else {
+            '!'
+        };
+        let _ = writeln!(o, "{mark} {lb}: {}{from}", f.clauses());
     }
     o
 }

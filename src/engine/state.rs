@@ -160,6 +160,9 @@ pub struct State {
     pub node_order: Vec<String>,
     pub lb_names: Vec<String>,
     pub lb_errors: Vec<String>,
+    /// Load-balancer name → how that instance would come through a reload (from its config),
+    /// as the last full probe read it. Kept until a full probe reads it again.
+    pub lb_reload: BTreeMap<String, ReloadFacts>,
     pub matrix: Option<Matrix>,
     pub trusts: Option<TrustSummary>,
     pub in_flight: BTreeMap<u64, InFlight>,
@@ -321,6 +324,9 @@ impl State {
                 n.lb_at = Some(at);
             }
             self.lb_errors = obs.lb_errors.clone();
+        }
+        for (lb, f) in &obs.lb_reload {
+            self.lb_reload.insert(lb.clone(), f.clone());
         }
         for (name, t) in &obs.tokens {
             let n = self.node_mut(name);

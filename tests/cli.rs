@@ -938,6 +938,109 @@ fn plan_lists_every_node_and_lb_command_and_probe_reports_fernet() {
     );
 }
 
+#[test]
+fn probe_reports_how_each_load_balancer_comes_through_a_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let info = cutover::world::create(&tmp.path().join("w"), &WorldSpec { nodes: 2, lbs: 2 })
+        .expect("create a demo world");
+    let inv = s(&info.inventory_path);
+    // The world names each instance's configuration in its inventory, as Debian ships it.
+    let inv_text = fs::read_to_string(&info.inventory_path).unwrap();
+    for lb in &info.lbs {
+        let cfg = lb
+            .config
+            .clone()
+            .expect("a new world writes a config per instance");
+        assert!(
+            inv_text.contains(&format!("config: {}", s(&cfg))),
+            "{inv_text}"
+        );
+        let text = fs::read_to_string(&cfg).unwrap();
+        assert!(
+            text.contains(&format!("stats socket {} ", s(&lb.socket))),
+            "{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("server-state-file")),
+            "{text}"
+        );
+    }
+    let probe = cutover(tmp.path(), &["probe", "-i", &inv, "--format", "json"]).expect(0);
+    let v: Value = serde_json::from_str(&probe.stdout).expect("probe JSON");
+    for lb in &info.lbs {
+        let f = &v["lb_reload"][&lb.name];
+        assert_eq!(f["config"], s(lb.config.as_ref().unwrap()), "{f}");
+        assert_eq!(f["known"], true, "{f}");
+        assert_eq!(f["survives"], false, "{f}");
+        assert_eq!(f["checks"], true, "{f}");
+        assert_eq!(f["note"], "no server-state-file", "{f}");
+        assert!(f.get("load_state").is_none(), "{f}");
+    }
+    let table = cutover(tmp.path(), &["probe", "-i", &inv]).expect(0);
+    for lb in &info.lbs {
+        let line = format!(
+            "! {}: a reload loses MAINT (no server-state-file) · {}",
+            lb.name,
+            s(lb.config.as_ref().unwrap())
+        );
+        assert!(
+            table.stdout.contains(&line),
+            "no `{line}` in\n{}",
+            table.stdout
+        );
+    }
+
+    // haproxy-2 gets a state file the way the lab has it, and a server without a check.
+    let cfg2 = info.lbs[1].config.clone().unwrap();
+    let text = fs::read_to_string(&cfg2)
+        .unwrap()
+        .replace(
+            "\tstats timeout 30s\n",
+            "\tstats timeout 30s\n\tserver-state-file /var/lib/haproxy/server-state\n",
+        )
+        .replace(
+            "\ttimeout server  50000\n",
+            "\ttimeout server  50000\n\tload-server-state-from-file global\n",
+        )
+        .replace(
+            " check inter 1s rise 2 fall 3\n\tserver ks2",
+            "\n\tserver ks2",
+        );
+    fs::write(&cfg2, &text).unwrap();
+    // And an inventory that names no config for haproxy-1.
+    let cfg1_line = format!("  config: {}\n", s(info.lbs[0].config.as_ref().unwrap()));
+    assert!(inv_text.contains(&cfg1_line), "{inv_text}");
+    let inv2 = tmp.path().join("inventory-2.yaml");
+    fs::write(&inv2, inv_text.replace(&cfg1_line, "")).unwrap();
+    let probe = cutover(tmp.path(), &["probe", "-i", &s(&inv2), "--format", "json"]).expect(0);
+    let v: Value = serde_json::from_str(&probe.stdout).expect("probe JSON");
+    let f1 = &v["lb_reload"]["haproxy-1"];
+    assert_eq!(f1["known"], false, "{f1}");
+    assert_eq!(f1["note"], "config not named in the inventory", "{f1}");
+    let f2 = &v["lb_reload"]["haproxy-2"];
+    assert_eq!(f2["survives"], true, "{f2}");
+    assert_eq!(f2["load_state"], "global", "{f2}");
+    assert_eq!(f2["state_file"], "/var/lib/haproxy/server-state", "{f2}");
+    assert_eq!(f2["checks"], false, "{f2}");
+    assert_eq!(f2["unchecked"], serde_json::json!(["ks1"]), "{f2}");
+    let table = cutover(tmp.path(), &["probe", "-i", &s(&inv2)]).expect(0);
+    for want in [
+        "! haproxy-1: config not named in the inventory: cannot tell whether a reload keeps MAINT; \
+         the pool guard covers it while cutover runs",
+        "! haproxy-2: a reload keeps MAINT only if the state is saved before the reload \
+         (server-state-file /var/lib/haproxy/server-state, load global); \
+         no health check on ks1: lb.ready waits for plain UP",
+    ] {
+        assert!(
+            table.stdout.contains(want),
+            "no `{want}` in\n{}",
+            table.stdout
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 10. One writer
 // ---------------------------------------------------------------------------------------------

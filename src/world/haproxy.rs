@@ -1243,6 +1243,7 @@ mod tests {
             name: "haproxy-1".into(),
             socket: "/nonexistent.sock".into(),
             state_file: "/nonexistent.state".into(),
+            config: None,
             frontend_port: 1,
             frontend_url: "http://127.0.0.1:1".into(),
             backend: "keystone_api".into(),

@@ -66,6 +66,7 @@ pub fn create(dir: &Path, spec: &WorldSpec) -> anyhow::Result<WorldInfo> {
             name: format!("haproxy-{}", i + 1),
             socket: dir.join(format!("haproxy-{}.sock", i + 1)),
             state_file: dir.join(format!("haproxy-{}.state", i + 1)),
+            config: Some(dir.join(format!("haproxy-{}.cfg", i + 1))),
             frontend_port: port,
             frontend_url: format!("http://127.0.0.1:{port}"),
             backend: BACKEND.into(),
@@ -102,6 +103,7 @@ pub fn create(dir: &Path, spec: &WorldSpec) -> anyhow::Result<WorldInfo> {
         0o600,
     )?;
     write_mode(&info.trusts_path, &trusts_json(&info), 0o644)?;
+    write_haproxy_configs(&info)?;
     write_mode(&info.inventory_path, &inventory_yaml(&info)?, 0o644)?;
     write_mode(
         &dir.join("world.json"),
@@ -444,6 +446,7 @@ fn inventory_yaml(info: &WorldInfo) -> anyhow::Result<String> {
                 address: None,
                 sudo: false,
                 backend: lb.backend.clone(),
+                config: lb.config.clone(),
                 servers: lb
                     .servers
                     .iter()
@@ -517,6 +520,7 @@ pub fn relocate_busy_ports(info: &mut WorldInfo) -> anyhow::Result<Vec<String>> 
         &clouds.replace(&old_public, &info.public_url()),
         0o600,
     )?;
+    write_haproxy_configs(info)?;
     write_mode(&info.inventory_path, &inventory_yaml(info)?, 0o644)?;
     write_mode(
         &info.dir.join("world.json"),
@@ -524,6 +528,67 @@ pub fn relocate_busy_ports(info: &mut WorldInfo) -> anyhow::Result<Vec<String>> 
         0o644,
     )?;
     Ok(moved)
+}
+
+/// Write each instance's configuration file (where the world has one): what it binds, its
+/// backend and health checks, as the stand-in runs them.
+fn write_haproxy_configs(info: &WorldInfo) -> anyhow::Result<()> {
+    for lb in &info.lbs {
+        if let Some(path) = &lb.config {
+            write_mode(path, &haproxy_cfg(info, lb), 0o644)?;
+        }
+    }
+    Ok(())
+}
+
+/// A configuration as Debian's HAProxy 2.6 package would run it for this instance: the
+/// packaged global and defaults (no `server-state-file`, so a reload puts drained servers back,
+/// as on a stock install), one `listen` proxy (the stand-in's frontend and backend are one proxy,
+/// as `show stat` shows), health checks as the stand-in runs them.
+pub fn haproxy_cfg(info: &WorldInfo, lb: &WorldLb) -> String {
+    let mut s = format!(
+        "# {name} of the cutover demo world in {dir}.
+# What this instance runs, laid out as Debian's haproxy package ships its configuration:
+# the stand-in serving the world binds, balances and checks as written here (it does not
+# read this file); cutover reads it (the inventory's `config:`) to tell what a reload
+# would do. Like the packaged file it has no server-state-file: a reload
+# (`cutover world fault DIR hap-reload`) puts every drained server back into the pool.
+
+global
+	log /dev/log	local0
+	log /dev/log	local1 notice
+	stats socket {socket} mode 600 level admin
+	stats timeout 30s
+	daemon
+
+defaults
+	log	global
+	mode	http
+	option	httplog
+	option	dontlognull
+	timeout connect 5000
+	timeout client  50000
+	timeout server  50000
+
+listen {backend}
+	bind 127.0.0.1:{port}
+	balance roundrobin
+	option httpchk GET /v3
+",
+        name = lb.name,
+        dir = info.dir.display(),
+        socket = lb.socket.display(),
+        backend = lb.backend,
+        port = lb.frontend_port,
+    );
+    for srv in &lb.servers {
+        s.push_str(&format!(
+            "	server {} 127.0.0.1:{} check inter 1s rise 2 fall 3
+",
+            srv.name, srv.port
+        ));
+    }
+    s
 }
 
 #[cfg(test)]

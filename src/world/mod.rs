@@ -33,6 +33,9 @@
 //! DIR/nodeK/run/stopped         fault: the Keystone process is dead while present
 //! DIR/haproxy-K.sock        runtime API (admin level; also `@world reload`, see [`fault`])
 //! DIR/haproxy-K.state       persisted runtime state (HAProxy's server-state-file format)
+//! DIR/haproxy-K.cfg         the instance's configuration, as Debian's HAProxy would run it
+//!                           (no server-state-file: a reload loses MAINT); the inventory's
+//!                           `config:`, read by cutover's probes, not by the stand-in
 //! DIR/haproxy-K.down        fault: the instance answers nothing while present
 //! ```
 //! `run/provider` and `run/restarts.log` are for observers that must not take cutover's word
@@ -142,6 +145,10 @@ pub struct WorldLb {
     pub socket: PathBuf,
     /// Runtime state file (`DIR/haproxy-K.state`).
     pub state_file: PathBuf,
+    /// The configuration this instance runs (`DIR/haproxy-K.cfg`), named as `config:` in the
+    /// inventory. Absent in worlds made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
     /// Loopback port of the frontend.
     pub frontend_port: u16,
     /// `http://127.0.0.1:PORT`.

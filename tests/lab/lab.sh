@@ -395,6 +395,7 @@ EOF
   - name: haproxy-$k
     reach: {ssh: lab-node1}
     socket: $LAB_DIR/haproxy-$k.sock
+    config: $LAB_DIR/haproxy-$k.cfg
     backend: keystone_api
     servers:
 EOF

@@ -33,6 +33,9 @@ struct World {
     lbs: Vec<String>,
     /// Nodes whose restart fails.
     fail_restart: Vec<String>,
+    /// What each instance's config says about a reload, returned by full probes (none: the
+    /// configs are not read, as in a journal from before they were).
+    reload: BTreeMap<String, ReloadFacts>,
 }
 
 fn fp(node: &str) -> String {
@@ -66,6 +69,7 @@ impl World {
                 .collect(),
             lbs: inv.load_balancers.iter().map(|l| l.name.clone()).collect(),
             fail_restart: vec![],
+            reload: BTreeMap::new(),
         }
     }
 
@@ -160,6 +164,9 @@ impl World {
                 if *lb {
                     obs.lb = Some(self.lb_rows());
                 }
+                if *lb && !nodes.is_empty() {
+                    obs.lb_reload = self.reload.clone();
+                }
                 for n in tokens {
                     obs.tokens.insert(n.clone(), self.token(n));
                 }
@@ -173,7 +180,11 @@ impl World {
                 if !tokens.is_empty() {
                     what.push(format!("{} token checks", tokens.len()));
                 }
-                (true, format!("read {}", what.join(", ")), obs, None, 800)
+                let mut summary = format!("read {}", what.join(", "));
+                for c in reload_summary(&obs.lb_reload) {
+                    summary.push_str(&format!("; {c}"));
+                }
+                (true, summary, obs, None, 800)
             }
             ActionSpec::LbDrain { node, .. } => {
                 self.nodes.get_mut(node).unwrap().admin = AdminState::Maint;
@@ -488,6 +499,50 @@ fn sim_mid_rolling() -> Sim {
         })
     });
     assert!(s.running("service.restart", "ks2"));
+    s
+}
+
+/// haproxy-a as Debian ships it (no server-state-file); haproxy-b with a state file loaded
+/// globally, and ks3 without a health check.
+fn reload_facts() -> BTreeMap<String, ReloadFacts> {
+    BTreeMap::from([
+        (
+            "haproxy-a".to_string(),
+            ReloadFacts {
+                config: Some("/etc/haproxy/haproxy.cfg".into()),
+                known: true,
+                checks: Some(true),
+                note: "no server-state-file".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "haproxy-b".to_string(),
+            ReloadFacts {
+                config: Some("/etc/haproxy/haproxy.cfg".into()),
+                known: true,
+                state_file: Some("/var/lib/haproxy/server-state".into()),
+                load_state: Some("global".into()),
+                survives: true,
+                checks: Some(false),
+                unchecked: vec!["ks3".into()],
+                note: "server-state-file /var/lib/haproxy/server-state, load global".into(),
+            },
+        ),
+    ])
+}
+
+/// Mid-rolling, with the load balancers' configs read by the full probes.
+fn sim_reload_mid_rolling() -> Sim {
+    let mut s = Sim::start();
+    s.world.reload = reload_facts();
+    s.confirm("jws-payload-readable");
+    s.confirm("mixed-pool");
+    s.until("ks2 restarting", |st| {
+        st.in_flight.values().any(|f| {
+            f.intent.action == "service.restart" && f.intent.node.as_deref() == Some("ks2")
+        })
+    });
     s
 }
 
@@ -1088,6 +1143,56 @@ fn details_popup_shows_a_node() {
     insta::assert_snapshot!("details_node_80x24", text);
     assert_eq!(app.handle_key(code(KeyCode::Esc), &s.state, s.now), None);
     assert!(app.overlay().is_none());
+}
+
+/// What a reload of each load balancer would do, read from its config by the preflight: a
+/// marker by the instance's column (`⚠reload` when a reload puts drained nodes back), each
+/// instance's facts in a node's details, a line in the help.
+#[test]
+fn reload_facts_show_by_the_load_balancer_columns_and_in_the_details() {
+    let s = sim_reload_mid_rolling();
+    assert_eq!(s.state.lb_reload, reload_facts());
+    let now = s.now + Duration::seconds(4);
+    let mut app = live();
+    let wide = shot(&mut app, &s.state, now, 120, 40);
+    assert!(wide.contains("haproxy-a ⚠reload"), "{wide}");
+    assert!(!wide.contains("haproxy-b ⚠reload"), "{wide}");
+    insta::assert_snapshot!("reload_mid_rolling_120x40", wide);
+    let narrow = shot(&mut app, &s.state, now, 80, 24);
+    assert!(narrow.contains("⚠…roxy-a"), "{narrow}");
+    insta::assert_snapshot!("reload_mid_rolling_80x24", narrow);
+    // The preflight's probe said it in the log.
+    assert!(
+        s.state.log.iter().any(|l| l.text.contains(
+            "haproxy-a: a reload loses MAINT (no server-state-file); haproxy-b: a reload keeps \
+             MAINT only if the state is saved before the reload (server-state-file \
+             /var/lib/haproxy/server-state, load global); no health check on ks3: lb.ready \
+             waits for plain UP"
+        )),
+        "no reload clauses in the log"
+    );
+    // A node's details list each instance's facts.
+    let mut app = live();
+    app.handle_key(code(KeyCode::Tab), &s.state, now);
+    app.handle_key(code(KeyCode::Enter), &s.state, now);
+    let details = shot(&mut app, &s.state, now, 120, 40);
+    for want in [
+        "On reload (from each instance's config)",
+        "a reload loses MAINT (no server-state-file)",
+        "no health check on ks3",
+    ] {
+        assert!(details.contains(want), "no `{want}` in\n{details}");
+    }
+    insta::assert_snapshot!("reload_details_120x40", details);
+    // The help says what the marker means, once there is one.
+    let mut app = live();
+    app.handle_key(key('?'), &s.state, now);
+    let help = shot(&mut app, &s.state, now, 80, 24);
+    assert!(
+        help.contains("⚠reload: a reload of that load balancer puts drained"),
+        "{help}"
+    );
+    insta::assert_snapshot!("reload_help_80x24", help);
 }
 
 /// The first hard stop an operator meets (a runbook `confirm`, text from a YAML block).

@@ -4,7 +4,7 @@
 use super::app::Target;
 use super::text::{dur, hms, millis, wrap};
 use super::view::{View, op_label, public_coverage};
-use crate::engine::facts::AdminState;
+use crate::engine::facts::{AdminState, ReloadVerdict};
 use crate::engine::plan::OpKind;
 use crate::engine::state::{RunStatus, StepStatus};
 use crate::runbook::Scope;
@@ -195,6 +195,25 @@ pub(super) fn build(v: &View, target: &Target, w: usize) -> (String, Vec<Line<'s
                     t.plain(),
                     if s.in_pool() { t.ok() } else { t.warn() },
                 );
+            }
+            // What a reload of each instance would do to this node once drained.
+            if !st.lb_reload.is_empty() {
+                o.text("  On reload (from each instance's config)", t.plain());
+                for (lb, f) in &st.lb_reload {
+                    let from = f
+                        .config
+                        .as_deref()
+                        .map(|c| format!(" · {c}"))
+                        .unwrap_or_default();
+                    let fine =
+                        f.verdict() == ReloadVerdict::KeepsIfSaved && f.check_clause().is_none();
+                    o.kv(
+                        &format!("  {lb}"),
+                        &format!("{}{from}", f.clauses()),
+                        t.plain(),
+                        if fine { t.plain() } else { t.warn() },
+                    );
+                }
             }
             o.blank();
             match &n.last_token {

@@ -6,7 +6,7 @@ use super::text::{dur, hms, millis, pad, pad_left, trunc, trunc_left, width, wra
 use super::theme::Theme;
 use super::{Mode, details};
 use crate::engine::State;
-use crate::engine::facts::{AdminState, TokenFormat};
+use crate::engine::facts::{AdminState, ReloadVerdict, TokenFormat};
 use crate::engine::plan::{Op, OpKind};
 use crate::engine::state::{LogLevel, NodePhase, NodeView, PoolView, RunStatus, StepStatus};
 use crate::runbook::Scope;
@@ -1205,10 +1205,19 @@ impl View<'_> {
             if i > 0 {
                 head.push(Span::raw(" "));
             }
-            head.push(span(
-                pad(&c.header, c.w),
-                t.bold().add_modifier(ratatui::style::Modifier::UNDERLINED),
-            ));
+            let style = t.bold().add_modifier(ratatui::style::Modifier::UNDERLINED);
+            let warn = t.warn().add_modifier(ratatui::style::Modifier::UNDERLINED);
+            match &c.mark {
+                None => head.push(span(pad(&c.header, c.w), style)),
+                Some((m, true)) => {
+                    head.push(span(m.clone(), warn));
+                    head.push(span(pad(&c.header, c.w.saturating_sub(width(m))), style));
+                }
+                Some((m, false)) => {
+                    head.push(span(c.header.clone(), style));
+                    head.push(span(pad(m, c.w.saturating_sub(width(&c.header))), warn));
+                }
+            }
         }
         out.push(Line::from(head));
         for name in &st.node_order {
@@ -1607,6 +1616,17 @@ impl View<'_> {
             "Symbols: ✓ done  ◐ running  · pending  ✗ failed  ■ hard stop",
             t.dim(),
         )));
+        // Only when a probe has read the load balancers' configs.
+        if !self.state.lb_reload.is_empty() {
+            lines.push(Line::from(span(
+                "⚠reload: a reload of that load balancer puts drained nodes back",
+                t.dim(),
+            )));
+            lines.push(Line::from(span(
+                "(the pool guard reverts it while cutover runs) · ?reload: not read",
+                t.dim(),
+            )));
+        }
         let w = popup_width(area, 72);
         self.draw_popup(frame, area, "Help", lines, 0, w, "Esc close");
     }
@@ -1917,15 +1937,47 @@ enum Col {
 struct Column {
     kind: Col,
     header: String,
+    /// A load balancer's reload marker (`⚠reload`), shown after the header (or, when the
+    /// column is narrow, its first character before it), in the warning style.
+    mark: Option<(String, bool)>,
     w: usize,
     wide: bool,
     right: bool,
 }
 
+/// A load balancer's reload marker, from its config as the last full probe read it:
+/// `⚠reload` when a reload there puts drained servers back, `?reload` when its config was not
+/// read. Nothing when a reload keeps MAINT (if the state is saved first), or when nothing was
+/// read yet (a replay of an older journal).
+pub(super) fn reload_mark(st: &State, lb: &str) -> Option<&'static str> {
+    match st.lb_reload.get(lb)?.verdict() {
+        ReloadVerdict::Loses => Some("⚠reload"),
+        ReloadVerdict::Unknown => Some("?reload"),
+        ReloadVerdict::KeepsIfSaved => None,
+    }
+}
+
+/// A load-balancer column's header in `cw` cells: `haproxy-1 ⚠reload` when both fit, else
+/// `⚠` and the name cut from the left.
+fn lb_header(name: &str, mark: Option<&str>, cw: usize) -> (String, Option<(String, bool)>) {
+    match mark {
+        None => (trunc_left(name, cw), None),
+        Some(m) if width(name) + 1 + width(m) <= cw => {
+            (name.to_string(), Some((format!(" {m}"), false)))
+        }
+        Some(m) => {
+            let first: String = m.chars().take(1).collect();
+            (trunc_left(name, cw.saturating_sub(1)), Some((first, true)))
+        }
+    }
+}
+
 /// The node table's columns for a width: the richest preset that fits. Presets drop the least
 /// important columns first (Fernet key count, the token check, JWS, service); the last error
 /// stays while anything else but the essentials does. Load-balancer columns show the instance's
-/// whole name when it fits, and are cut from the left (`…proxy-a`) only when nothing else fits.
+/// whole name when it fits, and are cut from the left (`…proxy-a`) only when nothing else fits;
+/// a reload marker (`haproxy-a ⚠reload`) widens its column only where that drops no column,
+/// else it shrinks to `⚠` before the name.
 fn node_columns(st: &State, w: usize) -> Vec<Column> {
     let name_w = st
         .node_order
@@ -1937,18 +1989,32 @@ fn node_columns(st: &State, w: usize) -> Vec<Column> {
     let col = |kind, header: &str, w: usize, wide: bool| Column {
         kind,
         header: header.to_string(),
+        mark: None,
         w,
         wide,
         right: false,
     };
-    let lb_cols = |cw: usize| -> Vec<Column> {
+    // `marked`: each column as wide as its name and reload marker need (at least `cw`).
+    let lb_cols = |cw: usize, marked: bool| -> Vec<Column> {
         st.lb_names
             .iter()
             .enumerate()
-            .map(|(i, n)| col(Col::Lb(i), &trunc_left(n, cw), cw, false))
+            .map(|(i, n)| {
+                let mark = reload_mark(st, n);
+                let w = match mark {
+                    Some(m) if marked => (width(n) + 1 + width(m)).clamp(cw, 24),
+                    _ => cw,
+                };
+                let (header, mark) = lb_header(n, mark, w);
+                Column {
+                    mark,
+                    ..col(Col::Lb(i), &header, w, false)
+                }
+            })
             .collect()
     };
-    // "MAINT 12" needs 8; a name needs its own width.
+    // "MAINT 12" needs 8; a name needs its own width; a reload marker after it, when it fits
+    // without dropping a column.
     let lb_full = st
         .lb_names
         .iter()
@@ -1956,13 +2022,13 @@ fn node_columns(st: &State, w: usize) -> Vec<Column> {
         .max()
         .unwrap_or(8)
         .clamp(8, 16);
-    let preset = |level: usize, lb_w: usize| -> Vec<Column> {
+    let preset = |level: usize, (lb_w, marked): (usize, bool)| -> Vec<Column> {
         let wide = level == 0;
         let mut p = vec![
             col(Col::Name, "Node", name_w, wide),
             col(Col::Phase, "Phase", if wide { 24 } else { 12 }, wide),
         ];
-        p.extend(lb_cols(lb_w));
+        p.extend(lb_cols(lb_w, marked));
         p.push(col(Col::Provider, "Provider", 10, wide));
         if level <= 2 {
             p.push(if wide {
@@ -1995,7 +2061,7 @@ fn node_columns(st: &State, w: usize) -> Vec<Column> {
         |p: &Vec<Column>| p.iter().map(|c| c.w).sum::<usize>() + p.len().saturating_sub(1) <= w;
     let mut chosen = None;
     'found: for level in 0..=5 {
-        for lb_w in [lb_full, 8] {
+        for lb_w in [(lb_full, true), (lb_full, false), (8, false)] {
             let p = preset(level, lb_w);
             if fits(&p) {
                 chosen = Some(p);

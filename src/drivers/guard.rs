@@ -10,9 +10,9 @@
 //! connections the fleet already holds; `lb.ready` takes the same lock before it sends `ready`,
 //! so a revert can never land after a deliberate re-add.
 
+use super::haproxy;
 use super::{DResult, DriverError, Fleet};
 use crate::engine::events::Breach;
-use crate::engine::facts::LbServer;
 use crate::inventory::{GuardMode, LoadBalancer};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -60,6 +60,14 @@ impl Fleet {
 
     /// One pass over every instance: every guarded node seen in a pool is reported, and set
     /// back to maint first when enforcing.
+    ///
+    /// Enforcing, a pass is ONE request per instance: `show stat; set server B/S state maint
+    /// (each guarded node); show servers state B`. HAProxy runs them in order, microseconds
+    /// apart: the first shows whether a node was back in, the sets put it out again (a no-op
+    /// for a node still in maint), the last proves it. Detection and revert cost one round
+    /// trip, which over SSH on a busy host is what takes time. Every pass opens a new
+    /// connection on purpose: a CLI session kept open would talk to the process from before a
+    /// reload, which still shows MAINT.
     pub async fn guard_pass(&self, mode: GuardMode, mem: &mut GuardMemory) -> Vec<Breach> {
         if self.inv.load_balancers.is_empty() || self.guarded().is_empty() {
             return vec![];
@@ -67,45 +75,48 @@ impl Fleet {
         let _order = self.guard.order.lock().await;
         // Read under the lock: a node re-added since the last pass is no longer guarded.
         let nodes = self.guarded();
-        let reads = futures::future::join_all(
+        let passes = futures::future::join_all(
             self.inv
                 .load_balancers
                 .iter()
-                .map(|lb| async move { (lb, self.read_lb(lb).await, Utc::now()) }),
+                .map(|lb| self.guard_instance(lb, &nodes, mode)),
         )
         .await;
         let mut out = Vec::new();
-        for (lb, rows, at) in reads {
+        for (lb, pass) in self.inv.load_balancers.iter().zip(passes) {
             // An instance that cannot be read is the gates' to report (they fail on it).
-            let Ok(rows) = rows else { continue };
-            for r in rows.iter().filter(|r| nodes.contains(&r.node)) {
-                let key = (r.node.clone(), lb.name.clone());
-                if r.out_of_pool() {
-                    mem.last_out.insert(key.clone(), at);
+            let Ok(pass) = pass else { continue };
+            for (node, seen, now_out) in pass.nodes {
+                let key = (node.clone(), lb.name.clone());
+                let Some(seen) = seen else {
+                    mem.last_out.insert(key.clone(), pass.at);
                     mem.reported.remove(&key);
                     continue;
-                }
-                if mem.reported.contains(&key) {
-                    continue;
-                }
-                let (reverted_ms, error) = match mode {
-                    GuardMode::Enforce => match self.revert(lb, r).await {
-                        Ok(ms) => (Some(ms), None),
-                        Err(e) => (None, Some(e.msg)),
-                    },
-                    GuardMode::Alert => (None, None),
                 };
+                let already = mem.reported.contains(&key);
+                let reverted_ms = (mode == GuardMode::Enforce && now_out).then_some(pass.took_ms);
+                let error = (mode == GuardMode::Enforce && !now_out).then(|| {
+                    pass.complaint.clone().unwrap_or_else(|| {
+                        format!("{node} still not in maint after `set server ... state maint`")
+                    })
+                });
+                let last_out_at = mem.last_out.get(&key).copied().filter(|t| *t <= pass.at);
                 if reverted_ms.is_some() {
                     mem.last_out.insert(key.clone(), Utc::now());
+                    mem.reported.remove(&key);
                 } else {
+                    // Alert, or a revert that did not take: reported once until it is out.
                     mem.reported.insert(key.clone());
+                    if already {
+                        continue;
+                    }
                 }
                 out.push(Breach {
-                    node: r.node.clone(),
+                    node,
                     lb: lb.name.clone(),
-                    seen: r.seen(),
-                    at,
-                    last_out_at: mem.last_out.get(&key).copied().filter(|t| *t <= at),
+                    seen,
+                    at: pass.at,
+                    last_out_at,
                     reverted_ms,
                     source: "guard".into(),
                     cause: None,
@@ -116,23 +127,76 @@ impl Fleet {
         out
     }
 
-    /// Set the server back to maint on this instance and read it back: ms until it shows it.
-    async fn revert(&self, lb: &LoadBalancer, row: &LbServer) -> DResult<u64> {
-        let start = Instant::now();
-        self.set_on(lb, &row.node, "maint").await?;
-        let rows = self.read_lb(lb).await?;
-        if rows.iter().any(|r| r.node == row.node && r.out_of_pool()) {
-            Ok(start.elapsed().as_millis() as u64)
-        } else {
-            Err(DriverError::new(
-                format!(
-                    "{}: {} still not in maint after `set server ... state maint`",
-                    lb.name, row.node
-                ),
-                "set it to maint by hand on that instance",
-            ))
+    /// One instance, one request (see `guard_pass`).
+    async fn guard_instance(
+        &self,
+        lb: &LoadBalancer,
+        nodes: &BTreeSet<String>,
+        mode: GuardMode,
+    ) -> DResult<InstancePass> {
+        let mut cmd = String::from("show stat");
+        if mode == GuardMode::Enforce {
+            for n in nodes {
+                cmd.push_str("; ");
+                cmd.push_str(&haproxy::set_state(&lb.backend, &lb.server_for(n), "maint"));
+            }
         }
+        cmd.push_str(&format!("; show servers state {}", lb.backend));
+        let start = Instant::now();
+        let answer = self.lb_request(lb, &cmd).await?;
+        let at = Utc::now();
+        let took_ms = start.elapsed().as_millis() as u64;
+        let bad = |e: String| DriverError::new(format!("{}: {e}", lb.name), "");
+        let (stat, sets, state) = split_guard_answer(&answer);
+        let stat = haproxy::parse_stat(stat).map_err(bad)?;
+        let state = haproxy::parse_servers_state(state).map_err(bad)?;
+        let complaint = Some(sets.trim())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let mut out = Vec::new();
+        for n in nodes {
+            let server = lb.server_for(n);
+            let Some(row) = stat.get(&(lb.backend.clone(), server.clone())) else {
+                continue;
+            };
+            let was_in = !row.status.starts_with("MAINT");
+            let now_out = state
+                .iter()
+                .any(|s| s.backend == lb.backend && s.server == server && s.admin_bits & 0x01 != 0);
+            out.push((n.clone(), was_in.then(|| row.status.clone()), now_out));
+        }
+        Ok(InstancePass {
+            at,
+            took_ms,
+            complaint,
+            nodes: out,
+        })
     }
+}
+
+/// What one request to one instance showed: per guarded node, what the instance showed if it
+/// was back in the pool, and whether it is in forced maint after the pass.
+struct InstancePass {
+    at: DateTime<Utc>,
+    took_ms: u64,
+    complaint: Option<String>,
+    nodes: Vec<(String, Option<String>, bool)>,
+}
+
+/// Split `show stat; set ...; show servers state B` into the stat CSV, what the sets answered
+/// (nothing when they took), and the servers state. Each answer ends with an empty line.
+fn split_guard_answer(answer: &str) -> (&str, &str, &str) {
+    let stat_at = answer.find("# pxname").unwrap_or(0);
+    let rest = &answer[stat_at..];
+    let stat_end = rest.find("\n\n").map(|i| i + 1).unwrap_or(rest.len());
+    let (stat, rest) = rest.split_at(stat_end);
+    // The servers state starts with its version line (digits only) right before `# be_id`.
+    let state_at = rest
+        .find("# be_id")
+        .map(|i| rest[..i].trim_end().rfind('\n').map(|j| j + 1).unwrap_or(0))
+        .unwrap_or(rest.len());
+    let (sets, state) = rest.split_at(state_at);
+    (stat, sets, state)
 }
 
 /// Run the guard until the returned handle is dropped or aborted: a pass every
@@ -155,4 +219,24 @@ pub fn spawn(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_guard_answer;
+
+    #[test]
+    fn a_guard_answer_splits_into_stat_sets_and_state() {
+        let stat = "# pxname,svname,status\nkeystone_api,ks1,UP 1/3\n";
+        let state = "1\n# be_id be_name srv_id srv_name\n3 keystone_api 1 ks1\n";
+        let ok = format!("{stat}\n\n{state}\n");
+        let (a, b, c) = split_guard_answer(&ok);
+        assert_eq!((a, b.trim(), c), (stat, "", &format!("{state}\n")[..]));
+        let refused = format!("{stat}\nNo such server.\n\n{state}\n");
+        let (a, b, c) = split_guard_answer(&refused);
+        assert_eq!(
+            (a, b.trim(), c.lines().next()),
+            (stat, "No such server.", Some("1"))
+        );
+    }
 }

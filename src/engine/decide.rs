@@ -763,7 +763,7 @@ fn raise_breach(s: &mut Scratch) {
         .iter()
         .filter(|b| b.reverted_ms.is_none())
         .collect();
-    let longest = breaches.iter().filter_map(|b| b.reverted_ms).max();
+    let longest = breaches.iter().filter_map(Breach::exposed_ms).max();
     let instances: BTreeSet<&str> = breaches.iter().map(|b| b.lb.as_str()).collect();
     let hazard = format!(
         "cutover had taken {names} out of the pool, and {} put {} back without cutover asking. HAProxy does this on a reload without a server-state file (config management reloads it), and so does another operator's `set server ... state ready`. While it is in, clients reach a node cutover is changing.",
@@ -772,7 +772,7 @@ fn raise_breach(s: &mut Scratch) {
     );
     let consequence = if open.is_empty() {
         format!(
-            "The pool guard set it back to maint at once (longest {} ms in the pool after it was seen); clients may have reached it meanwhile. Y makes sure {names} is in maint on every instance, reads the load balancers again and goes on only once it is out everywhere. n pauses the run.",
+            "The pool guard set it back to maint at once: it was in the pool for at most {} ms (from the last read that showed it out to the revert), and clients may have reached it then. Y makes sure {names} is in maint on every instance, reads the load balancers again and goes on only once it is out everywhere. n pauses the run.",
             longest.unwrap_or(0)
         )
     } else if enforce {

@@ -121,12 +121,21 @@ impl Breach {
     /// One line: what was seen, where, and what was done.
     pub fn line(&self) -> String {
         let done = match (self.reverted_ms, &self.error) {
-            (Some(ms), _) => format!("set back to maint in {ms} ms"),
+            (Some(ms), _) => format!("set back to maint {ms} ms after it was seen"),
             (None, Some(e)) => format!("NOT reverted: {e}"),
             (None, None) => "NOT reverted (guard: alert)".into(),
         };
+        let since = self
+            .last_out_at
+            .map(|t| {
+                format!(
+                    "; out at the read {} ms before",
+                    (self.at - t).num_milliseconds()
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "{} back in the pool on {} at {} ({}; seen by the {}): {done}{}",
+            "{} back in the pool on {} at {} ({}; seen by the {}{since}): {done}{}",
             self.node,
             self.lb,
             self.at.format("%H:%M:%S%.3f"),
@@ -137,6 +146,16 @@ impl Breach {
                 .map(|c| format!("; likely cause: {c}"))
                 .unwrap_or_default()
         )
+    }
+
+    /// At most how long it was in the pool: from the last read that showed it out (or from when
+    /// it was seen) to the revert. None while not reverted.
+    pub fn exposed_ms(&self) -> Option<u64> {
+        let before = self
+            .last_out_at
+            .map(|t| (self.at - t).num_milliseconds().max(0) as u64)
+            .unwrap_or(0);
+        self.reverted_ms.map(|r| before + r)
     }
 }
 

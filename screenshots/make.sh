@@ -83,6 +83,16 @@ keys Y
 wait_for "Re-adding node1 mixes"
 sleep 0.3
 shot mixed-pool-hard-stop
+
+# While the operator reads it, config management reloads HAProxy: node1 (drained, flipped) is
+# back in the pool on both instances; the pool guard sets it back to maint and stops the run.
+"$bin" world fault "$work/world" hap-reload >/dev/null
+wait_for "HARD STOP +pool-breach"
+sleep 0.3
+shot pool-breach
+keys Y
+wait_for "Re-adding node1 mixes"
+sleep 0.3
 keys Y
 
 # node2 restarting on JWS while node1 serves JWS and node3 Fernet.

@@ -505,7 +505,33 @@ fn sweep(kind: Kind) {
     } else {
         spread(a, b, 30)
     };
-    let reports: Vec<Report> = positions.iter().map(|&k| run_one(&rt, kind, k)).collect();
+    // Runs mostly wait (health checks, restarts): a few at once, each on its own world.
+    let jobs: usize = std::env::var("FAULT_SWEEP_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
+    let queue = Mutex::new(positions.clone().into_iter());
+    let reports = Mutex::new(Vec::<Report>::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let Some(k) = queue.lock().unwrap().next() else {
+                        return;
+                    };
+                    let r = run_one(&rt, kind, k);
+                    reports.lock().unwrap().push(r);
+                }
+            });
+        }
+    });
+    let reports = reports.into_inner().unwrap();
+    assert_eq!(
+        reports.len(),
+        positions.len(),
+        "a position's run failed (see above)"
+    );
     let seen: usize = reports.iter().map(|r| r.breaches_seen).sum();
     let journaled: usize = reports.iter().map(|r| r.journal_breaches).sum();
     let longest = reports.iter().max_by_key(|r| r.longest_breach_ms).unwrap();

@@ -1091,3 +1091,61 @@ fn second_writer_is_refused_while_the_journal_is_locked() {
     w.assert_all_providers("jws");
     assert_verifies(&w, &j);
 }
+
+/// `cutover plan` for every shipped runbook shows the node's pool read (`GATE out-of-pool`)
+/// directly before each flip and restart: nothing else is read in between.
+#[test]
+fn plan_shows_the_pool_read_directly_before_every_flip_and_restart() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for entry in fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "demo-answers.yaml") {
+            continue;
+        }
+        let plan = cutover(
+            scratch.path(),
+            &[
+                "plan",
+                path.to_str().unwrap(),
+                "-i",
+                "tests/fixtures/inventory-3.yaml",
+            ],
+        )
+        .expect(0);
+        // Op lines are `  N  text`; the commands under an op are indented further.
+        let ops: Vec<&str> = plan
+            .stdout
+            .lines()
+            .filter(|l| {
+                let t = l.trim_start();
+                l.len() - t.len() <= 6
+                    && t.split_whitespace()
+                        .next()
+                        .is_some_and(|w| w.parse::<usize>().is_ok())
+            })
+            .collect();
+        for (i, op) in ops.iter().enumerate() {
+            let guarded =
+                op.contains("set [token] provider") || op.contains(": restart keystone on");
+            if !guarded {
+                continue;
+            }
+            let node = op.split_whitespace().nth(1).unwrap_or_default(); // "ks1:"
+            assert!(
+                i > 0 && ops[i - 1].contains(&format!("{node} GATE out-of-pool")),
+                "{}: `{}` follows `{}`",
+                path.display(),
+                op.trim(),
+                ops.get(i.wrapping_sub(1))
+                    .map(|s| s.trim())
+                    .unwrap_or("nothing")
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 12,
+        "only {checked} flips and restarts found in the plans"
+    );
+}

@@ -2026,7 +2026,21 @@ fn node_columns(st: &State, w: usize) -> Vec<Column> {
         let wide = level == 0;
         let mut p = vec![
             col(Col::Name, "Node", name_w, wide),
-            col(Col::Phase, "Phase", if wide { 24 } else { 12 }, wide),
+            // A reload marker may take 5 cells from a wide Phase (still room for
+            // `BREACH on haproxy-1`) rather than cut the instance's name.
+            col(
+                Col::Phase,
+                "Phase",
+                match (
+                    wide,
+                    marked && st.lb_names.iter().any(|n| reload_mark(st, n).is_some()),
+                ) {
+                    (true, true) => 19,
+                    (true, false) => 24,
+                    _ => 12,
+                },
+                wide,
+            ),
         ];
         p.extend(lb_cols(lb_w, marked));
         p.push(col(Col::Provider, "Provider", 10, wide));

@@ -176,7 +176,9 @@ impl Fleet {
     fn run(&mut self, spec: &ActionSpec) -> (bool, Observation) {
         let mut obs = Observation::default();
         match spec {
-            ActionSpec::Probe { nodes, lb, tokens } => {
+            ActionSpec::Probe {
+                nodes, lb, tokens, ..
+            } => {
                 for n in nodes {
                     obs.nodes.insert(n.clone(), self.facts(n));
                 }
@@ -1426,5 +1428,63 @@ fn drift_ignores_health_checks_settling_and_a_restart_the_journal_saw_fail() {
         drift(&r.state, &obs)
             .iter()
             .any(|l| l == "ks3: the Fernet repository changed")
+    );
+}
+
+#[test]
+fn unconfirmed_drift_stays_pending_across_resumes() {
+    let mut r = Run::start();
+    r.run_until_effect("service.restart");
+    r.settle_one().unwrap();
+    r.when(Command::Pause { who: who() });
+    let tamper = vec!["ks3: the Fernet repository changed".to_string()];
+    let d = r.when(Command::Resume {
+        who: who(),
+        drift: tamper.clone(),
+        observed: Observation::default(),
+    });
+    assert_eq!(Run::kinds(&d), vec!["run_resumed", "hard_stop_raised"]);
+    // Nobody answers; the process exits. A second resume reads the changed fleet as it is now
+    // (no difference from the first resume's read): the drift is still raised.
+    let d = r.when(Command::Resume {
+        who: who(),
+        drift: vec![],
+        observed: Observation::default(),
+    });
+    assert_eq!(Run::kinds(&d), vec!["run_resumed", "hard_stop_raised"]);
+    let hs = r.state.hard_stop.clone().unwrap();
+    assert_eq!(
+        (hs.id.as_str(), hs.drift.clone()),
+        ("drift", tamper.clone())
+    );
+    assert!(d.effects.is_empty());
+    // Declining keeps it too; a new difference is added to it.
+    r.when(Command::Decline {
+        id: "drift".into(),
+        who: who(),
+    });
+    r.when(Command::Resume {
+        who: who(),
+        drift: vec!["ks2: keystone was up, now down".into()],
+        observed: Observation::default(),
+    });
+    assert_eq!(r.state.hard_stop.as_ref().unwrap().drift.len(), 2);
+    // Confirmed once, it is the baseline: the next resume asks nothing.
+    r.when(Command::Confirm {
+        id: "drift".into(),
+        who: who(),
+    });
+    assert!(r.state.pending_drift.is_empty());
+    r.when(Command::Pause { who: who() });
+    r.run_until(None, |r| matches!(r.state.status, RunStatus::Paused { .. }));
+    let d = r.when(Command::Resume {
+        who: who(),
+        drift: vec![],
+        observed: Observation::default(),
+    });
+    assert!(
+        !Run::kinds(&d).contains(&"hard_stop_raised"),
+        "{:?}",
+        Run::kinds(&d)
     );
 }

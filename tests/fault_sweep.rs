@@ -570,8 +570,9 @@ fn fault_sweep_set_ready() {
 /// The process dies (kill -9) at 20 points spread over a complete run. Meanwhile one real
 /// outside change happens: node3's Fernet repository is tampered with. The resume must raise
 /// exactly that as drift and nothing else (no false drift from cutover's own half-done actions,
-/// restarts in flight, health checks settling); with the tamper undone and the drift confirmed,
-/// a second resume completes, with a consistent fleet and a journal that verifies.
+/// restarts in flight, health checks settling); a second resume without an answer raises it
+/// again; with the tamper undone and the drift confirmed, a third resume completes, with a
+/// consistent fleet and a journal that verifies.
 #[test]
 fn kill_9_and_resume_at_20_points_raises_only_real_drift() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -657,6 +658,28 @@ fn kill_9_and_resume_at_20_points_raises_only_real_drift() {
             recs.last()
                 .is_some_and(|r| r["kind"] == "hard_stop_raised" && r["data"]["id"] == "drift"),
             "K={k}: the drift waits for a person"
+        );
+        // Resumed again without an answer for it, the drift is still raised: a second
+        // resume must not take the changed fleet as the new normal.
+        let out = resume(base);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "K={k}: the second resume skipped the drift"
+        );
+        let recs = journal_records(&journal);
+        let again = recs
+            .iter()
+            .rev()
+            .find(|r| r["kind"] == "run_resumed")
+            .unwrap();
+        assert!(
+            again["data"]["drift"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d == "node3: the Fernet repository changed"),
+            "K={k}: {again}"
         );
         // Undo the tamper; confirm the drift; the run completes.
         std::fs::write(&key, &original).unwrap();

@@ -157,7 +157,9 @@ impl World {
     fn run(&mut self, spec: &ActionSpec) -> (bool, String, Observation, Option<Failure>, u64) {
         let mut obs = Observation::default();
         match spec {
-            ActionSpec::Probe { nodes, lb, tokens } => {
+            ActionSpec::Probe {
+                nodes, lb, tokens, ..
+            } => {
                 for n in nodes {
                     obs.nodes.insert(n.clone(), self.facts(n));
                 }

@@ -320,7 +320,30 @@ impl Fleet {
 
     async fn run(&self, spec: &ActionSpec) -> DResult<Done> {
         match spec {
-            ActionSpec::Probe { nodes, lb, tokens } => self.probe(nodes, *lb, tokens).await,
+            ActionSpec::Probe {
+                nodes,
+                lb,
+                tokens,
+                until_up: Some(node),
+            } => {
+                let deadline =
+                    Instant::now() + Duration::from_secs(crate::engine::plan::UNTIL_UP_SECS);
+                loop {
+                    let done = self.probe(nodes, *lb, tokens).await?;
+                    let up = done.observed.lb.as_ref().is_some_and(|rows| {
+                        let mine: Vec<&LbServer> =
+                            rows.iter().filter(|r| &r.node == node).collect();
+                        !mine.is_empty() && mine.iter().all(|r| r.checked_up())
+                    });
+                    if up || !done.observed.lb_errors.is_empty() || Instant::now() >= deadline {
+                        return Ok(done);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            ActionSpec::Probe {
+                nodes, lb, tokens, ..
+            } => self.probe(nodes, *lb, tokens).await,
             ActionSpec::LbDrain { node, timeout_secs } => self.lb_drain(node, *timeout_secs).await,
             ActionSpec::LbReady { node, timeout_secs } => self.lb_ready(node, *timeout_secs).await,
             ActionSpec::LbMaint { node } => self.lb_maint(node).await,

@@ -220,6 +220,14 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                 .filter(|f| f.intent.op != SIDE_OP)
                 .map(|f| f.intent.id)
                 .collect();
+            // Drift an earlier resume raised and nobody confirmed stays: the fleet a resume
+            // read is not the new normal until a person says so.
+            let mut drift = drift;
+            for earlier in s.state.pending_drift.iter().rev() {
+                if !drift.contains(earlier) {
+                    drift.insert(0, earlier.clone());
+                }
+            }
             s.emit(Event::RunResumed {
                 who,
                 drift: drift.clone(),

@@ -41,26 +41,38 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             nodes: all,
             lb: false,
             tokens: vec![],
+            until_up: None,
         },
         Gate::PoolHealthy => ActionSpec::Probe {
             nodes: all,
             lb,
             tokens: vec![],
+            until_up: None,
         },
-        Gate::OutOfPool | Gate::InPool | Gate::PoolCapacity => ActionSpec::Probe {
+        Gate::OutOfPool | Gate::PoolCapacity => ActionSpec::Probe {
             nodes: vec![],
             lb,
             tokens: vec![],
+            until_up: None,
+        },
+        // A passed health check is what in-pool asks for: wait (bounded) for one.
+        Gate::InPool => ActionSpec::Probe {
+            nodes: vec![],
+            lb,
+            tokens: vec![],
+            until_up: node.filter(|_| lb).map(str::to_string),
         },
         Gate::ValidatedBeforeReadd => ActionSpec::Probe {
             nodes: vec![],
             lb: false,
             tokens: node.map(|n| vec![n.to_string()]).unwrap_or_default(),
+            until_up: None,
         },
         Gate::MixedPool | Gate::AllTarget => ActionSpec::Probe {
             nodes: all.clone(),
             lb,
             tokens: all,
+            until_up: None,
         },
     }
 }

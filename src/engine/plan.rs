@@ -59,6 +59,10 @@ pub enum ActionSpec {
         nodes: Vec<String>,
         lb: bool,
         tokens: Vec<String>,
+        /// Read the load balancers until this node shows a passed health check on every one
+        /// (a bounded wait: a reload right after its re-add resets it to `UP 1/3`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_up: Option<String>,
     },
     LbDrain {
         node: String,
@@ -223,7 +227,12 @@ impl ActionSpec {
     /// One line for the log and the journal: what is done, where.
     pub fn describe(&self) -> String {
         match self {
-            ActionSpec::Probe { nodes, lb, tokens } => {
+            ActionSpec::Probe {
+                nodes,
+                lb,
+                tokens,
+                until_up,
+            } => {
                 let mut parts = Vec::new();
                 if !nodes.is_empty() {
                     parts.push(format!(
@@ -231,8 +240,14 @@ impl ActionSpec {
                         list(nodes)
                     ));
                 }
-                if *lb {
-                    parts.push("read server state from every load balancer".into());
+                match (lb, until_up) {
+                    (true, Some(n)) => parts.push(format!(
+                        "read server state from every load balancer until {n} passed a health check there (up to {UNTIL_UP_SECS}s)"
+                    )),
+                    (true, None) => {
+                        parts.push("read server state from every load balancer".into())
+                    }
+                    _ => {}
                 }
                 if !tokens.is_empty() {
                     parts.push(format!(
@@ -346,6 +361,10 @@ fn list(v: &[String]) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct PlanError(pub String);
+
+/// How long an `until_up` probe waits for a passed health check (HAProxy's `inter` is
+/// typically 1-2 s; `rise` checks after a DOWN take longer, and then the gate says why).
+pub const UNTIL_UP_SECS: u64 = 10;
 
 /// Node-template variables for one node.
 pub fn node_vars(inv: &Inventory, node: &str) -> BTreeMap<&'static str, String> {
@@ -529,6 +548,7 @@ pub fn compile(
                                 nodes: probe_nodes,
                                 lb: !inv.load_balancers.is_empty(),
                                 tokens: vec![],
+                                until_up: None,
                             }],
                         },
                         node.clone(),

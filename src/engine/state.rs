@@ -192,6 +192,9 @@ pub struct State {
     pub raised_at_cursor: bool,
     /// The last resume, until the operator decides something after it.
     pub resumed: Option<ResumeNote>,
+    /// Drift a resume found that nobody has confirmed yet: it is raised again on every resume
+    /// until someone confirms it (a second resume must not take the changed fleet as normal).
+    pub pending_drift: Vec<String>,
     /// Nodes cutover drained and has not deliberately re-added: the pool guard watches them.
     pub guarded: BTreeSet<String>,
     /// Breaches no person has confirmed yet: nothing proceeds while one is open.
@@ -649,6 +652,9 @@ impl State {
                         || !h.drift.is_empty()
                         || !h.breach.is_empty()
                 });
+                if hs.as_ref().is_some_and(|h| !h.drift.is_empty()) {
+                    self.pending_drift.clear();
+                }
                 if let Some(h) = &hs
                     && !h.breach.is_empty()
                 {
@@ -758,6 +764,11 @@ impl State {
                 self.raised_at_cursor = false;
                 self.op_failed.clear();
                 self.drift = drift.clone();
+                for d in drift {
+                    if !self.pending_drift.contains(d) {
+                        self.pending_drift.push(d.clone());
+                    }
+                }
                 // Whatever was in flight when the run stopped is in doubt now.
                 for id in in_doubt {
                     self.in_doubt.insert(*id);

@@ -398,29 +398,29 @@ pub fn keystone_manage_script(staging: &str, conf: &str, user: &str, group: &str
 }
 
 /// Move the staged keypair into place: private.pem (0600, keystone-owned) into the private
-/// repository, the public key into the public repository as `<node>.pem`.
+/// repository, the public key into the public repository as `public_file` (`<node>.pem` in
+/// `public`, built by `inventory::name_path`). Every path is shell-quoted.
 pub fn install_script(
     staging: &str,
     private: &str,
     public: &str,
-    node: &str,
+    public_file: &str,
     user: &str,
     group: &str,
     with_public: bool,
 ) -> String {
-    let node = node.replace(['/', '\'', '"', '$', '`', '\\'], "_");
     // When rotating, the new public keys were published beforehand and the old ones stay until
     // they retire: only the private key is swapped.
     let (public_step, done_check) = if with_public {
         (
-            format!(r#"install -m 0644 -o "$o" -g "$g" -- "$s/public.pem" "$u/{node}.pem""#),
-            format!(r#"[ -f "$p/private.pem" ] && [ -f "$u/{node}.pem" ]"#),
+            r#"install -m 0644 -o "$o" -g "$g" -- "$s/public.pem" "$f""#.to_string(),
+            r#"[ -f "$p/private.pem" ] && [ -f "$f" ]"#.to_string(),
         )
     } else {
         ("true".to_string(), r#"[ -f "$p/private.pem" ]"#.to_string())
     };
     format!(
-        r#"set -e; s={s}; p={p}; u={u}; o={o}; g={g}
+        r#"set -e; s={s}; p={p}; u={u}; f={f}; o={o}; g={g}
 if [ ! -f "$s/private.pem" ]; then
   if {done_check}; then echo already installed; exit 0; fi
   echo "no staged keypair in $s" >&2; exit 1
@@ -434,6 +434,7 @@ rm -f -- "$s/private.pem" "$s/public.pem"; rmdir -- "$s" 2>/dev/null || true
         s = shell_quote(staging),
         p = shell_quote(private),
         u = shell_quote(public),
+        f = shell_quote(public_file),
         o = shell_quote(user),
         g = shell_quote(group),
     )

@@ -11,7 +11,7 @@ use crate::engine::events::{Failure, Outcome};
 use crate::engine::facts::*;
 use crate::engine::plan::ActionSpec;
 use crate::inventory::credentials::{self, AuthCredentials};
-use crate::inventory::{Inventory, LoadBalancer, Node, Reach};
+use crate::inventory::{Inventory, LoadBalancer, Node, Reach, name_path};
 use crate::transport::{ExecOpts, Transport, TransportError, local::LocalTransport, shell_quote};
 use std::collections::HashMap;
 use std::path::Path;
@@ -65,6 +65,15 @@ impl DriverError {
             next: next.into(),
             transport: None,
         }
+    }
+}
+
+impl From<crate::inventory::NameError> for DriverError {
+    fn from(e: crate::inventory::NameError) -> Self {
+        DriverError::new(
+            e.to_string(),
+            "fix the name in the inventory (letters, digits, `.`, `_`, `-`)",
+        )
     }
 }
 
@@ -132,6 +141,9 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn new(inv: Inventory) -> anyhow::Result<Fleet> {
+        // An inventory read back from a journal was not parsed here: its names are checked
+        // again before any of them reaches a path, a command or a load balancer.
+        inv.check_names()?;
         let creds = credentials::resolve(
             inv.credentials.cloud.as_deref(),
             inv.credentials.clouds_file.as_deref(),
@@ -1416,11 +1428,12 @@ impl Fleet {
         let facts = self.node_facts(node).await?;
         let (private, public_repo) = self.repos(&facts);
         let staging = keystone::staging_dir(&private);
+        let public_file = name_path(Path::new(&public_repo), node, ".pem")?;
         let script = keystone::install_script(
             &staging,
             &private,
             &public_repo,
-            node,
+            &public_file.to_string_lossy(),
             &n.keystone_user,
             &n.keystone_group,
             public,
@@ -1488,7 +1501,7 @@ impl Fleet {
             let src = if staged {
                 Path::new(&keystone::staging_dir(&mf.jws.private_repo)).join("public.pem")
             } else {
-                Path::new(&mf.jws.public_repo).join(format!("{m}.pem"))
+                name_path(Path::new(&mf.jws.public_repo), m, ".pem")?
             };
             let mt = self.node_transport(m).await?;
             let pem = mt.read_file(&src, self.node(m)?.sudo).await.map_err(|e| {
@@ -1508,13 +1521,15 @@ impl Fleet {
                     "re-run the keys step",
                 )
             })?;
-            let name = if staged {
-                format!("{m}.{}.pem", keys::fingerprint_tag(&fp))
+            let suffix = if staged {
+                format!(".{}.pem", keys::fingerprint_tag(&fp))
             } else {
-                format!("{m}.pem")
+                ".pem".to_string()
             };
+            let dst = name_path(Path::new(&facts.jws.public_repo), m, &suffix)?;
+            let name = format!("{m}{suffix}");
             t.write_file(
-                &Path::new(&facts.jws.public_repo).join(&name),
+                &dst,
                 &pem,
                 0o644,
                 Some((&n.keystone_user, &n.keystone_group)),

@@ -244,11 +244,8 @@ impl Inventory {
         if self.nodes.is_empty() {
             return Err(bad("no nodes: at least one node is needed".into()));
         }
-        let mut seen = std::collections::BTreeSet::new();
+        self.check_names().map_err(|e| bad(e.to_string()))?;
         for n in &self.nodes {
-            if !seen.insert(&n.name) {
-                return Err(bad(format!("node `{}` is listed twice", n.name)));
-            }
             if !(n.keystone_url.starts_with("http://") || n.keystone_url.starts_with("https://")) {
                 return Err(bad(format!(
                     "node `{}`: keystone_url `{}` must start with http:// or https://",
@@ -290,6 +287,50 @@ impl Inventory {
         Ok(())
     }
 
+    /// Every node, load-balancer and HAProxy server name is a [`valid_name`], and none is
+    /// listed twice. [`Inventory::parse`] checks this; an inventory read back from a journal is
+    /// checked again before anything is reached with it.
+    pub fn check_names(&self) -> Result<(), NameError> {
+        let mut nodes = std::collections::BTreeSet::new();
+        for n in &self.nodes {
+            valid_name("nodes[].name", &n.name)?;
+            if !nodes.insert(n.name.as_str()) {
+                return Err(NameError::new("nodes[].name", &n.name, "is listed twice"));
+            }
+        }
+        let mut lbs = std::collections::BTreeSet::new();
+        for lb in &self.load_balancers {
+            valid_name("load_balancers[].name", &lb.name)?;
+            if !lbs.insert(lb.name.as_str()) {
+                return Err(NameError::new(
+                    "load_balancers[].name",
+                    &lb.name,
+                    "is listed twice",
+                ));
+            }
+            let mut servers = std::collections::BTreeSet::new();
+            for n in &self.nodes {
+                let server = lb.server_for(&n.name);
+                valid_name("load_balancers[].servers", &server)?;
+                if !servers.insert(server.clone()) {
+                    return Err(NameError::new(
+                        "load_balancers[].servers",
+                        &server,
+                        &format!(
+                            "is the HAProxy server of two nodes on load balancer `{}`",
+                            lb.name
+                        ),
+                    ));
+                }
+            }
+            for (node, server) in &lb.servers {
+                valid_name("load_balancers[].servers", node)?;
+                valid_name("load_balancers[].servers", server)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
@@ -299,10 +340,182 @@ impl Inventory {
     }
 }
 
+/// A node, load-balancer or HAProxy server name that is not allowed: the field, the value
+/// (escaped for display) and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field} {value}: {why}")]
+pub struct NameError {
+    pub field: String,
+    /// The offending value, quoted and escaped (`"a\nb"`): safe to print.
+    pub value: String,
+    pub why: String,
+}
+
+impl NameError {
+    fn new(field: &str, value: &str, why: &str) -> NameError {
+        NameError {
+            field: field.to_string(),
+            value: format!("{value:?}"),
+            why: why.to_string(),
+        }
+    }
+}
+
+/// The longest name allowed (a DNS label's limit).
+pub const NAME_MAX: usize = 63;
+
+/// A name that may be shown, sent to HAProxy and used in a file name: 1..=63 of ASCII letters,
+/// digits, `.`, `_`, `-`, not starting with `.` or `-` (so never `..`, a hidden file or an
+/// option).
+pub fn valid_name(field: &str, name: &str) -> Result<(), NameError> {
+    let err = |why: &str| Err(NameError::new(field, name, why));
+    if name.is_empty() {
+        return err("is empty");
+    }
+    if name.chars().count() > NAME_MAX {
+        return err(&format!("is longer than {NAME_MAX} characters"));
+    }
+    if name.starts_with(['.', '-']) {
+        return err("must not start with `.` or `-`");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return err(&format!(
+            "holds {c:?}: only letters, digits, `.`, `_` and `-` are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// `base/<name><suffix>`: the one way a file path is built from a node or load-balancer name.
+/// The name must be a [`valid_name`], and the suffix may hold no separator, NUL or control
+/// character, so the result is always a direct child of `base` (never `..`, never elsewhere).
+pub fn name_path(base: &Path, name: &str, suffix: &str) -> Result<PathBuf, NameError> {
+    valid_name("name", name)?;
+    if suffix
+        .chars()
+        .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(NameError::new(
+            "suffix",
+            suffix,
+            "must hold no separator or control character",
+        ));
+    }
+    let file = format!("{name}{suffix}");
+    if file == "." || file == ".." {
+        return Err(NameError::new("name", &file, "is not a file name"));
+    }
+    Ok(base.join(file))
+}
+
 /// `file:line:column` for a serde_yaml error, or just the file.
 pub fn location(origin: &str, e: &serde_yaml::Error) -> String {
     match e.location() {
         Some(l) => format!("{origin}:{}:{}", l.line(), l.column()),
         None => origin.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_confined() {
+        for ok in ["node1", "ks-1", "a.b_c", "A9", &"x".repeat(63)] {
+            assert_eq!(valid_name("nodes[].name", ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "../../../../evil",
+            "a/b",
+            "x'y",
+            "$(id)",
+            "a`id`",
+            "-rf",
+            ".hidden",
+            "..",
+            "a\u{1b}[31m",
+            "a\nb",
+            "a\0b",
+            "a b",
+            "a\\b",
+            "é",
+            &"x".repeat(64),
+        ] {
+            let e = valid_name("nodes[].name", bad).expect_err(bad);
+            assert_eq!(e.field, "nodes[].name");
+            assert_eq!(e.value, format!("{bad:?}"));
+            assert!(
+                !e.to_string().chars().any(|c| c.is_control()),
+                "{e:?} is printable"
+            );
+        }
+    }
+
+    #[test]
+    fn name_path_stays_in_its_directory() {
+        let base = Path::new("/srv/keys");
+        assert_eq!(
+            name_path(base, "node1", ".pem").unwrap(),
+            Path::new("/srv/keys/node1.pem")
+        );
+        assert_eq!(
+            name_path(base, "node1", ".ab12cd.pem").unwrap(),
+            Path::new("/srv/keys/node1.ab12cd.pem")
+        );
+        assert_eq!(name_path(base, "node1", "").unwrap(), base.join("node1"));
+        for (name, suffix) in [
+            ("../../../../evil", ".pem"),
+            ("a/b", ""),
+            ("..", ""),
+            (".", ""),
+            ("", ".pem"),
+            ("a\0b", ""),
+            ("a\nb", ""),
+            ("-rf", ""),
+            ("node1", "/../../evil"),
+            ("node1", ".pem\0"),
+            ("node1", "\n.pem"),
+            ("node1", "\\x"),
+        ] {
+            assert!(
+                name_path(base, name, suffix).is_err(),
+                "{name:?} {suffix:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn inventories_with_bad_or_repeated_names_are_refused() {
+        // JSON strings are YAML double-quoted scalars: any character can be written.
+        let q = |s: &str| serde_json::to_string(s).unwrap();
+        let inv = |node: &str, lb: &str, server: &str| {
+            format!(
+                "cluster: c\nnodes:\n  - name: {n}\n    reach: local\n    keystone_url: http://127.0.0.1:5000\nload_balancers:\n  - name: {l}\n    address: 127.0.0.1:9999\n    backend: b\n    servers: {{{n}: {s}}}\n",
+                n = q(node),
+                l = q(lb),
+                s = q(server)
+            )
+        };
+        assert!(Inventory::parse(&inv("n1", "lb1", "ks1"), "i.yaml").is_ok());
+        for (node, lb, server, field) in [
+            ("../evil", "lb1", "ks1", "nodes[].name"),
+            ("n1", "lb/1", "ks1", "load_balancers[].name"),
+            ("n1", "lb1", "ks1\x1b[31m", "load_balancers[].servers"),
+            ("n1", "lb1", "a;b", "load_balancers[].servers"),
+        ] {
+            let e = Inventory::parse(&inv(node, lb, server), "i.yaml")
+                .expect_err(node)
+                .to_string();
+            assert!(e.contains(field), "{e}");
+            assert!(!e.chars().any(|c| c.is_control()), "{e:?}");
+        }
+        let twice = "cluster: c\nnodes:\n  - {name: n1, reach: local, keystone_url: 'http://a'}\n  - {name: n1, reach: local, keystone_url: 'http://b'}\n";
+        let e = Inventory::parse(twice, "i.yaml").unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
     }
 }

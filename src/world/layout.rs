@@ -147,7 +147,7 @@ fn lay_out_node(
     fernet_keys: &[String],
 ) -> anyhow::Result<WorldNode> {
     let name = format!("node{k}");
-    let ndir = dir.join(&name);
+    let ndir = crate::inventory::name_path(dir, &name, "")?;
     let etc = ndir.join("etc/keystone");
     let node = WorldNode {
         name: name.clone(),

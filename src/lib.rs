@@ -10,6 +10,7 @@
 //! - [`drivers`]: Keystone, HAProxy, service and shell actions, always the real code.
 //! - [`world`]: the embedded demo world (a Keystone and an HAProxy stand-in).
 //! - [`runtime`]: runs effects for the engine and feeds their outcomes back.
+//! - [`sanitize`]: the one sanitiser for outside text on its way to a terminal.
 //! - [`tui`]: the operator's terminal UI, a view and keymap over the engine's state.
 //!
 //! The runbook, engine and journal know nothing of terminals.
@@ -20,6 +21,7 @@ pub mod inventory;
 pub mod journal;
 pub mod runbook;
 pub mod runtime;
+pub mod sanitize;
 pub mod transport;
 pub mod tui;
 pub mod tui_bridge;

@@ -7,6 +7,7 @@ use cutover::engine::plan;
 use cutover::inventory::Inventory;
 use cutover::runbook::Runbook;
 use cutover::runtime::{self, Control, RunEnd, Session};
+use cutover::sanitize::{for_terminal, for_terminal_block};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -216,7 +217,9 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            eprintln!("cutover: {e:#}");
+            // Errors quote inventories, runbooks, remote output: nothing in them may reach the
+            // terminal as a control sequence.
+            eprintln!("cutover: {}", for_terminal_block(&format!("{e:#}")));
             ExitCode::from(if e.downcast_ref::<Invalid>().is_some() {
                 2
             } else {
@@ -325,7 +328,7 @@ async fn run(cli: Cli) -> Result<i32> {
         } => {
             let (mut s, notes) = Session::resume(&journal).await?;
             for n in notes {
-                eprintln!("cutover: {n}");
+                eprintln!("cutover: {}", for_terminal(&n));
             }
             let answers = match &answers {
                 Some(a) => runtime::load_answers(a).map_err(|e| invalid(e.to_string()))?,
@@ -372,16 +375,14 @@ async fn run(cli: Cli) -> Result<i32> {
                 .map_err(invalid)?;
             let ops = plan::compile(&loaded.runbook, &inv, &params)
                 .map_err(|e| invalid(e.to_string()))?;
-            print!(
-                "{}",
-                cutover::engine::report::render_plan(
-                    &loaded.runbook,
-                    &inv,
-                    &params,
-                    &ops,
-                    format == PlanFormat::Markdown
-                )
+            let text = cutover::engine::report::render_plan(
+                &loaded.runbook,
+                &inv,
+                &params,
+                &ops,
+                format == PlanFormat::Markdown,
             );
+            print!("{}", for_terminal_block(&text));
             Ok(0)
         }
         Cmd::Probe { inventory, format } => {
@@ -395,7 +396,17 @@ async fn run(cli: Cli) -> Result<i32> {
             match format {
                 ProbeFormat::Json => println!("{}", serde_json::to_string_pretty(&obs)?),
                 ProbeFormat::Table => {
-                    print!("{}", cutover::engine::report::probe_table(&inv, &obs))
+                    // Each field is one cell: a newline or escape from a remote host must not
+                    // break the table (nor reach the terminal), so every string is made one line.
+                    let shown = serde_json::to_value(&obs)
+                        .ok()
+                        .and_then(|mut v| {
+                            cutover::sanitize::json_one_line(&mut v);
+                            serde_json::from_value(v).ok()
+                        })
+                        .unwrap_or(obs);
+                    let table = cutover::engine::report::probe_table(&inv, &shown);
+                    print!("{}", for_terminal_block(&table))
                 }
             }
             Ok(0)
@@ -504,7 +515,8 @@ async fn run(cli: Cli) -> Result<i32> {
                 ShowFormat::Json => cutover::journal::Format::Json,
                 ShowFormat::Markdown => cutover::journal::Format::Markdown,
             };
-            print!("{}", cutover::journal::render(&read.records, f));
+            let text = cutover::journal::render(&read.records, f);
+            print!("{}", for_terminal_block(&text));
             Ok(0)
         }
     }

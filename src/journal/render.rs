@@ -558,11 +558,11 @@ fn compact(v: &Value) -> String {
     v.to_string()
 }
 
-/// Control characters (newlines, escapes) would break a listing or inject terminal sequences.
+/// Control characters (newlines, escapes) would break a listing or inject terminal sequences:
+/// line breaks of free text (a note, a summary) read as spaces, then the one sanitiser removes
+/// escape sequences and shows any other control visibly.
 fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::sanitize::for_terminal(&s.replace(['\r', '\n'], " ")).into_owned()
 }
 
 /// Text safe inside a Markdown table cell.

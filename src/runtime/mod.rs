@@ -7,6 +7,7 @@ use crate::engine::events::{Command, Event, Outcome, RunStarted};
 use crate::engine::state::{RunStatus, State};
 use crate::engine::{self, decide};
 use crate::journal::{self, Entry, Journal, Who};
+use crate::sanitize::for_terminal;
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -138,7 +139,7 @@ pub async fn world_for(
                 .with_context(|| format!("the inventory names demo world {}", dir.display()))?;
             let moved = crate::world::relocate_busy_ports(&mut info)?;
             for m in &moved {
-                eprintln!("demo world: {m}");
+                eprintln!("demo world: {}", for_terminal(m));
             }
             let handle = crate::world::start(&info).await?;
             let current = if moved.is_empty() {
@@ -409,7 +410,8 @@ impl Session {
                             if self.print {
                                 println!(
                                     "paused at hard stop `{}`: {} — no answer for it; resume with an answers file or in the UI",
-                                    hs.id, hs.title
+                                    for_terminal(&hs.id),
+                                    for_terminal(&hs.title)
                                 );
                             }
                             return Ok(RunEnd::Paused);
@@ -476,7 +478,7 @@ impl Session {
         if let Err(e) = self.command(cmd)
             && self.print
         {
-            eprintln!("{e}");
+            eprintln!("{}", crate::sanitize::for_terminal_block(&e.to_string()));
         }
     }
 
@@ -572,18 +574,34 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
             in_doubt.len()
         ),
         Event::InDoubtResolved { id, choice, .. } => format!("in-doubt action {id}: {choice}"),
-        Event::RunHalted { reason, next, .. } => format!("HALTED: {reason}\n         next: {next}"),
+        // Two lines on purpose: each half is made safe on its own.
+        Event::RunHalted { reason, next, .. } => format!(
+            "HALTED: {}\n         next: {}",
+            for_terminal(reason),
+            for_terminal(next)
+        ),
         Event::RunCompleted { summary } => format!("completed: {summary}"),
         Event::Note { message, .. } => format!("note: {message}"),
         Event::PoolBreach(b) => format!("POOL BREACH: {}", b.line()),
     };
+    // Everything here may come from outside (runbook titles, remote output, HTTP bodies, a
+    // journal): no control character reaches the terminal, no newline breaks the line.
+    let text = match e {
+        Event::RunHalted { .. } => text,
+        _ => for_terminal(&text).into_owned(),
+    };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{t}  {:<19} {:<8} {text}", e.kind(), node);
+    let _ = writeln!(
+        out,
+        "{t}  {:<19} {:<8} {text}",
+        e.kind(),
+        for_terminal(node)
+    );
 }
 
-/// Fold a paragraph onto one line for line-per-event output.
+/// Fold a paragraph onto one line for line-per-event output (control characters made safe).
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    for_terminal(&s.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned()
 }
 
 /// Ask for an identity file's passphrase on the controlling terminal, echo off. The answer is

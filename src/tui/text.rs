@@ -9,8 +9,11 @@ pub fn width(s: &str) -> usize {
     Span::raw(s).width()
 }
 
-/// Cut `s` to at most `w` cells, ending in `…` when something was cut.
+/// Cut `s` to at most `w` cells, ending in `…` when something was cut. Control characters go
+/// through the one sanitiser first (ratatui drops them per cell; escape payloads and line
+/// breaks would still show as stray text or shift a column).
 pub fn trunc(s: &str, w: usize) -> String {
+    let s = &*crate::sanitize::for_terminal(s);
     if width(s) <= w {
         return s.to_string();
     }
@@ -33,6 +36,7 @@ pub fn trunc(s: &str, w: usize) -> String {
 
 /// Cut `s` from the left (for paths: the file name matters most), starting with `…`.
 pub fn trunc_left(s: &str, w: usize) -> String {
+    let s = &*crate::sanitize::for_terminal(s);
     if width(s) <= w {
         return s.to_string();
     }
@@ -71,6 +75,7 @@ pub fn pad_left(s: &str, w: usize) -> String {
 /// Word-wrap to `w` cells. Explicit newlines are kept, a paragraph's leading indentation is kept
 /// (bullets `• ` get a hanging indent), over-long words are split.
 pub fn wrap(text: &str, w: usize) -> Vec<String> {
+    let text = &*crate::sanitize::for_terminal_block(text);
     let w = w.max(1);
     let mut out = Vec::new();
     for para in text.trim_end().split('\n') {

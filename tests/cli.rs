@@ -1149,3 +1149,244 @@ fn plan_shows_the_pool_read_directly_before_every_flip_and_restart() {
         "only {checked} flips and restarts found in the plans"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input: names confined at load, outside text sanitised on the way out
+// ---------------------------------------------------------------------------------------------
+
+/// `cutover ARGS` run in `cwd` (not the crate root), so whatever it creates lands there.
+fn cutover_in(cwd: &Path, args: &[&str]) -> Run {
+    let out = tempfile::tempdir().unwrap();
+    let out_path = out.path().join("stdout");
+    let err_path = out.path().join("stderr");
+    let what = format!("cutover {}", args.join(" "));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{what}` did not finish within {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: fs::read_to_string(&out_path).unwrap(),
+        stderr: fs::read_to_string(&err_path).unwrap(),
+        what,
+    }
+}
+
+/// Every path under `dir` (relative), sorted.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn crate_path(rel: &str) -> String {
+    s(&Path::new(env!("CARGO_MANIFEST_DIR")).join(rel))
+}
+
+/// No ESC and no BEL anywhere in what a command printed.
+fn assert_no_escapes(r: &Run) {
+    for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "`{}` printed ESC or BEL on {stream}:\n{}",
+            r.what,
+            text.escape_debug()
+        );
+    }
+}
+
+#[test]
+fn hostile_names_are_refused_at_load_with_exit_2_and_nothing_created() {
+    let w = World::new(2);
+    let base: serde_yaml::Value =
+        serde_yaml::from_str(&fs::read_to_string(w.inventory()).unwrap()).unwrap();
+    let runbook = crate_path("runbooks/fernet-to-jws.yaml");
+    let world_before = tree(&w.info.dir);
+    let long = "n".repeat(64);
+    let hostile = [
+        "../../../../evil",
+        "a/b",
+        "x'y",
+        "$(id)",
+        "a`id`b",
+        "-rf",
+        "node\u{1b}]0;pwned\u{7}",
+        "node\nname",
+        long.as_str(),
+    ];
+    // Where a name can be: a node (and its HAProxy server key), a load balancer, a server.
+    type Edit = fn(&mut serde_yaml::Value, &str);
+    let places: [(&str, Edit); 3] = [
+        ("nodes[].name", |inv, bad| {
+            let old = inv["nodes"][0]["name"].as_str().unwrap().to_string();
+            inv["nodes"][0]["name"] = bad.into();
+            let servers = inv["load_balancers"][0]["servers"]
+                .as_mapping_mut()
+                .unwrap();
+            let v = servers.remove(old.as_str()).unwrap();
+            servers.insert(bad.into(), v);
+        }),
+        ("load_balancers[].name", |inv, bad| {
+            inv["load_balancers"][0]["name"] = bad.into();
+        }),
+        ("load_balancers[].servers", |inv, bad| {
+            let node = inv["nodes"][0]["name"].as_str().unwrap().to_string();
+            inv["load_balancers"][0]["servers"][node.as_str()] = bad.into();
+        }),
+    ];
+    for (field, edit) in places {
+        for bad in hostile {
+            // Every name for nodes; the other places with a few (the check is the same code).
+            if field != "nodes[].name" && !matches!(bad, "../../../../evil" | "$(id)" | "-rf") {
+                continue;
+            }
+            let cwd = tempfile::tempdir().unwrap();
+            let mut inv = base.clone();
+            edit(&mut inv, bad);
+            let inv_path = cwd.path().join("inventory.yaml");
+            fs::write(&inv_path, serde_yaml::to_string(&inv).unwrap()).unwrap();
+            let inv_s = s(&inv_path);
+            let mut cmds: Vec<Vec<&str>> = vec![vec!["plan", &runbook, "-i", &inv_s]];
+            if field == "nodes[].name" {
+                cmds.push(vec!["probe", "-i", &inv_s]);
+                cmds.push(vec!["run", &runbook, "-i", &inv_s, "--headless"]);
+            }
+            for args in cmds {
+                let r = cutover_in(cwd.path(), &args);
+                assert_eq!(
+                    r.code,
+                    2,
+                    "`{}` with {field} {bad:?} exited {}\n{}",
+                    r.what,
+                    r.code,
+                    r.all()
+                );
+                assert!(
+                    r.stderr.contains(field) && r.stderr.contains(&format!("{bad:?}")),
+                    "`{}`: the error names {field} and the escaped value {bad:?}: {}",
+                    r.what,
+                    r.stderr
+                );
+                assert_no_escapes(&r);
+                assert_eq!(
+                    tree(cwd.path()),
+                    vec![PathBuf::from("inventory.yaml")],
+                    "`{}` with {field} {bad:?} created files (journal, lock, ...)",
+                    r.what
+                );
+            }
+            assert_eq!(tree(&w.info.dir), world_before, "the world was touched");
+            assert!(!Path::new("/evil").exists() && !cwd.path().join("evil").exists());
+        }
+    }
+}
+
+#[test]
+fn runbook_inventory_and_remote_text_reach_no_terminal_as_escapes() {
+    let w = World::new(2);
+    let evil_title = "Keystone \u{1b}]0;pwned\u{7}tokens \u{1b}[31mred";
+    // A runbook whose title, first step title and first confirm carry escape sequences.
+    let mut rb: serde_yaml::Value =
+        serde_yaml::from_str(&fs::read_to_string("runbooks/fernet-to-jws.yaml").unwrap()).unwrap();
+    rb["title"] = evil_title.into();
+    rb["steps"][0]["title"] = "Pre\u{1b}[2Jflight\u{1b}]0;pwned\u{1b}\\".into();
+    let confirm = rb["steps"][0]["do"]
+        .as_sequence_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|a| a.get("confirm").is_some())
+        .expect("the flagship's preflight has a confirm")
+        .get_mut("confirm")
+        .unwrap();
+    confirm["title"] = "JWS \u{1b}]0;pwned\u{7}signed \u{1b}[31m".into();
+    confirm["message"] = "read \u{1b}]0;pwned\u{7}the \u{1b}[31mpayload\u{7}\n".into();
+    let rb_path = w.scratch().join("evil-runbook.yaml");
+    fs::write(&rb_path, serde_yaml::to_string(&rb).unwrap()).unwrap();
+    // The inventory's cluster is free text; a node's keystone.conf is remote text.
+    let mut inv: serde_yaml::Value =
+        serde_yaml::from_str(&fs::read_to_string(w.inventory()).unwrap()).unwrap();
+    inv["cluster"] = "demo\u{1b}]0;pwned\u{7}\u{1b}[31m".into();
+    let inv_path = w.scratch().join("evil-inventory.yaml");
+    fs::write(&inv_path, serde_yaml::to_string(&inv).unwrap()).unwrap();
+    let (rb_s, inv_s) = (s(&rb_path), s(&inv_path));
+
+    // Headless, no answers: it stops at the first hard stop, printing the run's title, the step
+    // title and the confirm's title and hazard.
+    let journal = w.journal("evil.jsonl");
+    let j = s(&journal);
+    let run = w
+        .run(&["run", &rb_s, "-i", &inv_s, "--headless", "--journal", &j])
+        .expect(3);
+    for shown in [
+        "Keystone tokens red",
+        "Preflight",
+        "HARD STOP",
+        "JWS signed",
+        "payload?",
+    ] {
+        assert!(run.stdout.contains(shown), "no `{shown}` in {}", run.stdout);
+    }
+    assert_no_escapes(&run);
+    for format in ["text", "markdown"] {
+        let show = w
+            .run(&["journal", "show", &j, "--format", format])
+            .expect(0);
+        assert!(show.stdout.contains("JWS signed"), "{}", show.stdout);
+        assert_no_escapes(&show);
+    }
+
+    for format in ["text", "markdown"] {
+        let plan = w
+            .run(&["plan", &rb_s, "-i", &inv_s, "--format", format])
+            .expect(0);
+        assert!(plan.stdout.contains("Keystone"), "{}", plan.stdout);
+        assert_no_escapes(&plan);
+    }
+    let conf_path = &w.info.nodes[0].keystone_conf;
+    let conf = fs::read_to_string(conf_path).unwrap();
+    fs::write(
+        conf_path,
+        format!("# \u{1b}]0;pwned\u{7}\n{conf}").replacen(
+            "\nprovider = fernet\n",
+            "\nprovider = fernet\u{1b}]0;pwned\u{7}\u{1b}[31m!\u{7}!\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let probe = w.run(&["probe", "-i", &inv_s]);
+    assert!(
+        probe.all().contains("fernet!?!"),
+        "the probe shows the hostile conf's provider, made safe: {}",
+        probe.all()
+    );
+    assert_no_escapes(&probe);
+    let table_rows = probe.stdout.lines().count();
+    assert!(table_rows > 2, "{}", probe.stdout);
+}

@@ -307,6 +307,10 @@ fn run_started(params: &[(&str, &str)]) -> RunStarted {
 
 impl Run {
     fn start() -> Run {
+        Run::start_with(run_started(&[]))
+    }
+
+    fn start_with(rs: RunStarted) -> Run {
         let mut r = Run {
             state: State::default(),
             now: t0(),
@@ -314,7 +318,7 @@ impl Run {
             events: vec![],
             pending: vec![],
         };
-        r.when(Command::Start(Box::new(run_started(&[]))));
+        r.when(Command::Start(Box::new(rs)));
         r
     }
 
@@ -799,17 +803,7 @@ fn reload_facts_from_the_preflight_stay_in_the_state_through_lean_pool_reads() {
 
 #[test]
 fn the_shared_strategy_plans_one_keypair_for_all() {
-    let mut r = Run {
-        state: State::default(),
-        now: t0(),
-        fleet: Fleet::new(),
-        events: vec![],
-        pending: vec![],
-    };
-    r.when(Command::Start(Box::new(run_started(&[(
-        "key_strategy",
-        "shared",
-    )]))));
+    let r = Run::start_with(run_started(&[("key_strategy", "shared")]));
     let shared = r.state.plan.iter().find_map(|o| match &o.kind {
         OpKind::Act { specs, .. } => specs
             .iter()
@@ -1222,14 +1216,7 @@ fn an_open_breach_survives_a_decline_and_a_resume() {
 fn in_alert_mode_the_breach_is_raised_and_repaired_only_on_confirmation() {
     let mut rs = run_started(&[]);
     rs.inventory.guard = Some(cutover::inventory::GuardMode::Alert);
-    let mut r = Run {
-        state: State::default(),
-        now: t0(),
-        fleet: Fleet::new(),
-        events: vec![],
-        pending: vec![],
-    };
-    r.when(Command::Start(Box::new(rs)));
+    let mut r = Run::start_with(rs);
     r.run_to_gate(Gate::OutOfPool, Some("ks1"), ALL);
     r.fleet
         .admin

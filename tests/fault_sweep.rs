@@ -567,6 +567,26 @@ fn fault_sweep_set_ready() {
 // ---------------------------------------------------------------------------------------------
 // kill -9 and resume, with the guard running
 
+/// The last resume's drift lines and how many actions it found in doubt.
+fn last_resume(journal: &Path) -> (Vec<String>, usize) {
+    let recs = journal_records(journal);
+    let r = recs
+        .iter()
+        .rev()
+        .find(|r| r["kind"] == "run_resumed")
+        .expect("a run_resumed record");
+    let drift = r["data"]["drift"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let in_doubt = r["data"]["in_doubt"].as_array().map_or(0, |a| a.len());
+    (drift, in_doubt)
+}
+
 /// The process dies (kill -9) at 20 points spread over a complete run. Meanwhile one real
 /// outside change happens: node3's Fernet repository is tampered with. The resume must raise
 /// exactly that as drift and nothing else (no false drift from cutover's own half-done actions,
@@ -634,28 +654,17 @@ fn kill_9_and_resume_at_20_points_raises_only_real_drift() {
             Some(3),
             "K={k}: expected a pause at drift\n{text}"
         );
-        let recs = journal_records(&journal);
-        let resumed = recs
-            .iter()
-            .rev()
-            .find(|r| r["kind"] == "run_resumed")
-            .unwrap();
-        let drift: Vec<&str> = resumed["data"]["drift"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|d| d.as_str())
-            .collect();
+        let (drift, in_doubt) = last_resume(&journal);
+        let drift: Vec<&str> = drift.iter().map(String::as_str).collect();
         assert_eq!(
             drift,
             vec!["node3: the Fernet repository changed"],
             "K={k}: drift must be exactly the outside change\n{text}"
         );
-        in_doubt_seen += resumed["data"]["in_doubt"]
-            .as_array()
-            .map_or(0, |a| a.len());
+        in_doubt_seen += in_doubt;
         assert!(
-            recs.last()
+            journal_records(&journal)
+                .last()
                 .is_some_and(|r| r["kind"] == "hard_stop_raised" && r["data"]["id"] == "drift"),
             "K={k}: the drift waits for a person"
         );
@@ -667,19 +676,12 @@ fn kill_9_and_resume_at_20_points_raises_only_real_drift() {
             Some(3),
             "K={k}: the second resume skipped the drift"
         );
-        let recs = journal_records(&journal);
-        let again = recs
-            .iter()
-            .rev()
-            .find(|r| r["kind"] == "run_resumed")
-            .unwrap();
+        let (again, _) = last_resume(&journal);
         assert!(
-            again["data"]["drift"]
-                .as_array()
-                .unwrap()
+            again
                 .iter()
                 .any(|d| d == "node3: the Fernet repository changed"),
-            "K={k}: {again}"
+            "K={k}: {again:?}"
         );
         // Undo the tamper; confirm the drift; the run completes.
         std::fs::write(&key, &original).unwrap();

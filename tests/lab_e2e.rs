@@ -297,20 +297,7 @@ impl Lab {
     }
 
     fn provider_in_conf(&self, i: usize) -> String {
-        let conf = std::fs::read_to_string(self.conf(i)).unwrap();
-        let mut section = String::new();
-        for line in conf.lines() {
-            let l = line.trim();
-            if l.starts_with('[') {
-                section = l.to_string();
-            } else if section == "[token]"
-                && let Some((k, v)) = l.split_once('=')
-                && k.trim() == "provider"
-            {
-                return v.trim().to_string();
-            }
-        }
-        "fernet".into()
+        conf_provider(&self.conf(i))
     }
 
     fn cutover(&self, args: &[&str]) -> Output {

@@ -819,30 +819,43 @@ impl Fleet {
         Ok(())
     }
 
-    /// A pool breach repaired: maint wherever the node is not in maint, read back.
-    async fn lb_maint(&self, node: &str) -> DResult<Done> {
-        let start = Instant::now();
-        let (rows, errors) = self.read_lbs().await;
-        if !errors.is_empty() {
-            return Err(DriverError::new(
-                errors.join("; "),
-                format!(
-                    "check the admin sockets; {node} may still be in the pool there: set it to maint by hand, then resume"
-                ),
-            ));
-        }
-        let mut set = Vec::new();
-        for lb in &self.inv.load_balancers {
-            let back = rows
+    /// Read every instance and set `maint` wherever the node is not in forced maint, until the
+    /// read shows it out everywhere (a reload or another operator can undo it between the
+    /// command and the read: a few rounds). Returns the last read, and per round the instances
+    /// it had to set (with what they showed).
+    async fn maint_until_it_holds(
+        &self,
+        node: &str,
+    ) -> DResult<(Vec<LbServer>, Vec<String>, Vec<Vec<String>>)> {
+        let mut rounds: Vec<Vec<String>> = Vec::new();
+        loop {
+            let (rows, errors) = self.read_lbs().await;
+            let undone: Vec<(&LoadBalancer, &LbServer)> = self
+                .inv
+                .load_balancers
                 .iter()
-                .find(|r| r.lb == lb.name && r.node == node)
-                .filter(|r| !r.out_of_pool());
-            if let Some(r) = back {
+                .filter_map(|lb| {
+                    rows.iter()
+                        .find(|r| r.lb == lb.name && r.node == node && !r.out_of_pool())
+                        .map(|r| (lb, r))
+                })
+                .collect();
+            if undone.is_empty() || !errors.is_empty() || rounds.len() == 4 {
+                return Ok((rows, errors, rounds));
+            }
+            let mut set = Vec::new();
+            for (lb, r) in undone {
                 self.set_on(lb, node, "maint").await?;
                 set.push(format!("{} (was {})", lb.name, r.seen()));
             }
+            rounds.push(set);
         }
-        let (rows, errors) = self.read_lbs().await;
+    }
+
+    /// A pool breach repaired: maint wherever the node is not in maint, read back.
+    async fn lb_maint(&self, node: &str) -> DResult<Done> {
+        let start = Instant::now();
+        let (rows, errors, rounds) = self.maint_until_it_holds(node).await?;
         let obs = Observation {
             lb: Some(rows.clone()),
             lb_errors: errors.clone(),
@@ -863,14 +876,18 @@ impl Fleet {
             .with(obs));
         }
         Ok(Done::ok(
-            if set.is_empty() {
-                format!("{node} is in maint on every load balancer")
-            } else {
-                format!(
-                    "{node} set back to maint on {} in {} ms",
+            match rounds.first() {
+                None => format!("{node} is in maint on every load balancer"),
+                Some(set) => format!(
+                    "{node} set back to maint on {} in {} ms{}",
                     set.join(", "),
-                    start.elapsed().as_millis()
-                )
+                    start.elapsed().as_millis(),
+                    if rounds.len() > 1 {
+                        format!(" (undone again meanwhile: {} rounds)", rounds.len())
+                    } else {
+                        String::new()
+                    }
+                ),
             },
             obs,
         ))
@@ -909,7 +926,10 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         self.set_lb_state(node, "maint").await?;
-        let (rows, errors) = self.read_lbs().await;
+        // The guard only watches once the drain is done: the drain holds until the read shows
+        // maint everywhere.
+        let (rows, errors, rounds) = self.maint_until_it_holds(node).await?;
+        let retries = rounds.len();
         let mine: Vec<&LbServer> = rows.iter().filter(|r| r.node == node).collect();
         let obs = Observation {
             lb: Some(rows.clone()),
@@ -933,8 +953,13 @@ impl Fleet {
         }
         Ok(Done::ok(
             format!(
-                "{node} in maint on {} load balancer(s){}",
+                "{node} in maint on {} load balancer(s){}{}",
                 mine.len(),
+                if retries > 0 {
+                    format!(" (maint undone on an instance meanwhile, set again {retries}×)")
+                } else {
+                    String::new()
+                },
                 if forced {
                     format!(" (sessions did not reach 0 within {timeout_secs}s; forced)")
                 } else {

@@ -107,30 +107,6 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
             let Some(hs) = s.state.hard_stop.clone().filter(|h| h.answers_to(&id)) else {
                 return Err(Refused::NoSuchHardStop(id));
             };
-            if !hs.breach.is_empty() {
-                let state_sha256 =
-                    hex::encode(Sha256::digest(serde_json::to_vec(&hs).unwrap_or_default()));
-                s.emit(Event::HardStopConfirmed {
-                    id: hs.id.clone(),
-                    op: hs.op,
-                    node: hs.node.clone(),
-                    who,
-                    state_sha256,
-                });
-                // Drain again wherever it is still in (idempotent), then the gates before the
-                // action at the cursor are read again (the fold rewound them).
-                let nodes: BTreeSet<String> = hs
-                    .breach
-                    .iter()
-                    .map(|b| b.node.clone())
-                    .filter(|n| s.state.guarded.contains(n))
-                    .collect();
-                for node in nodes {
-                    start_effect(&mut s, SIDE_OP, None, ActionSpec::LbMaint { node });
-                }
-                advance(&mut s);
-                return Ok(s.out);
-            }
             if let Some(doubt) = hs.in_doubt {
                 s.emit(Event::InDoubtResolved {
                     id: doubt,
@@ -147,6 +123,17 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                     who,
                     state_sha256,
                 });
+                // A pool breach: drain again wherever the node is still in (idempotent); the
+                // fold rewound the gates before the action at the cursor, read again next.
+                let breached: BTreeSet<String> = hs
+                    .breach
+                    .iter()
+                    .map(|b| b.node.clone())
+                    .filter(|n| s.state.guarded.contains(n))
+                    .collect();
+                for node in breached {
+                    start_effect(&mut s, SIDE_OP, None, ActionSpec::LbMaint { node });
+                }
                 if let Some(Failure::HostKeyUnknown {
                     host,
                     port,

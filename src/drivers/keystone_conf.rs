@@ -97,10 +97,15 @@ pub fn set_provider(text: &str, value: &str) -> String {
         } else {
             new_line.trim_end().to_string()
         };
-    } else if let Some(c) = commented {
-        out.insert(c + 1, new_line);
-    } else if let Some(h) = header {
-        out.insert(h + 1, new_line);
+    } else if let Some(after) = commented.or(header) {
+        // After the commented-out line, else after the header. A file whose last line that is
+        // gets its line end first (and the new line none, as the file had none).
+        if out[after].ends_with('\n') {
+            out.insert(after + 1, new_line);
+        } else {
+            out[after].push_str(eol);
+            out.insert(after + 1, new_line.trim_end().to_string());
+        }
     } else {
         let mut tail = String::new();
         if !text.is_empty() && !text.ends_with('\n') {
@@ -117,6 +122,20 @@ mod tests {
     use super::*;
 
     const CONF: &str = "[DEFAULT]\n# provider = nothing here\ndebug = false\n\n[token]\n# The provider.\n#provider = fernet\nexpiration = 7200\n\n[fernet_tokens]\nkey_repository = /k/\n";
+
+    #[test]
+    fn a_last_line_without_its_newline_stays_a_line() {
+        // Found by tests/fuzz.rs: the new line was glued to `[token]`.
+        assert_eq!(set_provider("[token]", "jws"), "[token]\nprovider = jws");
+        assert_eq!(
+            set_provider("[token]\r\n#provider = fernet", "jws"),
+            "[token]\r\n#provider = fernet\r\nprovider = jws"
+        );
+        assert_eq!(
+            get(&set_provider("[token]", "jws"), "token", "provider").as_deref(),
+            Some("jws")
+        );
+    }
 
     #[test]
     fn reads_with_defaults() {

@@ -1052,14 +1052,8 @@ fn second_writer_is_refused_while_the_journal_is_locked() {
     w.demo(&j, &[]).expect(3);
     let before = fs::read(&j).unwrap();
 
-    let lock_path = PathBuf::from(format!("{}.lock", j.display()));
-    let lock = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .unwrap();
+    // The writer's lock is a flock on the journal file itself.
+    let lock = fs::File::open(&j).unwrap();
     assert!(
         fs4::fs_std::FileExt::try_lock_exclusive(&lock).unwrap(),
         "the paused run must have released its lock"

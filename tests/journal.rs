@@ -131,7 +131,14 @@ fn journal_and_lock_file_are_mode_0600() {
     let (_dir, path) = journal_with(1);
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
+    // The holder note exists while a writer holds the journal, and goes with it.
+    let (writer, _) = Journal::open_for_append(&path).unwrap();
     assert_eq!(mode(&journal::lock_path(&path)), 0o600);
+    drop(writer);
+    assert!(
+        !journal::lock_path(&path).exists(),
+        "the holder note is removed at exit"
+    );
 }
 
 #[test]
@@ -420,6 +427,62 @@ fn create_while_locked_is_locked_not_exists() {
         Journal::create(&path),
         Err(JournalError::Locked { .. })
     ));
+}
+
+/// The lock is on the file itself: a symlink is refused with the real path, a hard link and a
+/// `..` path meet the same lock, and a dead writer's leftover note is explained, not reused.
+#[test]
+fn one_writer_whatever_path_names_the_journal() {
+    let (dir, path) = journal_with(1);
+    let real = fs::canonicalize(&path).unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    match Journal::open_for_append(&link) {
+        Err(e @ JournalError::Symlink { .. }) => assert!(
+            e.to_string().contains(&format!(
+                "open the journal by its real path: {}",
+                real.display()
+            )),
+            "{e}"
+        ),
+        other => panic!("expected Symlink, got {other:?}"),
+    }
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("new.jsonl")).unwrap();
+    assert!(matches!(
+        Journal::create(&dir.path().join("new.jsonl")),
+        Err(JournalError::Symlink { .. })
+    ));
+
+    let (first, _) = Journal::open_for_append(&path).unwrap();
+    let hard = dir.path().join("hard.jsonl");
+    fs::hard_link(&path, &hard).unwrap();
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    let dotdot = dir.path().join("sub/../run.jsonl");
+    for other in [&hard, &dotdot] {
+        match Journal::open_for_append(other) {
+            Err(JournalError::Locked { holder, .. }) => assert!(
+                holder.contains(&format!("pid {}", std::process::id())),
+                "{holder}"
+            ),
+            other => panic!("expected Locked, got {other:?}"),
+        }
+    }
+    let identity = first.identity();
+    drop(first);
+    let (by_hard_link, _) = Journal::open_for_append(&hard).unwrap();
+    assert_eq!(by_hard_link.identity(), identity, "one file, one identity");
+    drop(by_hard_link);
+
+    // A note left by a writer that died (no flock behind it): explained when the lock is taken.
+    fs::write(journal::lock_path(&path), "pid 999999 ghost@h since then\n").unwrap();
+    let (j, _) = Journal::open_for_append(&path).unwrap();
+    let stale = j.stale_lock().expect("the stale note is reported");
+    assert!(
+        stale.contains("ghost@h") && stale.contains("stale"),
+        "{stale}"
+    );
+    drop(j);
+    assert!(!journal::lock_path(&path).exists());
 }
 
 #[test]

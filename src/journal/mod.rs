@@ -21,7 +21,9 @@
 //! not an adversary who rewrites the whole file and recomputes every hash.
 //!
 //! # Durability
-//! The writer ([`Journal`]) holds an exclusive advisory lock on a `<journal>.lock` sidecar, writes
+//! The writer ([`Journal`]) holds an exclusive advisory `flock` on the journal file itself (so
+//! every path, symlink or hard link naming it meets the same lock; a symlinked path is refused
+//! with the real one), leaves a holder note at `<real path>.lock` while it holds it, writes
 //! each append as a single `write` on an `O_APPEND` descriptor and `fsync`s (`sync_data`) before
 //! returning, so an `intent` is on disk before its effect runs. A crash can leave at most one torn
 //! final line, which readers tolerate and [`Journal::open_for_append`] trims away.
@@ -105,6 +107,9 @@ pub enum JournalError {
     /// (pid, user@host, start time).
     #[error("journal {} is locked by another writer: {holder}", path.display())]
     Locked { path: PathBuf, holder: String },
+    /// The journal was named through a symbolic link: one journal, one name.
+    #[error("journal {} is a symbolic link: open the journal by its real path: {}", path.display(), real.display())]
+    Symlink { path: PathBuf, real: PathBuf },
     /// The chain is broken at `seq` (the position the bad line should have had).
     #[error("journal {} is damaged or was edited at seq {seq} (line {line_no}): {reason}", path.display())]
     Tampered {

@@ -1,26 +1,61 @@
-//! The one writer of a journal: exclusive lock, append, fsync.
+//! The one writer of a journal: exclusive lock on the file itself, append, fsync.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::reader::{Scan, scan};
 use super::record::{Entry, GENESIS_PREV, Record, seal};
 use super::{JournalError, ReadOutcome};
 
-/// The sidecar lock file of a journal: `<journal>.lock`.
+/// The holder note of a journal: `<real path of the journal>.lock`, whatever path, symlink or
+/// `..` named the journal. It only says who holds the journal (pid, user@host, since); the lock
+/// itself is an exclusive `flock` on the journal file, so every name of the same file (a
+/// symlink, a hard link, a relative path) meets the same lock. The note exists only while a
+/// writer holds the journal.
 pub fn lock_path(journal: &Path) -> PathBuf {
-    let mut name = OsString::from(journal.as_os_str());
+    let real = real_path(journal);
+    let mut name = real.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)
+}
+
+/// The journal's real path: the file canonicalized, or (not yet created) its directory
+/// canonicalized joined with its name; the path as given if neither resolves.
+fn real_path(journal: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(journal) {
+        return p;
+    }
+    let dir = match journal.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), journal.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => journal.to_path_buf(),
+    }
+}
+
+/// A journal named through a symbolic link is refused: the operator is told the real path.
+fn refuse_symlink(path: &Path) -> Result<(), JournalError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(JournalError::Symlink {
+            path: path.to_path_buf(),
+            real: std::fs::canonicalize(path)
+                .unwrap_or_else(|_| std::fs::read_link(path).unwrap_or_default()),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// An open journal held for writing, with an exclusive lock. Dropping it releases the lock.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
+    // Declared before `file` so it is dropped first: the holder note goes before the flock on
+    // `file` is let go, so the next writer never finds (and reports) our note as stale.
+    _lock: WriterLock,
     file: File,
     /// Length of the file after the last good append; a failed write is cut back to it.
     len: u64,
@@ -28,27 +63,40 @@ pub struct Journal {
     last_hash: String,
     /// Set when a write or fsync failed: what is on disk is then uncertain.
     poisoned: Option<String>,
-    // Declared last so it is dropped after `file`: the lock outlives the writes it protects.
-    _lock: WriterLock,
 }
 
 impl Journal {
     /// Creates a new, empty journal at `path` (mode 0600) and takes its lock. Fails with
     /// [`JournalError::Exists`] if anything is already at `path`: a journal is never overwritten.
     pub fn create(path: &Path) -> Result<Journal, JournalError> {
-        // Lock before creating, so two concurrent creates end in one journal and one `Locked`.
-        let lock = WriterLock::acquire(path)?;
-        let file = OpenOptions::new()
+        refuse_symlink(path)?;
+        let file = match OpenOptions::new()
             .append(true)
             .create_new(true)
             .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => JournalError::Exists {
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                refuse_symlink(path)?;
+                // Someone else's journal: say it is held if a writer holds it (a concurrent
+                // create that won), else that it exists.
+                if let Ok(f) = File::open(path)
+                    && !matches!(fs4::fs_std::FileExt::try_lock_exclusive(&f), Ok(true))
+                {
+                    return Err(JournalError::Locked {
+                        path: path.to_path_buf(),
+                        holder: holder_of(path, &f),
+                    });
+                }
+                return Err(JournalError::Exists {
                     path: path.to_path_buf(),
-                },
-                _ => JournalError::io(path, e),
-            })?;
+                });
+            }
+            Err(e) => return Err(JournalError::io(path, e)),
+        };
+        let lock = WriterLock::acquire(path, &file)?;
         // `mode` is filtered by the umask; set it explicitly so the journal is 0600 whatever
         // the umask (it holds who did what on which node).
         file.set_permissions(Permissions::from_mode(0o600))
@@ -71,12 +119,18 @@ impl Journal {
     /// the chain after the last good record. A chain broken anywhere else is refused with
     /// [`JournalError::Tampered`]: resuming on top of it would bless the damage.
     pub fn open_for_append(path: &Path) -> Result<(Journal, ReadOutcome), JournalError> {
-        let lock = WriterLock::acquire(path)?;
+        refuse_symlink(path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
-            .map_err(|e| JournalError::io(path, e))?;
+            .map_err(|e| match refuse_symlink(path) {
+                Err(symlink) => symlink,
+                Ok(()) => JournalError::io(path, e),
+            })?;
+        // Nothing is read or trimmed before the lock is ours.
+        let lock = WriterLock::acquire(path, &file)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| JournalError::io(path, e))?;
@@ -199,6 +253,26 @@ impl Journal {
     pub fn last_hash(&self) -> &str {
         &self.last_hash
     }
+
+    /// A holder note left by a writer that died without removing it (its lock went with it),
+    /// found and replaced when this writer took the lock: what it said, for the operator.
+    pub fn stale_lock(&self) -> Option<&str> {
+        self._lock.stale.as_deref()
+    }
+
+    /// The journal file's identity, `dev:inode`: the same for every path, symlink or hard link
+    /// that names it, different for a copy.
+    pub fn identity(&self) -> String {
+        self.file
+            .metadata()
+            .map(|m| format!("{}:{}", m.dev(), m.ino()))
+            .unwrap_or_default()
+    }
+
+    /// The journal's real path (symlinks and `..` resolved).
+    pub fn real_path(&self) -> PathBuf {
+        real_path(&self.path)
+    }
 }
 
 /// fsync the directory holding `path`, so a newly created file survives a crash.
@@ -212,42 +286,74 @@ fn sync_parent_dir(path: &Path) -> Result<(), JournalError> {
         .map_err(|e| JournalError::io(dir, e))
 }
 
-/// The exclusive `flock` on `<journal>.lock`. The file also says who holds it, so the second
-/// writer's error can name the first. Released on drop (and by the kernel if the process dies,
-/// so a crash never leaves a stale lock behind).
+/// Who holds a journal that is locked: its holder note, or (the journal named through another
+/// hard link, whose note has another name) the pid the kernel lists for the lock.
+fn holder_of(path: &Path, file: &File) -> String {
+    let note = std::fs::read_to_string(lock_path(path)).unwrap_or_default();
+    let note = note.trim();
+    if !note.is_empty() {
+        return note.to_string();
+    }
+    match file.metadata().ok().and_then(|m| flock_holder(&m)) {
+        Some(pid) => format!(
+            "pid {pid} (named through another path or hard link; its note is beside that name)"
+        ),
+        None => "an unknown process (no holder note yet)".to_string(),
+    }
+}
+
+/// The pid holding a `flock` on this file, from `/proc/locks` (Linux; `None` elsewhere).
+fn flock_holder(m: &std::fs::Metadata) -> Option<u32> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let (maj, min) = (
+        nix::sys::stat::major(m.dev()),
+        nix::sys::stat::minor(m.dev()),
+    );
+    locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 6 || f[1] != "FLOCK" {
+            return None;
+        }
+        let id: Vec<&str> = f[5].split(':').collect();
+        let ok = id.len() == 3
+            && u64::from_str_radix(id[0], 16).ok() == Some(maj)
+            && u64::from_str_radix(id[1], 16).ok() == Some(min)
+            && id[2].parse::<u64>().ok() == Some(m.ino());
+        if ok { f[4].parse().ok() } else { None }
+    })
+}
+
+/// The exclusive `flock` on the journal file itself, and its holder note
+/// ([`lock_path`]): so the second writer's error can name the first. The flock goes with the
+/// journal's file handle (and with the process, if it dies); the note is removed on drop.
 #[derive(Debug)]
 struct WriterLock {
-    file: File,
+    note: PathBuf,
+    /// What a dead writer's note said, if one was found when the lock was taken.
+    stale: Option<String>,
 }
 
 impl WriterLock {
-    fn acquire(journal: &Path) -> Result<WriterLock, JournalError> {
-        let path = lock_path(journal);
-        // No truncate on open: the current holder's text must survive until we own the lock.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| JournalError::io(&path, e))?;
-        let acquired = fs4::fs_std::FileExt::try_lock_exclusive(&file)
-            .map_err(|e| JournalError::io(&path, e))?;
+    fn acquire(journal: &Path, file: &File) -> Result<WriterLock, JournalError> {
+        let acquired = fs4::fs_std::FileExt::try_lock_exclusive(file)
+            .map_err(|e| JournalError::io(journal, e))?;
         if !acquired {
-            let mut holder = String::new();
-            // Best effort: the holder may be between taking the lock and writing its name.
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
             return Err(JournalError::Locked {
                 path: journal.to_path_buf(),
-                holder: if holder.is_empty() {
-                    "an unknown process (the lock file names no holder yet)".to_string()
-                } else {
-                    holder.to_string()
-                },
+                holder: holder_of(journal, file),
             });
         }
+        let note = lock_path(journal);
+        // The lock is ours, so any note there is a dead writer's: its process ended without
+        // removing it (the kernel dropped its lock). Say so rather than take it over silently.
+        let stale = std::fs::read_to_string(&note).ok().map(|t| {
+            let t = t.trim();
+            format!(
+                "a stale lock note {} was left by a writer that is gone ({}); its lock ended with its process, so this one now holds the journal",
+                note.display(),
+                if t.is_empty() { "it named no holder" } else { t }
+            )
+        });
         let who = super::Who::current();
         let text = format!(
             "pid {} {} since {}\n",
@@ -255,21 +361,26 @@ impl WriterLock {
             who.actor_label(),
             super::record::format_time(&chrono::Utc::now()),
         );
-        file.set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
-            .and_then(|()| file.write_all(text.as_bytes()))
-            .and_then(|()| file.sync_data())
-            .map_err(|e| JournalError::io(&path, e))?;
-        Ok(WriterLock { file })
+        let _ = std::fs::remove_file(&note);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&note)
+            .and_then(|mut f| {
+                f.set_permissions(Permissions::from_mode(0o600))?;
+                f.write_all(text.as_bytes())
+            })
+            .map_err(|e| JournalError::io(&note, e))?;
+        Ok(WriterLock { note, stale })
     }
 }
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
-        // Clear the holder's name before letting go, so nobody is later blamed for a lock they
-        // no longer hold. The file itself stays: deleting a lock file races with the next
-        // locker, who may already have it open.
-        let _ = self.file.set_len(0);
-        let _ = fs4::fs_std::FileExt::unlock(&self.file);
+        // Before the flock is let go (the journal's file handle is dropped after this), so
+        // nobody is later blamed for a lock they no longer hold.
+        let _ = std::fs::remove_file(&self.note);
     }
 }

@@ -272,8 +272,10 @@ fn jws_rotation_swaps_every_signing_key_and_retiring_removes_only_old_keys() {
         before,
         "no private key may change"
     );
-    // The refused run left node1 drained, as a halted run should; the operator puts it back.
+    // The refused run left node1 drained, as a halted run should; the operator puts it back,
+    // and abandons the run: a halted run keeps its fleet lock until it is broken.
     lb_command(&w, "set server keystone_api/ks1 state ready");
+    ok(&["unlock", "-i", inv, "--yes-i-checked"]);
 
     ok(&[
         "run",

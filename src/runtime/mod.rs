@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
+pub mod fleet_lock;
+
 /// What the operator asked for in the UI; the runtime turns these into engine commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -81,6 +83,8 @@ pub struct Session {
     pub run_id: String,
     pub who: Who,
     pub fleet: Arc<Fleet>,
+    /// This run's lock on its fleet: kept through pauses and halts, given back on completion.
+    pub fleet_lock: Option<fleet_lock::FleetLock>,
     outcomes_tx: mpsc::UnboundedSender<Outcome>,
     outcomes_rx: mpsc::UnboundedReceiver<Outcome>,
     breach_tx: mpsc::UnboundedSender<crate::engine::events::Breach>,
@@ -173,6 +177,7 @@ impl Session {
             run_id,
             who: Who::current(),
             fleet: Arc::new(fleet),
+            fleet_lock: None,
             outcomes_tx: tx,
             outcomes_rx: rx,
             publish: None,
@@ -189,17 +194,45 @@ impl Session {
         params: BTreeMap<String, String>,
         journal_path: &Path,
     ) -> Result<Session> {
-        let (world, moved) = world_for(&inv).await?;
-        let inv = moved.unwrap_or(inv);
         let journal = Journal::create(journal_path)
             .with_context(|| format!("cannot create journal {}", journal_path.display()))?;
+        if let Some(stale) = journal.stale_lock() {
+            eprintln!("cutover: {}", for_terminal(stale));
+        }
         let run_id = format!(
             "{}-{}",
             Utc::now().format("%Y%m%dT%H%M%SZ"),
             &uuid::Uuid::new_v4().simple().to_string()[..6]
         );
-        let fleet = Fleet::new(inv.clone())?;
+        // The fleet lock comes before anything on the fleet (or the demo world) changes; a run
+        // refused by it leaves nothing behind, not even its empty journal.
+        let mut lock_fleet = Fleet::new(inv.clone())?;
+        lock_fleet.passphrase = Some(tty_passphrase_prompt());
+        let holder = fleet_lock::Holder::new(&run_id, &inv.cluster, &journal);
+        let lock = match fleet_lock::FleetLock::acquire(&lock_fleet, holder).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                let _ = std::fs::remove_file(journal_path);
+                return Err(e);
+            }
+        };
+        for u in &lock.unreachable {
+            eprintln!("cutover: fleet lock: {}", for_terminal(u));
+        }
+        let (world, moved) = match world_for(&inv).await {
+            Ok(w) => w,
+            Err(e) => {
+                lock.release(&lock_fleet).await;
+                let _ = std::fs::remove_file(journal_path);
+                return Err(e);
+            }
+        };
+        let (inv, fleet) = match moved {
+            Some(moved) => (moved.clone(), Fleet::new(moved)?),
+            None => (inv, lock_fleet),
+        };
         let mut s = Session::new(journal, State::default(), run_id.clone(), fleet, world);
+        s.fleet_lock = Some(lock);
         use sha2::Digest;
         let rs = RunStarted {
             schema: engine::events::SCHEMA,
@@ -246,10 +279,24 @@ impl Session {
                 journal_path.display()
             ));
         }
+        if let Some(stale) = journal.stale_lock() {
+            notes.push(stale.to_string());
+        }
+        // The fleet lock before the world starts or anything is probed: the same run's own lock
+        // is taken back; another run's (or a copy of this journal's) refuses the resume.
+        let mut lock_fleet = Fleet::new(run.inventory.clone())?;
+        lock_fleet.passphrase = Some(tty_passphrase_prompt());
+        let holder = fleet_lock::Holder::new(&run.run_id, &run.cluster, &journal);
+        let lock = fleet_lock::FleetLock::acquire(&lock_fleet, holder).await?;
+        notes.extend(lock.unreachable.iter().map(|u| format!("fleet lock: {u}")));
         let (world, moved) = world_for(&run.inventory).await?;
         // A demo world that moved to other ports is reached where it is now.
-        let fleet = Fleet::new(moved.unwrap_or_else(|| run.inventory.clone()))?;
-        let s = Session::new(journal, state, run.run_id.clone(), fleet, world);
+        let fleet = match moved {
+            Some(moved) => Fleet::new(moved)?,
+            None => lock_fleet,
+        };
+        let mut s = Session::new(journal, state, run.run_id.clone(), fleet, world);
+        s.fleet_lock = Some(lock);
         Ok((s, notes))
     }
 
@@ -485,12 +532,21 @@ impl Session {
     pub fn journal_path(&self) -> PathBuf {
         self.journal.path().to_path_buf()
     }
+
+    /// The run completed: give the fleet back (this run's lock file off every node). Returns
+    /// the nodes whose file could not be removed, and why.
+    pub async fn release_fleet_lock(&mut self) -> Vec<String> {
+        match self.fleet_lock.take() {
+            Some(lock) => lock.release(&self.fleet).await,
+            None => Vec::new(),
+        }
+    }
 }
 
 /// Fold journal records into a state (the same fold live runs and replays use).
 pub fn fold(records: &[journal::Record]) -> Result<State> {
     let mut state = State::default();
-    for r in records {
+    for r in records.iter().filter(|r| is_event(r)) {
         let e = Event::from_parts(&r.kind, &r.data)
             .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))?;
         state.apply(&e, r.time);
@@ -502,12 +558,18 @@ pub fn fold(records: &[journal::Record]) -> Result<State> {
 pub fn events_of(records: &[journal::Record]) -> Result<Vec<(DateTime<Utc>, Event)>> {
     records
         .iter()
+        .filter(|r| is_event(r))
         .map(|r| {
             Event::from_parts(&r.kind, &r.data)
                 .map(|e| (r.time, e))
                 .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))
         })
         .collect()
+}
+
+/// Records the runtime writes beside the engine's events (a broken fleet lock) are not folded.
+fn is_event(r: &journal::Record) -> bool {
+    !fleet_lock::JOURNAL_KINDS.contains(&r.kind.as_str())
 }
 
 /// One line per event for headless runs.

@@ -14,11 +14,14 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Runbook {
+    #[serde(deserialize_with = "strict::string")]
     pub name: String,
+    #[serde(deserialize_with = "strict::string")]
     pub title: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::string")]
     pub description: String,
     /// The token provider the runbook moves the fleet to; gates compare against it.
+    #[serde(deserialize_with = "strict::string")]
     pub target_provider: String,
     #[serde(default)]
     pub params: BTreeMap<String, Param>,
@@ -31,10 +34,15 @@ pub struct Runbook {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Param {
+    #[serde(deserialize_with = "strict::string")]
     pub default: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "strict::strings"
+    )]
     pub choices: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::string")]
     pub description: String,
 }
 
@@ -52,9 +60,11 @@ pub enum Scope {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
+    #[serde(deserialize_with = "strict::string")]
     pub id: String,
+    #[serde(deserialize_with = "strict::string")]
     pub title: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::string")]
     pub description: String,
     pub scope: Scope,
     /// Each item is a one-key map (`- lb.drain: {timeout: 60s}`).
@@ -177,7 +187,7 @@ pub enum Item {
     #[serde(rename = "gate")]
     Gate(Gate),
     #[serde(rename = "note")]
-    Note(String),
+    Note(#[serde(deserialize_with = "strict::string")] String),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -211,6 +221,7 @@ fn default_ready() -> Duration {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SetProvider {
+    #[serde(deserialize_with = "strict::string")]
     pub provider: String,
 }
 
@@ -218,7 +229,7 @@ pub struct SetProvider {
 #[serde(deny_unknown_fields)]
 pub struct CreateJwsKeypair {
     /// `per-node` (each node its own keypair, private keys never leave their node) or `shared`.
-    #[serde(default = "default_strategy")]
+    #[serde(default = "default_strategy", deserialize_with = "strict::string")]
     pub strategy: String,
 }
 
@@ -255,6 +266,7 @@ fn default_restart() -> Duration {
 #[serde(deny_unknown_fields)]
 pub struct IssueToken {
     /// The token format the node must issue: `jws` or `fernet`.
+    #[serde(deserialize_with = "strict::string")]
     pub expect: String,
 }
 
@@ -278,6 +290,7 @@ pub enum WaitCondition {
 #[serde(deny_unknown_fields)]
 pub struct Shell {
     /// A template; see `template` for the variables.
+    #[serde(deserialize_with = "strict::string")]
     pub command: String,
     #[serde(default)]
     pub expect_status: i32,
@@ -295,12 +308,87 @@ pub struct Shell {
 #[serde(deny_unknown_fields)]
 pub struct Confirm {
     /// The hard stop's id, used by answers files and in the journal.
+    #[serde(deserialize_with = "strict::string")]
     pub id: String,
+    #[serde(deserialize_with = "strict::string")]
     pub title: String,
     /// The hazard, in plain words.
+    #[serde(deserialize_with = "strict::string")]
     pub message: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::string")]
     pub consequence: String,
+}
+
+/// Strings that are strings in the YAML. serde_yaml hands a plain scalar such as `42`, `true`
+/// or `~` to a `String` field as its text; a runbook that says `title: 42` most likely meant
+/// something else, so a string field takes only a string (quote it: `title: "42"`).
+mod strict {
+    use serde::Deserializer;
+    use serde::de::{self, SeqAccess, Unexpected, Visitor};
+    use std::fmt;
+
+    struct Str;
+
+    impl<'de> Visitor<'de> for Str {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string (quote a number, true/false or ~ to use it as text)")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+            Err(E::invalid_type(Unexpected::Bool(v), &self))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Err(E::invalid_type(Unexpected::Signed(v), &self))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Err(E::invalid_type(Unexpected::Unsigned(v), &self))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+            Err(E::invalid_type(Unexpected::Float(v), &self))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+            Err(E::invalid_type(Unexpected::Unit, &self))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<String, E> {
+            Err(E::invalid_type(Unexpected::Option, &self))
+        }
+    }
+
+    pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        d.deserialize_any(Str)
+    }
+
+    struct Strs;
+
+    impl<'de> Visitor<'de> for Strs {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of strings")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            struct One(String);
+            impl<'de> serde::Deserialize<'de> for One {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> Result<One, D::Error> {
+                    string(d).map(One)
+                }
+            }
+            let mut out = Vec::new();
+            while let Some(One(s)) = seq.next_element()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+
+    pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        d.deserialize_seq(Strs)
+    }
 }
 
 /// Durations written as humantime strings ("90s", "2m") in YAML.
@@ -474,6 +562,104 @@ impl Runbook {
     }
 }
 
+/// The runbooks shipped in `runbooks/`, built into the binary: (file name, text).
+pub fn shipped() -> &'static [(&'static str, &'static str)] {
+    &[
+        (
+            "fernet-to-jws.yaml",
+            include_str!("../../runbooks/fernet-to-jws.yaml"),
+        ),
+        (
+            "jws-to-fernet.yaml",
+            include_str!("../../runbooks/jws-to-fernet.yaml"),
+        ),
+        (
+            "jws-rotate.yaml",
+            include_str!("../../runbooks/jws-rotate.yaml"),
+        ),
+        (
+            "jws-retire-keys.yaml",
+            include_str!("../../runbooks/jws-retire-keys.yaml"),
+        ),
+        (
+            "fernet-rotate.yaml",
+            include_str!("../../runbooks/fernet-rotate.yaml"),
+        ),
+    ]
+}
+
+/// The hard stops the engine raises by itself, whatever the runbook.
+pub const ENGINE_HARD_STOPS: &[&str] = &[
+    "mixed-pool",
+    "pool-capacity",
+    "pool-breach",
+    "drift",
+    "in-doubt",
+    "unknown-host-key",
+];
+
+impl Runbook {
+    /// The ids of the runbook's `confirm` hard stops.
+    pub fn confirm_ids(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.items)
+            .filter_map(|i| match i {
+                Item::Confirm(c) => Some(c.id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The hard-stop ids an answers file may name for `rb`: its confirms, the engine's own, and the
+/// confirms of every shipped runbook (one answers file may serve a runbook and its rollback).
+pub fn answerable_ids(rb: &Runbook) -> std::collections::BTreeSet<String> {
+    let mut ids: std::collections::BTreeSet<String> =
+        rb.confirm_ids().into_iter().map(str::to_string).collect();
+    ids.extend(ENGINE_HARD_STOPS.iter().map(|s| s.to_string()));
+    for (name, text) in shipped() {
+        if let Ok(other) = Runbook::parse(text, name) {
+            ids.extend(other.confirm_ids().into_iter().map(str::to_string));
+        }
+    }
+    ids
+}
+
+/// Every key of an answers file names a hard stop ([`answerable_ids`]), alone or as `ID@NODE`
+/// with a node of the inventory: a typo must not leave a hard stop unanswered in silence.
+pub fn check_answer_ids<'a>(
+    keys: impl IntoIterator<Item = &'a String>,
+    rb: &Runbook,
+    nodes: &[String],
+) -> Result<(), String> {
+    let ids = answerable_ids(rb);
+    for key in keys {
+        let (id, node) = match key.split_once('@') {
+            Some((id, node)) => (id, Some(node)),
+            None => (key.as_str(), None),
+        };
+        let known_id = ids.contains(id);
+        let known_node = node.is_none_or(|n| nodes.iter().any(|m| m == n));
+        if !known_id {
+            return Err(format!(
+                "`{key}` is not a hard stop of runbook `{}` nor of any shipped runbook; valid ids: {} (or ID@NODE with a node of the inventory: {})",
+                rb.name,
+                ids.iter().cloned().collect::<Vec<_>>().join(", "),
+                nodes.join(", ")
+            ));
+        }
+        if !known_node {
+            return Err(format!(
+                "`{key}`: the inventory has no node `{}` (its nodes: {})",
+                node.unwrap_or_default(),
+                nodes.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Item {
     /// The action's name as written in YAML.
     pub fn name(&self) -> &'static str {
@@ -568,5 +754,47 @@ pub fn position(source: &str, origin: &str, needle: &str) -> String {
             format!("{origin}:{line}:{col}")
         }
         None => origin.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_runbook_parses_and_the_demo_answers_serve_each() {
+        let answers: BTreeMap<String, String> =
+            serde_yaml::from_str(include_str!("../../runbooks/demo-answers.yaml")).unwrap();
+        let nodes = vec!["node1".to_string(), "node2".to_string()];
+        for (name, text) in shipped() {
+            let rb = Runbook::parse(text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            check_answer_ids(answers.keys(), &rb, &nodes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
+        let on_disk = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".yaml") && n != "demo-answers.yaml")
+            .count();
+        assert_eq!(on_disk, shipped().len(), "runbooks/ and shipped() differ");
+    }
+
+    #[test]
+    fn answer_ids_are_checked() {
+        let rb = Runbook::parse(shipped()[0].1, "f").unwrap();
+        let nodes = vec!["node1".to_string()];
+        let check = |k: &str| check_answer_ids([&k.to_string()], &rb, &nodes);
+        for ok in [
+            "mixed-pool",
+            "drift",
+            "in-doubt@node1",
+            "rollback-start",
+            "jws-payload-readable@node1",
+        ] {
+            assert_eq!(check(ok), Ok(()), "{ok}");
+        }
+        for bad in ["mixed-pol", "mixed-pool@node2", "", "@node1", "mixed-pool@"] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
     }
 }

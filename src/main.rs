@@ -277,6 +277,32 @@ fn load_inventory(path: &Path) -> Result<Inventory> {
     Inventory::load(path).map_err(|e| invalid(e.to_string()))
 }
 
+/// An answers file read and checked: every key a hard stop of `rb` (or of a shipped runbook),
+/// alone or `ID@NODE` with one of `nodes`.
+fn load_answers(path: Option<&Path>, rb: &Runbook, nodes: &[String]) -> Result<runtime::Answers> {
+    let Some(path) = path else {
+        return Ok(BTreeMap::new());
+    };
+    let answers = runtime::load_answers(path).map_err(|e| invalid(e.to_string()))?;
+    cutover::runbook::check_answer_ids(answers.keys(), rb, nodes)
+        .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    Ok(answers)
+}
+
+/// The runbook and node names of the run a journal holds (read-only, without its lock), if it
+/// can be read; resume itself reports a journal that cannot.
+fn journal_runbook(journal: &Path) -> Option<(Runbook, Vec<String>)> {
+    let read = cutover::journal::read(journal).ok()?;
+    let events = runtime::events_of(&read.records).ok()?;
+    events.into_iter().find_map(|(_, e)| match e {
+        cutover::engine::events::Event::RunStarted(rs) => {
+            let rb = Runbook::parse(&rs.runbook_source, &rs.runbook_origin).ok()?;
+            Some((rb, rs.inventory.node_names()))
+        }
+        _ => None,
+    })
+}
+
 fn default_journal(runbook: &str) -> PathBuf {
     PathBuf::from(format!(
         "cutover-{runbook}-{}.journal.jsonl",
@@ -293,25 +319,18 @@ async fn run(cli: Cli) -> Result<i32> {
             runbook,
             opts,
         } => {
-            // Without --world, a fresh world each time (a reused one may already be migrated).
-            let dir = world.unwrap_or_else(|| {
-                PathBuf::from(format!(
-                    "cutover-demo/world-{}",
-                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-                ))
-            });
-            let dir = absolute(&dir)?;
-            let info =
-                cutover::world::create_or_load(&dir, &cutover::world::WorldSpec { nodes, lbs })
-                    .with_context(|| {
-                        format!("cannot create the demo world in {}", dir.display())
-                    })?;
+            // Everything given is checked before the world is created: bad input changes nothing.
+            if nodes == 0 || nodes > 64 || lbs > 16 {
+                return Err(invalid(format!(
+                    "--nodes {nodes} --lbs {lbs}: a demo world has 1 to 64 nodes and 0 to 16 load balancers"
+                )));
+            }
             let runbook = runbook.unwrap_or_else(|| PathBuf::from("runbooks/fernet-to-jws.yaml"));
             let loaded = if runbook.exists() {
                 load_runbook(&runbook)?
             } else if runbook == Path::new("runbooks/fernet-to-jws.yaml") {
                 // Run from anywhere: the flagship ships inside the binary.
-                let source = include_str!("../runbooks/fernet-to-jws.yaml").to_string();
+                let source = cutover::runbook::shipped()[0].1.to_string();
                 let rb = Runbook::parse(&source, "runbooks/fernet-to-jws.yaml (built in)")
                     .map_err(|e| invalid(e.to_string()))?;
                 cutover::runbook::Loaded {
@@ -322,6 +341,36 @@ async fn run(cli: Cli) -> Result<i32> {
             } else {
                 return Err(invalid(format!("runbook {} not found", runbook.display())));
             };
+            // Without --world, a fresh world each time (a reused one may already be migrated),
+            // named apart from any other started in the same second.
+            let dir = world.unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "cutover-demo/world-{}-{}",
+                    chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                ))
+            });
+            let dir = absolute(&dir)?;
+            // The world's node names, before the world exists: those of a world being reused,
+            // else the ones a new world gets (node1..nodeN, world::layout).
+            let world_nodes = if dir.join("world.json").exists() {
+                cutover::world::load(&dir)
+                    .and_then(|w| w.inventory())
+                    .map(|inv| inv.node_names())
+                    .map_err(|e| invalid(format!("{e:#}")))?
+            } else {
+                (1..=nodes).map(|k| format!("node{k}")).collect()
+            };
+            loaded
+                .runbook
+                .resolve_params(&parse_params(&opts.params)?)
+                .map_err(invalid)?;
+            load_answers(opts.answers.as_deref(), &loaded.runbook, &world_nodes)?;
+            let info =
+                cutover::world::create_or_load(&dir, &cutover::world::WorldSpec { nodes, lbs })
+                    .with_context(|| {
+                        format!("cannot create the demo world in {}", dir.display())
+                    })?;
             let inv = load_inventory(&info.inventory_path)?;
             let journal = opts.journal.clone().unwrap_or_else(|| {
                 dir.join(format!(
@@ -356,14 +405,19 @@ async fn run(cli: Cli) -> Result<i32> {
             headless,
             answers,
         } => {
+            // The answers are checked against the journal's runbook and inventory before the
+            // journal is opened for writing (which takes its lock and trims a torn tail).
+            let answers = match journal_runbook(&journal) {
+                Some((rb, nodes)) => load_answers(answers.as_deref(), &rb, &nodes)?,
+                None => match &answers {
+                    Some(a) => runtime::load_answers(a).map_err(|e| invalid(e.to_string()))?,
+                    None => BTreeMap::new(),
+                },
+            };
             let (mut s, notes) = Session::resume(&journal).await?;
             for n in notes {
                 eprintln!("cutover: {}", for_terminal(&n));
             }
-            let answers = match &answers {
-                Some(a) => runtime::load_answers(a).map_err(|e| invalid(e.to_string()))?,
-                None => BTreeMap::new(),
-            };
             drive(&mut s, headless, answers, true).await
         }
         Cmd::Replay {
@@ -580,10 +634,7 @@ async fn start_run(
         .resolve_params(&parse_params(&opts.params)?)
         .map_err(invalid)?;
     plan::compile(&loaded.runbook, &inv, &params).map_err(|e| invalid(e.to_string()))?;
-    let answers = match &opts.answers {
-        Some(a) => runtime::load_answers(a).map_err(|e| invalid(e.to_string()))?,
-        None => BTreeMap::new(),
-    };
+    let answers = load_answers(opts.answers.as_deref(), &loaded.runbook, &inv.node_names())?;
     let mut s = Session::start(&loaded, inv, params, &journal).await?;
     if opts.journal.is_none() || opts.headless {
         eprintln!("journal: {}", journal.display());

@@ -1,7 +1,7 @@
 //! Bad input changes nothing: answers, runbooks and parameters are checked before any world,
 //! journal or lock file is created; an answers id that names no hard stop is refused; runbook
 //! string fields take only strings; demo worlds started together get their own directories;
-//! keystone-manage's error file is not left in the staging directory.
+//! nothing is left behind at exit (journal lock notes, keystone-manage's error file).
 //!
 //! The real binary, each command in its own temp directory, as in tests/cli.rs.
 
@@ -206,7 +206,7 @@ fn run_and_resume_refuse_unknown_answer_ids_before_touching_the_journal() {
     .expect(2);
     assert!(!j.exists());
 
-    // A run paused at its first hard stop.
+    // A run paused at its first hard stop leaves no journal lock note when it exits.
     cutover_in(
         cwd.path(),
         &[
@@ -220,6 +220,7 @@ fn run_and_resume_refuse_unknown_answer_ids_before_touching_the_journal() {
         ],
     )
     .expect(3);
+    assert!(!cutover::journal::lock_path(&j).exists(), "lock note left");
     let before = fs::read(&j).unwrap();
     // A torn tail would be trimmed by a resume that opened the journal: it must stay as it is.
     let mut torn = before.clone();
@@ -295,6 +296,12 @@ fn demos_started_together_get_their_own_worlds() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(worlds.len(), 2, "{worlds:?}");
+    // Each run's journal lock note went with its process.
+    let locks: Vec<PathBuf> = tree(cwd.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".jsonl.lock"))
+        .collect();
+    assert!(locks.is_empty(), "lock notes left at exit: {locks:?}");
 }
 
 #[test]

@@ -35,7 +35,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
+/// The binary under test, copied once (beside it, in the target directory): a sweep takes
+/// minutes, and a rebuild meanwhile (another cargo command on the same target directory) must
+/// not swap it under the runs. Copies of test processes that are gone are removed.
+fn bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = Path::new(env!("CARGO_BIN_EXE_cutover"));
+        let dir = built.parent().unwrap().join("sweep-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.trim_start_matches("cutover-");
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let copy = dir.join(format!("cutover-{}", std::process::id()));
+        std::fs::copy(built, &copy).unwrap();
+        copy
+    })
+}
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 const MAX_MIXED_MS: u64 = 1000;
 const STALE_READ_MS: u64 = 300;
@@ -211,7 +231,7 @@ fn fresh_world(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, WorldInfo, w
 }
 
 fn cutover_run(info: &WorldInfo, dir: &Path, journal: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(bin());
     c.args(["run", "runbooks/fernet-to-jws.yaml", "-i"])
         .arg(&info.inventory_path)
         .args(["--headless", "--answers"])
@@ -319,7 +339,7 @@ fn run_one(rt: &tokio::runtime::Runtime, kind: Kind, k: usize) -> Report {
         out.status.code(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let verify = Command::new(BIN)
+    let verify = Command::new(bin())
         .args(["journal", "verify"])
         .arg(&journal)
         .output()
@@ -638,7 +658,7 @@ fn kill_9_and_resume_at_20_points_raises_only_real_drift() {
         let resume = |answers: &str| {
             let a = tmp.path().join("resume-answers.yaml");
             std::fs::write(&a, answers).unwrap();
-            Command::new(BIN)
+            Command::new(bin())
                 .args(["resume"])
                 .arg(&journal)
                 .args(["--headless", "--answers"])
@@ -691,7 +711,7 @@ fn kill_9_and_resume_at_20_points_raises_only_real_drift() {
             "K={k}: the second resume did not complete:\n{}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let verify = Command::new(BIN)
+        let verify = Command::new(bin())
             .args(["journal", "verify"])
             .arg(&journal)
             .output()

@@ -87,6 +87,17 @@ fn located(msg: &str, origin: &str) -> bool {
     msg.starts_with(origin) || msg.contains(&format!("cannot read {origin}"))
 }
 
+/// `origin:LINE:COLUMN: ...`
+fn with_line_col(msg: &str, origin: &str) -> bool {
+    let Some(rest) = msg.strip_prefix(origin).and_then(|r| r.strip_prefix(':')) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, ':');
+    let num =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    num(parts.next()) && num(parts.next())
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -95,6 +106,10 @@ proptest! {
         if let Err(e) = Runbook::parse(&text, "fuzz.yaml") {
             let msg = e.to_string();
             prop_assert!(located(&msg, "fuzz.yaml"), "no location: {msg}");
+            // Text that is not even YAML is located to its line and column.
+            if serde_yaml::from_str::<serde_yaml::Value>(&text).is_err() {
+                prop_assert!(with_line_col(&msg, "fuzz.yaml"), "no line:column: {msg}");
+            }
         }
     }
 
@@ -103,6 +118,9 @@ proptest! {
         if let Err(e) = Inventory::parse(&text, "inv.yaml") {
             let msg = e.to_string();
             prop_assert!(located(&msg, "inv.yaml"), "no location: {msg}");
+            if serde_yaml::from_str::<serde_yaml::Value>(&text).is_err() {
+                prop_assert!(with_line_col(&msg, "inv.yaml"), "no line:column: {msg}");
+            }
         }
     }
 

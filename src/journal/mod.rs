@@ -18,7 +18,8 @@
 //! float that does not survive a parse round trip cannot cause a false alarm.
 //!
 //! The chain has no secret in it: it detects accidents, partial edits, reordering and cut lines,
-//! not an adversary who rewrites the whole file and recomputes every hash.
+//! not an adversary who rewrites the whole file and recomputes every hash. Hard-stop
+//! confirmations signed with the operator's SSH key ([`sign`]) are what such a forgery cannot redo.
 //!
 //! # Durability
 //! The writer ([`Journal`]) holds an exclusive advisory `flock` on the journal file itself (so
@@ -32,6 +33,8 @@ pub mod actor;
 mod reader;
 mod record;
 pub mod render;
+pub mod sign;
+pub mod trust;
 mod writer;
 
 use std::path::PathBuf;

@@ -107,9 +107,12 @@ fn summary(r: &Record) -> String {
         "gate_passed" => joined(&[get(d, "gate"), "passed".into(), get(d, "detail")]),
         "gate_failed" => joined(&[get(d, "gate"), "FAILED".into(), get(d, "reason")]),
         "hard_stop_raised" => joined(&[get(d, "id"), get(d, "title")]),
-        "hard_stop_confirmed" => {
-            joined(&[get(d, "id"), "confirmed by".into(), who_label(d.get("who"))])
-        }
+        "hard_stop_confirmed" => joined(&[
+            get(d, "id"),
+            "confirmed by".into(),
+            who_label(d.get("who")),
+            signed_word(d),
+        ]),
         "hard_stop_declined" => {
             joined(&[get(d, "id"), "declined by".into(), who_label(d.get("who"))])
         }
@@ -131,6 +134,14 @@ fn summary(r: &Record) -> String {
             Value::Object(m) if m.is_empty() => String::new(),
             other => compact(other),
         },
+    }
+}
+
+/// `signed SHA256:…` or `unsigned`, for a confirmation.
+fn signed_word(d: &Value) -> String {
+    match super::sign::signer_of(d) {
+        Some(fp) => format!("(signed {fp})"),
+        None => "(unsigned)".to_string(),
     }
 }
 
@@ -327,13 +338,17 @@ fn markdown(records: &[Record]) -> String {
                 let sha = get(&d.data, "state_sha256");
                 let _ = writeln!(
                     out,
-                    "  - **Confirmed** by {} at {}{}",
+                    "  - **Confirmed** by {} at {}{}, {}",
                     one_line(&who_label(d.data.get("who"))),
                     time(d),
                     if sha.is_empty() {
                         String::new()
                     } else {
                         format!(" (state sha256 `{}`)", one_line(&sha))
+                    },
+                    match super::sign::signer_of(&d.data) {
+                        Some(fp) => format!("signed by `{}`", one_line(&fp)),
+                        None => "**unsigned**".to_string(),
                     }
                 );
             }

@@ -182,6 +182,17 @@ impl Journal {
     /// or (on error) none are, as far as this handle can tell; after an error the handle is
     /// poisoned and refuses further appends.
     pub fn append_batch(&mut self, entries: Vec<Entry>) -> Result<Vec<Record>, JournalError> {
+        self.append_batch_with(entries, |_, _, _| {})
+    }
+
+    /// [`Journal::append_batch`], calling `before_seal(entry, seq, prev)` on each entry once its
+    /// place in the chain is known and before it is hashed (the runtime signs confirmations
+    /// there: what is signed names the journal hash before the record).
+    pub fn append_batch_with(
+        &mut self,
+        entries: Vec<Entry>,
+        mut before_seal: impl FnMut(&mut Entry, u64, &str),
+    ) -> Result<Vec<Record>, JournalError> {
         if let Some(reason) = &self.poisoned {
             return Err(JournalError::Poisoned {
                 path: self.path.clone(),
@@ -194,8 +205,9 @@ impl Journal {
         let mut buf = Vec::new();
         let mut records = Vec::with_capacity(entries.len());
         let (mut seq, mut prev) = (self.last_seq, self.last_hash.clone());
-        for entry in entries {
+        for mut entry in entries {
             seq += 1;
+            before_seal(&mut entry, seq, &prev);
             let (record, line) = seal(entry, seq, &prev)?;
             prev.clone_from(&record.hash);
             buf.extend_from_slice(&line);

@@ -56,6 +56,10 @@ struct RunOpts {
     /// YAML map of hard-stop id → confirm | decline (headless only).
     #[arg(long, value_name = "FILE")]
     answers: Option<PathBuf>,
+    /// Sign hard-stop confirmations with this SSH identity file (default: the first key of the
+    /// ssh-agent at SSH_AUTH_SOCK; neither: confirmations are recorded unsigned).
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +97,9 @@ enum Cmd {
         headless: bool,
         #[arg(long, value_name = "FILE")]
         answers: Option<PathBuf>,
+        /// Sign hard-stop confirmations with this SSH identity file (default: ssh-agent).
+        #[arg(long, value_name = "FILE")]
+        sign_key: Option<PathBuf>,
     },
     /// Replay a journal in the UI, read-only.
     Replay {
@@ -185,8 +192,14 @@ enum WorldCmd {
 
 #[derive(Subcommand)]
 enum JournalCmd {
-    /// Check the hash chain: exit 0 intact, 1 naming the first bad seq.
-    Verify { journal: PathBuf },
+    /// Check the hash chain: exit 0 intact, 1 naming the first bad seq. With --allowed-signers,
+    /// every signed confirmation too (exit 1 naming the seq of a bad or unknown signature).
+    Verify {
+        journal: PathBuf,
+        /// An allowed_signers file (as `ssh-keygen -Y verify` and git use it).
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+    },
     /// Print a journal as text, JSON lines, or a Markdown change-ticket report.
     Show {
         journal: PathBuf,
@@ -385,7 +398,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     info.inventory_path.display()
                 );
             }
-            start_run(loaded, inv, &opts, journal).await
+            start_run(loaded, inv, &info.inventory_path, &opts, journal).await
         }
         Cmd::Run {
             runbook,
@@ -398,13 +411,16 @@ async fn run(cli: Cli) -> Result<i32> {
                 .journal
                 .clone()
                 .unwrap_or_else(|| default_journal(&loaded.runbook.name));
-            start_run(loaded, inv, &opts, journal).await
+            start_run(loaded, inv, &inventory, &opts, journal).await
         }
         Cmd::Resume {
             journal,
             headless,
             answers,
+            sign_key,
         } => {
+            cutover::journal::trust::check_permissions(&journal).map_err(|e| anyhow!(e))?;
+            let signer = signer_for(sign_key.as_deref())?;
             // The answers are checked against the journal's runbook and inventory before the
             // journal is opened for writing (which takes its lock and trims a torn tail).
             let answers = match journal_runbook(&journal) {
@@ -414,7 +430,11 @@ async fn run(cli: Cli) -> Result<i32> {
                     None => BTreeMap::new(),
                 },
             };
-            let (mut s, notes) = Session::resume(&journal).await?;
+            let (mut s, mut notes) = Session::resume(&journal).await?;
+            s.signer = signer;
+            if let Ok(read) = cutover::journal::read(&journal) {
+                notes.extend(cutover::journal::trust::input_notes(&read.records));
+            }
             for n in notes {
                 eprintln!("cutover: {}", for_terminal(&n));
             }
@@ -424,7 +444,10 @@ async fn run(cli: Cli) -> Result<i32> {
             journal,
             speed,
             follow,
-        } => replay(&journal, speed, follow).await,
+        } => {
+            cutover::journal::trust::check_permissions(&journal).map_err(|e| anyhow!(e))?;
+            replay(&journal, speed, follow).await
+        }
         Cmd::Unlock {
             inventory,
             run_id,
@@ -563,8 +586,24 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Journal {
-            cmd: JournalCmd::Verify { journal },
+            cmd:
+                JournalCmd::Verify {
+                    journal,
+                    allowed_signers,
+                },
         } => {
+            let allowed = match &allowed_signers {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .map_err(|e| e.to_string())
+                        .and_then(|t| cutover::journal::sign::parse_allowed_signers(&t))
+                        .map_err(|e| invalid(format!("{}: {e}", f.display())))?,
+                ),
+                None => None,
+            };
+            if let Err(e) = cutover::journal::trust::check_permissions(&journal) {
+                println!("warning: {}", for_terminal(&e));
+            }
             let r = cutover::journal::verify(&journal);
             if let Some(e) = &r.io_error {
                 eprintln!("{}: {e}", journal.display());
@@ -585,7 +624,12 @@ async fn run(cli: Cli) -> Result<i32> {
                         journal.display(),
                         r.records
                     );
-                    Ok(0)
+                    let records = cutover::journal::read(&journal)?.records;
+                    Ok(report_signatures(
+                        &records,
+                        allowed.as_deref(),
+                        allowed_signers.as_deref(),
+                    ))
                 }
                 Some(b) => {
                     println!(
@@ -602,6 +646,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Journal {
             cmd: JournalCmd::Show { journal, format },
         } => {
+            cutover::journal::trust::check_permissions(&journal).map_err(|e| anyhow!(e))?;
             let read = cutover::journal::read(&journal)?;
             let f = match format {
                 ShowFormat::Text => cutover::journal::Format::Text,
@@ -626,6 +671,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 async fn start_run(
     loaded: cutover::runbook::Loaded,
     inv: Inventory,
+    inventory_path: &Path,
     opts: &RunOpts,
     journal: PathBuf,
 ) -> Result<i32> {
@@ -635,7 +681,14 @@ async fn start_run(
         .map_err(invalid)?;
     plan::compile(&loaded.runbook, &inv, &params).map_err(|e| invalid(e.to_string()))?;
     let answers = load_answers(opts.answers.as_deref(), &loaded.runbook, &inv.node_names())?;
+    // Read again for its hash: the text the inventory was loaded from a moment ago.
+    let inventory_sha256 = std::fs::read(inventory_path)
+        .map(|t| cutover::journal::trust::sha256_hex(&t))
+        .ok();
+    let signer = signer_for(opts.sign_key.as_deref())?;
     let mut s = Session::start(&loaded, inv, params, &journal).await?;
+    s.inventory_sha256 = inventory_sha256;
+    s.signer = signer;
     if opts.journal.is_none() || opts.headless {
         eprintln!("journal: {}", journal.display());
     }
@@ -840,6 +893,75 @@ fn record_unlock(
         data: runtime::fleet_lock::unlocked_record(inv, broken),
     })?;
     Ok(())
+}
+
+/// Who signs hard-stop confirmations, found (and an identity file's passphrase asked for) before
+/// any UI starts. No agent and no identity: confirmations are recorded unsigned, as said here.
+fn signer_for(
+    sign_key: Option<&Path>,
+) -> Result<Option<std::sync::Arc<cutover::journal::sign::Signer>>> {
+    let prompt = runtime::tty_passphrase_prompt();
+    match cutover::journal::sign::Signer::from_options(sign_key, &|p: &Path| prompt(p)) {
+        Ok(Some(s)) => {
+            eprintln!(
+                "hard-stop confirmations will be signed with {}",
+                for_terminal(&s.describe())
+            );
+            Ok(Some(std::sync::Arc::new(s)))
+        }
+        Ok(None) => {
+            eprintln!(
+                "hard-stop confirmations will be recorded unsigned (no key in ssh-agent, no --sign-key)"
+            );
+            Ok(None)
+        }
+        Err(e) if sign_key.is_some() => Err(invalid(e)),
+        Err(e) => {
+            eprintln!(
+                "hard-stop confirmations will be recorded unsigned: {}",
+                for_terminal(&e)
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// `journal verify`'s signature part: how many confirmations are signed and, with allowed
+/// signers, whether each verifies. Returns the exit code.
+fn report_signatures(
+    records: &[cutover::journal::Record],
+    allowed: Option<&[cutover::journal::sign::AllowedSigner]>,
+    allowed_path: Option<&Path>,
+) -> i32 {
+    let rep = cutover::journal::sign::check_signatures(records, allowed);
+    println!(
+        "{} of {} hard-stop confirmations signed",
+        rep.signed, rep.confirmations
+    );
+    let Some(path) = allowed_path else {
+        if rep.signed > 0 {
+            println!("check the signatures with --allowed-signers FILE");
+        }
+        return 0;
+    };
+    for (seq, principals) in &rep.verified {
+        println!("seq {seq}: good signature by {}", for_terminal(principals));
+    }
+    for (seq, why) in &rep.bad {
+        println!("seq {seq}: BAD SIGNATURE: {}", for_terminal(why));
+    }
+    if rep.bad.is_empty() {
+        println!("every confirmation verified against {}", path.display());
+        0
+    } else {
+        println!(
+            "{} of {} confirmations failed against {}",
+            rep.bad.len(),
+            rep.confirmations,
+            path.display()
+        );
+        1
+    }
 }
 
 async fn replay(journal: &Path, speed: f64, follow: bool) -> Result<i32> {

@@ -92,6 +92,10 @@ pub struct Session {
     pub publish: Option<watch::Sender<Arc<State>>>,
     pub print: bool,
     pending_start: Option<RunStarted>,
+    /// Signs each hard-stop confirmation as it is journaled; `None`: recorded unsigned.
+    pub signer: Option<Arc<journal::sign::Signer>>,
+    /// sha256 of the inventory file's text, recorded in `run_started` (`inventory_sha256`).
+    pub inventory_sha256: Option<String>,
     _world: Option<crate::world::WorldHandle>,
 }
 
@@ -183,6 +187,8 @@ impl Session {
             publish: None,
             print: false,
             pending_start: None,
+            signer: None,
+            inventory_sha256: None,
             _world: world,
         }
     }
@@ -317,6 +323,12 @@ impl Session {
             if let Event::StepStarted { step } = e {
                 scratch_step = Some(step.clone());
             }
+            let mut data = e.data();
+            if let (Event::RunStarted(_), Some(sha), Some(m)) =
+                (e, &self.inventory_sha256, data.as_object_mut())
+            {
+                m.insert("inventory_sha256".into(), sha.clone().into());
+            }
             entries.push(Entry {
                 time: Utc::now(),
                 run: self.run_id.clone(),
@@ -324,10 +336,16 @@ impl Session {
                 kind: e.kind().to_string(),
                 step,
                 node: e.node().map(str::to_string),
-                data: e.data(),
+                data,
             });
         }
-        let records = self.journal.append_batch(entries)?;
+        // A confirmation is signed where its place in the chain (its `prev`) is known.
+        let signer = self.signer.clone();
+        let records = self
+            .journal
+            .append_batch_with(entries, |entry, seq, prev| {
+                journal::sign::sign_entry(signer.as_deref(), entry, seq, prev)
+            })?;
         for (e, r) in events.iter().zip(records.iter()) {
             self.state.apply(e, r.time);
             if self.print {

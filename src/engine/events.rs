@@ -38,6 +38,11 @@ pub enum Event {
         next: String,
     },
     HardStopRaised(HardStop),
+    /// In the journal the runtime adds, when it writes this record and its `prev` is known,
+    /// `signature` (an SSHSIG by the operator's SSH key: `format`, `namespace`, `public_key`,
+    /// `fingerprint`, `armored`; see `journal::sign`) or `signature: null` with an
+    /// `unsigned_reason`. They are not fields here because `decide` builds this variant without
+    /// them; the fold ignores them, and journals without them fold as before.
     HardStopConfirmed {
         id: String,
         op: usize,

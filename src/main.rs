@@ -505,7 +505,9 @@ async fn run(cli: Cli) -> Result<i32> {
             let inv = load_inventory(&inventory)?;
             let (_world, moved) = runtime::world_for(&inv).await?;
             let inv = moved.unwrap_or(inv);
-            let fleet = cutover::drivers::Fleet::new(inv.clone())?;
+            let mut fleet = cutover::drivers::Fleet::new(inv.clone())?;
+            fleet.passphrase = Some(runtime::tty_passphrase_prompt());
+            runtime::unlock_keys(&fleet).await?;
             let obs = cutover::drivers::full_probe(&fleet, true)
                 .await
                 .map_err(|e| anyhow!("{} — {}", e.msg, e.next))?;
@@ -901,7 +903,7 @@ fn signer_for(
     sign_key: Option<&Path>,
 ) -> Result<Option<std::sync::Arc<cutover::journal::sign::Signer>>> {
     let prompt = runtime::tty_passphrase_prompt();
-    match cutover::journal::sign::Signer::from_options(sign_key, &|p: &Path| prompt(p)) {
+    match cutover::journal::sign::Signer::from_options(sign_key, &|p: &Path| prompt.ask(p)) {
         Ok(Some(s)) => {
             eprintln!(
                 "hard-stop confirmations will be signed with {}",

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 /// Drive a session with the UI attached until the operator quits.
 pub async fn drive_with_ui(s: &mut Session, resumed: bool) -> Result<RunEnd> {
-    s.connect_all().await;
+    s.connect_all().await?;
     let (state_tx, state_rx) = watch::channel(Arc::new(s.state.clone()));
     let (req_tx, req_rx) = mpsc::unbounded_channel();
     s.publish = Some(state_tx);

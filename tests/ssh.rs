@@ -595,9 +595,9 @@ async fn encrypted_identity_asks_the_prompt() {
     client.trust(&sshd);
     let asked = Arc::new(Mutex::new(Vec::<PathBuf>::new()));
     let a = asked.clone();
-    let prompt: PassphrasePrompt = Arc::new(move |p: &Path| {
+    let prompt = PassphrasePrompt::new(move |p: &Path| {
         a.lock().unwrap().push(p.to_path_buf());
-        Some("correct horse".to_string())
+        Some("correct horse".to_string().into())
     });
     let t = SshTransport::connect(
         &SshTarget::Alias("node".into()),
@@ -612,9 +612,9 @@ async fn encrypted_identity_asks_the_prompt() {
     // A wrong passphrase: Auth error listing what was tried, never the passphrase.
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let wrong: PassphrasePrompt = Arc::new(move |_p: &Path| {
+    let wrong = PassphrasePrompt::new(move |_p: &Path| {
         c.fetch_add(1, Ordering::SeqCst);
-        Some("wrong battery".to_string())
+        Some("wrong battery".to_string().into())
     });
     let err = SshTransport::connect(
         &SshTarget::Alias("node".into()),
@@ -632,6 +632,56 @@ async fn encrypted_identity_asks_the_prompt() {
     // No prompt at all.
     let err = client.connect("node").await.unwrap_err();
     assert!(err.to_string().contains("encrypted"), "{err}");
+}
+
+/// Two hosts with one encrypted identity file and one prompt: asked once (the decrypted key is
+/// kept by file, not by host), even when both connect at once; once the prompt is closed (the UI
+/// has the terminal), a new prompt's key fails with advice to use ssh-agent, never asking.
+#[tokio::test]
+async fn one_passphrase_per_key_file_shared_by_hosts() {
+    let client = ClientSide::new();
+    let enc = client.dir.path().join("id_enc");
+    keygen(&enc, "correct horse");
+    let sshd = Sshd::start(&[&enc], "");
+    let extra = format!("  IdentityFile {}", enc.display());
+    client.write_config(&[("node1", &sshd, &extra), ("node2", &sshd, &extra)]);
+    client.trust(&sshd);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let prompt = PassphrasePrompt::new(move |_p: &Path| {
+        c.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+        Some("correct horse".to_string().into())
+    });
+    let defaults = client.defaults();
+    let connect = |alias: &'static str| {
+        let prompt = prompt.clone();
+        let defaults = defaults.clone();
+        async move {
+            SshTransport::connect(
+                &SshTarget::Alias(alias.into()),
+                Some(&defaults),
+                Some(prompt),
+            )
+            .await
+        }
+    };
+    let (a, b) = tokio::join!(connect("node1"), connect("node2"));
+    a.unwrap_or_else(|e| panic!("{e}"));
+    b.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(prompt.failures().is_empty());
+
+    let never = PassphrasePrompt::new(|_p: &Path| panic!("asked after the prompt was closed"));
+    never.close();
+    let err = SshTransport::connect(
+        &SshTarget::Alias("node1".into()),
+        Some(&client.defaults()),
+        Some(never),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("ssh-add"), "{err}");
 }
 
 /// The agent case runs in a child process of this test binary, so SSH_AUTH_SOCK is set for that

@@ -129,7 +129,7 @@ impl Signer {
     /// read or decrypted is an error: the operator asked for signatures.
     pub fn from_options(
         sign_key: Option<&Path>,
-        prompt: &dyn Fn(&Path) -> Option<String>,
+        prompt: &dyn Fn(&Path) -> Option<zeroize::Zeroizing<String>>,
     ) -> Result<Option<Signer>, String> {
         if let Some(path) = sign_key {
             let key = PrivateKey::read_openssh_file(path)

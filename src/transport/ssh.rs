@@ -4,8 +4,8 @@
 //! UserKnownHostsFile, ProxyJump), checks host keys against known_hosts files (hashed and
 //! `[host]:port` entries included) and refuses to go on when a key is unknown or has changed, and
 //! authenticates in OpenSSH's order: agent identities, then identity files (a passphrase is asked
-//! for through a callback and never kept; the decrypted key stays in memory for reconnects, as an
-//! agent would hold it).
+//! for through a callback, once per key file and one prompt at a time, and wiped after use; the
+//! decrypted key stays in memory for reconnects and other hosts, as an agent would hold it).
 //!
 //! A dropped connection is re-established once, transparently, before a command is sent; a command
 //! that was already sent is never re-sent (it might not be idempotent).
@@ -27,10 +27,133 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
-/// Asked for an encrypted identity file's passphrase (the path is shown to the operator). `None`
-/// skips that key. The answer is used once and dropped.
-pub type PassphrasePrompt = Arc<dyn Fn(&Path) -> Option<String> + Send + Sync>;
+/// Asks for an encrypted identity file's passphrase (the path is shown to the operator), and
+/// holds what was unlocked with it. Clones share one keyring: a key file is asked for once for
+/// all the hosts that use it, one prompt at a time, and a file given up on is not asked again.
+#[derive(Clone)]
+pub struct PassphrasePrompt {
+    ask: AskFn,
+    ring: Arc<Keyring>,
+}
+
+/// The question itself: `None` skips that key. The answer is used once and wiped.
+type AskFn = Arc<dyn Fn(&Path) -> Option<Zeroizing<String>> + Send + Sync>;
+
+#[derive(Default)]
+struct Keyring {
+    /// Held from the first question about a file to its last: never two prompts at once.
+    turn: tokio::sync::Mutex<()>,
+    /// Keys decrypted during this session, by file (not by host). Memory only.
+    unlocked: StdMutex<HashMap<PathBuf, Arc<PrivateKey>>>,
+    /// Files not to be asked for again, and why.
+    refused: StdMutex<HashMap<PathBuf, String>>,
+    /// Files whose passphrase was wrong every time, with the message for the operator.
+    failed: StdMutex<Vec<String>>,
+    /// Set once the terminal is no longer a plain terminal (the UI has it).
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl PassphrasePrompt {
+    pub fn new(ask: impl Fn(&Path) -> Option<Zeroizing<String>> + Send + Sync + 'static) -> Self {
+        PassphrasePrompt {
+            ask: Arc::new(ask),
+            ring: Arc::default(),
+        }
+    }
+
+    /// Ask directly (no keyring): for a key that is not an SSH identity.
+    pub fn ask(&self, path: &Path) -> Option<Zeroizing<String>> {
+        (self.ask)(path)
+    }
+
+    /// Never ask again: the terminal now belongs to something else. A key that still needs a
+    /// passphrase then fails with advice to load it into ssh-agent.
+    pub fn close(&self) {
+        self.ring
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The key files given up on after wrong passphrases, each with what the operator should do.
+    pub fn failures(&self) -> Vec<String> {
+        self.ring.failed.lock().unwrap().clone()
+    }
+
+    /// The decrypted key at `path` (`text` is the file), asking for its passphrase at most
+    /// `PASSPHRASE_ATTEMPTS` times for the whole session.
+    async fn unlock(&self, path: &Path, text: &str) -> Result<Arc<PrivateKey>, String> {
+        let id = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let _turn = self.ring.turn.lock().await;
+        if let Some(k) = self.ring.unlocked.lock().unwrap().get(&id) {
+            return Ok(k.clone());
+        }
+        if let Some(why) = self.ring.refused.lock().unwrap().get(&id) {
+            return Err(why.clone());
+        }
+        let shown = path.display();
+        if self.ring.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!(
+                "encrypted, and its passphrase cannot be asked for while the UI has the terminal: load it into ssh-agent (ssh-add {shown}), then resume"
+            ));
+        }
+        let refuse = |why: String| {
+            self.ring
+                .refused
+                .lock()
+                .unwrap()
+                .insert(id.clone(), why.clone());
+            why
+        };
+        for _ in 0..PASSPHRASE_ATTEMPTS {
+            let ask = self.ask.clone();
+            let owned = path.to_path_buf();
+            let answer = tokio::task::spawn_blocking(move || ask(&owned))
+                .await
+                .map_err(|e| format!("passphrase prompt failed ({e})"))?;
+            let Some(pass) = answer else {
+                return Err(refuse("encrypted, no passphrase given".into()));
+            };
+            let text = Zeroizing::new(text.to_string());
+            let decoded = tokio::task::spawn_blocking(move || {
+                russh::keys::decode_secret_key(&text, Some(pass.as_str())).ok()
+            })
+            .await
+            .map_err(|e| format!("decrypting failed ({e})"))?;
+            if let Some(k) = decoded {
+                let k = Arc::new(k);
+                self.ring
+                    .unlocked
+                    .lock()
+                    .unwrap()
+                    .insert(id.clone(), k.clone());
+                return Ok(k);
+            }
+        }
+        let msg = format!(
+            "wrong passphrase for {shown} three times; load it into ssh-agent (ssh-add {shown}) or check it"
+        );
+        self.ring.failed.lock().unwrap().push(msg.clone());
+        Err(refuse(msg))
+    }
+}
+
+/// Whether connecting to `target` might ask for a passphrase: one of its hops names an identity
+/// file that exists and is encrypted (ssh-agent may still hold it).
+pub fn may_ask_passphrase(target: &SshTarget, defaults: Option<&SshDefaults>) -> bool {
+    let Ok(hops) = resolve_hops(target, defaults) else {
+        return false;
+    };
+    hops.iter().flat_map(|h| &h.identity_files).any(|p| {
+        std::fs::read_to_string(p).is_ok_and(|t| {
+            matches!(
+                russh::keys::decode_secret_key(&t, None),
+                Err(russh::keys::Error::KeyIsEncrypted)
+            )
+        })
+    })
+}
 
 /// How often a keepalive is sent when the server has been silent; three unanswered ones drop the
 /// connection (the next command then reconnects).
@@ -50,9 +173,6 @@ struct Inner {
     hops: Vec<Hop>,
     prompt: Option<PassphrasePrompt>,
     live: tokio::sync::Mutex<Option<Live>>,
-    /// Keys decrypted with a passphrase during this run, by path, so a reconnect does not ask
-    /// again. Memory only.
-    unlocked: StdMutex<HashMap<PathBuf, Arc<PrivateKey>>>,
 }
 
 struct Live {
@@ -129,7 +249,6 @@ impl SshTransport {
                 hops,
                 prompt,
                 live: tokio::sync::Mutex::new(None),
-                unlocked: StdMutex::new(HashMap::new()),
             }),
         };
         let live = t.open().await?;
@@ -475,12 +594,11 @@ impl SshTransport {
         Err(auth_err(&tried, &server_methods))
     }
 
-    /// Read an identity file, asking for its passphrase if it is encrypted.
+    /// Read an identity file, asking for its passphrase if it is encrypted (once per file for
+    /// the session: the prompt's keyring holds what was decrypted).
     async fn load_identity(&self, path: &Path) -> Result<Arc<PrivateKey>, String> {
-        if let Some(k) = self.inner.unlocked.lock().unwrap().get(path) {
-            return Ok(k.clone());
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("unreadable ({e})"))?;
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| format!("unreadable ({e})"))?);
         match russh::keys::decode_secret_key(&text, None) {
             Ok(k) => return Ok(Arc::new(k)),
             Err(russh::keys::Error::KeyIsEncrypted) => {}
@@ -489,32 +607,7 @@ impl SshTransport {
         let Some(prompt) = self.inner.prompt.clone() else {
             return Err("encrypted, and no passphrase prompt is available".into());
         };
-        for attempt in 1..=PASSPHRASE_ATTEMPTS {
-            let p = prompt.clone();
-            let owned = path.to_path_buf();
-            let answer = tokio::task::spawn_blocking(move || p(&owned))
-                .await
-                .map_err(|e| format!("passphrase prompt failed ({e})"))?;
-            let Some(pass) = answer else {
-                return Err("encrypted, no passphrase given".into());
-            };
-            match russh::keys::decode_secret_key(&text, Some(&pass)) {
-                Ok(k) => {
-                    let k = Arc::new(k);
-                    self.inner
-                        .unlocked
-                        .lock()
-                        .unwrap()
-                        .insert(path.to_path_buf(), k.clone());
-                    return Ok(k);
-                }
-                Err(_) if attempt < PASSPHRASE_ATTEMPTS => continue,
-                Err(_) => {}
-            }
-        }
-        Err(format!(
-            "encrypted, wrong passphrase ({PASSPHRASE_ATTEMPTS} attempts)"
-        ))
+        prompt.unlock(path, &text).await
     }
 }
 

@@ -36,6 +36,8 @@ impl Term {
                 previous(info);
             }));
         });
+        // Raw mode from here on: no line could be typed, so no passphrase is asked for.
+        crate::runtime::close_prompts();
         enable_raw_mode()?;
         ACTIVE.store(true, Ordering::SeqCst);
         // Clear with a plain escape: Terminal::clear() asks the terminal where its cursor is and

@@ -813,7 +813,20 @@ mod lab {
             let node = what.rsplit(' ').next().unwrap();
             // HAProxy's server name for nodeN is ksN.
             let server = node.replace("node", "ks");
-            let after: Vec<&Sample> = samples.iter().filter(|s| s.0 > *at).collect();
+            // Until cutover re-added the node on purpose (its lb.ready): out of maint after that
+            // is the re-add, not the reload (a revert between two samples is then never seen).
+            let readded = recs
+                .iter()
+                .filter(|r| {
+                    r["kind"] == "intent" && r["node"] == node && r["data"]["action"] == "lb.ready"
+                })
+                .map(|r| time_ms(&r["time"]))
+                .find(|t| t > at)
+                .unwrap_or(u64::MAX);
+            let after: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.0 > *at && s.0 < readded)
+                .collect();
             for k in 1..=2 {
                 let key = (k, server.clone());
                 let back = after
@@ -830,7 +843,7 @@ mod lab {
                     match (back, again) {
                         (None, _) => "never (reverted between two samples)".to_string(),
                         (Some(_), Some(ms)) => format!("back in maint {ms} ms later"),
-                        (Some(_), None) => "not back in maint".into(),
+                        (Some(_), None) => "not back in maint before its re-add".into(),
                     }
                 );
                 // The guard reads and reverts over SSH (one `socat` per instance and pass); with

@@ -147,12 +147,10 @@ impl Fleet {
         let at = Utc::now();
         let took_ms = start.elapsed().as_millis() as u64;
         let bad = |e: String| DriverError::new(format!("{}: {e}", lb.name), "");
-        let (stat, sets, state) = split_guard_answer(&answer);
-        let stat = haproxy::parse_stat(stat).map_err(bad)?;
-        let state = haproxy::parse_servers_state(state).map_err(bad)?;
-        let complaint = Some(sets.trim())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
+        let parts = haproxy::split_answer(&answer);
+        let stat = haproxy::parse_stat(parts.stat).map_err(bad)?;
+        let state = haproxy::parse_servers_state(parts.state).map_err(bad)?;
+        let complaint = Some(parts.other).filter(|s| !s.is_empty());
         let mut out = Vec::new();
         for n in nodes {
             let server = lb.server_for(n);
@@ -183,22 +181,6 @@ struct InstancePass {
     nodes: Vec<(String, Option<String>, bool)>,
 }
 
-/// Split `show stat; set ...; show servers state B` into the stat CSV, what the sets answered
-/// (nothing when they took), and the servers state. Each answer ends with an empty line.
-fn split_guard_answer(answer: &str) -> (&str, &str, &str) {
-    let stat_at = answer.find("# pxname").unwrap_or(0);
-    let rest = &answer[stat_at..];
-    let stat_end = rest.find("\n\n").map(|i| i + 1).unwrap_or(rest.len());
-    let (stat, rest) = rest.split_at(stat_end);
-    // The servers state starts with its version line (digits only) right before `# be_id`.
-    let state_at = rest
-        .find("# be_id")
-        .map(|i| rest[..i].trim_end().rfind('\n').map(|j| j + 1).unwrap_or(0))
-        .unwrap_or(rest.len());
-    let (sets, state) = rest.split_at(state_at);
-    (stat, sets, state)
-}
-
 /// Run the guard until the returned handle is dropped or aborted: a pass every
 /// `GUARD_INTERVAL`, each breach sent to the session.
 pub fn spawn(
@@ -219,24 +201,4 @@ pub fn spawn(
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_guard_answer;
-
-    #[test]
-    fn a_guard_answer_splits_into_stat_sets_and_state() {
-        let stat = "# pxname,svname,status\nkeystone_api,ks1,UP 1/3\n";
-        let state = "1\n# be_id be_name srv_id srv_name\n3 keystone_api 1 ks1\n";
-        let ok = format!("{stat}\n\n{state}\n");
-        let (a, b, c) = split_guard_answer(&ok);
-        assert_eq!((a, b.trim(), c), (stat, "", &format!("{state}\n")[..]));
-        let refused = format!("{stat}\nNo such server.\n\n{state}\n");
-        let (a, b, c) = split_guard_answer(&refused);
-        assert_eq!(
-            (a, b.trim(), c.lines().next()),
-            (stat, "No such server.", Some("1"))
-        );
-    }
 }

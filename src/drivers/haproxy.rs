@@ -151,6 +151,54 @@ pub fn rows(
     Ok(out)
 }
 
+/// The answer to several `;`-separated runtime-API commands (one request, e.g. `show servers
+/// state B; show stat`, or the guard's `show stat; set server ...; show servers state B`), in
+/// its parts. Each command's answer ends with an empty line; their order does not matter.
+#[derive(Debug, PartialEq)]
+pub struct Answer<'a> {
+    /// The `show servers state` block, from its version line.
+    pub state: &'a str,
+    /// The `show stat` CSV, from its `# pxname` header.
+    pub stat: &'a str,
+    /// Whatever else was said (a `set`'s complaint), trimmed: empty when every command took.
+    pub other: String,
+}
+
+pub fn split_answer(answer: &str) -> Answer<'_> {
+    // A block runs from its start to the empty line that ends its answer.
+    let block = |start: usize| {
+        let end = answer[start..]
+            .find("\n\n")
+            .map(|i| start + i + 1)
+            .unwrap_or(answer.len());
+        start..end
+    };
+    let stat = answer.find("# pxname").map(block).unwrap_or(0..0);
+    let state = answer
+        .find("# be_id")
+        .map(|header| {
+            // The version line (digits only) right before the header belongs to it.
+            let line = answer[..header]
+                .trim_end_matches('\n')
+                .rfind('\n')
+                .map_or(0, |j| j + 1);
+            let version = answer[line..header].trim();
+            let digits = !version.is_empty() && version.chars().all(|c| c.is_ascii_digit());
+            block(if digits { line } else { header })
+        })
+        .unwrap_or(0..0);
+    let other: String = answer
+        .char_indices()
+        .filter(|(i, _)| !stat.contains(i) && !state.contains(i))
+        .map(|(_, c)| c)
+        .collect();
+    Answer {
+        state: &answer[state],
+        stat: &answer[stat],
+        other: other.trim().to_string(),
+    }
+}
+
 pub fn set_state(backend: &str, server: &str, state: &str) -> String {
     format!("set server {backend}/{server} state {state}")
 }
@@ -428,6 +476,37 @@ pub fn reload_facts(text: &str, backend: &str) -> ReloadFacts {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_combined_answer_splits_into_state_stat_and_what_else_was_said() {
+        let state = "1\n# be_id be_name srv_id srv_name\n3 keystone_api 1 ks1\n";
+        let stat = "# pxname,svname,status\nkeystone_api,ks1,MAINT\n";
+        // A read: `show servers state B; show stat`, as HAProxy answers it.
+        let read = format!("{state}\n{stat}\n");
+        let a = super::split_answer(&read);
+        assert_eq!((a.state, a.stat, a.other.as_str()), (state, stat, ""));
+        // After a `set` that took (its answer: the empty line alone).
+        let took = format!("\n{state}\n{stat}\n");
+        let a = super::split_answer(&took);
+        assert_eq!((a.state, a.stat, a.other.as_str()), (state, stat, ""));
+        let complained = format!("No such server.\n\n{state}\n{stat}\n");
+        let a = super::split_answer(&complained);
+        assert_eq!(
+            (a.state, a.stat, a.other.as_str()),
+            (state, stat, "No such server.")
+        );
+        // The guard's order: `show stat; set ...; show servers state B`.
+        let guard_stat = "# pxname,svname,status\nkeystone_api,ks1,UP 1/3\n";
+        let guard = format!("{guard_stat}\n\n{state}\n");
+        let a = super::split_answer(&guard);
+        assert_eq!((a.stat, a.other.as_str(), a.state), (guard_stat, "", state));
+        let refused = format!("{guard_stat}\nNo such server.\n\n{state}\n");
+        let a = super::split_answer(&refused);
+        assert_eq!(
+            (a.stat, a.other.as_str(), a.state.lines().next()),
+            (guard_stat, "No such server.", Some("1"))
+        );
+    }
+
     use super::*;
 
     const STATE: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n3 keystone_api 1 ks1 127.0.0.1 2 0 1 1 12 6 3 4 6 0 0 0 - 15001 - 0 0 - - 0\n3 keystone_api 2 ks2 127.0.0.1 2 1 1 1 3 6 3 4 6 0 0 0 - 15002 - 0 0 - - 0\n3 keystone_api 3 ks3 127.0.0.1 0 8 1 1 3 6 3 4 6 0 0 0 - 15003 - 0 0 - - 0\n";

@@ -99,26 +99,6 @@ impl From<TransportError> for DriverError {
 
 type DResult<T> = Result<T, DriverError>;
 
-/// Split the answer to `[set server ...;] show servers state B; show stat` into what came before
-/// the servers state (a `set`'s complaint, if any), the servers state, and the `show stat` CSV.
-fn split_lb_answer(answer: &str) -> (&str, &str, &str) {
-    let stat_at = answer.find("# pxname").unwrap_or(answer.len());
-    let (head, stat) = answer.split_at(stat_at);
-    // The servers state starts with its version line (digits only), then `# be_id ...`.
-    let mut offset = 0;
-    let mut state_at = head.len();
-    for line in head.split_inclusive('\n') {
-        let t = line.trim();
-        if (!t.is_empty() && t.chars().all(|c| c.is_ascii_digit())) || t.starts_with("# be_id") {
-            state_at = offset;
-            break;
-        }
-        offset += line.len();
-    }
-    let (before, state) = head.split_at(state_at);
-    (before, state, stat)
-}
-
 /// One connection per host: the key its transport is kept under.
 fn reach_key(reach: &Reach) -> String {
     match reach {
@@ -759,7 +739,7 @@ impl Fleet {
         let answer = self
             .lb_request(lb, &format!("show servers state {}; show stat", lb.backend))
             .await?;
-        let (_, state, stat) = split_lb_answer(&answer);
+        let haproxy::Answer { state, stat, .. } = haproxy::split_answer(&answer);
         let state = haproxy::parse_servers_state(state).map_err(|e| {
             DriverError::new(
                 format!("{}: {e}", lb.name),
@@ -1796,24 +1776,4 @@ pub async fn full_probe(fleet: &Fleet, tokens: bool) -> DResult<Observation> {
     let toks = if tokens { nodes.clone() } else { vec![] };
     let lb = !fleet.inv.load_balancers.is_empty();
     fleet.probe(&nodes, lb, &toks).await.map(|d| d.observed)
-}
-
-#[cfg(test)]
-mod lb_answer_tests {
-    use super::split_lb_answer;
-
-    #[test]
-    fn a_combined_answer_splits_into_set_state_and_stat() {
-        let state = "1\n# be_id be_name srv_id srv_name\n3 keystone_api 1 ks1\n\n";
-        let stat = "# pxname,svname,status\nkeystone_api,ks1,MAINT\n\n";
-        let ok = format!("\n{state}{stat}");
-        assert_eq!(split_lb_answer(&ok), ("\n", state, stat));
-        let refused = format!("No such server.\n\n{state}{stat}");
-        let (before, s, t) = split_lb_answer(&refused);
-        assert_eq!((before.trim(), s, t), ("No such server.", state, stat));
-        assert_eq!(
-            split_lb_answer(&format!("{state}{stat}")),
-            ("", state, stat)
-        );
-    }
 }

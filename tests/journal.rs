@@ -186,6 +186,22 @@ fn flipped_byte_in_middle_line_names_its_seq() {
 }
 
 #[test]
+fn read_prefix_stops_at_the_damage_and_names_it() {
+    let (_dir, path) = journal_with(5);
+    let intact = journal::read_prefix(&path).unwrap();
+    assert_eq!((intact.records.len(), intact.damage), (5, None));
+    let mut l = lines(&path);
+    l[3] = l[3].replace("record 4", "record 9");
+    write_lines(&path, &l);
+    let p = journal::read_prefix(&path).unwrap();
+    assert_eq!(p.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let bad = p.damage.expect("damage reported");
+    assert_eq!((bad.seq, bad.line_no), (4, 4));
+    // verify still fails the journal.
+    assert!(!journal::verify(&path).ok());
+}
+
+#[test]
 fn raw_byte_flip_anywhere_is_detected() {
     // Flip bytes across the middle line in turn: every variant must fail at seq 3 (its own hash,
     // or not JSON) or at seq 4 (a changed hash no longer matches the next line's prev); none

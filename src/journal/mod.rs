@@ -40,7 +40,7 @@ mod writer;
 use std::path::PathBuf;
 
 pub use actor::Who;
-pub use reader::{Follower, read, verify};
+pub use reader::{Follower, Prefix, read, read_prefix, verify};
 pub use record::{Entry, GENESIS_PREV, Record};
 pub use render::{Format, render};
 pub use writer::{Journal, lock_path};

@@ -90,6 +90,30 @@ pub fn read(path: &Path) -> Result<ReadOutcome, JournalError> {
     })
 }
 
+/// A journal read as far as its chain holds: the records before the first bad line, and that
+/// line. For showing and replaying a damaged journal up to the damage (with a banner naming
+/// it); [`verify`] still fails it, and nothing resumes from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prefix {
+    /// The intact records, seq 1 up to the one before `damage` (all of them when intact).
+    pub records: Vec<Record>,
+    /// The first line that breaks the chain, if any.
+    pub damage: Option<BadRecord>,
+    /// A torn final line, if there was one (and no damage before it).
+    pub torn_tail: Option<TornTail>,
+}
+
+/// Reads a journal up to its first damaged line, read-only and without locking.
+pub fn read_prefix(path: &Path) -> Result<Prefix, JournalError> {
+    let bytes = std::fs::read(path).map_err(|e| JournalError::io(path, e))?;
+    let scan = scan(&bytes);
+    Ok(Prefix {
+        records: scan.records,
+        damage: scan.first_bad,
+        torn_tail: scan.torn_tail,
+    })
+}
+
 /// Verifies a journal and reports what it found. Never panics and never fails: an unreadable
 /// file is reported in [`VerifyReport::io_error`].
 pub fn verify(path: &Path) -> VerifyReport {

@@ -648,15 +648,39 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Journal {
             cmd: JournalCmd::Show { journal, format },
         } => {
+            use cutover::journal::render::{Options, damage_banner, render_with};
+            use std::io::IsTerminal;
             cutover::journal::trust::check_permissions(&journal).map_err(|e| anyhow!(e))?;
-            let read = cutover::journal::read(&journal)?;
+            // A damaged journal is shown up to its damage, under a banner naming it (verify
+            // still fails it).
+            let read = cutover::journal::read_prefix(&journal)?;
             let f = match format {
                 ShowFormat::Text => cutover::journal::Format::Text,
                 ShowFormat::Json => cutover::journal::Format::Json,
                 ShowFormat::Markdown => cutover::journal::Format::Markdown,
             };
-            let text = cutover::journal::render(&read.records, f);
+            // Lines are cut to a terminal's width, never in a pipe or a file.
+            let width = std::io::stdout().is_terminal().then(|| {
+                crossterm::terminal::size()
+                    .map(|(cols, _)| usize::from(cols).max(40))
+                    .unwrap_or(100)
+            });
+            let opts = Options {
+                width,
+                damage: read.damage.clone(),
+                torn_tail: read.torn_tail.clone(),
+            };
+            let text = render_with(&read.records, f, &opts);
             print!("{}", for_terminal_block(&text));
+            if let Some(d) = &read.damage {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                eprintln!(
+                    "{}: {}",
+                    journal.display(),
+                    for_terminal(&damage_banner(d, read.records.len()))
+                );
+            }
             Ok(0)
         }
     }

@@ -742,3 +742,317 @@ fn format_parses_from_cli_words() {
     assert_eq!("text".parse::<Format>(), Ok(Format::Text));
     assert!("pdf".parse::<Format>().is_err());
 }
+
+// ---- journal show for people (issue 9, items 6 and 7) ------------------------------------------
+
+use cutover::journal::render::{Options, render_with};
+
+/// A journal of a run of the shipped flagship runbook (its source in `run_started`, as a real
+/// run records it), halted in `rolling`: preflight done, keys done (per-node), a note in keys and
+/// one in close-less rolling, verify and close never reached.
+fn flagship_run() -> Vec<Record> {
+    use cutover::engine::Event;
+    use cutover::engine::events::{RunStarted, SCHEMA};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = fs::read_to_string(root.join("runbooks/fernet-to-jws.yaml")).unwrap();
+    let inventory_text = fs::read_to_string(root.join("tests/fixtures/inventory-3.yaml")).unwrap();
+    let inventory =
+        cutover::inventory::Inventory::parse(&inventory_text, "inventory-3.yaml").unwrap();
+    let started = Event::RunStarted(RunStarted {
+        schema: SCHEMA,
+        run_id: "run-1".into(),
+        runbook_name: "fernet-to-jws".into(),
+        runbook_title: "Keystone tokens: Fernet → JWS".into(),
+        runbook_sha256: "0".repeat(64),
+        runbook_source: source,
+        runbook_origin: "runbooks/fernet-to-jws.yaml".into(),
+        cluster: "prod-east".into(),
+        inventory,
+        params: [("key_strategy".to_string(), "per-node".to_string())].into(),
+        who: who("alice", None),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = Journal::create(&dir.path().join("run.jsonl")).unwrap();
+    let e = |i, kind: &str, data| entry(i, kind, data);
+    j.append_batch(vec![
+        e(0, "run_started", started.data()),
+        e(1, "step_started", json!({"step": "preflight"})).step("preflight"),
+        e(2, "intent", json!({"id": 1, "action": "probe", "detail": "read every node"})).step("preflight"),
+        e(3, "outcome", json!({"id": 1, "ok": true, "summary": "3 nodes read", "duration_ms": 12})).step("preflight"),
+        e(4, "step_completed", json!({"step": "preflight"})).step("preflight"),
+        e(5, "step_started", json!({"step": "keys"})).step("keys"),
+        e(6, "intent", json!({"id": 2, "action": "keystone.create_jws_keypair", "detail": "generate an ES256 keypair for ks1"})).step("keys").node("ks1"),
+        e(7, "outcome", json!({"id": 2, "ok": true, "summary": "keypair staged", "duration_ms": 30})).step("keys").node("ks1"),
+        e(8, "note", json!({"op": 3, "message": "ks1's private key never leaves it"})).step("keys"),
+        e(9, "step_completed", json!({"step": "keys"})).step("keys"),
+        e(10, "step_started", json!({"step": "verify-keys"})).step("verify-keys"),
+        e(11, "note", json!({"op": 5, "message": "every public key is on every node"})).step("verify-keys"),
+        e(12, "step_completed", json!({"step": "verify-keys"})).step("verify-keys"),
+        e(13, "step_started", json!({"step": "rolling"})).step("rolling"),
+        e(14, "gate_failed", json!({"op": 6, "gate": "pool-capacity", "node": "ks1", "reason": "without ks1 the pool is empty", "next": "add a node"})).step("rolling").node("ks1"),
+        e(15, "run_halted", json!({"op": 6, "node": "ks1", "reason": "gate pool-capacity failed", "next": "add a node"})).step("rolling").node("ks1"),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn text_render_tells_every_kind_in_words_not_json() {
+    let records = synthetic_run();
+    let text = render_with(&records, Format::Text, &Options::default());
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), records.len(), "{text}");
+    let row = |kind: &str| {
+        *rows
+            .iter()
+            .find(|r| r.contains(&format!("  {kind} ")))
+            .unwrap_or_else(|| panic!("no {kind} row in\n{text}"))
+    };
+    assert!(
+        row("step_started").ends_with("step “prepare” started"),
+        "{text}"
+    );
+    assert!(
+        row("step_completed").ends_with("step “prepare” completed"),
+        "{text}"
+    );
+    assert!(
+        row("outcome").ends_with("#a1 ok (1.5 s): key fingerprint ab12"),
+        "{text}"
+    );
+    assert!(
+        row("gate_failed").ends_with("gate sessions-drained FAILED: 12 sessions left; next: wait"),
+        "{text}"
+    );
+    assert!(
+        row("hard_stop_raised").ends_with("HARD STOP mixed-pool: Mixed provider pool"),
+        "{text}"
+    );
+    assert!(
+        row("hard_stop_confirmed")
+            .ends_with("hard stop mixed-pool confirmed by alice(as root)@bastion1 (unsigned)"),
+        "{text}"
+    );
+    assert!(
+        row("run_halted")
+            .ends_with("run HALTED: gate sessions-drained failed; next: investigate node2"),
+        "{text}"
+    );
+    // A kind this version does not know: its fields, not its JSON.
+    assert!(row("mystery_kind").ends_with("1: 1; 2: 2"), "{text}");
+    // The run's start: runbook, cluster.
+    assert!(
+        row("run_started").ends_with(
+            "run of Keystone Fernet to JWS (fernet-to-jws) on cluster prod-east started"
+        ),
+        "{text}"
+    );
+    for r in &rows {
+        assert!(!r.contains("{\"") && !r.contains("\":"), "JSON in {r}");
+    }
+    // A real run's start names the fleet and who started it; step rows use the step titles.
+    let flagship = render_with(&flagship_run(), Format::Text, &Options::default());
+    let first = flagship.lines().next().unwrap();
+    assert!(
+        first.ends_with(
+            "run of Keystone tokens: Fernet → JWS (fernet-to-jws) on cluster prod-east (3 nodes, \
+             2 load balancers) started by alice@bastion1, run run-1; params key_strategy=per-node"
+        ),
+        "{first}"
+    );
+    assert!(
+        flagship.contains("step “JWS keys (per-node)” started"),
+        "{flagship}"
+    );
+    assert!(!flagship.contains("{\""), "{flagship}");
+}
+
+#[test]
+fn text_render_cuts_nothing_without_a_width_and_cuts_to_the_width_given() {
+    let mut records = synthetic_run();
+    let long_note = format!("the end of this note must survive: {}END", "x".repeat(300));
+    records[15].data = json!({ "message": long_note });
+    records[6].step = Some("a-step-name-longer-than-fourteen-columns".into());
+    let whole = render_with(&records, Format::Text, &Options::default());
+    assert!(whole.contains(&long_note), "{whole}");
+    assert!(
+        whole.contains("a-step-name-longer-than-fourteen-columns"),
+        "{whole}"
+    );
+    assert!(!whole.contains('…'), "{whole}");
+    // Columns still line up.
+    let at = whole.lines().next().unwrap().find("02:31:07").unwrap();
+    assert!(
+        whole.lines().all(|r| r.find("02:31").unwrap() == at),
+        "{whole}"
+    );
+    // On a terminal of 72 columns, every line fits in 72 (the default listing keeps 100).
+    let cut = render_with(
+        &records,
+        Format::Text,
+        &Options {
+            width: Some(72),
+            ..Options::default()
+        },
+    );
+    assert!(cut.lines().all(|l| l.chars().count() <= 72), "{cut}");
+    assert!(cut.contains('…') && !cut.contains("END"), "{cut}");
+    assert!(
+        render(&records, Format::Text)
+            .lines()
+            .all(|l| l.chars().count() <= 100)
+    );
+}
+
+#[test]
+fn markdown_steps_have_their_titles_actions_and_notes() {
+    let records = flagship_run();
+    let md = render(&records, Format::Markdown);
+    // Headings: the runbook's titles (templates rendered with the run's params), runbook order,
+    // the steps never reached too.
+    let headings: Vec<&str> = md.lines().filter(|l| l.starts_with("### ")).collect();
+    assert_eq!(
+        headings,
+        [
+            "### 1. Preflight (`preflight`)",
+            "### 2. JWS keys (per-node) (`keys`)",
+            "### 3. Verify keys everywhere (`verify-keys`)",
+            "### 4. Rolling cutover (`rolling`)",
+            "### 5. Verify the fleet (`verify`)",
+            "### 6. Close (`close`)",
+        ],
+        "{md}"
+    );
+    let section = |n: usize| {
+        let from = md.find(headings[n]).unwrap();
+        let to = headings
+            .get(n + 1)
+            .map(|h| md.find(h).unwrap())
+            .unwrap_or_else(|| md.find("## Hard stops").unwrap());
+        &md[from..to]
+    };
+    // keys: its action and its note, under it.
+    let keys = section(1);
+    assert!(
+        keys.contains("| ks1 | keystone.create_jws_keypair |"),
+        "{keys}"
+    );
+    assert!(keys.contains("Notes:"), "{keys}");
+    assert!(
+        keys.contains("- 2026-11-29 02:31:15 UTC: ks1's private key never leaves it"),
+        "{keys}"
+    );
+    // verify-keys: no action, but its note (not "No actions" with the note elsewhere).
+    let verify_keys = section(2);
+    assert!(
+        verify_keys.contains("every public key is on every node")
+            && !verify_keys.contains("_No actions._"),
+        "{verify_keys}"
+    );
+    // rolling was started and has neither; verify and close were never reached.
+    assert!(section(3).contains("_No actions._"), "{}", section(3));
+    assert!(section(4).contains("_Not reached._"), "{}", section(4));
+    assert!(section(5).contains("_Not reached._"), "{}", section(5));
+    // Notes in a step are not repeated under "Other events".
+    assert!(!md.contains("## Other events"), "{md}");
+    // Without the runbook in the journal, headings fall back to step ids (as before).
+    let plain = render(&synthetic_run(), Format::Markdown);
+    assert!(plain.contains("### 1. prepare\n"), "{plain}");
+}
+
+#[test]
+fn a_damaged_journal_renders_up_to_the_damage_under_a_banner() {
+    let (_dir, path) = journal_with(9);
+    let mut ls = lines(&path);
+    ls[5] = ls[5].replace("record 6", "record 6!");
+    write_lines(&path, &ls);
+    assert!(!journal::verify(&path).ok());
+    let read = journal::read_prefix(&path).unwrap();
+    let damage = read.damage.clone().expect("damage at seq 6");
+    assert_eq!(damage.seq, 6);
+    let opts = Options {
+        damage: Some(damage),
+        ..Options::default()
+    };
+    let text = render_with(&read.records, Format::Text, &opts);
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        rows.len(),
+        5 + 2,
+        "records 1-5 and the banner twice:\n{text}"
+    );
+    for banner in [rows[0], rows[6]] {
+        assert!(
+            banner.starts_with("DAMAGED JOURNAL: the hash chain breaks at seq 6 (line 6)")
+                && banner.contains("Showing records 1 to 5"),
+            "{banner}"
+        );
+    }
+    assert!(
+        rows[5].contains("record 5") && !text.contains("record 6"),
+        "{text}"
+    );
+    let md = render_with(&read.records, Format::Markdown, &opts);
+    assert!(
+        md.contains("> **DAMAGED JOURNAL: the hash chain breaks at seq 6 (line 6)"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| Records | 5 (the journal is damaged at seq 6: nothing from there on is shown) |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("the journal is damaged at seq 6, and nothing from there on is shown"),
+        "{md}"
+    );
+    // JSON stays exactly the intact lines: nothing a parser would choke on.
+    let js = render_with(&read.records, Format::Json, &opts);
+    assert_eq!(js, ls[..5].join("\n") + "\n");
+}
+
+/// `cutover journal show` through a pipe: whole lines; a damaged journal shown up to its damage
+/// (exit 0, the banner on stderr too) while verify still exits 1.
+#[test]
+fn journal_show_in_a_pipe_prints_whole_lines_and_a_damaged_journal_up_to_k() {
+    let (_dir, path) = journal_with(4);
+    let mut j = Journal::open_for_append(&path).unwrap().0;
+    let long = format!("a long note {} that ends here", "y".repeat(200));
+    j.append(entry(5, "note", json!({ "message": long })))
+        .unwrap();
+    drop(j);
+    let show = |p: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["journal", "show"])
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let out = show(&path);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains(&long), "{stdout}");
+    // Damage at seq 3.
+    let mut ls = lines(&path);
+    ls[2] = ls[2].replace("record 3", "record 3?");
+    write_lines(&path, &ls);
+    let out = show(&path);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stdout.starts_with("DAMAGED JOURNAL: the hash chain breaks at seq 3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("record 2") && !stdout.contains("record 3"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("breaks at seq 3"), "{stderr}");
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["journal", "verify"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(1), "{verify:?}");
+}

@@ -6,6 +6,7 @@ pub mod haproxy;
 pub mod keys;
 pub mod keystone;
 pub mod keystone_conf;
+pub mod service_log;
 
 use crate::engine::events::{Failure, Outcome};
 use crate::engine::facts::*;
@@ -1094,20 +1095,23 @@ impl Fleet {
 
     async fn restart(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
         let n = self.node(node)?;
+        let mark = self.restart_mark(node).await;
         let out = self
             .exec(node, &n.restart, Duration::from_secs(timeout_secs.max(10)))
             .await?;
         if out.status != 0 {
-            let tail = self.log_tail(node).await;
+            let ev = self.log_tail(node, &mark, &out.stderr_str()).await;
+            let why = ev.reason().unwrap_or_else(|| out.last_line());
             return Ok(Done::fail(
                 format!(
-                    "{node}: `{}` exited {}: {}{tail}",
+                    "{node}: `{}` exited {}: {why}{}",
                     n.restart,
                     out.status,
-                    out.last_line()
+                    ev.render()
                 ),
                 format!(
-                    "{node} is out of the pool; fix the restart (keystone log on {node}), then resume"
+                    "{node} is out of the pool; fix what the service reports ({}), then resume",
+                    self.where_it_logs(node)
                 ),
             ));
         }
@@ -1127,13 +1131,16 @@ impl Fleet {
                 ));
             }
             if Instant::now() >= deadline {
-                let tail = self.log_tail(node).await;
+                let ev = self.log_tail(node, &mark, &out.stderr_str()).await;
+                let why = ev.reason().map(|r| format!(": {r}")).unwrap_or_default();
                 return Ok(Done::fail(
                     format!(
-                        "{node}: keystone did not answer GET /v3 within {timeout_secs}s after restart ({detail}){tail}"
+                        "{node}: keystone did not answer GET /v3 within {timeout_secs}s after restart ({detail}){why}{}",
+                        ev.render()
                     ),
                     format!(
-                        "{node} is out of the pool, nothing else changed. Fix the cause (see the log line), resume to retry; or roll it back: set [token] provider back and restart it"
+                        "{node} is out of the pool, nothing else changed. Fix the cause ({}), resume to retry; or roll it back: set [token] provider back and restart it",
+                        self.where_it_logs(node)
                     ),
                 ));
             }
@@ -1141,29 +1148,144 @@ impl Fleet {
         }
     }
 
-    async fn log_tail(&self, node: &str) -> String {
+    /// Where `node`'s Keystone says why it failed, for a failure's next step.
+    fn where_it_logs(&self, node: &str) -> String {
         let Ok(n) = self.node(node) else {
-            return String::new();
+            return format!("the keystone log on {node}");
         };
-        let Some(log) = &n.log_file else {
-            return String::new();
-        };
-        match self
-            .exec(
-                node,
-                &format!(
-                    "tail -n 40 -- {} | grep -E 'CRITICAL|ERROR' | tail -n 1",
-                    shell_quote(&log.display().to_string())
-                ),
-                Duration::from_secs(10),
-            )
-            .await
-        {
-            Ok(o) if !o.stdout_str().trim().is_empty() => {
-                format!(" — log: {}", o.stdout_str().trim())
-            }
-            _ => String::new(),
+        let unit = n.unit.clone().or_else(|| service_log::unit_of(&n.restart));
+        match (&n.log_file, unit) {
+            (Some(log), Some(u)) => format!("{} and journalctl -u {u} on {node}", log.display()),
+            (Some(log), None) => format!("{} on {node}", log.display()),
+            (None, Some(u)) => format!("journalctl -u {u} on {node}"),
+            (None, None) => format!(
+                "the keystone log on {node}; set log_file: (and unit: under systemd) for {node} in the inventory and cutover shows it"
+            ),
         }
+    }
+
+    /// The node's clock and the size of its log just before a restart: what the service writes
+    /// after this is what the restart caused. Unknown parts stay None (the evidence then says it
+    /// shows the log's last lines).
+    async fn restart_mark(&self, node: &str) -> service_log::RestartMark {
+        let Ok(n) = self.node(node) else {
+            return service_log::RestartMark::default();
+        };
+        let cmd = match &n.log_file {
+            Some(log) => {
+                let l = shell_quote(&log.display().to_string());
+                format!("date +%s; if [ -f {l} ]; then wc -c < {l}; else echo 0; fi")
+            }
+            None => "date +%s".to_string(),
+        };
+        match self.exec(node, &cmd, Duration::from_secs(10)).await {
+            Ok(o) if o.status == 0 => {
+                let text = o.stdout_str();
+                let mut it = text.split_whitespace();
+                service_log::RestartMark {
+                    epoch: it.next().and_then(|v| v.parse().ok()),
+                    log_size: it.next().and_then(|v| v.parse().ok()),
+                }
+            }
+            _ => service_log::RestartMark::default(),
+        }
+    }
+
+    /// What the service said about a failed restart: the restart's `stderr`, `journalctl -u
+    /// UNIT` since the restart (where systemd runs it) and the log file's lines written since
+    /// the restart, each picked down to its errors by `service_log`, masked and bounded. One
+    /// round trip; a node that cannot be read leaves only stderr.
+    async fn log_tail(
+        &self,
+        node: &str,
+        mark: &service_log::RestartMark,
+        stderr: &str,
+    ) -> service_log::Evidence {
+        let mut ev = service_log::Evidence {
+            stderr: service_log::pick(stderr, service_log::MAX_LINES),
+            ..Default::default()
+        };
+        let Ok(n) = self.node(node) else {
+            return ev;
+        };
+        let unit = n.unit.clone().or_else(|| service_log::unit_of(&n.restart));
+        let sec = service_log::SECTION;
+        let mut script = String::new();
+        if let Some(u) = &unit {
+            let since = match mark.epoch {
+                Some(e) => format!("--since @{e} -n 400"),
+                None => "-n 100".to_string(),
+            };
+            script.push_str(&format!(
+                "if command -v journalctl >/dev/null 2>&1 && command -v systemctl >/dev/null 2>&1; then echo '{sec} journal'; journalctl --no-pager -q -o cat -u {} {since} 2>&1 | tail -n 400; fi\n",
+                shell_quote(u)
+            ));
+        }
+        if let Some(log) = &n.log_file {
+            let l = shell_quote(&log.display().to_string());
+            match mark.log_size {
+                Some(off) => script.push_str(&format!(
+                    "if [ ! -f {l} ]; then echo '{sec} log missing'; elif [ \"$(wc -c < {l})\" -ge {off} ]; then echo '{sec} log since'; tail -c +{} -- {l} | tail -n 400; else echo '{sec} log rotated'; tail -n 400 -- {l}; fi\n",
+                    off + 1
+                )),
+                None => script.push_str(&format!(
+                    "if [ ! -f {l} ]; then echo '{sec} log missing'; else echo '{sec} log tail'; tail -n 200 -- {l}; fi\n"
+                )),
+            }
+        }
+        if script.is_empty() {
+            return ev;
+        }
+        let Ok(out) = self.exec(node, &script, Duration::from_secs(20)).await else {
+            return ev;
+        };
+        let at = mark
+            .epoch
+            .and_then(|e| chrono::DateTime::from_timestamp(e, 0))
+            .map(|t| t.format("%H:%M:%S UTC").to_string());
+        for (name, how, text) in service_log::sections(&out.stdout_str()) {
+            let mut picked = service_log::pick(&text, service_log::MAX_LINES);
+            match name.as_str() {
+                "journal" => {
+                    let u = unit.clone().unwrap_or_default();
+                    let head = match &at {
+                        Some(t) => format!("journalctl -u {u} since {t}"),
+                        None => format!("journalctl -u {u} (its last lines)"),
+                    };
+                    if picked.is_empty() {
+                        picked.lines.push("(nothing since the restart)".into());
+                    }
+                    ev.journal = Some((head, picked));
+                }
+                "log" => {
+                    let path = crate::sanitize::for_terminal(
+                        &n.log_file
+                            .as_ref()
+                            .map(|l| l.display().to_string())
+                            .unwrap_or_default(),
+                    )
+                    .into_owned();
+                    let head = match how.as_str() {
+                        "since" => format!("{path} since the restart"),
+                        "rotated" => format!("{path} (rotated since the restart: its last lines)"),
+                        "missing" => format!("{path}"),
+                        _ => format!("{path} (its last lines)"),
+                    };
+                    if how == "missing" {
+                        picked.lines.push("(no such file on the node)".into());
+                    } else if picked.is_empty() {
+                        picked.lines.push(if how == "since" {
+                            "(nothing written since the restart)".into()
+                        } else {
+                            "(no error in its last lines)".into()
+                        });
+                    }
+                    ev.log = Some((head, picked));
+                }
+                _ => {}
+            }
+        }
+        ev
     }
 
     // ----- tokens -----

@@ -136,9 +136,17 @@ pub struct Node {
     /// The command that restarts Keystone on this node (it must return once the restart began).
     #[serde(default = "default_restart")]
     pub restart: String,
-    /// Where Keystone logs on the node; its tail is shown when a restart fails.
+    /// Where Keystone logs on the node; what it wrote since a restart that failed is shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_file: Option<PathBuf>,
+    /// The systemd unit Keystone runs in, for `journalctl -u` when a restart fails; by default
+    /// the unit `restart` names (`systemctl restart UNIT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// keystone-manage on the node (`keygen: keystone-manage`); by default searched on the
+    /// PATH, the login shell's PATH, /usr/bin, /usr/local/bin and the usual venvs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keystone_manage: Option<PathBuf>,
     /// Run privileged commands through `sudo -n`.
     #[serde(default)]
     pub sudo: bool,

@@ -133,6 +133,7 @@ fn load_config(conf_path: &Path) -> Result<NodeConfig, String> {
     })?;
     let ini = Ini::parse(&text)
         .map_err(|e| format!("ConfigFileParseError: {}: {e}", conf_path.display()))?;
+    check_booleans(&ini, conf_path)?;
     let expiration = match ini.get("token", "expiration") {
         None => 3600,
         Some(v) => v.parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
@@ -208,6 +209,136 @@ fn load_config(conf_path: &Path) -> Result<NodeConfig, String> {
     })
 }
 
+/// Boolean options Keystone reads as it starts: (section, option, set on the command line too).
+/// oslo.config checks command-line options while it parses the files (argparse's error, no
+/// traceback); the others when they are first read (a ConfigFileValueError and a traceback).
+const STARTUP_BOOLEANS: &[(&str, &str, bool)] = &[
+    ("DEFAULT", "debug", true),
+    ("DEFAULT", "use_syslog", true),
+    ("DEFAULT", "use_journal", true),
+    ("DEFAULT", "use_json", true),
+    ("DEFAULT", "watch_log_file", true),
+    ("DEFAULT", "use_stderr", false),
+    ("cache", "enabled", false),
+];
+
+/// What argparse says about a command-line option's bad value (Keystone 30, measured).
+const ARGPARSE_REFUSAL: &str = "argument --";
+/// The exception oslo.config raises for a bad value in a file.
+const VALUE_REFUSAL: &str = "oslo_config.cfg.ConfigFileValueError: ";
+
+/// Refuse a boolean option whose value oslo.config does not take, with Keystone 30's own words.
+fn check_booleans(ini: &Ini, conf_path: &Path) -> Result<(), String> {
+    let is_bool = |v: &str| {
+        ["true", "false", "1", "0", "on", "off", "yes", "no"]
+            .iter()
+            .any(|b| v.eq_ignore_ascii_case(b))
+    };
+    // Command-line options first: they are checked when the files are parsed.
+    for cli in [true, false] {
+        for (section, option, _) in STARTUP_BOOLEANS.iter().filter(|o| o.2 == cli) {
+            let Some(v) = ini.get(section, option) else {
+                continue;
+            };
+            if is_bool(v) {
+                continue;
+            }
+            return Err(if cli {
+                format!(
+                    "{ARGPARSE_REFUSAL}{}: Invalid Boolean value: {v}",
+                    option.replace('_', "-")
+                )
+            } else {
+                format!(
+                    "{VALUE_REFUSAL}Value for option {option} from LocationInfo(location=<Locations.user: (4, True)>, detail='{}') is not valid: Unexpected boolean value '{v}'",
+                    conf_path.display()
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What Keystone 30 prints on stderr as it starts, before it reads its options: a Python
+/// deprecation warning (measured on the lab).
+const STARTUP_WARNINGS: &str = concat!(
+    "/usr/lib/python3/dist-packages/oslo_service/backend/_eventlet/loopingcall.py:19: EventletDeprecationWarning: \n",
+    "Eventlet is deprecated. It is currently being maintained in bugfix mode, and\n",
+    "we strongly recommend against using it for new projects.\n",
+    "\n",
+    "If you are already using Eventlet, we recommend migrating to a different\n",
+    "framework.  For more detail see\n",
+    "https://eventlet.readthedocs.io/en/latest/asyncio/migration.html\n",
+    "\n",
+    "  from eventlet import event\n",
+);
+
+/// Log a refused start as Keystone does, and leave in `run/start.stderr` what the process
+/// printed on stderr, for the restart script: a bad option value (after the startup warnings:
+/// argparse's one line, or oslo.log's WARNING, CRITICAL and traceback lines, the way Keystone 30
+/// writes them), anything else as one CRITICAL line.
+fn log_refusal(node: &WorldNode, msg: &str) {
+    let files = RunFiles::of(node);
+    let log = |text: &str| {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_file)
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
+    };
+    if msg.starts_with(ARGPARSE_REFUSAL) {
+        log(&format!("{STARTUP_WARNINGS}{msg}\n"));
+        let _ = write_atomic(&files.start_stderr, STARTUP_WARNINGS);
+    } else if msg.starts_with(VALUE_REFUSAL) {
+        let prefix = format!(
+            "{} {}",
+            chrono::Local::now().format("%Y-%m-%d %H:%M:%S%.3f"),
+            std::process::id()
+        );
+        let warning = format!(
+            "{prefix} WARNING oslo_policy.policy [-] JSON formatted policy_file support is deprecated since Victoria release. You need to use YAML format which will be default in future. You can use ``oslopolicy-convert-json-to-yaml`` tool to convert existing JSON-formatted policy file to YAML-formatted in backward compatible way: https://docs.openstack.org/oslo.policy/latest/cli/oslopolicy-convert-json-to-yaml.html.\n"
+        );
+        let value = msg.rsplit(": ").next().unwrap_or(msg);
+        let traceback = [
+            "Traceback (most recent call last):",
+            "  File \"/usr/lib/python3/dist-packages/oslo_config/cfg.py\", line 3692, in _do_get",
+            "    return (convert(val), alt_loc)",
+            "  File \"/usr/lib/python3/dist-packages/oslo_config/types.py\", line 275, in __call__",
+            "    raise ValueError(f'Unexpected boolean value {value!r}')",
+            &format!("ValueError: {value}"),
+            "",
+            "During handling of the above exception, another exception occurred:",
+            "",
+            "Traceback (most recent call last):",
+            "  File \"/usr/bin/keystone-wsgi-public\", line 52, in <module>",
+            "    application = initialize_public_application()",
+            "  File \"/usr/lib/python3/dist-packages/keystone/server/backends.py\", line 41, in load_backends",
+            "    cache.configure_cache()",
+            "  File \"/usr/lib/python3/dist-packages/oslo_config/cfg.py\", line 3710, in _do_get",
+            "    raise ConfigFileValueError(message)",
+            msg,
+            "",
+        ];
+        let mut text = format!(
+            "{STARTUP_WARNINGS}{warning}{prefix} CRITICAL keystone [-] Unhandled error: {msg}\n"
+        );
+        for l in traceback {
+            text.push_str(&format!("{prefix} ERROR keystone {l}\n"));
+        }
+        log(&text);
+        let _ = write_atomic(&files.start_stderr, &format!("{STARTUP_WARNINGS}{warning}"));
+    } else {
+        log_line(
+            &node.log_file,
+            "CRITICAL",
+            "keystone",
+            &format!("Unhandled error: {msg}"),
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Logging
 
@@ -240,6 +371,10 @@ pub(crate) struct RunFiles {
     pub start_req: PathBuf,
     /// The outcome of the last start: `ok PROVIDER` or `failed: REASON` (written atomically).
     pub start_result: PathBuf,
+    /// What a start that failed printed on stderr before it died (present only then): the
+    /// restart script prints it instead of the reason, as a launcher that shows the service's
+    /// output does.
+    pub start_stderr: PathBuf,
     /// The provider the node is running, present only while it listens (written atomically).
     pub provider: PathBuf,
     /// One `<unix epoch ms> restart` line per acknowledged restart request.
@@ -260,6 +395,7 @@ impl RunFiles {
             restart_req: node.restart_request(),
             start_req: run.join("start.req"),
             start_result: run.join("start.result"),
+            start_stderr: run.join("start.stderr"),
             provider: run.join("provider"),
             restarts_log: run.join("restarts.log"),
             break_restart: run.join("break-restart"),
@@ -375,6 +511,7 @@ async fn start(
     files: &RunFiles,
     initial: bool,
 ) -> anyhow::Result<Option<Running>> {
+    let _ = std::fs::remove_file(&files.start_stderr);
     let outcome = if files.break_restart.exists() {
         let msg = format!(
             "InjectedFault: break-restart is in effect on {} ({} exists): Keystone refuses to start. Clear it with `cutover world fault DIR fix-restart {}`",
@@ -525,12 +662,7 @@ async fn serve(
     let conf = match load_config(&node.keystone_conf) {
         Ok(c) => c,
         Err(msg) => {
-            log_line(
-                &node.log_file,
-                "CRITICAL",
-                "keystone",
-                &format!("Unhandled error: {msg}"),
-            );
+            log_refusal(node, &msg);
             return Ok(Err(msg));
         }
     };
@@ -989,5 +1121,43 @@ mod tests {
             "[token]\nprovider = jws\n[jwt_tokens]\njws_algorithm = ES384\n",
         );
         assert!(load_config(&conf).err().unwrap().contains("ES256 only"));
+    }
+
+    #[test]
+    fn refuses_booleans_oslo_config_refuses_as_keystone_30_does() {
+        let d = tempfile::tempdir().unwrap();
+        let fernet = d.path().join("fernet");
+        std::fs::create_dir_all(&fernet).unwrap();
+        std::fs::write(fernet.join("0"), format!("{}=", "A".repeat(43))).unwrap();
+        let base = format!("[fernet_tokens]\nkey_repository = {}/\n", fernet.display());
+        let conf = write(
+            d.path(),
+            "c.conf",
+            &format!("[DEFAULT]\nuse_stderr = Maybe\ndebug = notabool\n{base}"),
+        );
+        // A command-line option is checked first, by argparse.
+        assert_eq!(
+            load_config(&conf).err().unwrap(),
+            "argument --debug: Invalid Boolean value: notabool"
+        );
+        let conf = write(
+            d.path(),
+            "c.conf",
+            &format!("[DEFAULT]\ndebug = TRUE\n[cache]\nenabled = maybe\n{base}"),
+        );
+        let err = load_config(&conf).err().unwrap();
+        assert!(
+            err.starts_with("oslo_config.cfg.ConfigFileValueError: Value for option enabled from")
+                && err.ends_with("is not valid: Unexpected boolean value 'maybe'"),
+            "{err}"
+        );
+        let conf = write(
+            d.path(),
+            "c.conf",
+            &format!("[DEFAULT]\ndebug = on\nuse_stderr = 0\n[cache]\nenabled = No\n{base}"),
+        );
+        if let Err(e) = load_config(&conf) {
+            panic!("{e}");
+        }
     }
 }

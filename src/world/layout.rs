@@ -307,7 +307,9 @@ fn shell_word(s: &str) -> String {
 
 /// `bin/keystone-restart`: ask the stand-in to restart, wait for its acknowledgement, then for
 /// the outcome of the start, so that a Keystone that does not come back fails the restart as
-/// `systemctl restart` of a service that fails to start does, with Keystone's reason on stderr.
+/// `systemctl restart` of a service that fails to start does, with Keystone's reason on stderr
+/// (or, for a bad option value, only the warnings Keystone printed before it died: the reason is
+/// in its log, as it was on a real Keystone).
 fn restart_script(node: &WorldNode) -> String {
     format!(
         r#"#!/bin/sh
@@ -348,7 +350,13 @@ read -r outcome < "$result"
 case "$outcome" in
   ok*) exit 0 ;;
 esac
-echo "keystone on {name} failed to start: ${{outcome#failed: }}" >&2
+# What the service printed as it died, when it left that (its startup warnings; the reason
+# is then in its log), else the reason.
+if [ -s "$run/start.stderr" ]; then
+  cat "$run/start.stderr" >&2
+else
+  echo "keystone on {name} failed to start: ${{outcome#failed: }}" >&2
+fi
 exit 1
 "#,
         name = node.name,
@@ -432,6 +440,8 @@ fn inventory_yaml(info: &WorldInfo) -> anyhow::Result<String> {
                 keystone_group: group.clone(),
                 restart: shell_word(&n.restart.display().to_string()),
                 log_file: Some(n.log_file.clone()),
+                unit: None,
+                keystone_manage: None,
                 sudo: false,
                 keygen: KeyGen::Native,
             })

@@ -26,6 +26,7 @@
 //! DIR/nodeK/run/restart.req     present while a restart is requested
 //! DIR/nodeK/run/start.req       present while a start is requested (the `start` fault)
 //! DIR/nodeK/run/start.result    outcome of the last start: `ok PROVIDER` or `failed: REASON`
+//! DIR/nodeK/run/start.stderr    what a failed start printed before it died (bad option values)
 //! DIR/nodeK/run/provider        the provider the node is running; absent while it is down
 //! DIR/nodeK/run/restarts.log    `<unix epoch ms> restart`, one line per restart begun
 //! DIR/nodeK/run/break-restart   fault: every start fails while present
@@ -49,7 +50,11 @@
 //! — or stays down, logging why, when the configuration cannot start (as Keystone does with
 //! `provider = jws` and no private.pem). Either way it writes the outcome to `run/start.result`,
 //! which the script waits for: it exits 0 once Keystone listens, 1 with Keystone's reason on
-//! stderr when it does not (as `systemctl restart` of a unit that fails to start does).
+//! stderr when it does not (as `systemctl restart` of a unit that fails to start does). A
+//! boolean option Keystone reads at start with a value oslo.config refuses (`[DEFAULT] debug =
+//! notabool`, `[cache] enabled = maybe`) fails the start as Keystone 30 does: deprecation
+//! warnings, then argparse's one line or a CRITICAL line and a Traceback in the log; the script
+//! then prints only the warnings (`run/start.stderr`), and the reason is in the log.
 //!
 //! # Faults
 //! [`fault`] breaks a running world the way real services break in a change window (HAProxy

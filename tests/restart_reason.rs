@@ -1,0 +1,274 @@
+//! A restart that fails shows the service's own reason, not the last thing the restart command
+//! printed. The demo world's Keystone refuses a keystone.conf with an invalid boolean the way
+//! Keystone 30 does (deprecation warnings on stderr, then argparse's one line or a CRITICAL line
+//! and a Traceback in its log); the flagship, headless, halts at node1's restart, and the
+//! journal, the halt and the output name the invalid option, not the warning.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const ANSWERS: &str = "runbooks/demo-answers.yaml";
+const DEADLINE: Duration = Duration::from_secs(120);
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `cutover ARGS` from the crate root, output to files in `scratch`, killed after [`DEADLINE`].
+fn cutover(scratch: &Path, name: &str, args: &[&str]) -> Run {
+    let out = scratch.join(format!("{name}.stdout"));
+    let err = scratch.join(format!("{name}.stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let run = Run {
+        code: status.and_then(|s| s.code()),
+        stdout: fs::read_to_string(&out).unwrap_or_default(),
+        stderr: fs::read_to_string(&err).unwrap_or_default(),
+    };
+    assert!(status.is_some(), "cutover {args:?} hung:\n{}", run.all());
+    run
+}
+
+fn records(journal: &Path) -> Vec<Value> {
+    fs::read_to_string(journal)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `cutover world serve W`, stopped on drop.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+/// A served world whose node1 gets `edit` applied to its keystone.conf while its Keystone runs
+/// (as an operator's config management would), then the flagship headless until it halts:
+/// (tempdir, world, the serving process, journal, the run).
+fn broken_run(
+    edit: impl Fn(&str) -> String,
+) -> (
+    tempfile::TempDir,
+    cutover::world::WorldInfo,
+    Served,
+    PathBuf,
+    Run,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("w");
+    let info =
+        cutover::world::create(&dir, &cutover::world::WorldSpec { nodes: 3, lbs: 1 }).unwrap();
+    let served = Served(
+        Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(["world", "serve", dir.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(dir.join("serve.pid").exists()
+        && info
+            .nodes
+            .iter()
+            .all(|n| std::net::TcpStream::connect(("127.0.0.1", n.port)).is_ok()))
+    {
+        assert!(Instant::now() < deadline, "the world did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let conf = &info.node("node1").unwrap().keystone_conf;
+    let text = fs::read_to_string(conf).unwrap();
+    let broken = edit(&text);
+    assert_ne!(broken, text, "the edit changed nothing");
+    fs::write(conf, broken).unwrap();
+    let journal = tmp.path().join("run.jsonl");
+    let inv = info.inventory_path.to_str().unwrap().to_string();
+    let j = journal.to_str().unwrap().to_string();
+    let run = cutover(
+        tmp.path(),
+        "run",
+        &[
+            "run",
+            "runbooks/fernet-to-jws.yaml",
+            "-i",
+            &inv,
+            "--headless",
+            "--answers",
+            ANSWERS,
+            "--journal",
+            &j,
+        ],
+    );
+    (tmp, info, served, journal, run)
+}
+
+/// The failed restart's outcome summary and the halt's reason.
+fn restart_failure(journal: &Path, run: &Run) -> (String, String) {
+    let recs = records(journal);
+    let restart_ids: Vec<u64> = recs
+        .iter()
+        .filter(|r| {
+            r["kind"] == "intent"
+                && r["node"] == "node1"
+                && r["data"]["action"] == "service.restart"
+        })
+        .filter_map(|r| r["data"]["id"].as_u64())
+        .collect();
+    let outcome = recs
+        .iter()
+        .find(|r| {
+            r["kind"] == "outcome"
+                && r["data"]["ok"] == false
+                && r["data"]["id"]
+                    .as_u64()
+                    .is_some_and(|id| restart_ids.contains(&id))
+        })
+        .unwrap_or_else(|| panic!("no failed node1 restart in the journal:\n{}", run.all()));
+    let halt = recs
+        .iter()
+        .find(|r| r["kind"] == "run_halted")
+        .unwrap_or_else(|| panic!("the run did not halt:\n{}", run.all()));
+    (
+        outcome["data"]["summary"].as_str().unwrap().to_string(),
+        halt["data"]["reason"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn a_bad_value_read_at_start_halts_with_the_traceback_and_the_option() {
+    let (tmp, info, _served, journal, run) =
+        broken_run(|conf| format!("{conf}\n[cache]\nenabled = notabool\n"));
+    assert_eq!(run.code, Some(4), "expected a halt:\n{}", run.all());
+
+    // The restart script itself ends on a deprecation warning: the old summary's source.
+    let stderr = fs::read_to_string(info.node("node1").unwrap().run_dir.join("start.stderr"))
+        .expect("the failed start left its stderr");
+    assert!(
+        stderr.trim_end().ends_with("is deprecated since Victoria release. You need to use YAML format which will be default in future. You can use ``oslopolicy-convert-json-to-yaml`` tool to convert existing JSON-formatted policy file to YAML-formatted in backward compatible way: https://docs.openstack.org/oslo.policy/latest/cli/oslopolicy-convert-json-to-yaml.html."),
+        "{stderr}"
+    );
+
+    let (summary, reason) = restart_failure(&journal, &run);
+    let headline = summary.lines().next().unwrap();
+    assert!(
+        headline.contains("Value for option enabled")
+            && headline.ends_with("Unexpected boolean value 'notabool'"),
+        "the headline names the option and its value: {summary}"
+    );
+    assert!(
+        !headline.contains("WARNING") && !headline.contains("Eventlet"),
+        "{summary}"
+    );
+    // The evidence: the log since the restart, condensed, with its traceback.
+    let log = info.node("node1").unwrap().log_file.display().to_string();
+    assert!(
+        summary.contains(&format!("\n  {log} since the restart:\n    CRITICAL keystone Unhandled error: oslo_config.cfg.ConfigFileValueError")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("\n    Traceback (most recent call last):"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("\n    ValueError: Unexpected boolean value 'notabool'"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("raise ConfigFileValueError(message)"),
+        "{summary}"
+    );
+    assert!(
+        !summary.contains("WARNING") && !summary.contains("Eventlet"),
+        "{summary}"
+    );
+    // Bounded: a headline and at most MAX_RENDERED lines of evidence.
+    assert!(
+        summary.lines().count() <= 1 + cutover::drivers::service_log::MAX_RENDERED,
+        "{summary}"
+    );
+    assert!(
+        reason.contains("Unexpected boolean value 'notabool'"),
+        "{reason}"
+    );
+    // The headless output says it too (on the outcome's and the halt's lines).
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("HALTED") && l.contains("Value for option enabled")),
+        "{}",
+        run.all()
+    );
+
+    // Fixed, the same run resumes and completes.
+    let conf = &info.node("node1").unwrap().keystone_conf;
+    let text = fs::read_to_string(conf).unwrap();
+    fs::write(conf, text.replace("enabled = notabool", "enabled = false")).unwrap();
+    let j = journal.to_str().unwrap();
+    let resumed = cutover(
+        tmp.path(),
+        "resume",
+        &["resume", j, "--headless", "--answers", ANSWERS],
+    );
+    assert_eq!(resumed.code, Some(0), "{}", resumed.all());
+}
+
+#[test]
+fn a_bad_command_line_boolean_halts_with_argparses_line() {
+    let (_tmp, _info, _served, journal, run) =
+        broken_run(|conf| conf.replacen("#debug = false", "debug = notabool", 1));
+    assert_eq!(run.code, Some(4), "expected a halt:\n{}", run.all());
+    let (summary, reason) = restart_failure(&journal, &run);
+    let headline = summary.lines().next().unwrap();
+    assert!(
+        headline.ends_with(": argument --debug: Invalid Boolean value: notabool"),
+        "{summary}"
+    );
+    assert!(!summary.contains("from eventlet import event"), "{summary}");
+    assert!(
+        reason.contains("argument --debug: Invalid Boolean value: notabool"),
+        "{reason}"
+    );
+}

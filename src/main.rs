@@ -206,6 +206,34 @@ enum JournalCmd {
         #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
         format: ShowFormat,
     },
+    /// Record the replay's screens as an asciicast v2 file, to play with `asciinema play FILE`
+    /// (or asciinema's web player): the journal's own pace, scaled by --speed, with stillness
+    /// longer than --idle-limit cut when played.
+    Export {
+        journal: PathBuf,
+        /// asciicast: asciicast v2 (newline-delimited JSON), as asciinema records.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Asciicast)]
+        format: ExportFormat,
+        /// Playback speed, 1/64 to 64 (2 = twice as fast as the run went).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// The screen drawn, in columns x rows (40x12 to 400x200).
+        #[arg(long, default_value = "120x40", value_name = "COLSxROWS", value_parser = cutover::tui::export::parse_size)]
+        size: (u16, u16),
+        /// The longest still moment when played, in seconds (0: every wait as it was); written
+        /// to the header as idle_time_limit.
+        #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+        idle_limit: f64,
+        /// Write the recording here (created 0600, replaced if it exists); default: standard
+        /// output, when it is not a terminal.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum ExportFormat {
+    Asciicast,
 }
 
 /// An error that means "the input was wrong" (exit 2).
@@ -680,6 +708,86 @@ async fn run(cli: Cli) -> Result<i32> {
                     journal.display(),
                     for_terminal(&damage_banner(d, read.records.len()))
                 );
+            }
+            Ok(0)
+        }
+        Cmd::Journal {
+            cmd:
+                JournalCmd::Export {
+                    journal,
+                    format: ExportFormat::Asciicast,
+                    speed,
+                    size: (cols, rows),
+                    idle_limit,
+                    output,
+                },
+        } => {
+            use cutover::tui::export::{Options, SPEEDS, write_asciicast};
+            use std::io::IsTerminal;
+            if !(speed.is_finite() && (SPEEDS.0..=SPEEDS.1).contains(&speed)) {
+                return Err(invalid(format!(
+                    "--speed {speed}: it must be between 1/64 (0.015625) and 64 (2 = twice as fast)"
+                )));
+            }
+            if !(idle_limit.is_finite() && idle_limit >= 0.0) {
+                return Err(invalid(format!(
+                    "--idle-limit {idle_limit}: seconds, 0 or more (0: every wait as it was)"
+                )));
+            }
+            if output.is_none() && std::io::stdout().is_terminal() {
+                return Err(invalid(
+                    "the recording would be written to the terminal: give -o FILE (e.g. -o run.cast), or redirect standard output",
+                ));
+            }
+            cutover::journal::trust::check_permissions(&journal).map_err(|e| anyhow!(e))?;
+            let read = cutover::journal::read(&journal).map_err(|e| {
+                anyhow!(
+                    "{e}\n  an export needs an intact journal; `cutover journal show {}` shows it up to the damage",
+                    journal.display()
+                )
+            })?;
+            let opts = Options {
+                cols,
+                rows,
+                speed,
+                idle_time_limit: (idle_limit > 0.0).then_some(idle_limit),
+                journal: journal.clone(),
+                color: cutover::tui::theme::Theme::from_env().color,
+            };
+            let mut cast = Vec::new();
+            let summary = write_asciicast(&read.records, &opts, &mut cast)?;
+            match &output {
+                Some(file) => {
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(file)
+                        .and_then(|mut f| f.write_all(&cast).and_then(|_| f.sync_all()))
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    let limit = match opts.idle_time_limit {
+                        Some(l) => format!(", stillness over {l} s cut when played"),
+                        None => String::new(),
+                    };
+                    let name = file.display().to_string();
+                    eprintln!(
+                        "wrote {}: {} events in {} frames, {:.1} s at ×{speed}{limit} ({cols}x{rows}); play it: asciinema play {}",
+                        for_terminal(&name),
+                        summary.events,
+                        summary.frames,
+                        summary.duration,
+                        for_terminal(&cutover::transport::shell_quote(&name)),
+                    );
+                }
+                None => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&cast)
+                        .context("cannot write the recording to standard output")?;
+                }
             }
             Ok(0)
         }

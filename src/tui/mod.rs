@@ -13,6 +13,7 @@
 
 pub mod app;
 mod details;
+pub mod export;
 pub mod replay;
 mod terminal;
 pub mod text;

@@ -769,12 +769,15 @@ async fn run(cli: Cli) -> Result<i32> {
                         .and_then(|mut f| f.write_all(&cast).and_then(|_| f.sync_all()))
                         .with_context(|| format!("cannot write {}", file.display()))?;
                     let limit = match opts.idle_time_limit {
-                        Some(l) => format!(", stillness over {l} s cut when played"),
+                        Some(l) => format!(
+                            ", plays in {:.1} s (stillness over {l} s cut)",
+                            summary.played
+                        ),
                         None => String::new(),
                     };
                     let name = file.display().to_string();
                     eprintln!(
-                        "wrote {}: {} events in {} frames, {:.1} s at ×{speed}{limit} ({cols}x{rows}); play it: asciinema play {}",
+                        "wrote {}: {} events in {} frames, {:.1} s at ×{speed}{limit}, {cols}x{rows}; play it: asciinema play {}",
                         for_terminal(&name),
                         summary.events,
                         summary.frames,

@@ -319,6 +319,23 @@ fn assert_recording_draws_the_replay_screen(journal: &Path, cols: u16, rows: u16
         summary.frames,
         cast.events.iter().filter(|e| e.1 == "o").count()
     );
+    assert_eq!(
+        summary.events,
+        cutover::runtime::events_of(&recs).unwrap().len()
+    );
+    // What a player honouring the header's idle_time_limit takes: every gap cut to it.
+    let limit = cast.header["idle_time_limit"].as_f64().unwrap();
+    let played: f64 = cast
+        .events
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).min(limit))
+        .sum();
+    assert!(
+        (summary.played - played).abs() < 1e-5 && summary.played <= summary.duration + 1e-9,
+        "played {} vs {played} (duration {})",
+        summary.played,
+        summary.duration
+    );
     let vt = play(&cast);
 
     // The replay at its end, drawn directly.

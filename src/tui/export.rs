@@ -99,6 +99,8 @@ pub struct Summary {
     pub markers: usize,
     /// Seconds from the first frame to the last, at the export's speed, before any idle limit.
     pub duration: f64,
+    /// Seconds a player that honours the idle limit takes to play it.
+    pub played: f64,
 }
 
 /// Writes `records` (a journal, as [`crate::journal::read`] gives it) as an asciicast v2
@@ -184,6 +186,12 @@ pub fn write_asciicast(records: &[Record], opts: &Options, out: &mut dyn Write) 
         frames: 0,
         markers: 0,
         duration,
+        played: 0.0,
+    };
+    let mut events_out = Events {
+        limit: opts.idle_time_limit.unwrap_or(f64::INFINITY),
+        last: None,
+        played: 0.0,
     };
     let mut first = true;
     loop {
@@ -193,7 +201,7 @@ pub fn write_asciicast(records: &[Record], opts: &Options, out: &mut dyn Write) 
         }
         let at = times[pos - 1];
         if let Some(label) = marker(&events[pos - 1].1) {
-            write_event(out, at, "m", &label).map_err(io)?;
+            events_out.write(out, at, "m", &label).map_err(io)?;
             summary.markers += 1;
         }
         // Draw this moment unless the next event follows within a frame (the first moment is
@@ -220,7 +228,7 @@ pub fn write_asciicast(records: &[Record], opts: &Options, out: &mut dyn Write) 
             }
             if !bytes.is_empty() {
                 let data = String::from_utf8(bytes).context("a frame is not UTF-8")?;
-                write_event(out, at, "o", &data).map_err(io)?;
+                events_out.write(out, at, "o", &data).map_err(io)?;
                 summary.frames += 1;
             }
             shown = screen;
@@ -233,17 +241,37 @@ pub fn write_asciicast(records: &[Record], opts: &Options, out: &mut dyn Write) 
     }
     // Leave the player's terminal usable: attributes reset, cursor at the bottom row, shown.
     let close = format!("\x1b[0m\x1b[{};1H\x1b[?25h", opts.rows);
-    write_event(out, duration, "o", &close).map_err(io)?;
+    events_out.write(out, duration, "o", &close).map_err(io)?;
     summary.frames += 1;
     out.flush().map_err(io)?;
+    summary.played = micros(events_out.played);
     Ok(summary)
 }
 
-/// One `[time, code, data]` line.
-fn write_event(out: &mut dyn Write, time: f64, code: &str, data: &str) -> std::io::Result<()> {
-    let line = serde_json::to_string(&json!([time, code, data]))
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    writeln!(out, "{line}")
+/// The event lines, and how long a player that honours the idle limit waits between them.
+struct Events {
+    limit: f64,
+    last: Option<f64>,
+    played: f64,
+}
+
+impl Events {
+    /// One `[time, code, data]` line.
+    fn write(
+        &mut self,
+        out: &mut dyn Write,
+        time: f64,
+        code: &str,
+        data: &str,
+    ) -> std::io::Result<()> {
+        let line = serde_json::to_string(&json!([time, code, data]))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if let Some(last) = self.last {
+            self.played += (time - last).min(self.limit);
+        }
+        self.last = Some(time);
+        writeln!(out, "{line}")
+    }
 }
 
 /// A marker's label for the moments a viewer may want to jump to.

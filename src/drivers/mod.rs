@@ -401,8 +401,8 @@ impl Fleet {
                 } else {
                     Ok(Done::fail(
                         format!(
-                            "{node}: exit {} (expected {expect_status}): {}",
-                            out.status,
+                            "{node}: {} (expected exit {expect_status}): {}",
+                            out.exit_text(),
                             out.last_line()
                         ),
                         "read the command's output on the node, fix, then resume",
@@ -1104,9 +1104,9 @@ impl Fleet {
             let why = ev.reason().unwrap_or_else(|| out.last_line());
             return Ok(Done::fail(
                 format!(
-                    "{node}: `{}` exited {}: {why}{}",
+                    "{node}: `{}` {}: {why}{}",
                     n.restart,
-                    out.status,
+                    out.exit_text(),
                     ev.render()
                 ),
                 format!(

@@ -60,6 +60,9 @@ pub enum Event {
     },
     PauseRequested {
         who: serde_json::Value,
+        /// Why: the operator asked (absent in the journal), or the operator's terminal hung up.
+        #[serde(default, skip_serializing_if = "PauseCause::is_operator")]
+        cause: PauseCause,
     },
     RunPaused {
         reason: String,
@@ -94,6 +97,32 @@ pub enum Event {
     /// A node cutover took out of the pool was found back in it on some instance, between
     /// reads (the pool guard) or by a gate's read. Journaled after the guard reverted it.
     PoolBreach(Breach),
+}
+
+/// Why a pause was asked for.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseCause {
+    /// The operator pressed p (or quit while an action ran).
+    #[default]
+    Operator,
+    /// The operator's terminal went away (SIGHUP, or the tty read EOF/EIO): a dropped SSH
+    /// session. Nobody is watching, so the run pauses at the next safe point.
+    TerminalHangup,
+}
+
+impl PauseCause {
+    pub fn is_operator(&self) -> bool {
+        *self == PauseCause::Operator
+    }
+
+    /// The reason `run_paused` records for a pause of this cause.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PauseCause::Operator => "paused by the operator",
+            PauseCause::TerminalHangup => "the terminal hung up",
+        }
+    }
 }
 
 /// A drained node seen taking traffic again on one load-balancer instance.
@@ -301,6 +330,11 @@ pub enum Command {
         who: serde_json::Value,
     },
     Pause {
+        who: serde_json::Value,
+    },
+    /// The operator's terminal hung up: pause at the next safe point, as `Pause` does, and say
+    /// why (the action in flight finishes first; a run already stopped records the hangup).
+    HangUp {
         who: serde_json::Value,
     },
     /// The pool guard saw a drained node back in a pool (and, enforcing, reverted it).

@@ -1,6 +1,6 @@
 //! The run's state: a fold of its events. `apply` only records; every rule lives in `decide`.
 
-use super::events::{Breach, Event, HardStop, Intent, RunStarted};
+use super::events::{Breach, Event, HardStop, Intent, PauseCause, RunStarted};
 use super::facts::*;
 use super::plan::{Op, OpKind};
 use crate::inventory::Inventory;
@@ -176,6 +176,8 @@ pub struct State {
     pub in_doubt: BTreeSet<u64>,
     pub hard_stop: Option<HardStop>,
     pub pause_requested: bool,
+    /// Why the pending pause was asked for (meaningful while `pause_requested`).
+    pub pause_cause: PauseCause,
     pub next_id: u64,
     pub log: Vec<LogLine>,
     pub expiration: u64,
@@ -399,6 +401,12 @@ impl State {
             self.cursor -= 1;
             self.gates_passed.remove(&self.cursor);
         }
+    }
+
+    /// A pause request ends with the pause, halt or completion it came before.
+    fn clear_pause_request(&mut self) {
+        self.pause_requested = false;
+        self.pause_cause = PauseCause::Operator;
     }
 
     fn advance_cursor(&mut self) {
@@ -699,6 +707,8 @@ impl State {
             }
             Event::HardStopDeclined { id, who, .. } => {
                 self.resumed = None;
+                // Declining pauses the run: a pause asked for before ends with it.
+                self.clear_pause_request();
                 self.status = RunStatus::Paused {
                     reason: format!("hard stop `{id}` declined by {}", who_label(who)),
                 };
@@ -713,23 +723,28 @@ impl State {
                     None,
                 );
             }
-            Event::PauseRequested { who } => {
+            Event::PauseRequested { who, cause } => {
                 self.resumed = None;
                 self.pause_requested = true;
-                self.push_log(
-                    time,
-                    None,
-                    "pause",
-                    format!("pause requested by {}", who_label(who)),
-                    LogLevel::Info,
-                    None,
-                );
+                self.pause_cause = *cause;
+                let line = match cause {
+                    PauseCause::Operator => format!("pause requested by {}", who_label(who)),
+                    PauseCause::TerminalHangup => format!(
+                        "the terminal of {} hung up: pausing at the next safe point",
+                        who_label(who)
+                    ),
+                };
+                self.push_log(time, None, "pause", line, LogLevel::Info, None);
             }
             Event::RunPaused { reason } => {
-                self.pause_requested = false;
+                self.clear_pause_request();
                 self.status = RunStatus::Paused {
                     reason: reason.clone(),
                 };
+                // A hard stop left waiting (the terminal hung up there) is raised again by
+                // the resume; a paused run answers none.
+                self.hard_stop = None;
+                self.raised_at_cursor = false;
                 self.push_log(
                     time,
                     None,
@@ -762,6 +777,9 @@ impl State {
                 self.status = RunStatus::Running;
                 self.hard_stop = None;
                 self.raised_at_cursor = false;
+                // A pause asked for in an earlier session (which then crashed, quit or lost
+                // its terminal) is not this session's: it must not pause the resumed run.
+                self.clear_pause_request();
                 self.op_failed.clear();
                 self.drift = drift.clone();
                 for d in drift {
@@ -829,6 +847,8 @@ impl State {
             } => {
                 // A halt supersedes a hard stop that was waiting: confirming it must not un-halt.
                 self.hard_stop = None;
+                // ... and a pause asked for before: it must not pause the next resume.
+                self.clear_pause_request();
                 self.raised_at_cursor = false;
                 self.status = RunStatus::Halted {
                     reason: reason.clone(),
@@ -851,6 +871,7 @@ impl State {
                 );
             }
             Event::RunCompleted { summary } => {
+                self.clear_pause_request();
                 self.status = RunStatus::Completed;
                 self.finished_at = Some(time);
                 self.push_log(

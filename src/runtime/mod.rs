@@ -21,12 +21,21 @@ pub mod fleet_lock;
 /// What the operator asked for in the UI; the runtime turns these into engine commands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Confirm { id: String },
-    Decline { id: String },
-    MarkDone { id: String },
+    Confirm {
+        id: String,
+    },
+    Decline {
+        id: String,
+    },
+    MarkDone {
+        id: String,
+    },
     Pause,
     Continue,
     Quit,
+    /// The operator's terminal went away (SIGHUP, or EOF/EIO on it): the UI has stopped
+    /// drawing; the run pauses at the next safe point and the session ends.
+    HangUp,
 }
 
 /// How a run ended, mapped to the exit codes the README documents.
@@ -435,6 +444,16 @@ impl Session {
             self.breach_tx.clone(),
         ));
         let mut quitting = false;
+        // Headless runs stop at the next safe point when their terminal hangs up, as the UI
+        // does (its own loop watches for the hangup and says so with `Request::HangUp`).
+        let mut sighup = match control {
+            Control::Headless { .. } => Some(
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .context("cannot watch for SIGHUP")?,
+            ),
+            Control::Ui(_) => None,
+        };
+        let mut hung_up = false;
         loop {
             // In-doubt intents are not running: they wait for a person.
             let in_flight = self
@@ -490,12 +509,26 @@ impl Session {
                     }
                     continue;
                 }
-                (_, Control::Ui(_)) if quitting && !in_flight => return Ok(RunEnd::Quit),
+                (status, Control::Ui(_)) if quitting && !in_flight => {
+                    // The terminal hung up and what it waited for brought a hard stop nobody
+                    // can answer now: the run pauses there, and the journal says why.
+                    if hung_up && *status == RunStatus::AwaitingConfirm {
+                        let who = self.who_value();
+                        self.command(Command::HangUp { who })?;
+                    }
+                    return Ok(RunEnd::Quit);
+                }
                 _ => {}
             }
             // Wait for an outcome or, in the UI, a request.
             match control {
                 Control::Headless { .. } => {
+                    let hangup = async {
+                        match sighup.as_mut() {
+                            Some(s) if !hung_up => s.recv().await,
+                            _ => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
                         o = self.outcomes_rx.recv() => {
                             let Some(o) = o else {
@@ -504,6 +537,14 @@ impl Session {
                             self.command(Command::Completed(o))?;
                         }
                         Some(b) = self.breach_rx.recv() => self.command(Command::Breach(b))?,
+                        _ = hangup => {
+                            hung_up = true;
+                            // Nothing more reaches a terminal that is gone (a write there
+                            // fails, and a failed print would end the run mid-action).
+                            detach_from_terminal();
+                            let who = self.who_value();
+                            self.command(Command::HangUp { who })?;
+                        }
                     }
                 }
                 Control::Ui(rx) => {
@@ -527,6 +568,13 @@ impl Session {
                                 Some(Request::Decline { id }) => self.try_command(Command::Decline { id, who }),
                                 Some(Request::MarkDone { id }) => self.try_command(Command::MarkDone { id, who }),
                                 Some(Request::Pause) => self.try_command(Command::Pause { who }),
+                                Some(Request::HangUp) => {
+                                    // The UI restored what it could and stopped drawing; the
+                                    // action in flight finishes, then the session ends paused.
+                                    quitting = true;
+                                    hung_up = true;
+                                    self.command(Command::HangUp { who })?;
+                                }
                                 Some(Request::Continue) => {
                                     // Effects still running belong to this session: continuing
                                     // now would count them in doubt and start them twice.
@@ -646,7 +694,12 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
             "hard stop `{id}` declined by {}",
             engine::state::who_label(who)
         ),
-        Event::PauseRequested { .. } => "pause requested".into(),
+        Event::PauseRequested { cause, .. } => match cause {
+            engine::events::PauseCause::Operator => "pause requested".into(),
+            engine::events::PauseCause::TerminalHangup => {
+                "the terminal hung up: pausing at the next safe point".into()
+            }
+        },
         Event::RunPaused { reason } => format!("paused: {reason}"),
         Event::RunResumed {
             drift, in_doubt, ..
@@ -688,6 +741,37 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
 /// Fold a paragraph onto one line for line-per-event output (control characters made safe).
 fn one_line(s: &str) -> String {
     for_terminal(&s.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned()
+}
+
+/// The terminal went away: point stdin, stdout and stderr that are terminals at /dev/null, so
+/// that what is still written (a progress line, the closing advice) goes nowhere instead of
+/// failing with EIO (a failed `println!` panics). Streams redirected to files or pipes are
+/// left alone. Idempotent.
+pub fn detach_from_terminal() {
+    use std::os::fd::AsFd;
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return;
+    };
+    // A terminal that hung up answers every ioctl, isatty's too, with EIO.
+    fn terminal(fd: std::os::fd::BorrowedFd) -> bool {
+        matches!(
+            nix::unistd::isatty(fd),
+            Ok(true) | Err(nix::errno::Errno::EIO)
+        )
+    }
+    if terminal(std::io::stdin().as_fd()) {
+        let _ = nix::unistd::dup2_stdin(&null);
+    }
+    if terminal(std::io::stdout().as_fd()) {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+    if terminal(std::io::stderr().as_fd()) {
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
 }
 
 /// The session's passphrase prompt: one for the whole process, so one keyring (a key file is

@@ -1,5 +1,12 @@
 //! The local transport: `sh -c` on this machine. Used by the demo world and for nodes that are
 //! the machine cutover runs on.
+//!
+//! Each command runs in a process group of its own, out of the terminal's reach: when the
+//! operator's SSH session drops, the hangup goes to the terminal's foreground group (and the
+//! shell sends it on to its jobs), and a restart half done must not die with it. cutover itself
+//! still ends the command when its own timeout passes, or when it stops waiting for it: the
+//! whole group is killed then, not only `sh`. (A process group, not a new session: a command
+//! run through `sudo -n` keeps its controlling terminal for sudoers' `requiretty`.)
 
 use super::{ExecOpts, ExecOutput, MAX_OUTPUT, TransportError};
 use std::path::Path;
@@ -35,8 +42,12 @@ impl LocalTransport {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = command.spawn().map_err(|e| io("spawn sh", e))?;
+        // Until the command has been waited for, leaving this function (a timeout, an error, the
+        // caller giving up) kills its whole group.
+        let mut group = GroupKill(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
         if let Some(input) = opts.stdin {
             let mut stdin = child.stdin.take().expect("piped stdin");
             tokio::spawn(async move {
@@ -60,8 +71,13 @@ impl LocalTransport {
         match tokio::time::timeout(opts.timeout, run).await {
             Ok(r) => {
                 let (status, stdout, stderr) = r?;
+                // Done: what it left running in its group (a daemon it started) is its business.
+                group.0 = None;
+                use std::os::unix::process::ExitStatusExt;
+                let signal = status.signal();
                 Ok(ExecOutput {
-                    status: status.code().unwrap_or(128 + 9),
+                    status: status.code().or(signal.map(|s| 128 + s)).unwrap_or(128 + 9),
+                    signal,
                     stdout,
                     stderr,
                     duration: start.elapsed(),
@@ -110,6 +126,17 @@ impl LocalTransport {
     }
 }
 
+/// Kills a command's process group when dropped, unless the command was waited for.
+struct GroupKill(Option<nix::unistd::Pid>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
 async fn read_bounded<R: AsyncReadExt + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
@@ -137,4 +164,105 @@ fn io(what: &str, e: std::io::Error) -> TransportError {
 fn first_words(cmd: &str) -> String {
     let s: String = cmd.chars().take(60).collect();
     if cmd.len() > 60 { format!("{s}…") } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(secs: u64) -> ExecOpts {
+        ExecOpts {
+            timeout: Duration::from_secs(secs),
+            ..Default::default()
+        }
+    }
+
+    /// Field 5 of /proc/PID/stat: the process group (after the command name in parentheses).
+    fn pgrp_of(stat: &str) -> i32 {
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split_whitespace().nth(2).unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_command_runs_in_a_process_group_of_its_own() {
+        let out = LocalTransport::new()
+            .exec("echo $$; cat /proc/$$/stat", opts(10))
+            .await
+            .unwrap();
+        let text = out.stdout_str();
+        let (pid, stat) = text.split_once('\n').unwrap();
+        let pid: i32 = pid.trim().parse().unwrap();
+        let pgrp = pgrp_of(stat);
+        assert_eq!(pgrp, pid, "the command leads its own group");
+        let ours = pgrp_of(&std::fs::read_to_string("/proc/self/stat").unwrap());
+        assert_ne!(pgrp, ours, "not in cutover's (the terminal's) group");
+    }
+
+    #[tokio::test]
+    async fn a_signal_death_is_reported_as_the_signal() {
+        let t = LocalTransport::new();
+        let out = t.exec("kill -HUP $$; sleep 5", opts(10)).await.unwrap();
+        assert_eq!(out.signal, Some(1));
+        assert_eq!(out.status, 129);
+        assert_eq!(out.exit_text(), "killed by SIGHUP");
+        let out = t.exec("kill -KILL $$", opts(10)).await.unwrap();
+        assert_eq!(out.exit_text(), "killed by SIGKILL");
+        let out = t.exec("exit 137", opts(10)).await.unwrap();
+        assert_eq!((out.signal, out.exit_text().as_str()), (None, "exited 137"));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_group_and_a_finished_command_leaves_its_daemons() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        // A grandchild that outlives sh unless its group is killed.
+        let cmd = format!(
+            "sleep 60 >/dev/null 2>&1 & echo $! > {}; wait",
+            pidfile.display()
+        );
+        let err = LocalTransport::new().exec(&cmd, opts(1)).await.unwrap_err();
+        assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            gone_within(pid, Duration::from_secs(5)).await,
+            "the grandchild {pid} survived the timeout"
+        );
+
+        // A command that finished is not chased: what it started in the background stays.
+        let cmd = format!("sleep 60 >/dev/null 2>&1 & echo $! > {}", pidfile.display());
+        let out = LocalTransport::new().exec(&cmd, opts(10)).await.unwrap();
+        assert_eq!(out.status, 0);
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!gone_within(pid, Duration::from_millis(300)).await);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+
+    /// The process is gone (or a zombie waiting for its new parent) within `within`.
+    async fn gone_within(pid: i32, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let dead = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => true,
+                Ok(stat) => stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
+            };
+            if dead {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -11,13 +11,26 @@ use std::time::Duration;
 /// What a command did on a host. stdout/stderr are bounded by the transport (see `MAX_OUTPUT`).
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
+    /// The exit status; for a command killed by a signal, 128 + the signal's number (as a shell
+    /// reports it), with the signal in `signal`.
     pub status: i32,
+    /// The signal that killed the command, if one did (its number, e.g. 9 for SIGKILL).
+    pub signal: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub duration: Duration,
 }
 
 impl ExecOutput {
+    /// How the command ended, for messages: `exited 3`, or `killed by SIGHUP` for a signal
+    /// death (never the shell's 128 + N, which reads like an exit code the command chose).
+    pub fn exit_text(&self) -> String {
+        match self.signal {
+            Some(sig) => format!("killed by {}", signal_name(sig)),
+            None => format!("exited {}", self.status),
+        }
+    }
+
     pub fn stdout_str(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
@@ -36,10 +49,18 @@ impl ExecOutput {
             .unwrap_or("")
             .trim();
         if line.is_empty() {
-            format!("exit status {}, no error output", self.status)
+            format!("{}, no error output", self.exit_text())
         } else {
             redact(line)
         }
+    }
+}
+
+/// A signal's name (`SIGKILL`) from its number; `signal 77` for a number this system does not name.
+pub fn signal_name(sig: i32) -> String {
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(s) => s.as_str().to_string(),
+        Err(_) => format!("signal {sig}"),
     }
 }
 
@@ -153,9 +174,9 @@ impl Transport {
                     return Err(TransportError::Io {
                         host: t.label(),
                         msg: format!(
-                            "socat to {} exited {}: {}",
+                            "socat to {} {}: {}",
                             socket.display(),
-                            out.status,
+                            out.exit_text(),
                             out.last_line()
                         ),
                     });
@@ -273,12 +294,32 @@ mod tests {
             "GET http://10.0.0.1:5000/v3"
         );
         let out = super::ExecOutput {
-            status: 137,
+            status: 3,
             stdout: b"==key 0\nc2VjcmV0a2V5\n".to_vec(),
             stderr: vec![],
             ..Default::default()
         };
-        assert_eq!(out.last_line(), "exit status 137, no error output");
+        assert_eq!(out.last_line(), "exited 3, no error output");
+    }
+
+    #[test]
+    fn a_signal_death_is_named_not_a_128_plus_n_exit() {
+        let killed = |sig: i32| super::ExecOutput {
+            status: 128 + sig,
+            signal: Some(sig),
+            ..Default::default()
+        };
+        assert_eq!(killed(9).exit_text(), "killed by SIGKILL");
+        assert_eq!(killed(1).exit_text(), "killed by SIGHUP");
+        assert_eq!(killed(15).exit_text(), "killed by SIGTERM");
+        assert_eq!(killed(9).last_line(), "killed by SIGKILL, no error output");
+        // A command that chose to exit 137 exited 137: only a signal is named as one.
+        let chose = super::ExecOutput {
+            status: 137,
+            ..Default::default()
+        };
+        assert_eq!(chose.exit_text(), "exited 137");
+        assert_eq!(super::signal_name(200), "signal 200");
     }
 
     #[test]

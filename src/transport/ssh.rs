@@ -296,8 +296,9 @@ impl SshTransport {
         let host = self.label();
         let timeout = opts.timeout;
         match run_channel(channel, line, opts.stdin, timeout).await {
-            Ok(Some((status, stdout, stderr))) => Ok(ExecOutput {
+            Ok(Some((status, signal, stdout, stderr))) => Ok(ExecOutput {
                 status,
+                signal,
                 stdout,
                 stderr,
                 duration: start.elapsed(),
@@ -683,7 +684,7 @@ async fn run_channel(
     line: String,
     stdin: Option<Vec<u8>>,
     timeout: Duration,
-) -> Result<Option<(i32, Vec<u8>, Vec<u8>)>, String> {
+) -> Result<Option<(i32, Option<i32>, Vec<u8>, Vec<u8>)>, String> {
     let deadline = tokio::time::Instant::now() + timeout;
     let (mut rd, wr) = channel.split();
     let wr = Arc::new(wr);
@@ -708,6 +709,7 @@ async fn run_channel(
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let mut status: Option<i32> = None;
+    let mut signal: Option<i32> = None;
     let mut refused = false;
     let finished = tokio::time::timeout_at(deadline, async {
         while let Some(msg) = rd.wait().await {
@@ -720,6 +722,7 @@ async fn run_channel(
                     error_message,
                     ..
                 } => {
+                    signal = Some(signal_number(&signal_name));
                     status = Some(128 + signal_number(&signal_name));
                     if !error_message.is_empty() {
                         push_bounded(&mut stderr, error_message.as_bytes());
@@ -740,7 +743,7 @@ async fn run_channel(
     }
     let _ = writer.await;
     match status {
-        Some(s) => Ok(Some((s, stdout, stderr))),
+        Some(s) => Ok(Some((s, signal, stdout, stderr))),
         None if refused => Err("the server refused to run the command".into()),
         None => Err("the channel closed without an exit status (connection lost?)".into()),
     }

@@ -53,8 +53,11 @@ pub use crate::runtime::Request as UiRequest;
 /// The live UI: owns the terminal until the runtime finishes or the operator quits.
 ///
 /// Redraws when the state changes, on a key, on a resize and once a second (clocks); otherwise it
-/// sleeps. Returns when the state sender is dropped (the runtime ended), or on SIGHUP/SIGTERM
-/// after sending [`UiRequest::Quit`].
+/// sleeps. Returns when the state sender is dropped (the runtime ended); on SIGTERM after
+/// sending [`UiRequest::Quit`]. When the terminal goes away (SIGHUP, EOF or an error reading
+/// it, a draw that fails: a dropped SSH session) it sends [`UiRequest::HangUp`], stops drawing,
+/// restores what it can, points the standard streams away from the dead terminal, and returns
+/// `Ok`: the runtime finishes the action in flight and ends the session paused.
 pub async fn run_live(
     mut states: watch::Receiver<Arc<State>>,
     requests: mpsc::UnboundedSender<UiRequest>,
@@ -68,9 +71,13 @@ pub async fn run_live(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut state = states.borrow_and_update().clone();
-    let mut input_open = true;
+    let mut hung_up = false;
     loop {
-        term.draw(|f| app.draw(f, &state, Utc::now()))?;
+        if term.draw(|f| app.draw(f, &state, Utc::now())).is_err() {
+            // Nothing can be drawn: the terminal is gone.
+            hung_up = true;
+            break;
+        }
         tokio::select! {
             changed = states.changed() => {
                 if changed.is_err() {
@@ -78,28 +85,43 @@ pub async fn run_live(
                 }
                 state = states.borrow_and_update().clone();
             }
-            ev = keys.next(), if input_open => match ev {
+            ev = keys.next() => match ev {
                 Some(Ok(TermEvent::Key(k))) => {
                     if let Some(req) = app.handle_key(k, &state, Utc::now()) {
                         // A closed channel means the runtime is gone; the watch will say so too.
                         let _ = requests.send(req);
                     }
                 }
-                Some(Ok(TermEvent::Resize(..))) => term.autoresize()?,
+                Some(Ok(TermEvent::Resize(..))) => {
+                    if term.autoresize().is_err() {
+                        hung_up = true;
+                        break;
+                    }
+                }
                 Some(Ok(_)) => continue,
+                // EOF or EIO on the terminal: it went away.
                 Some(Err(_)) | None => {
-                    // The terminal went away: ask the runtime to stop at a safe point.
-                    input_open = false;
-                    let _ = requests.send(UiRequest::Quit);
+                    hung_up = true;
+                    break;
                 }
             },
             _ = tick.tick() => {}
-            _ = sighup.recv() => { let _ = requests.send(UiRequest::Quit); break; }
+            _ = sighup.recv() => { hung_up = true; break; }
             _ = sigterm.recv() => { let _ = requests.send(UiRequest::Quit); break; }
         }
     }
-    term.restore()?;
-    Ok(())
+    if hung_up {
+        // First the runtime hears of it (the journal says so before anything else happens).
+        let _ = requests.send(UiRequest::HangUp);
+    }
+    // Restoring a terminal that hung up fails quietly; one that is still there (a SIGHUP sent
+    // by hand) gets its mode back.
+    let restored = term.restore();
+    if hung_up {
+        crate::runtime::detach_from_terminal();
+        return Ok(());
+    }
+    restored
 }
 
 pub type Follow = Box<dyn FnMut() -> anyhow::Result<Vec<(DateTime<Utc>, Event)>> + Send>;

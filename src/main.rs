@@ -76,14 +76,17 @@ enum Cmd {
         /// ./cutover-demo/).
         #[arg(long)]
         world: Option<PathBuf>,
-        /// Runbook to run (default: the flagship, Fernet → JWS).
-        #[arg(long)]
+        /// Runbook to run: a shipped runbook's name (`cutover runbooks`) or a file (default: the
+        /// flagship, fernet-to-jws).
+        #[arg(long, value_name = "NAME|FILE")]
         runbook: Option<PathBuf>,
         #[command(flatten)]
         opts: RunOpts,
     },
     /// Run a runbook against an inventory.
     Run {
+        /// A shipped runbook's name (`cutover runbooks`) or a runbook file; an existing file wins.
+        #[arg(value_name = "NAME|FILE")]
         runbook: PathBuf,
         #[arg(short, long)]
         inventory: PathBuf,
@@ -113,12 +116,16 @@ enum Cmd {
     },
     /// Validate a runbook (and its plan against an inventory).
     Check {
+        /// A shipped runbook's name (`cutover runbooks`) or a runbook file; an existing file wins.
+        #[arg(value_name = "NAME|FILE")]
         runbook: PathBuf,
         #[arg(short, long)]
         inventory: Option<PathBuf>,
     },
     /// Show every step with the exact actions per node; changes nothing.
     Plan {
+        /// A shipped runbook's name (`cutover runbooks`) or a runbook file; an existing file wins.
+        #[arg(value_name = "NAME|FILE")]
         runbook: PathBuf,
         #[arg(short, long)]
         inventory: PathBuf,
@@ -149,6 +156,25 @@ enum Cmd {
         #[arg(long)]
         yes_i_checked: bool,
     },
+    /// The runbooks built into cutover: list them, or print one to copy and adapt.
+    Runbooks {
+        #[command(subcommand)]
+        cmd: Option<RunbooksCmd>,
+    },
+    /// Print a shell completion script: `cutover completions bash > /etc/bash_completion.d/cutover`
+    /// (zsh: a file named _cutover in a directory of $fpath; fish:
+    /// ~/.config/fish/completions/cutover.fish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `cutover man | man -l -`, or `cutover man run` for
+    /// cutover-run(1); install with `cutover man > /usr/local/share/man/man1/cutover.1`.
+    Man {
+        /// A subcommand's page instead (`run`, `journal`, `journal show`, ...).
+        #[arg(value_name = "SUBCOMMAND")]
+        sub: Vec<String>,
+    },
     /// Journal tools.
     Journal {
         #[command(subcommand)]
@@ -159,6 +185,18 @@ enum Cmd {
     World {
         #[command(subcommand)]
         cmd: WorldCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunbooksCmd {
+    /// One line per shipped runbook: its name and title (the default).
+    List,
+    /// Print a shipped runbook verbatim (`cutover runbooks show jws-to-fernet > mine.yaml`), or
+    /// the shipped answers file (`demo-answers`).
+    Show {
+        /// The runbook's name, with or without `.yaml`.
+        name: String,
     },
 }
 
@@ -310,8 +348,9 @@ fn parse_params(v: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn load_runbook(path: &Path) -> Result<cutover::runbook::Loaded> {
-    Runbook::load(path).map_err(|e| invalid(e.to_string()))
+/// A runbook named on the command line: an existing file, else a shipped runbook by name.
+fn load_runbook(arg: &Path) -> Result<cutover::runbook::Loaded> {
+    Runbook::resolve(arg).map_err(|e| invalid(e.to_string()))
 }
 
 fn load_inventory(path: &Path) -> Result<Inventory> {
@@ -366,22 +405,9 @@ async fn run(cli: Cli) -> Result<i32> {
                     "--nodes {nodes} --lbs {lbs}: a demo world has 1 to 64 nodes and 0 to 16 load balancers"
                 )));
             }
-            let runbook = runbook.unwrap_or_else(|| PathBuf::from("runbooks/fernet-to-jws.yaml"));
-            let loaded = if runbook.exists() {
-                load_runbook(&runbook)?
-            } else if runbook == Path::new("runbooks/fernet-to-jws.yaml") {
-                // Run from anywhere: the flagship ships inside the binary.
-                let source = cutover::runbook::shipped()[0].1.to_string();
-                let rb = Runbook::parse(&source, "runbooks/fernet-to-jws.yaml (built in)")
-                    .map_err(|e| invalid(e.to_string()))?;
-                cutover::runbook::Loaded {
-                    runbook: rb,
-                    source,
-                    origin: "runbooks/fernet-to-jws.yaml".into(),
-                }
-            } else {
-                return Err(invalid(format!("runbook {} not found", runbook.display())));
-            };
+            // Run from anywhere: the flagship ships inside the binary.
+            let runbook = runbook.unwrap_or_else(|| PathBuf::from("fernet-to-jws"));
+            let loaded = load_runbook(&runbook)?;
             // Without --world, a fresh world each time (a reused one may already be migrated),
             // named apart from any other started in the same second.
             let dir = world.unwrap_or_else(|| {
@@ -407,6 +433,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 .resolve_params(&parse_params(&opts.params)?)
                 .map_err(invalid)?;
             load_answers(opts.answers.as_deref(), &loaded.runbook, &world_nodes)?;
+            need_terminal(opts.headless)?;
             let info =
                 cutover::world::create_or_load(&dir, &cutover::world::WorldSpec { nodes, lbs })
                     .with_context(|| {
@@ -458,6 +485,7 @@ async fn run(cli: Cli) -> Result<i32> {
                     None => BTreeMap::new(),
                 },
             };
+            need_terminal(headless)?;
             let (mut s, mut notes) = Session::resume(&journal).await?;
             s.signer = signer;
             if let Ok(read) = cutover::journal::read(&journal) {
@@ -485,6 +513,18 @@ async fn run(cli: Cli) -> Result<i32> {
             let inv = load_inventory(&inventory)?;
             unlock(inv, run_id, journal, yes_i_checked).await
         }
+        Cmd::Runbooks { cmd } => runbooks(cmd.unwrap_or(RunbooksCmd::List)),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cutover",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Cmd::Man { sub } => man_page(&sub),
         Cmd::Check { runbook, inventory } => {
             let loaded = load_runbook(&runbook)?;
             let rb = &loaded.runbook;
@@ -797,6 +837,91 @@ async fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// The UI reads keys from stdin and draws on stdout: without a terminal on both, say so before
+/// anything is created, locked or journaled (exit 2), and name the headless way.
+fn need_terminal(headless: bool) -> Result<()> {
+    use std::io::IsTerminal;
+    if headless || (std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Ok(());
+    }
+    Err(invalid(
+        "the UI needs a terminal, and stdin or stdout is not one: run this in a terminal (inside tmux on a bastion), or without a UI with --headless --answers FILE (an example answers file: `cutover runbooks show demo-answers`)",
+    ))
+}
+
+/// `cutover runbooks [list|show NAME]`.
+fn runbooks(cmd: RunbooksCmd) -> Result<i32> {
+    use cutover::runbook::{SHIPPED_ANSWERS, one_line, shipped, shipped_name, shipped_named};
+    match cmd {
+        RunbooksCmd::List => {
+            let rows: Vec<(&str, String)> = shipped()
+                .iter()
+                .map(|(file, text)| {
+                    let title = Runbook::parse(text, file)
+                        .map(|rb| one_line(&rb.title))
+                        .unwrap_or_else(|e| format!("(does not parse: {e})"));
+                    (shipped_name(file), title)
+                })
+                .collect();
+            let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+            for (name, title) in &rows {
+                println!("{name:<width$}  {}", for_terminal(title));
+            }
+            use std::io::IsTerminal;
+            if std::io::stdout().is_terminal() {
+                eprintln!(
+                    "\nprint one: cutover runbooks show NAME; run one: cutover run NAME -i INVENTORY\nanswers for --headless rehearsals: cutover runbooks show {}",
+                    shipped_name(SHIPPED_ANSWERS.0)
+                );
+            }
+            Ok(0)
+        }
+        RunbooksCmd::Show { name } => {
+            let text = if shipped_name(&name) == shipped_name(SHIPPED_ANSWERS.0) {
+                SHIPPED_ANSWERS.1
+            } else {
+                shipped_named(&name).map(|(_, t)| t).ok_or_else(|| {
+                    invalid(format!(
+                        "no shipped runbook is called `{name}`; shipped: {} (and the answers file {})",
+                        shipped()
+                            .iter()
+                            .map(|(f, _)| shipped_name(f))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        shipped_name(SHIPPED_ANSWERS.0)
+                    ))
+                })?
+            };
+            print!("{text}");
+            Ok(0)
+        }
+    }
+}
+
+/// `cutover man [SUBCOMMAND...]`: the manual page, generated from the command definitions.
+fn man_page(sub: &[String]) -> Result<i32> {
+    use clap::CommandFactory;
+    // Built, each subcommand knows its page's name (cutover-journal-show).
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    for s in sub {
+        let Some(found) = cmd.find_subcommand(s).cloned() else {
+            let names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+            return Err(invalid(format!(
+                "`{}` has no subcommand `{s}`; it has: {}",
+                cmd.get_display_name().unwrap_or(cmd.get_name()),
+                names.join(", ")
+            )));
+        };
+        cmd = found;
+    }
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd).render(&mut out)?;
+    use std::io::Write;
+    std::io::stdout().write_all(&out)?;
+    Ok(0)
+}
+
 fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(if p.is_absolute() {
         p.to_path_buf()
@@ -817,6 +942,7 @@ async fn start_run(
         .resolve_params(&parse_params(&opts.params)?)
         .map_err(invalid)?;
     plan::compile(&loaded.runbook, &inv, &params).map_err(|e| invalid(e.to_string()))?;
+    need_terminal(opts.headless)?;
     let answers = load_answers(opts.answers.as_deref(), &loaded.runbook, &inv.node_names())?;
     // Read again for its hash: the text the inventory was loaded from a moment ago.
     let inventory_sha256 = std::fs::read(inventory_path)

@@ -369,7 +369,9 @@ struct Sim {
 impl Sim {
     fn start() -> Sim {
         let loaded = Runbook::load("runbooks/fernet-to-jws.yaml".as_ref()).unwrap();
-        let inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
+        let mut inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
+        // The closing note names the run's inventory file: one path on every machine.
+        inv.loaded_from = Some("/etc/cutover/prod-east.yaml".into());
         let params = loaded.runbook.resolve_params(&BTreeMap::new()).unwrap();
         let rs = RunStarted {
             schema: SCHEMA,

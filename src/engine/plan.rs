@@ -398,7 +398,8 @@ pub fn compile(
     let mut ops: Vec<Op> = Vec::new();
     let render = |t: &str, node: Option<&str>| -> Result<String, PlanError> {
         let vars = node.map(|n| node_vars(inv, n));
-        template::render(t, &rb.name, &rb.target_provider, params, vars.as_ref()).map_err(PlanError)
+        template::render_item(t, &rb.name, &rb.target_provider, params, vars.as_ref(), inv)
+            .map_err(PlanError)
     };
 
     for step in &rb.steps {

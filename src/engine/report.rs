@@ -3,7 +3,7 @@
 use super::facts::{Observation, ReloadVerdict};
 use super::plan::{ActionSpec, Op, OpKind};
 use crate::inventory::Inventory;
-use crate::runbook::Runbook;
+use crate::runbook::{Runbook, one_line};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -16,6 +16,8 @@ pub fn render_plan(
     markdown: bool,
 ) -> String {
     let mut o = String::new();
+    // A title written over two lines in the YAML is one line here (a heading, a header line).
+    let rb_title = one_line(&rb.title);
     let p = params
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -25,7 +27,7 @@ pub fn render_plan(
         let _ = writeln!(
             o,
             "# Plan: {}\n\n- runbook: `{}`\n- cluster: `{}` ({} nodes, {} load balancers)\n- parameters: {}\n",
-            rb.title,
+            rb_title,
             rb.name,
             inv.cluster,
             inv.nodes.len(),
@@ -40,7 +42,7 @@ pub fn render_plan(
         let _ = writeln!(
             o,
             "PLAN  {}  ({})\ncluster {} — {} nodes, {} load balancers; params: {}\n",
-            rb.title,
+            rb_title,
             rb.name,
             inv.cluster,
             inv.nodes.len(),
@@ -51,14 +53,16 @@ pub fn render_plan(
     let mut n = 0;
     for step in &rb.steps {
         n += 1;
-        let title = crate::runbook::template::render(
-            &step.title,
-            &rb.name,
-            &rb.target_provider,
-            params,
-            None,
-        )
-        .unwrap_or_else(|_| step.title.clone());
+        let title = one_line(
+            &crate::runbook::template::render(
+                &step.title,
+                &rb.name,
+                &rb.target_provider,
+                params,
+                None,
+            )
+            .unwrap_or_else(|_| step.title.clone()),
+        );
         if markdown {
             let _ = writeln!(
                 o,
@@ -87,9 +91,9 @@ pub fn render_plan(
                     if *implicit { " (added by cutover)" } else { "" }
                 )],
                 OpKind::Confirm { id, title, .. } => {
-                    vec![format!("{node}HARD STOP `{id}`: {title}")]
+                    vec![format!("{node}HARD STOP `{id}`: {}", one_line(title))]
                 }
-                OpKind::Note { message } => vec![format!("note: {message}")],
+                OpKind::Note { message } => vec![format!("note: {}", one_line(message))],
                 OpKind::WaitUntil { condition, .. } => vec![format!("wait until {condition:?}")],
             };
             for l in lines {
@@ -226,5 +230,44 @@ fn scope_name(s: crate::runbook::Scope) -> &'static str {
         crate::runbook::Scope::Once => "once",
         crate::runbook::Scope::EachNode => "each-node",
         crate::runbook::Scope::AllNodes => "all-nodes",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A title written over two lines in the YAML (a block scalar) is one line in the plan:
+    /// the header, a step heading, a hard stop's line.
+    #[test]
+    fn titles_with_newlines_are_one_line_in_the_plan() {
+        let rb = Runbook::parse(
+            "name: t\ntitle: |\n  Two\n  lines\ntarget_provider: jws\nsteps:\n  - id: one\n    title: \"Step\\nover two\"\n    scope: once\n    do:\n      - confirm:\n          id: go\n          title: |\n            Go\n            now\n          message: m\n      - note: \"a\\nb\"\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert!(rb.title.contains('\n'));
+        let inv = Inventory::parse(
+            "cluster: c\nnodes:\n  - {name: node1, reach: local, keystone_url: \"http://127.0.0.1:5001\"}\n",
+            "i",
+        )
+        .unwrap();
+        let params = BTreeMap::new();
+        let ops = super::super::plan::compile(&rb, &inv, &params).unwrap();
+        for markdown in [false, true] {
+            let text = render_plan(&rb, &inv, &params, &ops, markdown);
+            let first = text.lines().next().unwrap();
+            assert!(
+                first.ends_with("Two lines  (t)") || first == "# Plan: Two lines",
+                "{text}"
+            );
+            assert!(text.contains("Step over two"), "{text}");
+            assert!(text.contains("HARD STOP `go`: Go now"), "{text}");
+            assert!(text.contains("note: a b"), "{text}");
+            assert!(
+                !text.contains("Two\n") && !text.contains("Step\n"),
+                "{text}"
+            );
+        }
     }
 }

@@ -30,6 +30,11 @@ pub struct Inventory {
     /// `guard:` wins): `enforce` (default) sets it back to maint at once, `alert` only raises.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<GuardMode>,
+    /// The file this inventory was read from, absolute (set by `load`, not written by hand):
+    /// recorded with the run, and `inventory.path` in runbook templates (a closing note's
+    /// rollback command names the very inventory of the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded_from: Option<PathBuf>,
 }
 
 /// The pool guard's answer to a breach.
@@ -232,7 +237,9 @@ impl Inventory {
             path: path.display().to_string(),
             err,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut inv = Self::parse(&text, &path.display().to_string())?;
+        inv.loaded_from = Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+        Ok(inv)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {

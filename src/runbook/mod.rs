@@ -427,6 +427,14 @@ pub enum RunbookError {
     Invalid { location: String, msg: String },
     #[error("cannot read {path}: {err}")]
     Io { path: String, err: std::io::Error },
+    #[error(
+        "runbook `{arg}`: no such file, and no shipped runbook has that name{hint}. Shipped runbooks: {names} (`cutover runbooks` lists them with their titles)"
+    )]
+    NotFound {
+        arg: String,
+        names: String,
+        hint: String,
+    },
 }
 
 /// A runbook with the text it came from (kept for the journal and for error positions).
@@ -510,18 +518,18 @@ impl Runbook {
                 }
                 let with_node = step.scope != Scope::Once;
                 for t in item.templates() {
-                    if let Err(msg) = template::check(t, self, with_node) {
+                    if let Err(e) = template::check(t, self, with_node, true) {
                         return Err(RunbookError::Invalid {
-                            location: at(t),
-                            msg,
+                            location: template_at(source, origin, step_at, t, &e),
+                            msg: e.msg,
                         });
                     }
                 }
             }
-            if let Err(msg) = template::check(&step.title, self, false) {
+            if let Err(e) = template::check(&step.title, self, false, false) {
                 return Err(RunbookError::Invalid {
-                    location: at(&step.title),
-                    msg,
+                    location: template_at(source, origin, step_at, &step.title, &e),
+                    msg: e.msg,
                 });
             }
         }
@@ -586,6 +594,81 @@ pub fn shipped() -> &'static [(&'static str, &'static str)] {
             include_str!("../../runbooks/fernet-rotate.yaml"),
         ),
     ]
+}
+
+/// Text on one line: every run of whitespace, newlines included, as one space (a title written
+/// over two lines in the YAML is one line in a listing, a plan, a heading).
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The answers file shipped beside the runbooks (`cutover runbooks show demo-answers`): every
+/// hard stop of the flagship and its rollback confirmed, for headless rehearsals.
+pub const SHIPPED_ANSWERS: (&str, &str) = (
+    "demo-answers.yaml",
+    include_str!("../../runbooks/demo-answers.yaml"),
+);
+
+/// The name a shipped file is called by: its file name without `.yaml`.
+pub fn shipped_name(file: &str) -> &str {
+    file.strip_suffix(".yaml").unwrap_or(file)
+}
+
+/// A shipped runbook by name, with or without `.yaml`: (file name, text).
+pub fn shipped_named(name: &str) -> Option<(&'static str, &'static str)> {
+    let name = shipped_name(name);
+    shipped()
+        .iter()
+        .find(|(file, _)| shipped_name(file) == name)
+        .copied()
+}
+
+/// The origin a run records for a shipped runbook: which one, and that it came from the binary.
+pub fn shipped_origin(file: &str) -> String {
+    format!("built-in {file} (cutover {})", env!("CARGO_PKG_VERSION"))
+}
+
+impl Runbook {
+    /// A runbook named on the command line: an existing path wins, else a shipped runbook by
+    /// name (`jws-to-fernet`, with or without `.yaml`), else an error listing the shipped names.
+    /// A file's origin is its path as given; a shipped one's says `built-in` (see
+    /// [`shipped_origin`]).
+    pub fn resolve(arg: &Path) -> Result<Loaded, RunbookError> {
+        if arg.exists() {
+            return Self::load(arg);
+        }
+        let text = arg.to_string_lossy();
+        if let Some((file, source)) = shipped_named(&text) {
+            let origin = shipped_origin(file);
+            let runbook = Self::parse(source, &origin)?;
+            return Ok(Loaded {
+                runbook,
+                source: source.to_string(),
+                origin,
+            });
+        }
+        // `runbooks/jws-to-fernet.yaml` away from a checkout: say which name would do.
+        let like = arg
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(shipped_named)
+            .map(|(file, _)| {
+                format!(
+                    "; to use the shipped one, name it: `{}`",
+                    shipped_name(file)
+                )
+            })
+            .unwrap_or_default();
+        Err(RunbookError::NotFound {
+            arg: text.into_owned(),
+            names: shipped()
+                .iter()
+                .map(|(f, _)| shipped_name(f))
+                .collect::<Vec<_>>()
+                .join(", "),
+            hint: like,
+        })
+    }
 }
 
 /// The hard stops the engine raises by itself, whatever the runbook.
@@ -723,6 +806,48 @@ fn step_offset(source: &str, id: &str) -> usize {
     0
 }
 
+/// Where a template's error is: the undefined variable's line and column when the template's
+/// lines can be followed in the source (a one-line or literal block template), else the
+/// template's first line.
+fn template_at(
+    source: &str,
+    origin: &str,
+    from: usize,
+    template: &str,
+    e: &template::TemplateError,
+) -> String {
+    let whole = position_from(source, origin, from, template);
+    let Some((name, line)) = &e.at else {
+        return whole;
+    };
+    let first = template.lines().next().unwrap_or(template).trim();
+    let start = match source.get(from..).and_then(|tail| tail.find(first)) {
+        Some(off) if !first.is_empty() => from + off,
+        _ => match source.find(first) {
+            Some(off) if !first.is_empty() => off,
+            _ => return whole,
+        },
+    };
+    // The start of the source line holding the template's line `line`.
+    let mut line_start = source[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    for _ in 1..*line {
+        match source[line_start..].find('\n') {
+            Some(i) => line_start += i + 1,
+            None => return whole,
+        }
+    }
+    let line_end = source[line_start..]
+        .find('\n')
+        .map(|i| line_start + i)
+        .unwrap_or(source.len());
+    // On the template's first line, only from where the template starts.
+    let search_from = if *line == 1 { start } else { line_start };
+    match template::find_name(&source[search_from..line_end], name) {
+        Some(off) => line_col(source, origin, search_from + off),
+        None => whole,
+    }
+}
+
 /// Like `position`, searching from byte `from` first (then from the start).
 pub fn position_from(source: &str, origin: &str, from: usize, needle: &str) -> String {
     let first = needle.lines().next().unwrap_or(needle).trim();
@@ -777,6 +902,77 @@ mod tests {
             .filter(|n| n.ends_with(".yaml") && n != "demo-answers.yaml")
             .count();
         assert_eq!(on_disk, shipped().len(), "runbooks/ and shipped() differ");
+    }
+
+    #[test]
+    fn a_runbook_is_a_path_else_a_shipped_name() {
+        // By name, with or without .yaml, from anywhere: the built-in text, origin saying so.
+        for name in ["jws-to-fernet", "jws-to-fernet.yaml"] {
+            let l = Runbook::resolve(Path::new(name)).unwrap();
+            assert_eq!(l.runbook.name, "jws-to-fernet");
+            assert_eq!(l.source, shipped_named("jws-to-fernet").unwrap().1);
+            assert!(
+                l.origin.starts_with("built-in jws-to-fernet.yaml"),
+                "{}",
+                l.origin
+            );
+        }
+        // An existing path wins over a shipped name.
+        let dir = tempfile_dir();
+        let file = dir.join("jws-to-fernet");
+        let text = shipped_named("jws-rotate").unwrap().1;
+        std::fs::write(&file, text).unwrap();
+        let l = Runbook::resolve(&file).unwrap();
+        assert_eq!(l.runbook.name, "jws-rotate");
+        assert_eq!(l.origin, file.display().to_string());
+        // Neither: the error lists every shipped name, and which one a stale path meant.
+        let e = Runbook::resolve(Path::new("/nowhere/runbooks/jws-to-fernet.yaml"))
+            .unwrap_err()
+            .to_string();
+        for (f, _) in shipped() {
+            assert!(e.contains(shipped_name(f)), "{e}");
+        }
+        assert!(e.contains("name it: `jws-to-fernet`"), "{e}");
+        let e = Runbook::resolve(Path::new("jws-to-frenet"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no such file") && !e.contains("name it"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "cutover-runbook-test-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// An undefined variable is named, and located at the variable itself: its line inside a
+    /// block scalar, its column on that line (not the template's first line, not an earlier
+    /// `params.key_strategy` that merely starts the same).
+    #[test]
+    fn an_undefined_variable_is_located_at_itself() {
+        let src = "name: t\ntitle: T\ntarget_provider: jws\nparams:\n  key_strategy: {default: a}\nsteps:\n  - id: one\n    title: One\n    scope: once\n    do:\n      - confirm:\n          id: c\n          title: C\n          message: |\n            Uses {{ params.key_strategy }} here,\n            and {{ params.key_strateg }} there.\n      - note: \"x {{ node.name }}\"\n";
+        let e = Runbook::parse(src, "t.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("t.yaml:16:20: "), "{e}");
+        assert!(e.contains("`params.key_strateg`"), "{e}");
+        assert!(e.contains("no parameter `key_strateg`"), "{e}");
+        let fixed = src.replace("key_strateg }}", "key_strategy }}");
+        let e = Runbook::parse(&fixed, "t.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("t.yaml:17:21: "), "{e}");
+        assert!(e.contains("`node.name`") && e.contains("each-node"), "{e}");
+    }
+
+    #[test]
+    fn one_line_joins_a_title_written_over_lines() {
+        assert_eq!(
+            one_line("Keystone:\n  rotate\tthe keys\n"),
+            "Keystone: rotate the keys"
+        );
+        assert_eq!(one_line("one"), "one");
     }
 
     #[test]

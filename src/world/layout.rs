@@ -471,6 +471,7 @@ fn inventory_yaml(info: &WorldInfo) -> anyhow::Result<String> {
         ssh: None,
         demo_world: Some(info.dir.clone()),
         guard: None,
+        loaded_from: None,
     };
     let body = serde_yaml::to_string(&inv)?;
     let text = format!(

@@ -47,6 +47,35 @@ check_lab_dir() {
     fi
 }
 
+# can_enter USER DIR: USER may traverse DIR (search permission, ACLs included: asked of the
+# kernel as that user).
+can_enter() {
+    if command -v runuser >/dev/null; then
+        runuser -u "$1" -- test -x "$2" 2>/dev/null
+    elif command -v sudo >/dev/null; then
+        sudo -n -u "$1" test -x "$2" 2>/dev/null
+    else
+        die "neither runuser nor sudo is installed: cannot check that the $1 user can reach $LAB_DIR"
+    fi
+}
+
+# Keystone's key repositories live under LAB_DIR and belong to the keystone user, and
+# keystone-manage checks that user can reach them: every directory from / down to LAB_DIR must
+# be traversable by keystone. Otherwise fernet_setup fails later with no word about why (a lab
+# under /root, mode 0700). Checks the directories that exist.
+check_traversable() {
+    local d=$LAB_DIR dirs=() i
+    while :; do
+        [ -d "$d" ] && dirs=("$d" "${dirs[@]}")
+        [ "$d" = / ] && break
+        d=$(dirname "$d")
+    done
+    for i in "${dirs[@]}"; do
+        can_enter keystone "$i" ||
+            die "the keystone user cannot enter $i ($(stat -c '%A, owner %U:%G' "$i")), so Keystone could not reach its keys under LAB_DIR=$LAB_DIR. Use a LAB_DIR that every user can reach (the default, /tmp/cutover-lab, is), or let others through: chmod o+x $i"
+    done
+}
+
 check_install() {
     local missing=()
     [ "$(id -u)" = 0 ] || die "run as root"
@@ -272,6 +301,7 @@ sshd_ok() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 up() {
     check_lab_dir
     check_install
+    check_traversable
     if [ -e "$LAB_DIR/.cutover-lab" ]; then
         log "a lab is already in $LAB_DIR: taking it down first"
         down
@@ -280,6 +310,8 @@ up() {
     mkdir -p "$LAB_DIR"
     touch "$LAB_DIR/.cutover-lab"
     chmod 755 "$LAB_DIR"
+    # Directories mkdir just made (under a umask such as 077) too.
+    check_traversable
     {
         echo "LAB_NODES=$LAB_NODES"
         echo "LAB_BASE_PORT=$LAB_BASE_PORT"

@@ -1227,7 +1227,30 @@ fn report_signatures(
     }
 }
 
+/// `replay`: the UI over a journal. It needs a terminal on both sides (keys in, screens out);
+/// without one it says so and points at the text rendering (exit 2).
 async fn replay(journal: &Path, speed: f64, follow: bool) -> Result<i32> {
+    use std::io::IsTerminal;
+    let missing: Vec<&str> = [
+        ("stdin", std::io::stdin().is_terminal()),
+        ("stdout", std::io::stdout().is_terminal()),
+    ]
+    .into_iter()
+    .filter(|(_, tty)| !tty)
+    .map(|(name, _)| name)
+    .collect();
+    if !missing.is_empty() {
+        let j = cutover::transport::shell_quote(&journal.display().to_string());
+        let j = for_terminal(&j);
+        let verb = if missing.len() > 1 { "are" } else { "is" };
+        eprintln!(
+            "cutover: replay needs a terminal: {} {verb} not a terminal (replay draws the run's \
+             screens and reads keys).\n  to read the journal as text: cutover journal show {j}\n  \
+             to check its hash chain:    cutover journal verify {j}",
+            missing.join(" and "),
+        );
+        return Ok(2);
+    }
     cutover::tui_bridge::replay(journal, speed, follow).await?;
     Ok(0)
 }

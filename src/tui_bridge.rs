@@ -35,21 +35,37 @@ pub async fn drive_with_ui(s: &mut Session, resumed: bool) -> Result<RunEnd> {
 
 /// Replay a journal in the UI, read-only; with `follow`, tail it while another process writes.
 pub async fn replay(journal: &Path, speed: f64, follow: bool) -> Result<()> {
+    use crate::tui::replay::Damage;
     // With --follow, one follower reads the journal from the start and keeps tailing it, so no
-    // record written between a first read and the tail is lost.
-    let (events, follower) = if follow {
+    // record written between a first read and the tail is lost. A damaged journal is replayed
+    // up to its damage, under a banner naming it; a followed one stops being followed there.
+    let (events, follower, banner) = if follow {
         let mut f = crate::journal::Follower::open(journal)?;
-        let events = crate::runtime::events_of(&f.poll()?)?;
-        let poll: crate::tui::Follow = Box::new(move || crate::runtime::events_of(&f.poll()?));
-        (events, Some(poll))
+        match f.poll().map_err(anyhow::Error::from) {
+            Ok(records) => {
+                let events = crate::runtime::events_of(&records)?;
+                let poll: crate::tui::Follow =
+                    Box::new(move || crate::runtime::events_of(&f.poll()?));
+                (events, Some(poll), None)
+            }
+            // The follower hands out the good records first, so this is damage at seq 1.
+            Err(e) => match Damage::of_error(&e) {
+                Some(d) => (Vec::new(), None, Some(d.banner(true))),
+                None => return Err(e),
+            },
+        }
     } else {
-        let read = crate::journal::read(journal)?;
-        (crate::runtime::events_of(&read.records)?, None)
+        let loaded = crate::tui::replay::load(journal)?;
+        (loaded.events, None, loaded.damage.map(|d| d.banner(false)))
     };
     let header = Header {
         journal: journal.to_path_buf(),
-        mode: if follow { Mode::Follow } else { Mode::Replay },
+        mode: if follower.is_some() {
+            Mode::Follow
+        } else {
+            Mode::Replay
+        },
         operator: crate::journal::Who::current().actor_label(),
     };
-    crate::tui::run_replay(events, follower, speed, header).await
+    crate::tui::run_replay(events, follower, speed, header, banner).await
 }

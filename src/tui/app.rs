@@ -96,6 +96,8 @@ pub struct App {
     /// Set once Quit was sent; the footer says we are waiting for the runtime.
     pub(super) quit_requested: bool,
     pub(super) replay: Option<ReplayStatus>,
+    /// Why a replay stops short of the journal's end (its damage), shown as a banner.
+    pub(super) replay_banner: Option<String>,
 }
 
 impl App {
@@ -119,6 +121,7 @@ impl App {
             stop_area: None,
             quit_requested: false,
             replay,
+            replay_banner: None,
         }
     }
 
@@ -140,6 +143,28 @@ impl App {
     /// The replay position shown in the header (set by the replay loop before each draw).
     pub fn set_replay_status(&mut self, status: ReplayStatus) {
         self.replay = Some(status);
+    }
+
+    /// A banner over a replay: why it stops short of the journal's end (a damaged line).
+    pub fn set_replay_banner(&mut self, text: Option<String>) {
+        self.replay_banner = text;
+    }
+
+    /// Stop following (the followed journal broke): from now on a replay of what was read.
+    pub fn stop_following(&mut self) {
+        if self.header.mode == Mode::Follow {
+            self.header.mode = Mode::Replay;
+        }
+    }
+
+    /// Whether the screen's clock is the journal's (a replay, or a follow behind the live end)
+    /// rather than the wall clock: times computed from it are "as of" the replayed moment.
+    pub fn journal_clock(&self) -> bool {
+        match self.header.mode {
+            Mode::Live | Mode::Resumed => false,
+            Mode::Follow => self.replay.as_ref().is_none_or(|r| r.position < r.total),
+            Mode::Replay => true,
+        }
     }
 
     pub fn overlay(&self) -> Option<&Overlay> {

@@ -127,24 +127,28 @@ pub async fn run_live(
 pub type Follow = Box<dyn FnMut() -> anyhow::Result<Vec<(DateTime<Utc>, Event)>> + Send>;
 
 /// Replay: the same screens, read-only, driven by (time, event) pairs. With `follow`, new events
-/// are polled every 250 ms and appended (FOLLOW mode, starting at the end).
+/// are polled every 250 ms and appended (FOLLOW mode, starting at the end); a followed journal
+/// that turns out damaged stops being followed, under a banner naming the damage. `banner`: why
+/// the events stop short of the journal's end (see [`replay::Damage::banner`]).
 pub async fn run_replay(
     events: Vec<(DateTime<Utc>, Event)>,
     mut follow: Option<Follow>,
     speed: f64,
     mut header: Header,
+    banner: Option<String>,
 ) -> anyhow::Result<()> {
     if follow.is_some() {
         header.mode = Mode::Follow;
     } else if header.mode != Mode::Follow {
         header.mode = Mode::Replay;
     }
-    let following = follow.is_some();
+    let mut following = follow.is_some();
     let mut player = replay::Player::new(events, speed, following);
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut term = terminal::Term::enter()?;
     let mut app = App::new(header);
+    app.set_replay_banner(banner);
     let mut keys = EventStream::new();
     let mut poll = tokio::time::interval(Duration::from_millis(250));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,7 +177,20 @@ pub async fn run_replay(
             },
             _ = poll.tick(), if following => {
                 if let Some(f) = follow.as_mut() {
-                    let new = f()?;
+                    let new = match f() {
+                        Ok(new) => new,
+                        Err(e) => match replay::Damage::of_error(&e) {
+                            // Damage is shown, not fatal: what came before it stays on screen.
+                            Some(d) => {
+                                follow = None;
+                                following = false;
+                                app.stop_following();
+                                app.set_replay_banner(Some(d.banner(true)));
+                                continue;
+                            }
+                            None => return Err(e),
+                        },
+                    };
                     if new.is_empty() {
                         continue;
                     }

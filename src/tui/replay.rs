@@ -1,11 +1,16 @@
 //! The replay player: a journal's events folded up to a position, the same fold a live run uses.
 //! Forward applies one event; back refolds from the start (the fold is the only truth). Playback
 //! keeps the journal's rhythm, with gaps capped at 2 s and divided by the speed.
+//!
+//! A journal damaged at seq K is replayed up to K ([`load`]), under a banner naming K
+//! ([`Damage::banner`]); a followed journal stops being followed at its damage.
 
 use super::app::{ReplayControl, ReplayStatus};
 use crate::engine::state::who_label;
 use crate::engine::{Event, State};
+use crate::journal::{BadRecord, JournalError};
 use chrono::{DateTime, Utc};
+use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -35,13 +40,15 @@ impl Player {
             playing: true,
             due: None,
         };
-        let to = if follow {
-            p.events.len()
-        } else {
-            p.events.len().min(1)
-        };
+        let to = if follow { p.events.len() } else { p.first() };
         p.seek(to);
         p
+    }
+
+    /// The first position worth showing: the first event applied (0 only for an empty journal;
+    /// position 0 is a blank screen, not a moment of the run).
+    fn first(&self) -> usize {
+        self.events.len().min(1)
     }
 
     pub fn state(&self) -> &State {
@@ -128,7 +135,7 @@ impl Player {
             }
             ReplayControl::Back => {
                 self.playing = false;
-                self.seek(self.pos.saturating_sub(1));
+                self.seek(self.pos.saturating_sub(1).max(self.first()));
             }
             ReplayControl::Faster => {
                 self.speed = (self.speed * 2.0).min(64.0);
@@ -138,7 +145,12 @@ impl Player {
                 self.speed = (self.speed / 2.0).max(1.0 / 64.0);
                 self.schedule();
             }
-            ReplayControl::Start => self.seek(0),
+            // The first event, held there: playing on would run the run's first burst of events
+            // (they are milliseconds apart) past before the screen could show it.
+            ReplayControl::Start => {
+                self.playing = false;
+                self.seek(self.first());
+            }
             ReplayControl::End => self.seek(self.events.len()),
             ReplayControl::Quit => {}
         }
@@ -197,4 +209,95 @@ impl Player {
         }
         None
     }
+}
+
+/// Where a journal's hash chain breaks: the records before it are shown, nothing after.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damage {
+    /// The seq the damaged line should have had (K: records 1..K-1 are intact).
+    pub seq: u64,
+    /// Its line in the file.
+    pub line_no: usize,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl From<BadRecord> for Damage {
+    fn from(b: BadRecord) -> Damage {
+        Damage {
+            seq: b.seq,
+            line_no: b.line_no,
+            reason: b.reason,
+        }
+    }
+}
+
+impl Damage {
+    /// The damage a follower or reader reported, if that is what `e` is.
+    pub fn of_error(e: &anyhow::Error) -> Option<Damage> {
+        match e.downcast_ref::<JournalError>()? {
+            JournalError::Tampered {
+                seq,
+                line_no,
+                reason,
+                ..
+            } => Some(Damage {
+                seq: *seq,
+                line_no: *line_no,
+                reason: reason.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The banner over a replay of a damaged journal. `followed`: the damage appeared while the
+    /// journal was being followed, and following stopped there. Short (two lines at 80
+    /// columns): the reason's gist only; `journal verify` gives it whole.
+    pub fn banner(&self, followed: bool) -> String {
+        let shown = match self.seq.saturating_sub(1) {
+            0 => "nothing before it to replay".to_string(),
+            1 => "replaying seq 1 only".to_string(),
+            n => format!("replaying seq 1-{n} only"),
+        };
+        let what = if followed { "stopped following: " } else { "" };
+        format!(
+            "{what}journal damaged at seq {} (line {}: {}); {shown}; `cutover journal verify` \
+             shows the damage",
+            self.seq,
+            self.line_no,
+            crate::sanitize::for_terminal(&self.gist()),
+        )
+    }
+
+    /// The reason up to its first colon (`hash mismatch`, `not valid JSON`), hashes shortened.
+    fn gist(&self) -> String {
+        let head = self.reason.split(": ").next().unwrap_or_default();
+        head.split(' ')
+            .map(|w| {
+                if w.len() > 12 && w.chars().all(|c| c.is_ascii_hexdigit()) {
+                    format!("{}…", &w[..8])
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A journal read for replay: its events up to the first damaged line, if any.
+pub struct Loaded {
+    pub events: Vec<(DateTime<Utc>, Event)>,
+    pub damage: Option<Damage>,
+}
+
+/// Reads a journal for replay, read-only and without locking: every event when it is intact,
+/// the events before the damage when its chain breaks (a torn final line is left out, as
+/// everywhere).
+pub fn load(journal: &Path) -> anyhow::Result<Loaded> {
+    let prefix = crate::journal::read_prefix(journal)?;
+    Ok(Loaded {
+        events: crate::runtime::events_of(&prefix.records)?,
+        damage: prefix.damage.map(Damage::from),
+    })
 }

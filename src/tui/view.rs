@@ -63,10 +63,10 @@ impl App {
 
     /// The time the screen is drawn at: the wall clock live, the journal's clock in replay.
     fn clock(&self, state: &State, now: DateTime<Utc>) -> DateTime<Utc> {
-        match self.header.mode {
-            Mode::Live | Mode::Resumed => now,
-            Mode::Follow if self.replay.as_ref().is_some_and(|r| r.position >= r.total) => now,
-            _ => state.last_event_at.unwrap_or(now),
+        if self.journal_clock() {
+            state.last_event_at.unwrap_or(now)
+        } else {
+            now
         }
     }
 }
@@ -584,7 +584,11 @@ impl View<'_> {
         // Line 2: run id, operator, elapsed, journal path (shortened from the left).
         let elapsed = match (st.started_at, st.finished_at) {
             (Some(s), Some(f)) => format!("T+{} (done)", super::text::clock((f - s).num_seconds())),
-            (Some(s), None) => format!("T+{}", super::text::clock((self.now - s).num_seconds())),
+            (Some(s), None) => format!(
+                "T+{}{}",
+                super::text::clock((self.now - s).num_seconds()),
+                self.as_of()
+            ),
             _ => String::new(),
         };
         let mut parts: Vec<String> = Vec::new();
@@ -610,7 +614,7 @@ impl View<'_> {
     fn banner_lines(&self, w: usize) -> Vec<Line<'static>> {
         let st = self.state;
         let t = &self.t;
-        let mut out = Vec::new();
+        let mut out = self.replay_banner_lines(w);
         let mut pool: Vec<Span<'static>> = match st.pool() {
             PoolView::Unknown => vec![span(" POOL: not read yet", t.dim())],
             PoolView::Consistent(p) => vec![
@@ -768,16 +772,52 @@ impl View<'_> {
             format!("old {old} tokens no longer matter (since {})", hms(b))
         } else if left_a <= 0 {
             format!(
-                "old {old} tokens expired; services with allow_expired: {}",
-                dur(left_b)
+                "old {old} tokens expired; services with allow_expired: {}{}",
+                dur(left_b),
+                self.as_of()
             )
         } else {
             format!(
-                "old {old} tokens irrelevant in {} (services: {})",
+                "old {old} tokens irrelevant in {} (services: {}){}",
                 dur(left_a),
-                dur(left_b)
+                dur(left_b),
+                self.as_of()
             )
         })
+    }
+
+    /// ` as of 01:23:45` when the screen's clock is a replayed moment, for what is computed from
+    /// it (countdowns, elapsed times); empty when it is the wall clock.
+    fn as_of(&self) -> String {
+        if self.app.journal_clock() {
+            format!(" as of {}", hms(self.now))
+        } else {
+            String::new()
+        }
+    }
+
+    /// Why a replay stops short of the journal's end (a damaged line), first in the banner.
+    fn replay_banner_lines(&self, w: usize) -> Vec<Line<'static>> {
+        let Some(text) = &self.app.replay_banner else {
+            return Vec::new();
+        };
+        let t = &self.t;
+        let lead = " DAMAGED ";
+        let indent = width(lead) + 1;
+        wrap(text, w.saturating_sub(indent + 1).max(10))
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let first = if i == 0 {
+                    vec![span(lead, t.badge(Color::Red)), Span::raw(" ")]
+                } else {
+                    vec![Span::raw(" ".repeat(indent))]
+                };
+                let mut spans = first;
+                spans.push(span(l, t.fail()));
+                clip(Line::from(spans), w)
+            })
+            .collect()
     }
 
     fn footer_line(&self, w: usize) -> Vec<Line<'static>> {

@@ -92,6 +92,7 @@ impl Fleet {
             service_up: true,
             service_detail: "GET /v3 200".into(),
             error: None,
+            ..Default::default()
         }
     }
 

@@ -8,14 +8,63 @@ use crate::transport::shell_quote;
 use base64::Engine;
 use std::time::{Duration, Instant};
 
+/// `<root>/v3<path>` for a node's `keystone_url`: the one place a Keystone URL is joined. The
+/// inventory keeps the API root already (see `inventory::keystone_root`); an inventory read
+/// back from an older journal may still end in `/v3`, which is taken off here too.
+pub fn v3_url(keystone_url: &str, path: &str) -> String {
+    let root = crate::inventory::keystone_root(keystone_url)
+        .unwrap_or_else(|_| keystone_url.trim().trim_end_matches('/').to_string());
+    format!("{root}/v3{path}")
+}
+
+/// What an answer of 404 means at a node's own URL: not a Keystone that is down, but a URL
+/// under which no Keystone v3 API lives.
+fn not_keystone(url: &str) -> String {
+    format!(
+        "no Keystone v3 API at {url}: keystone_url looks wrong (it must be the node's API root, e.g. http://10.0.0.11:5000 or https://host/identity)"
+    )
+}
+
+/// What GET /v3 at a node's own URL found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceCheck {
+    pub up: bool,
+    /// The HTTP status, when anything answered.
+    pub status: Option<u16>,
+    pub detail: String,
+}
+
 /// GET /v3 at the node's own URL.
-pub async fn service_up(http: &reqwest::Client, url: &str) -> (bool, String) {
-    let u = format!("{}/v3", url.trim_end_matches('/'));
+pub async fn service_check(http: &reqwest::Client, url: &str) -> ServiceCheck {
+    let u = v3_url(url, "");
     match http.get(&u).timeout(Duration::from_secs(5)).send().await {
-        Ok(r) if r.status().is_success() => (true, format!("GET /v3 {}", r.status().as_u16())),
-        Ok(r) => (false, format!("GET /v3 answered {}", r.status().as_u16())),
-        Err(e) => (false, format!("GET {u}: {}", short_err(&e))),
+        Ok(r) if r.status().is_success() => ServiceCheck {
+            up: true,
+            status: Some(r.status().as_u16()),
+            detail: format!("GET /v3 {}", r.status().as_u16()),
+        },
+        Ok(r) if r.status().as_u16() == 404 => ServiceCheck {
+            up: false,
+            status: Some(404),
+            detail: format!("GET {u} answered 404: {}", not_keystone(url)),
+        },
+        Ok(r) => ServiceCheck {
+            up: false,
+            status: Some(r.status().as_u16()),
+            detail: format!("GET /v3 answered {}", r.status().as_u16()),
+        },
+        Err(e) => ServiceCheck {
+            up: false,
+            status: None,
+            detail: format!("GET {u}: {}", short_err(&e)),
+        },
     }
+}
+
+/// GET /v3 at the node's own URL: whether it answered, and what was seen.
+pub async fn service_up(http: &reqwest::Client, url: &str) -> (bool, String) {
+    let c = service_check(http, url).await;
+    (c.up, c.detail)
 }
 
 fn short_err(e: &reqwest::Error) -> String {
@@ -55,7 +104,7 @@ async fn issue(
     c: &AuthCredentials,
 ) -> Result<(u16, Option<String>), String> {
     let r = http
-        .post(format!("{}/v3/auth/tokens", url.trim_end_matches('/')))
+        .post(v3_url(url, "/auth/tokens"))
         .json(&auth_body(c))
         .send()
         .await
@@ -76,7 +125,7 @@ async fn validate(
     subject: &str,
 ) -> Result<u16, String> {
     let r = http
-        .get(format!("{}/v3/auth/tokens", url.trim_end_matches('/')))
+        .get(v3_url(url, "/auth/tokens"))
         .header("X-Auth-Token", auth)
         .header("X-Subject-Token", subject)
         .send()
@@ -135,14 +184,13 @@ pub async fn issue_and_validate(
             node: node.into(),
             issue_status: status,
             latency_ms,
-            error: Some(format!(
-                "POST /v3/auth/tokens answered {status}{}",
-                if status == 401 {
-                    " (credentials refused: check the cloud's user and password)"
-                } else {
-                    ""
-                }
-            )),
+            error: Some(match status {
+                401 => "POST /v3/auth/tokens answered 401 (credentials refused: check the cloud's user and password)".to_string(),
+                404 => format!(
+                    "POST /v3/auth/tokens answered 404: keystone_url looks wrong (no Keystone v3 API at {url})"
+                ),
+                _ => format!("POST /v3/auth/tokens answered {status}"),
+            }),
             ..Default::default()
         };
     };
@@ -204,9 +252,12 @@ pub async fn list_trusts(
     let (status, token) = issue(http, url, c).await?;
     let token = token
         .filter(|_| status == 201)
-        .ok_or_else(|| format!("token issue answered {status}"))?;
+        .ok_or_else(|| match status {
+            404 => format!("token issue answered 404: {}", not_keystone(url)),
+            _ => format!("token issue answered {status}"),
+        })?;
     let r = http
-        .get(format!("{}/v3/OS-TRUST/trusts", url.trim_end_matches('/')))
+        .get(v3_url(url, "/OS-TRUST/trusts"))
         .header("X-Auth-Token", &token)
         .send()
         .await
@@ -526,6 +577,37 @@ mod tests {
             "/u",
         );
         assert!(!empty.fernet.present && !empty.jws.private_present && empty.jws.public.is_empty());
+    }
+
+    #[test]
+    fn keystone_urls_are_joined_once() {
+        for (root, want) in [
+            (
+                "http://10.0.0.11:5000",
+                "http://10.0.0.11:5000/v3/auth/tokens",
+            ),
+            (
+                "http://10.0.0.11:5000/",
+                "http://10.0.0.11:5000/v3/auth/tokens",
+            ),
+            // An inventory from an older journal may still hold the versioned URL.
+            (
+                "http://10.0.0.11:5000/v3",
+                "http://10.0.0.11:5000/v3/auth/tokens",
+            ),
+            (
+                "http://10.0.0.11:5000/v3/",
+                "http://10.0.0.11:5000/v3/auth/tokens",
+            ),
+            (
+                "https://ctl/identity/v3",
+                "https://ctl/identity/v3/auth/tokens",
+            ),
+        ] {
+            assert_eq!(v3_url(root, "/auth/tokens"), want, "{root}");
+        }
+        assert_eq!(v3_url("http://h:5000/v3", ""), "http://h:5000/v3");
+        assert!(not_keystone("http://h:5000/x").contains("keystone_url looks wrong"));
     }
 
     #[test]

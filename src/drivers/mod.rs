@@ -98,6 +98,24 @@ impl From<TransportError> for DriverError {
     }
 }
 
+/// Which way reaching a host failed, when it did: an error while connecting (host key, TCP,
+/// login), not one of a command on a host that was reached.
+pub fn reach_failure(e: &TransportError) -> Option<ReachFailure> {
+    match e {
+        TransportError::HostKeyChanged { .. } => Some(ReachFailure::HostKeyChanged),
+        TransportError::HostKeyUnknown { .. } => Some(ReachFailure::HostKeyUnknown),
+        TransportError::Auth { .. } => Some(ReachFailure::AuthFailed),
+        TransportError::Timeout { what, .. } if what == "connect" => Some(ReachFailure::Timeout),
+        TransportError::Connect { msg, .. }
+            if msg.contains(crate::transport::ssh::CONNECTION_REFUSED) =>
+        {
+            Some(ReachFailure::ConnectionRefused)
+        }
+        TransportError::Connect { .. } => Some(ReachFailure::ConnectFailed),
+        _ => None,
+    }
+}
+
 type DResult<T> = Result<T, DriverError>;
 
 /// One connection per host: the key its transport is kept under.
@@ -206,6 +224,149 @@ impl Fleet {
         };
         *slot = Some(t.clone());
         Ok(t)
+    }
+
+    /// Why `node` could not be reached, from the transport's error: where (the alias, and the
+    /// address and port after ssh_config), why and what to do. None when the host was reached
+    /// (a command failed or timed out, a channel was lost) or is not reached over SSH.
+    pub fn unreachable(&self, node: &Node, e: &TransportError) -> Option<Unreachable> {
+        let Reach::Ssh(target) = &node.reach else {
+            return None;
+        };
+        let defaults = self.inv.ssh.as_ref();
+        let kind = reach_failure(e)?;
+        let alias = target.host().to_string();
+        let hop = crate::transport::ssh::resolve_hops(target, defaults)
+            .ok()
+            .and_then(|h| h.last().cloned());
+        let (mut host, mut port) = hop
+            .as_ref()
+            .map(|h| (h.host.clone(), h.port))
+            .unwrap_or_else(|| (alias.clone(), 22));
+        let keep_in = crate::transport::ssh::known_hosts_for(target, defaults)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| self.known_hosts_file());
+        let (known_hosts, fingerprint) = match e {
+            TransportError::HostKeyChanged {
+                fingerprint,
+                known_hosts,
+                ..
+            } => (Some(known_hosts.clone()), Some(fingerprint.clone())),
+            TransportError::HostKeyUnknown {
+                host: h,
+                port: p,
+                fingerprint,
+                ..
+            } => {
+                // The host that offered the key (a jump host's, when that is the one).
+                host = h.clone();
+                port = *p;
+                (Some(keep_in.clone()), Some(fingerprint.clone()))
+            }
+            _ => (None, None),
+        };
+        let q = |s: &str| shell_quote(s);
+        let recorded = crate::transport::ssh::host_port_name(&host, port);
+        let keyscan = format!(
+            "ssh-keyscan{} {} >> {}",
+            if port == 22 {
+                String::new()
+            } else {
+                format!(" -p {port}")
+            },
+            q(&host),
+            q(known_hosts.as_deref().unwrap_or(&keep_in))
+        );
+        let host_print = "on the host itself: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub";
+        let ssh_once = {
+            let mut c = String::from("ssh");
+            if let Some(cfg) = defaults.and_then(|d| d.config.as_ref()) {
+                c.push_str(&format!(" -F {}", q(&cfg.display().to_string())));
+            }
+            c.push_str(&format!(" -o UserKnownHostsFile={}", q(&keep_in)));
+            match target {
+                crate::inventory::SshTarget::Alias(a) => c.push_str(&format!(" {}", q(a))),
+                crate::inventory::SshTarget::Explicit(x) => {
+                    if port != 22 {
+                        c.push_str(&format!(" -p {port}"));
+                    }
+                    match &x.user {
+                        Some(u) => c.push_str(&format!(" {}", q(&format!("{u}@{}", x.host)))),
+                        None => c.push_str(&format!(" {}", q(&x.host))),
+                    }
+                }
+            }
+            c.push_str(" true");
+            c
+        };
+        let fp = fingerprint.clone().unwrap_or_default();
+        let next = match kind {
+            ReachFailure::HostKeyChanged => format!(
+                "find out why {host} port {port} now presents another key (reinstalled? another machine on that address?) and compare {fp} with the host's own ({host_print}); only if the change is expected, remove the old entry (ssh-keygen -R {} -f {}) and accept the new key ({keyscan})",
+                q(&recorded),
+                q(known_hosts.as_deref().unwrap_or(&keep_in)),
+            ),
+            ReachFailure::HostKeyUnknown => format!(
+                "compare {fp} with the host's own key ({host_print}); if they match, accept it: {keyscan} (or connect once and answer yes: {ssh_once}); `cutover run` asks for it at hard stop unknown-host-key"
+            ),
+            ReachFailure::ConnectionRefused => format!(
+                "nothing accepts SSH connections at {host} port {port}: start sshd on {alias} (systemctl start ssh) or correct the port in the inventory or ssh_config"
+            ),
+            ReachFailure::AuthFailed => format!(
+                "check ssh-agent (ssh-add -l) or the IdentityFile for {alias}, and that the user may log in there ({ssh_once})"
+            ),
+            ReachFailure::Timeout => format!(
+                "check that {host} port {port} can be reached from here (host up, routing, firewall), or raise ssh.connect_timeout_secs"
+            ),
+            ReachFailure::ConnectFailed => {
+                format!("check the host name and the network path to {alias} ({ssh_once})")
+            }
+        };
+        // Said once: where is in the line around it (`<kind> at HOST port PORT (ssh alias A)`).
+        let reason = match e {
+            TransportError::HostKeyChanged { host: shown, .. } => {
+                let jump = if shown.contains(&recorded) {
+                    String::new()
+                } else {
+                    format!(" (on the way: {shown})")
+                };
+                if shown.contains("@revoked") {
+                    format!(
+                        "its host key {fp} is marked @revoked in {}{jump}",
+                        known_hosts.as_deref().unwrap_or_default()
+                    )
+                } else {
+                    format!(
+                        "its host key has CHANGED: it now presents {fp}, and {} holds another key for {recorded}{jump}",
+                        known_hosts.as_deref().unwrap_or_default()
+                    )
+                }
+            }
+            TransportError::HostKeyUnknown { .. } => {
+                format!("no known_hosts file holds a key for {recorded}; it presents {fp}")
+            }
+            TransportError::Connect { msg, .. } if kind == ReachFailure::ConnectionRefused => {
+                let jump = msg
+                    .strip_prefix("(jump host ")
+                    .and_then(|m| m.split_once(')'))
+                    .map(|(j, _)| format!(" (at jump host {j})"))
+                    .unwrap_or_default();
+                format!("nothing listens there (is sshd running, on that port?){jump}")
+            }
+            TransportError::Timeout { secs, .. } => format!("no answer within {secs}s"),
+            TransportError::Connect { msg, .. } | TransportError::Auth { msg, .. } => msg.clone(),
+            other => other.to_string(),
+        };
+        Some(Unreachable {
+            kind,
+            alias,
+            host,
+            port,
+            known_hosts,
+            fingerprint,
+            reason,
+            next,
+        })
     }
 
     /// Connect to every SSH-reached host once (in parallel); errors are reported later by the
@@ -439,17 +600,36 @@ impl Fleet {
 
     // ----- probes -----
 
-    /// Read nodes, load balancers and direct tokens, concurrently.
+    /// Read nodes, load balancers and direct tokens, concurrently. A node with an unknown SSH
+    /// host key makes this an error (the run turns it into hard stop `unknown-host-key`);
+    /// every other unreachable node is a fact (`NodeFacts::unreachable`), for the gates.
     pub async fn probe(&self, nodes: &[String], lb: bool, tokens: &[String]) -> DResult<Done> {
+        let (done, unknown_host) = self.observe(nodes, lb, tokens).await;
+        // An unknown host key must reach the operator as a hard stop, not as a fact.
+        match unknown_host {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    /// What `probe` reads, never failing as a whole: each node that cannot be reached is
+    /// reported as unreachable (with why, where and what to do), and its Keystone is still
+    /// asked over HTTP. Also returns the unknown-host-key error of the first such node (in the
+    /// order given), for `probe` to raise.
+    pub async fn observe(
+        &self,
+        nodes: &[String],
+        lb: bool,
+        tokens: &[String],
+    ) -> (Done, Option<DriverError>) {
         let facts = futures::future::join_all(nodes.iter().map(|n| async move {
-            let f = match self.node_facts(n).await {
-                Ok(f) => f,
-                Err(e) => NodeFacts {
-                    error: Some(e.msg),
-                    ..Default::default()
-                },
-            };
-            (n.clone(), f)
+            match self.node_facts(n).await {
+                Ok(f) => (n.clone(), f, None),
+                Err(e) => {
+                    let (f, unknown) = self.facts_after_error(n, e).await;
+                    (n.clone(), f, unknown)
+                }
+            }
         }));
         let lbs = async {
             if lb {
@@ -480,8 +660,11 @@ impl Fleet {
             ..Default::default()
         };
         let mut unknown_host: Option<DriverError> = None;
-        for (n, f) in facts {
+        for (n, f, unknown) in facts {
             obs.nodes.insert(n, f);
+            if unknown_host.is_none() {
+                unknown_host = unknown;
+            }
         }
         if let Some(((rows, errors), at)) = lbs {
             obs.lb = Some(rows);
@@ -490,25 +673,6 @@ impl Fleet {
         }
         for (n, t) in toks {
             obs.tokens.insert(n, t);
-        }
-        // An unknown host key must reach the operator as a hard stop, not as a fact.
-        for n in nodes {
-            if let Some(f) = obs.nodes.get(n)
-                && f.error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("not in known_hosts"))
-                && let Err(e) = self.node_transport(n).await
-                && matches!(
-                    e.transport.as_deref(),
-                    Some(TransportError::HostKeyUnknown { .. })
-                )
-            {
-                unknown_host = Some(e);
-                break;
-            }
-        }
-        if let Some(e) = unknown_host {
-            return Err(e);
         }
         let errors: Vec<String> = obs
             .nodes
@@ -544,7 +708,43 @@ impl Fleet {
                     .join("; ")
             ));
         }
-        Ok(Done::ok(parts.join("; "), obs))
+        (Done::ok(parts.join("; "), obs), unknown_host)
+    }
+
+    /// A node's facts when reading it failed: unreachable (and why) when the failure was
+    /// reaching it, else the error; its Keystone is asked over HTTP either way, so a node that
+    /// cannot be read is never shown as a service that is down. The error comes back when it
+    /// is an unknown host key.
+    async fn facts_after_error(
+        &self,
+        name: &str,
+        e: DriverError,
+    ) -> (NodeFacts, Option<DriverError>) {
+        let Ok(n) = self.node(name) else {
+            return (
+                NodeFacts {
+                    error: Some(e.msg),
+                    ..Default::default()
+                },
+                None,
+            );
+        };
+        let reach = e.transport.as_deref().and_then(|t| self.unreachable(n, t));
+        let unknown = reach
+            .as_ref()
+            .is_some_and(|u| u.kind == ReachFailure::HostKeyUnknown);
+        let mut f = match reach {
+            Some(u) => NodeFacts::unreachable(u),
+            None => NodeFacts {
+                error: Some(e.msg.clone()),
+                ..Default::default()
+            },
+        };
+        let svc = keystone::service_check(&self.http, &n.keystone_url).await;
+        f.service_up = svc.up;
+        f.service_status = svc.status;
+        f.service_detail = svc.detail;
+        (f, unknown.then_some(e))
     }
 
     pub async fn node_facts(&self, name: &str) -> DResult<NodeFacts> {
@@ -576,7 +776,7 @@ impl Fleet {
         let private = path_or(&n.jws_private_repo, &s.jws_private_repo);
         let public = path_or(&n.jws_public_repo, &s.jws_public_repo);
         let script = keystone::facts_script(&fernet, &private, &public);
-        let (up, detail) = keystone::service_up(&self.http, &n.keystone_url).await;
+        let svc = keystone::service_check(&self.http, &n.keystone_url).await;
         let out = self.exec(name, &script, Duration::from_secs(30)).await?;
         if out.status != 0 {
             return Err(DriverError::new(
@@ -597,8 +797,9 @@ impl Fleet {
         f.expiration = s.expiration;
         f.allow_expired_window = s.allow_expired_window;
         f.receipts_repo = s.receipts_repo;
-        f.service_up = up;
-        f.service_detail = detail;
+        f.service_up = svc.up;
+        f.service_status = svc.status;
+        f.service_detail = svc.detail;
         Ok(f)
     }
 
@@ -1893,9 +2094,11 @@ impl Fleet {
 }
 
 /// The probe every `probe` subcommand and resume uses: every node, every LB, every direct token.
+/// A node that cannot be reached (an unknown or changed host key included) is in the
+/// observation as unreachable, with where and why; the others are read as usual.
 pub async fn full_probe(fleet: &Fleet, tokens: bool) -> DResult<Observation> {
     let nodes = fleet.inv.node_names();
     let toks = if tokens { nodes.clone() } else { vec![] };
     let lb = !fleet.inv.load_balancers.is_empty();
-    fleet.probe(&nodes, lb, &toks).await.map(|d| d.observed)
+    Ok(fleet.observe(&nodes, lb, &toks).await.0.observed)
 }

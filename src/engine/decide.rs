@@ -731,6 +731,9 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
             });
             halt(s, op, node, format!("gate {}: {reason}", gate.name()), next);
         }
+        // Named after what happened (`cannot reach node2: host key changed ...`), not the
+        // gate: the gate was not judged.
+        Verdict::Unreachable { node, reason, next } => halt(s, op, Some(node), reason, next),
         Verdict::Breach { rows } => {
             let enforce = s.state.guard_mode() == GuardMode::Enforce;
             let n = node.clone().unwrap_or_default();

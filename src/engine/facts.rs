@@ -20,9 +20,134 @@ pub struct NodeFacts {
     /// GET /v3 on the node's own URL answered.
     pub service_up: bool,
     pub service_detail: String,
+    /// The HTTP status GET /v3 answered with (None: nothing answered, or not asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_status: Option<u16>,
     /// Anything that kept the probe from reading the node (unreachable, permission denied, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set when the node itself could not be reached (its SSH host key changed or is unknown,
+    /// sshd refused the connection or the login): nothing on it was read, which says nothing
+    /// about its Keystone (`service_up` is still asked over HTTP). `error` says the same in one
+    /// line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<Unreachable>,
+}
+
+impl NodeFacts {
+    /// The facts of a node that could not be reached: only the reason is known.
+    pub fn unreachable(u: Unreachable) -> NodeFacts {
+        NodeFacts {
+            error: Some(u.line()),
+            unreachable: Some(u),
+            ..Default::default()
+        }
+    }
+
+    /// The SERVICE cell of a probe table: `up`, `DOWN` (nothing answered or an error status),
+    /// `404?` (something answered that is not Keystone's v3 API: the URL looks wrong).
+    pub fn service_cell(&self) -> String {
+        match (self.service_up, self.service_status) {
+            (true, _) => "up".into(),
+            (false, Some(404)) => "404?".into(),
+            (false, Some(s)) => format!("DOWN {s}"),
+            (false, None) if self.service_detail.is_empty() => "?".into(),
+            (false, None) => "DOWN".into(),
+        }
+    }
+
+    /// What a probe table says under the node's row, one line each: why it is unreachable and
+    /// what to do, what kept it from being read, why its Keystone did not answer.
+    pub fn problem_lines(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        match (&self.unreachable, &self.error) {
+            (Some(u), _) => {
+                v.push(format!("UNREACHABLE: {}", u.line()));
+                v.push(format!("next: {}", u.next));
+            }
+            (None, Some(e)) => v.push(e.clone()),
+            (None, None) => {}
+        }
+        if !self.service_up && !self.service_detail.is_empty() {
+            v.push(format!("keystone: {}", self.service_detail));
+        }
+        v
+    }
+}
+
+/// Why a node could not be reached, in one word.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReachFailure {
+    /// known_hosts holds another key for the host (or the key is marked @revoked).
+    HostKeyChanged,
+    /// No known_hosts file names the host.
+    HostKeyUnknown,
+    /// Nothing listens on the host's SSH port.
+    ConnectionRefused,
+    /// sshd refused every identity offered.
+    AuthFailed,
+    /// The host did not answer in time.
+    Timeout,
+    /// Anything else that kept the connection from being made (no route, no such host, ...).
+    ConnectFailed,
+}
+
+impl ReachFailure {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReachFailure::HostKeyChanged => "host key changed",
+            ReachFailure::HostKeyUnknown => "unknown host key",
+            ReachFailure::ConnectionRefused => "connection refused",
+            ReachFailure::AuthFailed => "authentication failed",
+            ReachFailure::Timeout => "connection timed out",
+            ReachFailure::ConnectFailed => "cannot connect",
+        }
+    }
+}
+
+/// A node that could not be reached over SSH: where cutover tried, why it failed, what to do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unreachable {
+    pub kind: ReachFailure,
+    /// How the inventory names the host (an ssh_config alias, or host[:port]).
+    pub alias: String,
+    /// The address and port connected to (after ssh_config).
+    pub host: String,
+    pub port: u16,
+    /// The known_hosts file that holds (host-key changed) or would hold (unknown) the host's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts: Option<String>,
+    /// The host key the server presented (host-key failures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// What the transport said.
+    pub reason: String,
+    /// What to do about it (without "then resume": the caller says what comes after).
+    pub next: String,
+}
+
+impl Unreachable {
+    /// `host key changed at 127.0.0.1 port 2222 (ssh alias node2): <what the transport said>`
+    pub fn line(&self) -> String {
+        let alias = if self.alias == self.host {
+            String::new()
+        } else {
+            format!(" (ssh alias {})", self.alias)
+        };
+        format!(
+            "{} at {} port {}{alias}: {}",
+            self.kind.as_str(),
+            self.host,
+            self.port,
+            self.reason
+        )
+    }
+
+    /// `cannot reach node2: host key changed` — what a halt is called.
+    pub fn headline(&self, node: &str) -> String {
+        format!("cannot reach {node}: {}", self.kind.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -398,4 +523,96 @@ pub fn reload_summary(facts: &BTreeMap<String, ReloadFacts>) -> Vec<String> {
         .into_iter()
         .map(|(c, lbs)| format!("{}: {c}", lbs.join(", ")))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed() -> Unreachable {
+        Unreachable {
+            kind: ReachFailure::HostKeyChanged,
+            alias: "node2".into(),
+            host: "10.0.0.12".into(),
+            port: 2222,
+            known_hosts: Some("/root/.ssh/known_hosts".into()),
+            fingerprint: Some("SHA256:new".into()),
+            reason: "its host key has CHANGED".into(),
+            next: "ssh-keygen -R '[10.0.0.12]:2222'".into(),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_node_says_where_and_why() {
+        let u = changed();
+        assert_eq!(
+            u.line(),
+            "host key changed at 10.0.0.12 port 2222 (ssh alias node2): its host key has CHANGED"
+        );
+        assert_eq!(u.headline("node2"), "cannot reach node2: host key changed");
+        let same = Unreachable {
+            alias: "10.0.0.12".into(),
+            ..u.clone()
+        };
+        assert!(
+            same.line()
+                .starts_with("host key changed at 10.0.0.12 port 2222: ")
+        );
+        let f = NodeFacts::unreachable(u.clone());
+        assert_eq!(f.error.as_deref(), Some(u.line().as_str()));
+        // Its Keystone was not asked yet: neither up nor down.
+        assert_eq!(f.service_cell(), "?");
+        assert_eq!(
+            f.problem_lines(),
+            vec![
+                format!("UNREACHABLE: {}", u.line()),
+                format!("next: {}", u.next)
+            ]
+        );
+        // The JSON names the kind in snake_case, and reads back.
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["unreachable"]["kind"], "host_key_changed");
+        assert_eq!(serde_json::from_value::<NodeFacts>(v).unwrap(), f);
+        // Facts journaled before these fields existed still read.
+        let old: NodeFacts = serde_json::from_str(
+            r#"{"provider":"fernet","expiration":3600,"allow_expired_window":0,
+                "fernet":{"repo":"/k","present":true,"keys":1,"fingerprint":null},
+                "receipts_repo":"/k","jws":{"private_repo":"/p","public_repo":"/u",
+                "private_present":false,"private_fingerprint":null,"private_mode":null,
+                "private_owner":null,"public":[]},"service_up":false,
+                "service_detail":"GET http://h/v3: connection refused"}"#,
+        )
+        .unwrap();
+        assert!(old.unreachable.is_none() && old.service_status.is_none());
+        assert_eq!(old.service_cell(), "DOWN");
+    }
+
+    #[test]
+    fn the_service_cell_tells_down_from_a_wrong_url() {
+        let f = |up: bool, status: Option<u16>, detail: &str| NodeFacts {
+            service_up: up,
+            service_status: status,
+            service_detail: detail.into(),
+            ..Default::default()
+        };
+        assert_eq!(f(true, Some(200), "GET /v3 200").service_cell(), "up");
+        assert_eq!(
+            f(false, None, "GET http://h/v3: connection refused").service_cell(),
+            "DOWN"
+        );
+        assert_eq!(
+            f(false, Some(503), "GET /v3 answered 503").service_cell(),
+            "DOWN 503"
+        );
+        let wrong = f(
+            false,
+            Some(404),
+            "GET http://h/x/v3 answered 404: keystone_url looks wrong",
+        );
+        assert_eq!(wrong.service_cell(), "404?");
+        assert_eq!(
+            wrong.problem_lines(),
+            vec!["keystone: GET http://h/x/v3 answered 404: keystone_url looks wrong".to_string()]
+        );
+    }
 }

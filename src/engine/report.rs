@@ -165,9 +165,7 @@ pub fn probe_table(inv: &Inventory, obs: &Observation) -> String {
         let provider = f
             .and_then(|f| f.provider.clone())
             .unwrap_or_else(|| "?".into());
-        let service = f
-            .map(|f| if f.service_up { "up" } else { "DOWN" })
-            .unwrap_or("?");
+        let service = f.map(|f| f.service_cell()).unwrap_or_else(|| "?".into());
         let fernet = f
             .map(|f| {
                 if f.fernet.present {
@@ -186,10 +184,21 @@ pub fn probe_table(inv: &Inventory, obs: &Observation) -> String {
                 )
             })
             .unwrap_or_default();
-        let _ = write!(
-            o,
-            "{n:<10} {provider:<8} {service:<7} {fernet:<10} {jws:<14}"
-        );
+        match f.and_then(|f| f.unreachable.as_ref()) {
+            Some(_) => {
+                let _ = write!(
+                    o,
+                    "{n:<10} {provider:<8} {service:<7} {:<25}",
+                    "UNREACHABLE"
+                );
+            }
+            None => {
+                let _ = write!(
+                    o,
+                    "{n:<10} {provider:<8} {service:<7} {fernet:<10} {jws:<14}"
+                );
+            }
+        }
         for lb in &lbs {
             let cell = obs
                 .lb
@@ -201,7 +210,7 @@ pub fn probe_table(inv: &Inventory, obs: &Observation) -> String {
         }
         let tok = obs.tokens.get(&n).map(|t| t.short()).unwrap_or_default();
         let _ = writeln!(o, " {tok}");
-        if let Some(e) = f.and_then(|f| f.error.as_ref()) {
+        for e in f.map(|f| f.problem_lines()).unwrap_or_default() {
             let _ = writeln!(o, "           ! {e}");
         }
     }

@@ -1,5 +1,10 @@
 //! Keystone credentials for direct token issue: a cloud from clouds.yaml (found where the
 //! openstack CLI looks), or OS_* environment variables. Held in memory only.
+//!
+//! Only the credentials are taken: a cloud's `auth_url` (and OS_AUTH_URL) names the load
+//! balancer's VIP, usually with `/v3`, and cutover never goes through the VIP. Tokens are issued
+//! at each node's own `keystone_url` from the inventory (normalised to the API root by
+//! `inventory::keystone_root`, so `.../v3` copied from a clouds.yaml works there too).
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -163,5 +168,25 @@ pub fn resolve(
             "no Keystone credentials: set `credentials.cloud` in the inventory, OS_CLOUD, or OS_USERNAME/OS_PASSWORD/OS_PROJECT_NAME"
                 .into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cloud_with_a_versioned_auth_url_resolves() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clouds.yaml");
+        std::fs::write(
+            &file,
+            "clouds:\n  prod:\n    auth:\n      auth_url: https://vip.example:5000/v3\n      username: admin\n      password: pw\n      project_name: admin\n      user_domain_name: Default\n    identity_api_version: 3\n",
+        )
+        .unwrap();
+        let c = resolve(Some("prod"), Some(&file), &|_| None).unwrap();
+        assert_eq!(c.username, "admin");
+        assert_eq!(c.project_domain, "Default");
+        assert!(c.source.contains("`prod`"), "{}", c.source);
     }
 }

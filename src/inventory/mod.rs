@@ -243,11 +243,18 @@ impl Inventory {
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Inventory, InventoryError> {
-        let inv: Inventory = serde_yaml::from_str(text).map_err(|e| InventoryError::Parse {
+        let mut inv: Inventory = serde_yaml::from_str(text).map_err(|e| InventoryError::Parse {
             path: location(origin, &e),
             msg: e.to_string(),
         })?;
         inv.validate(origin)?;
+        // `http://10.0.0.11:5000/v3`, as every clouds.yaml auth_url reads, names the same API
+        // root as `http://10.0.0.11:5000`: what is kept (and journaled) is the root.
+        for n in &mut inv.nodes {
+            if let Ok(root) = keystone_root(&n.keystone_url) {
+                n.keystone_url = root;
+            }
+        }
         Ok(inv)
     }
 
@@ -261,12 +268,8 @@ impl Inventory {
         }
         self.check_names().map_err(|e| bad(e.to_string()))?;
         for n in &self.nodes {
-            if !(n.keystone_url.starts_with("http://") || n.keystone_url.starts_with("https://")) {
-                return Err(bad(format!(
-                    "node `{}`: keystone_url `{}` must start with http:// or https://",
-                    n.name, n.keystone_url
-                )));
-            }
+            keystone_root(&n.keystone_url)
+                .map_err(|why| bad(format!("node `{}`: keystone_url {why}", n.name)))?;
         }
         for lb in &self.load_balancers {
             match (&lb.socket, &lb.address) {
@@ -426,6 +429,50 @@ pub fn name_path(base: &Path, name: &str, suffix: &str) -> Result<PathBuf, NameE
     Ok(base.join(file))
 }
 
+/// A node's Keystone API root, the URL cutover joins `/v3/...` to: `keystone_url` as an
+/// operator writes it, or as a clouds.yaml `auth_url` reads, with a trailing API version
+/// (`/v3`, `/v2.0`) and trailing slashes taken off; a path prefix stays.
+/// `http://10.0.0.11:5000/v3/` → `http://10.0.0.11:5000`, `https://ctl/identity/v3` →
+/// `https://ctl/identity`. The error (for `keystone_url <error>`) names the URL and what is
+/// wrong with it.
+pub fn keystone_root(url: &str) -> Result<String, String> {
+    let given = url.trim();
+    if !(given.starts_with("http://") || given.starts_with("https://")) {
+        return Err(format!("`{given}` must start with http:// or https://"));
+    }
+    let u =
+        reqwest::Url::parse(given).map_err(|e| format!("`{given}` is not a valid URL ({e})"))?;
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{given}` names no host"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!(
+            "`{given}` holds a user name or password: credentials come from clouds.yaml or OS_* variables, give the URL without them"
+        ));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!(
+            "`{given}` has a query or fragment: give the node's API root, e.g. http://10.0.0.11:5000"
+        ));
+    }
+    let mut segments: Vec<&str> = u
+        .path_segments()
+        .map(|s| s.filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    if segments
+        .last()
+        .is_some_and(|s| s.eq_ignore_ascii_case("v3") || s.eq_ignore_ascii_case("v2.0"))
+    {
+        segments.pop();
+    }
+    let mut root = u.origin().ascii_serialization();
+    for s in segments {
+        root.push('/');
+        root.push_str(s);
+    }
+    Ok(root)
+}
+
 /// `file:line:column` for a serde_yaml error, or just the file.
 pub fn location(origin: &str, e: &serde_yaml::Error) -> String {
     match e.location() {
@@ -437,6 +484,70 @@ pub fn location(origin: &str, e: &serde_yaml::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keystone_url_is_the_api_root() {
+        for (given, root) in [
+            ("http://10.0.0.11:5000", "http://10.0.0.11:5000"),
+            ("http://10.0.0.11:5000/", "http://10.0.0.11:5000"),
+            ("http://10.0.0.11:5000/v3", "http://10.0.0.11:5000"),
+            ("http://10.0.0.11:5000/v3/", "http://10.0.0.11:5000"),
+            ("http://10.0.0.11:5000/V3", "http://10.0.0.11:5000"),
+            ("http://10.0.0.11:5000/v2.0", "http://10.0.0.11:5000"),
+            (
+                "https://ctl.example/identity/v3",
+                "https://ctl.example/identity",
+            ),
+            (
+                "https://ctl.example/identity/v3/",
+                "https://ctl.example/identity",
+            ),
+            (
+                "https://ctl.example/identity",
+                "https://ctl.example/identity",
+            ),
+            ("  http://[::1]:5000/v3  ", "http://[::1]:5000"),
+            // The default port says nothing: the origin is the same without it.
+            ("https://ctl.example:443/v3", "https://ctl.example"),
+            // Only a trailing version goes: /v3 inside a prefix is the operator's.
+            ("http://h/v3/identity", "http://h/v3/identity"),
+            ("http://h/v3/v3", "http://h/v3"),
+        ] {
+            assert_eq!(keystone_root(given).as_deref(), Ok(root), "{given}");
+        }
+        for (bad, says) in [
+            ("10.0.0.11:5000", "must start with http:// or https://"),
+            ("ftp://h/v3", "must start with http:// or https://"),
+            ("http://", "not a valid URL"),
+            ("http://admin:secret@h:5000/v3", "user name or password"),
+            ("http://h:5000/v3?x=1", "query or fragment"),
+            ("http://h:5000/v3#top", "query or fragment"),
+        ] {
+            let e = keystone_root(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn inventory_keeps_the_normalised_keystone_url() {
+        let text = "cluster: c\nnodes:\n  - {name: n1, reach: local, keystone_url: 'http://127.0.0.1:5000/v3/'}\n  - {name: n2, reach: local, keystone_url: 'https://ctl/identity/v3'}\n";
+        let inv = Inventory::parse(text, "i.yaml").unwrap();
+        assert_eq!(inv.nodes[0].keystone_url, "http://127.0.0.1:5000");
+        assert_eq!(inv.nodes[1].keystone_url, "https://ctl/identity");
+        // What the journal records (the inventory serialised) is the root.
+        let yaml = serde_yaml::to_string(&inv).unwrap();
+        assert!(!yaml.contains("/v3"), "{yaml}");
+        let e = Inventory::parse(
+            "cluster: c\nnodes:\n  - {name: n1, reach: local, keystone_url: '10.0.0.1:5000'}\n",
+            "i.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("node `n1`: keystone_url `10.0.0.1:5000` must start with http://"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn names_are_confined() {

@@ -410,7 +410,7 @@ impl SshTransport {
                 None => {
                     let tcp = tokio::net::TcpStream::connect((hop.host.as_str(), hop.port))
                         .await
-                        .map_err(|e| connect_err(e.to_string()))?;
+                        .map_err(|e| connect_err(tcp_error(&e, &hop.host, hop.port)))?;
                     let _ = tcp.set_nodelay(true);
                     client::connect_stream(config, tcp, handler).await
                 }
@@ -609,6 +609,20 @@ impl SshTransport {
             return Err("encrypted, and no passphrase prompt is available".into());
         };
         prompt.unlock(path, &text).await
+    }
+}
+
+/// How a refused TCP connection is reported (`TransportError::Connect`'s message starts with
+/// it), so that callers can tell "nothing listens there" from other connect failures.
+pub const CONNECTION_REFUSED: &str = "connection refused";
+
+/// A failed TCP connect in words: a refusal names the address and port and what it means.
+fn tcp_error(e: &std::io::Error, host: &str, port: u16) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => format!(
+            "{CONNECTION_REFUSED}: nothing listens on {host} port {port} (is sshd running there, on that port?)"
+        ),
+        _ => e.to_string(),
     }
 }
 

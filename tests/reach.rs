@@ -1,0 +1,797 @@
+//! Unreachable is not down. A demo world whose node2 (and, for one test, node3) is reached over
+//! SSH through a real OpenSSH sshd on 127.0.0.1 (the node's files are this machine's, so the
+//! world's stand-ins serve it as usual), broken the ways a real fleet breaks: a changed host
+//! key, an unknown one, sshd stopped, a login refused. `cutover probe` must show that node
+//! UNREACHABLE with why, where and what to do (never "SERVICE DOWN": its Keystone answers),
+//! read the others as usual and exit 5; a run must halt naming the host key, not a gate.
+//! And keystone_url as clouds.yaml writes it (`.../v3`) must probe like the API root.
+//!
+//! Needs /usr/sbin/sshd, ssh-keygen and ssh-keyscan: a missing one FAILS the test with what to
+//! install, it never skips.
+
+use cutover::inventory::{Inventory, Reach, SshDefaults, SshTarget};
+use serde_json::Value;
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SSHD: &str = "/usr/sbin/sshd";
+/// No single command may take longer than this (a hang fails the test instead of blocking it).
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn require_tools() {
+    let mut missing = Vec::new();
+    if !Path::new(SSHD).exists() {
+        missing.push(SSHD.to_string());
+    }
+    for tool in ["ssh-keygen", "ssh-keyscan"] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            missing.push(tool.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "REACH TESTS CANNOT RUN: missing {missing:?}. Install them with \
+         `apt-get install -y openssh-server openssh-client` (as root, with a /usr/sbin/policy-rc.d \
+         that exits 101 so no system sshd starts), or run tests/lab/install.sh"
+    );
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn keygen(path: &Path) {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-C", "cutover-test", "-N", "", "-f"])
+        .arg(path));
+}
+
+/// `SHA256:...` as `ssh-keygen -lf` prints it.
+fn keygen_fingerprint(pubkey: &Path) -> String {
+    let out = run(Command::new("ssh-keygen").arg("-lf").arg(pubkey));
+    out.split_whitespace().nth(1).unwrap().to_string()
+}
+
+fn whoami() -> String {
+    run(Command::new("id").arg("-un")).trim().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One sshd on 127.0.0.1 with its own host key, killed on drop (or by `stop`).
+struct Sshd {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Sshd {
+    fn start(authorized: &Path) -> Sshd {
+        require_tools();
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd must exist for sshd");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_ed25519"));
+        std::fs::write(
+            d.join("authorized_keys"),
+            std::fs::read_to_string(authorized.with_extension("pub")).unwrap(),
+        )
+        .unwrap();
+        for attempt in 0..5 {
+            let port = free_port();
+            let conf = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
+                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nLogLevel VERBOSE\n",
+                d = d.display()
+            );
+            std::fs::write(d.join("sshd_config"), conf).unwrap();
+            let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+            let mut child = Command::new(SSHD)
+                .args(["-D", "-e", "-f"])
+                .arg(d.join("sshd_config"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("cannot start sshd");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let log = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+                    if attempt < 4 && log.contains("Address already in use") {
+                        break;
+                    }
+                    panic!("sshd exited ({status}):\n{log}");
+                }
+                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                    let mut banner = [0u8; 7];
+                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    if s.read_exact(&mut banner).is_ok() && &banner == b"SSH-2.0" {
+                        return Sshd {
+                            dir,
+                            port,
+                            child: Some(child),
+                        };
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("sshd did not start");
+    }
+
+    fn host_pub(&self) -> PathBuf {
+        self.dir.path().join("host_ed25519.pub")
+    }
+
+    fn host_key_line(&self) -> String {
+        std::fs::read_to_string(self.host_pub()).unwrap()
+    }
+
+    fn fingerprint(&self) -> String {
+        keygen_fingerprint(&self.host_pub())
+    }
+
+    /// Stop sshd (and wait until nothing listens on its port any more).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "sshd still listens after kill");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A demo world with some nodes reached over SSH: the client key, ssh_config and known_hosts
+/// live in the world's scratch directory, and the inventory names them.
+struct Fleet {
+    tmp: tempfile::TempDir,
+    inventory: PathBuf,
+    /// node name → its sshd (nodes not listed stay `reach: local`).
+    sshd: Vec<(String, Sshd)>,
+}
+
+impl Fleet {
+    /// A 3-node world; `over_ssh` nodes are reached through their own sshd (host keys trusted
+    /// when `trust`).
+    fn new(over_ssh: &[&str], trust: bool) -> Fleet {
+        require_tools();
+        let tmp = tempfile::tempdir().unwrap();
+        let info =
+            cutover::world::create(&tmp.path().join("w"), &cutover::world::WorldSpec::default())
+                .unwrap();
+        let key = tmp.path().join("id_ed25519");
+        keygen(&key);
+        let known_hosts = tmp.path().join("known_hosts");
+        std::fs::write(&known_hosts, "").unwrap();
+        let mut sshd = Vec::new();
+        let mut config = String::new();
+        for name in over_ssh {
+            let s = Sshd::start(&key);
+            config.push_str(&format!(
+                "Host {name}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentityAgent none\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
+                s.port,
+                whoami(),
+                key.display(),
+                known_hosts.display()
+            ));
+            if trust {
+                cutover::transport::ssh::accept_host_key(
+                    &known_hosts,
+                    "127.0.0.1",
+                    s.port,
+                    &s.host_key_line(),
+                )
+                .unwrap();
+            }
+            sshd.push((name.to_string(), s));
+        }
+        let ssh_config = tmp.path().join("ssh_config");
+        std::fs::write(&ssh_config, config).unwrap();
+        let mut inv = Inventory::load(&info.inventory_path).unwrap();
+        for n in &mut inv.nodes {
+            if over_ssh.contains(&n.name.as_str()) {
+                n.reach = Reach::Ssh(SshTarget::Alias(n.name.clone()));
+            }
+        }
+        inv.ssh = Some(SshDefaults {
+            config: Some(ssh_config),
+            known_hosts: Some(known_hosts),
+            connect_timeout_secs: Some(10),
+            concurrency: None,
+        });
+        let inventory = tmp.path().join("inventory.yaml");
+        std::fs::write(&inventory, serde_yaml::to_string(&inv).unwrap()).unwrap();
+        Fleet {
+            tmp,
+            inventory,
+            sshd,
+        }
+    }
+
+    fn sshd(&mut self, node: &str) -> &mut Sshd {
+        &mut self
+            .sshd
+            .iter_mut()
+            .find(|(n, _)| n == node)
+            .expect("a node over ssh")
+            .1
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.tmp.path().join("known_hosts")
+    }
+
+    fn inv(&self) -> String {
+        self.inventory.display().to_string()
+    }
+
+    /// known_hosts holds another key for `node`'s sshd: the host key "changed".
+    fn change_host_key(&mut self, node: &str) {
+        let other = self.tmp.path().join(format!("other_{node}"));
+        keygen(&other);
+        let line = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+        let port = self.sshd(node).port;
+        std::fs::write(self.known_hosts(), "").unwrap();
+        for (n, s) in &self.sshd {
+            let key = if n == node {
+                line.clone()
+            } else {
+                s.host_key_line()
+            };
+            cutover::transport::ssh::accept_host_key(
+                &self.known_hosts(),
+                "127.0.0.1",
+                if n == node { port } else { s.port },
+                &key,
+            )
+            .unwrap();
+        }
+    }
+
+    fn cutover(&self, args: &[&str]) -> Out {
+        cutover(self.tmp.path(), args)
+    }
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    what: String,
+}
+
+impl Out {
+    fn expect(self, code: i32) -> Out {
+        assert_eq!(
+            self.code, code,
+            "`{}` exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.what, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// With REACH_SHOW=1 (and --nocapture), every command and its output is printed: to read
+/// what an operator would see.
+fn show(out: &Out) {
+    if std::env::var_os("REACH_SHOW").is_some() {
+        eprintln!("$ {} (exit {})\n{}", out.what, out.code, out.all());
+    }
+}
+
+/// Run `cutover ARGS` from the crate root, output to files (no pipe fills up), killed after
+/// [`DEADLINE`].
+fn cutover(scratch: &Path, args: &[&str]) -> Out {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let out_path = scratch.join(format!("cmd-{n}.stdout"));
+    let err_path = scratch.join(format!("cmd-{n}.stderr"));
+    let what = format!("cutover {}", args.join(" "));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`{what}` did not finish within {DEADLINE:?}\n--- stdout\n{}\n--- stderr\n{}",
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Out {
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        what,
+    };
+    show(&out);
+    out
+}
+
+/// The table's row for `node` and the `!` lines under it.
+fn row(table: &str, node: &str) -> (String, Vec<String>) {
+    let mut lines = table
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{node} ")));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("no row for {node} in\n{table}"))
+        .to_string();
+    let under = lines
+        .take_while(|l| l.starts_with("           ! "))
+        .map(|l| l.trim_start_matches("           ! ").to_string())
+        .collect();
+    (first, under)
+}
+
+/// A node read in full: provider, service up, Fernet keys, no problem line.
+fn assert_read(table: &str, node: &str) {
+    let (r, under) = row(table, node);
+    let cells: Vec<&str> = r.split_whitespace().collect();
+    assert_eq!(&cells[..5], &[node, "fernet", "up", "3", "keys"], "{table}");
+    assert!(!r.contains("UNREACHABLE"), "{table}");
+    assert!(under.is_empty(), "{node} has problems: {under:?}\n{table}");
+}
+
+#[test]
+fn probe_shows_a_changed_host_key_as_unreachable_and_exits_5() {
+    let mut f = Fleet::new(&["node2"], true);
+    f.change_host_key("node2");
+    let port = f.sshd("node2").port;
+    let seen = f.sshd("node2").fingerprint();
+    let kh = f.known_hosts().display().to_string();
+
+    let out = f.cutover(&["probe", "-i", &f.inv()]).expect(5);
+    let table = &out.stdout;
+    assert_read(table, "node1");
+    assert_read(table, "node3");
+    let (r, under) = row(table, "node2");
+    let cells: Vec<&str> = r.split_whitespace().collect();
+    // Its Keystone answers over HTTP: unreachable over SSH, not down.
+    assert_eq!(cells[..4], ["node2", "?", "up", "UNREACHABLE"], "{table}");
+    assert!(!table.contains("DOWN"), "{table}");
+    let why = under.join("\n");
+    for want in [
+        "UNREACHABLE: host key changed at 127.0.0.1 port ",
+        &format!("port {port} (ssh alias node2)"),
+        &seen,
+        &kh,
+        &format!("ssh-keygen -R '[127.0.0.1]:{port}' -f {kh}"),
+        &format!("ssh-keyscan -p {port} 127.0.0.1 >> {kh}"),
+    ] {
+        assert!(why.contains(want), "no `{want}` in\n{why}");
+    }
+    // Its direct token is still asked for (over HTTP): the token cell says so.
+    assert!(r.contains("fernet issue 201"), "{r}");
+    assert!(
+        out.stderr
+            .contains("1 of 3 nodes could not be reached (cannot reach node2: host key changed)"),
+        "{}",
+        out.stderr
+    );
+
+    let out = f
+        .cutover(&["probe", "-i", &f.inv(), "--format", "json"])
+        .expect(5);
+    let v: Value = serde_json::from_str(&out.stdout).expect("probe JSON");
+    let u = &v["nodes"]["node2"]["unreachable"];
+    assert_eq!(u["kind"], "host_key_changed", "{u}");
+    assert_eq!(u["alias"], "node2", "{u}");
+    assert_eq!(u["host"], "127.0.0.1", "{u}");
+    assert_eq!(u["port"], port, "{u}");
+    assert_eq!(u["known_hosts"], kh.as_str(), "{u}");
+    assert_eq!(u["fingerprint"], seen.as_str(), "{u}");
+    assert!(u["next"].as_str().unwrap().contains("ssh-keygen -R"), "{u}");
+    assert_eq!(v["nodes"]["node2"]["service_up"], true, "{v:#}");
+    for n in ["node1", "node3"] {
+        assert!(v["nodes"][n].get("unreachable").is_none(), "{v:#}");
+        assert_eq!(v["nodes"][n]["provider"], "fernet", "{v:#}");
+    }
+}
+
+#[test]
+fn probe_shows_a_stopped_sshd_as_connection_refused() {
+    let mut f = Fleet::new(&["node2"], true);
+    // Reachable first: the whole fleet reads, exit 0.
+    let out = f.cutover(&["probe", "-i", &f.inv()]).expect(0);
+    for n in ["node1", "node2", "node3"] {
+        assert_read(&out.stdout, n);
+    }
+    let port = f.sshd("node2").port;
+    f.sshd("node2").stop();
+    let out = f.cutover(&["probe", "-i", &f.inv()]).expect(5);
+    assert_read(&out.stdout, "node1");
+    assert_read(&out.stdout, "node3");
+    let (r, under) = row(&out.stdout, "node2");
+    assert!(r.contains("UNREACHABLE") && !r.contains("DOWN"), "{r}");
+    let why = under.join("\n");
+    assert!(
+        why.contains(&format!(
+            "UNREACHABLE: connection refused at 127.0.0.1 port {port} (ssh alias node2)"
+        )),
+        "{why}"
+    );
+    assert!(why.contains("start sshd on node2"), "{why}");
+    let out = f
+        .cutover(&["probe", "-i", &f.inv(), "--format", "json"])
+        .expect(5);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        v["nodes"]["node2"]["unreachable"]["kind"], "connection_refused",
+        "{v:#}"
+    );
+}
+
+#[test]
+fn probe_shows_a_refused_login_as_authentication_failed() {
+    let mut f = Fleet::new(&["node2"], true);
+    // sshd knows no key of ours any more.
+    let authorized = f.sshd("node2").dir.path().join("authorized_keys");
+    std::fs::write(&authorized, "").unwrap();
+    let port = f.sshd("node2").port;
+    let out = f.cutover(&["probe", "-i", &f.inv()]).expect(5);
+    assert_read(&out.stdout, "node1");
+    let (r, under) = row(&out.stdout, "node2");
+    assert!(r.contains("UNREACHABLE"), "{r}");
+    let why = under.join("\n");
+    assert!(
+        why.contains(&format!(
+            "UNREACHABLE: authentication failed at 127.0.0.1 port {port} (ssh alias node2)"
+        )),
+        "{why}"
+    );
+    assert!(why.contains("ssh-add -l"), "{why}");
+}
+
+#[test]
+fn probe_names_each_unknown_host_key_and_its_command_works() {
+    let mut f = Fleet::new(&["node2", "node3"], false);
+    let kh = f.known_hosts().display().to_string();
+    let out = f.cutover(&["probe", "-i", &f.inv()]).expect(5);
+    assert_read(&out.stdout, "node1");
+    // One line per node, each with its alias, host, port and fingerprint, and the command.
+    let mut commands = Vec::new();
+    for n in ["node2", "node3"] {
+        let port = f.sshd(n).port;
+        let seen = f.sshd(n).fingerprint();
+        let (r, under) = row(&out.stdout, n);
+        assert!(r.contains("UNREACHABLE"), "{}", out.stdout);
+        let why = under.join("\n");
+        for want in [
+            format!("UNREACHABLE: unknown host key at 127.0.0.1 port {port} (ssh alias {n})"),
+            seen.clone(),
+            format!("ssh-keyscan -p {port} 127.0.0.1 >> {kh}"),
+            format!("-o UserKnownHostsFile={kh} {n} true"),
+        ] {
+            assert!(why.contains(&want), "no `{want}` in\n{why}");
+        }
+        commands.push(format!("ssh-keyscan -p {port} 127.0.0.1 >> {kh}"));
+    }
+    assert!(!out.all().contains("resume"), "{}", out.all());
+    assert!(
+        out.stderr.contains("2 of 3 nodes could not be reached"),
+        "{}",
+        out.stderr
+    );
+    // The printed command, run as printed, is all it takes.
+    for c in commands {
+        let st = Command::new("sh")
+            .args(["-c", &c])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{c}");
+    }
+    let out = f.cutover(&["probe", "-i", &f.inv()]).expect(0);
+    for n in ["node1", "node2", "node3"] {
+        assert_read(&out.stdout, n);
+    }
+}
+
+/// `cutover run fernet-to-jws` on `f` with the demo answers; the journal's records and the run.
+fn run_flagship(f: &Fleet, journal: &Path) -> Out {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runbook = root.join("runbooks/fernet-to-jws.yaml");
+    let answers = root.join("runbooks/demo-answers.yaml");
+    f.cutover(&[
+        "run",
+        runbook.to_str().unwrap(),
+        "-i",
+        &f.inv(),
+        "--headless",
+        "--answers",
+        answers.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+    ])
+}
+
+fn confs(f: &Fleet) -> Vec<(PathBuf, String)> {
+    Inventory::load(&f.inventory)
+        .unwrap()
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.keystone_conf.clone(),
+                std::fs::read_to_string(&n.keystone_conf).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn assert_unchanged(before: &[(PathBuf, String)]) {
+    for (path, text) in before {
+        assert_eq!(
+            &std::fs::read_to_string(path).unwrap(),
+            text,
+            "{} changed",
+            path.display()
+        );
+    }
+}
+
+/// A changed host key stops a run before anything changes (the fleet lock cannot be taken on
+/// that node), and what stops it is the host key, named with host, port and fingerprint.
+#[test]
+fn a_run_with_a_changed_host_key_stops_naming_the_host_key() {
+    let mut f = Fleet::new(&["node2"], true);
+    f.change_host_key("node2");
+    let port = f.sshd("node2").port;
+    let seen = f.sshd("node2").fingerprint();
+    let before = confs(&f);
+    let journal = f.tmp.path().join("run.jsonl");
+    let out = run_flagship(&f, &journal);
+    assert_ne!(out.code, 0, "{}", out.all());
+    let all = out.all();
+    for want in [
+        "host key for node2".to_string(),
+        format!("[127.0.0.1]:{port}"),
+        "CHANGED".to_string(),
+        seen,
+    ] {
+        assert!(all.contains(&want), "no `{want}` in\n{all}");
+    }
+    assert!(!all.contains("providers-agree"), "{all}");
+    assert!(!all.contains("keystone.conf readable"), "{all}");
+    assert_unchanged(&before);
+}
+
+/// A node that cannot be reached when a gate reads the fleet halts the run under its own
+/// name (`cannot reach node2: connection refused ...`), not as the gate's failure with advice
+/// about keystone.conf.
+#[test]
+fn a_run_halts_naming_the_unreachable_node_not_a_gate() {
+    let mut f = Fleet::new(&["node2"], true);
+    let port = f.sshd("node2").port;
+    f.sshd("node2").stop();
+    let before = confs(&f);
+    let journal = f.tmp.path().join("run.jsonl");
+    let out = run_flagship(&f, &journal).expect(4);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let halted: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["kind"] == "run_halted")
+        .collect();
+    assert_eq!(halted.len(), 1, "{text}");
+    let d = &halted[0]["data"];
+    let reason = d["reason"].as_str().unwrap();
+    let next = d["next"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "cannot reach node2: connection refused at 127.0.0.1 port {port} (ssh alias node2)"
+        )),
+        "{reason}"
+    );
+    assert!(!reason.contains("providers-agree"), "{reason}");
+    assert!(!next.contains("keystone.conf readable"), "{next}");
+    assert!(next.contains("start sshd on node2"), "{next}");
+    assert!(next.contains("resume"), "{next}");
+    assert_eq!(d["node"], "node2", "{d}");
+    // No gate is said to have failed: none was judged.
+    assert!(!text.contains("\"gate_failed\""), "{text}");
+    assert!(
+        out.all().contains("cannot reach node2: connection refused"),
+        "{}",
+        out.all()
+    );
+    assert_unchanged(&before);
+}
+
+/// An unknown host key during a run is still a question for a person (hard stop
+/// `unknown-host-key`, naming host and port), not a halt: unanswered, the run pauses (exit 3).
+#[test]
+fn a_run_asks_about_an_unknown_host_key() {
+    let mut f = Fleet::new(&["node2"], false);
+    let port = f.sshd("node2").port;
+    let seen = f.sshd("node2").fingerprint();
+    let before = confs(&f);
+    let journal = f.tmp.path().join("run.jsonl");
+    run_flagship(&f, &journal).expect(3);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let stop: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["kind"] == "hard_stop_raised")
+        .unwrap_or_else(|| panic!("no hard stop in\n{text}"));
+    let d = &stop["data"];
+    assert_eq!(d["id"], "unknown-host-key", "{d}");
+    assert_eq!(
+        d["title"],
+        format!("Unknown host key for 127.0.0.1:{port}"),
+        "{d}"
+    );
+    assert!(d["hazard"].as_str().unwrap().contains(&seen), "{d}");
+    assert!(!text.contains("\"run_halted\""), "{text}");
+    assert_unchanged(&before);
+}
+
+/// keystone_url as every clouds.yaml auth_url has it (`/v3`, `/v3/`) probes and runs like the
+/// API root, and the journal records the root.
+#[test]
+fn keystone_url_with_v3_probes_fine_against_the_demo_world() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w");
+    cutover(tmp.path(), &["world", "create", w.to_str().unwrap()]).expect(0);
+    let inventory = w.join("inventory.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let mut roots = Vec::new();
+    let mut i = 0;
+    let versioned: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("  keystone_url: ") {
+            Some(url) => {
+                roots.push(url.to_string());
+                i += 1;
+                let suffix = if i % 2 == 0 { "/v3/" } else { "/v3" };
+                format!("  keystone_url: {url}{suffix}\n")
+            }
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_eq!(roots.len(), 3, "{text}");
+    std::fs::write(&inventory, versioned).unwrap();
+    let inv_s = inventory.to_str().unwrap();
+
+    let out = cutover(tmp.path(), &["probe", "-i", inv_s]).expect(0);
+    for n in ["node1", "node2", "node3"] {
+        assert_read(&out.stdout, n);
+        let (r, _) = row(&out.stdout, n);
+        assert!(r.contains("fernet issue 201 validate 200"), "{r}");
+    }
+    let out = cutover(tmp.path(), &["probe", "-i", inv_s, "--format", "json"]).expect(0);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(v["nodes"][n]["service_up"], true, "{v:#}");
+        assert_eq!(v["tokens"][n]["issue_status"], 201, "{v:#}");
+    }
+
+    // A run records the root: its journal's inventory has no /v3. The first confirm is not
+    // answered, so the run pauses there (exit 3) after the preflight gates passed.
+    let answers = tmp.path().join("answers.yaml");
+    std::fs::write(&answers, "mixed-pool: confirm\n").unwrap();
+    let journal = tmp.path().join("run.jsonl");
+    let runbook = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/fernet-to-jws.yaml");
+    cutover(
+        tmp.path(),
+        &[
+            "run",
+            runbook.to_str().unwrap(),
+            "-i",
+            inv_s,
+            "--headless",
+            "--answers",
+            answers.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+        ],
+    )
+    .expect(3);
+    let first: Value = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["kind"] == "run_started")
+        .expect("a run_started record");
+    let nodes = first["data"]["inventory"]["nodes"].as_array().unwrap();
+    let recorded: Vec<&str> = nodes
+        .iter()
+        .map(|n| n["keystone_url"].as_str().unwrap())
+        .collect();
+    assert_eq!(recorded, roots, "{first:#}");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.contains("\"gate\":\"pool-healthy\"") && !text.contains("\"gate_failed\""),
+        "{text}"
+    );
+}
+
+/// A keystone_url under which no Keystone lives is said to look wrong, not to be down.
+#[test]
+fn a_404_at_keystone_url_says_the_url_looks_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("w");
+    cutover(tmp.path(), &["world", "create", w.to_str().unwrap()]).expect(0);
+    let inventory = w.join("inventory.yaml");
+    let text = std::fs::read_to_string(&inventory).unwrap();
+    let wrong: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("  keystone_url: ") {
+            Some(url) => format!("  keystone_url: {url}/identity\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&inventory, wrong).unwrap();
+    let out = cutover(tmp.path(), &["probe", "-i", inventory.to_str().unwrap()]).expect(0);
+    let (r, under) = row(&out.stdout, "node1");
+    let cells: Vec<&str> = r.split_whitespace().collect();
+    assert_eq!(cells[2], "404?", "{}", out.stdout);
+    assert!(!r.contains("DOWN"), "{r}");
+    assert!(r.contains("keystone_url looks wrong"), "{r}");
+    assert!(
+        under
+            .iter()
+            .any(|l| l.contains("answered 404") && l.contains("keystone_url looks wrong")),
+        "{under:?}"
+    );
+}

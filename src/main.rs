@@ -1,5 +1,7 @@
 //! cutover's command line: clap subcommands → entry points. Exit codes: 0 completed, 1 any other
-//! error, 2 invalid input, 3 paused at a hard stop, 4 halted by a failed gate or action.
+//! error, 2 invalid input, 3 paused at a hard stop, 4 halted by a failed gate or action,
+//! 5 `probe` could not reach some node (over SSH: host key changed or unknown, connection or
+//! login refused; the others were read and shown).
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -135,6 +137,8 @@ enum Cmd {
         format: PlanFormat,
     },
     /// The fleet's state now: every node, every load balancer, a direct token at each node.
+    /// A node that cannot be reached over SSH is shown UNREACHABLE with why and what to do;
+    /// the exit code is then 5.
     Probe {
         #[arg(short, long)]
         inventory: PathBuf,
@@ -287,6 +291,9 @@ impl std::error::Error for Invalid {}
 fn invalid(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Invalid(msg.into()))
 }
+
+/// `cutover probe`'s exit code when some node could not be reached.
+const PROBE_UNREACHABLE: i32 = 5;
 
 fn main() -> ExitCode {
     // `cutover journal show J | head` must end quietly, as other Unix tools do.
@@ -579,6 +586,14 @@ async fn run(cli: Cli) -> Result<i32> {
             let obs = cutover::drivers::full_probe(&fleet, true)
                 .await
                 .map_err(|e| anyhow!("{} — {}", e.msg, e.next))?;
+            let unreachable: Vec<String> = inv
+                .node_names()
+                .into_iter()
+                .filter_map(|n| {
+                    let u = obs.nodes.get(&n)?.unreachable.as_ref()?;
+                    Some(u.headline(&n))
+                })
+                .collect();
             match format {
                 ProbeFormat::Json => println!("{}", serde_json::to_string_pretty(&obs)?),
                 ProbeFormat::Table => {
@@ -595,7 +610,17 @@ async fn run(cli: Cli) -> Result<i32> {
                     print!("{}", for_terminal_block(&table))
                 }
             }
-            Ok(0)
+            if unreachable.is_empty() {
+                Ok(0)
+            } else {
+                eprintln!(
+                    "cutover: {} of {} nodes could not be reached ({}); exit 5",
+                    unreachable.len(),
+                    inv.nodes.len(),
+                    for_terminal(&unreachable.join("; "))
+                );
+                Ok(PROBE_UNREACHABLE)
+            }
         }
         Cmd::World {
             cmd: WorldCmd::Create { dir, nodes, lbs },

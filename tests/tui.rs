@@ -104,6 +104,7 @@ impl World {
                 "connection refused".into()
             },
             error: None,
+            ..Default::default()
         }
     }
 

@@ -765,6 +765,21 @@ async fn run(cli: Cli) -> Result<i32> {
             };
             let text = render_with(&read.records, f, &opts);
             print!("{}", for_terminal_block(&text));
+            if let Some(w) = width
+                && f == cutover::journal::Format::Text
+            {
+                let whole = Options {
+                    width: None,
+                    ..opts.clone()
+                };
+                if render_with(&read.records, f, &whole) != text {
+                    let j = cutover::transport::shell_quote(&journal.display().to_string());
+                    eprintln!(
+                        "(lines cut at {w} columns: `cutover journal show {} | less -S` shows them whole)",
+                        for_terminal(&j)
+                    );
+                }
+            }
             if let Some(d) = &read.damage {
                 use std::io::Write;
                 let _ = std::io::stdout().flush();

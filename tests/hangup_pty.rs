@@ -14,7 +14,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,6 +56,13 @@ struct Pty {
 
 impl Pty {
     fn spawn(args: &[&str]) -> Pty {
+        let mut cmd = Command::new(bin());
+        cmd.args(args);
+        Pty::spawn_command(cmd)
+    }
+
+    /// `cmd` in a new pty: it leads the pty's session and its process group.
+    fn spawn_command(mut cmd: Command) -> Pty {
         let ws = nix::pty::Winsize {
             ws_row: ROWS,
             ws_col: COLS,
@@ -64,9 +71,7 @@ impl Pty {
         };
         let pty = nix::pty::openpty(&ws, None).expect("openpty");
         let slave: OwnedFd = pty.slave;
-        let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("TERM", "xterm-256color")
             .env_remove("NO_COLOR")
             .env_remove("SSH_AUTH_SOCK")
@@ -470,4 +475,64 @@ fn a_hangup_during_a_local_restart_headless_pauses_and_one_resume_completes() {
     run.hang_up();
     let status = run.wait_exit(Duration::from_secs(60), &journal);
     check_paused_then_resume(status, &journal, &info);
+}
+
+/// `cutover run --headless … | cat`, as an operator pipes it through `tee`: the hangup kills
+/// the reader of the pipe too (same job), and a write into the closed pipe must not kill
+/// cutover mid-action (SIGPIPE). The job's shell dies with the hangup; a subshell that ignores
+/// it records cutover's exit code.
+#[test]
+fn a_hangup_with_output_piped_to_a_reader_that_dies_still_pauses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _serve, info) = served_world(tmp.path());
+    let journal = tmp.path().join("run.jsonl");
+    let inventory = dir.join("inventory.yaml");
+    let answers = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
+    let exit_file = tmp.path().join("exit");
+    let mut job = Command::new("sh");
+    job.arg("-c")
+        .arg(r#"( trap '' HUP; "$@"; echo $? > "$EXIT_FILE" ) | cat"#)
+        .arg("job")
+        .arg(bin())
+        .args([
+            "run",
+            "runbooks/fernet-to-jws.yaml",
+            "-i",
+            inventory.to_str().unwrap(),
+            "--journal",
+            journal.to_str().unwrap(),
+            "--headless",
+            "--answers",
+            answers.to_str().unwrap(),
+        ])
+        .env("EXIT_FILE", &exit_file);
+    let mut run = Pty::spawn_command(job);
+    run.wait_until(
+        "node1's restart in flight",
+        Duration::from_secs(60),
+        &journal,
+        |_| restart_in_flight(&journal, &info.nodes[0]),
+    );
+    run.hang_up();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Ok(t) = std::fs::read_to_string(&exit_file)
+            && t.ends_with('\n')
+        {
+            break t.trim().parse::<i32>().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cutover did not exit within 60 s of the hangup; journal kinds: {:?}",
+            kinds(&records(&journal))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        code,
+        3,
+        "cutover's exit code (141: killed by SIGPIPE); journal kinds: {:?}",
+        kinds(&records(&journal))
+    );
+    check_paused_then_resume(std::process::ExitStatus::from_raw(3 << 8), &journal, &info);
 }

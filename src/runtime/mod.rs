@@ -745,10 +745,12 @@ fn one_line(s: &str) -> String {
 
 /// The terminal went away: point stdin, stdout and stderr that are terminals at /dev/null, so
 /// that what is still written (a progress line, the closing advice) goes nowhere instead of
-/// failing with EIO (a failed `println!` panics). Streams redirected to files or pipes are
-/// left alone. Idempotent.
+/// failing with EIO (a failed `println!` panics). Output into a pipe or socket goes the same way:
+/// what read it (`| tee run.log`) was in the session that hung up and got the hangup too, and a
+/// write into its closed pipe would kill cutover (SIGPIPE) mid-action. Output redirected to a
+/// file is left alone. Idempotent.
 pub fn detach_from_terminal() {
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, BorrowedFd};
     let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -757,19 +759,27 @@ pub fn detach_from_terminal() {
         return;
     };
     // A terminal that hung up answers every ioctl, isatty's too, with EIO.
-    fn terminal(fd: std::os::fd::BorrowedFd) -> bool {
+    fn terminal(fd: BorrowedFd) -> bool {
         matches!(
             nix::unistd::isatty(fd),
             Ok(true) | Err(nix::errno::Errno::EIO)
         )
     }
+    fn pipe_or_socket(fd: BorrowedFd) -> bool {
+        use nix::sys::stat::SFlag;
+        nix::sys::stat::fstat(fd).is_ok_and(|st| {
+            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK
+        })
+    }
+    let away = |fd: BorrowedFd| terminal(fd) || pipe_or_socket(fd);
     if terminal(std::io::stdin().as_fd()) {
         let _ = nix::unistd::dup2_stdin(&null);
     }
-    if terminal(std::io::stdout().as_fd()) {
+    if away(std::io::stdout().as_fd()) {
         let _ = nix::unistd::dup2_stdout(&null);
     }
-    if terminal(std::io::stderr().as_fd()) {
+    if away(std::io::stderr().as_fd()) {
         let _ = nix::unistd::dup2_stderr(&null);
     }
 }

@@ -628,6 +628,15 @@ pub fn shipped_origin(file: &str) -> String {
     format!("built-in {file} (cutover {})", env!("CARGO_PKG_VERSION"))
 }
 
+/// The shipped runbook a recorded origin names (see [`shipped_origin`]), as this cutover ships
+/// it: (file name, text). None for a file's origin. For resume's note on the run's inputs: a
+/// built-in runbook has no file to compare with, only this binary's copy.
+pub fn shipped_by_origin(origin: &str) -> Option<(&'static str, &'static str)> {
+    let rest = origin.strip_prefix("built-in ")?;
+    let file = rest.split(" (cutover ").next()?;
+    shipped_named(file).filter(|(f, _)| *f == file)
+}
+
 impl Runbook {
     /// A runbook named on the command line: an existing path wins, else a shipped runbook by
     /// name (`jws-to-fernet`, with or without `.yaml`), else an error listing the shipped names.
@@ -933,6 +942,16 @@ mod tests {
             assert!(e.contains(shipped_name(f)), "{e}");
         }
         assert!(e.contains("name it: `jws-to-fernet`"), "{e}");
+        let l = Runbook::resolve(Path::new("jws-rotate")).unwrap();
+        assert_eq!(
+            shipped_by_origin(&l.origin),
+            Some(("jws-rotate.yaml", l.source.as_str()))
+        );
+        assert_eq!(shipped_by_origin("runbooks/jws-rotate.yaml"), None);
+        assert_eq!(
+            shipped_by_origin("built-in nope.yaml (cutover 0.1.0)"),
+            None
+        );
         let e = Runbook::resolve(Path::new("jws-to-frenet"))
             .unwrap_err()
             .to_string();

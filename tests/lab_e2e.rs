@@ -1023,4 +1023,153 @@ mod lab {
             _ => {}
         }
     }
+
+    /// (f) A restart that Keystone refuses shows Keystone's own reason. node1's keystone.conf
+    /// gets an invalid boolean while its Keystone runs (`[cache] enabled = notabool`: Keystone 30
+    /// prints its Eventlet deprecation warning, then dies with a CRITICAL line and a Traceback);
+    /// the flagship halts at node1's restart and the journal, the halt and the output name the
+    /// option and the value, not the warning. Then `[DEFAULT] debug = notabool` (argparse's one
+    /// bare line, no level, no traceback), resumed: halted again, naming that. Fixed and resumed,
+    /// the run completes.
+    #[test]
+    fn refused_restart_shows_keystones_reason() {
+        let lab = Lab::up("restartreason", 17200, 1);
+        let conf = lab.conf(1);
+        let original = std::fs::read_to_string(&conf).unwrap();
+        assert!(original.contains("\ndebug = false\n"), "{original}");
+        std::fs::write(&conf, format!("{original}\n[cache]\nenabled = notabool\n")).unwrap();
+        let j = lab.dir.join("run.journal");
+        let out = lab.run("runbooks/fernet-to-jws.yaml", &demo_answers(), &j, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "expected a halt:\n{}",
+            text(&out)
+        );
+        // Independently: node1's Keystone is down, the others answer.
+        assert!(lab.issue(lab.node_port(1)).is_none(), "node1 still answers");
+        assert!(
+            lab.issue(lab.node_port(2)).is_some(),
+            "node2 does not answer"
+        );
+
+        let failed_restarts = || -> Vec<String> {
+            let recs: Vec<serde_json::Value> = std::fs::read_to_string(&j)
+                .unwrap()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            let ids: Vec<u64> = recs
+                .iter()
+                .filter(|r| {
+                    r["kind"] == "intent"
+                        && r["node"] == "node1"
+                        && r["data"]["action"] == "service.restart"
+                })
+                .filter_map(|r| r["data"]["id"].as_u64())
+                .collect();
+            recs.iter()
+                .filter(|r| {
+                    r["kind"] == "outcome"
+                        && r["data"]["ok"] == false
+                        && r["data"]["id"].as_u64().is_some_and(|id| ids.contains(&id))
+                })
+                .filter_map(|r| r["data"]["summary"].as_str().map(str::to_string))
+                .collect()
+        };
+        let summaries = failed_restarts();
+        assert_eq!(summaries.len(), 1, "{summaries:?}\n{}", text(&out));
+        let summary = &summaries[0];
+        eprintln!("  the failed restart, as journaled:\n{summary}");
+        let headline = summary.lines().next().unwrap();
+        assert!(
+            headline.contains("Value for option enabled")
+                && headline.ends_with("is not valid: Unexpected boolean value 'notabool'"),
+            "{summary}"
+        );
+        let log = lab.dir.join("node1/keystone.log");
+        assert!(
+            summary.contains(&format!("{} since the restart:", log.display())),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("Traceback (most recent call last):"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("ValueError: Unexpected boolean value 'notabool'"),
+            "{summary}"
+        );
+        assert!(
+            !summary.contains("Eventlet") && !summary.contains("WARNING"),
+            "{summary}"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains("HALTED") && l.contains("Unexpected boolean value 'notabool'")),
+            "{}",
+            text(&out)
+        );
+
+        // A command-line option: argparse's bare line is the reason.
+        std::fs::write(
+            &conf,
+            std::fs::read_to_string(&conf)
+                .unwrap()
+                .replace("enabled = notabool", "enabled = false")
+                .replace("\ndebug = false\n", "\ndebug = notabool\n"),
+        )
+        .unwrap();
+        let resume = |journal: &Path| {
+            let start = Instant::now();
+            let out = lab.cutover(&[
+                "resume",
+                journal.to_str().unwrap(),
+                "--headless",
+                "--answers",
+                demo_answers().to_str().unwrap(),
+            ]);
+            eprintln!(
+                "cutover resume: exit {:?} in {:.1}s",
+                out.status.code(),
+                start.elapsed().as_secs_f64()
+            );
+            out
+        };
+        let out = resume(&j);
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "expected a halt:\n{}",
+            text(&out)
+        );
+        let summaries = failed_restarts();
+        assert_eq!(summaries.len(), 2, "{summaries:?}");
+        let summary = &summaries[1];
+        eprintln!("  the second failed restart, as journaled:\n{summary}");
+        assert!(
+            summary
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with(": argument --debug: Invalid Boolean value: notabool"),
+            "{summary}"
+        );
+        assert!(!summary.contains("from eventlet import event"), "{summary}");
+
+        // Fixed: the same run completes.
+        std::fs::write(
+            &conf,
+            std::fs::read_to_string(&conf)
+                .unwrap()
+                .replace("\ndebug = notabool\n", "\ndebug = false\n"),
+        )
+        .unwrap();
+        let out = resume(&j);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        lab.assert_fleet("jws");
+        lab.journal_verify(&j);
+    }
 }

@@ -1469,7 +1469,7 @@ impl Fleet {
                     let head = match how.as_str() {
                         "since" => format!("{path} since the restart"),
                         "rotated" => format!("{path} (rotated since the restart: its last lines)"),
-                        "missing" => format!("{path}"),
+                        "missing" => path.clone(),
                         _ => format!("{path} (its last lines)"),
                     };
                     if how == "missing" {
@@ -1583,30 +1583,13 @@ impl Fleet {
         let facts = self.node_facts(node).await?;
         let (private, _) = self.repos(&facts);
         let staging = keystone::staging_dir(&private);
-        let fp = match keygen {
+        let (fp, with) = match keygen {
             crate::inventory::KeyGen::KeystoneManage => {
-                let n = self.node(node)?;
-                let script = keystone::keystone_manage_script(
-                    &staging,
-                    &n.keystone_conf.display().to_string(),
-                    &n.keystone_user,
-                    &n.keystone_group,
-                );
-                let out = self.exec(node, &script, Duration::from_secs(120)).await?;
-                if out.status != 0 {
-                    return Err(DriverError::new(
-                        format!(
-                            "{node}: keystone-manage create_jws_keypair failed: {}",
-                            out.last_line()
-                        ),
-                        format!(
-                            "run `keystone-manage create_jws_keypair` by hand on {node} to see why (or set keygen: native for {node})"
-                        ),
-                    ));
-                }
-                keys::public_fingerprint(&out.stdout_str()).map_err(|e| {
-                    DriverError::new(format!("{node}: {e}"), "check keystone-manage's output")
-                })?
+                let (km, public) = self.keystone_manage(node, &staging).await?;
+                let fp = keys::public_fingerprint(&public).map_err(|e| {
+                    DriverError::new(format!("{node}: {e}"), format!("check {km}'s output"))
+                })?;
+                (fp, format!(" by {km}"))
             }
             crate::inventory::KeyGen::Native => {
                 let (private_pem, public_pem) =
@@ -1618,23 +1601,75 @@ impl Fleet {
                     })?;
                 self.stage(node, &staging, &private_pem.0, &public_pem)
                     .await?;
-                keys::public_fingerprint(&public_pem).map_err(|e| {
+                let fp = keys::public_fingerprint(&public_pem).map_err(|e| {
                     DriverError::new(
                         format!("{node}: the generated public key is unreadable: {e}"),
                         "resume to generate it again",
                     )
-                })?
+                })?;
+                (fp, String::new())
             }
         };
         let mut obs = Observation::default();
         obs.keys.insert(node.to_string(), fp.clone());
         Ok(Done::ok(
             format!(
-                "{node}: keypair staged in {staging} ({})",
+                "{node}: keypair staged in {staging}{with} ({})",
                 crate::engine::gates::short_fp(&fp)
             ),
             obs,
         ))
+    }
+
+    /// Run `keystone-manage create_jws_keypair` on `node` in `staging` (one exec that first finds
+    /// it: the inventory's `keystone_manage:`, else the PATH, the login shell's PATH and the
+    /// usual places, see `keys::KEYSTONE_MANAGE_PLACES`). Returns which keystone-manage ran and
+    /// the public key; private.pem stays in `staging`. A failure leaves nothing in `staging`.
+    async fn keystone_manage(&self, node: &str, staging: &str) -> DResult<(String, String)> {
+        let n = self.node(node)?;
+        let explicit = n.keystone_manage.as_ref().map(|p| p.display().to_string());
+        let script = keys::keystone_manage_script(
+            staging,
+            &n.keystone_conf.display().to_string(),
+            &n.keystone_user,
+            &n.keystone_group,
+            explicit.as_deref(),
+            keys::KEYSTONE_MANAGE_PLACES,
+        );
+        let out = self.exec(node, &script, Duration::from_secs(120)).await?;
+        let (km, public) = keys::keystone_manage_output(&out.stdout_str());
+        if out.status == keys::KEYSTONE_MANAGE_NOT_FOUND && km.is_none() {
+            let fix = if explicit.is_some() {
+                format!("correct keystone_manage: for {node} in the inventory")
+            } else {
+                format!(
+                    "name it in the inventory (keystone_manage: /path/to/keystone-manage for {node})"
+                )
+            };
+            return Err(DriverError::new(
+                format!("{node}: {}", out.last_line()),
+                format!(
+                    "{fix}, or set keygen: native for {node} to generate the keypair inside cutover; then resume"
+                ),
+            ));
+        }
+        let km = km.unwrap_or_else(|| "keystone-manage".into());
+        if out.status != 0 {
+            let why = service_log::pick(&out.stderr_str(), service_log::MAX_LINES)
+                .reason
+                .unwrap_or_else(|| out.last_line());
+            return Err(DriverError::new(
+                format!(
+                    "{node}: `{km} create_jws_keypair` exited {}: {why}",
+                    out.status
+                ),
+                format!(
+                    "run `{km} create_jws_keypair --keystone-user {} --keystone-group {}` by hand on {node} to see why (or set keygen: native for {node}); then resume",
+                    n.keystone_user, n.keystone_group
+                ),
+            ));
+        }
+        Ok((km, public))
     }
 
     async fn stage(
@@ -1659,23 +1694,46 @@ impl Fleet {
                 "check permissions (sudo: true?)",
             ));
         }
-        t.write_file(
-            &Path::new(staging).join("private.pem"),
-            private_pem,
-            0o600,
-            None,
-            n.sudo,
-        )
-        .await?;
-        t.write_file(
-            &Path::new(staging).join("public.pem"),
-            public_pem.as_bytes(),
-            0o644,
-            None,
-            n.sudo,
-        )
-        .await?;
+        let written = async {
+            t.write_file(
+                &Path::new(staging).join("private.pem"),
+                private_pem,
+                0o600,
+                None,
+                n.sudo,
+            )
+            .await?;
+            t.write_file(
+                &Path::new(staging).join("public.pem"),
+                public_pem.as_bytes(),
+                0o644,
+                None,
+                n.sudo,
+            )
+            .await
+        }
+        .await;
+        if let Err(e) = written {
+            // No half keypair left behind: a later keys step starts from nothing.
+            self.unstage(node, staging).await;
+            return Err(e.into());
+        }
         Ok(())
+    }
+
+    /// Remove a keypair from `staging` and the directory if that leaves it empty (best effort:
+    /// the failure being reported matters more).
+    async fn unstage(&self, node: &str, staging: &str) {
+        let s = shell_quote(staging);
+        let _ = self
+            .exec(
+                node,
+                &format!(
+                    "rm -f -- {s}/private.pem {s}/public.pem {s}/keystone-manage.err; rmdir -- {s} 2>/dev/null || true"
+                ),
+                Duration::from_secs(20),
+            )
+            .await;
     }
 
     async fn create_shared_keypair(
@@ -1684,7 +1742,7 @@ impl Fleet {
         nodes: &[String],
         keygen: crate::inventory::KeyGen,
     ) -> DResult<Done> {
-        let (private_pem, public_pem) = match keygen {
+        let (private_pem, public_pem, with) = match keygen {
             crate::inventory::KeyGen::Native => {
                 let (p, q) = keys::generate_es256().map_err(|e| {
                     DriverError::new(
@@ -1692,39 +1750,26 @@ impl Fleet {
                         "resume to try again; if it persists, use keygen: keystone-manage",
                     )
                 })?;
-                (p, q)
+                (p, q, String::new())
             }
             crate::inventory::KeyGen::KeystoneManage => {
                 let facts = self.node_facts(origin).await?;
                 let staging = keystone::staging_dir(&facts.jws.private_repo);
+                let (km, public) = self.keystone_manage(origin, &staging).await?;
                 let n = self.node(origin)?;
-                let out = self
-                    .exec(
-                        origin,
-                        &keystone::keystone_manage_script(
-                            &staging,
-                            &n.keystone_conf.display().to_string(),
-                            &n.keystone_user,
-                            &n.keystone_group,
-                        ),
-                        Duration::from_secs(120),
-                    )
-                    .await?;
-                if out.status != 0 {
-                    return Err(DriverError::new(
-                        format!(
-                            "{origin}: keystone-manage create_jws_keypair failed: {}",
-                            out.last_line()
-                        ),
-                        format!("run it by hand on {origin} to see why"),
-                    ));
-                }
-                let public = out.stdout_str();
                 let t = self.node_transport(origin).await?;
                 let private = t
                     .read_file(&Path::new(&staging).join("private.pem"), n.sudo)
-                    .await?;
-                (keys::zeroize_string::Secret(private), public)
+                    .await;
+                if !nodes.iter().any(|m| m == origin) || private.is_err() {
+                    // Staged again below only on the nodes that take it.
+                    self.unstage(origin, &staging).await;
+                }
+                (
+                    keys::zeroize_string::Secret(private?),
+                    public,
+                    format!(" by {km} on {origin}"),
+                )
             }
         };
         let fp = keys::public_fingerprint(&public_pem).map_err(|e| {
@@ -1743,7 +1788,7 @@ impl Fleet {
         }
         Ok(Done::ok(
             format!(
-                "one keypair ({}) staged on {}",
+                "one keypair ({}{with}) staged on {}",
                 crate::engine::gates::short_fp(&fp),
                 nodes.join(", ")
             ),

@@ -179,6 +179,13 @@ fn g_and_home_go_to_the_first_event_and_hold_there() {
         "header shows event 1/{total}:\n{screen}"
     );
     assert!(screen.contains("paused"), "{screen}");
+    // What runs "now" is as of the first event's time (2003), not the wall clock's.
+    let first_at = p.state().last_event_at.unwrap();
+    assert_eq!(first_at, long_ago());
+    assert!(
+        screen.contains(&format!("Now as of {}", hms(first_at))),
+        "{screen}"
+    );
 
     // Back from the first event stays there: position 0 is a blank screen, not a moment.
     p.control(ReplayControl::Back);

@@ -328,18 +328,18 @@ impl View<'_> {
             } else if self.state.matrix.is_some() {
                 let (now_r, m_r) = split(mw);
                 let lines = self.now_lines(now_r.width as usize, true);
-                self.render_box(frame, now_r, "Now", lines);
+                self.render_box(frame, now_r, &self.now_title(), lines);
                 self.render_box(frame, m_r, &self.matrix_title(), matrix);
             } else if right_w >= 90 && self.state.status != RunStatus::Completed {
                 // Wide: what runs now on the left, what comes next beside it.
                 let (now_r, next_r) = split(next_w);
                 let lines = self.now_lines(now_r.width as usize, false);
-                self.render_box(frame, now_r, "Now", lines);
+                self.render_box(frame, now_r, &self.now_title(), lines);
                 let next = self.next_lines(next_r.height.saturating_sub(1) as usize);
                 self.render_box(frame, next_r, "Next", next);
             } else {
                 let lines = self.now_lines(right_w, true);
-                self.render_box(frame, right_r, "Now", lines);
+                self.render_box(frame, right_r, &self.now_title(), lines);
             }
         }
 
@@ -794,6 +794,11 @@ impl View<'_> {
         } else {
             String::new()
         }
+    }
+
+    /// "Now", and in a replay the moment it is as of (its running times are computed from it).
+    fn now_title(&self) -> String {
+        format!("Now{}", self.as_of())
     }
 
     /// Why a replay stops short of the journal's end (a damaged line), first in the banner.

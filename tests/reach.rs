@@ -481,6 +481,45 @@ fn probe_shows_a_stopped_sshd_as_connection_refused() {
     );
 }
 
+/// A host that accepts the TCP connection and never speaks SSH (a hung sshd, a firewall that
+/// swallows the handshake): unreachable, timed out after the inventory's connect timeout.
+#[test]
+fn probe_shows_a_silent_host_as_timed_out() {
+    let mut f = Fleet::new(&["node2"], true);
+    let port = f.sshd("node2").port;
+    f.sshd("node2").stop();
+    let silent = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let held = std::thread::spawn(move || {
+        // Hold every connection open without a word, until the test ends.
+        let mut open = Vec::new();
+        for c in silent.incoming().take(4) {
+            open.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let mut inv = Inventory::load(&f.inventory).unwrap();
+    inv.ssh.as_mut().unwrap().connect_timeout_secs = Some(2);
+    std::fs::write(&f.inventory, serde_yaml::to_string(&inv).unwrap()).unwrap();
+    let started = Instant::now();
+    let out = f.cutover(&["probe", "-i", &f.inv()]).expect(5);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_read(&out.stdout, "node1");
+    let (r, under) = row(&out.stdout, "node2");
+    assert!(r.contains("UNREACHABLE") && !r.contains("DOWN"), "{r}");
+    let why = under.join("\n");
+    assert!(
+        why.contains(&format!(
+            "UNREACHABLE: connection timed out at 127.0.0.1 port {port} (ssh alias node2): no answer within 2s"
+        )),
+        "{why}"
+    );
+    drop(held);
+}
+
 #[test]
 fn probe_shows_a_refused_login_as_authentication_failed() {
     let mut f = Fleet::new(&["node2"], true);

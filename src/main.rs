@@ -955,12 +955,57 @@ fn man_page(sub: &[String]) -> Result<i32> {
         };
         cmd = found;
     }
+    let top = cmd.get_name() == "cutover";
     let mut out = Vec::new();
     clap_mangen::Man::new(cmd).render(&mut out)?;
+    let mut page = String::from_utf8_lossy(&out).into_owned();
+    if top {
+        // EXIT STATUS before VERSION, as manual pages order them.
+        let mut r = roff::Roff::new();
+        r.control("SH", ["EXIT STATUS"]);
+        for (code, what) in EXIT_STATUS {
+            r.control("TP", [])
+                .text([roff::bold(*code)])
+                .text([roff::roman(*what)]);
+        }
+        let section = r.to_roff();
+        match page.find("\n.SH VERSION") {
+            Some(i) => page.insert_str(i + 1, &section),
+            None => page.push_str(&section),
+        }
+    }
     use std::io::Write;
-    std::io::stdout().write_all(&out)?;
+    std::io::stdout().write_all(page.as_bytes())?;
     Ok(0)
 }
+
+/// The exit codes, for the manual page (the module's doc says the same).
+const EXIT_STATUS: &[(&str, &str)] = &[
+    (
+        "0",
+        "Completed: the run, resume or command did what it was asked.",
+    ),
+    (
+        "1",
+        "Any other error; `journal verify`: the hash chain or a signature is broken.",
+    ),
+    (
+        "2",
+        "Invalid input (a runbook, inventory, answers file, parameter or argument), or the UI without a terminal; nothing was changed.",
+    ),
+    (
+        "3",
+        "Paused: a hard stop without an answer, declined, or quit; `cutover resume J` continues.",
+    ),
+    (
+        "4",
+        "Halted by a failed gate or action (fix the cause, then resume), or refused because another run holds the fleet or the journal.",
+    ),
+    (
+        "5",
+        "`probe`: some node could not be reached (the others were read and shown).",
+    ),
+];
 
 fn absolute(p: &Path) -> Result<PathBuf> {
     Ok(if p.is_absolute() {

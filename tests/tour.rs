@@ -639,6 +639,14 @@ fn man_page_renders_with_man() {
         shown.contains("SUBCOMMANDS") && shown.contains("SYNOPSIS"),
         "{shown}"
     );
+    let exit = &shown[shown.find("EXIT STATUS").expect("an EXIT STATUS section")..];
+    for code in ["0", "2", "3", "4", "5"] {
+        assert!(
+            exit.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+            "exit status {code}:\n{exit}"
+        );
+    }
 
     let page = cutover(cwd, &["man", "journal", "show"]).expect(0).stdout;
     fs::write(cwd.join("cutover-journal-show.1"), &page).unwrap();

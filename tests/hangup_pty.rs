@@ -536,3 +536,90 @@ fn a_hangup_with_output_piped_to_a_reader_that_dies_still_pauses() {
     );
     check_paused_then_resume(std::process::ExitStatus::from_raw(3 << 8), &journal, &info);
 }
+
+/// The restart in flight when the terminal hangs up fails on its own (Keystone refuses to
+/// start): the run halts, exit 4, with the service's reason, not a signal. The pause request
+/// the hangup left ends with that halt: once the cause is fixed, one resume completes the run
+/// without pausing again (the stale request used to pause it once more).
+#[test]
+fn a_restart_that_fails_after_the_hangup_halts_and_the_resume_is_not_paused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _serve, info) = served_world(tmp.path());
+    let d = dir.to_str().unwrap();
+    let out = cutover(&["world", "fault", d, "break-restart", "node1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let journal = tmp.path().join("run.jsonl");
+    let inventory = dir.join("inventory.yaml");
+    let mut ui = Pty::spawn(&[
+        "run",
+        "runbooks/fernet-to-jws.yaml",
+        "-i",
+        inventory.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    let long = Duration::from_secs(60);
+    ui.wait_until("the first hard stop", long, &journal, |p| {
+        let s = p.screen();
+        s.contains("HARD STOP") && s.contains("jws-payload-readable")
+    });
+    ui.send("Y");
+    ui.wait_until("node1's restart in flight", long, &journal, |_| {
+        restart_in_flight(&journal, &info.nodes[0])
+    });
+    ui.hang_up();
+    let status = ui.wait_exit(Duration::from_secs(60), &journal);
+    let recs = records(&journal);
+    let ks = kinds(&recs);
+    let all = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(status.code(), Some(4), "halted; kinds: {ks:?}");
+    assert!(
+        recs.iter()
+            .any(|r| r["kind"] == "pause_requested" && r["data"]["cause"] == "terminal_hangup"),
+        "{ks:?}"
+    );
+    let halt = recs
+        .iter()
+        .find(|r| r["kind"] == "run_halted")
+        .unwrap_or_else(|| panic!("no halt: {ks:?}"));
+    let reason = halt["data"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("InjectedFault") || reason.contains("refuses to start"),
+        "the halt names the service's own reason: {reason}"
+    );
+    assert!(
+        !all.contains("exited 137") && !all.contains("killed by"),
+        "a child died of a signal:\n{all}"
+    );
+    assert!(!ks.iter().any(|k| k == "run_paused"), "{ks:?}");
+
+    // Fixed, one resume completes: the hangup's request does not pause it.
+    let out = cutover(&["world", "fault", d, "fix-restart", "node1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let answers = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
+    let out = cutover(&[
+        "resume",
+        journal.to_str().unwrap(),
+        "--headless",
+        "--answers",
+        answers.to_str().unwrap(),
+    ]);
+    let ks = kinds(&records(&journal));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "one resume completes: {}\nkinds: {ks:?}",
+        text(&out)
+    );
+    assert!(!ks.iter().any(|k| k == "run_paused"), "{ks:?}");
+    assert_eq!(
+        ks.iter().filter(|k| *k == "run_resumed").count(),
+        1,
+        "{ks:?}"
+    );
+    assert_eq!(
+        ks.last().map(String::as_str),
+        Some("run_completed"),
+        "{ks:?}"
+    );
+}

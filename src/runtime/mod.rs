@@ -516,7 +516,12 @@ impl Session {
                         let who = self.who_value();
                         self.command(Command::HangUp { who })?;
                     }
-                    return Ok(RunEnd::Quit);
+                    // The action waited for may have failed: a halted run says so (exit 4).
+                    return Ok(match self.state.status {
+                        RunStatus::Completed => RunEnd::Completed,
+                        RunStatus::Halted { .. } => RunEnd::Halted,
+                        _ => RunEnd::Quit,
+                    });
                 }
                 _ => {}
             }

@@ -200,6 +200,7 @@ enum RunbooksCmd {
     /// the shipped answers file (`demo-answers`).
     Show {
         /// The runbook's name, with or without `.yaml`.
+        #[arg(value_parser = shipped_names())]
         name: String,
     },
 }
@@ -887,6 +888,20 @@ fn need_terminal(headless: bool) -> Result<()> {
     Err(invalid(
         "the UI needs a terminal, and stdin or stdout is not one: run this in a terminal (inside tmux on a bastion), or without a UI with --headless --answers FILE (an example answers file: `cutover runbooks show demo-answers`)",
     ))
+}
+
+/// The names `cutover runbooks show` takes (and completes): every shipped runbook and the
+/// answers file, each also with `.yaml`.
+fn shipped_names() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    use cutover::runbook::{SHIPPED_ANSWERS, shipped, shipped_name};
+    clap::builder::PossibleValuesParser::new(
+        shipped()
+            .iter()
+            .map(|(file, _)| *file)
+            .chain([SHIPPED_ANSWERS.0])
+            .map(|file| PossibleValue::new(shipped_name(file)).alias(file)),
+    )
 }
 
 /// `cutover runbooks [list|show NAME]`.

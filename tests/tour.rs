@@ -572,6 +572,22 @@ fn bash_completion_sources_cleanly_and_completes() {
             "`cutover ru<TAB>` offers {want}: {offered:?}"
         );
     }
+    // The names `runbooks show` takes.
+    let out = exec(
+        cwd,
+        "bash",
+        &[
+            "--norc",
+            "--noprofile",
+            "-c",
+            "source ./cutover.bash; COMP_WORDS=(cutover runbooks show jws-r); COMP_CWORD=3; \
+             _cutover cutover jws-r show; printf '%s\\n' \"${COMPREPLY[@]}\"",
+        ],
+    )
+    .expect(0);
+    let mut offered: Vec<&str> = out.stdout.lines().collect();
+    offered.sort();
+    assert_eq!(offered, ["jws-retire-keys", "jws-rotate"], "{}", out.stderr);
 }
 
 /// zsh and fish scripts are generated for `cutover`; where the shell is installed, it parses

@@ -64,6 +64,8 @@ fn cutover(args: &[String]) -> Output {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("NO_COLOR")
+        // A UTF-8 locale: the screens' symbols, not their ASCII stand-ins.
+        .env("LC_ALL", "C.UTF-8")
         .stdin(Stdio::null())
         .output()
         .expect("run cutover")
@@ -476,6 +478,8 @@ fn asciinema_accepts_the_recording_if_installed() {
         Command::new("script")
             .args(["-qec", cmd, "/dev/null"])
             .env("TERM", "xterm-256color")
+            // asciinema refuses to run without a UTF-8 (or ASCII) locale.
+            .env("LC_ALL", "C.UTF-8")
             .stdin(Stdio::null())
             .output()
             .unwrap()

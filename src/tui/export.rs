@@ -161,6 +161,12 @@ pub fn write_asciicast(records: &[Record], opts: &Options, out: &mut dyn Write) 
         header["idle_time_limit"] = json!(limit);
     }
     let io = |e: std::io::Error| anyhow!("cannot write the recording: {e}");
+    if opts.color {
+        // The recording's colours are `opts.color`'s to decide (the CLI's follows the exporting
+        // shell's NO_COLOR); crossterm would otherwise drop every colour code under NO_COLOR
+        // on its own. Process-wide, and harmless: the theme decides what has a colour.
+        crossterm::style::force_color_output(true);
+    }
     writeln!(out, "{header}").map_err(io)?;
 
     // ---- Frames ------------------------------------------------------------------------------

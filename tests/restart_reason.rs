@@ -272,3 +272,118 @@ fn a_bad_command_line_boolean_halts_with_argparses_line() {
         "{reason}"
     );
 }
+
+/// Under systemd: the unit comes from the inventory's `systemctl restart UNIT`, and `journalctl
+/// -u UNIT --since @<the node's clock before the restart>` is read when systemctl and journalctl
+/// exist. Stand-ins for both on the PATH (reach: local): systemctl fails as systemd says a unit
+/// failed, journalctl records its arguments and answers with what systemd would hold.
+#[test]
+fn under_systemd_the_units_journal_since_the_restart_is_shown() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let info = cutover::world::create(
+        &tmp.path().join("w"),
+        &cutover::world::WorldSpec { nodes: 3, lbs: 1 },
+    )
+    .unwrap();
+    let mut inv: serde_yaml::Value =
+        serde_yaml::from_str(&fs::read_to_string(&info.inventory_path).unwrap()).unwrap();
+    for n in inv["nodes"].as_sequence_mut().unwrap() {
+        if n["name"] == "node1" {
+            n["restart"] = "systemctl restart keystone-node1.service".into();
+        }
+    }
+    fs::write(&info.inventory_path, serde_yaml::to_string(&inv).unwrap()).unwrap();
+    let bin = tmp.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let args = tmp.path().join("journalctl.args");
+    let script = |name: &str, body: String| {
+        let p = bin.join(name);
+        fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script(
+        "systemctl",
+        "echo 'Job for keystone-node1.service failed because the control process exited with error code.' >&2\necho 'See \"systemctl status keystone-node1.service\" and \"journalctl -xeu keystone-node1.service\" for details.' >&2\nexit 1".into(),
+    );
+    script(
+        "journalctl",
+        format!(
+            "echo \"$@\" > '{}'\ncat <<'EOF'\n/usr/lib/python3/dist-packages/oslo_service/backend/_eventlet/loopingcall.py:19: EventletDeprecationWarning: Eventlet is deprecated.\n  from eventlet import event\n2026-12-01 18:00:00.000 4242 CRITICAL keystone [-] Unhandled error: oslo_config.cfg.ConfigFileValueError: Value for option enabled from LocationInfo(location=<Locations.user: (4, True)>, detail='/etc/keystone/keystone.conf') is not valid: Unexpected boolean value 'maybe'\nkeystone-node1.service: Main process exited, code=exited, status=1/FAILURE\nkeystone-node1.service: Failed with result 'exit-code'.\nEOF",
+            args.display()
+        ),
+    );
+    let journal = tmp.path().join("run.jsonl");
+    let before = chrono::Utc::now().timestamp();
+    let out = tmp.path().join("run.stdout");
+    let status = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["run", "runbooks/fernet-to-jws.yaml", "-i"])
+        .arg(&info.inventory_path)
+        .args(["--headless", "--answers", ANSWERS, "--journal"])
+        .arg(&journal)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let run = Run {
+        code: status.code(),
+        stdout: fs::read_to_string(&out).unwrap(),
+        stderr: String::new(),
+    };
+    assert_eq!(run.code, Some(4), "expected a halt:\n{}", run.all());
+    let (summary, _) = restart_failure(&journal, &run);
+
+    let recorded = fs::read_to_string(&args).expect("journalctl was asked");
+    let words: Vec<&str> = recorded.split_whitespace().collect();
+    let since: i64 = words
+        .iter()
+        .position(|w| *w == "--since")
+        .and_then(|i| words.get(i + 1))
+        .and_then(|w| w.strip_prefix('@'))
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_else(|| panic!("no --since @EPOCH: {recorded}"));
+    assert!(
+        since >= before && since <= chrono::Utc::now().timestamp(),
+        "{recorded}"
+    );
+    for w in ["--no-pager", "-o", "cat", "-u", "keystone-node1.service"] {
+        assert!(words.contains(&w), "{w} not in {recorded}");
+    }
+
+    let headline = summary.lines().next().unwrap();
+    assert!(
+        headline.starts_with("node1: `systemctl restart keystone-node1.service` exited 1: Unhandled error: oslo_config.cfg.ConfigFileValueError: Value for option enabled")
+            && headline.ends_with("Unexpected boolean value 'maybe'"),
+        "{summary}"
+    );
+    let at = chrono::DateTime::from_timestamp(since, 0)
+        .unwrap()
+        .format("%H:%M:%S UTC")
+        .to_string();
+    let expected = format!(
+        "\n  journalctl -u keystone-node1.service since {at}:\n    CRITICAL keystone Unhandled error: oslo_config.cfg.ConfigFileValueError"
+    );
+    assert!(summary.contains(&expected), "{summary}");
+    assert!(
+        summary.contains("\n  restart stderr:\n    Job for keystone-node1.service failed because the control process exited with error code."),
+        "{summary}"
+    );
+    let log = info.node("node1").unwrap().log_file.display().to_string();
+    assert!(
+        summary.contains(&format!(
+            "\n  {log} since the restart:\n    (nothing written since the restart)"
+        )),
+        "{summary}"
+    );
+    assert!(!summary.contains("Eventlet"), "{summary}");
+}

@@ -1375,7 +1375,9 @@ impl Fleet {
         let cmd = match &n.log_file {
             Some(log) => {
                 let l = shell_quote(&log.display().to_string());
-                format!("date +%s; if [ -f {l} ]; then wc -c < {l}; else echo 0; fi")
+                format!(
+                    "date +%s; if [ ! -e {l} ]; then echo 0; else wc -c < {l} 2>/dev/null || echo -; fi"
+                )
             }
             None => "date +%s".to_string(),
         };
@@ -1426,11 +1428,11 @@ impl Fleet {
             let l = shell_quote(&log.display().to_string());
             match mark.log_size {
                 Some(off) => script.push_str(&format!(
-                    "if [ ! -f {l} ]; then echo '{sec} log missing'; elif [ \"$(wc -c < {l})\" -ge {off} ]; then echo '{sec} log since'; tail -c +{} -- {l} | tail -n 400; else echo '{sec} log rotated'; tail -n 400 -- {l}; fi\n",
+                    "if [ ! -f {l} ]; then echo '{sec} log missing'; elif [ ! -r {l} ]; then echo '{sec} log unreadable'; elif [ \"$(wc -c < {l})\" -ge {off} ]; then echo '{sec} log since'; tail -c +{} -- {l} | tail -n 400; else echo '{sec} log rotated'; tail -n 400 -- {l}; fi\n",
                     off + 1
                 )),
                 None => script.push_str(&format!(
-                    "if [ ! -f {l} ]; then echo '{sec} log missing'; else echo '{sec} log tail'; tail -n 200 -- {l}; fi\n"
+                    "if [ ! -f {l} ]; then echo '{sec} log missing'; elif [ ! -r {l} ]; then echo '{sec} log unreadable'; else echo '{sec} log tail'; tail -n 200 -- {l}; fi\n"
                 )),
             }
         }
@@ -1469,11 +1471,15 @@ impl Fleet {
                     let head = match how.as_str() {
                         "since" => format!("{path} since the restart"),
                         "rotated" => format!("{path} (rotated since the restart: its last lines)"),
-                        "missing" => path.clone(),
+                        "missing" | "unreadable" => path.clone(),
                         _ => format!("{path} (its last lines)"),
                     };
                     if how == "missing" {
                         picked.lines.push("(no such file on the node)".into());
+                    } else if how == "unreadable" {
+                        picked.lines.push(format!(
+                            "(not readable by the user cutover runs as on {node}: set sudo: true for {node} in the inventory, or make it readable)"
+                        ));
                     } else if picked.is_empty() {
                         picked.lines.push(if how == "since" {
                             "(nothing written since the restart)".into()

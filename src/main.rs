@@ -821,12 +821,9 @@ async fn run(cli: Cli) -> Result<i32> {
                 ));
             }
             cutover::journal::trust::check_permissions(&journal).map_err(|e| anyhow!(e))?;
-            let read = cutover::journal::read(&journal).map_err(|e| {
-                anyhow!(
-                    "{e}\n  an export needs an intact journal; `cutover journal show {}` shows it up to the damage",
-                    journal.display()
-                )
-            })?;
+            // A damaged journal is exported up to its damage, every screen under the replay's
+            // banner naming it (verify still fails it).
+            let read = cutover::journal::read_prefix(&journal)?;
             let opts = Options {
                 cols,
                 rows,
@@ -834,7 +831,18 @@ async fn run(cli: Cli) -> Result<i32> {
                 idle_time_limit: (idle_limit > 0.0).then_some(idle_limit),
                 journal: journal.clone(),
                 color: cutover::tui::theme::Theme::from_env().color,
+                damage: read.damage.clone(),
             };
+            if let Some(d) = &read.damage {
+                eprintln!(
+                    "{}: {}",
+                    for_terminal(&journal.display().to_string()),
+                    for_terminal(&cutover::journal::render::damage_banner(
+                        d,
+                        read.records.len()
+                    ))
+                );
+            }
             let mut cast = Vec::new();
             let summary = write_asciicast(&read.records, &opts, &mut cast)?;
             match &output {

@@ -500,7 +500,7 @@ fn asciinema_accepts_the_recording_if_installed() {
 }
 
 #[test]
-fn bad_options_and_a_damaged_journal_are_refused() {
+fn bad_options_are_refused_with_exit_2() {
     let journal = demo_journal(false);
     let j = journal.display().to_string();
     for bad in [
@@ -518,25 +518,42 @@ fn bad_options_and_a_damaged_journal_are_refused() {
         assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", text(&o));
         assert!(o.stdout.is_empty(), "{bad:?} wrote a recording");
     }
-    // A damaged copy: refused, naming the seq and what shows it.
+}
+
+/// A journal damaged at seq K is exported up to K, every screen under the replay's banner naming
+/// K (as replay shows it); verify still fails it.
+#[test]
+fn a_damaged_journal_exports_up_to_its_damage_under_the_banner() {
+    let journal = demo_journal(true);
     let copy = journal.with_file_name("damaged.jsonl");
     let mut lines: Vec<String> = fs::read_to_string(journal)
         .unwrap()
         .lines()
         .map(str::to_string)
         .collect();
-    lines[4] = lines[4].replacen("\"seq\":5", "\"seq\":55", 1);
+    lines[29] = lines[29].replacen("\"seq\":30", "\"seq\":300", 1);
     fs::write(&copy, lines.join("\n") + "\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o600)).unwrap();
-    let o = cutover(&args(&["journal", "export", &copy.display().to_string()]));
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let c = copy.display().to_string();
+    let o = cutover(&args(&["journal", "export", &c, "--size", "80x24"]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("breaks at seq 30"), "{err}");
+    let cast = parse_cast(&String::from_utf8(o.stdout).unwrap());
+    let title = cast.header["title"].as_str().unwrap();
     assert!(
-        err.contains("seq 5") && err.contains("journal show"),
-        "{err}"
+        title.contains("damaged at seq 30: up to seq 29 only"),
+        "{title}"
     );
-    assert!(o.stdout.is_empty());
+    let screen = play(&cast).screen().contents();
+    // The banner (the replay's), and the run as of seq 29: still in the keys step.
+    assert!(screen.contains("damaged at seq 30"), "{screen}");
+    assert!(!screen.contains("COMPLETED"), "{screen}");
+    // Records 1-29 hold 29 events (none is a runtime-only record).
+    assert!(screen.contains("event 29/29"), "{screen}");
+    let verify = cutover(&args(&["journal", "verify", &c]));
+    assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub struct Options {
     pub journal: PathBuf,
     /// Draw in colour (off: the view's NO_COLOR rendering, meaning carried by symbols and bold).
     pub color: bool,
+    /// The records are the intact part of a journal damaged here ([`crate::journal::read_prefix`]):
+    /// every screen carries the replay's banner naming it, and the title says so.
+    pub damage: Option<crate::journal::BadRecord>,
 }
 
 impl Default for Options {
@@ -57,6 +60,7 @@ impl Default for Options {
             idle_time_limit: Some(super::replay::MAX_GAP.as_secs_f64()),
             journal: PathBuf::new(),
             color: true,
+            damage: None,
         }
     }
 }
@@ -148,6 +152,13 @@ pub fn write_asciicast(records: &[Record], opts: &Options, out: &mut dyn Write) 
     if opts.speed != 1.0 {
         title.push_str(&format!(" (×{})", opts.speed));
     }
+    if let Some(d) = &opts.damage {
+        title.push_str(&format!(
+            " (journal damaged at seq {}: up to seq {} only)",
+            d.seq,
+            d.seq.saturating_sub(1)
+        ));
+    }
     let mut header = json!({
         "version": 2,
         "width": opts.cols,
@@ -180,6 +191,11 @@ pub fn write_asciicast(records: &[Record], opts: &Options, out: &mut dyn Write) 
         operator,
     })
     .with_color(opts.color);
+    app.set_replay_banner(
+        opts.damage
+            .clone()
+            .map(|d| super::replay::Damage::from(d).banner(false)),
+    );
     let mut term = Terminal::new(TestBackend::new(opts.cols, opts.rows))
         .context("cannot set up the off-screen terminal")?;
     let area = ratatui::layout::Rect::new(0, 0, opts.cols, opts.rows);

@@ -23,6 +23,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Draw the screen with ASCII only (symbols + x # * ., borders +-|), whatever the locale
+    /// says; without it, ASCII is used when LC_ALL/LC_CTYPE/LANG do not say UTF-8.
+    #[arg(long, global = true)]
+    ascii: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -306,6 +310,9 @@ fn main() -> ExitCode {
         );
     }
     let cli = Cli::parse();
+    if cli.ascii {
+        cutover::tui::theme::force_ascii();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

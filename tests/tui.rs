@@ -619,7 +619,9 @@ fn shot(app: &mut App, state: &State, now: DateTime<Utc>, w: u16, h: u16) -> Str
 }
 
 fn live() -> App {
-    App::new(header(Mode::Live)).with_color(true)
+    App::new(header(Mode::Live))
+        .with_color(true)
+        .with_ascii(false)
 }
 
 fn key(c: char) -> KeyEvent {
@@ -707,7 +709,9 @@ fn snapshot_replay() {
         state.apply(e, *t);
     }
     let mk = || {
-        let mut a = App::new(header(Mode::Replay)).with_color(true);
+        let mut a = App::new(header(Mode::Replay))
+            .with_color(true)
+            .with_ascii(false);
         a.set_replay_status(ReplayStatus {
             position: pos,
             total,
@@ -742,11 +746,10 @@ fn hard_stop_swallows_keys_and_needs_capital_y() {
         code(KeyCode::Enter),
         key('y'),
         key('j'),
-        key('q'),
         key('p'),
         key('c'),
-        key('?'),
         code(KeyCode::Tab),
+        code(KeyCode::Esc),
     ] {
         assert_eq!(
             app.handle_key(k, st, s.now),
@@ -758,8 +761,6 @@ fn hard_stop_swallows_keys_and_needs_capital_y() {
         app.overlay().is_none(),
         "no overlay opened behind the hard stop"
     );
-    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-    assert_eq!(app.handle_key(ctrl_c, st, s.now), None);
     // A held key auto-repeats: a repeat is not a deliberate press.
     let mut rep = key('Y');
     rep.kind = KeyEventKind::Repeat;
@@ -772,12 +773,6 @@ fn hard_stop_swallows_keys_and_needs_capital_y() {
     );
     assert_eq!(
         app.handle_key(key('n'), st, s.now),
-        Some(UiRequest::Decline {
-            id: st.hard_stop.as_ref().unwrap().key()
-        })
-    );
-    assert_eq!(
-        app.handle_key(code(KeyCode::Esc), st, s.now),
         Some(UiRequest::Decline {
             id: st.hard_stop.as_ref().unwrap().key()
         })
@@ -841,7 +836,7 @@ fn pause_and_continue_only_when_they_apply() {
 #[test]
 fn replay_is_read_only() {
     let s = sim_mixed_stop();
-    let mut app = App::new(header(Mode::Replay));
+    let mut app = App::new(header(Mode::Replay)).with_ascii(false);
     for k in [key('Y'), key('n'), key('p'), key('c'), key('q')] {
         assert_eq!(app.handle_key(k, &s.state, s.now), None, "{k:?}");
     }
@@ -850,7 +845,9 @@ fn replay_is_read_only() {
 #[test]
 fn no_color_means_no_colour() {
     for s in [sim_mixed_stop(), sim_failed(), sim_finished()] {
-        let mut app = App::new(header(Mode::Live)).with_color(false);
+        let mut app = App::new(header(Mode::Live))
+            .with_color(false)
+            .with_ascii(false);
         let term = render(&mut app, &s.state, s.now, 100, 30);
         for c in term.backend().buffer().content() {
             assert_eq!(c.fg, Color::Reset, "fg colour in {:?}", c.symbol());
@@ -1026,7 +1023,9 @@ fn resumed_run_shows_drift_until_the_operator_decides() {
     )
     .unwrap();
     s.take(d);
-    let mut app = App::new(header(Mode::Resumed)).with_color(false);
+    let mut app = App::new(header(Mode::Resumed))
+        .with_color(false)
+        .with_ascii(false);
     let wide = shot(&mut app, &s.state, s.now, 120, 40);
     assert!(wide.contains("RESUMED  by alice@bastion"), "{wide}");
     for d in &drift {
@@ -1122,7 +1121,9 @@ fn replay_shows_who_confirmed_a_hard_stop() {
     let mut p = Player::new(s.events.clone(), 1.0, false);
     p.seek(at + 1);
     assert!(p.state().hard_stop.is_some());
-    let mut app = App::new(header(Mode::Replay)).with_color(true);
+    let mut app = App::new(header(Mode::Replay))
+        .with_color(true)
+        .with_ascii(false);
     app.set_replay_status(p.status());
     let text = shot(&mut app, p.state(), t0(), 80, 24);
     assert!(text.contains("HARD STOP (replay)"), "{text}");
@@ -1211,4 +1212,307 @@ fn snapshot_payload_hard_stop_80x24() {
         "payload_hard_stop_80x24",
         shot(&mut live(), &s.state, s.now, 80, 24)
     );
+}
+
+// ------------------------------------------------------------------ the operator's tour (issue 9)
+
+/// The rows of a screen that hold `needle`.
+fn rows_with<'a>(screen: &'a str, needle: &str) -> Vec<&'a str> {
+    screen.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// At 80×24 a HARD STOP keeps the fleet in view: the pool banner and one line per node (name,
+/// its state on each load balancer, provider, keys, last direct token) above the box, whose
+/// text scrolls with a visible "more".
+#[test]
+fn hard_stop_at_80x24_keeps_the_fleet_in_view() {
+    let s = sim_mixed_stop();
+    let mut app = live();
+    let text = shot(&mut app, &s.state, s.now, 80, 24);
+    let lines: Vec<&str> = text.lines().collect();
+    let box_top = lines
+        .iter()
+        .position(|l| l.contains("HARD STOP  mixed-pool"))
+        .unwrap_or_else(|| panic!("no box:\n{text}"));
+    let pool = lines.iter().position(|l| l.contains("POOL:")).unwrap();
+    assert!(pool < box_top, "the pool banner is above the box:\n{text}");
+    // ks1 is out of the pool (MAINT on both load balancers), ks2 and ks3 serve.
+    for (node, lb, provider, token) in [
+        ("ks1", "MAINT 0  MAINT 0", "jws", "jws 201"),
+        ("ks2", "UP 14    UP 16", "fernet", "fernet 201"),
+        ("ks3", "UP 17    UP 19", "fernet", "fernet 201"),
+    ] {
+        let row = lines
+            .iter()
+            .position(|l| l.starts_with(&format!(" {node} ")))
+            .unwrap_or_else(|| panic!("no row for {node}:\n{text}"));
+        assert!(row < box_top, "{node}'s row is above the box:\n{text}");
+        let l = lines[row];
+        for want in [lb, provider, "3/3", token] {
+            assert!(l.contains(want), "{node}: no `{want}` in `{l}`");
+        }
+    }
+    assert!(
+        text.contains("ks3: fernet, in the pool"),
+        "all of it fits:\n{text}"
+    );
+    // Four rows shorter, not all of the box's text fits: it says how much more there is, and
+    // j scrolls to it.
+    let text = shot(&mut app, &s.state, s.now, 80, 20);
+    assert!(text.contains("↓ 4 more lines"), "{text}");
+    assert!(!text.contains("ks3: fernet, in the pool"), "{text}");
+    for _ in 0..10 {
+        app.handle_key(key('j'), &s.state, s.now);
+    }
+    let scrolled = shot(&mut app, &s.state, s.now, 80, 20);
+    assert!(scrolled.contains("ks3: fernet, in the pool"), "{scrolled}");
+    assert!(scrolled.contains("4 lines above"), "{scrolled}");
+    assert_eq!(
+        rows_with(&scrolled, " ks1 ").len(),
+        1,
+        "the fleet is still there once scrolled:\n{scrolled}"
+    );
+    // k comes back at once (the scroll stops at the end, not ten presses past it).
+    app.handle_key(key('k'), &s.state, s.now);
+    let back = shot(&mut app, &s.state, s.now, 80, 20);
+    assert!(back.contains("3 above · 1 below"), "{back}");
+    // The keys at the bottom never scroll away.
+    for t in [&text, &scrolled, &back] {
+        assert!(t.contains("Shift+Y  proceed: re-add the node"), "{t}");
+        assert!(t.contains("? help") && t.contains("q quit"), "{t}");
+    }
+}
+
+/// Every size from tiny to wide draws without a panic, with a hard stop, a popup or neither;
+/// too small a terminal says so and still shows the hard stop.
+#[test]
+fn every_size_draws_and_a_tiny_one_says_so() {
+    let stop = sim_mixed_stop();
+    let mid = sim_mid_rolling();
+    for (w, h) in [
+        (1, 1),
+        (10, 3),
+        (20, 6),
+        (30, 8),
+        (40, 12),
+        (50, 15),
+        (60, 20),
+        (80, 24),
+        (100, 30),
+        (120, 40),
+        (200, 60),
+    ] {
+        for (s, overlay) in [
+            (&stop, None),
+            (&stop, Some('?')),
+            (&stop, Some('q')),
+            (&mid, None),
+            (&mid, Some('q')),
+        ] {
+            let mut app = live();
+            if let Some(c) = overlay {
+                app.handle_key(key(c), &s.state, s.now);
+            }
+            let _ = shot(&mut app, &s.state, s.now, w, h);
+        }
+    }
+    let tiny = shot(&mut live(), &stop.state, stop.now, 40, 12);
+    assert!(tiny.contains("too small"), "{tiny}");
+    assert!(tiny.contains("HARD STOP  mixed-pool"), "{tiny}");
+    assert!(tiny.contains("Shift+Y"), "{tiny}");
+    insta::assert_snapshot!("mixed_pool_hard_stop_40x12", tiny);
+    let small = shot(&mut live(), &mid.state, mid.now, 40, 12);
+    assert!(small.contains("40x12: too small for the log"), "{small}");
+    assert!(small.contains("ks1"), "{small}");
+}
+
+/// Keys at a hard stop: `?` opens help over the box, Esc closes it and never declines, `q` and
+/// Ctrl-C ask to quit (safe here), `n` in the question stays, `n` at the box declines.
+#[test]
+fn hard_stop_keys_help_quit_and_esc() {
+    let s = sim_mixed_stop();
+    let st = &s.state;
+    let id = st.hard_stop.as_ref().unwrap().key();
+    let mut app = live();
+    // Esc with nothing open: nothing at all.
+    assert_eq!(app.handle_key(code(KeyCode::Esc), st, s.now), None);
+    assert!(app.overlay().is_none());
+    // ? opens help, drawn over the box; Y inside help proceeds with nothing; Esc closes it.
+    assert_eq!(app.handle_key(key('?'), st, s.now), None);
+    assert_eq!(app.overlay(), Some(&cutover::tui::Overlay::Help));
+    let help = shot(&mut app, st, s.now, 80, 24);
+    assert!(
+        help.contains("Esc        close a popup (never declines)"),
+        "{help}"
+    );
+    assert!(
+        help.contains("Esc/? close help"),
+        "the footer follows the popup:\n{help}"
+    );
+    assert_eq!(app.handle_key(key('Y'), st, s.now), None);
+    assert_eq!(app.handle_key(code(KeyCode::Esc), st, s.now), None);
+    assert!(app.overlay().is_none());
+    // q asks, over the box; the fleet stays in view; n and Esc stay.
+    for quit in [
+        key('q'),
+        KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+    ] {
+        assert_eq!(app.handle_key(quit, st, s.now), None);
+        assert_eq!(app.overlay(), Some(&cutover::tui::Overlay::QuitConfirm));
+        let text = shot(&mut app, st, s.now, 80, 24);
+        assert!(
+            text.contains("waiting at the HARD STOP mixed-pool")
+                && text.contains("Quitting here is safe"),
+            "{text}"
+        );
+        assert!(text.contains("y quit  n/Esc stay"), "{text}");
+        for node in ["ks1", "ks2", "ks3"] {
+            assert_eq!(rows_with(&text, &format!(" {node}  ")).len(), 1, "{text}");
+        }
+        assert_eq!(app.handle_key(code(KeyCode::Esc), st, s.now), None);
+        assert!(app.overlay().is_none(), "Esc closes the question");
+    }
+    assert_eq!(app.handle_key(key('q'), st, s.now), None);
+    assert_eq!(
+        app.handle_key(key('n'), st, s.now),
+        None,
+        "n in the question stays; it does not decline"
+    );
+    assert!(app.overlay().is_none());
+    // At the box itself n declines.
+    assert_eq!(
+        app.handle_key(key('n'), st, s.now),
+        Some(UiRequest::Decline { id: id.clone() })
+    );
+    // y in the question quits.
+    app.handle_key(key('q'), st, s.now);
+    assert_eq!(app.handle_key(key('y'), st, s.now), Some(UiRequest::Quit));
+    // Ctrl-C twice quits too.
+    let mut app = live();
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(app.handle_key(ctrl_c, st, s.now), None);
+    assert_eq!(app.handle_key(ctrl_c, st, s.now), Some(UiRequest::Quit));
+}
+
+/// The quit question asked while an action ran follows the run: once the run waits at a hard
+/// stop, it says so (never "The action finished" under a footer that says otherwise).
+#[test]
+fn quit_question_follows_the_state() {
+    let mut s = sim_mid_rolling();
+    let mut app = live();
+    app.handle_key(key('q'), &s.state, s.now);
+    let running = shot(&mut app, &s.state, s.now, 80, 24);
+    assert!(running.contains("An action is running on ks2"), "{running}");
+    assert!(running.contains("y quit after it finishes"), "{running}");
+    // The restart finishes, the run goes on to the next hard stop; the question is still open.
+    s.until_stop("mixed-pool");
+    let at_stop = shot(&mut app, &s.state, s.now, 80, 24);
+    insta::assert_snapshot!("quit_at_hard_stop_80x24", at_stop);
+    assert!(
+        at_stop.contains("waiting at the HARD STOP mixed-pool"),
+        "{at_stop}"
+    );
+    assert!(!at_stop.contains("action finished"), "{at_stop}");
+    // The footer is the question's, not the box's.
+    let footer = at_stop.lines().last().unwrap();
+    assert!(
+        footer.contains("y quit") && !footer.contains("Shift+Y"),
+        "{footer}"
+    );
+    // The question answers before the box does: y quits, Y does not proceed.
+    assert_eq!(
+        app.handle_key(key('Y'), &s.state, s.now),
+        Some(UiRequest::Quit)
+    );
+    // Declined: the run is paused and nothing runs, so q quits at once (no question).
+    let d = decide(
+        &s.state,
+        Command::Decline {
+            id: "mixed-pool".into(),
+            who: who(),
+        },
+        s.now,
+    )
+    .unwrap();
+    s.take(d);
+    let mut app = live();
+    assert_eq!(
+        app.handle_key(key('q'), &s.state, s.now),
+        Some(UiRequest::Quit)
+    );
+    // Asked while the restart ran, answered after the run paused: it says paused.
+    let mut s = sim_mid_rolling();
+    let mut app = live();
+    app.handle_key(key('q'), &s.state, s.now);
+    let d = decide(&s.state, Command::Pause { who: who() }, s.now).unwrap();
+    s.take(d);
+    s.until("paused", |st| matches!(st.status, RunStatus::Paused { .. }));
+    let paused = shot(&mut app, &s.state, s.now, 80, 24);
+    assert!(
+        paused.contains("The run is paused; nothing is running. Quit now?"),
+        "{paused}"
+    );
+    let footer = paused.lines().last().unwrap();
+    assert!(
+        footer.contains("y quit") && !footer.contains("after it finishes"),
+        "{footer}"
+    );
+}
+
+/// Under LANG=C (or --ascii) every state symbol, the borders and the rules are ASCII, each
+/// state distinct; the layout is the same.
+#[test]
+fn ascii_rendering() {
+    let ascii = |s: &Sim, w, h| {
+        let mut app = App::new(header(Mode::Live))
+            .with_color(false)
+            .with_ascii(true);
+        shot(&mut app, &s.state, s.now, w, h)
+    };
+    let stop = sim_mixed_stop();
+    let mid = sim_mid_rolling();
+    let failed = sim_failed();
+    for (s, w, h) in [
+        (&stop, 80, 24),
+        (&stop, 120, 40),
+        (&mid, 80, 24),
+        (&mid, 160, 48),
+        (&failed, 80, 24),
+    ] {
+        let text = ascii(s, w, h);
+        let odd: Vec<char> = text.chars().filter(|c| !c.is_ascii()).collect();
+        assert!(odd.is_empty(), "not ASCII: {odd:?} in\n{text}");
+    }
+    let text = ascii(&stop, 80, 24);
+    insta::assert_snapshot!("mixed_pool_hard_stop_ascii_80x24", text);
+    assert!(text.contains("+ HARD STOP  mixed-pool ===="), "{text}");
+    assert!(text.contains("Nodes (3) ----"), "{text}");
+    let mid_text = ascii(&mid, 80, 24);
+    insta::assert_snapshot!("mid_rolling_ascii_80x24", mid_text);
+    // Done, running, pending: + * . in the steps; a node restarting is `*`.
+    for want in [
+        " + Preflight",
+        " * Rolling cutover  ks1 + ks2 * flipped ks3 .",
+        " . Verify the fleet",
+        "* restarting",
+        "> restart",
+    ] {
+        assert!(mid_text.contains(want), "no `{want}` in\n{mid_text}");
+    }
+    // Failed `x`, waiting at a hard stop `#`.
+    let failed_text = ascii(&failed, 80, 24);
+    for want in [
+        " x Rolling cutover  ks1 + ks2 x FAILED ks3 .",
+        "x halted at service.restart ks2",
+        "ks2 x restart",
+    ] {
+        assert!(failed_text.contains(want), "no `{want}` in\n{failed_text}");
+    }
+    let wide = ascii(&stop, 120, 40);
+    for want in [
+        " # Rolling cutover  ks1 # validated ks2 . ks3 .",
+        "# waiting for a person: mixed-pool",
+    ] {
+        assert!(wide.contains(want), "no `{want}` in\n{wide}");
+    }
 }

@@ -47,7 +47,7 @@ pub enum Overlay {
         target: Target,
         scroll: u16,
     },
-    /// "An action is running … Quit after it finishes? (y/n)"
+    /// "Quit? (y/n)", its text following the state: an action running, a HARD STOP waiting, …
     QuitConfirm,
 }
 
@@ -88,6 +88,8 @@ pub struct App {
     pub(super) overlay: Option<Overlay>,
     /// Scroll of the hard-stop box, and which hard stop it belongs to.
     pub(super) modal_scroll: u16,
+    /// How far the box scrolls at the last draw's size (its body less the rows it shows).
+    pub(super) modal_max: u16,
     pub(super) modal_id: Option<String>,
     /// Rows the log showed at the last draw (for paging).
     pub(super) log_rows: usize,
@@ -116,6 +118,7 @@ impl App {
             log_sel: None,
             overlay: None,
             modal_scroll: 0,
+            modal_max: u16::MAX,
             modal_id: None,
             log_rows: 10,
             stop_area: None,
@@ -125,9 +128,15 @@ impl App {
         }
     }
 
-    /// Force colour off (or on), whatever NO_COLOR says.
+    /// Force colour off (or on), whatever NO_COLOR and TERM say.
     pub fn with_color(mut self, color: bool) -> App {
-        self.theme = Theme { color };
+        self.theme = Theme::new(color, self.theme.ascii);
+        self
+    }
+
+    /// Force ASCII symbols and borders (or Unicode), whatever the locale says.
+    pub fn with_ascii(mut self, ascii: bool) -> App {
+        self.theme = Theme::new(self.theme.color, ascii);
         self
     }
 
@@ -211,45 +220,61 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
+        let is_quit =
+            matches!(key.code, KeyCode::Char('q')) || (ctrl && key.code == KeyCode::Char('c'));
+        // A popup is on top of everything, a HARD STOP included: its keys first.
+        if self.overlay == Some(Overlay::QuitConfirm) {
+            match key.code {
+                // y, or Ctrl-C a second time: quitting never cuts an action short.
+                KeyCode::Char('y') | KeyCode::Char('Y') if !ctrl && !alt => {
+                    return self.quit();
+                }
+                KeyCode::Char('c') if ctrl => return self.quit(),
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => self.overlay = None,
+                _ => {}
+            }
+            return None;
+        }
         if self.interactive()
             && let Some(hs) = &state.hard_stop
         {
-            // The hard stop swallows every key but its own. A held key repeats: only a fresh
-            // press counts, and only Shift+Y proceeds.
             self.sync_modal(state);
-            if key.kind == KeyEventKind::Repeat || ctrl || alt {
+            // Help (or a details popup left open) takes its own keys; Esc closes it.
+            if self.overlay_key(key, state) {
+                return None;
+            }
+            // A held key repeats: only a fresh press counts, and only Shift+Y proceeds.
+            if key.kind == KeyEventKind::Repeat {
+                return None;
+            }
+            if is_quit {
+                // Quitting here is safe (nothing runs; resume comes back to this stop): ask.
+                if !self.quit_requested {
+                    self.overlay = Some(Overlay::QuitConfirm);
+                }
+                return None;
+            }
+            if ctrl || alt {
                 return None;
             }
             // Answer exactly this stop (id, op, intent), never the next one with the same id.
             let id = hs.key();
             match key.code {
                 KeyCode::Char('Y') => return Some(UiRequest::Confirm { id }),
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
+                // Esc never declines: it only closes popups.
+                KeyCode::Char('n') | KeyCode::Char('N') => {
                     return Some(UiRequest::Decline { id });
                 }
                 KeyCode::Char('D') if hs.in_doubt.is_some() => {
                     return Some(UiRequest::MarkDone { id });
                 }
-                KeyCode::Char('j') | KeyCode::Down => {
-                    self.modal_scroll = self.modal_scroll.saturating_add(1)
-                }
-                KeyCode::Char('k') | KeyCode::Up => {
-                    self.modal_scroll = self.modal_scroll.saturating_sub(1)
-                }
-                KeyCode::PageDown => self.modal_scroll = self.modal_scroll.saturating_add(5),
-                KeyCode::PageUp => self.modal_scroll = self.modal_scroll.saturating_sub(5),
-                _ => {}
-            }
-            return None;
-        }
-        if self.overlay == Some(Overlay::QuitConfirm) {
-            match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') if !ctrl => {
-                    self.overlay = None;
-                    self.quit_requested = true;
-                    return Some(UiRequest::Quit);
-                }
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => self.overlay = None,
+                KeyCode::Char('?') => self.overlay = Some(Overlay::Help),
+                KeyCode::Char('j') | KeyCode::Down => self.scroll_modal(1),
+                KeyCode::Char('k') | KeyCode::Up => self.scroll_modal(-1),
+                KeyCode::PageDown | KeyCode::Char(' ') => self.scroll_modal(5),
+                KeyCode::PageUp => self.scroll_modal(-5),
+                KeyCode::Home | KeyCode::Char('g') => self.modal_scroll = 0,
+                KeyCode::End | KeyCode::Char('G') => self.modal_scroll = self.modal_max,
                 _ => {}
             }
             return None;
@@ -262,8 +287,6 @@ impl App {
             self.nav_key(key, state);
             return None;
         }
-        let is_quit =
-            matches!(key.code, KeyCode::Char('q')) || (ctrl && key.code == KeyCode::Char('c'));
         if is_quit {
             if self.quit_requested {
                 return None;
@@ -272,8 +295,7 @@ impl App {
                 self.overlay = Some(Overlay::QuitConfirm);
                 return None;
             }
-            self.quit_requested = true;
-            return Some(UiRequest::Quit);
+            return self.quit();
         }
         if ctrl || alt {
             return None;
@@ -290,6 +312,18 @@ impl App {
             }
         }
         None
+    }
+
+    fn quit(&mut self) -> Option<UiRequest> {
+        self.overlay = None;
+        self.quit_requested = true;
+        Some(UiRequest::Quit)
+    }
+
+    /// Scroll the HARD STOP box, within what the last draw showed.
+    fn scroll_modal(&mut self, d: i32) {
+        let s = (self.modal_scroll as i32 + d).clamp(0, self.modal_max as i32);
+        self.modal_scroll = s as u16;
     }
 
     /// A key in replay or follow mode: navigation is handled here, playback keys are returned.
@@ -424,6 +458,7 @@ impl App {
         if id != self.modal_id {
             self.modal_id = id;
             self.modal_scroll = 0;
+            self.modal_max = u16::MAX;
         }
     }
 }

@@ -136,8 +136,8 @@ pub(super) fn build(v: &View, target: &Target, w: usize) -> (String, Vec<Line<'s
                                 .and_then(|x| x.facts.as_ref())
                                 .and_then(|x| x.jws.private_fingerprint.clone());
                             match fp {
-                                Some(fp) if j.has_public(&fp) => format!("{m} ✓"),
-                                Some(_) => format!("{m} ✗"),
+                                Some(fp) if j.has_public(&fp) => format!("{m} {}", t.g.done),
+                                Some(_) => format!("{m} {}", t.g.failed),
                                 None => format!("{m} ?"),
                             }
                         })
@@ -267,20 +267,20 @@ pub(super) fn build(v: &View, target: &Target, w: usize) -> (String, Vec<Line<'s
             let done = s.ops.clone().filter(|i| *i < st.cursor).count();
             let fold = done.saturating_sub(3);
             if fold > 1 {
-                o.text(&format!("  ✓ … {fold} earlier ops done"), t.ok());
+                o.text(&format!("  {} … {fold} earlier ops done", t.g.done), t.ok());
             }
             let skip = if fold > 1 { fold } else { 0 };
             for op in st.plan[s.ops.clone()].iter().skip(skip) {
                 let (sym, style) = if op.index < st.cursor {
-                    ("✓", t.ok())
+                    (t.g.done, t.ok())
                 } else if op.index == st.cursor {
                     if halted {
-                        ("✗", t.fail())
+                        (t.g.failed, t.fail())
                     } else {
-                        ("◐", t.active())
+                        (t.g.running, t.active())
                     }
                 } else {
-                    ("·", t.dim())
+                    (t.g.pending, t.dim())
                 };
                 let implicit = matches!(op.kind, OpKind::Gate { implicit: true, .. });
                 let label = format!(

@@ -73,14 +73,15 @@ pub fn pad_left(s: &str, w: usize) -> String {
 }
 
 /// Word-wrap to `w` cells. Explicit newlines are kept, a paragraph's leading indentation is kept
-/// (bullets `• ` get a hanging indent), over-long words are split.
+/// (list items `• `, `- `, `* ` get a hanging indent), over-long words are split.
 pub fn wrap(text: &str, w: usize) -> Vec<String> {
     let text = &*crate::sanitize::for_terminal_block(text);
     let w = w.max(1);
     let mut out = Vec::new();
     for para in text.trim_end().split('\n') {
         let indent = para.chars().take_while(|c| *c == ' ').count().min(w / 2);
-        let hang = if para.trim_start().starts_with("• ") {
+        let item = ["• ", "- ", "* "];
+        let hang = if item.iter().any(|b| para.trim_start().starts_with(b)) {
             (indent + 2).min(w / 2)
         } else {
             indent

@@ -1,17 +1,203 @@
-//! Styles. With NO_COLOR set, no colour at all: meaning is carried by symbols, bold and reverse.
+//! Styles and symbols: the one place that decides what the screen looks like on this terminal.
+//!
+//! - Colour unless NO_COLOR is set (https://no-color.org) or TERM is `dumb`: without colour,
+//!   meaning is carried by symbols, bold and reverse.
+//! - Unicode symbols and box lines when the locale says UTF-8 (LC_ALL, else LC_CTYPE, else LANG,
+//!   the way tmux decides); ASCII otherwise, or with `--ascii` ([`force_ascii`]). In ASCII every
+//!   state keeps its own symbol (`+` done, `x` failed, `#` hard stop, `*` running, `.` pending),
+//!   borders are drawn with `+-|` (`=` for the HARD STOP box), and [`asciify`] maps whatever
+//!   else is not ASCII (text from a runbook or a journal) cell by cell through [`to_ascii`], so
+//!   no byte above 127 reaches a terminal that cannot show it.
 
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::border;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by `--ascii` before the UI starts.
+static FORCE_ASCII: AtomicBool = AtomicBool::new(false);
+
+/// ASCII whatever the locale says (the `--ascii` flag).
+pub fn force_ascii() {
+    FORCE_ASCII.store(true, Ordering::SeqCst);
+}
+
+/// The symbols the screens use, one table per character set. Every state has its own symbol in
+/// both, so a state stays readable without colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Glyphs {
+    /// A step, node or check that is done / passed.
+    pub done: &'static str,
+    /// Failed.
+    pub failed: &'static str,
+    /// Waiting at a hard stop.
+    pub stop: &'static str,
+    /// Running now.
+    pub running: &'static str,
+    /// Not started yet; an informational log line.
+    pub pending: &'static str,
+    /// A log line that starts an action.
+    pub start: &'static str,
+    /// The focused pane's marker.
+    pub focus: &'static str,
+    /// Paused (the run, a replay).
+    pub paused: &'static str,
+    /// A replay playing.
+    pub play: &'static str,
+    /// A replay at its end.
+    pub end: &'static str,
+    /// A follow at the live end.
+    pub live: &'static str,
+    /// `was → now`.
+    pub arrow: &'static str,
+    /// More below / above (scrolling).
+    pub down: &'static str,
+    pub up: &'static str,
+    /// Replay keys.
+    pub left_right: &'static str,
+    /// A list item.
+    pub bullet: &'static str,
+    /// The in-box rule above the HARD STOP keys.
+    pub stop_rule: &'static str,
+}
+
+pub const UNICODE: Glyphs = Glyphs {
+    done: "✓",
+    failed: "✗",
+    stop: "■",
+    running: "◐",
+    pending: "·",
+    start: "▸",
+    focus: "▸",
+    paused: "‖",
+    play: "▶",
+    end: "■",
+    live: "●",
+    arrow: "→",
+    down: "↓",
+    up: "↑",
+    left_right: "←/→",
+    bullet: "•",
+    stop_rule: "─",
+};
+
+pub const ASCII: Glyphs = Glyphs {
+    done: "+",
+    failed: "x",
+    stop: "#",
+    running: "*",
+    pending: ".",
+    start: ">",
+    focus: ">",
+    paused: "||",
+    play: ">",
+    end: "[]",
+    live: "*",
+    arrow: "->",
+    down: "v",
+    up: "^",
+    left_right: "Left/Right",
+    bullet: "-",
+    stop_rule: "=",
+};
+
+/// `+-----+` boxes.
+const ASCII_BORDER: border::Set = border::Set {
+    top_left: "+",
+    top_right: "+",
+    bottom_left: "+",
+    bottom_right: "+",
+    vertical_left: "|",
+    vertical_right: "|",
+    horizontal_top: "-",
+    horizontal_bottom: "-",
+};
+
+/// `+=====+` for the HARD STOP box, so it stands out from every other box.
+const ASCII_STOP_BORDER: border::Set = border::Set {
+    top_left: "+",
+    top_right: "+",
+    bottom_left: "+",
+    bottom_right: "+",
+    vertical_left: "|",
+    vertical_right: "|",
+    horizontal_top: "=",
+    horizontal_bottom: "=",
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Theme {
     pub color: bool,
+    pub ascii: bool,
+    /// The symbols for `ascii`.
+    pub g: &'static Glyphs,
+}
+
+/// Whether a locale name says UTF-8 (`C.UTF-8`, `en_US.utf8`).
+fn is_utf8(locale: &str) -> bool {
+    let l = locale.to_ascii_lowercase();
+    l.contains("utf-8") || l.contains("utf8")
+}
+
+/// The locale that decides the character set: LC_ALL, else LC_CTYPE, else LANG (the first one
+/// set and not empty, as setlocale does). None: unset, which is the C locale.
+fn ctype_locale(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    ["LC_ALL", "LC_CTYPE", "LANG"]
+        .into_iter()
+        .find_map(|k| var(k).filter(|v| !v.is_empty()))
 }
 
 impl Theme {
-    /// Colour unless NO_COLOR is set to a non-empty value (https://no-color.org).
+    pub fn new(color: bool, ascii: bool) -> Theme {
+        Theme {
+            color,
+            ascii,
+            g: if ascii { &ASCII } else { &UNICODE },
+        }
+    }
+
+    /// From the environment (and `--ascii`): see the module's documentation.
     pub fn from_env() -> Theme {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        Theme { color: !no_color }
+        Theme::from_vars(
+            |k| std::env::var(k).ok(),
+            FORCE_ASCII.load(Ordering::SeqCst),
+        )
+    }
+
+    /// [`Theme::from_env`] over any variable lookup (for tests).
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>, force_ascii: bool) -> Theme {
+        let no_color = var("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = var("TERM").is_some_and(|t| t == "dumb");
+        let utf8 = ctype_locale(&var).is_some_and(|l| is_utf8(&l));
+        Theme::new(!no_color && !dumb, force_ascii || !utf8)
+    }
+
+    /// The border of popups (help, details, quit).
+    pub fn popup_border_set(&self) -> border::Set<'static> {
+        if self.ascii {
+            ASCII_BORDER
+        } else {
+            border::ROUNDED
+        }
+    }
+
+    /// The HARD STOP box's border.
+    pub fn stop_border_set(&self) -> border::Set<'static> {
+        if self.ascii {
+            ASCII_STOP_BORDER
+        } else {
+            border::DOUBLE
+        }
+    }
+
+    /// The rules over panes and the details side pane's border.
+    pub fn pane_border_set(&self) -> border::Set<'static> {
+        if self.ascii {
+            ASCII_BORDER
+        } else {
+            border::PLAIN
+        }
     }
 
     fn fg(&self, c: Color) -> Style {
@@ -100,5 +286,145 @@ impl Theme {
     }
     pub fn modal_border(&self) -> Style {
         self.fg(Color::Red).add_modifier(Modifier::BOLD)
+    }
+}
+
+/// One character in ASCII, for a terminal that cannot show `c`: box lines become `-`, `|`, `=`
+/// and `+`, the state symbols their ASCII table's, punctuation its nearest ASCII; anything else
+/// `?`. ASCII characters are kept.
+pub fn to_ascii(c: char) -> char {
+    if c.is_ascii() {
+        return c;
+    }
+    match c {
+        '✓' | '✔' => '+',
+        '✗' | '✘' | '×' => 'x',
+        '■' | '█' => '#',
+        '◐' | '●' | '•' => '*',
+        // A middle dot separates items on a line (`run … · alice · T+00:01:20`); the pending
+        // state's own `·` is drawn from the ASCII table (`.`), not through this map.
+        '·' => '|',
+        '…' => '~',
+        '▸' | '▶' | '→' | '⇒' | '›' | '»' => '>',
+        '←' | '‹' | '«' => '<',
+        '↓' => 'v',
+        '↑' => '^',
+        '‖' => '|',
+        '⚠' => '!',
+        '‘' | '’' | '′' => '\'',
+        '“' | '”' | '″' => '"',
+        '—' | '–' | '‐' | '−' => '-',
+        '\u{a0}' | '\u{2000}'..='\u{200b}' => ' ',
+        // Box drawing (U+2500..U+257F): double horizontals `=`, other horizontals `-`,
+        // verticals `|`, corners and junctions `+`.
+        '═' => '=',
+        '─' | '━' | '┄' | '┅' | '┈' | '┉' | '╌' | '╍' | '╴' | '╶' | '╸' | '╺' => {
+            '-'
+        }
+        '│' | '┃' | '║' | '┆' | '┇' | '┊' | '┋' | '╎' | '╏' | '╵' | '╷' | '╹' | '╻' => {
+            '|'
+        }
+        '\u{2500}'..='\u{257f}' => '+',
+        _ => '?',
+    }
+}
+
+/// Map every cell of `area` that is not ASCII through [`to_ascii`]. A character two cells wide
+/// becomes `?` and a space, so the columns after it stay where they were.
+pub fn asciify(buf: &mut Buffer, area: Rect) {
+    let area = area.intersection(buf.area);
+    for y in area.top()..area.bottom() {
+        let mut x = area.left();
+        while x < area.right() {
+            let cell = &mut buf[(x, y)];
+            let sym = cell.symbol();
+            if sym.is_ascii() {
+                x += 1;
+                continue;
+            }
+            let wide = ratatui::text::Span::raw(sym.to_string()).width() > 1;
+            let c = sym.chars().next().map(to_ascii).unwrap_or(' ');
+            cell.set_char(c);
+            if wide && x + 1 < area.right() {
+                buf[(x + 1, y)].set_char(' ');
+                x += 1;
+            }
+            x += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_locale_decides_ascii_and_the_flag_overrides_it() {
+        let t = |p: &[(&str, &str)], f| Theme::from_vars(vars(p), f);
+        assert!(!t(&[("LANG", "C.UTF-8")], false).ascii);
+        assert!(!t(&[("LANG", "en_US.utf8")], false).ascii);
+        assert!(t(&[("LANG", "C")], false).ascii);
+        assert!(t(&[], false).ascii, "no locale at all is the C locale");
+        // LC_ALL wins over LANG, LC_CTYPE over LANG; an empty one is skipped.
+        assert!(t(&[("LANG", "C.UTF-8"), ("LC_ALL", "C")], false).ascii);
+        assert!(t(&[("LANG", "C.UTF-8"), ("LC_CTYPE", "POSIX")], false).ascii);
+        assert!(!t(&[("LANG", "C"), ("LC_CTYPE", "de_DE.UTF-8")], false).ascii);
+        assert!(!t(&[("LANG", "C.UTF-8"), ("LC_ALL", "")], false).ascii);
+        assert!(t(&[("LANG", "C.UTF-8")], true).ascii, "--ascii");
+        assert_eq!(t(&[("LANG", "C")], false).g, &ASCII);
+        assert_eq!(t(&[("LANG", "C.UTF-8")], false).g, &UNICODE);
+    }
+
+    #[test]
+    fn no_color_and_dumb_terminals_get_no_colour() {
+        let t = |p: &[(&str, &str)]| Theme::from_vars(vars(p), false);
+        assert!(t(&[("TERM", "xterm-256color")]).color);
+        assert!(!t(&[("TERM", "dumb")]).color);
+        assert!(!t(&[("NO_COLOR", "1")]).color);
+        assert!(t(&[("NO_COLOR", "")]).color, "an empty NO_COLOR is unset");
+    }
+
+    #[test]
+    fn ascii_states_stay_distinct() {
+        let g = ASCII;
+        let states = [g.done, g.failed, g.stop, g.running, g.pending, g.start];
+        for (i, a) in states.iter().enumerate() {
+            assert!(a.is_ascii());
+            for b in &states[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // The per-cell map agrees with the table for every state symbol.
+        for (u, a) in [
+            (UNICODE.done, ASCII.done),
+            (UNICODE.failed, ASCII.failed),
+            (UNICODE.stop, ASCII.stop),
+            (UNICODE.running, ASCII.running),
+            (UNICODE.start, ASCII.start),
+        ] {
+            assert_eq!(to_ascii(u.chars().next().unwrap()).to_string(), a);
+        }
+        for c in "─│┌┐└┘╔╗╚╝║═╭╮╰╯├┤".chars() {
+            assert!(matches!(to_ascii(c), '-' | '|' | '+' | '='), "{c}");
+        }
+    }
+
+    #[test]
+    fn asciify_keeps_columns() {
+        let mut buf = Buffer::empty(Rect::new(0, 0, 8, 1));
+        buf.set_string(0, 0, "✓a漢b─", Style::new());
+        let area = buf.area;
+        asciify(&mut buf, area);
+        let line: String = (0..8).map(|x| buf[(x, 0)].symbol().to_string()).collect();
+        assert_eq!(line, "+a? b-  ");
     }
 }

@@ -15,7 +15,7 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 /// A resume the operator has not moved past yet.
 pub(super) struct ResumeNotice {
@@ -58,7 +58,21 @@ impl App {
             now,
             t: self.theme,
         };
+        let modal_max = v.stop_geometry(area).map(|g| g.max_scroll as u16);
+        if let Some(max) = modal_max {
+            self.modal_max = max;
+            self.modal_scroll = self.modal_scroll.min(max);
+        }
+        let v = View {
+            app: self,
+            state,
+            now,
+            t: self.theme,
+        };
         v.draw_overlays(frame, area);
+        if self.theme.ascii {
+            super::theme::asciify(frame.buffer_mut(), area);
+        }
     }
 
     /// The time the screen is drawn at: the wall clock live, the journal's clock in replay.
@@ -272,6 +286,12 @@ impl View<'_> {
         }
         let avail = h.saturating_sub(fixed + banner.len());
         let log_h = avail.saturating_sub(top_h + nodes_h);
+        // No room for the box below the steps and the node table: the fleet and the box alone.
+        if let Some(want) = stop_h
+            && log_h < want
+        {
+            return self.draw_stop_screen(frame, area, want);
+        }
 
         let mut y = area.y;
         let mut take = |n: usize| {
@@ -386,12 +406,26 @@ impl View<'_> {
         let rows = log_area.height.saturating_sub(1) as usize;
         let (log_lines, log_sel) = self.log_lines(log_area.width as usize, rows);
         let log_title = self.log_title(rows);
-        self.render_list(frame, log_area, &log_title, Pane::Log, log_lines, log_sel);
+        if rows == 0 && log_area.height > 0 {
+            // No room for a single log line: say why, where the log's title would be.
+            let note = if w >= 60 {
+                format!(" terminal {w}x{h} is too small for the log: 80x24 shows every pane")
+            } else {
+                format!(" {w}x{h}: too small for the log")
+            };
+            frame.render_widget(
+                Paragraph::new(clip(Line::from(span(note, self.t.warn())), w)),
+                log_area,
+            );
+        } else {
+            self.render_list(frame, log_area, &log_title, Pane::Log, log_lines, log_sel);
+        }
         if let Some(side) = side {
             let target = self.side_target();
             let (title, lines) = details::build(self, &target, side.width as usize - 3);
             let block = Block::new()
                 .borders(Borders::TOP | Borders::LEFT)
+                .border_set(self.t.pane_border_set())
                 .border_style(self.t.border())
                 .title(self.title_line(&format!("Details: {title}"), false));
             let inner = block.inner(side);
@@ -412,6 +446,92 @@ impl View<'_> {
         (rows, stop_area)
     }
 
+    /// The screen at a HARD STOP when the whole layout does not leave room for the box: the
+    /// header, the pool banner and one line per node stay above the box (whose text scrolls);
+    /// the steps and the log give way. On a terminal too small even for that, the box alone,
+    /// under a line that says so.
+    fn draw_stop_screen(
+        &self,
+        frame: &mut Frame,
+        area: Rect,
+        want: usize,
+    ) -> (usize, Option<Rect>) {
+        let t = &self.t;
+        let w = area.width as usize;
+        let h = area.height as usize;
+        let mut header = self.header_lines(w);
+        let mut banner = self.banner_lines(w);
+        let footer = self.footer_line(w);
+        let keys = self
+            .hard_stop_parts(w)
+            .map(|(_, _, k)| k.len())
+            .unwrap_or(1);
+        // The box shows at least a few lines of its text (more scroll), or all of it.
+        let box_min = (2 + 1 + keys + 4).min(want);
+        let n = self.state.node_order.len().max(1);
+        // Rule + column header + at least one node (they scroll to the cursor).
+        let nodes_min = 3;
+        banner.truncate(3);
+        // Header, banner, nodes, box and the footer's row.
+        let fits = |hd: usize, bn: usize| hd + bn + nodes_min + box_min < h;
+        while !fits(header.len(), banner.len()) && banner.len() > 1 {
+            banner.pop();
+        }
+        if !fits(header.len(), banner.len()) {
+            header.truncate(1);
+        }
+        let mut y = area.y;
+        let mut take = |n: usize| {
+            let n = n.min((area.y + area.height - y) as usize) as u16;
+            let r = Rect::new(area.x, y, area.width, n);
+            y += n;
+            r
+        };
+        if !fits(header.len(), banner.len()) {
+            // Too small for the fleet: say so, and keep the box (a person is waiting on it).
+            let head_r = take(1);
+            let note = if w >= 60 {
+                format!(" terminal {w}x{h} is too small to show the nodes beside this box")
+            } else {
+                format!(" {w}x{h}: too small to show the nodes")
+            };
+            let note_r = take(usize::from(h >= 8));
+            let box_h = h.saturating_sub(head_r.height as usize + note_r.height as usize + 1);
+            let box_r = take(box_h);
+            let footer_r = take(1);
+            frame.render_widget(Paragraph::new(header), head_r);
+            frame.render_widget(
+                Paragraph::new(clip(Line::from(span(note, t.warn())), w)),
+                note_r,
+            );
+            frame.render_widget(Paragraph::new(footer), footer_r);
+            return (0, Some(box_r));
+        }
+        let rest = h - header.len() - banner.len() - 1;
+        let nodes_h = (2 + n).min(rest - box_min);
+        let box_h = want.min(rest - nodes_h);
+        let log_h = rest - nodes_h - box_h;
+        let header_r = take(header.len());
+        let banner_r = take(banner.len());
+        let nodes_r = take(nodes_h);
+        let box_r = take(box_h);
+        let log_r = take(log_h);
+        let footer_r = take(1);
+        frame.render_widget(Paragraph::new(header), header_r);
+        frame.render_widget(Paragraph::new(banner), banner_r);
+        let (node_lines, node_sel) = self.node_lines(w);
+        self.render_table(frame, nodes_r, node_lines, node_sel);
+        // Rows left over (a tall screen, a short box): the newest log lines.
+        let mut rows = 0;
+        if log_r.height >= 2 {
+            rows = log_r.height as usize - 1;
+            let (lines, sel) = self.log_lines(w, rows);
+            self.render_list(frame, log_r, &self.log_title(rows), Pane::Log, lines, sel);
+        }
+        frame.render_widget(Paragraph::new(footer), footer_r);
+        (rows, Some(box_r))
+    }
+
     /// What the wide layout's details pane shows: the selection of the focused pane.
     fn side_target(&self) -> Target {
         match self.app.focus {
@@ -425,7 +545,12 @@ impl View<'_> {
     }
 
     fn title_line(&self, title: &str, focused: bool) -> Line<'static> {
-        let marker = if focused { "▸ " } else { "" };
+        let marker = if focused { self.t.g.focus } else { "" };
+        let marker = if focused {
+            format!("{marker} ")
+        } else {
+            String::new()
+        };
         Line::from(span(
             format!(" {marker}{title} "),
             self.t.pane_title(focused),
@@ -445,6 +570,7 @@ impl View<'_> {
         let focused = self.app.focus == pane;
         let block = Block::new()
             .borders(Borders::TOP)
+            .border_set(self.t.pane_border_set())
             .border_style(self.t.border())
             .title(self.title_line(title, focused));
         let inner = block.inner(r);
@@ -475,6 +601,7 @@ impl View<'_> {
     fn render_box(&self, frame: &mut Frame, r: Rect, title: &str, lines: Vec<Line<'static>>) {
         let block = Block::new()
             .borders(Borders::TOP)
+            .border_set(self.t.pane_border_set())
             .border_style(self.t.border())
             .title(self.title_line(title, false));
         let inner = block.inner(r);
@@ -496,6 +623,7 @@ impl View<'_> {
         let n = self.state.node_order.len();
         let block = Block::new()
             .borders(Borders::TOP)
+            .border_set(self.t.pane_border_set())
             .border_style(self.t.border())
             .title(self.title_line(&format!("Nodes ({n})"), focused));
         let inner = block.inner(r);
@@ -545,13 +673,13 @@ impl View<'_> {
                 && self.app.header.mode == Mode::Follow
                 && !matches!(st.status, RunStatus::Completed)
             {
-                "● live"
+                format!("{} live", t.g.live)
             } else if at_end {
-                "■ end"
+                format!("{} end", t.g.end)
             } else if r.playing {
-                "▶"
+                t.g.play.to_string()
             } else {
-                "‖ paused"
+                format!("{} paused", t.g.paused)
             };
             right.push(span(
                 format!(
@@ -831,15 +959,18 @@ impl View<'_> {
         let app = self.app;
         let mut keys: Vec<(&str, String)> = Vec::new();
         let mut note: Option<(String, Style)> = None;
-        let modal = app.interactive() && st.hard_stop.is_some();
+        // A popup's keys first (it is on top, a HARD STOP included), then the hard stop's.
+        let modal = app.interactive() && st.hard_stop.is_some() && app.overlay.is_none();
         if modal {
             let hs = st.hard_stop.as_ref().expect("checked");
             keys.push(("Shift+Y", "proceed".into()));
-            keys.push(("n/Esc", "decline and pause".into()));
+            keys.push(("n", "decline and pause".into()));
             if hs.in_doubt.is_some() {
                 keys.push(("D", "mark done".into()));
             }
             keys.push(("j/k", "scroll".into()));
+            keys.push(("?", "help".into()));
+            keys.push(("q", "quit (safe here)".into()));
         } else {
             match &app.overlay {
                 Some(Overlay::Help) => keys.push(("Esc/?", "close help".into())),
@@ -848,7 +979,12 @@ impl View<'_> {
                     keys.push(("j/k", "scroll".into()));
                 }
                 Some(Overlay::QuitConfirm) => {
-                    keys.push(("y", "quit after it finishes".into()));
+                    let quit = if super::app::running(st) > 0 {
+                        "quit after it finishes"
+                    } else {
+                        "quit"
+                    };
+                    keys.push(("y", quit.into()));
                     keys.push(("n/Esc", "stay".into()));
                 }
                 None => {
@@ -862,7 +998,7 @@ impl View<'_> {
                             }
                             .into(),
                         ));
-                        keys.push(("←/→", "step".into()));
+                        keys.push((t.g.left_right, "step".into()));
                         keys.push(("+/-", "speed".into()));
                         keys.push(("g/G", "start/end".into()));
                         keys.push(("?", "help".into()));
@@ -902,14 +1038,31 @@ impl View<'_> {
         }
         // `?` and `q` always show; the others in order while they fit.
         let piece = |k: &str, d: &str| width(k) + 1 + width(d) + 2;
-        let must = |k: &str| matches!(k, "?" | "q" | "Shift+Y" | "n/Esc" | "Esc" | "Esc/?" | "y");
-        let mut room = w.saturating_sub(1)
-            - keys
-                .iter()
+        let must = |k: &str| {
+            matches!(
+                k,
+                "?" | "q" | "Shift+Y" | "n" | "n/Esc" | "Esc" | "Esc/?" | "y"
+            )
+        };
+        let must_w = |keys: &[(&str, String)]| {
+            keys.iter()
                 .filter(|(k, _)| must(k))
                 .map(|(k, d)| piece(k, d))
                 .sum::<usize>()
-                .min(w.saturating_sub(1));
+        };
+        // A narrow terminal: the keys that must show, each with the first word of what it does,
+        // one space apart.
+        let mut gap = "  ";
+        if must_w(&keys) > w.saturating_sub(1) {
+            gap = " ";
+            keys.retain(|(k, _)| must(k));
+            for (_, d) in keys.iter_mut() {
+                if let Some(first) = d.split_whitespace().next() {
+                    *d = first.to_string();
+                }
+            }
+        }
+        let mut room = w.saturating_sub(1) - must_w(&keys).min(w.saturating_sub(1));
         let mut shown = Vec::new();
         for (k, d) in &keys {
             if must(k) {
@@ -919,15 +1072,18 @@ impl View<'_> {
                 shown.push((k, d));
             }
         }
-        let mut spans: Vec<Span<'static>> = vec![Span::raw(" ")];
-        for (k, d) in shown {
+        let lead = if gap == " " { "" } else { " " };
+        let mut spans: Vec<Span<'static>> = vec![Span::raw(lead)];
+        let n = shown.len();
+        for (i, (k, d)) in shown.into_iter().enumerate() {
             spans.push(span(k.to_string(), t.key()));
-            spans.push(span(format!(" {d}  "), t.plain()));
+            let sep = if i + 1 < n { gap } else { "" };
+            spans.push(span(format!(" {d}{sep}"), t.plain()));
         }
         if let Some((n, style)) = note {
             let used: usize = spans.iter().map(|s| width(&s.content)).sum();
-            if used + width(&n) < w {
-                spans.push(span(n, style));
+            if used + 2 + width(&n) < w {
+                spans.push(span(format!("  {n}"), style));
             }
         }
         vec![clip(Line::from(spans), w)]
@@ -945,11 +1101,13 @@ impl View<'_> {
         let mut sel_line = None;
         for (i, s) in st.steps.iter().enumerate() {
             let (sym, style) = match s.status {
-                StepStatus::Pending => ("·", t.dim()),
-                StepStatus::Active if st.status == RunStatus::AwaitingConfirm => ("■", t.stop()),
-                StepStatus::Active => ("◐", t.active()),
-                StepStatus::Done => ("✓", t.ok()),
-                StepStatus::Failed => ("✗", t.fail()),
+                StepStatus::Pending => (t.g.pending, t.dim()),
+                StepStatus::Active if st.status == RunStatus::AwaitingConfirm => {
+                    (t.g.stop, t.stop())
+                }
+                StepStatus::Active => (t.g.running, t.active()),
+                StepStatus::Done => (t.g.done, t.ok()),
+                StepStatus::Failed => (t.g.failed, t.fail()),
             };
             let title_style = match s.status {
                 StepStatus::Pending => t.plain(),
@@ -1017,18 +1175,20 @@ impl View<'_> {
             out.push(span(name.clone(), t.plain()));
             let node = st.nodes.get(name);
             if st.cursor > last {
-                out.push(span(" ✓", t.ok()));
+                out.push(span(format!(" {}", t.g.done), t.ok()));
             } else if st.cursor >= first {
                 let phase = node.map(|n| n.phase).unwrap_or_default();
                 let (sym, style) = match (&st.status, phase) {
-                    (_, NodePhase::Failed) | (RunStatus::Halted { .. }, _) => ("✗", t.fail()),
-                    (RunStatus::AwaitingConfirm, _) => ("■", t.stop()),
-                    _ => ("◐", t.active()),
+                    (_, NodePhase::Failed) | (RunStatus::Halted { .. }, _) => {
+                        (t.g.failed, t.fail())
+                    }
+                    (RunStatus::AwaitingConfirm, _) => (t.g.stop, t.stop()),
+                    _ => (t.g.running, t.active()),
                 };
                 out.push(span(format!(" {sym} "), style));
                 out.push(span(phase.label(), style));
             } else {
-                out.push(span(" ·", t.dim()));
+                out.push(span(format!(" {}", t.g.pending), t.dim()));
             }
         }
         out
@@ -1057,7 +1217,7 @@ impl View<'_> {
             }
             let secs = (self.now - f.started).num_seconds();
             out.push(Line::from(vec![
-                span(" ◐ ", t.active()),
+                span(format!(" {} ", t.g.running), t.active()),
                 span(who, t.bold()),
                 Span::raw(" "),
                 span(short_action(&f.intent.action), t.plain()),
@@ -1084,20 +1244,23 @@ impl View<'_> {
                 RunStatus::Running => (format!("starting {at}"), t.plain()),
                 RunStatus::AwaitingConfirm => (
                     format!(
-                        "■ waiting for a person: {}",
+                        "{} waiting for a person: {}",
+                        t.g.stop,
                         st.hard_stop.as_ref().map(|h| h.id.as_str()).unwrap_or("?")
                     ),
                     t.stop(),
                 ),
-                RunStatus::Paused { .. } => (format!("‖ paused before {at}"), t.warn()),
-                RunStatus::Halted { .. } => (format!("✗ halted at {at}"), t.fail()),
+                RunStatus::Paused { .. } => {
+                    (format!("{} paused before {at}", t.g.paused), t.warn())
+                }
+                RunStatus::Halted { .. } => (format!("{} halted at {at}", t.g.failed), t.fail()),
                 RunStatus::Completed => {
                     let took = match (st.started_at, st.finished_at) {
                         (Some(a), Some(b)) => format!(" after {}", dur((b - a).num_seconds())),
                         _ => String::new(),
                     };
                     let at = st.finished_at.map(hms).unwrap_or_default();
-                    (format!("✓ completed at {at}{took}"), t.ok())
+                    (format!("{} completed at {at}{took}", t.g.done), t.ok())
                 }
             };
             out.push(Line::from(span(format!(" {text}"), style)));
@@ -1166,9 +1329,12 @@ impl View<'_> {
 
     fn matrix_title(&self) -> String {
         let m = self.state.matrix.as_ref();
+        let g = self.t.g;
         match m {
-            Some(m) if m.all_ok() => "Matrix ✓ issued↓ checked→".into(),
-            Some(_) => "Matrix ✗ issued↓ checked→".into(),
+            Some(m) if m.all_ok() => {
+                format!("Matrix {} issued{} checked{}", g.done, g.down, g.arrow)
+            }
+            Some(_) => format!("Matrix {} issued{} checked{}", g.failed, g.down, g.arrow),
             None => "Matrix".into(),
         }
     }
@@ -1227,9 +1393,9 @@ impl View<'_> {
             for j in 0..m.nodes.len() {
                 let c = m.cells.get(i).and_then(|r| r.get(j)).copied().flatten();
                 let (s, style) = match c {
-                    Some(200) => ("✓200".to_string(), t.ok()),
-                    Some(code) => (format!("✗{code}"), t.fail()),
-                    None => ("·".to_string(), t.dim()),
+                    Some(200) => (format!("{}200", t.g.done), t.ok()),
+                    Some(code) => (format!("{}{code}", t.g.failed), t.fail()),
+                    None => (t.g.pending.to_string(), t.dim()),
                 };
                 row.push(span(pad(&s, cw), style));
             }
@@ -1331,8 +1497,13 @@ impl View<'_> {
                     n.phase.label().to_string()
                 };
                 match (&n.activity, c.wide) {
-                    (Some(a), true) => (format!("{label} · ◐ {}", activity_verb(a)), t.active()),
-                    (Some(a), false) => (format!("◐ {}", activity_verb(a)), t.active()),
+                    (Some(a), true) => (
+                        format!("{label} · {} {}", t.g.running, activity_verb(a)),
+                        t.active(),
+                    ),
+                    (Some(a), false) => {
+                        (format!("{} {}", t.g.running, activity_verb(a)), t.active())
+                    }
                     (None, _) => (label, phase_style),
                 }
             }
@@ -1396,7 +1567,11 @@ impl View<'_> {
                 None => ("?".into(), t.dim()),
                 Some(f) => {
                     let (have, total) = public_coverage(st, n);
-                    let private = if f.jws.private_present { "✓" } else { "✗" };
+                    let private = if f.jws.private_present {
+                        t.g.done
+                    } else {
+                        t.g.failed
+                    };
                     let complete = f.jws.private_present && have == total;
                     let nothing = !f.jws.private_present && have == 0;
                     let style = if complete {
@@ -1421,12 +1596,12 @@ impl View<'_> {
             },
             Col::Token => match &n.last_token {
                 None => ("—".into(), t.dim()),
-                Some(tk) if tk.issue_status == 0 => ("✗ no answer".into(), t.fail()),
+                Some(tk) if tk.issue_status == 0 => (format!("{} no answer", t.g.failed), t.fail()),
                 Some(tk) => {
                     let ok = tk.issue_status == 201 && tk.validated();
                     let v = match tk.validate_status {
-                        Some(200) => "✓".to_string(),
-                        Some(s) => format!("✗{s}"),
+                        Some(200) => t.g.done.to_string(),
+                        Some(s) => format!("{}{s}", t.g.failed),
                         None => String::new(),
                     };
                     let alg = match (&tk.alg, c.wide) {
@@ -1488,12 +1663,12 @@ impl View<'_> {
         let mut out = Vec::new();
         for l in &st.log[start..end] {
             let (sym, style) = match l.level {
-                LogLevel::Info => ("·", t.dim()),
-                LogLevel::Start => ("▸", t.active()),
-                LogLevel::Ok => ("✓", t.ok()),
+                LogLevel::Info => (t.g.pending, t.dim()),
+                LogLevel::Start => (t.g.start, t.active()),
+                LogLevel::Ok => (t.g.done, t.ok()),
                 LogLevel::Warn => ("!", t.warn()),
-                LogLevel::Fail => ("✗", t.fail()),
-                LogLevel::Stop => ("■", t.stop()),
+                LogLevel::Fail => (t.g.failed, t.fail()),
+                LogLevel::Stop => (t.g.stop, t.stop()),
             };
             let text_style = match l.level {
                 LogLevel::Fail => t.fail(),
@@ -1535,7 +1710,12 @@ impl View<'_> {
 
     // ---------------------------------------------------------------- overlays
 
+    /// The HARD STOP box, then any popup over it (help and the quit question are asked on
+    /// top of a hard stop, never hidden behind it).
     fn draw_overlays(&self, frame: &mut Frame, area: Rect) {
+        if self.state.hard_stop.is_some() {
+            self.draw_hard_stop(frame, area);
+        }
         match &self.app.overlay {
             Some(Overlay::Help) => self.draw_help(frame, area),
             Some(Overlay::Details { target, scroll }) => {
@@ -1553,9 +1733,6 @@ impl View<'_> {
             }
             Some(Overlay::QuitConfirm) => self.draw_quit(frame, area),
             None => {}
-        }
-        if self.state.hard_stop.is_some() {
-            self.draw_hard_stop(frame, area);
         }
     }
 
@@ -1581,7 +1758,9 @@ impl View<'_> {
         w: usize,
         hint: &str,
     ) {
-        let h = (lines.len() + 2).min(area.height as usize - 2).max(5);
+        let h = (lines.len() + 2)
+            .min((area.height as usize).saturating_sub(2))
+            .max(5);
         let r = Self::centered(area, w, h);
         frame.render_widget(Clear, margin(r, area));
         let inner_h = h.saturating_sub(2);
@@ -1593,7 +1772,7 @@ impl View<'_> {
             ""
         };
         let block = Block::bordered()
-            .border_type(BorderType::Rounded)
+            .border_set(self.t.popup_border_set())
             .border_style(self.t.bold())
             .title(Line::from(span(format!(" {title} "), self.t.bold())))
             .title_bottom(
@@ -1621,7 +1800,7 @@ impl View<'_> {
         if self.app.replay.is_some() {
             rows.extend([
                 ("space", "pause / play the replay"),
-                ("← / →", "one event back / forward"),
+                (t.g.left_right, "one event back / forward"),
                 ("+ / -", "speed ×2 / ÷2"),
                 ("g / G", "jump to the start / the end"),
             ]);
@@ -1630,7 +1809,10 @@ impl View<'_> {
             ("j/k ↑/↓", "move in the focused pane (scroll in popups)"),
             ("Tab", "next pane: steps → nodes → log"),
             ("Enter", "details of the selected step, node or log line"),
-            ("Esc", "close a popup; in a pane, follow the run again"),
+            (
+                "Esc",
+                "close a popup (never declines); in a pane, follow the run",
+            ),
             ("PgUp/PgDn", "page through the log"),
         ]);
         if self.app.interactive() {
@@ -1638,9 +1820,12 @@ impl View<'_> {
                 ("p", "pause after the running action"),
                 ("c", "continue a paused or halted run (probes first)"),
                 ("Shift+Y", "at a HARD STOP: proceed (nothing else does)"),
-                ("n / Esc", "at a HARD STOP: decline; the run pauses"),
+                ("n", "at a HARD STOP: decline; the run pauses"),
                 ("D", "at an in-doubt HARD STOP: mark the action done"),
-                ("q, Ctrl-C", "quit (asks first while an action runs)"),
+                (
+                    "q, Ctrl-C",
+                    "quit (asks first while an action runs or at a HARD STOP)",
+                ),
             ]);
         } else {
             rows.push(("q", "quit the replay (read-only: nothing is sent)"));
@@ -1657,8 +1842,12 @@ impl View<'_> {
             })
             .collect();
         lines.push(Line::from(""));
+        let g = t.g;
         lines.push(Line::from(span(
-            "Symbols: ✓ done  ◐ running  · pending  ✗ failed  ■ hard stop",
+            format!(
+                "Symbols: {} done  {} running  {} pending  {} failed  {} hard stop",
+                g.done, g.running, g.pending, g.failed, g.stop
+            ),
             t.dim(),
         )));
         // Only when a probe has read the load balancers' configs.
@@ -1679,38 +1868,35 @@ impl View<'_> {
     fn draw_quit(&self, frame: &mut Frame, area: Rect) {
         let t = &self.t;
         let w = popup_width(area, 64);
-        let st = self.state;
-        let mut running = st
-            .in_flight
-            .iter()
-            .filter(|(id, _)| !st.in_doubt.contains(id))
-            .map(|(_, f)| f);
-        let text = match running.next() {
-            Some(f) => {
-                let where_ = f.intent.node.clone().unwrap_or_else(|| "the fleet".into());
-                let more = super::app::running(st) - 1;
-                let more = if more > 0 {
-                    format!(" (and {more} more)")
-                } else {
-                    String::new()
-                };
-                format!(
-                    "An action is running on {where_}: {}{more}. Quit after it finishes? (y/n)",
-                    f.intent.action
-                )
-            }
-            None => "The action finished. Quit now? (y/n)".into(),
-        };
+        let (text, after) = quit_question(self.state);
         let mut lines: Vec<Line<'static>> = wrap(&text, w.saturating_sub(4))
             .into_iter()
             .map(|l| Line::from(span(l, t.bold())))
             .collect();
-        lines.push(Line::from(""));
-        lines.push(Line::from(span(
-            "The journal keeps the run; `cutover resume` picks it up.",
-            t.dim(),
-        )));
-        self.draw_popup(frame, area, "Quit?", lines, 0, w, "y quit · n stay");
+        if !after.is_empty() {
+            lines.push(Line::from(""));
+            for l in wrap(&after, w.saturating_sub(4)) {
+                lines.push(Line::from(span(l, t.dim())));
+            }
+        }
+        // Over the HARD STOP box when it is up, so the fleet above it stays in view.
+        let over_box = self
+            .stop_geometry(area)
+            .filter(|_| self.state.hard_stop.is_some())
+            .map(|g| {
+                let bottom = area.y + area.height.saturating_sub(1);
+                Rect::new(area.x, g.r.y, area.width, bottom.saturating_sub(g.r.y))
+            })
+            .filter(|r| r.height as usize >= lines.len() + 4);
+        self.draw_popup(
+            frame,
+            over_box.unwrap_or(area),
+            "Quit?",
+            lines,
+            0,
+            w,
+            "y quit · n/Esc stay",
+        );
     }
 
     /// The HARD STOP box. Interactive in a live run; a read-only record in replay.
@@ -1775,7 +1961,7 @@ impl View<'_> {
             body.push(Line::from(""));
             body.push(Line::from(span("Facts:", t.bold())));
             for f in &hs.facts {
-                for l in wrap(&format!("  • {f}"), tw) {
+                for l in wrap(&format!("  {} {f}", t.g.bullet), tw) {
                     body.push(Line::from(span(l, t.plain())));
                 }
             }
@@ -1787,11 +1973,8 @@ impl View<'_> {
                 span(" Shift+Y ", t.badge(Color::Red)),
                 span(format!(" proceed: {}", hs.proceed), t.bold()),
             ];
-            let decline = vec![
-                span("n/Esc", t.key()),
-                span(": decline and pause", t.plain()),
-            ];
-            let kw: usize = k.iter().map(|s| width(&s.content)).sum::<usize>() + 2 + 24;
+            let decline = vec![span("n", t.key()), span(": decline and pause", t.plain())];
+            let kw: usize = k.iter().map(|s| width(&s.content)).sum::<usize>() + 2 + 20;
             if kw <= tw {
                 k.push(Span::raw("  "));
                 k.extend(decline);
@@ -1816,7 +1999,7 @@ impl View<'_> {
                 .as_ref()
                 .and_then(|r| r.resolution.clone())
                 .unwrap_or_else(|| "not resolved in this journal (yet)".into());
-            for l in wrap(&format!("Replay (read-only) → {r}"), tw) {
+            for l in wrap(&format!("Replay (read-only) {} {r}", t.g.arrow), tw) {
                 keys.push(Line::from(span(l, t.bold())));
             }
         }
@@ -1829,39 +2012,51 @@ impl View<'_> {
             .map(|(_, body, keys)| body.len() + 1 + keys.len() + 2)
     }
 
+    /// Where the HARD STOP box goes and how its body scrolls, for a screen `area`: in the rows
+    /// the layout kept for it (below the node table) when it did, else centred.
+    pub(super) fn stop_geometry(&self, area: Rect) -> Option<StopGeometry> {
+        let (w, body, keys) = self.hard_stop_parts(area.width as usize)?;
+        let want = body.len() + 1 + keys.len() + 2;
+        let (r, clear) = match self.app.stop_area {
+            Some(b) => {
+                let r = Rect::new(
+                    area.x + (area.width.saturating_sub(w as u16)) / 2,
+                    b.y,
+                    (w as u16).min(area.width),
+                    (want as u16).min(b.height),
+                );
+                (r, b)
+            }
+            None => {
+                let max_h = (area.height as usize).saturating_sub(2).max(6);
+                let r = Self::centered(area, w, want.min(max_h));
+                // Clear a margin too, so the screen behind does not run into the border.
+                (r, margin(r, area))
+            }
+        };
+        let body_h = (r.height as usize).saturating_sub(2 + 1 + keys.len());
+        Some(StopGeometry {
+            r,
+            clear,
+            body_h,
+            max_scroll: fit_body(body, body_h).len().saturating_sub(body_h),
+        })
+    }
+
     fn draw_hard_stop(&self, frame: &mut Frame, area: Rect) {
         let t = &self.t;
         let Some(hs) = &self.state.hard_stop else {
             return;
         };
-        let Some((w, body, keys)) = self.hard_stop_parts(area.width as usize) else {
+        let Some((_, body, keys)) = self.hard_stop_parts(area.width as usize) else {
             return;
         };
-        let max_h = (area.height as usize).saturating_sub(2).max(6);
-        let want = body.len() + 1 + keys.len() + 2;
-        let h = want.min(max_h);
-        let body_h = h.saturating_sub(2 + 1 + keys.len());
-        let max_scroll = body.len().saturating_sub(body_h);
-        let scroll = (self.app.modal_scroll as usize).min(max_scroll);
-        // Below the node table when the whole box fits there (the layout made room, the newest
-        // log lines show under it), so the fleet stays in view; otherwise centred on the screen.
-        let r = match self.app.stop_area {
-            Some(b) if b.height as usize >= want => {
-                frame.render_widget(Clear, b);
-                Rect::new(
-                    area.x + (area.width.saturating_sub(w as u16)) / 2,
-                    b.y,
-                    (w as u16).min(area.width),
-                    want as u16,
-                )
-            }
-            _ => {
-                let r = Self::centered(area, w, h);
-                // Clear a margin too, so the screen behind does not run into the box's border.
-                frame.render_widget(Clear, margin(r, area));
-                r
-            }
+        let Some(geo) = self.stop_geometry(area) else {
+            return;
         };
+        let (r, body_h, max_scroll) = (geo.r, geo.body_h, geo.max_scroll);
+        let scroll = (self.app.modal_scroll as usize).min(max_scroll);
+        frame.render_widget(Clear, geo.clear);
         let label = if self.app.interactive() {
             " HARD STOP "
         } else {
@@ -1870,16 +2065,20 @@ impl View<'_> {
         let mut title = vec![span(label, t.badge(Color::Red))];
         title.push(span(format!(" {} ", hs.id), t.bold()));
         let mut block = Block::bordered()
-            .border_type(BorderType::Double)
+            .border_set(t.stop_border_set())
             .border_style(t.modal_border())
             .title(Line::from(title));
         if max_scroll > 0 {
-            let pos = if scroll < max_scroll {
-                " j/k scroll ↓ more "
-            } else {
-                " j/k scroll (end) "
+            // How much is hidden, and which way: the box's text must never look complete
+            // when it is not.
+            let below = max_scroll - scroll;
+            let g = t.g;
+            let pos = match (scroll, below) {
+                (0, b) => format!(" {} {b} more line{} · j/k scroll ", g.down, plural(b)),
+                (a, 0) => format!(" end · {} {a} line{} above (k) ", g.up, plural(a)),
+                (a, b) => format!(" {}{} {a} above · {b} below · j/k ", g.up, g.down),
             };
-            block = block.title_bottom(Line::from(span(pos, t.dim())).right_aligned());
+            block = block.title_bottom(Line::from(span(pos, t.warn())).right_aligned());
         }
         let inner = block.inner(r);
         frame.render_widget(block, r);
@@ -1888,7 +2087,7 @@ impl View<'_> {
             s.extend(l.spans);
             Line::from(s)
         };
-        let mut lines: Vec<Line<'static>> = body
+        let mut lines: Vec<Line<'static>> = fit_body(body, body_h)
             .into_iter()
             .skip(scroll)
             .take(body_h)
@@ -1898,12 +2097,89 @@ impl View<'_> {
             lines.push(Line::from(""));
         }
         lines.push(Line::from(span(
-            "─".repeat(inner.width as usize),
+            t.g.stop_rule.repeat(inner.width as usize),
             t.border(),
         )));
         lines.extend(keys.into_iter().map(pad1));
         frame.render_widget(Paragraph::new(lines), inner);
     }
+}
+
+/// Where the HARD STOP box is drawn, what is cleared for it, and how its body scrolls.
+pub(super) struct StopGeometry {
+    r: Rect,
+    clear: Rect,
+    body_h: usize,
+    max_scroll: usize,
+}
+
+/// The HARD STOP box's text for `rows`: whole when it fits, else without its blank lines (the
+/// title, "If you proceed:" and "Facts:" still stand out) so less of it has to scroll.
+fn fit_body(body: Vec<Line<'static>>, rows: usize) -> Vec<Line<'static>> {
+    if body.len() <= rows {
+        return body;
+    }
+    body.into_iter().filter(|l| l.width() > 0).collect()
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The quit question for the state it is asked in, and what quitting then means.
+pub(super) fn quit_question(st: &State) -> (String, String) {
+    let keeps = "The journal keeps the run; `cutover resume` picks it up.";
+    if let Some(hs) = &st.hard_stop {
+        return (
+            format!(
+                "The run is waiting at the HARD STOP {}; nothing is running. Quit now? (y/n)",
+                hs.id
+            ),
+            "Quitting here is safe: nothing is decided, the run stays paused at this hard stop, \
+             and `cutover resume` asks it again."
+                .into(),
+        );
+    }
+    let mut running = st
+        .in_flight
+        .iter()
+        .filter(|(id, _)| !st.in_doubt.contains(id))
+        .map(|(_, f)| f);
+    if let Some(f) = running.next() {
+        let where_ = f.intent.node.clone().unwrap_or_else(|| "the fleet".into());
+        let more = super::app::running(st) - 1;
+        let more = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        return (
+            format!(
+                "An action is running on {where_}: {}{more}. Quit after it finishes? (y/n)",
+                f.intent.action
+            ),
+            format!("It is never cut short: the run pauses when it finishes. {keeps}"),
+        );
+    }
+    let (q, after) = match &st.status {
+        RunStatus::Running => (
+            "Nothing is running this moment. Quit now? (y/n)",
+            format!("The run stops before its next action. {keeps}"),
+        ),
+        RunStatus::Paused { .. } => (
+            "The run is paused; nothing is running. Quit now? (y/n)",
+            keeps.to_string(),
+        ),
+        RunStatus::Halted { .. } => (
+            "The run is halted; nothing is running. Quit now? (y/n)",
+            keeps.to_string(),
+        ),
+        RunStatus::Completed => ("The run completed. Quit now? (y/n)", String::new()),
+        RunStatus::NotStarted | RunStatus::AwaitingConfirm => {
+            ("Nothing is running. Quit now? (y/n)", keeps.to_string())
+        }
+    };
+    (q.to_string(), after)
 }
 
 /// Popups take the whole width (less a cleared margin) on narrow terminals, so no half-hidden
@@ -2134,7 +2410,28 @@ fn node_columns(st: &State, w: usize) -> Vec<Column> {
             col(Col::Phase, "Phase", 12, false),
         ]
     });
-    // Give the spare width to the last column (the last error, or the token).
+    // Spare width first to a load balancer whose name (and reload marker) was cut, then to
+    // the last column (the last error, or the token).
+    let used = chosen.iter().map(|c| c.w).sum::<usize>() + chosen.len().saturating_sub(1);
+    let mut spare = w.saturating_sub(used);
+    for c in chosen.iter_mut() {
+        let Col::Lb(i) = c.kind else { continue };
+        let Some(name) = st.lb_names.get(i) else {
+            continue;
+        };
+        let mark = reload_mark(st, name);
+        // The name and its marker; else the name after the marker's first character.
+        let natural = width(name) + mark.map(|m| 1 + width(m)).unwrap_or(0);
+        let short = width(name) + usize::from(mark.is_some());
+        if let Some(cw) = [natural, short]
+            .into_iter()
+            .find(|cw| *cw > c.w && cw - c.w <= spare)
+        {
+            spare -= cw - c.w;
+            c.w = cw;
+            (c.header, c.mark) = lb_header(name, mark, cw);
+        }
+    }
     let used = chosen.iter().map(|c| c.w).sum::<usize>() + chosen.len().saturating_sub(1);
     if let Some(last) = chosen.last_mut()
         && matches!(last.kind, Col::Error | Col::Token)

@@ -1666,8 +1666,8 @@ impl Fleet {
                 .unwrap_or_else(|| out.last_line());
             return Err(DriverError::new(
                 format!(
-                    "{node}: `{km} create_jws_keypair` exited {}: {why}",
-                    out.status
+                    "{node}: `{km} create_jws_keypair` {}: {why}",
+                    out.exit_text()
                 ),
                 format!(
                     "run `{km} create_jws_keypair --keystone-user {} --keystone-group {}` by hand on {node} to see why (or set keygen: native for {node}); then resume",

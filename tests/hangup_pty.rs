@@ -70,6 +70,15 @@ impl Pty {
             ws_ypixel: 0,
         };
         let pty = nix::pty::openpty(&ws, None).expect("openpty");
+        // openpty's descriptors are inherited across exec unless marked: a master left open in
+        // the child would keep the terminal alive after the test closes its own copy.
+        for fd in [pty.master.as_fd(), pty.slave.as_fd()] {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .expect("FD_CLOEXEC");
+        }
         let slave: OwnedFd = pty.slave;
         cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("TERM", "xterm-256color")

@@ -113,15 +113,20 @@ pub async fn run_live(
     if hung_up {
         // First the runtime hears of it (the journal says so before anything else happens).
         let _ = requests.send(UiRequest::HangUp);
-    }
-    // Restoring a terminal that hung up fails quietly; one that is still there (a SIGHUP sent
-    // by hand) gets its mode back.
-    let restored = term.restore();
-    if hung_up {
+        // A terminal still there (a SIGHUP sent by hand) gets its modes back; on one that hung
+        // up these fail quietly. Then nothing more may reach it before the UI's own clean-up
+        // runs: that reports a failed write with eprintln!, which panics on a dead terminal.
+        let _ = crossterm::terminal::disable_raw_mode();
+        let _ = crossterm::execute!(
+            std::io::stdout(),
+            crossterm::terminal::LeaveAlternateScreen,
+            crossterm::cursor::Show
+        );
         crate::runtime::detach_from_terminal();
+        drop(term);
         return Ok(());
     }
-    restored
+    term.restore()
 }
 
 pub type Follow = Box<dyn FnMut() -> anyhow::Result<Vec<(DateTime<Utc>, Event)>> + Send>;

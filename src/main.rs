@@ -838,6 +838,9 @@ async fn run(cli: Cli) -> Result<i32> {
                 idle_time_limit: (idle_limit > 0.0).then_some(idle_limit),
                 journal: journal.clone(),
                 color: cutover::tui::theme::Theme::from_env().color,
+                // Unicode unless --ascii: the recording is played elsewhere (asciinema plays
+                // only on UTF-8 terminals), whatever this shell's locale says.
+                ascii: cli.ascii,
                 damage: read.damage.clone(),
             };
             if let Some(d) = &read.damage {

@@ -60,12 +60,16 @@ fn demo_journal(answers: bool) -> &'static Path {
 }
 
 fn cutover(args: &[String]) -> Output {
+    // A UTF-8 locale: asciinema and the tests' expectations need one.
+    cutover_in_locale(args, "C.UTF-8")
+}
+
+fn cutover_in_locale(args: &[String], locale: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("NO_COLOR")
-        // A UTF-8 locale: the screens' symbols, not their ASCII stand-ins.
-        .env("LC_ALL", "C.UTF-8")
+        .env("LC_ALL", locale)
         .stdin(Stdio::null())
         .output()
         .expect("run cutover")
@@ -350,7 +354,8 @@ fn assert_recording_draws_the_replay_screen(journal: &Path, cols: u16, rows: u16
         mode: Mode::Replay,
         operator: recs[0].actor.clone(),
     })
-    .with_color(true);
+    .with_color(true)
+    .with_ascii(false);
     // End pauses nothing: the export's last frame is of a player that played to the end.
     let mut status = player.status();
     status.playing = true;
@@ -554,6 +559,30 @@ fn a_damaged_journal_exports_up_to_its_damage_under_the_banner() {
     assert!(screen.contains("event 29/29"), "{screen}");
     let verify = cutover(&args(&["journal", "verify", &c]));
     assert_eq!(verify.status.code(), Some(1), "{}", text(&verify));
+}
+
+/// A recording is played elsewhere: Unicode whatever the exporting shell's locale says, ASCII
+/// only when asked for with --ascii.
+#[test]
+fn the_recording_is_unicode_unless_ascii_is_asked_for() {
+    let j = demo_journal(true).display().to_string();
+    let screen = |extra: &[&str]| {
+        let mut a = vec!["journal", "export", j.as_str(), "--size", "80x24"];
+        a.extend_from_slice(extra);
+        let o = cutover_in_locale(&args(&a), "C");
+        assert!(o.status.success(), "{}", text(&o));
+        play(&parse_cast(&String::from_utf8(o.stdout).unwrap()))
+            .screen()
+            .contents()
+    };
+    let unicode = screen(&[]);
+    assert!(
+        unicode.contains('✓') && unicode.contains("■ end"),
+        "{unicode}"
+    );
+    let ascii = screen(&["--ascii"]);
+    assert!(ascii.is_ascii(), "{ascii}");
+    assert!(ascii.contains("COMPLETED"), "{ascii}");
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub struct Options {
     pub journal: PathBuf,
     /// Draw in colour (off: the view's NO_COLOR rendering, meaning carried by symbols and bold).
     pub color: bool,
+    /// Draw with ASCII symbols and borders. Off by default whatever the exporting shell's locale
+    /// says: a recording is played elsewhere, and asciinema plays only on UTF-8 terminals.
+    pub ascii: bool,
     /// The records are the intact part of a journal damaged here ([`crate::journal::read_prefix`]):
     /// every screen carries the replay's banner naming it, and the title says so.
     pub damage: Option<crate::journal::BadRecord>,
@@ -60,6 +63,7 @@ impl Default for Options {
             idle_time_limit: Some(super::replay::MAX_GAP.as_secs_f64()),
             journal: PathBuf::new(),
             color: true,
+            ascii: false,
             damage: None,
         }
     }
@@ -190,7 +194,8 @@ pub fn write_asciicast(records: &[Record], opts: &Options, out: &mut dyn Write) 
         mode: Mode::Replay,
         operator,
     })
-    .with_color(opts.color);
+    .with_color(opts.color)
+    .with_ascii(opts.ascii);
     app.set_replay_banner(
         opts.damage
             .clone()

@@ -504,7 +504,9 @@ async fn run(cli: Cli) -> Result<i32> {
             let (mut s, mut notes) = Session::resume(&journal).await?;
             s.signer = signer;
             if let Ok(read) = cutover::journal::read(&journal) {
-                notes.extend(cutover::journal::trust::input_notes(&read.records));
+                notes.extend(cutover::journal::trust::input_notes(&read.records, |o| {
+                    cutover::runbook::shipped_by_origin(o).map(|(_, text)| text)
+                }));
             }
             for n in notes {
                 eprintln!("cutover: {}", for_terminal(&n));

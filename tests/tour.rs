@@ -706,3 +706,43 @@ fn render_man(cwd: &Path, file: &str) -> String {
     }
     s
 }
+
+/// A run of a shipped runbook, resumed from anywhere: resume compares the recorded runbook with
+/// this binary's own copy, and says nothing about a missing file (there is none to look for).
+#[test]
+fn resuming_a_shipped_runbook_compares_with_the_built_in_copy() {
+    let dir = empty_dir();
+    let d = dir.path();
+    cutover(d, &["world", "create", "w", "--nodes", "2"]).expect(0);
+    // Declining the first hard stop pauses the run (exit 3).
+    fs::write(d.join("decline.yaml"), "jws-payload-readable: decline\n").unwrap();
+    fs::write(d.join("answers.yaml"), ANSWERS).unwrap();
+    let j = "j.jsonl";
+    cutover(
+        d,
+        &[
+            "run",
+            "fernet-to-jws",
+            "-i",
+            "w/inventory.yaml",
+            "--headless",
+            "--answers",
+            "decline.yaml",
+            "--journal",
+            j,
+        ],
+    )
+    .expect(3);
+    let r = cutover(d, &["resume", j, "--headless", "--answers", "answers.yaml"]).expect(0);
+    assert!(
+        r.stderr
+            .contains("started with runbook built-in fernet-to-jws.yaml"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("not there now") && !r.stderr.contains("differently now"),
+        "resume misread the built-in origin:\n{}",
+        r.stderr
+    );
+}

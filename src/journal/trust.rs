@@ -51,8 +51,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// What resume says about the run's inputs: the runbook's and the inventory's sha256 as recorded
 /// at the start, and whether the runbook file at its origin now differs (the run continues from
-/// the journal's copy either way).
-pub fn input_notes(records: &[Record]) -> Vec<String> {
+/// the journal's copy either way). `built_in` gives this cutover's own text of a runbook shipped
+/// inside it, by the origin the journal recorded (`built-in NAME.yaml (cutover V)`), so a shipped
+/// runbook is compared with the binary's copy rather than looked for as a file.
+pub fn input_notes(
+    records: &[Record],
+    built_in: impl Fn(&str) -> Option<&'static str>,
+) -> Vec<String> {
     let Some(rs) = records.iter().find(|r| r.kind == "run_started") else {
         return Vec::new();
     };
@@ -68,7 +73,15 @@ pub fn input_notes(records: &[Record]) -> Vec<String> {
             inventory_sha
         }
     )];
-    if !origin.is_empty() {
+    if let Some(text) = built_in(origin) {
+        // A runbook shipped inside cutover: compare with this binary's copy, not a file.
+        let now = sha256_hex(text.as_bytes());
+        if now != runbook_sha {
+            notes.push(format!(
+                "this cutover ships {origin} differently now (sha256 {now}); resuming from the journal's copy"
+            ));
+        }
+    } else if !origin.is_empty() {
         match std::fs::read(origin) {
             Ok(now) if sha256_hex(&now) != runbook_sha => notes.push(format!(
                 "the runbook file {origin} now differs (sha256 {}); resuming from the journal's copy",

@@ -1,7 +1,9 @@
 //! cutover's command line: clap subcommands → entry points. Exit codes: 0 completed, 1 any other
 //! error, 2 invalid input, 3 paused at a hard stop, 4 halted by a failed gate or action,
-//! 5 `probe` could not reach some node (over SSH: host key changed or unknown, connection or
-//! login refused; the others were read and shown).
+//! 5 a node could not be reached: `probe` (over SSH: host key changed or unknown, connection or
+//! login refused; the others were read and shown), or `run`/`resume` refused before any change
+//! because a node's host key changed (the fleet lock cannot be taken there; the error names the
+//! `ssh-keygen -R` that fixes it).
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -335,11 +337,17 @@ fn main() -> ExitCode {
 }
 
 /// 2 for invalid input (a journal named through a symlink too), 4 when another writer holds
-/// the fleet or the journal (refused before any change), 1 for anything else.
+/// the fleet or the journal (refused before any change), 5 when a node's host key changed
+/// (refused before any change, as `probe` exits for it), 1 for anything else.
 fn exit_code_of(e: &anyhow::Error) -> u8 {
     use cutover::journal::JournalError;
     if e.downcast_ref::<Invalid>().is_some() {
         return 2;
+    }
+    if e.downcast_ref::<runtime::fleet_lock::FleetUnreachable>()
+        .is_some()
+    {
+        return PROBE_UNREACHABLE as u8;
     }
     if e.downcast_ref::<runtime::fleet_lock::FleetLocked>()
         .is_some()
@@ -1038,7 +1046,7 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     ),
     (
         "5",
-        "`probe`: some node could not be reached (the others were read and shown).",
+        "A node could not be reached: `probe` (the others were read and shown), or `run`/`resume` refused before any change because a node's host key changed (fix it as the error says, then run the command again).",
     ),
 ];
 

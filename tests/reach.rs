@@ -630,29 +630,62 @@ fn assert_unchanged(before: &[(PathBuf, String)]) {
 }
 
 /// A changed host key stops a run before anything changes (the fleet lock cannot be taken on
-/// that node), and what stops it is the host key, named with host, port and fingerprint.
+/// that node), and what stops it is the host key, named as `probe` names it: where, the key it
+/// presents, the `ssh-keygen -R` that fixes it; exit 5 (a node could not be reached), as probe.
 #[test]
 fn a_run_with_a_changed_host_key_stops_naming_the_host_key() {
     let mut f = Fleet::new(&["node2"], true);
     f.change_host_key("node2");
     let port = f.sshd("node2").port;
     let seen = f.sshd("node2").fingerprint();
+    let kh = f.known_hosts().display().to_string();
     let before = confs(&f);
     let journal = f.tmp.path().join("run.jsonl");
-    let out = run_flagship(&f, &journal);
-    assert_ne!(out.code, 0, "{}", out.all());
-    let all = out.all();
-    for want in [
-        "host key for node2".to_string(),
-        format!("[127.0.0.1]:{port}"),
-        "CHANGED".to_string(),
-        seen,
-    ] {
-        assert!(all.contains(&want), "no `{want}` in\n{all}");
-    }
-    assert!(!all.contains("providers-agree"), "{all}");
-    assert!(!all.contains("keystone.conf readable"), "{all}");
+    let out = run_flagship(&f, &journal).expect(5);
+    assert_host_key_refusal(&out.stderr, port, &seen, &kh);
+    assert!(!out.all().contains("providers-agree"), "{}", out.all());
+    assert!(
+        !out.all().contains("keystone.conf readable"),
+        "{}",
+        out.all()
+    );
     assert_unchanged(&before);
+    // Refused before anything: no journal, and no node keeps a lock (node1, locked before
+    // node2 refused, was given back).
+    assert!(
+        !journal.exists(),
+        "a journal was left: {}",
+        journal.display()
+    );
+    assert_eq!(lock_files(&f), Vec::<PathBuf>::new());
+}
+
+/// The refusal names the node, the host key change with where and what it presents, and the
+/// exact commands that fix it; and that nothing was changed.
+fn assert_host_key_refusal(stderr: &str, port: u16, seen: &str, kh: &str) {
+    for want in [
+        format!(
+            "cutover: cannot reach node2 to take the fleet lock: host key changed at 127.0.0.1 port {port} (ssh alias node2): its host key has CHANGED: it now presents {seen}"
+        ),
+        "nothing was changed".to_string(),
+        format!("ssh-keygen -R '[127.0.0.1]:{port}' -f {kh}"),
+        format!("ssh-keyscan -p {port} 127.0.0.1 >> {kh}"),
+    ] {
+        assert!(stderr.contains(&want), "no `{want}` in\n{stderr}");
+    }
+    // Not the transport's raw text.
+    assert!(!stderr.contains("refusing to continue"), "{stderr}");
+}
+
+/// The fleet lock files that exist on the fleet's nodes.
+fn lock_files(f: &Fleet) -> Vec<PathBuf> {
+    Inventory::load(&f.inventory)
+        .unwrap()
+        .nodes
+        .iter()
+        .map(cutover::runtime::fleet_lock::lock_file)
+        .filter(|p| p.exists())
+        .collect()
 }
 
 /// A node that cannot be reached when a gate reads the fleet halts the run under its own
@@ -832,5 +865,89 @@ fn a_404_at_keystone_url_says_the_url_looks_wrong() {
             .iter()
             .any(|l| l.contains("answered 404") && l.contains("keystone_url looks wrong")),
         "{under:?}"
+    );
+}
+
+/// A run paused while every host key was known; then node2's host key changes. The resume is
+/// refused before anything (exit 5, the journal untouched, the run keeps its lock), saying the
+/// commands that fix it; run as printed, they are all it takes for the resume to complete.
+#[test]
+fn a_resume_with_a_changed_host_key_is_refused_and_the_advice_fixes_it() {
+    let mut f = Fleet::new(&["node2"], true);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runbook = root.join("runbooks/fernet-to-jws.yaml");
+    let demo = root.join("runbooks/demo-answers.yaml");
+    // No answer for the first hard stop: the run pauses there (exit 3), holding the fleet.
+    let partial = f.tmp.path().join("partial-answers.yaml");
+    std::fs::write(&partial, "mixed-pool: confirm\n").unwrap();
+    let journal = f.tmp.path().join("run.jsonl");
+    let j = journal.to_str().unwrap();
+    f.cutover(&[
+        "run",
+        runbook.to_str().unwrap(),
+        "-i",
+        &f.inv(),
+        "--headless",
+        "--answers",
+        partial.to_str().unwrap(),
+        "--journal",
+        j,
+    ])
+    .expect(3);
+    assert_eq!(lock_files(&f).len(), 3, "the paused run holds every node");
+
+    f.change_host_key("node2");
+    let port = f.sshd("node2").port;
+    let seen = f.sshd("node2").fingerprint();
+    let kh = f.known_hosts().display().to_string();
+    let before = confs(&f);
+    let text_before = std::fs::read_to_string(&journal).unwrap();
+    let out = f
+        .cutover(&[
+            "resume",
+            j,
+            "--headless",
+            "--answers",
+            demo.to_str().unwrap(),
+        ])
+        .expect(5);
+    assert_host_key_refusal(&out.stderr, port, &seen, &kh);
+    assert_eq!(
+        std::fs::read_to_string(&journal).unwrap(),
+        text_before,
+        "the journal changed"
+    );
+    assert_unchanged(&before);
+    assert_eq!(
+        lock_files(&f).len(),
+        3,
+        "the paused run still holds its lock"
+    );
+
+    // The two commands of the advice, as printed (the host's key really is the one it presents).
+    for c in [
+        format!("ssh-keygen -R '[127.0.0.1]:{port}' -f {kh}"),
+        format!("ssh-keyscan -p {port} 127.0.0.1 >> {kh}"),
+    ] {
+        let st = Command::new("sh")
+            .args(["-c", &c])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{c}");
+    }
+    f.cutover(&[
+        "resume",
+        j,
+        "--headless",
+        "--answers",
+        demo.to_str().unwrap(),
+    ])
+    .expect(0);
+    assert_eq!(
+        lock_files(&f),
+        Vec::<PathBuf>::new(),
+        "the completed run gave the fleet back"
     );
 }

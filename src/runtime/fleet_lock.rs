@@ -168,6 +168,18 @@ impl std::fmt::Display for FleetLocked {
 }
 impl std::error::Error for FleetLocked {}
 
+/// The fleet lock could not be taken because a node cannot be reached in a way no run may go
+/// past (its host key changed): refused before any change, exit 5 as `probe` for the same cause.
+#[derive(Debug)]
+pub struct FleetUnreachable(pub String);
+
+impl std::fmt::Display for FleetUnreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for FleetUnreachable {}
+
 /// The lock a run holds on its fleet.
 #[derive(Debug, Clone)]
 pub struct FleetLock {
@@ -181,9 +193,11 @@ pub struct FleetLock {
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a lock command did not run: the host could not be reached (its lock is left for the
-/// run's own probes to report), or it ran and failed (the lock is refused).
+/// run's own probes to report), its host key changed (the lock is refused, saying how to fix
+/// it), or it ran and failed (the lock is refused).
 enum ShError {
     Unreachable(String),
+    HostKey(Box<crate::engine::facts::Unreachable>),
     Failed(String),
 }
 
@@ -191,15 +205,20 @@ impl ShError {
     fn text(self) -> String {
         match self {
             ShError::Unreachable(t) | ShError::Failed(t) => t,
+            ShError::HostKey(u) => u.line(),
         }
     }
 }
 
-/// A changed host key is never "unreachable": it refuses everything, this lock too.
-fn classify(e: &crate::transport::TransportError) -> ShError {
+/// A changed host key is never "unreachable": it refuses everything, this lock too. It is
+/// classified as `probe` does (where, why, the `ssh-keygen -R` that fixes it).
+fn classify(fleet: &Fleet, node: &Node, e: &crate::transport::TransportError) -> ShError {
     use crate::transport::TransportError as T;
     match e {
-        T::HostKeyChanged { .. } => ShError::Failed(e.to_string()),
+        T::HostKeyChanged { .. } => match fleet.unreachable(node, e) {
+            Some(u) => ShError::HostKey(Box::new(u)),
+            None => ShError::Failed(e.to_string()),
+        },
         _ => ShError::Unreachable(e.to_string()),
     }
 }
@@ -214,7 +233,7 @@ async fn sh_raw(
         .node_transport(&node.name)
         .await
         .map_err(|e| match e.transport.as_deref() {
-            Some(te) => classify(te),
+            Some(te) => classify(fleet, node, te),
             None => ShError::Failed(e.msg),
         })?;
     let out = t
@@ -227,7 +246,7 @@ async fn sh_raw(
             },
         )
         .await
-        .map_err(|e| classify(&e))?;
+        .map_err(|e| classify(fleet, node, &e))?;
     if out.status != 0 && out.status != 3 {
         return Err(ShError::Failed(out.last_line()));
     }
@@ -296,6 +315,7 @@ impl FleetLock {
         let mut held: Vec<Found> = Vec::new();
         let mut failed = Vec::new();
         let mut unreachable = Vec::new();
+        let mut host_keys: Vec<(String, crate::engine::facts::Unreachable)> = Vec::new();
         // One node after the other, always in inventory order, stopping at the first that is
         // held: two runs racing for the same nodes meet at the first one, so one of them gets
         // the whole fleet (taking them all at once could leave each holding a part).
@@ -307,13 +327,14 @@ impl FleetLock {
                 // Not reachable now (down, an unknown host key the run will ask about): the
                 // run's probes report it; this run does not hold that node.
                 Err(ShError::Unreachable(e)) => unreachable.push((n.name.clone(), e)),
+                Err(ShError::HostKey(u)) => host_keys.push((n.name.clone(), *u)),
                 Err(ShError::Failed(e)) => failed.push(format!("{}: {e}", n.name)),
             }
-            if !held.is_empty() || !failed.is_empty() {
+            if !held.is_empty() || !failed.is_empty() || !host_keys.is_empty() {
                 break;
             }
         }
-        if held.is_empty() && failed.is_empty() {
+        if held.is_empty() && failed.is_empty() && host_keys.is_empty() {
             return Ok(FleetLock {
                 holder: me,
                 nodes: nodes
@@ -338,6 +359,13 @@ impl FleetLock {
             unreachable: Vec::new(),
         };
         partial.release(fleet).await;
+        if let Some((node, u)) = host_keys.first() {
+            return Err(anyhow::Error::new(FleetUnreachable(format!(
+                "cannot reach {node} to take the fleet lock: {}; nothing was changed\nnext: {}; then run the same command again",
+                u.line(),
+                u.next
+            ))));
+        }
         if held.is_empty() {
             return Err(anyhow::anyhow!(
                 "cannot take the fleet lock on every node, so nothing was changed: {}",

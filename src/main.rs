@@ -221,8 +221,9 @@ enum WorldCmd {
         #[arg(long, default_value_t = 1)]
         lbs: usize,
     },
-    /// Serve a world's Keystone and HAProxy stand-ins until interrupted. While it serves, runs
-    /// against the world's inventory use it instead of starting their own.
+    /// Serve a world's Keystone and HAProxy stand-ins until Ctrl-C or SIGTERM (a hangup, a
+    /// dropped SSH session, does not stop it). While it serves, runs against the world's
+    /// inventory use it instead of starting their own.
     Serve { dir: PathBuf },
     /// Break a running world the way real services break: reload HAProxy without its state
     /// file, put a server back as another operator would, make restarts fail or crawl, kill
@@ -670,12 +671,23 @@ async fn run(cli: Cli) -> Result<i32> {
                     lb.socket.display()
                 );
             }
-            println!("serving {} — Ctrl-C to stop", dir.display());
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+            println!(
+                "serving {} — Ctrl-C or SIGTERM to stop (a hangup does not stop it)",
+                dir.display()
+            );
+            // The world stands in for a fleet, which does not go down with the operator's SSH
+            // session: on a hangup it keeps serving, so that the run paused by the same hangup
+            // resumes against the world as it left it (a restart in flight completes there).
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate())?;
+            let mut hup = signal(SignalKind::hangup())?;
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = term.recv() => break,
+                    // Nothing more goes to a terminal that is gone.
+                    _ = hup.recv() => runtime::detach_from_terminal(),
+                }
             }
             handle.shutdown().await;
             Ok(0)

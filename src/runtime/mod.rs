@@ -105,7 +105,75 @@ pub struct Session {
     pub signer: Option<Arc<journal::sign::Signer>>,
     /// sha256 of the inventory file's text, recorded in `run_started` (`inventory_sha256`).
     pub inventory_sha256: Option<String>,
+    /// What a headless session watches (SIGHUP, SIGINT, SIGTERM): taken before a resume's
+    /// fresh probe, kept through `drive`.
+    signals: Option<Signals>,
+    /// A signal came during a headless resume's fresh probe: the session ends before resuming.
+    stopped_before_resume: bool,
     _world: Option<crate::world::WorldHandle>,
+}
+
+/// A signal a headless session acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The terminal hung up (a dropped SSH session).
+    HangUp,
+    /// Ctrl-C, or SIGTERM (`kill`, a service manager): the operator's request to stop.
+    Signal(nix::sys::signal::Signal),
+}
+
+/// The signals a headless session watches. Once watched, none of them kills cutover by itself:
+/// the session decides (pause after the action in flight; a second SIGINT/SIGTERM stops now).
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn watch() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?,
+            int: signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) -> Stop {
+        use nix::sys::signal::Signal as S;
+        tokio::select! {
+            _ = self.hup.recv() => Stop::HangUp,
+            _ = self.int.recv() => Stop::Signal(S::SIGINT),
+            _ = self.term.recv() => Stop::Signal(S::SIGTERM),
+        }
+    }
+}
+
+/// How a signal is named to the operator.
+fn signal_name(sig: nix::sys::signal::Signal) -> &'static str {
+    match sig {
+        nix::sys::signal::Signal::SIGINT => "Ctrl-C (SIGINT)",
+        other => other.as_str(),
+    }
+}
+
+/// A second SIGINT/SIGTERM: stop now, as the signal would have without a handler. The action
+/// in flight (a local child runs in a process group of its own) is left to finish or not; its
+/// intent is in the journal without an outcome, and the resume asks about it (in doubt).
+fn die_of(sig: nix::sys::signal::Signal, journal: &Path) -> ! {
+    eprintln!(
+        "cutover: {} again: stopping now; an action in flight is left in doubt (`cutover resume {}` asks about it)",
+        signal_name(sig),
+        journal.display()
+    );
+    // SAFETY: restoring a signal's default disposition; no handler code of ours runs.
+    unsafe {
+        let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl);
+    }
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), sig);
+    // Not reached unless the signal is blocked: exit as a shell reports a signal death.
+    std::process::exit(128 + sig as i32)
 }
 
 fn who_value(who: &Who) -> serde_json::Value {
@@ -198,6 +266,8 @@ impl Session {
             pending_start: None,
             signer: None,
             inventory_sha256: None,
+            signals: None,
+            stopped_before_resume: false,
             _world: world,
         }
     }
@@ -398,8 +468,41 @@ impl Session {
     }
 
     /// Re-probe and continue a paused, halted or interrupted run.
+    ///
+    /// Headless (`print`): SIGHUP, SIGINT and SIGTERM are watched from before the probe; one
+    /// arriving during it ends the session before anything is journaled (the probe only reads;
+    /// the run stays as it was, and keeps its fleet lock as a paused run does).
     pub async fn continue_run(&mut self) -> Result<()> {
-        let (fresh, drift) = match crate::drivers::full_probe(&self.fleet, false).await {
+        if self.print && self.signals.is_none() {
+            self.signals = Some(Signals::watch()?);
+        }
+        let fleet = self.fleet.clone();
+        let probe = crate::drivers::full_probe(&fleet, false);
+        let probed = match self.signals.as_mut() {
+            Some(signals) => tokio::select! {
+                p = probe => Ok(p),
+                stop = signals.recv() => Err(stop),
+            },
+            None => Ok(probe.await),
+        };
+        let probed = match probed {
+            Ok(p) => p,
+            Err(stop) => {
+                if stop == Stop::HangUp {
+                    detach_from_terminal();
+                }
+                let what = match stop {
+                    Stop::HangUp => "the terminal hung up",
+                    Stop::Signal(sig) => signal_name(sig),
+                };
+                eprintln!(
+                    "cutover: {what} during the fresh probe: stopped before resuming; nothing was changed or journaled"
+                );
+                self.stopped_before_resume = true;
+                return Ok(());
+            }
+        };
+        let (fresh, drift) = match probed {
             Ok(fresh) => {
                 let drift = engine::drift::drift(&self.state, &fresh);
                 (fresh, drift)
@@ -445,15 +548,24 @@ impl Session {
         ));
         let mut quitting = false;
         // Headless runs stop at the next safe point when their terminal hangs up, as the UI
-        // does (its own loop watches for the hangup and says so with `Request::HangUp`).
-        let mut sighup = match control {
-            Control::Headless { .. } => Some(
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                    .context("cannot watch for SIGHUP")?,
-            ),
+        // does (its own loop watches for the hangup and says so with `Request::HangUp`), and on
+        // the first SIGINT/SIGTERM as the UI's `q` does; a second SIGINT/SIGTERM stops now.
+        let mut signals = match control {
+            Control::Headless { .. } => match self.signals.take() {
+                Some(s) => Some(s),
+                None => Some(Signals::watch()?),
+            },
             Control::Ui(_) => None,
         };
+        if self.stopped_before_resume {
+            return Ok(match self.state.status {
+                RunStatus::Halted { .. } => RunEnd::Halted,
+                RunStatus::Completed => RunEnd::Completed,
+                _ => RunEnd::Paused,
+            });
+        }
         let mut hung_up = false;
+        let mut interrupted = false;
         loop {
             // In-doubt intents are not running: they wait for a person.
             let in_flight = self
@@ -528,10 +640,10 @@ impl Session {
             // Wait for an outcome or, in the UI, a request.
             match control {
                 Control::Headless { .. } => {
-                    let hangup = async {
-                        match sighup.as_mut() {
-                            Some(s) if !hung_up => s.recv().await,
-                            _ => std::future::pending().await,
+                    let stop = async {
+                        match signals.as_mut() {
+                            Some(s) => s.recv().await,
+                            None => std::future::pending().await,
                         }
                     };
                     tokio::select! {
@@ -542,14 +654,38 @@ impl Session {
                             self.command(Command::Completed(o))?;
                         }
                         Some(b) = self.breach_rx.recv() => self.command(Command::Breach(b))?,
-                        _ = hangup => {
-                            hung_up = true;
-                            // Nothing more reaches a terminal that is gone (a write there
-                            // fails, and a failed print would end the run mid-action).
-                            detach_from_terminal();
-                            let who = self.who_value();
-                            self.command(Command::HangUp { who })?;
-                        }
+                        stop = stop => match stop {
+                            Stop::HangUp if hung_up => {}
+                            Stop::HangUp => {
+                                hung_up = true;
+                                // Nothing more reaches a terminal that is gone (a write there
+                                // fails, and a failed print would end the run mid-action).
+                                detach_from_terminal();
+                                let who = self.who_value();
+                                self.command(Command::HangUp { who })?;
+                            }
+                            Stop::Signal(sig) if interrupted => die_of(sig, self.journal.path()),
+                            Stop::Signal(sig) => {
+                                // As the UI's `q`: the operator's pause, journaled; the action
+                                // in flight finishes (it is not killed with cutover, a local one
+                                // runs in a process group of its own), then the session ends.
+                                interrupted = true;
+                                let again = match sig {
+                                    nix::sys::signal::Signal::SIGINT => "Ctrl-C",
+                                    _ => "SIGTERM or Ctrl-C",
+                                };
+                                if in_flight {
+                                    eprintln!(
+                                        "cutover: {}: pausing after the action in flight ({again} again to stop now)",
+                                        signal_name(sig)
+                                    );
+                                } else {
+                                    eprintln!("cutover: {}: pausing", signal_name(sig));
+                                }
+                                let who = self.who_value();
+                                self.command(Command::Pause { who })?;
+                            }
+                        },
                     }
                 }
                 Control::Ui(rx) => {

@@ -1,0 +1,478 @@
+//! Ctrl-C and SIGTERM in a headless run are the operator's `q`, not a crash.
+//!
+//! The real `cutover run --headless` against a demo world served by a separate `cutover world
+//! serve`, with node1's restart slowed down. While node1's restart is in flight the test sends
+//! SIGINT to cutover (what Ctrl-C in its terminal, or `kill -INT`, does).
+//!
+//! One SIGINT: cutover says it pauses after the action in flight, the restart completes (seen
+//! by observers that do not take cutover's word for it: the world's own `run/restarts.log` and
+//! `run/provider`, node1 answering HTTP), the journal records the operator's pause after the
+//! restart's outcome, cutover exits 3, and one headless resume completes the run.
+//!
+//! Two SIGINTs: the second stops cutover at once (a SIGINT death, as without a handler), the
+//! restart's intent is left without an outcome, and the resume asks about that in-doubt action
+//! (hard stop `in-doubt`); answered mark-done (the world says the restart happened), the run
+//! completes without restarting node1 again.
+//!
+//! And `cutover world serve` keeps serving through a hangup and stops on SIGTERM.
+
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Seconds node1's restart takes (the world's slow-restart fault): the window to signal in.
+const SLOW: &str = "6";
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cutover")
+}
+
+fn cutover(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cutover")
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A child process killed when dropped (if it is still running).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, sig: Signal) {
+    kill(Pid::from_raw(child.id() as i32), sig).expect("send the signal");
+}
+
+/// A new two-node world served by its own process, node1's restarts slowed to SLOW seconds.
+fn served_world(tmp: &Path) -> (PathBuf, Reaped, cutover::world::WorldInfo) {
+    let dir = tmp.join("world");
+    let out = cutover(&[
+        "world",
+        "create",
+        dir.to_str().unwrap(),
+        "--nodes",
+        "2",
+        "--lbs",
+        "1",
+    ]);
+    assert!(out.status.success(), "world create: {}", text(&out));
+    let serve = Reaped(
+        Command::new(bin())
+            .args(["world", "serve", dir.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cutover world serve"),
+    );
+    // Served once a fault can be injected (the fault command needs the serving process).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cutover(&[
+            "world",
+            "fault",
+            dir.to_str().unwrap(),
+            "slow-restart",
+            "node1",
+            SLOW,
+        ]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the world was not served within 30 s: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let info = cutover::world::load(&dir).unwrap();
+    (dir, serve, info)
+}
+
+fn records(journal: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn kinds(records: &[serde_json::Value]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| r["kind"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The id of node1's restart intent, if journaled.
+fn restart_id(recs: &[serde_json::Value]) -> Option<serde_json::Value> {
+    recs.iter().find_map(|r| {
+        (r["kind"] == "intent" && r["node"] == "node1" && r["data"]["action"] == "service.restart")
+            .then(|| r["data"]["id"].clone())
+    })
+}
+
+fn has_outcome(recs: &[serde_json::Value], id: &serde_json::Value) -> bool {
+    recs.iter()
+        .any(|r| r["kind"] == "outcome" && r["data"]["id"] == *id)
+}
+
+/// node1's restart has begun (intent journaled, the stand-in noted it) and has not finished.
+fn restart_in_flight(journal: &Path, node1: &cutover::world::WorldNode) -> bool {
+    let recs = records(journal);
+    restart_id(&recs).is_some_and(|id| !has_outcome(&recs, &id)) && restarts(node1) == 1
+}
+
+/// Restarts begun on a node, from the stand-in's own log.
+fn restarts(node: &cutover::world::WorldNode) -> usize {
+    std::fs::read_to_string(node.run_dir.join("restarts.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.ends_with(" restart"))
+        .count()
+}
+
+/// The provider node1's Keystone runs with, from the stand-in (present only while it listens).
+fn provider(node: &cutover::world::WorldNode) -> String {
+    std::fs::read_to_string(node.run_dir.join("provider"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// GET /v3 on a node answers 200 (plain HTTP over loopback, no client library).
+fn answers(node: &cutover::world::WorldNode) -> bool {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", node.port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /v3 HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
+}
+
+/// `cutover run --headless` of the flagship on the served world, output to files.
+struct HeadlessRun {
+    child: Reaped,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    journal: PathBuf,
+}
+
+impl HeadlessRun {
+    fn start(tmp: &Path, dir: &Path) -> HeadlessRun {
+        let journal = tmp.join("run.jsonl");
+        let stdout = tmp.join("run.stdout");
+        let stderr = tmp.join("run.stderr");
+        let answers = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
+        let child = Command::new(bin())
+            .args(["run", "runbooks/fernet-to-jws.yaml", "-i"])
+            .arg(dir.join("inventory.yaml"))
+            .arg("--journal")
+            .arg(&journal)
+            .args(["--headless", "--answers"])
+            .arg(&answers)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("cutover run --headless");
+        HeadlessRun {
+            child: Reaped(child),
+            stdout,
+            stderr,
+            journal,
+        }
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}\n--- journal kinds\n{:?}",
+            std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+            kinds(&records(&self.journal))
+        )
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn wait_until(&mut self, what: &str, within: Duration, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + within;
+        while !cond() {
+            if let Some(s) = self.child.0.try_wait().unwrap() {
+                panic!("cutover ended ({s}) before {what}:\n{}", self.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {within:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cutover did not exit within {within:?}:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A headless resume of `journal` with the demo answers plus `extra` answer lines.
+fn resume(tmp: &Path, journal: &Path, extra: &str) -> std::process::Output {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
+    let answers = tmp.join("resume-answers.yaml");
+    std::fs::write(
+        &answers,
+        format!("{}{extra}", std::fs::read_to_string(demo).unwrap()),
+    )
+    .unwrap();
+    cutover(&[
+        "resume",
+        journal.to_str().unwrap(),
+        "--headless",
+        "--answers",
+        answers.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn ctrl_c_during_a_restart_pauses_after_it_and_one_resume_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _serve, info) = served_world(tmp.path());
+    let node1 = &info.nodes[0];
+    let mut run = HeadlessRun::start(tmp.path(), &dir);
+    let journal = run.journal.clone();
+    run.wait_until("node1's restart in flight", Duration::from_secs(60), || {
+        restart_in_flight(&journal, node1)
+    });
+    signal(&run.child.0, Signal::SIGINT);
+    // The restart takes SLOW seconds; the run waits for it, then pauses and exits.
+    let status = run.wait_exit(Duration::from_secs(60));
+    let out = run.output();
+    assert_eq!(status.code(), Some(3), "exit 3 (paused): {status}\n{out}");
+    assert!(
+        run.stderr()
+            .contains("pausing after the action in flight (Ctrl-C again to stop now)"),
+        "{out}"
+    );
+    assert!(
+        run.stderr()
+            .contains("paused. continue with: cutover resume"),
+        "{out}"
+    );
+
+    // The world's own account: the restart began once and Keystone runs on the provider the
+    // run flipped it to.
+    assert_eq!(restarts(node1), 1, "node1 restarted exactly once");
+    assert_eq!(
+        provider(node1),
+        "jws",
+        "node1 is up on jws after its restart"
+    );
+    assert!(answers(node1), "node1 answers GET /v3");
+
+    // The journal's account: the restart's outcome (ok), then the operator's pause.
+    let recs = records(&journal);
+    let ks = kinds(&recs);
+    let id = restart_id(&recs).expect("node1's restart intent");
+    let outcome = recs
+        .iter()
+        .find(|r| r["kind"] == "outcome" && r["data"]["id"] == id)
+        .unwrap_or_else(|| panic!("no outcome for node1's restart: {ks:?}"));
+    assert_eq!(outcome["data"]["ok"], true, "{outcome}");
+    let requested = recs
+        .iter()
+        .find(|r| r["kind"] == "pause_requested")
+        .unwrap_or_else(|| panic!("no pause_requested: {ks:?}"));
+    // The operator's own request (no other cause recorded).
+    assert!(requested["data"].get("cause").is_none(), "{requested}");
+    let paused: Vec<&serde_json::Value> =
+        recs.iter().filter(|r| r["kind"] == "run_paused").collect();
+    assert_eq!(paused.len(), 1, "one pause: {ks:?}");
+    assert_eq!(paused[0]["data"]["reason"], "paused by the operator");
+    let seq = |r: &serde_json::Value| r["seq"].as_u64().unwrap();
+    assert!(seq(requested) < seq(outcome), "asked while the restart ran");
+    assert!(seq(paused[0]) > seq(outcome), "paused after the restart");
+    assert_eq!(ks.last().map(String::as_str), Some("run_paused"), "{ks:?}");
+    assert!(!ks.iter().any(|k| k == "run_halted"), "{ks:?}");
+
+    // One resume completes the run, without restarting node1 again.
+    let out = resume(tmp.path(), &journal, "");
+    let ks = kinds(&records(&journal));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the resume completes: {}\nkinds: {ks:?}",
+        text(&out)
+    );
+    assert_eq!(ks.iter().filter(|k| *k == "run_resumed").count(), 1);
+    assert_eq!(ks.iter().filter(|k| *k == "run_paused").count(), 1);
+    assert_eq!(ks.last().map(String::as_str), Some("run_completed"));
+    assert_eq!(restarts(node1), 1, "the resume did not restart node1 again");
+    let out = cutover(&["journal", "verify", journal.to_str().unwrap()]);
+    assert!(out.status.success(), "journal verify: {}", text(&out));
+}
+
+#[test]
+fn a_second_ctrl_c_stops_at_once_and_the_resume_asks_about_the_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _serve, info) = served_world(tmp.path());
+    let node1 = &info.nodes[0];
+    let mut run = HeadlessRun::start(tmp.path(), &dir);
+    let journal = run.journal.clone();
+    run.wait_until("node1's restart in flight", Duration::from_secs(60), || {
+        restart_in_flight(&journal, node1)
+    });
+    signal(&run.child.0, Signal::SIGINT);
+    run.wait_until("the pause request", Duration::from_secs(10), || {
+        kinds(&records(&journal))
+            .iter()
+            .any(|k| k == "pause_requested")
+    });
+    signal(&run.child.0, Signal::SIGINT);
+    let second = Instant::now();
+    let status = run.wait_exit(Duration::from_secs(10));
+    let out = run.output();
+    // At once, as a SIGINT without a handler would: not after the restart's SLOW seconds.
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        second.elapsed()
+    );
+    assert_eq!(
+        status.signal(),
+        Some(Signal::SIGINT as i32),
+        "{status}\n{out}"
+    );
+    assert!(run.stderr().contains("again: stopping now"), "{out}");
+    let recs = records(&journal);
+    let id = restart_id(&recs).expect("node1's restart intent");
+    assert!(
+        !has_outcome(&recs, &id),
+        "the restart's outcome was journaled: {out}"
+    );
+    assert!(
+        !kinds(&recs).iter().any(|k| k == "run_paused"),
+        "no pause journaled: {out}"
+    );
+
+    // The restart was not killed with cutover (its own process group): the world finishes it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(provider(node1) == "jws" && answers(node1)) {
+        assert!(
+            Instant::now() < deadline,
+            "node1's restart did not complete after cutover stopped (provider {:?})",
+            provider(node1)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(restarts(node1), 1);
+
+    // Without an answer for it, the resume stops at the in-doubt restart.
+    let out = resume(tmp.path(), &journal, "");
+    let recs = records(&journal);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let resumed = recs
+        .iter()
+        .rfind(|r| r["kind"] == "run_resumed")
+        .unwrap_or_else(|| panic!("no run_resumed: {}", text(&out)));
+    assert_eq!(
+        resumed["data"]["in_doubt"],
+        serde_json::json!([id]),
+        "{resumed}"
+    );
+    let raised = recs
+        .iter()
+        .rfind(|r| r["kind"] == "hard_stop_raised")
+        .expect("a hard stop");
+    assert_eq!(raised["data"]["id"], "in-doubt", "{raised}");
+    assert_eq!(restarts(node1), 1, "nothing redone without an answer");
+
+    // The world says the restart happened: marked done, the run completes without a second
+    // restart.
+    let out = resume(tmp.path(), &journal, "in-doubt: mark-done\n");
+    let recs = records(&journal);
+    let ks = kinds(&recs);
+    assert_eq!(out.status.code(), Some(0), "{}\nkinds: {ks:?}", text(&out));
+    let resolved = recs
+        .iter()
+        .find(|r| r["kind"] == "in_doubt_resolved")
+        .unwrap_or_else(|| panic!("no in_doubt_resolved: {ks:?}"));
+    assert_eq!(resolved["data"]["id"], id);
+    assert_eq!(resolved["data"]["choice"], "mark-done");
+    assert_eq!(ks.last().map(String::as_str), Some("run_completed"));
+    assert_eq!(restarts(node1), 1, "node1 was not restarted again");
+    let out = cutover(&["journal", "verify", journal.to_str().unwrap()]);
+    assert!(out.status.success(), "journal verify: {}", text(&out));
+}
+
+#[test]
+fn world_serve_keeps_serving_through_a_hangup_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_dir, mut serve, info) = served_world(tmp.path());
+    signal(&serve.0, Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        serve.0.try_wait().unwrap().is_none(),
+        "world serve ended on SIGHUP"
+    );
+    for n in &info.nodes {
+        assert!(answers(n), "{} answers after the hangup", n.name);
+    }
+    signal(&serve.0, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = serve.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "world serve ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(
+        !answers(&info.nodes[0]),
+        "node1 still answers after SIGTERM"
+    );
+}

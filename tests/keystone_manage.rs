@@ -271,4 +271,42 @@ fn a_failing_keystone_manage_halts_with_its_error_and_leaves_nothing() {
     );
     assert!(next.contains("keygen: native"), "{next}");
     assert_eq!(staging_leftovers(&info), Vec::<PathBuf>::new());
+    // Nothing of keystone-manage's is left anywhere on the nodes: no error file (what it said
+    // went to the journal), no half keypair outside the key repositories.
+    for n in &info.nodes {
+        let stray = files_under(&n.dir)
+            .into_iter()
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy();
+                name == "keystone-manage.err"
+                    || ((name == "private.pem" || name == "public.pem")
+                        && !p.starts_with(&n.jws_private_repo))
+            })
+            .collect::<Vec<_>>();
+        assert!(stray.is_empty(), "{}: left behind {stray:?}", n.name);
+    }
+    // What keystone-manage said is still reported where the operator reads the run.
+    assert!(
+        run.stdout.contains("Permission denied"),
+        "the error is reported: {}",
+        run.all()
+    );
+}
+
+/// Every file under `dir` (not following symbolic links).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }

@@ -436,18 +436,6 @@ pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> Node
     f
 }
 
-/// keystone-manage writes private.pem and public.pem into the current directory (mode 0644):
-/// run it in the staging directory, tighten the private key, print the public key.
-pub fn keystone_manage_script(staging: &str, conf: &str, user: &str, group: &str) -> String {
-    format!(
-        "set -e; umask 077; mkdir -p -- {s}; chmod 700 -- {s}; cd -- {s}; rm -f private.pem public.pem keystone-manage.err; keystone-manage --config-file {c} create_jws_keypair --force --keystone-user {u} --keystone-group {g} >/dev/null 2>keystone-manage.err || {{ tail -n 1 keystone-manage.err >&2; rm -f keystone-manage.err; exit 1; }}; rm -f keystone-manage.err; chmod 600 private.pem; cat public.pem",
-        s = shell_quote(staging),
-        c = shell_quote(conf),
-        u = shell_quote(user),
-        g = shell_quote(group)
-    )
-}
-
 /// Move the staged keypair into place: private.pem (0600, keystone-owned) into the private
 /// repository, the public key into the public repository as `public_file` (`<node>.pem` in
 /// `public`, built by `inventory::name_path`). Every path is shell-quoted.

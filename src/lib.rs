@@ -10,6 +10,7 @@
 //! - [`drivers`]: Keystone, HAProxy, service and shell actions, always the real code.
 //! - [`world`]: the embedded demo world (a Keystone and an HAProxy stand-in).
 //! - [`runtime`]: runs effects for the engine and feeds their outcomes back.
+//! - [`glyphs`]: Unicode or ASCII (the locale, `--ascii`) for everything cutover prints.
 //! - [`sanitize`]: the one sanitiser for outside text on its way to a terminal.
 //! - [`tui`]: the operator's terminal UI, a view and keymap over the engine's state.
 //!
@@ -17,6 +18,7 @@
 
 pub mod drivers;
 pub mod engine;
+pub mod glyphs;
 pub mod inventory;
 pub mod journal;
 pub mod runbook;

@@ -1516,3 +1516,225 @@ fn ascii_rendering() {
         assert!(wide.contains(want), "no `{want}` in\n{wide}");
     }
 }
+
+// ------------------------------------------------- unreachable nodes, long halt reasons (issue 9)
+
+/// Complete the oldest running effect as the world would, with `edit` changing what came back
+/// (ok, summary, observation, failure) before the engine sees it.
+fn step_edited(
+    s: &mut Sim,
+    edit: impl FnOnce(&ActionSpec, &mut bool, &mut String, &mut Observation, &mut Option<Failure>),
+) {
+    let eff = s.queue.pop_front().expect("an effect to complete");
+    let (mut ok, mut summary, mut observed, mut failure, ms) = s.world.run(&eff.spec);
+    edit(
+        &eff.spec,
+        &mut ok,
+        &mut summary,
+        &mut observed,
+        &mut failure,
+    );
+    s.now += Duration::milliseconds(ms as i64);
+    let node = s
+        .state
+        .in_flight
+        .get(&eff.id)
+        .and_then(|f| f.intent.node.clone());
+    let o = Outcome {
+        id: eff.id,
+        op: eff.op,
+        node,
+        ok,
+        summary,
+        duration_ms: ms,
+        observed,
+        failure,
+    };
+    let d = decide(&s.state, Command::Completed(o), s.now).unwrap();
+    s.take(d);
+}
+
+/// ks2's SSH host key changed: what the drivers report (its Keystone still answers over HTTP).
+fn ks2_unreachable() -> NodeFacts {
+    NodeFacts {
+        service_up: true,
+        service_status: Some(200),
+        service_detail: "GET http://127.0.0.1:5002/v3 200".into(),
+        ..NodeFacts::unreachable(Unreachable {
+            kind: ReachFailure::HostKeyChanged,
+            alias: "ks2".into(),
+            host: "10.0.0.12".into(),
+            port: 22,
+            known_hosts: Some("/home/alice/.ssh/known_hosts".into()),
+            fingerprint: Some("SHA256:n3wKeYq1w2e3r4t5y6u7i8o9p0aSdFgHjKl".into()),
+            reason: "its host key has CHANGED: it now presents SHA256:n3wKeYq1w2e3r4t5y6u7i8o9p0aSdFgHjKl, and /home/alice/.ssh/known_hosts holds another key for 10.0.0.12".into(),
+            next: "find out why 10.0.0.12 port 22 now presents another key; only if the change is expected: ssh-keygen -R 10.0.0.12".into(),
+        })
+    }
+}
+
+/// The preflight's probes find ks2 unreachable: the run halts naming the host key.
+fn sim_unreachable() -> Sim {
+    let mut s = Sim::start();
+    for _ in 0..50 {
+        if matches!(s.state.status, RunStatus::Halted { .. }) || s.queue.is_empty() {
+            break;
+        }
+        step_edited(&mut s, |_, _, _, obs, _| {
+            if obs.nodes.contains_key("ks2") {
+                obs.nodes.insert("ks2".into(), ks2_unreachable());
+            }
+        });
+    }
+    assert!(
+        matches!(s.state.status, RunStatus::Halted { .. }),
+        "{:?}",
+        s.state.status
+    );
+    s
+}
+
+/// An unreachable node is marked in the node table (not `ERR`, not `DOWN`: its Keystone
+/// answered), and its details say why, where and what to do, in Unicode and ASCII, at 80×24.
+#[test]
+fn an_unreachable_node_is_marked_in_the_table_and_its_details() {
+    let s = sim_unreachable();
+    let now = s.now + Duration::seconds(5);
+    let text = shot(&mut live(), &s.state, now, 80, 24);
+    let row = rows_with(&text, " ks2 ");
+    assert!(
+        row.iter()
+            .any(|r| r.contains("⊘ unreach") && r.contains(" up ")),
+        "ks2's row: {row:?}\n{text}"
+    );
+    assert!(
+        !row.iter().any(|r| r.contains("ERR") || r.contains("DOWN")),
+        "{text}"
+    );
+    insta::assert_snapshot!("unreachable_80x24", text);
+
+    // The details popup: Tab to the nodes, j to ks2, Enter.
+    let mut app = live();
+    app.handle_key(code(KeyCode::Tab), &s.state, now);
+    app.handle_key(key('j'), &s.state, now);
+    app.handle_key(code(KeyCode::Enter), &s.state, now);
+    let details = shot(&mut app, &s.state, now, 80, 24);
+    for want in [
+        "⊘ UNREACHABLE",
+        "host key changed at 10.0.0.12 port 22",
+        "next",
+        "ssh-keygen -R 10.0.0.12",
+        "up GET http://127.0.0.1:5002/v3 200",
+    ] {
+        assert!(details.contains(want), "no `{want}` in\n{details}");
+    }
+    // What was not read is not shown as if it were (no `fernet (default)`, no `ABSENT`).
+    assert!(
+        !details.contains("fernet (default)") && !details.contains("ABSENT"),
+        "{details}"
+    );
+    insta::assert_snapshot!("unreachable_details_80x24", details);
+
+    // ASCII: its own symbol, nothing above 127.
+    let mut app = App::new(header(Mode::Live))
+        .with_color(false)
+        .with_ascii(true);
+    let ascii = shot(&mut app, &s.state, now, 80, 24);
+    assert!(
+        rows_with(&ascii, " ks2 ")
+            .iter()
+            .any(|r| r.contains("! unreach")),
+        "{ascii}"
+    );
+    assert!(ascii.is_ascii(), "{ascii}");
+    app.handle_key(code(KeyCode::Tab), &s.state, now);
+    app.handle_key(key('j'), &s.state, now);
+    app.handle_key(code(KeyCode::Enter), &s.state, now);
+    let ascii_details = shot(&mut app, &s.state, now, 80, 24);
+    assert!(ascii_details.contains("! UNREACHABLE"), "{ascii_details}");
+    assert!(ascii_details.is_ascii(), "{ascii_details}");
+    // The wide layout's side pane shows the same details beside the log.
+    let mut app = live();
+    app.handle_key(code(KeyCode::Tab), &s.state, now);
+    app.handle_key(key('j'), &s.state, now);
+    let wide = shot(&mut app, &s.state, now, 160, 48);
+    assert!(wide.contains("⊘ UNREACHABLE"), "{wide}");
+}
+
+/// A failed restart's reason as drivers::service_log writes it: a headline, then the evidence.
+fn long_reason() -> String {
+    let mut r = String::from(
+        "ks2: `systemctl restart keystone` exited 1: Unhandled error: oslo_config.cfg.ConfigFileValueError: Value for option enabled is not valid: Unexpected boolean value 'notabool'",
+    );
+    r.push_str("\n  journalctl -u keystone since 01:02:17 UTC:");
+    r.push_str("\n    CRITICAL keystone Unhandled error: oslo_config.cfg.ConfigFileValueError");
+    r.push_str("\n    Traceback (most recent call last):");
+    for i in 0..6 {
+        r.push_str(&format!(
+            "\n      File \"/usr/lib/python3/dist-packages/oslo_config/cfg.py\", line {}, in _do_get",
+            2000 + i
+        ));
+    }
+    r.push_str("\n    ValueError: Unexpected boolean value 'notabool'");
+    r.push_str("\n  restart stderr:\n    Job for keystone.service failed because the control process exited with error code.");
+    r
+}
+
+/// At 80×24 a HALTED banner with a multi-line reason keeps its first line and what to do next
+/// (the rest used to push `next` off the banner); the log line's details keep the whole text.
+#[test]
+fn halted_banner_at_80x24_keeps_next_with_a_long_reason() {
+    let mut s = Sim::start();
+    s.world.fail_restart.push("ks2".into());
+    s.confirm("jws-payload-readable");
+    s.confirm("mixed-pool");
+    for _ in 0..500 {
+        if matches!(s.state.status, RunStatus::Halted { .. }) {
+            break;
+        }
+        step_edited(&mut s, |spec, ok, summary, _, _| {
+            if matches!(spec, ActionSpec::Restart { node, .. } if node == "ks2") && !*ok {
+                *summary = long_reason();
+            }
+        });
+    }
+    let RunStatus::Halted { reason, next } = &s.state.status else {
+        panic!("not halted: {:?}", s.state.status);
+    };
+    assert!(reason.lines().count() > 10, "{reason}");
+    assert!(!next.is_empty());
+    let now = s.now + Duration::seconds(20);
+    let text = shot(&mut live(), &s.state, now, 80, 24);
+    let lines: Vec<&str> = text.lines().collect();
+    let halted = lines
+        .iter()
+        .position(|l| l.contains("HALTED  service.restart failed on ks2"))
+        .unwrap_or_else(|| panic!("no HALTED banner:\n{text}"));
+    let next_row = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("next "))
+        .unwrap_or_else(|| panic!("`next` is not on the screen:\n{text}"));
+    assert!(halted < next_row, "{text}");
+    // The evidence stays out of the banner; the banner says where it is.
+    assert!(!text.contains("Traceback"), "{text}");
+    assert!(text.contains("lines: the HALTED log line"), "{text}");
+    // Every pane still has rows.
+    assert!(
+        text.contains("Nodes (3)") && text.contains("Log ("),
+        "{text}"
+    );
+    insta::assert_snapshot!("halted_long_reason_80x24", text);
+
+    // The log's HALTED line, opened: the whole reason, evidence included.
+    let mut app = live();
+    app.handle_key(code(KeyCode::Tab), &s.state, now);
+    app.handle_key(code(KeyCode::Tab), &s.state, now);
+    app.handle_key(code(KeyCode::Enter), &s.state, now);
+    let details = shot(&mut app, &s.state, now, 120, 40);
+    for want in [
+        "Traceback (most recent call last):",
+        "journalctl -u keystone since",
+    ] {
+        assert!(details.contains(want), "no `{want}` in\n{details}");
+    }
+}

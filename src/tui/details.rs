@@ -69,6 +69,42 @@ pub(super) fn build(v: &View, target: &Target, w: usize) -> (String, Vec<Line<'s
             }
             match &n.facts {
                 None => o.kv("Facts", "not read yet", t.bold(), t.dim()),
+                Some(f) if let Some(u) = &f.unreachable => {
+                    o.blank();
+                    let at = n
+                        .facts_at
+                        .map(|a| format!(" (read {})", hms(a)))
+                        .unwrap_or_default();
+                    o.text(&format!("Facts{at}"), t.bold());
+
+                    // Nothing on the node was read: why, where and what to do, then what its
+                    // Keystone answered over HTTP (unreachable is not down).
+                    o.kv(
+                        "  reach",
+                        &format!("{} UNREACHABLE: {}", t.g.unreachable, u.line()),
+                        t.plain(),
+                        t.fail(),
+                    );
+                    if let Some(kh) = &u.known_hosts {
+                        o.kv("  host keys", kh, t.plain(), t.plain());
+                    }
+                    if let Some(fp) = &u.fingerprint {
+                        o.kv("  presents", fp, t.plain(), t.plain());
+                    }
+                    o.kv("  next", &u.next, t.bold(), t.plain());
+                    o.kv(
+                        "  service",
+                        &format!("{} {}", f.service_cell(), f.service_detail),
+                        t.plain(),
+                        if f.service_up { t.ok() } else { t.fail() },
+                    );
+                    o.kv(
+                        "  not read",
+                        "keystone.conf, the Fernet and JWS key repositories",
+                        t.plain(),
+                        t.dim(),
+                    );
+                }
                 Some(f) => {
                     o.blank();
                     let at = n

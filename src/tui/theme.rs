@@ -3,7 +3,8 @@
 //! - Colour unless NO_COLOR is set (https://no-color.org) or TERM is `dumb`: without colour,
 //!   meaning is carried by symbols, bold and reverse.
 //! - Unicode symbols and box lines when the locale says UTF-8 (LC_ALL, else LC_CTYPE, else LANG,
-//!   the way tmux decides); ASCII otherwise, or with `--ascii` ([`force_ascii`]). In ASCII every
+//!   the way tmux decides: [`crate::glyphs`], whose rule and symbol table the headless output
+//!   and the reports share); ASCII otherwise, or with `--ascii` ([`force_ascii`]). In ASCII every
 //!   state keeps its own symbol (`+` done, `x` failed, `#` hard stop, `*` running, `.` pending),
 //!   borders are drawn with `+-|` (`=` for the HARD STOP box), and [`asciify`] maps whatever
 //!   else is not ASCII (text from a runbook or a journal) cell by cell through [`to_ascii`], so
@@ -13,94 +14,8 @@ use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::border;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set by `--ascii` before the UI starts.
-static FORCE_ASCII: AtomicBool = AtomicBool::new(false);
-
-/// ASCII whatever the locale says (the `--ascii` flag).
-pub fn force_ascii() {
-    FORCE_ASCII.store(true, Ordering::SeqCst);
-}
-
-/// The symbols the screens use, one table per character set. Every state has its own symbol in
-/// both, so a state stays readable without colour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Glyphs {
-    /// A step, node or check that is done / passed.
-    pub done: &'static str,
-    /// Failed.
-    pub failed: &'static str,
-    /// Waiting at a hard stop.
-    pub stop: &'static str,
-    /// Running now.
-    pub running: &'static str,
-    /// Not started yet; an informational log line.
-    pub pending: &'static str,
-    /// A log line that starts an action.
-    pub start: &'static str,
-    /// The focused pane's marker.
-    pub focus: &'static str,
-    /// Paused (the run, a replay).
-    pub paused: &'static str,
-    /// A replay playing.
-    pub play: &'static str,
-    /// A replay at its end.
-    pub end: &'static str,
-    /// A follow at the live end.
-    pub live: &'static str,
-    /// `was → now`.
-    pub arrow: &'static str,
-    /// More below / above (scrolling).
-    pub down: &'static str,
-    pub up: &'static str,
-    /// Replay keys.
-    pub left_right: &'static str,
-    /// A list item.
-    pub bullet: &'static str,
-    /// The in-box rule above the HARD STOP keys.
-    pub stop_rule: &'static str,
-}
-
-pub const UNICODE: Glyphs = Glyphs {
-    done: "✓",
-    failed: "✗",
-    stop: "■",
-    running: "◐",
-    pending: "·",
-    start: "▸",
-    focus: "▸",
-    paused: "‖",
-    play: "▶",
-    end: "■",
-    live: "●",
-    arrow: "→",
-    down: "↓",
-    up: "↑",
-    left_right: "←/→",
-    bullet: "•",
-    stop_rule: "─",
-};
-
-pub const ASCII: Glyphs = Glyphs {
-    done: "+",
-    failed: "x",
-    stop: "#",
-    running: "*",
-    pending: ".",
-    start: ">",
-    focus: ">",
-    paused: "||",
-    play: ">",
-    end: "[]",
-    live: "*",
-    arrow: "->",
-    down: "v",
-    up: "^",
-    left_right: "Left/Right",
-    bullet: "-",
-    stop_rule: "=",
-};
+pub use crate::glyphs::{ASCII, Glyphs, UNICODE, force_ascii, to_ascii};
 
 /// `+-----+` boxes.
 const ASCII_BORDER: border::Set = border::Set {
@@ -134,43 +49,28 @@ pub struct Theme {
     pub g: &'static Glyphs,
 }
 
-/// Whether a locale name says UTF-8 (`C.UTF-8`, `en_US.utf8`).
-fn is_utf8(locale: &str) -> bool {
-    let l = locale.to_ascii_lowercase();
-    l.contains("utf-8") || l.contains("utf8")
-}
-
-/// The locale that decides the character set: LC_ALL, else LC_CTYPE, else LANG (the first one
-/// set and not empty, as setlocale does). None: unset, which is the C locale.
-fn ctype_locale(var: impl Fn(&str) -> Option<String>) -> Option<String> {
-    ["LC_ALL", "LC_CTYPE", "LANG"]
-        .into_iter()
-        .find_map(|k| var(k).filter(|v| !v.is_empty()))
-}
-
 impl Theme {
     pub fn new(color: bool, ascii: bool) -> Theme {
         Theme {
             color,
             ascii,
-            g: if ascii { &ASCII } else { &UNICODE },
+            g: crate::glyphs::table(ascii),
         }
     }
 
     /// From the environment (and `--ascii`): see the module's documentation.
     pub fn from_env() -> Theme {
-        Theme::from_vars(
-            |k| std::env::var(k).ok(),
-            FORCE_ASCII.load(Ordering::SeqCst),
-        )
+        Theme::from_vars(|k| std::env::var(k).ok(), crate::glyphs::forced())
     }
 
     /// [`Theme::from_env`] over any variable lookup (for tests).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>, force_ascii: bool) -> Theme {
         let no_color = var("NO_COLOR").is_some_and(|v| !v.is_empty());
         let dumb = var("TERM").is_some_and(|t| t == "dumb");
-        let utf8 = ctype_locale(&var).is_some_and(|l| is_utf8(&l));
-        Theme::new(!no_color && !dumb, force_ascii || !utf8)
+        Theme::new(
+            !no_color && !dumb,
+            crate::glyphs::ascii_from_vars(&var, force_ascii),
+        )
     }
 
     /// The border of popups (help, details, quit).
@@ -286,46 +186,6 @@ impl Theme {
     }
     pub fn modal_border(&self) -> Style {
         self.fg(Color::Red).add_modifier(Modifier::BOLD)
-    }
-}
-
-/// One character in ASCII, for a terminal that cannot show `c`: box lines become `-`, `|`, `=`
-/// and `+`, the state symbols their ASCII table's, punctuation its nearest ASCII; anything else
-/// `?`. ASCII characters are kept.
-pub fn to_ascii(c: char) -> char {
-    if c.is_ascii() {
-        return c;
-    }
-    match c {
-        '✓' | '✔' => '+',
-        '✗' | '✘' | '×' => 'x',
-        '■' | '█' => '#',
-        '◐' | '●' | '•' => '*',
-        // A middle dot separates items on a line (`run … · alice · T+00:01:20`); the pending
-        // state's own `·` is drawn from the ASCII table (`.`), not through this map.
-        '·' => '|',
-        '…' => '~',
-        '▸' | '▶' | '→' | '⇒' | '›' | '»' => '>',
-        '←' | '‹' | '«' => '<',
-        '↓' => 'v',
-        '↑' => '^',
-        '‖' => '|',
-        '⚠' => '!',
-        '‘' | '’' | '′' => '\'',
-        '“' | '”' | '″' => '"',
-        '—' | '–' | '‐' | '−' => '-',
-        '\u{a0}' | '\u{2000}'..='\u{200b}' => ' ',
-        // Box drawing (U+2500..U+257F): double horizontals `=`, other horizontals `-`,
-        // verticals `|`, corners and junctions `+`.
-        '═' => '=',
-        '─' | '━' | '┄' | '┅' | '┈' | '┉' | '╌' | '╍' | '╴' | '╶' | '╸' | '╺' => {
-            '-'
-        }
-        '│' | '┃' | '║' | '┆' | '┇' | '┊' | '┋' | '╎' | '╏' | '╵' | '╷' | '╹' | '╻' => {
-            '|'
-        }
-        '\u{2500}'..='\u{257f}' => '+',
-        _ => '?',
     }
 }
 

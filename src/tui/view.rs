@@ -217,7 +217,7 @@ impl View<'_> {
             return (0, None);
         }
         let header = self.header_lines(w);
-        let mut banner = self.banner_lines(w);
+        let mut banner = self.banner(w);
         let footer = self.footer_line(w);
 
         // Top: steps on the left, "now" (and "next", or the matrix) on the right.
@@ -272,8 +272,9 @@ impl View<'_> {
             );
         }
         while over(top_h, nodes_h, banner.len()) && banner.len() > 1 {
-            banner.pop();
+            trim_banner(&mut banner, w);
         }
+        let banner: Vec<Line<'static>> = banner.into_iter().map(|b| b.line).collect();
         // A HARD STOP that would not fit below the node table: give it rows from the top pane
         // (down to 4; the steps scroll to their cursor) when that is enough.
         let stop_h = self.hard_stop_height(w);
@@ -740,9 +741,18 @@ impl View<'_> {
 
     /// The pool banner (always), then what stops the run or needs attention.
     fn banner_lines(&self, w: usize) -> Vec<Line<'static>> {
+        self.banner(w).into_iter().map(|b| b.line).collect()
+    }
+
+    /// [`View::banner_lines`], each line saying whether it is kept when rows are short.
+    fn banner(&self, w: usize) -> Vec<BannerLine> {
         let st = self.state;
         let t = &self.t;
-        let mut out = self.replay_banner_lines(w);
+        let mut out: Vec<BannerLine> = self
+            .replay_banner_lines(w)
+            .into_iter()
+            .map(BannerLine::essential)
+            .collect();
         let mut pool: Vec<Span<'static>> = match st.pool() {
             PoolView::Unknown => vec![span(" POOL: not read yet", t.dim())],
             PoolView::Consistent(p) => vec![
@@ -775,44 +785,65 @@ impl View<'_> {
             if pw + 3 + width(c) <= w {
                 pool.push(span(" · ", t.dim()));
                 pool.push(span(c.clone(), t.warn()));
-                out.push(Line::from(pool));
+                out.push(BannerLine::essential(Line::from(pool)));
             } else {
-                out.push(Line::from(pool));
-                out.push(Line::from(span(format!(" {c}"), t.warn())));
+                out.push(BannerLine::essential(Line::from(pool)));
+                out.push(BannerLine::extra(Line::from(span(
+                    format!(" {c}"),
+                    t.warn(),
+                ))));
             }
         } else {
-            out.push(Line::from(pool));
+            out.push(BannerLine::essential(Line::from(pool)));
         }
         if !st.lb_errors.is_empty() {
-            out.push(Line::from(span(
+            out.push(BannerLine::extra(Line::from(span(
                 format!(" LB: {}", st.lb_errors.join("; ")),
                 t.warn(),
-            )));
+            ))));
         }
-        let mut wrapped = |badge: &str, style: Style, text: &str, text_style: Style| {
-            let lead = format!(" {badge} ");
-            let lw = width(&lead) + 1;
-            let lines = wrap(text, w.saturating_sub(lw + 1).max(10));
-            for (i, l) in lines.into_iter().enumerate() {
-                if i == 0 {
-                    out.push(Line::from(vec![
-                        span(lead.clone(), style),
-                        Span::raw(" "),
-                        span(l, text_style),
-                    ]));
-                } else {
-                    out.push(Line::from(vec![
-                        Span::raw(" ".repeat(lw)),
-                        span(l, text_style),
-                    ]));
+        // `keep`: how many of the paragraph's first lines stay when rows are short.
+        let mut wrapped =
+            |badge: &str, style: Style, text: &str, text_style: Style, keep: usize| {
+                let lead = format!(" {badge} ");
+                let lw = width(&lead) + 1;
+                let lines = wrap(text, w.saturating_sub(lw + 1).max(10));
+                for (i, l) in lines.into_iter().enumerate() {
+                    let line = if i == 0 {
+                        Line::from(vec![
+                            span(lead.clone(), style),
+                            Span::raw(" "),
+                            span(l, text_style),
+                        ])
+                    } else {
+                        Line::from(vec![Span::raw(" ".repeat(lw)), span(l, text_style)])
+                    };
+                    out.push(BannerLine {
+                        line,
+                        essential: i < keep,
+                        cont: i > 0,
+                    });
                 }
-            }
-        };
+            };
         match &st.status {
             RunStatus::Halted { reason, next } => {
-                wrapped("HALTED", t.loud(), reason, t.fail());
+                // The reason's first line says what failed (a failed restart's evidence follows
+                // it on lines of its own: the log's HALTED line and the details hold them all),
+                // and what to do next must never be the part cut off.
+                let mut lines = reason.trim().lines();
+                let first = lines.next().unwrap_or_default();
+                let more = lines.filter(|l| !l.trim().is_empty()).count();
+                let text = if more > 0 {
+                    format!(
+                        "{first} (+{more} line{}: the HALTED log line, Enter)",
+                        plural(more)
+                    )
+                } else {
+                    first.to_string()
+                };
+                wrapped("HALTED", t.loud(), &text, t.fail(), 1);
                 if !next.is_empty() {
-                    wrapped("  next", t.bold(), next, t.plain());
+                    wrapped("  next", t.bold(), next, t.plain(), usize::MAX);
                 }
             }
             RunStatus::Paused { reason } => {
@@ -826,13 +857,14 @@ impl View<'_> {
                     t.badge(Color::Yellow),
                     &format!("{reason}{how}"),
                     t.warn(),
+                    1,
                 );
             }
             RunStatus::Running if st.pause_requested => {
-                out.push(Line::from(span(
+                out.push(BannerLine::essential(Line::from(span(
                     " pausing after the running action finishes…",
                     t.warn(),
-                )));
+                ))));
             }
             _ => {}
         }
@@ -861,19 +893,22 @@ impl View<'_> {
             };
             let mut l = lead;
             l.push(span(head, t.bold()));
-            out.push(Line::from(l));
+            out.push(BannerLine::extra(Line::from(l)));
             // The HARD STOP box lists the drift itself; otherwise it is listed here.
             for d in r.drift.iter().filter(|_| !in_box) {
                 for (i, l) in wrap(d, w.saturating_sub(6).max(10)).into_iter().enumerate() {
                     let lead = if i == 0 { "   ! " } else { "     " };
-                    out.push(Line::from(vec![
+                    out.push(BannerLine::extra(Line::from(vec![
                         span(lead, t.warn()),
                         span(l, t.warn().add_modifier(ratatui::style::Modifier::BOLD)),
-                    ]));
+                    ])));
                 }
             }
         }
-        out.into_iter().map(|l| clip(l, w)).collect()
+        for b in out.iter_mut() {
+            b.line = clip(std::mem::take(&mut b.line), w);
+        }
+        out
     }
 
     /// The last resume, while the operator has not decided anything since: who resumed, when,
@@ -1540,6 +1575,11 @@ impl View<'_> {
                     Some(f) if f.error.is_none() => {
                         f.provider.clone().unwrap_or_else(|| "fernet".into())
                     }
+                    // Nothing on the node could be read: say why here, where its configuration
+                    // would be (the service column keeps what its Keystone answered over HTTP).
+                    Some(f) if f.unreachable.is_some() => {
+                        return (format!("{} unreach", t.g.unreachable), t.fail());
+                    }
                     _ => return ("?".into(), t.dim()),
                 };
                 let run = n.last_token.as_ref().and_then(|tk| match tk.format {
@@ -1590,6 +1630,16 @@ impl View<'_> {
             },
             Col::Service => match &n.facts {
                 None => ("?".into(), t.dim()),
+                // Unreachable over SSH says nothing about Keystone: what it answered over HTTP.
+                Some(f) if f.unreachable.is_some() => {
+                    let cell = f.service_cell();
+                    let style = match cell.as_str() {
+                        "up" => t.ok(),
+                        "?" => t.dim(),
+                        _ => t.fail(),
+                    };
+                    (cell, style)
+                }
                 Some(f) if f.error.is_some() => ("ERR".into(), t.fail()),
                 Some(f) if f.service_up => ("up".into(), t.ok()),
                 Some(_) => ("DOWN".into(), t.fail()),
@@ -2115,6 +2165,57 @@ pub(super) struct StopGeometry {
 
 /// The HARD STOP box's text for `rows`: whole when it fits, else without its blank lines (the
 /// title, "If you proceed:" and "Facts:" still stand out) so less of it has to scroll.
+/// One line of the banner, and what may go when the screen is short of rows.
+pub(super) struct BannerLine {
+    line: Line<'static>,
+    /// Kept until nothing else is left to drop (the pool, what halted the run and what to do).
+    essential: bool,
+    /// Continues the line before it (a wrapped paragraph): when it goes, that one ends in `…`.
+    cont: bool,
+}
+
+impl BannerLine {
+    fn essential(line: Line<'static>) -> BannerLine {
+        BannerLine {
+            line,
+            essential: true,
+            cont: false,
+        }
+    }
+    fn extra(line: Line<'static>) -> BannerLine {
+        BannerLine {
+            line,
+            essential: false,
+            cont: false,
+        }
+    }
+}
+
+/// Drop one line of the banner: the last one that is not essential, else the last one. A
+/// paragraph cut short ends in `…` on the line left.
+fn trim_banner(banner: &mut Vec<BannerLine>, w: usize) {
+    let Some(i) = banner
+        .iter()
+        .rposition(|b| !b.essential)
+        .or(banner.len().checked_sub(1))
+    else {
+        return;
+    };
+    let gone = banner.remove(i);
+    let next_cont = banner.get(i).is_some_and(|b| b.cont);
+    if gone.cont && !next_cont && i > 0 {
+        let prev = &mut banner[i - 1];
+        let mut line = std::mem::take(&mut prev.line);
+        if !line.spans.last().is_some_and(|s| s.content.ends_with('…')) {
+            let style = line.spans.last().map(|s| s.style).unwrap_or_default();
+            let room = w.saturating_sub(1);
+            line = clip(line, room);
+            line.spans.push(Span::styled("…", style));
+        }
+        prev.line = line;
+    }
+}
+
 fn fit_body(body: Vec<Line<'static>>, rows: usize) -> Vec<Line<'static>> {
     if body.len() <= rows {
         return body;

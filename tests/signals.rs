@@ -476,3 +476,149 @@ fn world_serve_keeps_serving_through_a_hangup_and_stops_on_sigterm() {
         "node1 still answers after SIGTERM"
     );
 }
+
+/// A headless resume watches SIGHUP, SIGINT and SIGTERM from before its fresh probe: one
+/// arriving while the probe reads the fleet ends the session at once and cleanly (no signal
+/// death), saying so, with nothing journaled; the run stays paused and keeps its fleet lock (a
+/// later resume takes it back and completes).
+#[test]
+fn a_signal_during_the_resumes_probe_stops_cleanly_before_resuming() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("world");
+    let info =
+        cutover::world::create(&dir, &cutover::world::WorldSpec { nodes: 2, lbs: 1 }).unwrap();
+    let journal = tmp.path().join("run.jsonl");
+    // No answer for the first hard stop: the run pauses there (exit 3).
+    let partial = tmp.path().join("partial.yaml");
+    std::fs::write(&partial, "mixed-pool: confirm\n").unwrap();
+    let out = cutover(&[
+        "run",
+        "runbooks/fernet-to-jws.yaml",
+        "-i",
+        info.inventory_path.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+        "--headless",
+        "--answers",
+        partial.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let inv = cutover::inventory::Inventory::load(&info.inventory_path).unwrap();
+    let locks = || -> Vec<String> {
+        inv.nodes
+            .iter()
+            .filter_map(|n| {
+                std::fs::read_to_string(cutover::runtime::fleet_lock::lock_file(n)).ok()
+            })
+            .collect()
+    };
+    assert_eq!(locks().len(), 2, "the paused run holds its fleet");
+
+    // The probe hashes every Fernet key with sha256sum (the fleet lock does not): a stand-in
+    // first on the PATH says the probe has begun and takes its time while `slow` exists.
+    let fakes = tmp.path().join("bin");
+    std::fs::create_dir_all(&fakes).unwrap();
+    let probing = tmp.path().join("probing");
+    let slow = tmp.path().join("slow");
+    let fake = fakes.join("sha256sum");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ -e '{slow}' ]; then : > '{probing}'; sleep 20; fi\nPATH=${{PATH#*:}} exec sha256sum \"$@\"\n",
+            slow = slow.display(),
+            probing = probing.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&slow, "").unwrap();
+    let path = format!(
+        "{}:{}",
+        fakes.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
+
+    for (sig, said) in [
+        (Signal::SIGHUP, "the terminal hung up"),
+        (Signal::SIGINT, "Ctrl-C (SIGINT)"),
+        (Signal::SIGTERM, "SIGTERM"),
+    ] {
+        let _ = std::fs::remove_file(&probing);
+        let before = std::fs::read(&journal).unwrap();
+        let err = tmp.path().join("resume.stderr");
+        let child = Command::new(bin())
+            .args([
+                "resume",
+                journal.to_str().unwrap(),
+                "--headless",
+                "--answers",
+            ])
+            .arg(&demo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("PATH", &path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let mut child = Reaped(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !probing.exists() {
+            assert!(
+                child.0.try_wait().unwrap().is_none(),
+                "the resume ended before its probe: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+            assert!(Instant::now() < deadline, "the probe never began");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal(&child.0, sig);
+        let sent = Instant::now();
+        let status = loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(10),
+                "{sig}: the resume did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        // At once (not after the probe's 20 s), and not a signal death.
+        assert!(sent.elapsed() < Duration::from_secs(5), "{sig}: {stderr}");
+        assert_eq!(status.code(), Some(3), "{sig}: {status}\n{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cutover: {said} during the fresh probe: stopped before resuming; nothing was changed or journaled"
+            )),
+            "{sig}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            before,
+            "{sig}: the journal changed"
+        );
+        assert_eq!(locks().len(), 2, "{sig}: the run lost its fleet lock");
+    }
+
+    // The run is as it was: a resume takes its lock back and completes.
+    std::fs::remove_file(&slow).unwrap();
+    let out = Command::new(bin())
+        .args([
+            "resume",
+            journal.to_str().unwrap(),
+            "--headless",
+            "--answers",
+        ])
+        .arg(&demo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", &path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(locks().is_empty(), "the completed run gave its lock back");
+}

@@ -7,8 +7,20 @@ use crate::runbook::{Runbook, one_line};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// Every step with the exact actions per node. Nothing secret: commands and paths only.
+/// Every step with the exact actions per node. Nothing secret: commands and paths only. In
+/// ASCII when the locale does not say UTF-8, or with `--ascii` ([`crate::glyphs`]).
 pub fn render_plan(
+    rb: &Runbook,
+    inv: &Inventory,
+    params: &BTreeMap<String, String>,
+    ops: &[Op],
+    markdown: bool,
+) -> String {
+    let text = plan_text(rb, inv, params, ops, markdown);
+    crate::glyphs::for_output(&text, crate::glyphs::ascii()).into_owned()
+}
+
+fn plan_text(
     rb: &Runbook,
     inv: &Inventory,
     params: &BTreeMap<String, String>,
@@ -147,8 +159,21 @@ fn describe_exact(s: &ActionSpec, inv: &Inventory) -> String {
     }
 }
 
-/// `cutover probe` as a table.
+/// `cutover probe` as a table, in the character set of this process's locale (and `--ascii`):
+/// see [`probe_table_in`].
 pub fn probe_table(inv: &Inventory, obs: &Observation) -> String {
+    probe_table_in(inv, obs, crate::glyphs::ascii())
+}
+
+/// `cutover probe` as a table; with `ascii`, every character that is not ASCII (from a node, a
+/// load balancer's answer, a reload clause's `·`) through [`crate::glyphs::to_ascii`], one for
+/// one, so the columns stay where they are.
+pub fn probe_table_in(inv: &Inventory, obs: &Observation, ascii: bool) -> String {
+    let table = probe_text(inv, obs);
+    crate::glyphs::for_output(&table, ascii).into_owned()
+}
+
+fn probe_text(inv: &Inventory, obs: &Observation) -> String {
     let mut o = String::new();
     let lbs: Vec<&str> = inv.load_balancers.iter().map(|l| l.name.as_str()).collect();
     let _ = write!(
@@ -264,7 +289,7 @@ mod tests {
         let params = BTreeMap::new();
         let ops = super::super::plan::compile(&rb, &inv, &params).unwrap();
         for markdown in [false, true] {
-            let text = render_plan(&rb, &inv, &params, &ops, markdown);
+            let text = plan_text(&rb, &inv, &params, &ops, markdown);
             let first = text.lines().next().unwrap();
             assert!(
                 first.ends_with("Two lines  (t)") || first == "# Plan: Two lines",

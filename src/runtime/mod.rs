@@ -785,8 +785,21 @@ fn is_event(r: &journal::Record) -> bool {
     !fleet_lock::JOURNAL_KINDS.contains(&r.kind.as_str())
 }
 
-/// One line per event for headless runs.
+/// One line per event for headless runs; a multi-line text (a failed restart's evidence, a halt's
+/// reason and what to do next) as an indented block under it. In ASCII when the locale does not
+/// say UTF-8, or with `--ascii` ([`crate::glyphs`]).
 pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
+    let text = event_text(time, e, state, crate::glyphs::ascii());
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+}
+
+/// What [`print_event`] prints, newline-terminated: `HH:MM:SS  KIND  NODE  TEXT`, then each
+/// further line of the text under the text's first character, its own indentation kept. Every
+/// line goes through the sanitiser on its own (nothing from outside can move the cursor or break
+/// a line), then, when `ascii`, through [`crate::glyphs::to_ascii`].
+pub fn event_text(time: DateTime<Utc>, e: &Event, state: &State, ascii: bool) -> String {
+    let g = crate::glyphs::table(ascii);
     let t = time.format("%H:%M:%S");
     let node = e.node().unwrap_or("");
     let text = match e {
@@ -798,7 +811,8 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
             rs.run_id
         ),
         Event::StepStarted { step } => format!(
-            "▶ {}",
+            "{} {}",
+            g.play,
             state
                 .steps
                 .iter()
@@ -806,24 +820,35 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
                 .map(|s| s.title.as_str())
                 .unwrap_or(step)
         ),
-        Event::StepCompleted { step } => format!("✓ {step}"),
+        Event::StepCompleted { step } => format!("{} {step}", g.done),
         Event::Intent(i) => match i.pool_read_ms {
-            Some(ms) => format!("→ {} (pool read {ms} ms before)", i.detail),
-            None => format!("→ {}", i.detail),
+            Some(ms) => format!("{} {} (pool read {ms} ms before)", g.arrow, i.detail),
+            None => format!("{} {}", g.arrow, i.detail),
         },
-        Event::Outcome(o) => format!(
-            "{} {} ({} ms)",
-            if o.ok { "ok" } else { "FAILED" },
-            o.summary,
-            o.duration_ms
-        ),
+        // The duration on the first line: a failed restart's evidence follows on lines of its own.
+        Event::Outcome(o) => {
+            let summary = o.summary.trim_end();
+            let (first, rest) = summary.split_once('\n').unwrap_or((summary, ""));
+            let rest = if rest.is_empty() {
+                String::new()
+            } else {
+                format!("\n{rest}")
+            };
+            format!(
+                "{} {} ({} ms){rest}",
+                if o.ok { "ok" } else { "FAILED" },
+                first.trim_end_matches('\r'),
+                o.duration_ms
+            )
+        }
         Event::GatePassed { gate, detail, .. } => format!("gate {gate} passed: {detail}"),
         Event::GateFailed { gate, reason, .. } => format!("gate {gate} FAILED: {reason}"),
         Event::HardStopRaised(h) => {
             format!(
-                "HARD STOP `{}`: {} — {}",
+                "HARD STOP `{}`: {} {} {}",
                 h.id,
-                h.title,
+                one_line(&h.title),
+                g.dash,
                 one_line(&h.hazard)
             )
         }
@@ -854,29 +879,42 @@ pub fn print_event(time: DateTime<Utc>, e: &Event, state: &State) {
             in_doubt.len()
         ),
         Event::InDoubtResolved { id, choice, .. } => format!("in-doubt action {id}: {choice}"),
-        // Two lines on purpose: each half is made safe on its own.
-        Event::RunHalted { reason, next, .. } => format!(
-            "HALTED: {}\n         next: {}",
-            for_terminal(reason),
-            for_terminal(next)
-        ),
+        // What to do next on a line of its own, after the reason and its evidence.
+        Event::RunHalted { reason, next, .. } if next.trim().is_empty() => {
+            format!("HALTED: {}", reason.trim_end())
+        }
+        Event::RunHalted { reason, next, .. } => {
+            format!("HALTED: {}\nnext: {}", reason.trim_end(), next.trim())
+        }
         Event::RunCompleted { summary } => format!("completed: {summary}"),
         Event::Note { message, .. } => format!("note: {message}"),
         Event::PoolBreach(b) => format!("POOL BREACH: {}", b.line()),
     };
+    let lead = format!("{t}  {:<19} {:<8} ", e.kind(), for_terminal(node));
+    let indent = " ".repeat(crate::tui::text::width(&lead));
     // Everything here may come from outside (runbook titles, remote output, HTTP bodies, a
-    // journal): no control character reaches the terminal, no newline breaks the line.
-    let text = match e {
-        Event::RunHalted { .. } => text,
-        _ => for_terminal(&text).into_owned(),
-    };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{t}  {:<19} {:<8} {text}",
-        e.kind(),
-        for_terminal(node)
-    );
+    // journal): each line is made safe on its own, so no control character reaches the
+    // terminal and only the text's own line breaks start a line, always under the first.
+    let mut out = String::new();
+    for (i, line) in text
+        .trim_end()
+        .split('\n')
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+    {
+        let line = format!(
+            "{}{}",
+            if i == 0 { &lead } else { &indent },
+            for_terminal(line)
+        );
+        out.push_str(&crate::glyphs::for_output(&line, ascii));
+        out.push('\n');
+    }
+    if out.is_empty() {
+        out = format!("{}\n", crate::glyphs::for_output(lead.trim_end(), ascii));
+    }
+    out
 }
 
 /// Fold a paragraph onto one line for line-per-event output (control characters made safe).

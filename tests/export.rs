@@ -34,6 +34,7 @@ fn demo_journal(answers: bool) -> &'static Path {
     static PAUSED: OnceLock<PathBuf> = OnceLock::new();
     let cell = if answers { &DONE } else { &PAUSED };
     cell.get_or_init(|| {
+        remove_left_behind();
         let name = if answers { "completed" } else { "paused" };
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("export-{}-{name}", std::process::id()));
@@ -57,6 +58,26 @@ fn demo_journal(answers: bool) -> &'static Path {
         assert_eq!(out.status.code(), Some(want), "demo: {}", text(&out));
         journal
     })
+}
+
+/// The journals of earlier runs of these tests (whose process is gone) are removed.
+fn remove_left_behind() {
+    let Ok(dir) = fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("export-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn cutover(args: &[String]) -> Output {

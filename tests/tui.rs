@@ -1718,12 +1718,51 @@ fn halted_banner_at_80x24_keeps_next_with_a_long_reason() {
     // The evidence stays out of the banner; the banner says where it is.
     assert!(!text.contains("Traceback"), "{text}");
     assert!(text.contains("lines: the HALTED log line"), "{text}");
-    // Every pane still has rows.
+    // Every pane still has rows, every node its row.
     assert!(
         text.contains("Nodes (3)") && text.contains("Log ("),
         "{text}"
     );
+    for n in [" ks1 ", " ks2 ", " ks3 "] {
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with(n)).count(),
+            1,
+            "{n}\n{text}"
+        );
+    }
     insta::assert_snapshot!("halted_long_reason_80x24", text);
+
+    // A first line too long for the rows left (a restart command's whole path and Keystone's
+    // own exception): its tail goes (at least two rows stay, ending in `…`) before a node's row
+    // does; next stays.
+    let mut st = s.state.clone();
+    st.status = RunStatus::Halted {
+        reason: format!(
+            "service.restart failed on ks2: ks2: `/opt/openstack/venvs/keystone-30.0.0/bin/keystone-restart --unit keystone-wsgi-public.service` exited 1: {}",
+            long_reason().replace("ks2: `systemctl restart keystone` exited 1: ", "")
+        ),
+        next: next.clone(),
+    };
+    let text = shot(&mut live(), &st, now, 80, 24);
+    let lines: Vec<&str> = text.lines().collect();
+    let halted = lines
+        .iter()
+        .position(|l| l.contains("HALTED  service.restart failed on ks2"))
+        .unwrap_or_else(|| panic!("no HALTED banner:\n{text}"));
+    let next_row = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("next "))
+        .unwrap_or_else(|| panic!("`next` is not on the screen:\n{text}"));
+    assert!(halted + 1 < next_row, "{text}");
+    // The reason's rows that stay end in `…`: its tail went.
+    assert!(lines[next_row - 1].ends_with('…'), "{text}");
+    for n in [" ks1 ", " ks2 ", " ks3 "] {
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with(n)).count(),
+            1,
+            "{n}\n{text}"
+        );
+    }
 
     // The log's HALTED line, opened: the whole reason, evidence included.
     let mut app = live();

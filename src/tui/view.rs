@@ -254,8 +254,9 @@ impl View<'_> {
         let mut top_h = 1 + steps.0.len().max(right_h);
         let mut nodes_h = 2 + self.state.node_order.len().max(1);
         let fixed = header.len() + footer.len();
-        // Keep a few log lines: shrink the steps, then the node table (both scroll), and only
-        // then the banner (whose first lines matter most).
+        // Keep a few log lines: shrink the steps, then a long halt reason (its first two rows
+        // stay), then the node table (both scroll), and only then the rest of the banner (whose
+        // first lines matter most).
         let min_log = 4;
         let over =
             |top: usize, nodes: usize, banner: usize| fixed + banner + top + nodes + min_log > h;
@@ -265,6 +266,8 @@ impl View<'_> {
                     .max(4),
             );
         }
+        // A long halt reason's tail goes before a node's row does.
+        while over(top_h, nodes_h, banner.len()) && trim_banner(&mut banner, w, 2) {}
         if over(top_h, nodes_h, banner.len()) {
             nodes_h = nodes_h.min(
                 h.saturating_sub(fixed + banner.len() + top_h + min_log)
@@ -272,7 +275,7 @@ impl View<'_> {
             );
         }
         while over(top_h, nodes_h, banner.len()) && banner.len() > 1 {
-            trim_banner(&mut banner, w);
+            trim_banner(&mut banner, w, 0);
         }
         let banner: Vec<Line<'static>> = banner.into_iter().map(|b| b.line).collect();
         // A HARD STOP that would not fit below the node table: give it rows from the top pane
@@ -802,9 +805,10 @@ impl View<'_> {
                 t.warn(),
             ))));
         }
-        // `keep`: how many of the paragraph's first lines stay when rows are short.
+        // `keep`: how many of the paragraph's first lines stay when rows are short; `rest`: how
+        // soon the others go ([`BannerLine::rank`]).
         let mut wrapped =
-            |badge: &str, style: Style, text: &str, text_style: Style, keep: usize| {
+            |badge: &str, style: Style, text: &str, text_style: Style, keep: usize, rest: u8| {
                 let lead = format!(" {badge} ");
                 let lw = width(&lead) + 1;
                 let lines = wrap(text, w.saturating_sub(lw + 1).max(10));
@@ -820,7 +824,7 @@ impl View<'_> {
                     };
                     out.push(BannerLine {
                         line,
-                        essential: i < keep,
+                        rank: if i < keep { 0 } else { rest },
                         cont: i > 0,
                     });
                 }
@@ -841,9 +845,10 @@ impl View<'_> {
                 } else {
                     first.to_string()
                 };
-                wrapped("HALTED", t.loud(), &text, t.fail(), 1);
+                // Two rows of it stay; the rest goes before a row of the node table does.
+                wrapped("HALTED", t.loud(), &text, t.fail(), 2, 2);
                 if !next.is_empty() {
-                    wrapped("  next", t.bold(), next, t.plain(), usize::MAX);
+                    wrapped("  next", t.bold(), next, t.plain(), usize::MAX, 0);
                 }
             }
             RunStatus::Paused { reason } => {
@@ -857,6 +862,7 @@ impl View<'_> {
                     t.badge(Color::Yellow),
                     &format!("{reason}{how}"),
                     t.warn(),
+                    1,
                     1,
                 );
             }
@@ -2168,8 +2174,10 @@ pub(super) struct StopGeometry {
 /// One line of the banner, and what may go when the screen is short of rows.
 pub(super) struct BannerLine {
     line: Line<'static>,
-    /// Kept until nothing else is left to drop (the pool, what halted the run and what to do).
-    essential: bool,
+    /// How soon it goes: 2 before a row of the node table (a long halt reason's tail), 1 after
+    /// the node table shrank (resume drift, LB errors), 0 last (the pool, the first rows of what
+    /// halted the run, what to do next).
+    rank: u8,
     /// Continues the line before it (a wrapped paragraph): when it goes, that one ends in `…`.
     cont: bool,
 }
@@ -2178,28 +2186,32 @@ impl BannerLine {
     fn essential(line: Line<'static>) -> BannerLine {
         BannerLine {
             line,
-            essential: true,
+            rank: 0,
             cont: false,
         }
     }
     fn extra(line: Line<'static>) -> BannerLine {
         BannerLine {
             line,
-            essential: false,
+            rank: 1,
             cont: false,
         }
     }
 }
 
-/// Drop one line of the banner: the last one that is not essential, else the last one. A
-/// paragraph cut short ends in `…` on the line left.
-fn trim_banner(banner: &mut Vec<BannerLine>, w: usize) {
-    let Some(i) = banner
+/// Drop one line of the banner ranked `min_rank` or more: the last of the highest rank there is.
+/// A paragraph cut short ends in `…` on the line left. False: nothing of that rank is left.
+fn trim_banner(banner: &mut Vec<BannerLine>, w: usize, min_rank: u8) -> bool {
+    let Some(rank) = banner
         .iter()
-        .rposition(|b| !b.essential)
-        .or(banner.len().checked_sub(1))
+        .map(|b| b.rank)
+        .max()
+        .filter(|r| *r >= min_rank)
     else {
-        return;
+        return false;
+    };
+    let Some(i) = banner.iter().rposition(|b| b.rank == rank) else {
+        return false;
     };
     let gone = banner.remove(i);
     let next_cont = banner.get(i).is_some_and(|b| b.cont);
@@ -2208,12 +2220,12 @@ fn trim_banner(banner: &mut Vec<BannerLine>, w: usize) {
         let mut line = std::mem::take(&mut prev.line);
         if !line.spans.last().is_some_and(|s| s.content.ends_with('…')) {
             let style = line.spans.last().map(|s| s.style).unwrap_or_default();
-            let room = w.saturating_sub(1);
-            line = clip(line, room);
+            line = clip(line, w.saturating_sub(1));
             line.spans.push(Span::styled("…", style));
         }
         prev.line = line;
     }
+    true
 }
 
 fn fit_body(body: Vec<Line<'static>>, rows: usize) -> Vec<Line<'static>> {

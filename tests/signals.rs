@@ -16,7 +16,6 @@
 //!
 //! And `cutover world serve` keeps serving through a hangup and stops on SIGTERM.
 
-use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,158 +24,16 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+mod support;
+use support::bin::{Reaped, bin, cutover, text};
+use support::journal::{has_outcome, kinds, records, restart_id};
+use support::world::{answers, provider, restart_in_flight, restarts, served_world};
+
 /// Seconds node1's restart takes (the world's slow-restart fault): the window to signal in.
 const SLOW: &str = "6";
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cutover")
-}
-
-fn cutover(args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cutover")
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A child process killed when dropped (if it is still running).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 fn signal(child: &Child, sig: Signal) {
     kill(Pid::from_raw(child.id() as i32), sig).expect("send the signal");
-}
-
-/// A new two-node world served by its own process, node1's restarts slowed to SLOW seconds.
-fn served_world(tmp: &Path) -> (PathBuf, Reaped, cutover::world::WorldInfo) {
-    let dir = tmp.join("world");
-    let out = cutover(&[
-        "world",
-        "create",
-        dir.to_str().unwrap(),
-        "--nodes",
-        "2",
-        "--lbs",
-        "1",
-    ]);
-    assert!(out.status.success(), "world create: {}", text(&out));
-    let serve = Reaped(
-        Command::new(bin())
-            .args(["world", "serve", dir.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cutover world serve"),
-    );
-    // Served once a fault can be injected (the fault command needs the serving process).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = cutover(&[
-            "world",
-            "fault",
-            dir.to_str().unwrap(),
-            "slow-restart",
-            "node1",
-            SLOW,
-        ]);
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the world was not served within 30 s: {}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let info = cutover::world::load(&dir).unwrap();
-    (dir, serve, info)
-}
-
-fn records(journal: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(journal)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn kinds(records: &[serde_json::Value]) -> Vec<String> {
-    records
-        .iter()
-        .filter_map(|r| r["kind"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// The id of node1's restart intent, if journaled.
-fn restart_id(recs: &[serde_json::Value]) -> Option<serde_json::Value> {
-    recs.iter().find_map(|r| {
-        (r["kind"] == "intent" && r["node"] == "node1" && r["data"]["action"] == "service.restart")
-            .then(|| r["data"]["id"].clone())
-    })
-}
-
-fn has_outcome(recs: &[serde_json::Value], id: &serde_json::Value) -> bool {
-    recs.iter()
-        .any(|r| r["kind"] == "outcome" && r["data"]["id"] == *id)
-}
-
-/// node1's restart has begun (intent journaled, the stand-in noted it) and has not finished.
-fn restart_in_flight(journal: &Path, node1: &cutover::world::WorldNode) -> bool {
-    let recs = records(journal);
-    restart_id(&recs).is_some_and(|id| !has_outcome(&recs, &id)) && restarts(node1) == 1
-}
-
-/// Restarts begun on a node, from the stand-in's own log.
-fn restarts(node: &cutover::world::WorldNode) -> usize {
-    std::fs::read_to_string(node.run_dir.join("restarts.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.ends_with(" restart"))
-        .count()
-}
-
-/// The provider node1's Keystone runs with, from the stand-in (present only while it listens).
-fn provider(node: &cutover::world::WorldNode) -> String {
-    std::fs::read_to_string(node.run_dir.join("provider"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-/// GET /v3 on a node answers 200 (plain HTTP over loopback, no client library).
-fn answers(node: &cutover::world::WorldNode) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", node.port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /v3 HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
 }
 
 /// `cutover run --headless` of the flagship on the served world, output to files.
@@ -280,7 +137,7 @@ fn resume(tmp: &Path, journal: &Path, extra: &str) -> std::process::Output {
 #[test]
 fn ctrl_c_during_a_restart_pauses_after_it_and_one_resume_completes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, _serve, info) = served_world(tmp.path());
+    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
     let node1 = &info.nodes[0];
     let mut run = HeadlessRun::start(tmp.path(), &dir);
     let journal = run.journal.clone();
@@ -316,7 +173,7 @@ fn ctrl_c_during_a_restart_pauses_after_it_and_one_resume_completes() {
     // The journal's account: the restart's outcome (ok), then the operator's pause.
     let recs = records(&journal);
     let ks = kinds(&recs);
-    let id = restart_id(&recs).expect("node1's restart intent");
+    let id = restart_id(&recs, "node1").expect("node1's restart intent");
     let outcome = recs
         .iter()
         .find(|r| r["kind"] == "outcome" && r["data"]["id"] == id)
@@ -358,7 +215,7 @@ fn ctrl_c_during_a_restart_pauses_after_it_and_one_resume_completes() {
 #[test]
 fn a_second_ctrl_c_stops_at_once_and_the_resume_asks_about_the_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, _serve, info) = served_world(tmp.path());
+    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
     let node1 = &info.nodes[0];
     let mut run = HeadlessRun::start(tmp.path(), &dir);
     let journal = run.journal.clone();
@@ -388,7 +245,7 @@ fn a_second_ctrl_c_stops_at_once_and_the_resume_asks_about_the_restart() {
     );
     assert!(run.stderr().contains("again: stopping now"), "{out}");
     let recs = records(&journal);
-    let id = restart_id(&recs).expect("node1's restart intent");
+    let id = restart_id(&recs, "node1").expect("node1's restart intent");
     assert!(
         !has_outcome(&recs, &id),
         "the restart's outcome was journaled: {out}"
@@ -451,7 +308,7 @@ fn a_second_ctrl_c_stops_at_once_and_the_resume_asks_about_the_restart() {
 #[test]
 fn world_serve_keeps_serving_through_a_hangup_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_dir, mut serve, info) = served_world(tmp.path());
+    let (_dir, mut serve, info) = served_world(tmp.path(), SLOW);
     signal(&serve.0, Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
     assert!(

@@ -1,0 +1,141 @@
+//! A demo world in a temp dir, served by its own `cutover world serve`, and what its stand-ins
+//! write under each node's `run/` (observed directly, not through cutover).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cutover::world::{WorldInfo, WorldNode};
+
+use super::bin::{BIN, Reaped, cutover, text};
+use super::journal::{has_outcome, records, restart_id};
+
+/// A new two-node world (`TMP/world`) served by its own process, node1's restarts slowed to
+/// `slow` seconds. Served once the slow-restart fault is injected (the fault command needs the
+/// serving process); panics if that takes more than 30 s.
+pub fn served_world(tmp: &Path, slow: &str) -> (PathBuf, Reaped, WorldInfo) {
+    let dir = tmp.join("world");
+    let out = cutover(&[
+        "world",
+        "create",
+        dir.to_str().unwrap(),
+        "--nodes",
+        "2",
+        "--lbs",
+        "1",
+    ]);
+    assert!(out.status.success(), "world create: {}", text(&out));
+    let serve = Reaped(
+        Command::new(BIN)
+            .args(["world", "serve", dir.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cutover world serve"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cutover(&[
+            "world",
+            "fault",
+            dir.to_str().unwrap(),
+            "slow-restart",
+            "node1",
+            slow,
+        ]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the world was not served within 30 s: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let info = cutover::world::load(&dir).unwrap();
+    (dir, serve, info)
+}
+
+/// Restarts begun on a node, from the stand-in's own `run/restarts.log`.
+pub fn restarts(node: &WorldNode) -> usize {
+    std::fs::read_to_string(node.run_dir.join("restarts.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.ends_with(" restart"))
+        .count()
+}
+
+/// The provider a node's Keystone runs with, from the stand-in's `run/provider` (present only
+/// while it listens).
+pub fn provider(node: &WorldNode) -> String {
+    std::fs::read_to_string(node.run_dir.join("provider"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// GET /v3 on a node answers 200 (plain HTTP over loopback, no client library).
+pub fn answers(node: &WorldNode) -> bool {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", node.port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /v3 HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
+}
+
+/// node1's restart has begun (intent journaled, the stand-in noted it) and has not finished.
+pub fn restart_in_flight(journal: &Path, node1: &WorldNode) -> bool {
+    let recs = records(journal);
+    restart_id(&recs, "node1").is_some_and(|id| !has_outcome(&recs, &id)) && restarts(node1) == 1
+}
+
+/// `cutover world serve DIR`, stopped on drop the way an operator stops it (SIGTERM), then
+/// reaped.
+pub struct Served(pub Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+/// Serves the world in `dir` from its own `cutover world serve` (output discarded); returns once
+/// its `serve.pid` exists and `up()` holds, and panics if that takes more than 20 s.
+pub fn serve(dir: &Path, up: impl Fn() -> bool) -> Served {
+    let served = Served(
+        Command::new(BIN)
+            .args(["world", "serve", dir.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(dir.join("serve.pid").exists() && up()) {
+        assert!(Instant::now() < deadline, "the world did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    served
+}
+
+/// Every node of `info` accepts a TCP connection on its Keystone port.
+pub fn nodes_listen(info: &WorldInfo) -> bool {
+    info.nodes
+        .iter()
+        .all(|n| std::net::TcpStream::connect(("127.0.0.1", n.port)).is_ok())
+}

@@ -1653,6 +1653,14 @@ fn an_unreachable_node_is_marked_in_the_table_and_its_details() {
     let ascii_details = shot(&mut app, &s.state, now, 80, 24);
     assert!(ascii_details.contains("! UNREACHABLE"), "{ascii_details}");
     assert!(ascii_details.is_ascii(), "{ascii_details}");
+    // Too narrow for the Provider column (only the name and the phase): the phase says it.
+    let narrow = shot(&mut live(), &s.state, now, 44, 30);
+    assert!(
+        rows_with(&narrow, " ks2 ")
+            .iter()
+            .any(|r| r.contains("⊘ unreach")),
+        "{narrow}"
+    );
     // The wide layout's side pane shows the same details beside the log.
     let mut app = live();
     app.handle_key(code(KeyCode::Tab), &s.state, now);

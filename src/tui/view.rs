@@ -1472,18 +1472,27 @@ impl View<'_> {
             }
         }
         out.push(Line::from(head));
+        // Too narrow for the Provider column (where an unreachable node says so): the phase
+        // says it instead, unless something is running on the node.
+        let unreach_in_phase = !cols.iter().any(|c| c.kind == Col::Provider);
         for name in &st.node_order {
             let default = NodeView {
                 name: name.clone(),
                 ..Default::default()
             };
             let n = st.nodes.get(name).unwrap_or(&default);
+            let unreachable = n.facts.as_ref().is_some_and(|f| f.unreachable.is_some());
             let mut row = vec![Span::raw(" ")];
             for (i, c) in cols.iter().enumerate() {
                 if i > 0 {
                     row.push(Span::raw(" "));
                 }
-                let (text, style) = self.node_cell(n, c);
+                let (text, style) = match c.kind {
+                    Col::Phase if unreach_in_phase && unreachable && n.activity.is_none() => {
+                        (format!("{} unreach", t.g.unreachable), t.fail())
+                    }
+                    _ => self.node_cell(n, c),
+                };
                 row.push(span(
                     if c.right {
                         pad_left(&text, c.w)

@@ -15,35 +15,19 @@
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+use support::bin::{bin, cutover, text};
+use support::journal::{kinds, records};
+use support::world::{answers, restart_in_flight, restarts, served_world};
 
 const COLS: u16 = 100;
 const ROWS: u16 = 30;
 /// Seconds node1's restart takes (the world's slow-restart fault): the window to hang up in.
 const SLOW: &str = "6";
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cutover")
-}
-
-fn cutover(args: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cutover")
-}
-
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The binary in a pseudo-terminal it controls, and the screen it drew (vt100).
 struct Pty {
@@ -210,118 +194,6 @@ impl Drop for Pty {
     }
 }
 
-/// `cutover world serve DIR`, stopped (its process group) when dropped.
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A new two-node world served by its own process, node1's restarts slowed to SLOW seconds.
-fn served_world(tmp: &Path) -> (PathBuf, Served, cutover::world::WorldInfo) {
-    let dir = tmp.join("world");
-    let out = cutover(&[
-        "world",
-        "create",
-        dir.to_str().unwrap(),
-        "--nodes",
-        "2",
-        "--lbs",
-        "1",
-    ]);
-    assert!(out.status.success(), "world create: {}", text(&out));
-    let serve = Served(
-        Command::new(bin())
-            .args(["world", "serve", dir.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cutover world serve"),
-    );
-    // Served once a fault can be injected (the fault command needs the serving process).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = cutover(&[
-            "world",
-            "fault",
-            dir.to_str().unwrap(),
-            "slow-restart",
-            "node1",
-            SLOW,
-        ]);
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the world was not served within 30 s: {}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let info = cutover::world::load(&dir).unwrap();
-    (dir, serve, info)
-}
-
-fn records(journal: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(journal)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn kinds(records: &[serde_json::Value]) -> Vec<String> {
-    records
-        .iter()
-        .filter_map(|r| r["kind"].as_str().map(str::to_string))
-        .collect()
-}
-
-/// node1's restart has begun (intent journaled, the stand-in noted it) and has not finished.
-fn restart_in_flight(journal: &Path, node1: &cutover::world::WorldNode) -> bool {
-    let recs = records(journal);
-    let Some(id) = recs.iter().find_map(|r| {
-        (r["kind"] == "intent" && r["node"] == "node1" && r["data"]["action"] == "service.restart")
-            .then(|| r["data"]["id"].clone())
-    }) else {
-        return false;
-    };
-    let done = recs
-        .iter()
-        .any(|r| r["kind"] == "outcome" && r["data"]["id"] == id);
-    !done && restarts(node1) == 1
-}
-
-/// Restarts begun on a node, from the stand-in's own log.
-fn restarts(node: &cutover::world::WorldNode) -> usize {
-    std::fs::read_to_string(node.run_dir.join("restarts.log"))
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.ends_with(" restart"))
-        .count()
-}
-
-/// GET /v3 on a node answers 200 (plain HTTP over loopback, no client library).
-fn answers(node: &cutover::world::WorldNode) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", node.port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /v3 HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut reply = String::new();
-    let _ = s.read_to_string(&mut reply);
-    reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200")
-}
-
 /// After the hangup: node1's restart completed, the journal says the terminal hung up and the
 /// run paused, nothing halted, no signal death; then one headless resume completes the run.
 fn check_paused_then_resume(
@@ -431,7 +303,7 @@ fn check_paused_then_resume(
 #[test]
 fn a_hangup_during_a_local_restart_in_the_ui_pauses_and_one_resume_completes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, _serve, info) = served_world(tmp.path());
+    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
     let journal = tmp.path().join("run.jsonl");
     let inventory = dir.join("inventory.yaml");
     let mut ui = Pty::spawn(&[
@@ -460,7 +332,7 @@ fn a_hangup_during_a_local_restart_in_the_ui_pauses_and_one_resume_completes() {
 #[test]
 fn a_hangup_during_a_local_restart_headless_pauses_and_one_resume_completes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, _serve, info) = served_world(tmp.path());
+    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
     let journal = tmp.path().join("run.jsonl");
     let inventory = dir.join("inventory.yaml");
     let answers = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
@@ -493,7 +365,7 @@ fn a_hangup_during_a_local_restart_headless_pauses_and_one_resume_completes() {
 #[test]
 fn a_hangup_with_output_piped_to_a_reader_that_dies_still_pauses() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, _serve, info) = served_world(tmp.path());
+    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
     let journal = tmp.path().join("run.jsonl");
     let inventory = dir.join("inventory.yaml");
     let answers = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
@@ -553,7 +425,7 @@ fn a_hangup_with_output_piped_to_a_reader_that_dies_still_pauses() {
 #[test]
 fn a_restart_that_fails_after_the_hangup_halts_and_the_resume_is_not_paused() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, _serve, info) = served_world(tmp.path());
+    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
     let d = dir.to_str().unwrap();
     let out = cutover(&["world", "fault", d, "break-restart", "node1"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -1653,6 +1653,14 @@ fn an_unreachable_node_is_marked_in_the_table_and_its_details() {
     let ascii_details = shot(&mut app, &s.state, now, 80, 24);
     assert!(ascii_details.contains("! UNREACHABLE"), "{ascii_details}");
     assert!(ascii_details.is_ascii(), "{ascii_details}");
+    // The help says what the mark means.
+    let mut app = live();
+    app.handle_key(key('?'), &s.state, now);
+    let help = shot(&mut app, &s.state, now, 80, 24);
+    assert!(
+        help.contains("⊘ unreach: cannot be reached over SSH"),
+        "{help}"
+    );
     // Too narrow for the Provider column (only the name and the phase): the phase says it.
     let narrow = shot(&mut live(), &s.state, now, 44, 30);
     assert!(

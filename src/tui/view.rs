@@ -1915,6 +1915,21 @@ impl View<'_> {
             ),
             t.dim(),
         )));
+        // Only when a node could not be reached.
+        if self
+            .state
+            .nodes
+            .values()
+            .any(|n| n.facts.as_ref().is_some_and(|f| f.unreachable.is_some()))
+        {
+            lines.push(Line::from(span(
+                format!(
+                    "{} unreach: cannot be reached over SSH (Enter on it: why, what to do)",
+                    g.unreachable
+                ),
+                t.dim(),
+            )));
+        }
         // Only when a probe has read the load balancers' configs.
         if !self.state.lb_reload.is_empty() {
             lines.push(Line::from(span(

@@ -7,71 +7,43 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use serde_json::Value;
+mod support;
+use support::bin::{BIN, Captured as Run, run_captured};
+use support::journal::existing_records as records;
 
 const ANSWERS: &str = "runbooks/demo-answers.yaml";
 const DEADLINE: Duration = Duration::from_secs(120);
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 /// The flagship, headless, on the world of `inv`, with `path` first on the PATH.
 fn flagship(scratch: &Path, inv: &Path, journal: &Path, path: &Path) -> Run {
     let out = scratch.join("run.stdout");
     let err = scratch.join("run.stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(["run", "runbooks/fernet-to-jws.yaml", "-i"])
-        .arg(inv)
-        .args(["--headless", "--answers", ANSWERS, "--journal"])
-        .arg(journal)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                path.display(),
-                std::env::var("PATH").unwrap_or_default()
+    let run = run_captured(
+        Command::new(BIN)
+            .args(["run", "runbooks/fernet-to-jws.yaml", "-i"])
+            .arg(inv)
+            .args(["--headless", "--answers", ANSWERS, "--journal"])
+            .arg(journal)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NO_COLOR", "1")
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    path.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
             ),
-        )
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out).unwrap())
-        .stderr(fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let run = Run {
-        code: status.and_then(|s| s.code()),
-        stdout: fs::read_to_string(&out).unwrap_or_default(),
-        stderr: fs::read_to_string(&err).unwrap_or_default(),
-    };
-    assert!(status.is_some(), "the run hung:\n{}", run.all());
+        "cutover run",
+        &out,
+        &err,
+        DEADLINE,
+        Duration::from_millis(50),
+    );
+    assert!(run.status.is_some(), "the run hung:\n{}", run.all());
     run
 }
 
@@ -126,14 +98,6 @@ fn world(tmp: &Path, node1_km: Option<&Path>) -> (cutover::world::WorldInfo, Pat
     (info, keys)
 }
 
-fn records(journal: &Path) -> Vec<Value> {
-    fs::read_to_string(journal)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// Every node's `.cutover-staging` beside its private key repository, if it exists.
 fn staging_leftovers(info: &cutover::world::WorldInfo) -> Vec<PathBuf> {
     info.nodes
@@ -174,7 +138,7 @@ fn keystone_manage_on_the_path_or_named_in_the_inventory_makes_the_keys() {
         &j,
         &tmp.path().join("bin"),
     );
-    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(run.code(), Some(0), "{}", run.all());
     let summaries: Vec<String> = records(&j)
         .iter()
         .filter(|r| r["kind"] == "outcome")
@@ -214,7 +178,7 @@ fn a_keystone_manage_named_but_missing_halts_naming_keygen_native() {
     fake_keystone_manage(&bin, &keys, None);
     let j = tmp.path().join("run.jsonl");
     let run = flagship(tmp.path(), &info.inventory_path, &j, &bin);
-    assert_eq!(run.code, Some(4), "{}", run.all());
+    assert_eq!(run.code(), Some(4), "{}", run.all());
     let (reason, next) = failed_summary(&j, &run);
     assert!(
         reason.contains(&format!(
@@ -258,7 +222,7 @@ fn a_failing_keystone_manage_halts_with_its_error_and_leaves_nothing() {
     );
     let j = tmp.path().join("run.jsonl");
     let run = flagship(tmp.path(), &info.inventory_path, &j, &bin);
-    assert_eq!(run.code, Some(4), "{}", run.all());
+    assert_eq!(run.code(), Some(4), "{}", run.all());
     let (reason, next) = failed_summary(&j, &run);
     assert!(
         reason.contains(&format!(

@@ -2,7 +2,7 @@
 //! fill up), and processes that are stopped when a test ends early.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,9 +58,111 @@ impl Captured {
     }
 }
 
-/// Runs `cmd` with stdin empty and stdout/stderr written to `out`/`err` (created here), polling
-/// every `poll` until it exits; killed (and reaped) if it outlives `deadline`. Panics, naming
-/// `what`, if it cannot be started.
+/// A process started by [`spawn_captured`]: stdin empty, stdout and stderr going to files.
+pub struct Spawned {
+    pub child: Child,
+    pub out: PathBuf,
+    pub err: PathBuf,
+    pub what: String,
+    pub started: Instant,
+}
+
+/// Starts `cmd` with stdin empty and stdout/stderr written to `out`/`err` (created here; no
+/// pipe can fill up). Panics, naming `what`, if it cannot be started.
+pub fn spawn_captured(cmd: &mut Command, what: &str, out: &Path, err: &Path) -> Spawned {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(out).unwrap())
+        .stderr(fs::File::create(err).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    Spawned {
+        child,
+        out: out.to_path_buf(),
+        err: err.to_path_buf(),
+        what: what.to_string(),
+        started: Instant::now(),
+    }
+}
+
+impl Spawned {
+    /// Waits (polling every `poll`) until the process exits or has run for `deadline` since it
+    /// started; then it is killed and reaped, and the status is `None`.
+    pub fn wait_until(&mut self, deadline: Duration, poll: Duration) -> Option<ExitStatus> {
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if self.started.elapsed() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(poll);
+        }
+    }
+
+    /// Both output files as they are now.
+    pub fn output(&self) -> (String, String) {
+        (
+            fs::read_to_string(&self.out).unwrap_or_default(),
+            fs::read_to_string(&self.err).unwrap_or_default(),
+        )
+    }
+
+    /// Waits for the process to finish; panics with its output if it outlives `deadline` (a
+    /// hang fails the test instead of blocking it).
+    pub fn finish(mut self, deadline: Duration) -> Finished {
+        let status = self.wait_until(deadline, Duration::from_millis(20));
+        let (stdout, stderr) = self.output();
+        let Some(status) = status else {
+            panic!(
+                "`{}` did not finish within {deadline:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+                self.what
+            );
+        };
+        Finished {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            what: self.what,
+        }
+    }
+}
+
+/// A command that finished: its exit code (-1 for a signal death), output and what it was.
+pub struct Finished {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub what: String,
+}
+
+impl Finished {
+    /// Panics with the whole output unless the exit code is `code`.
+    pub fn expect(self, code: i32) -> Finished {
+        assert_eq!(
+            self.code, code,
+            "`{}` exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.what, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `cmd` to the end as [`spawn_captured`] and [`Spawned::finish`] do.
+pub fn run_to_end(
+    cmd: &mut Command,
+    what: &str,
+    out: &Path,
+    err: &Path,
+    deadline: Duration,
+) -> Finished {
+    spawn_captured(cmd, what, out, err).finish(deadline)
+}
+
+/// Runs `cmd` as [`spawn_captured`] does, polling every `poll`; killed (and reaped) if it
+/// outlives `deadline`, which the returned status (`None`) says instead of panicking.
 pub fn run_captured(
     cmd: &mut Command,
     what: &str,
@@ -69,28 +171,13 @@ pub fn run_captured(
     deadline: Duration,
     poll: Duration,
 ) -> Captured {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(out).unwrap())
-        .stderr(fs::File::create(err).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(poll);
-    };
+    let mut run = spawn_captured(cmd, what, out, err);
+    let status = run.wait_until(deadline, poll);
+    let (stdout, stderr) = run.output();
     Captured {
         status,
-        stdout: fs::read_to_string(out).unwrap_or_default(),
-        stderr: fs::read_to_string(err).unwrap_or_default(),
+        stdout,
+        stderr,
     }
 }
 

@@ -36,3 +36,12 @@ pub fn has_outcome(recs: &[Value], id: &Value) -> bool {
     recs.iter()
         .any(|r| r["kind"] == "outcome" && r["data"]["id"] == *id)
 }
+
+/// The records of the journal at `journal`, which must exist (panics naming it otherwise).
+pub fn existing_records(journal: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(journal)
+        .unwrap_or_else(|e| panic!("cannot read the journal {}: {e}", journal.display()));
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

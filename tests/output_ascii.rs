@@ -359,3 +359,56 @@ fn probe_under_the_c_locale_is_ascii() {
         not_ascii(&forced.stdout)
     );
 }
+
+/// The block's lines are each made safe: an escape sequence or a carriage return in a
+/// service's output (the evidence under a halt) cannot reach the terminal or break the column;
+/// a halt without evidence is its line plus `next:`; a one-line note stays one line.
+#[test]
+fn each_line_of_a_block_is_sanitised_on_its_own() {
+    use chrono::TimeZone;
+    use cutover::engine::{Event, State};
+    let at = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 2, 3, 4).unwrap();
+    let st = State::default();
+    let halt = Event::RunHalted {
+        op: 7,
+        node: Some("node2".into()),
+        reason: "service.restart failed on node2: exited 1: bad\n  restart stderr:\n    \u{1b}]0;owned\u{7}evil\u{1b}[2J line\r\n    tab\there\rback\n\n".into(),
+        next: "fix it, then resume".into(),
+    };
+    let text = cutover::runtime::event_text(at, &halt, &st, false);
+    let indent = " ".repeat(TEXT_COLUMN);
+    assert_eq!(
+        text,
+        format!(
+            "02:03:04  run_halted          node2    HALTED: service.restart failed on node2: exited 1: bad\n\
+             {indent}  restart stderr:\n\
+             {indent}    evil line\n\
+             {indent}    tab here\\rback\n\
+             {indent}next: fix it, then resume\n"
+        )
+    );
+    assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+
+    let short = Event::RunHalted {
+        op: 7,
+        node: None,
+        reason: "gate sessions-drained failed".into(),
+        next: String::new(),
+    };
+    assert_eq!(
+        cutover::runtime::event_text(at, &short, &st, true),
+        "02:03:04  run_halted                   HALTED: gate sessions-drained failed\n"
+    );
+    let note = Event::Note {
+        op: 1,
+        message: "Fernet keys kept — rollback is a config flip".into(),
+    };
+    assert_eq!(
+        cutover::runtime::event_text(at, &note, &st, true),
+        "02:03:04  note                         note: Fernet keys kept - rollback is a config flip\n"
+    );
+    assert_eq!(
+        cutover::runtime::event_text(at, &note, &st, false),
+        "02:03:04  note                         note: Fernet keys kept — rollback is a config flip\n"
+    );
+}

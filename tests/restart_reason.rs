@@ -7,81 +7,37 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::Value;
+mod support;
+use support::bin::{BIN, Captured as Run, run_captured};
+use support::journal::existing_records as records;
+use support::world::{Served, nodes_listen, serve};
 
 const ANSWERS: &str = "runbooks/demo-answers.yaml";
 const DEADLINE: Duration = Duration::from_secs(120);
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 /// `cutover ARGS` from the crate root, output to files in `scratch`, killed after [`DEADLINE`].
 fn cutover(scratch: &Path, name: &str, args: &[&str]) -> Run {
     let out = scratch.join(format!("{name}.stdout"));
     let err = scratch.join(format!("{name}.stderr"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out).unwrap())
-        .stderr(fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let run = Run {
-        code: status.and_then(|s| s.code()),
-        stdout: fs::read_to_string(&out).unwrap_or_default(),
-        stderr: fs::read_to_string(&err).unwrap_or_default(),
-    };
-    assert!(status.is_some(), "cutover {args:?} hung:\n{}", run.all());
+    let run = run_captured(
+        Command::new(BIN)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NO_COLOR", "1"),
+        &format!("cutover {args:?}"),
+        &out,
+        &err,
+        DEADLINE,
+        Duration::from_millis(50),
+    );
+    assert!(
+        run.status.is_some(),
+        "cutover {args:?} hung:\n{}",
+        run.all()
+    );
     run
-}
-
-fn records(journal: &Path) -> Vec<Value> {
-    fs::read_to_string(journal)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// `cutover world serve W`, stopped on drop.
-struct Served(std::process::Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
 }
 
 /// A served world whose node1 gets `edit` applied to its keystone.conf while its Keystone runs
@@ -100,25 +56,7 @@ fn broken_run(
     let dir = tmp.path().join("w");
     let info =
         cutover::world::create(&dir, &cutover::world::WorldSpec { nodes: 3, lbs: 1 }).unwrap();
-    let served = Served(
-        Command::new(env!("CARGO_BIN_EXE_cutover"))
-            .args(["world", "serve", dir.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(dir.join("serve.pid").exists()
-        && info
-            .nodes
-            .iter()
-            .all(|n| std::net::TcpStream::connect(("127.0.0.1", n.port)).is_ok()))
-    {
-        assert!(Instant::now() < deadline, "the world did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let served = serve(&dir, || nodes_listen(&info));
     let conf = &info.node("node1").unwrap().keystone_conf;
     let text = fs::read_to_string(conf).unwrap();
     let broken = edit(&text);
@@ -181,7 +119,7 @@ fn restart_failure(journal: &Path, run: &Run) -> (String, String) {
 fn a_bad_value_read_at_start_halts_with_the_traceback_and_the_option() {
     let (tmp, info, _served, journal, run) =
         broken_run(|conf| format!("{conf}\n[cache]\nenabled = notabool\n"));
-    assert_eq!(run.code, Some(4), "expected a halt:\n{}", run.all());
+    assert_eq!(run.code(), Some(4), "expected a halt:\n{}", run.all());
 
     // The restart script itself ends on a deprecation warning: the old summary's source.
     let stderr = fs::read_to_string(info.node("node1").unwrap().run_dir.join("start.stderr"))
@@ -252,14 +190,14 @@ fn a_bad_value_read_at_start_halts_with_the_traceback_and_the_option() {
         "resume",
         &["resume", j, "--headless", "--answers", ANSWERS],
     );
-    assert_eq!(resumed.code, Some(0), "{}", resumed.all());
+    assert_eq!(resumed.code(), Some(0), "{}", resumed.all());
 }
 
 #[test]
 fn a_bad_command_line_boolean_halts_with_argparses_line() {
     let (_tmp, _info, _served, journal, run) =
         broken_run(|conf| conf.replacen("#debug = false", "debug = notabool", 1));
-    assert_eq!(run.code, Some(4), "expected a halt:\n{}", run.all());
+    assert_eq!(run.code(), Some(4), "expected a halt:\n{}", run.all());
     let (summary, reason) = restart_failure(&journal, &run);
     let headline = summary.lines().next().unwrap();
     assert!(
@@ -316,7 +254,7 @@ fn under_systemd_the_units_journal_since_the_restart_is_shown() {
     let journal = tmp.path().join("run.jsonl");
     let before = chrono::Utc::now().timestamp();
     let out = tmp.path().join("run.stdout");
-    let status = Command::new(env!("CARGO_BIN_EXE_cutover"))
+    let status = Command::new(BIN)
         .args(["run", "runbooks/fernet-to-jws.yaml", "-i"])
         .arg(&info.inventory_path)
         .args(["--headless", "--answers", ANSWERS, "--journal"])
@@ -336,11 +274,11 @@ fn under_systemd_the_units_journal_since_the_restart_is_shown() {
         .status()
         .unwrap();
     let run = Run {
-        code: status.code(),
+        status: Some(status),
         stdout: fs::read_to_string(&out).unwrap(),
         stderr: String::new(),
     };
-    assert_eq!(run.code, Some(4), "expected a halt:\n{}", run.all());
+    assert_eq!(run.code(), Some(4), "expected a halt:\n{}", run.all());
     let (summary, _) = restart_failure(&journal, &run);
 
     let recorded = fs::read_to_string(&args).expect("journalctl was asked");

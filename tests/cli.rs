@@ -18,6 +18,9 @@ use cutover::world::{WorldInfo, WorldSpec};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use serde_json::Value;
 
+mod support;
+use support::bin::{BIN, Finished, run_to_end};
+
 const ANSWERS: &str = "runbooks/demo-answers.yaml";
 /// No single command may take longer than this (a hang fails the test instead of blocking it).
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -26,26 +29,11 @@ const DEADLINE: Duration = Duration::from_secs(90);
 // Running the binary
 // ---------------------------------------------------------------------------------------------
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
+type Run = Finished;
 
 impl Run {
     fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
-    }
-
-    /// Panics with the whole output unless the exit code is `code`.
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "`{}` exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        );
-        self
     }
 }
 
@@ -57,37 +45,16 @@ fn cutover(scratch: &Path, args: &[&str]) -> Run {
     let out_path = scratch.join(format!("cmd-{n}.stdout"));
     let err_path = scratch.join(format!("cmd-{n}.stderr"));
     let what = format!("cutover {}", args.join(" "));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "`{what}` did not finish within {DEADLINE:?}\n--- stdout\n{}\n--- stderr\n{}",
-                fs::read_to_string(&out_path).unwrap_or_default(),
-                fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: fs::read_to_string(&out_path).unwrap(),
-        stderr: fs::read_to_string(&err_path).unwrap(),
-        what,
-    }
+    run_to_end(
+        Command::new(BIN)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NO_COLOR", "1"),
+        &what,
+        &out_path,
+        &err_path,
+        DEADLINE,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

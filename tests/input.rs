@@ -8,64 +8,34 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+mod support;
+use support::bin::{BIN, Finished, Spawned, spawn_captured};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
+type Run = Finished;
 
-impl Run {
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "`{}` exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        );
-        self
-    }
-}
-
-fn spawn(cwd: &Path, args: &[&str], out: &Path) -> (std::process::Child, PathBuf, PathBuf) {
+fn spawn(cwd: &Path, args: &[&str], out: &Path) -> Spawned {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let (o, e) = (out.join(format!("{n}.out")), out.join(format!("{n}.err")));
-    let child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&o).unwrap())
-        .stderr(fs::File::create(&e).unwrap())
-        .spawn()
-        .unwrap();
-    (child, o, e)
+    spawn_captured(
+        Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .env("NO_COLOR", "1"),
+        &format!("cutover {}", args.join(" ")),
+        &o,
+        &e,
+    )
 }
 
-fn wait((mut child, o, e): (std::process::Child, PathBuf, PathBuf), what: String) -> Run {
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{what}` did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: fs::read_to_string(&o).unwrap(),
-        stderr: fs::read_to_string(&e).unwrap(),
-        what,
-    }
+fn wait(mut run: Spawned, what: String) -> Run {
+    run.what = what;
+    run.finish(DEADLINE)
 }
 
 /// `cutover ARGS` run in `cwd` (output kept outside it, so `cwd` holds only what cutover made).

@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::bin::{BIN, Finished, run_to_end};
+use support::journal::records;
+
 /// No single command may take longer than this (a hang fails the test instead of blocking it).
 const DEADLINE: Duration = Duration::from_secs(120);
-
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
 
 /// The answers a headless run is given: every hard stop of the flagship and its rollback.
 const ANSWERS: &str = "\
@@ -23,23 +25,7 @@ mixed-pool: confirm
 rollback-start: confirm
 ";
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Out {
-    fn expect(self, code: i32) -> Out {
-        assert_eq!(
-            self.code, code,
-            "`{}` exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        );
-        self
-    }
-}
+type Out = Finished;
 
 /// `PATH` with the binary's directory first: `cutover` as an operator types it.
 fn path_with_cutover() -> String {
@@ -59,39 +45,18 @@ fn exec(cwd: &Path, program: &str, args: &[&str]) -> Out {
     let out_path = scratch.join(format!("tour-{}-{n}.stdout", std::process::id()));
     let err_path = scratch.join(format!("tour-{}-{n}.stderr", std::process::id()));
     let what = format!("{program} {}", args.join(" "));
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .env("PATH", path_with_cutover())
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "`{what}` did not finish within {DEADLINE:?}\n--- stdout\n{}\n--- stderr\n{}",
-                fs::read_to_string(&out_path).unwrap_or_default(),
-                fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Out {
-        code: status.code().unwrap_or(-1),
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-        what,
-    };
+    let out = run_to_end(
+        Command::new(program)
+            .args(args)
+            .current_dir(cwd)
+            .env("PATH", path_with_cutover())
+            .env("NO_COLOR", "1")
+            .env_remove("SSH_AUTH_SOCK"),
+        &what,
+        &out_path,
+        &err_path,
+        DEADLINE,
+    );
     let _ = fs::remove_file(out_path);
     let _ = fs::remove_file(err_path);
     out
@@ -131,14 +96,6 @@ fn checkout_runbooks() -> Vec<(String, String)> {
         .collect();
     v.sort();
     v
-}
-
-fn records(journal: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(journal)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn count(journal: &Path, kind: &str) -> usize {

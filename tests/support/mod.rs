@@ -6,4 +6,6 @@
 
 pub mod bin;
 pub mod journal;
+pub mod pty;
+pub mod sshd;
 pub mod world;

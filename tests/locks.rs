@@ -8,44 +8,28 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use cutover::world::{WorldInfo, WorldSpec};
 use serde_json::Value;
+
+mod support;
+use support::bin::{BIN, Finished, Spawned, spawn_captured};
 
 const ANSWERS: &str = "runbooks/demo-answers.yaml";
 const RUNBOOK: &str = "runbooks/fernet-to-jws.yaml";
 const DEADLINE: Duration = Duration::from_secs(90);
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
+type Run = Finished;
 
 impl Run {
     fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "`{}` exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        );
-        self
-    }
 }
 
-struct Running {
-    child: Child,
-    out: PathBuf,
-    err: PathBuf,
-    what: String,
-    started: Instant,
-}
+type Running = Spawned;
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -53,45 +37,15 @@ fn spawn(scratch: &Path, args: &[&str]) -> Running {
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let out = scratch.join(format!("cmd-{n}.stdout"));
     let err = scratch.join(format!("cmd-{n}.stderr"));
-    let what = format!("cutover {}", args.join(" "));
-    let child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out).unwrap())
-        .stderr(fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    Running {
-        child,
-        out,
-        err,
-        what,
-        started: Instant::now(),
-    }
-}
-
-impl Running {
-    fn wait(mut self) -> Run {
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if self.started.elapsed() > DEADLINE {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("`{}` did not finish within {DEADLINE:?}", self.what);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: fs::read_to_string(&self.out).unwrap(),
-            stderr: fs::read_to_string(&self.err).unwrap(),
-            what: self.what,
-        }
-    }
+    spawn_captured(
+        Command::new(BIN)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NO_COLOR", "1"),
+        &format!("cutover {}", args.join(" ")),
+        &out,
+        &err,
+    )
 }
 
 struct World {
@@ -110,7 +64,7 @@ impl World {
         self.tmp.path().join(name)
     }
     fn run(&self, args: &[&str]) -> Run {
-        spawn(self.tmp.path(), args).wait()
+        spawn(self.tmp.path(), args).finish(DEADLINE)
     }
     fn spawn(&self, args: &[&str]) -> Running {
         spawn(self.tmp.path(), args)
@@ -247,8 +201,8 @@ fn a_symlink_is_refused_and_a_hard_link_meets_the_same_lock() {
     // Both names at once: exactly one writer, the real path; the run completes once.
     let by_link = w.spawn(&["resume", &s(&link), "--headless", "--answers", ANSWERS]);
     let by_path = w.spawn(&["resume", &s(&j), "--headless", "--answers", ANSWERS]);
-    by_link.wait().expect(2);
-    by_path.wait().expect(0);
+    by_link.finish(DEADLINE).expect(2);
+    by_path.finish(DEADLINE).expect(0);
     assert_eq!(w.providers(), vec!["jws"; 3]);
     verify(&w, &j);
     let text = fs::read_to_string(&j).unwrap();
@@ -274,7 +228,7 @@ fn two_copies_of_a_journal_resumed_at_once_one_is_refused() {
 
     let a = w.spawn(&["resume", &s(&j), "--headless", "--answers", ANSWERS]);
     let b = w.spawn(&["resume", &s(&copy), "--headless", "--answers", ANSWERS]);
-    let (a, b) = (a.wait(), b.wait());
+    let (a, b) = (a.finish(DEADLINE), b.finish(DEADLINE));
     // Whichever reached the first node's lock first is the one writer; the other is refused
     // by the fleet lock before any change, naming the holder (the original journal, or the
     // copy if the copy got there first).

@@ -15,27 +15,14 @@ use cutover::world::WorldSpec;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+mod support;
+use support::bin::{BIN, Finished, run_to_end};
+
 const ANSWERS: &str = "runbooks/demo-answers.yaml";
 const NAMESPACE: &str = "cutover-journal@cutover";
 const DEADLINE: Duration = Duration::from_secs(120);
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Run {
-    fn expect(self, code: i32) -> Run {
-        assert_eq!(
-            self.code, code,
-            "`{}` exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        );
-        self
-    }
-}
+type Run = Finished;
 
 /// `cutover ARGS` from the crate root, with `SSH_AUTH_SOCK` set to `agent` or removed.
 fn cutover(scratch: &Path, agent: Option<&Path>, args: &[&str]) -> Run {
@@ -44,36 +31,15 @@ fn cutover(scratch: &Path, agent: Option<&Path>, args: &[&str]) -> Run {
     let out_path = scratch.join(format!("cmd-{n}.stdout"));
     let err_path = scratch.join(format!("cmd-{n}.stderr"));
     let what = format!("cutover {}", args.join(" "));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
+    let mut cmd = Command::new(BIN);
     cmd.args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap());
+        .env("NO_COLOR", "1");
     match agent {
         Some(sock) => cmd.env("SSH_AUTH_SOCK", sock),
         None => cmd.env_remove("SSH_AUTH_SOCK"),
     };
-    let mut child = cmd.spawn().unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{what}` did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: fs::read_to_string(&out_path).unwrap(),
-        stderr: fs::read_to_string(&err_path).unwrap(),
-        what,
-    }
+    run_to_end(&mut cmd, &what, &out_path, &err_path, DEADLINE)
 }
 
 fn s(p: &Path) -> String {

@@ -4,134 +4,18 @@
 //!
 //! Every wait is bounded and polls the screen; a failed wait prints the last screen.
 
-use expectrl::session::OsSession;
-use std::io::ErrorKind;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::pty::{Tui, command};
+
 const COLS: u16 = 100;
 const ROWS: u16 = 30;
 
-/// The real binary in a pseudo-terminal, and the screen it has drawn so far.
-struct Tui {
-    p: OsSession,
-    vt: vt100::Parser,
-    eof: bool,
-}
-
-impl Tui {
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Tui {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
-        cmd.args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("TERM", "xterm-256color")
-            .env_remove("NO_COLOR");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut p = expectrl::Session::spawn(cmd).expect("spawn cutover in a pty");
-        p.get_process_mut()
-            .set_window_size(COLS, ROWS)
-            .expect("set the pty's size");
-        Tui {
-            p,
-            vt: vt100::Parser::new(ROWS, COLS, 0),
-            eof: false,
-        }
-    }
-
-    /// Feed whatever the program wrote to the emulator, without blocking.
-    fn pump(&mut self) {
-        let mut buf = [0u8; 65536];
-        while !self.eof {
-            match self.p.try_read(&mut buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.vt.process(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // EIO: the child closed its side of the pty (it exited).
-                Err(_) => self.eof = true,
-            }
-        }
-    }
-
-    fn screen(&self) -> String {
-        self.vt.screen().contents()
-    }
-
-    /// Poll the screen until `pred` holds; panic with the last screen after `timeout`.
-    fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.pump();
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline || self.eof {
-                let why = if self.eof {
-                    "the program exited"
-                } else {
-                    "timed out"
-                };
-                panic!(
-                    "waiting for {what}: {why} after {timeout:?}; last screen:\n{}",
-                    framed(&s)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn send(&mut self, keys: &str) {
-        use std::io::Write;
-        self.p.write_all(keys.as_bytes()).expect("write to the pty");
-        self.p.flush().expect("flush the pty");
-    }
-
-    /// Wait for the process to exit (draining the pty meanwhile); its exit code.
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        use expectrl::process::unix::WaitStatus;
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.pump();
-            match self.p.get_process().status() {
-                Ok(WaitStatus::Exited(_, code)) => return code,
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    panic!(
-                        "cutover was killed by {sig:?}; last screen:\n{}",
-                        framed(&self.screen())
-                    )
-                }
-                _ => {}
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "cutover did not exit within {timeout:?}; last screen:\n{}",
-                    framed(&self.screen())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Tui {
-    fn drop(&mut self) {
-        // A failed test must not leave the UI running.
-        if matches!(self.p.get_process().is_alive(), Ok(true)) {
-            let _ = self
-                .p
-                .get_process_mut()
-                .kill(expectrl::process::unix::Signal::SIGKILL);
-        }
-    }
-}
-
 fn framed(s: &str) -> String {
-    let rule = "─".repeat(COLS as usize);
-    format!("{rule}\n{s}\n{rule}")
+    support::pty::framed(s, COLS)
 }
 
 /// The elapsed clock in the header (`T+00:00:07`), which the UI redraws every second.
@@ -160,14 +44,15 @@ fn demo_runs_to_completion_through_a_pty() {
     let world = tmp.path().join("world");
     let journal = tmp.path().join("demo.journal.jsonl");
     let mut ui = Tui::spawn(
-        &[
+        command(&[
             "demo",
             "--world",
             world.to_str().unwrap(),
             "--journal",
             journal.to_str().unwrap(),
-        ],
-        &[],
+        ]),
+        COLS,
+        ROWS,
     );
     let long = Duration::from_secs(20);
 

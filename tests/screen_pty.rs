@@ -10,142 +10,28 @@
 //!
 //! Every wait is bounded and polls the screen; a failed wait prints the last screen.
 
-use expectrl::session::OsSession;
-use std::io::ErrorKind;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Tui {
-    p: OsSession,
-    vt: vt100::Parser,
-    /// Every byte the program wrote.
-    raw: Vec<u8>,
-    cols: u16,
-    eof: bool,
-}
+mod support;
+use support::journal::{kinds, records};
+use support::pty::{Tui, command};
 
-impl Tui {
-    fn spawn(args: &[&str], env: &[(&str, &str)], cols: u16, rows: u16) -> Tui {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cutover"));
-        cmd.args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("TERM", "xterm-256color")
-            .env("LANG", "C.UTF-8")
-            .env_remove("LC_ALL")
-            .env_remove("LC_CTYPE")
-            .env_remove("NO_COLOR");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut p = expectrl::Session::spawn(cmd).expect("spawn cutover in a pty");
-        p.get_process_mut()
-            .set_window_size(cols, rows)
-            .expect("set the pty's size");
-        Tui {
-            p,
-            vt: vt100::Parser::new(rows, cols, 0),
-            raw: Vec::new(),
-            cols,
-            eof: false,
-        }
+/// `cutover ARGS` in a pty of `cols`×`rows` under a UTF-8 locale (`LANG=C.UTF-8`, no `LC_ALL`
+/// or `LC_CTYPE`), with `env` on top.
+fn spawn(args: &[&str], env: &[(&str, &str)], cols: u16, rows: u16) -> Tui {
+    let mut cmd = command(args);
+    cmd.env("LANG", "C.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_CTYPE");
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-
-    fn pump(&mut self) {
-        let mut buf = [0u8; 65536];
-        while !self.eof {
-            match self.p.try_read(&mut buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => {
-                    self.vt.process(&buf[..n]);
-                    self.raw.extend_from_slice(&buf[..n]);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => self.eof = true,
-            }
-        }
-    }
-
-    fn screen(&self) -> String {
-        self.vt.screen().contents()
-    }
-
-    fn framed(&self, s: &str) -> String {
-        let rule = "-".repeat(self.cols as usize);
-        format!("{rule}\n{s}\n{rule}")
-    }
-
-    fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.pump();
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline || self.eof {
-                let why = if self.eof {
-                    "the program exited"
-                } else {
-                    "timed out"
-                };
-                panic!(
-                    "waiting for {what}: {why} after {timeout:?}; last screen:\n{}",
-                    self.framed(&s)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn send(&mut self, keys: &str) {
-        use std::io::Write;
-        self.p.write_all(keys.as_bytes()).expect("write to the pty");
-        self.p.flush().expect("flush the pty");
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> i32 {
-        use expectrl::process::unix::WaitStatus;
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.pump();
-            match self.p.get_process().status() {
-                Ok(WaitStatus::Exited(_, code)) => return code,
-                Ok(WaitStatus::Signaled(_, sig, _)) => {
-                    panic!("cutover was killed by {sig:?}")
-                }
-                _ => {}
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "cutover did not exit within {timeout:?}; last screen:\n{}",
-                    self.framed(&self.screen())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Tui {
-    fn drop(&mut self) {
-        if matches!(self.p.get_process().is_alive(), Ok(true)) {
-            let _ = self
-                .p
-                .get_process_mut()
-                .kill(expectrl::process::unix::Signal::SIGKILL);
-        }
-    }
+    Tui::spawn(cmd, cols, rows)
 }
 
 fn journal_kinds(journal: &Path) -> Vec<String> {
-    std::fs::read_to_string(journal)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v.get("kind")?.as_str().map(str::to_string))
-        .collect()
+    kinds(&records(journal))
 }
 
 /// A demo on a fresh world in a temporary directory.
@@ -160,7 +46,7 @@ fn demo(dir: &Path, extra: &[&str], env: &[(&str, &str)], cols: u16, rows: u16) 
         journal.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    Tui::spawn(&args, env, cols, rows)
+    spawn(&args, env, cols, rows)
 }
 
 /// The screen's row that starts with a node's name.

@@ -1611,6 +1611,11 @@ fn an_unreachable_node_is_marked_in_the_table_and_its_details() {
         !row.iter().any(|r| r.contains("ERR") || r.contains("DOWN")),
         "{text}"
     );
+    // One node that cannot be read is not a mixed pool.
+    assert!(
+        !text.contains("MIXED") && text.contains("provider not read: ks2"),
+        "{text}"
+    );
     insta::assert_snapshot!("unreachable_80x24", text);
 
     // The details popup: Tab to the nodes, j to ks2, Enter.

@@ -234,7 +234,10 @@ impl State {
         self.steps.iter().find(|s| s.id == op.step)
     }
 
-    /// The pool: nodes in at least one instance's pool, grouped by the provider they run.
+    /// The pool: nodes in at least one instance's pool, grouped by the provider they run. A
+    /// pooled node whose provider could not be read (unreachable) is not a provider of its own:
+    /// it is left out here and named by [`State::pool_unread`], so one unreadable node never
+    /// reads as a mixed pool.
     pub fn pool(&self) -> PoolView {
         let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for name in &self.node_order {
@@ -244,14 +247,28 @@ impl State {
             if !n.pooled() {
                 continue;
             }
-            let p = n.running_provider().unwrap_or_else(|| "unknown".into());
-            by.entry(p).or_default().push(name.clone());
+            if let Some(p) = n.running_provider() {
+                by.entry(p).or_default().push(name.clone());
+            }
         }
         match by.len() {
             0 => PoolView::Unknown,
             1 => PoolView::Consistent(by.into_keys().next().unwrap_or_default()),
             _ => PoolView::Mixed(by),
         }
+    }
+
+    /// Pooled nodes whose provider could not be read (see [`State::pool`]).
+    pub fn pool_unread(&self) -> Vec<String> {
+        self.node_order
+            .iter()
+            .filter(|name| {
+                self.nodes
+                    .get(*name)
+                    .is_some_and(|n| n.pooled() && n.running_provider().is_none())
+            })
+            .cloned()
+            .collect()
     }
 
     /// Every node is configured for the target provider.
@@ -865,7 +882,12 @@ impl State {
                     time,
                     node.clone(),
                     "run",
-                    format!("HALTED: {reason} — {next}"),
+                    if reason.contains('\n') {
+                        // A multi-line reason (a failed restart's evidence): next on its own line.
+                        format!("HALTED: {reason}\nnext: {next}")
+                    } else {
+                        format!("HALTED: {reason} — {next}")
+                    },
                     LogLevel::Fail,
                     None,
                 );

@@ -782,6 +782,13 @@ impl View<'_> {
                 v
             }
         };
+        let unread = st.pool_unread();
+        if !unread.is_empty() {
+            pool.push(span(
+                format!(" · provider not read: {}", unread.join(", ")),
+                t.warn(),
+            ));
+        }
         let countdown = self.countdown();
         if let Some(c) = &countdown {
             let pw: usize = pool.iter().map(|s| width(&s.content)).sum();

@@ -560,14 +560,14 @@ async fn run(cli: Cli) -> Result<i32> {
                 let ops = plan::compile(rb, &inv, &params)
                     .map_err(|e| invalid(format!("{}: {e}", runbook.display())))?;
                 println!(
-                    "{}: ok — {} steps, {} operations over {} nodes",
+                    "{}: ok: {} steps, {} operations over {} nodes",
                     runbook.display(),
                     rb.steps.len(),
                     ops.len(),
                     inv.nodes.len()
                 );
             } else {
-                println!("{}: ok — {} steps", runbook.display(), rb.steps.len());
+                println!("{}: ok: {} steps", runbook.display(), rb.steps.len());
             }
             Ok(0)
         }
@@ -960,7 +960,11 @@ fn runbooks(cmd: RunbooksCmd) -> Result<i32> {
                 .collect();
             let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
             for (name, title) in &rows {
-                println!("{name:<width$}  {}", for_terminal(title));
+                let title = for_terminal(title);
+                println!(
+                    "{name:<width$}  {}",
+                    cutover::glyphs::for_output(&title, cutover::glyphs::ascii())
+                );
             }
             use std::io::IsTerminal;
             if std::io::stdout().is_terminal() {

@@ -412,3 +412,29 @@ fn each_line_of_a_block_is_sanitised_on_its_own() {
         "02:03:04  note                         note: Fernet keys kept — rollback is a config flip\n"
     );
 }
+
+#[test]
+fn runbooks_and_check_under_the_c_locale_are_ascii() {
+    let tmp = tempfile::tempdir().unwrap();
+    let utf8 = cutover(tmp.path(), "runbooks-utf8", Locale::Utf8, &["runbooks"]);
+    assert_eq!(utf8.code, Some(0), "{}", utf8.all());
+    assert!(utf8.stdout.contains("Fernet → JWS"), "{}", utf8.all());
+    for (name, args) in [
+        ("runbooks-c", vec!["runbooks"]),
+        ("check-c", vec!["check", "fernet-to-jws"]),
+    ] {
+        let c = cutover(tmp.path(), name, Locale::C, &args);
+        assert_eq!(c.code, Some(0), "{}", c.all());
+        assert!(!c.stdout.is_empty(), "{}", c.all());
+        assert!(
+            not_ascii(&c.stdout).is_empty(),
+            "{:?}",
+            not_ascii(&c.stdout)
+        );
+        assert!(
+            not_ascii(&c.stderr).is_empty(),
+            "{:?}",
+            not_ascii(&c.stderr)
+        );
+    }
+}

@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 tests/install-deps.sh
 
 export CARGO_TERM_COLOR=never
+# One locale for every test: the screen and the output follow it (ASCII without UTF-8), so the
+# tests that expect Unicode get UTF-8 here, and those about other locales set theirs (LC_ALL=C)
+# for the commands they run.
+export LANG=C.UTF-8
+unset LC_ALL LC_CTYPE
 start=$(date +%s)
 # One profile for everything: the binary the tests drive is the one they were built with.
 cargo build --all-targets --locked

@@ -11,175 +11,19 @@
 
 use cutover::inventory::{Inventory, Reach, SshDefaults, SshTarget};
 use serde_json::Value;
-use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SSHD: &str = "/usr/sbin/sshd";
+mod support;
+use support::bin::{BIN, Finished, run_to_end};
+use support::sshd::{Sshd, keygen, whoami};
+
 /// No single command may take longer than this (a hang fails the test instead of blocking it).
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn require_tools() {
-    let mut missing = Vec::new();
-    if !Path::new(SSHD).exists() {
-        missing.push(SSHD.to_string());
-    }
-    for tool in ["ssh-keygen", "ssh-keyscan"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            missing.push(tool.to_string());
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "REACH TESTS CANNOT RUN: missing {missing:?}. Install them with \
-         `apt-get install -y openssh-server openssh-client` (as root, with a /usr/sbin/policy-rc.d \
-         that exits 101 so no system sshd starts), or run tests/lab/install.sh"
-    );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn keygen(path: &Path) {
-    run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-C", "cutover-test", "-N", "", "-f"])
-        .arg(path));
-}
-
-/// `SHA256:...` as `ssh-keygen -lf` prints it.
-fn keygen_fingerprint(pubkey: &Path) -> String {
-    let out = run(Command::new("ssh-keygen").arg("-lf").arg(pubkey));
-    out.split_whitespace().nth(1).unwrap().to_string()
-}
-
-fn whoami() -> String {
-    run(Command::new("id").arg("-un")).trim().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One sshd on 127.0.0.1 with its own host key, killed on drop (or by `stop`).
-struct Sshd {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Sshd {
-    fn start(authorized: &Path) -> Sshd {
-        require_tools();
-        std::fs::create_dir_all("/run/sshd").expect("/run/sshd must exist for sshd");
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_ed25519"));
-        std::fs::write(
-            d.join("authorized_keys"),
-            std::fs::read_to_string(authorized.with_extension("pub")).unwrap(),
-        )
-        .unwrap();
-        for attempt in 0..5 {
-            let port = free_port();
-            let conf = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
-                 AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
-                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nLogLevel VERBOSE\n",
-                d = d.display()
-            );
-            std::fs::write(d.join("sshd_config"), conf).unwrap();
-            let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-            let mut child = Command::new(SSHD)
-                .args(["-D", "-e", "-f"])
-                .arg(d.join("sshd_config"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("cannot start sshd");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Some(status) = child.try_wait().unwrap() {
-                    let log = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
-                    if attempt < 4 && log.contains("Address already in use") {
-                        break;
-                    }
-                    panic!("sshd exited ({status}):\n{log}");
-                }
-                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                    let mut banner = [0u8; 7];
-                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                    if s.read_exact(&mut banner).is_ok() && &banner == b"SSH-2.0" {
-                        return Sshd {
-                            dir,
-                            port,
-                            child: Some(child),
-                        };
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("sshd did not start");
-    }
-
-    fn host_pub(&self) -> PathBuf {
-        self.dir.path().join("host_ed25519.pub")
-    }
-
-    fn host_key_line(&self) -> String {
-        std::fs::read_to_string(self.host_pub()).unwrap()
-    }
-
-    fn fingerprint(&self) -> String {
-        keygen_fingerprint(&self.host_pub())
-    }
-
-    /// Stop sshd (and wait until nothing listens on its port any more).
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(Instant::now() < deadline, "sshd still listens after kill");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    support::sshd::require_tools("REACH TESTS", &["ssh-keygen", "ssh-keyscan"]);
 }
 
 /// A demo world with some nodes reached over SSH: the client key, ssh_config and known_hosts
@@ -201,13 +45,13 @@ impl Fleet {
             cutover::world::create(&tmp.path().join("w"), &cutover::world::WorldSpec::default())
                 .unwrap();
         let key = tmp.path().join("id_ed25519");
-        keygen(&key);
+        keygen(&key, "");
         let known_hosts = tmp.path().join("known_hosts");
         std::fs::write(&known_hosts, "").unwrap();
         let mut sshd = Vec::new();
         let mut config = String::new();
         for name in over_ssh {
-            let s = Sshd::start(&key);
+            let s = Sshd::start(&[&key], "");
             config.push_str(&format!(
                 "Host {name}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentityAgent none\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n",
                 s.port,
@@ -269,7 +113,7 @@ impl Fleet {
     /// known_hosts holds another key for `node`'s sshd: the host key "changed".
     fn change_host_key(&mut self, node: &str) {
         let other = self.tmp.path().join(format!("other_{node}"));
-        keygen(&other);
+        keygen(&other, "");
         let line = std::fs::read_to_string(other.with_extension("pub")).unwrap();
         let port = self.sshd(node).port;
         std::fs::write(self.known_hosts(), "").unwrap();
@@ -294,22 +138,9 @@ impl Fleet {
     }
 }
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
+type Out = Finished;
 
 impl Out {
-    fn expect(self, code: i32) -> Out {
-        assert_eq!(
-            self.code, code,
-            "`{}` exited {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        );
-        self
-    }
     fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
@@ -331,38 +162,17 @@ fn cutover(scratch: &Path, args: &[&str]) -> Out {
     let out_path = scratch.join(format!("cmd-{n}.stdout"));
     let err_path = scratch.join(format!("cmd-{n}.stderr"));
     let what = format!("cutover {}", args.join(" "));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "`{what}` did not finish within {DEADLINE:?}\n--- stdout\n{}\n--- stderr\n{}",
-                std::fs::read_to_string(&out_path).unwrap_or_default(),
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Out {
-        code: status.code().unwrap_or(-1),
-        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        what,
-    };
+    let out = run_to_end(
+        Command::new(BIN)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NO_COLOR", "1")
+            .env_remove("SSH_AUTH_SOCK"),
+        &what,
+        &out_path,
+        &err_path,
+        DEADLINE,
+    );
     show(&out);
     out
 }

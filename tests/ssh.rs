@@ -6,165 +6,26 @@ use cutover::inventory::{SshDefaults, SshExplicit, SshTarget};
 use cutover::transport::ssh::{self, PassphrasePrompt, SshTransport};
 use cutover::transport::{ExecOpts, TransportError};
 use sha2::{Digest, Sha256};
-use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const SSHD: &str = "/usr/sbin/sshd";
+mod support;
+use support::sshd::{Sshd, keygen, keygen_fingerprint, run, whoami};
 
 fn require_tools() {
-    let mut missing = Vec::new();
-    if !Path::new(SSHD).exists() {
-        missing.push(SSHD.to_string());
-    }
-    for tool in ["ssh-keygen", "ssh-agent", "ssh-add"] {
-        let ok = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            missing.push(tool.to_string());
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "SSH TESTS CANNOT RUN: missing {missing:?}. Install them with \
-         `apt-get install -y openssh-server openssh-client` (as root, with a /usr/sbin/policy-rc.d \
-         that exits 101 so no system sshd starts), or run tests/lab/install.sh"
-    );
+    support::sshd::require_tools("SSH TESTS", &["ssh-keygen", "ssh-agent", "ssh-add"]);
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn keygen(path: &Path, passphrase: &str) {
-    run(Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-C",
-            "cutover-test",
-            "-N",
-            passphrase,
-            "-f",
-        ])
-        .arg(path));
-}
-
-/// `SHA256:...` as `ssh-keygen -lf` prints it.
-fn keygen_fingerprint(pubkey: &Path) -> String {
-    let out = run(Command::new("ssh-keygen").arg("-lf").arg(pubkey));
-    out.split_whitespace().nth(1).unwrap().to_string()
-}
-
-fn whoami() -> String {
-    run(Command::new("id").arg("-un")).trim().to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One sshd on 127.0.0.1, killed on drop.
-struct Sshd {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Child,
-}
-
-impl Sshd {
-    fn start(authorized: &[&Path], extra: &str) -> Sshd {
-        require_tools();
-        std::fs::create_dir_all("/run/sshd").expect("/run/sshd must exist for sshd");
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_ed25519"), "");
-        let mut keys = String::new();
-        for k in authorized {
-            keys.push_str(&std::fs::read_to_string(k.with_extension("pub")).unwrap());
-        }
-        std::fs::write(d.join("authorized_keys"), keys).unwrap();
-        for attempt in 0..5 {
-            let port = free_port();
-            let conf = format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
-                 AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
-                 PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nSubsystem sftp internal-sftp\nLogLevel VERBOSE\n{extra}\n",
-                d = d.display()
-            );
-            std::fs::write(d.join("sshd_config"), conf).unwrap();
-            let log = std::fs::File::create(d.join("sshd.log")).unwrap();
-            let mut child = Command::new(SSHD)
-                .args(["-D", "-e", "-f"])
-                .arg(d.join("sshd_config"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("cannot start sshd");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Some(status) = child.try_wait().unwrap() {
-                    let log = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
-                    if attempt < 4 && log.contains("Address already in use") {
-                        break;
-                    }
-                    panic!("sshd exited ({status}):\n{log}");
-                }
-                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                    let mut banner = [0u8; 7];
-                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                    if s.read_exact(&mut banner).is_ok() && &banner == b"SSH-2.0" {
-                        return Sshd { dir, port, child };
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("sshd did not start");
-    }
-
-    fn host_pub(&self) -> PathBuf {
-        self.dir.path().join("host_ed25519.pub")
-    }
-
-    fn host_key_line(&self) -> String {
-        std::fs::read_to_string(self.host_pub()).unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// One sshd on 127.0.0.1 accepting `authorized`, with SFTP and `extra` in its config.
+fn start_sshd(authorized: &[&Path], extra: &str) -> Sshd {
+    require_tools();
+    Sshd::start(
+        authorized,
+        &format!("Subsystem sftp internal-sftp\n{extra}"),
+    )
 }
 
 /// A client side: a key, a known_hosts file and an ssh_config, in their own directory.
@@ -243,7 +104,7 @@ fn opts(timeout: u64) -> ExecOpts {
 /// A node reached through an alias with a trusted host key.
 async fn ready() -> (Sshd, ClientSide, SshTransport) {
     let client = ClientSide::new();
-    let sshd = Sshd::start(&[&client.key()], "");
+    let sshd = start_sshd(&[&client.key()], "");
     client.write_config(&[("node", &sshd, "")]);
     client.trust(&sshd);
     let t = client
@@ -368,7 +229,7 @@ async fn sudo_wraps_the_command_line() {
         .arg(bin.join("sudo"))
         .status()
         .unwrap();
-    let sshd = Sshd::start(
+    let sshd = start_sshd(
         &[&client.key()],
         &format!("SetEnv PATH={}:/usr/bin:/bin", bin.display()),
     );
@@ -432,7 +293,7 @@ async fn alias_resolves_through_the_config() {
 #[tokio::test]
 async fn unknown_host_then_accepted() {
     let client = ClientSide::new();
-    let sshd = Sshd::start(&[&client.key()], "");
+    let sshd = start_sshd(&[&client.key()], "");
     client.write_config(&[("node", &sshd, "")]);
     let err = client.connect("node").await.unwrap_err();
     let TransportError::HostKeyUnknown {
@@ -493,7 +354,7 @@ async fn unknown_host_then_accepted() {
 #[tokio::test]
 async fn changed_host_key_is_refused() {
     let client = ClientSide::new();
-    let sshd = Sshd::start(&[&client.key()], "");
+    let sshd = start_sshd(&[&client.key()], "");
     client.write_config(&[("node", &sshd, "")]);
     let other = client.dir.path().join("other_host");
     keygen(&other, "");
@@ -517,7 +378,7 @@ async fn changed_host_key_is_refused() {
 #[tokio::test]
 async fn hashed_known_hosts_entries() {
     let client = ClientSide::new();
-    let sshd = Sshd::start(&[&client.key()], "");
+    let sshd = start_sshd(&[&client.key()], "");
     client.write_config(&[("node", &sshd, "")]);
     client.trust(&sshd);
     run(Command::new("ssh-keygen")
@@ -549,9 +410,9 @@ async fn hashed_known_hosts_entries() {
 #[tokio::test]
 async fn proxy_jump_through_a_second_sshd() {
     let client = ClientSide::new();
-    let target = Sshd::start(&[&client.key()], "");
-    let jump = Sshd::start(&[&client.key()], "AllowTcpForwarding yes");
-    let closed_jump = Sshd::start(&[&client.key()], "AllowTcpForwarding no");
+    let target = start_sshd(&[&client.key()], "");
+    let jump = start_sshd(&[&client.key()], "AllowTcpForwarding yes");
+    let closed_jump = start_sshd(&[&client.key()], "AllowTcpForwarding no");
     client.write_config(&[
         ("node", &target, "  ProxyJump jump"),
         ("node-via-closed", &target, "  ProxyJump closedjump"),
@@ -590,7 +451,7 @@ async fn encrypted_identity_asks_the_prompt() {
     let client = ClientSide::new();
     let enc = client.dir.path().join("id_enc");
     keygen(&enc, "correct horse");
-    let sshd = Sshd::start(&[&enc], "");
+    let sshd = start_sshd(&[&enc], "");
     client.write_config(&[("node", &sshd, &format!("  IdentityFile {}", enc.display()))]);
     client.trust(&sshd);
     let asked = Arc::new(Mutex::new(Vec::<PathBuf>::new()));
@@ -642,7 +503,7 @@ async fn one_passphrase_per_key_file_shared_by_hosts() {
     let client = ClientSide::new();
     let enc = client.dir.path().join("id_enc");
     keygen(&enc, "correct horse");
-    let sshd = Sshd::start(&[&enc], "");
+    let sshd = start_sshd(&[&enc], "");
     let extra = format!("  IdentityFile {}", enc.display());
     client.write_config(&[("node1", &sshd, &extra), ("node2", &sshd, &extra)]);
     client.trust(&sshd);
@@ -691,7 +552,7 @@ async fn agent_identities_are_tried_first() {
     let client = ClientSide::new();
     let agent_key = client.dir.path().join("id_agent");
     keygen(&agent_key, "");
-    let sshd = Sshd::start(&[&agent_key], "");
+    let sshd = start_sshd(&[&agent_key], "");
     let sock = client.dir.path().join("agent.sock");
     // The config names no usable identity file, and points at this test's agent
     // (IdentityAgent, as an operator would for a non-default agent): only it can authenticate.
@@ -735,7 +596,7 @@ async fn auth_failure_lists_what_was_tried() {
     let client = ClientSide::new();
     let stranger = client.dir.path().join("id_other");
     keygen(&stranger, "");
-    let sshd = Sshd::start(&[&stranger], "");
+    let sshd = start_sshd(&[&stranger], "");
     client.write_config(&[("node", &sshd, "")]);
     client.trust(&sshd);
     let err = client.connect("node").await.unwrap_err();

@@ -2,18 +2,10 @@
 //! `cutover world serve` so tokens issued before a rotation can be checked after it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cutover");
-
-fn cutover(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cutover")
-}
+mod support;
+use support::bin::cutover;
+use support::world::{Served, serve};
 
 fn ok(args: &[&str]) -> String {
     let o = cutover(args);
@@ -26,41 +18,14 @@ fn ok(args: &[&str]) -> String {
     out
 }
 
-/// `cutover world serve W`, stopped on drop.
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
-
 fn world(dir: &Path) -> (cutover::world::WorldInfo, Served) {
     let info =
         cutover::world::create(dir, &cutover::world::WorldSpec { nodes: 3, lbs: 1 }).unwrap();
-    let child = Command::new(BIN)
-        .args(["world", "serve", dir.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = Served(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let up = info
-            .nodes
+    let served = serve(dir, || {
+        info.nodes
             .iter()
-            .all(|n| reqwest::blocking_get(&format!("{}/v3", n.keystone_url)));
-        if up && dir.join("serve.pid").exists() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the world did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .all(|n| reqwest::blocking_get(&format!("{}/v3", n.keystone_url)))
+    });
     (info, served)
 }
 

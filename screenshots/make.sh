@@ -148,3 +148,21 @@ wait_for "HARD STOP" 30
 sleep 0.3
 shot resume
 keys n
+
+# 80×24 under LANG=C (a bastion's default locale, a remote tmux without UTF-8): the mixed-pool
+# hard stop keeps the pool and every node's line above the box, drawn in ASCII.
+cols=80
+rows=24
+start env LANG=C LC_ALL=C "$bin" demo --world "$work/world3" --journal "$work/small.journal.jsonl"
+wait_for "HARD STOP +jws-payload-readable"
+keys Y
+wait_for "Re-adding node1 mixes"
+sleep 0.3
+shot hard-stop-80x24-ascii
+keys q
+wait_for "Quit\?"
+keys y
+
+# The first run as an asciicast recording: `asciinema play screenshots/demo.cast`.
+"$bin" journal export "$journal" -o "$here/demo.cast" >/dev/null
+echo "screenshots/demo.cast"

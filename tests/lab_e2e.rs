@@ -12,6 +12,7 @@ use cutover::transport::ssh::SshTransport;
 use cutover::transport::{ExecOpts, Transport};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -490,6 +491,45 @@ fn sha256_file(p: &Path) -> String {
 /// timings shown (`--nocapture`).
 mod lab {
     use super::*;
+
+    /// A lab under a directory the keystone user cannot enter (a 0700 home) fails at once,
+    /// naming that directory and the fix, before anything is created or started.
+    #[test]
+    fn lab_sh_refuses_a_directory_keystone_cannot_traverse() {
+        require_install();
+        let home = tempfile::Builder::new()
+            .prefix("cutover-lab-0700-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = home.path().join("lab");
+        let start = Instant::now();
+        let out = output_within(
+            Command::new(repo().join("tests/lab/lab.sh"))
+                .arg("up")
+                .env("LAB_DIR", &dir)
+                .env("LAB_NODES", "1")
+                .env("LAB_BASE_PORT", "17300")
+                .env("LAB_LBS", "1")
+                .env("LAB_VENV", venv()),
+            Duration::from_secs(60),
+        );
+        let said = text(&out);
+        assert!(!out.status.success(), "lab.sh up succeeded:\n{said}");
+        assert!(
+            said.contains(&format!(
+                "the keystone user cannot enter {}",
+                home.path().display()
+            )) && said.contains("chmod o+x"),
+            "{said}"
+        );
+        assert!(
+            !dir.exists(),
+            "lab.sh created {} before refusing",
+            dir.display()
+        );
+        eprintln!("lab.sh refused in {:.1}s", start.elapsed().as_secs_f64());
+    }
 
     /// The lab itself, through cutover's own SSH transport and inventory (no cutover binary):
     /// the inventory parses, every node answers over SSH with keystone-manage on PATH, and the

@@ -19,7 +19,7 @@ use p256::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use serde_json::Value;
 
 mod support;
-use support::bin::{BIN, Finished, run_to_end};
+use support::bin::{BIN, Finished, output_files, run_to_end};
 
 const ANSWERS: &str = "runbooks/demo-answers.yaml";
 /// No single command may take longer than this (a hang fails the test instead of blocking it).
@@ -40,10 +40,7 @@ impl Run {
 /// Run `cutover ARGS` from the crate root; output goes to files in `scratch` (no pipe can fill
 /// up), and the process is killed if it outlives [`DEADLINE`].
 fn cutover(scratch: &Path, args: &[&str]) -> Run {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let out_path = scratch.join(format!("cmd-{n}.stdout"));
-    let err_path = scratch.join(format!("cmd-{n}.stderr"));
+    let (out_path, err_path) = output_files(scratch);
     let what = format!("cutover {}", args.join(" "));
     run_to_end(
         Command::new(BIN)

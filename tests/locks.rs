@@ -15,7 +15,7 @@ use cutover::world::{WorldInfo, WorldSpec};
 use serde_json::Value;
 
 mod support;
-use support::bin::{BIN, Finished, Spawned, spawn_captured};
+use support::bin::{BIN, Finished, Spawned, output_files, spawn_captured};
 
 const ANSWERS: &str = "runbooks/demo-answers.yaml";
 const RUNBOOK: &str = "runbooks/fernet-to-jws.yaml";
@@ -31,12 +31,8 @@ impl Run {
 
 type Running = Spawned;
 
-static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 fn spawn(scratch: &Path, args: &[&str]) -> Running {
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let out = scratch.join(format!("cmd-{n}.stdout"));
-    let err = scratch.join(format!("cmd-{n}.stderr"));
+    let (out, err) = output_files(scratch);
     spawn_captured(
         Command::new(BIN)
             .args(args)

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::bin::{BIN, Finished, run_to_end};
+use support::bin::{BIN, Finished, output_files, run_to_end};
 use support::sshd::{Sshd, keygen, whoami};
 
 /// No single command may take longer than this (a hang fails the test instead of blocking it).
@@ -157,10 +157,7 @@ fn show(out: &Out) {
 /// Run `cutover ARGS` from the crate root, output to files (no pipe fills up), killed after
 /// [`DEADLINE`].
 fn cutover(scratch: &Path, args: &[&str]) -> Out {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let out_path = scratch.join(format!("cmd-{n}.stdout"));
-    let err_path = scratch.join(format!("cmd-{n}.stderr"));
+    let (out_path, err_path) = output_files(scratch);
     let what = format!("cutover {}", args.join(" "));
     let out = run_to_end(
         Command::new(BIN)
@@ -175,6 +172,13 @@ fn cutover(scratch: &Path, args: &[&str]) -> Out {
     );
     show(&out);
     out
+}
+
+/// `node`'s row says UNREACHABLE (never DOWN: its Keystone answers); the `!` lines under it.
+fn unreachable_why(table: &str, node: &str) -> String {
+    let (r, under) = row(table, node);
+    assert!(r.contains("UNREACHABLE") && !r.contains("DOWN"), "{r}");
+    under.join("\n")
 }
 
 /// The table's row for `node` and the `!` lines under it.
@@ -271,9 +275,7 @@ fn probe_shows_a_stopped_sshd_as_connection_refused() {
     let out = f.cutover(&["probe", "-i", &f.inv()]).expect(5);
     assert_read(&out.stdout, "node1");
     assert_read(&out.stdout, "node3");
-    let (r, under) = row(&out.stdout, "node2");
-    assert!(r.contains("UNREACHABLE") && !r.contains("DOWN"), "{r}");
-    let why = under.join("\n");
+    let why = unreachable_why(&out.stdout, "node2");
     assert!(
         why.contains(&format!(
             "UNREACHABLE: connection refused at 127.0.0.1 port {port} (ssh alias node2)"
@@ -318,9 +320,7 @@ fn probe_shows_a_silent_host_as_timed_out() {
         started.elapsed()
     );
     assert_read(&out.stdout, "node1");
-    let (r, under) = row(&out.stdout, "node2");
-    assert!(r.contains("UNREACHABLE") && !r.contains("DOWN"), "{r}");
-    let why = under.join("\n");
+    let why = unreachable_why(&out.stdout, "node2");
     assert!(
         why.contains(&format!(
             "UNREACHABLE: connection timed out at 127.0.0.1 port {port} (ssh alias node2): no answer within 2s"

@@ -16,7 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 mod support;
-use support::bin::{BIN, Finished, run_to_end};
+use support::bin::{BIN, Finished, output_files, run_to_end};
 
 const ANSWERS: &str = "runbooks/demo-answers.yaml";
 const NAMESPACE: &str = "cutover-journal@cutover";
@@ -26,10 +26,7 @@ type Run = Finished;
 
 /// `cutover ARGS` from the crate root, with `SSH_AUTH_SOCK` set to `agent` or removed.
 fn cutover(scratch: &Path, agent: Option<&Path>, args: &[&str]) -> Run {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let out_path = scratch.join(format!("cmd-{n}.stdout"));
-    let err_path = scratch.join(format!("cmd-{n}.stderr"));
+    let (out_path, err_path) = output_files(scratch);
     let what = format!("cutover {}", args.join(" "));
     let mut cmd = Command::new(BIN);
     cmd.args(args)

@@ -192,3 +192,14 @@ impl Drop for Reaped {
         }
     }
 }
+
+/// Two new file names in `scratch` for a command's stdout and stderr (`cmd-N.stdout`,
+/// `cmd-N.stderr`, N counting up within the test binary).
+pub fn output_files(scratch: &Path) -> (PathBuf, PathBuf) {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    (
+        scratch.join(format!("cmd-{n}.stdout")),
+        scratch.join(format!("cmd-{n}.stderr")),
+    )
+}

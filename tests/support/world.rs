@@ -11,6 +11,17 @@ use cutover::world::{WorldInfo, WorldNode};
 use super::bin::{BIN, Reaped, cutover, text};
 use super::journal::{has_outcome, records, restart_id};
 
+/// `cutover world serve DIR` in its own process, output discarded.
+pub fn spawn_serve(dir: &Path) -> Child {
+    Command::new(BIN)
+        .args(["world", "serve", dir.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cutover world serve")
+}
+
 /// A new two-node world (`TMP/world`) served by its own process, node1's restarts slowed to
 /// `slow` seconds. Served once the slow-restart fault is injected (the fault command needs the
 /// serving process); panics if that takes more than 30 s.
@@ -26,15 +37,7 @@ pub fn served_world(tmp: &Path, slow: &str) -> (PathBuf, Reaped, WorldInfo) {
         "1",
     ]);
     assert!(out.status.success(), "world create: {}", text(&out));
-    let serve = Reaped(
-        Command::new(BIN)
-            .args(["world", "serve", dir.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cutover world serve"),
-    );
+    let serve = Reaped(spawn_serve(&dir));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = cutover(&[
@@ -116,15 +119,7 @@ impl Drop for Served {
 /// Serves the world in `dir` from its own `cutover world serve` (output discarded); returns once
 /// its `serve.pid` exists and `up()` holds, and panics if that takes more than 20 s.
 pub fn serve(dir: &Path, up: impl Fn() -> bool) -> Served {
-    let served = Served(
-        Command::new(BIN)
-            .args(["world", "serve", dir.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let served = Served(spawn_serve(dir));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !(dir.join("serve.pid").exists() && up()) {
         assert!(Instant::now() < deadline, "the world did not come up");

@@ -300,11 +300,14 @@ fn check_paused_then_resume(
     assert!(out.status.success(), "journal verify: {}", text(&out));
 }
 
-#[test]
-fn a_hangup_during_a_local_restart_in_the_ui_pauses_and_one_resume_completes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
-    let journal = tmp.path().join("run.jsonl");
+/// `cutover run` of the flagship in its own pty on the served world in `dir`: the first hard
+/// stop confirmed, then the terminal hangs up while node1's restart is in flight; the exit
+/// status once it has exited.
+fn hang_up_the_ui_during_node1s_restart(
+    dir: &Path,
+    journal: &Path,
+    info: &cutover::world::WorldInfo,
+) -> std::process::ExitStatus {
     let inventory = dir.join("inventory.yaml");
     let mut ui = Pty::spawn(&[
         "run",
@@ -315,17 +318,25 @@ fn a_hangup_during_a_local_restart_in_the_ui_pauses_and_one_resume_completes() {
         journal.to_str().unwrap(),
     ]);
     let long = Duration::from_secs(60);
-    ui.wait_until("the first hard stop", long, &journal, |p| {
+    ui.wait_until("the first hard stop", long, journal, |p| {
         let s = p.screen();
         s.contains("HARD STOP") && s.contains("jws-payload-readable")
     });
     ui.send("Y");
-    ui.wait_until("node1's restart in flight", long, &journal, |_| {
-        restart_in_flight(&journal, &info.nodes[0])
+    ui.wait_until("node1's restart in flight", long, journal, |_| {
+        restart_in_flight(journal, &info.nodes[0])
     });
     ui.hang_up();
+    ui.wait_exit(Duration::from_secs(60), journal)
+}
+
+#[test]
+fn a_hangup_during_a_local_restart_in_the_ui_pauses_and_one_resume_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
+    let journal = tmp.path().join("run.jsonl");
     // The restart takes SLOW seconds; the run waits for it, then pauses and exits.
-    let status = ui.wait_exit(Duration::from_secs(60), &journal);
+    let status = hang_up_the_ui_during_node1s_restart(&dir, &journal, &info);
     check_paused_then_resume(status, &journal, &info);
 }
 
@@ -430,26 +441,7 @@ fn a_restart_that_fails_after_the_hangup_halts_and_the_resume_is_not_paused() {
     let out = cutover(&["world", "fault", d, "break-restart", "node1"]);
     assert!(out.status.success(), "{}", text(&out));
     let journal = tmp.path().join("run.jsonl");
-    let inventory = dir.join("inventory.yaml");
-    let mut ui = Pty::spawn(&[
-        "run",
-        "runbooks/fernet-to-jws.yaml",
-        "-i",
-        inventory.to_str().unwrap(),
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
-    let long = Duration::from_secs(60);
-    ui.wait_until("the first hard stop", long, &journal, |p| {
-        let s = p.screen();
-        s.contains("HARD STOP") && s.contains("jws-payload-readable")
-    });
-    ui.send("Y");
-    ui.wait_until("node1's restart in flight", long, &journal, |_| {
-        restart_in_flight(&journal, &info.nodes[0])
-    });
-    ui.hang_up();
-    let status = ui.wait_exit(Duration::from_secs(60), &journal);
+    let status = hang_up_the_ui_during_node1s_restart(&dir, &journal, &info);
     let recs = records(&journal);
     let ks = kinds(&recs);
     let all = std::fs::read_to_string(&journal).unwrap();

@@ -134,16 +134,24 @@ fn resume(tmp: &Path, journal: &Path, extra: &str) -> std::process::Output {
     ])
 }
 
+/// The flagship headless on a new served world (in `tmp`) with node1's restarts slowed,
+/// returned once node1's restart is in flight.
+fn headless_during_node1s_restart(tmp: &Path) -> (Reaped, cutover::world::WorldInfo, HeadlessRun) {
+    let (dir, serve, info) = served_world(tmp, SLOW);
+    let mut run = HeadlessRun::start(tmp, &dir);
+    let journal = run.journal.clone();
+    run.wait_until("node1's restart in flight", Duration::from_secs(60), || {
+        restart_in_flight(&journal, &info.nodes[0])
+    });
+    (serve, info, run)
+}
+
 #[test]
 fn ctrl_c_during_a_restart_pauses_after_it_and_one_resume_completes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
+    let (_serve, info, mut run) = headless_during_node1s_restart(tmp.path());
     let node1 = &info.nodes[0];
-    let mut run = HeadlessRun::start(tmp.path(), &dir);
     let journal = run.journal.clone();
-    run.wait_until("node1's restart in flight", Duration::from_secs(60), || {
-        restart_in_flight(&journal, node1)
-    });
     signal(&run.child.0, Signal::SIGINT);
     // The restart takes SLOW seconds; the run waits for it, then pauses and exits.
     let status = run.wait_exit(Duration::from_secs(60));
@@ -215,13 +223,9 @@ fn ctrl_c_during_a_restart_pauses_after_it_and_one_resume_completes() {
 #[test]
 fn a_second_ctrl_c_stops_at_once_and_the_resume_asks_about_the_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let (dir, _serve, info) = served_world(tmp.path(), SLOW);
+    let (_serve, info, mut run) = headless_during_node1s_restart(tmp.path());
     let node1 = &info.nodes[0];
-    let mut run = HeadlessRun::start(tmp.path(), &dir);
     let journal = run.journal.clone();
-    run.wait_until("node1's restart in flight", Duration::from_secs(60), || {
-        restart_in_flight(&journal, node1)
-    });
     signal(&run.child.0, Signal::SIGINT);
     run.wait_until("the pause request", Duration::from_secs(10), || {
         kinds(&records(&journal))

@@ -66,6 +66,24 @@ fn cutover(cwd: &Path, args: &[&str]) -> Out {
     exec(cwd, BIN, args)
 }
 
+/// `cutover run fernet-to-jws -i W/inventory.yaml --headless --answers answers.yaml` in
+/// `cwd`, which must complete (exit 0).
+fn flagship_headless(cwd: &Path) -> Out {
+    cutover(
+        cwd,
+        &[
+            "run",
+            "fernet-to-jws",
+            "-i",
+            "W/inventory.yaml",
+            "--headless",
+            "--answers",
+            "answers.yaml",
+        ],
+    )
+    .expect(0)
+}
+
 /// A fresh working directory outside the checkout, holding nothing.
 fn empty_dir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
@@ -188,19 +206,7 @@ fn the_tour_from_an_empty_directory() {
     fs::write(cwd.join("answers.yaml"), ANSWERS).unwrap();
     let w = cwd.join("W");
     assert_eq!(providers(&w), ["fernet"; 3]);
-    let run = cutover(
-        cwd,
-        &[
-            "run",
-            "fernet-to-jws",
-            "-i",
-            "W/inventory.yaml",
-            "--headless",
-            "--answers",
-            "answers.yaml",
-        ],
-    )
-    .expect(0);
+    let run = flagship_headless(cwd);
     assert_eq!(providers(&w), ["jws"; 3]);
     let forward = journals_of(cwd, "fernet-to-jws");
     assert_eq!(forward.len(), 1, "{forward:?}");
@@ -479,19 +485,7 @@ fn the_ui_without_a_terminal_says_so_and_changes_nothing() {
     assert!(journals_of(cwd, "fernet-to-jws").is_empty());
     // No fleet lock was left: a headless run goes through.
     fs::write(cwd.join("answers.yaml"), ANSWERS).unwrap();
-    cutover(
-        cwd,
-        &[
-            "run",
-            "fernet-to-jws",
-            "-i",
-            "W/inventory.yaml",
-            "--headless",
-            "--answers",
-            "answers.yaml",
-        ],
-    )
-    .expect(0);
+    flagship_headless(cwd);
 }
 
 /// `cutover completions bash` sources cleanly in bash, registers the completion, and completes

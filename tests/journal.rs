@@ -194,7 +194,10 @@ fn read_prefix_stops_at_the_damage_and_names_it() {
     l[3] = l[3].replace("record 4", "record 9");
     write_lines(&path, &l);
     let p = journal::read_prefix(&path).unwrap();
-    assert_eq!(p.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        p.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
     let bad = p.damage.expect("damage reported");
     assert_eq!((bad.seq, bad.line_no), (4, 4));
     // verify still fails the journal.

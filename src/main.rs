@@ -1093,7 +1093,7 @@ async fn start_run(
         .map(|t| cutover::journal::trust::sha256_hex(&t))
         .ok();
     let signer = signer_for(opts.sign_key.as_deref())?;
-    let mut s = Session::start(&loaded, inv, params, &journal).await?;
+    let mut s = Session::start(&loaded, inv, params, &journal, opts.headless).await?;
     s.inventory_sha256 = inventory_sha256;
     s.signer = signer;
     if opts.journal.is_none() || opts.headless {

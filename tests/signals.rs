@@ -483,3 +483,109 @@ fn a_signal_during_the_resumes_probe_stops_cleanly_before_resuming() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(locks().is_empty(), "the completed run gave its lock back");
 }
+
+/// A signal while a new run takes its fleet lock (after the lock on a node, before
+/// `run_started` is journaled) does not kill cutover between the two: the run starts, pauses at
+/// once (exit 3) holding its fleet, and one resume completes it. Before, cutover died of the
+/// signal there, leaving locks for a journal that had no run in it.
+#[test]
+fn a_signal_while_the_fleet_lock_is_taken_pauses_the_new_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("world");
+    let info =
+        cutover::world::create(&dir, &cutover::world::WorldSpec { nodes: 2, lbs: 1 }).unwrap();
+    let inv = cutover::inventory::Inventory::load(&info.inventory_path).unwrap();
+    let journal = tmp.path().join("run.jsonl");
+    // The lock is given its name with ln(1): a stand-in first on the PATH says the lock is being
+    // taken and holds it there while `slow` exists.
+    let fakes = tmp.path().join("bin");
+    std::fs::create_dir_all(&fakes).unwrap();
+    let locking = tmp.path().join("locking");
+    let slow = tmp.path().join("slow");
+    let fake = fakes.join("ln");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ -e '{slow}' ]; then : > '{locking}'; sleep 3; fi\nPATH=${{PATH#*:}} exec ln \"$@\"\n",
+            slow = slow.display(),
+            locking = locking.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&slow, "").unwrap();
+    let path = format!(
+        "{}:{}",
+        fakes.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
+    let err = tmp.path().join("run.stderr");
+    let child = Command::new(bin())
+        .args(["run", "fernet-to-jws", "-i"])
+        .arg(&info.inventory_path)
+        .arg("--journal")
+        .arg(&journal)
+        .args(["--headless", "--answers"])
+        .arg(&demo)
+        .env("PATH", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !locking.exists() {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the run ended before taking its lock: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+        assert!(Instant::now() < deadline, "the lock was never taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child.0, Signal::SIGINT);
+    std::fs::remove_file(&slow).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the run did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert_eq!(
+        (status.code(), status.signal()),
+        (Some(3), None),
+        "{status}\n{stderr}"
+    );
+    let k = kinds(&records(&journal));
+    assert_eq!(k.first().map(String::as_str), Some("run_started"), "{k:?}");
+    assert_eq!(k.last().map(String::as_str), Some("run_paused"), "{k:?}");
+    let run_id = records(&journal)[0]["run"].as_str().unwrap().to_string();
+    for n in &inv.nodes {
+        let lock = std::fs::read_to_string(cutover::runtime::fleet_lock::lock_file(n))
+            .unwrap_or_else(|e| panic!("{}: no fleet lock ({e})\n{stderr}", n.name));
+        assert!(lock.contains(&run_id), "{}: {lock}", n.name);
+    }
+    // One resume completes the run and gives the fleet back.
+    let out = Command::new(bin())
+        .arg("resume")
+        .arg(&journal)
+        .args(["--headless", "--answers"])
+        .arg(&demo)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for n in &inv.nodes {
+        assert!(
+            !cutover::runtime::fleet_lock::lock_file(n).exists(),
+            "{}: the completed run left its lock",
+            n.name
+        );
+    }
+}

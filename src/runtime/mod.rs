@@ -273,17 +273,28 @@ impl Session {
     }
 
     /// A new run: create the journal, append `run_started`.
+    ///
+    /// `headless`: SIGHUP, SIGINT and SIGTERM are watched from here on (after the passphrase
+    /// prompts, before the journal and the fleet lock), so a signal while the locks are being
+    /// taken cannot kill cutover between the lock and `run_started`: the session starts, and its
+    /// first turn pauses as the signal asks (exit 3, the run resumable and holding its fleet).
     pub async fn start(
         loaded: &crate::runbook::Loaded,
         inv: crate::inventory::Inventory,
         params: BTreeMap<String, String>,
         journal_path: &Path,
+        headless: bool,
     ) -> Result<Session> {
         // Passphrases are asked for before anything is written: a key that cannot be unlocked
         // leaves nothing behind, not even an empty journal.
         let mut lock_fleet = Fleet::new(inv.clone())?;
         lock_fleet.passphrase = Some(tty_passphrase_prompt());
         unlock_keys(&lock_fleet).await?;
+        let signals = if headless {
+            Some(Signals::watch()?)
+        } else {
+            None
+        };
         let journal = Journal::create(journal_path)
             .with_context(|| format!("cannot create journal {}", journal_path.display()))?;
         if let Some(stale) = journal.stale_lock() {
@@ -321,6 +332,7 @@ impl Session {
         };
         let mut s = Session::new(journal, State::default(), run_id.clone(), fleet, world);
         s.fleet_lock = Some(lock);
+        s.signals = signals;
         use sha2::Digest;
         let rs = RunStarted {
             schema: engine::events::SCHEMA,

@@ -958,6 +958,13 @@ fn runbooks(cmd: RunbooksCmd) -> Result<i32> {
                     (shipped_name(file), title)
                 })
                 .collect();
+            // The answers file ships beside them (every file of runbooks/ is here), said for
+            // what it is.
+            let mut rows = rows;
+            rows.push((
+                shipped_name(SHIPPED_ANSWERS.0),
+                "(answers, not a runbook) every hard stop above, for --headless --answers".into(),
+            ));
             let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
             for (name, title) in &rows {
                 let title = for_terminal(title);
@@ -969,7 +976,7 @@ fn runbooks(cmd: RunbooksCmd) -> Result<i32> {
             use std::io::IsTerminal;
             if std::io::stdout().is_terminal() {
                 eprintln!(
-                    "\nprint one: cutover runbooks show NAME; run one: cutover run NAME -i INVENTORY\nanswers for --headless rehearsals: cutover runbooks show {}",
+                    "\nprint one: cutover runbooks show NAME; run one: cutover run NAME -i INVENTORY\nanswers for --headless rehearsals: cutover runbooks show {} > answers.yaml",
                     shipped_name(SHIPPED_ANSWERS.0)
                 );
             }

@@ -173,13 +173,28 @@ fn the_tour_from_an_empty_directory() {
     let tmp = empty_dir();
     let cwd = tmp.path();
 
-    // 1. Every shipped runbook, one line each: name and title, the same set as the checkout's.
+    // 1. Every shipped runbook, one line each: name and title, the same set as the checkout's;
+    //    then the answers file, said for what it is: one line for every file of runbooks/.
     let listed = cutover(cwd, &["runbooks"]).expect(0).stdout;
     let shipped = checkout_runbooks();
+    let files = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        files,
+        shipped.len() + 1,
+        "runbooks/ holds the runbooks and one answers file"
+    );
     assert_eq!(
         listed.lines().count(),
-        shipped.len(),
-        "one line per runbook:\n{listed}"
+        files,
+        "one line per file of runbooks/:\n{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("demo-answers ") && l.contains("answers, not a runbook")),
+        "{listed}"
     );
     for (name, text) in &shipped {
         let rb = cutover::runbook::Runbook::parse(text, name).unwrap();

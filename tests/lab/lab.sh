@@ -28,6 +28,15 @@ die() {
     exit 1
 }
 
+# setup_failed STEP: die naming the step, with the end of the setup log (what keystone-manage
+# said), so a failure in CI says why without the lab directory.
+setup_failed() {
+    local log="$LAB_DIR/setup/setup.log"
+    echo "lab: ERROR: $1 failed; the end of $log:" >&2
+    tail -n 15 "$log" 2>/dev/null | sed 's/^/lab:   /' >&2
+    exit 1
+}
+
 ks_port() { echo $((LAB_BASE_PORT + $1)); }
 ssh_port() { echo $((LAB_BASE_PORT + 100 + $1)); }
 lb_port() { if [ "$1" = 1 ]; then echo "$LAB_BASE_PORT"; else echo $((LAB_BASE_PORT + 50 + $1)); fi; }
@@ -336,16 +345,16 @@ up() {
     mkdir -p "$s/etc/keystone"
     ks_conf "$s" "$LAB_DIR/keystone.db" >"$s/etc/keystone/keystone.conf"
     local c="--config-file $s/etc/keystone/keystone.conf"
-    $km $c db_sync >>"$s/setup.log" 2>&1 || die "db_sync failed (see $s/setup.log)"
+    $km $c db_sync >>"$s/setup.log" 2>&1 || setup_failed db_sync
     $km $c fernet_setup --keystone-user keystone --keystone-group keystone >>"$s/setup.log" 2>&1 ||
-        die "fernet_setup failed (see $s/setup.log)"
+        setup_failed fernet_setup
     $km $c credential_setup --keystone-user keystone --keystone-group keystone >>"$s/setup.log" 2>&1 ||
-        die "credential_setup failed (see $s/setup.log)"
-    $km $c bootstrap --bootstrap-password "$pw" --bootstrap-username admin \
+        setup_failed credential_setup
+    $km $c bootstrap --bootstrap-password="$pw" --bootstrap-username admin \
         --bootstrap-project-name admin --bootstrap-role-name admin \
         --bootstrap-service-name keystone --bootstrap-region-id RegionOne \
         --bootstrap-admin-url "$lb/v3" --bootstrap-public-url "$lb/v3" \
-        --bootstrap-internal-url "$lb/v3" >>"$s/setup.log" 2>&1 || die "bootstrap failed (see $s/setup.log)"
+        --bootstrap-internal-url "$lb/v3" >>"$s/setup.log" 2>&1 || setup_failed bootstrap
 
     # The operator's side: a key, known_hosts, ssh_config.
     ssh-keygen -q -t ed25519 -N '' -C cutover-lab -f "$LAB_DIR/id_ed25519"

@@ -377,28 +377,9 @@ fn a_signal_during_the_resumes_probe_stops_cleanly_before_resuming() {
 
     // The probe hashes every Fernet key with sha256sum (the fleet lock does not): a stand-in
     // first on the PATH says the probe has begun and takes its time while `slow` exists.
-    let fakes = tmp.path().join("bin");
-    std::fs::create_dir_all(&fakes).unwrap();
     let probing = tmp.path().join("probing");
     let slow = tmp.path().join("slow");
-    let fake = fakes.join("sha256sum");
-    std::fs::write(
-        &fake,
-        format!(
-            "#!/bin/sh\nif [ -e '{slow}' ]; then : > '{probing}'; sleep 20; fi\nPATH=${{PATH#*:}} exec sha256sum \"$@\"\n",
-            slow = slow.display(),
-            probing = probing.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(&slow, "").unwrap();
-    let path = format!(
-        "{}:{}",
-        fakes.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = slow_stand_in(tmp.path(), "sha256sum", &probing, &slow, 20);
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
 
     for (sig, said) in [
@@ -498,28 +479,9 @@ fn a_signal_while_the_fleet_lock_is_taken_pauses_the_new_run() {
     let journal = tmp.path().join("run.jsonl");
     // The lock is given its name with ln(1): a stand-in first on the PATH says the lock is being
     // taken and holds it there while `slow` exists.
-    let fakes = tmp.path().join("bin");
-    std::fs::create_dir_all(&fakes).unwrap();
     let locking = tmp.path().join("locking");
     let slow = tmp.path().join("slow");
-    let fake = fakes.join("ln");
-    std::fs::write(
-        &fake,
-        format!(
-            "#!/bin/sh\nif [ -e '{slow}' ]; then : > '{locking}'; sleep 3; fi\nPATH=${{PATH#*:}} exec ln \"$@\"\n",
-            slow = slow.display(),
-            locking = locking.display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(&slow, "").unwrap();
-    let path = format!(
-        "{}:{}",
-        fakes.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = slow_stand_in(tmp.path(), "ln", &locking, &slow, 3);
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/demo-answers.yaml");
     let err = tmp.path().join("run.stderr");
     let child = Command::new(bin())
@@ -588,4 +550,30 @@ fn a_signal_while_the_fleet_lock_is_taken_pauses_the_new_run() {
             n.name
         );
     }
+}
+
+/// A stand-in for `command`, first on the returned PATH: while `slow` exists it creates
+/// `begun` and sleeps `secs` seconds before running the real command (which it always does).
+/// `slow` is created here; the test removes it to let later calls through at once.
+fn slow_stand_in(dir: &Path, command: &str, begun: &Path, slow: &Path, secs: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let fakes = dir.join("bin");
+    std::fs::create_dir_all(&fakes).unwrap();
+    let fake = fakes.join(command);
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ -e '{slow}' ]; then : > '{begun}'; sleep {secs}; fi\nPATH=${{PATH#*:}} exec {command} \"$@\"\n",
+            slow = slow.display(),
+            begun = begun.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(slow, "").unwrap();
+    format!(
+        "{}:{}",
+        fakes.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }

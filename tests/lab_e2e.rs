@@ -650,11 +650,14 @@ mod lab {
                 Some("MAINT"),
                 "haproxy-{k}: {stat:?}"
             );
+            // In the pool: UP, or UP with a failed health check ("UP 2/3": still serving,
+            // HAProxy takes it out only after `fall` failures). A busy CI machine can make one
+            // GET /v3 check time out; what matters is that no later node was drained.
             for i in 2..=NODES {
-                assert_eq!(
-                    stat.get(&format!("ks{i}")).map(String::as_str),
-                    Some("UP"),
-                    "haproxy-{k}: {stat:?}"
+                let s = stat.get(&format!("ks{i}")).map(String::as_str);
+                assert!(
+                    s == Some("UP") || s.is_some_and(|s| s.starts_with("UP ")),
+                    "haproxy-{k}: ks{i} should be in the pool: {stat:?}"
                 );
             }
         }

@@ -262,6 +262,7 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
+    timeout check 3s
     load-server-state-from-file global
 
 frontend keystone_front

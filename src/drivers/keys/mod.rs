@@ -1,5 +1,8 @@
 //! Key material: fingerprints (never the keys themselves leave memory) and native ES256 keypairs.
 
+mod fernet;
+mod jws;
+
 use base64::Engine;
 use sha2::{Digest, Sha256};
 

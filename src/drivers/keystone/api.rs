@@ -1,7 +1,7 @@
 //! Keystone over HTTP (directly at a node, never through the load balancer) and the shell
 //! snippets that read and install key material on a node.
 
-use super::keys;
+use crate::drivers::keys;
 use crate::engine::facts::*;
 use crate::inventory::credentials::AuthCredentials;
 use crate::transport::shell_quote;

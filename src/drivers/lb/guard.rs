@@ -11,7 +11,7 @@
 //! so a revert can never land after a deliberate re-add.
 
 use super::haproxy;
-use super::{DResult, DriverError, Fleet};
+use crate::drivers::{DResult, DriverError, Fleet};
 use crate::engine::events::Breach;
 use crate::inventory::{GuardMode, LoadBalancer};
 use chrono::{DateTime, Utc};

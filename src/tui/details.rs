@@ -2,8 +2,10 @@
 //! the popup's (or the side pane's) width.
 
 use super::app::Target;
+use super::labels::{op_label, public_coverage};
 use super::text::{dur, hms, millis, wrap};
-use super::view::{View, op_label, public_coverage};
+use super::theme::Theme;
+use crate::engine::State;
 use crate::engine::facts::{AdminState, ReloadVerdict};
 use crate::engine::plan::OpKind;
 use crate::engine::state::{RunStatus, StepStatus};
@@ -43,13 +45,16 @@ impl Out {
     }
 }
 
-pub(super) fn build(v: &View, target: &Target, w: usize) -> (String, Vec<Line<'static>>) {
+pub(super) fn build(
+    st: &State,
+    t: &Theme,
+    target: &Target,
+    w: usize,
+) -> (String, Vec<Line<'static>>) {
     let mut o = Out {
         w: w.max(20),
         lines: Vec::new(),
     };
-    let t = &v.t;
-    let st = v.state;
     let title = match target {
         Target::Node(name) => {
             let Some(n) = st.nodes.get(name) else {
@@ -326,7 +331,7 @@ pub(super) fn build(v: &View, target: &Target, w: usize) -> (String, Vec<Line<'s
                 );
                 o.text(&format!("  {label}"), style);
             }
-            super::view::step_title(st, &s.title)
+            s.title.clone()
         }
         Target::Log(i) => {
             let Some(l) = st.log.get(*i) else {

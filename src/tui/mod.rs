@@ -14,6 +14,7 @@
 pub mod app;
 mod details;
 pub mod export;
+mod labels;
 pub mod replay;
 mod terminal;
 pub mod text;

@@ -166,26 +166,6 @@ pub fn reflow(s: &str) -> String {
     out
 }
 
-/// Fill `{{ params.NAME }}` from the run's parameters (step titles arrive unrendered).
-pub fn fill_params(s: &str, params: &std::collections::BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("{{") {
-        let Some(end) = rest[start..].find("}}") else {
-            break;
-        };
-        let expr = rest[start + 2..start + end].trim();
-        out.push_str(&rest[..start]);
-        match expr.strip_prefix("params.").and_then(|k| params.get(k)) {
-            Some(v) => out.push_str(v),
-            None => out.push_str(&rest[start..start + end + 2]),
-        }
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// `1h02m`, `59m12s`, `48h59m`, `12s`: a countdown or an elapsed time, compact.
 pub fn dur(secs: i64) -> String {
     let s = secs.max(0);
@@ -234,10 +214,5 @@ mod tests {
         assert_eq!(dur(3552), "59m12s");
         assert_eq!(dur(176_340), "48h59m");
         assert_eq!(reflow("a\nb\n\nc\n- d\n- e\n"), "a b\n\nc\n- d\n- e");
-        let p = [("k".to_string(), "v".to_string())].into_iter().collect();
-        assert_eq!(
-            fill_params("x ({{ params.k }}) {{ y }}", &p),
-            "x (v) {{ y }}"
-        );
     }
 }

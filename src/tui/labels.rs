@@ -1,0 +1,152 @@
+//! The words the screens share: short action names, a node's activity as a verb, an op's label,
+//! plurals, replay speeds, load-balancer column headers. The view's panes and the details popup
+//! both take them from here (neither imports the other for them).
+
+use super::text::{trunc_left, width};
+use crate::engine::State;
+use crate::engine::facts::ReloadVerdict;
+use crate::engine::plan::{Op, OpKind};
+use crate::engine::state::NodeView;
+
+/// `keystone.set_provider` → `set_provider`; gates keep their name; short enough for 80 columns.
+pub(super) fn short_action(a: &str) -> String {
+    if let Some(g) = a.strip_prefix("gate ") {
+        let g = match g {
+            "fernet-keys-everywhere" => "fernet-keys",
+            "validated-before-readd" => "validated",
+            other => other,
+        };
+        return format!("gate {g}");
+    }
+    let a = a.strip_prefix("keystone.").unwrap_or(a);
+    match a {
+        "service.restart" => "restart".into(),
+        "create_jws_keypair" => "create_keypair".into(),
+        "install_jws_keys" => "install_keys".into(),
+        "distribute_public_keys" => "copy_pubkeys".into(),
+        "validate_matrix" => "matrix".into(),
+        other => other.into(),
+    }
+}
+
+/// What a node is doing, as a verb.
+pub(super) fn activity_verb(a: &str) -> &str {
+    match a {
+        "lb.drain" => "draining",
+        "lb.ready" => "re-adding",
+        "lb.maint" => "back to maint",
+        "keystone.set_provider" => "flipping",
+        "service.restart" => "restarting",
+        "keystone.issue_token" => "token check",
+        "keystone.create_jws_keypair" => "keygen",
+        "keystone.install_jws_keys" => "installing",
+        "keystone.distribute_public_keys" => "copying keys",
+        "keystone.list_trusts" => "trusts",
+        "probe" => "probing",
+        other => other,
+    }
+}
+
+pub(super) fn op_label(op: &Op) -> String {
+    let node = op
+        .node
+        .as_deref()
+        .map(|n| format!(" {n}"))
+        .unwrap_or_default();
+    match &op.kind {
+        OpKind::Act { action, specs } => {
+            if specs.len() > 1 {
+                format!("{action} ×{}", specs.len())
+            } else {
+                let n = specs
+                    .first()
+                    .and_then(|s| s.node())
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or(node);
+                format!("{action}{n}")
+            }
+        }
+        OpKind::Gate { gate, .. } => format!("gate {}{node}", gate.name()),
+        OpKind::Confirm { id, .. } => format!("hard stop {id}"),
+        OpKind::Note { .. } => "note".into(),
+        OpKind::WaitUntil { .. } => "wait until old tokens expire".into(),
+    }
+}
+
+// engine question: the provider before the change belongs to State (helper B).
+/// The provider before the change: the one that is not the target.
+pub(super) fn old_provider(state: &State) -> &'static str {
+    if state.target_provider == "jws" {
+        "fernet"
+    } else {
+        "jws"
+    }
+}
+
+// engine question: public-key coverage belongs to State (helper B).
+/// How many nodes' public keys this node holds, of all nodes.
+pub(super) fn public_coverage(st: &State, n: &NodeView) -> (usize, usize) {
+    let total = st.node_order.len();
+    let Some(f) = &n.facts else { return (0, total) };
+    let prints: Vec<&String> = st
+        .node_order
+        .iter()
+        .filter_map(|m| {
+            st.nodes
+                .get(m)?
+                .facts
+                .as_ref()?
+                .jws
+                .private_fingerprint
+                .as_ref()
+        })
+        .collect();
+    if prints.is_empty() {
+        return (f.jws.public.len().min(total), total);
+    }
+    let have = prints.iter().filter(|fp| f.jws.has_public(fp)).count();
+    (have, total)
+}
+
+pub(super) fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+pub(super) fn speed_label(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("1/{}", (1.0 / s).round() as u64)
+    }
+}
+
+/// A load balancer's reload marker, from its config as the last full probe read it:
+/// `⚠reload` when a reload there puts drained servers back, `?reload` when its config was not
+/// read. Nothing when a reload keeps MAINT (if the state is saved first), or when nothing was
+/// read yet (a replay of an older journal).
+pub(super) fn reload_mark(st: &State, lb: &str) -> Option<&'static str> {
+    match st.lb_reload.get(lb)?.verdict() {
+        ReloadVerdict::Loses => Some("⚠reload"),
+        ReloadVerdict::Unknown => Some("?reload"),
+        ReloadVerdict::KeepsIfSaved => None,
+    }
+}
+
+/// A load-balancer column's header in `cw` cells: `haproxy-1 ⚠reload` when both fit, else
+/// `⚠` and the name cut from the left.
+pub(super) fn lb_header(
+    name: &str,
+    mark: Option<&str>,
+    cw: usize,
+) -> (String, Option<(String, bool)>) {
+    match mark {
+        None => (trunc_left(name, cw), None),
+        Some(m) if width(name) + 1 + width(m) <= cw => {
+            (name.to_string(), Some((format!(" {m}"), false)))
+        }
+        Some(m) => {
+            let first: String = m.chars().take(1).collect();
+            (trunc_left(name, cw.saturating_sub(1)), Some((first, true)))
+        }
+    }
+}

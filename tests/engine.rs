@@ -106,12 +106,11 @@ impl Fleet {
                     node: n.clone(),
                     server: n.clone(),
                     admin,
-                    admin_bits: match admin {
-                        AdminState::Maint => 1,
-                        AdminState::Drain => 8,
-                        AdminState::Ready => 0,
+                    held: admin != AdminState::Ready,
+                    oper: match admin {
+                        AdminState::Ready => OperState::Up,
+                        _ => OperState::Other,
                     },
-                    op_state: 2,
                     status: match admin {
                         AdminState::Maint => "MAINT".into(),
                         AdminState::Drain => "DRAIN".into(),
@@ -1401,7 +1400,8 @@ fn drift_ignores_health_checks_settling_and_a_restart_the_journal_saw_fail() {
         .filter(|s| s.node == "ks1")
     {
         row.admin = AdminState::Ready;
-        row.admin_bits = 0;
+        row.held = false;
+        row.oper = OperState::UpUnconfirmed;
         row.status = "UP 1/3".into();
     }
     let d = drift(&r.state, &obs);

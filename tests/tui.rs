@@ -121,8 +121,11 @@ impl World {
                     node: n.clone(),
                     server: n.clone(),
                     admin: w.admin,
-                    admin_bits: if w.admin == AdminState::Maint { 1 } else { 0 },
-                    op_state: 2,
+                    held: w.admin == AdminState::Maint,
+                    oper: match w.admin {
+                        AdminState::Ready => OperState::Up,
+                        _ => OperState::Other,
+                    },
                     status: match w.admin {
                         AdminState::Ready => "UP".into(),
                         AdminState::Drain => "DRAIN".into(),

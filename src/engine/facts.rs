@@ -191,62 +191,151 @@ impl JwsFacts {
     }
 }
 
+/// A server's admin state on a load balancer, in neutral words: in the pool (`ready`),
+/// draining (`drain`: no new sessions), out (`maint`). The serialized names are HAProxy's words,
+/// which journals have always held.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AdminState {
+    /// In the pool.
     #[default]
     Ready,
+    /// Draining: existing sessions finish, no new ones.
     Drain,
+    /// Out of the pool.
     Maint,
+}
+
+impl AdminState {
+    /// The word for it: `ready`, `drain`, `maint`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        }
+    }
+}
+
+/// How a server is doing as the load balancer's health checks see it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OperState {
+    /// Up, its health checks passed at full health.
+    Up,
+    /// Up, health not confirmed: no check has run since it was enabled, or the last one failed.
+    UpUnconfirmed,
+    /// Up, without health checks.
+    NoCheck,
+    /// Down: its health checks fail.
+    Down,
+    /// None of those (out, draining, stopping): the status text says which.
+    #[default]
+    Other,
+}
+
+impl OperState {
+    /// Up, confirmed or not.
+    pub fn is_up(self) -> bool {
+        matches!(self, OperState::Up | OperState::UpUnconfirmed)
+    }
 }
 
 /// One server on one load-balancer instance, as that instance reports it right now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "LbServerRecord")]
 pub struct LbServer {
     pub lb: String,
     pub node: String,
     pub server: String,
     pub admin: AdminState,
-    /// srv_admin_state bitmask from `show servers state`.
-    pub admin_bits: u32,
-    /// srv_op_state: 0 stopped, 1 starting, 2 running, 3 stopping.
-    pub op_state: u8,
-    /// `show stat` status: UP, DOWN, MAINT, DRAIN, ...
+    /// `admin` was set by an operator (cutover, or a person through the load balancer's API)
+    /// and only an operator undoes it; false for a state inherited from the configuration, a
+    /// tracked server or DNS resolution, which can clear by itself.
+    pub held: bool,
+    pub oper: OperState,
+    /// The load balancer's own status text, for people: `UP`, `UP 1/3`, `MAINT`, `no check`.
     pub status: String,
-    /// Current sessions (scur).
+    /// Current sessions.
     pub sessions: u64,
+}
+
+/// An `LbServer` as journals hold it: today's shape, or the one written before the load
+/// balancer had a seam (issue 10), which held HAProxy's `srv_admin_state` bits and
+/// `srv_op_state` instead of `held` and `oper`.
+#[derive(Deserialize)]
+struct LbServerRecord {
+    lb: String,
+    node: String,
+    server: String,
+    admin: AdminState,
+    #[serde(default)]
+    held: Option<bool>,
+    #[serde(default)]
+    oper: Option<OperState>,
+    #[serde(default)]
+    admin_bits: Option<u32>,
+    status: String,
+    sessions: u64,
+}
+
+impl From<LbServerRecord> for LbServer {
+    fn from(r: LbServerRecord) -> LbServer {
+        // Before issue 10 every load balancer was HAProxy: forced maintenance is bit 0x01,
+        // forced drain 0x08, and the health is in `show stat`'s status words.
+        let held = r.held.unwrap_or_else(|| {
+            let bits = r.admin_bits.unwrap_or(0);
+            match r.admin {
+                AdminState::Maint => bits & 0x01 != 0,
+                AdminState::Drain => bits & 0x08 != 0,
+                AdminState::Ready => false,
+            }
+        });
+        let oper = r.oper.unwrap_or_else(|| match r.status.trim() {
+            "UP" => OperState::Up,
+            "no check" => OperState::NoCheck,
+            s if s.starts_with("UP") => OperState::UpUnconfirmed,
+            s if s.starts_with("DOWN") => OperState::Down,
+            _ => OperState::Other,
+        });
+        LbServer {
+            lb: r.lb,
+            node: r.node,
+            server: r.server,
+            admin: r.admin,
+            held,
+            oper,
+            status: r.status,
+            sessions: r.sessions,
+        }
+    }
 }
 
 impl LbServer {
     /// Taking traffic: not in maintenance or drain, and its health check passes.
     pub fn in_pool(&self) -> bool {
-        self.admin == AdminState::Ready && self.status.starts_with("UP")
+        self.admin == AdminState::Ready && self.oper.is_up()
     }
     /// Taking traffic, or about to: admin `ready`, or a status that reads UP (the node being
     /// re-added counts too). What the mixed-pool count and the pool guard look for.
     pub fn takes_traffic(&self) -> bool {
-        self.admin == AdminState::Ready || self.status.starts_with("UP")
+        self.admin == AdminState::Ready || self.oper.is_up()
     }
-    /// In the pool with a health check passed since it was last enabled. HAProxy shows
-    /// `UP 1/3` right after `set server ... state ready` (health = rise: no check has run, it
-    /// only counts as up); one passed check takes it to full health, `UP`. `UP 2/3` is a server
-    /// whose last check failed. A server without health checks shows `no check`.
+    /// In the pool with a health check passed since it was last enabled (or without health
+    /// checks). HAProxy shows `UP 1/3` right after `set server ... state ready` (health = rise:
+    /// no check has run, it only counts as up); one passed check takes it to full health, `UP`.
+    /// `UP 2/3` is a server whose last check failed.
     pub fn checked_up(&self) -> bool {
-        self.admin == AdminState::Ready && matches!(self.status.trim(), "UP" | "no check")
+        self.admin == AdminState::Ready && matches!(self.oper, OperState::Up | OperState::NoCheck)
     }
     /// What the instance shows, for messages: `UP 1/3 (admin ready)`.
     pub fn seen(&self) -> String {
-        let admin = match self.admin {
-            AdminState::Ready => "ready",
-            AdminState::Drain => "drain",
-            AdminState::Maint => "maint",
-        };
-        format!("{} (admin {admin})", self.status)
+        format!("{} (admin {})", self.status, self.admin.as_str())
     }
-    /// Out of the pool in a way only an operator undoes: forced maintenance (0x01). Other
-    /// maintenance bits (inherited, config, DNS) can clear by themselves mid-flip.
+    /// Out of the pool in a way only an operator undoes: held out. Maintenance inherited from
+    /// the configuration, a tracked server or DNS can clear by itself mid-flip.
     pub fn out_of_pool(&self) -> bool {
-        self.admin == AdminState::Maint && self.admin_bits & 0x01 != 0
+        self.admin == AdminState::Maint && self.held
     }
 }
 
@@ -525,9 +614,96 @@ pub fn reload_summary(facts: &BTreeMap<String, ReloadFacts>) -> Vec<String> {
         .collect()
 }
 
+/// A fingerprint as messages show it: `SHA256:` and its first 12 characters.
+pub fn short_fp(fp: &str) -> String {
+    let s = fp.trim_start_matches("SHA256:");
+    format!("SHA256:{}", &s[..s.len().min(12)])
+}
+
+/// A duration in seconds as messages show it: `1h`, `5m`, `90s`.
+pub fn humanize(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else if secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every load-balancer row of a journal written before the seam (HAProxy's bits), found
+    /// anywhere in its records.
+    fn legacy_rows() -> Vec<serde_json::Value> {
+        fn walk(v: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+            match v {
+                serde_json::Value::Object(m) if m.contains_key("admin_bits") => out.push(v.clone()),
+                serde_json::Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        let text = include_str!("../../tests/fixtures/journals/main-2edb051/done.jsonl");
+        let mut out = Vec::new();
+        for line in text.lines() {
+            walk(&serde_json::from_str(line).unwrap(), &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn a_journaled_haproxy_row_reads_as_the_neutral_state() {
+        let rows = legacy_rows();
+        assert!(rows.len() > 100, "{}", rows.len());
+        let mut held_out = 0;
+        for raw in &rows {
+            let r: LbServer = serde_json::from_value(raw.clone()).unwrap();
+            let bits = raw["admin_bits"].as_u64().unwrap();
+            assert_eq!(
+                r.held,
+                r.admin == AdminState::Maint && bits & 0x01 != 0,
+                "{raw}"
+            );
+            match raw["status"].as_str().unwrap() {
+                "UP" => {
+                    assert_eq!(r.oper, OperState::Up);
+                    assert!(r.in_pool() && r.checked_up() && !r.out_of_pool(), "{raw}");
+                }
+                "MAINT" => {
+                    assert_eq!(r.oper, OperState::Other);
+                    assert!(!r.in_pool() && !r.takes_traffic(), "{raw}");
+                }
+                other => panic!("a status the fixture does not hold: {other}"),
+            }
+            held_out += usize::from(r.out_of_pool());
+            // Written again, it is today's shape, and reads back the same.
+            let again = serde_json::to_value(&r).unwrap();
+            assert!(again.get("admin_bits").is_none() && again.get("held").is_some());
+            assert_eq!(serde_json::from_value::<LbServer>(again).unwrap(), r);
+        }
+        assert_eq!(held_out, 30, "the fixture's drained rows are held out");
+    }
+
+    #[test]
+    fn a_legacy_row_in_inherited_maintenance_is_not_held_out() {
+        let r: LbServer = serde_json::from_str(
+            r#"{"admin":"maint","admin_bits":4,"lb":"h","node":"n","op_state":0,"server":"s","sessions":0,"status":"MAINT (resolution)"}"#,
+        )
+        .unwrap();
+        assert!(!r.held && !r.out_of_pool());
+        let r: LbServer = serde_json::from_str(
+            r#"{"admin":"ready","admin_bits":0,"lb":"h","node":"n","op_state":2,"server":"s","sessions":3,"status":"UP 2/3"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.oper, OperState::UpUnconfirmed);
+        assert!(r.in_pool() && !r.checked_up());
+    }
 
     fn changed() -> Unreachable {
         Unreachable {

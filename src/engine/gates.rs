@@ -2,6 +2,8 @@
 //! the runtime fetches what `probe_for` asks, the engine calls `evaluate` with it.
 
 use super::facts::*;
+// Where they were before they moved to the facts they format.
+pub use super::facts::{humanize, short_fp};
 use super::plan::ActionSpec;
 use crate::inventory::Inventory;
 use crate::runbook::Gate;
@@ -105,11 +107,21 @@ fn provider_of(obs: &Observation, node: &str) -> Option<String> {
     }
 }
 
+/// Every load-balancer row read (none when the load balancers were not read).
+fn all_rows(obs: &Observation) -> &[LbServer] {
+    obs.lb.as_deref().unwrap_or_default()
+}
+
 fn lb_rows<'o>(obs: &'o Observation, node: &str) -> Vec<&'o LbServer> {
-    obs.lb
-        .as_ref()
-        .map(|v| v.iter().filter(|s| s.node == node).collect())
-        .unwrap_or_default()
+    all_rows(obs).iter().filter(|s| s.node == node).collect()
+}
+
+/// The node's rows on the instances that do not hold it out of the pool.
+fn not_held_out<'o>(obs: &'o Observation, node: &str) -> Vec<&'o LbServer> {
+    lb_rows(obs, node)
+        .into_iter()
+        .filter(|s| !s.out_of_pool())
+        .collect()
 }
 
 fn lb_read_failed(obs: &Observation, ctx: &Ctx) -> Option<Verdict> {
@@ -170,6 +182,19 @@ fn unreachable(obs: &Observation, ctx: &Ctx) -> Option<Verdict> {
 pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) -> Verdict {
     // A node that could not be reached was not read: no gate can be judged on it.
     if let Some(v) = unreachable(obs, ctx) {
+        return v;
+    }
+    // The gates about the pool cannot be judged on a load balancer that was not read.
+    let about_the_pool = matches!(
+        gate,
+        Gate::PoolHealthy
+            | Gate::OutOfPool
+            | Gate::PoolCapacity
+            | Gate::InPool
+            | Gate::MixedPool
+            | Gate::AllTarget
+    );
+    if let Some(v) = lb_read_failed(obs, ctx).filter(|_| about_the_pool) {
         return v;
     }
     let nodes = ctx.inv.node_names();
@@ -254,9 +279,6 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             }
         }
         Gate::PoolHealthy => {
-            if let Some(v) = lb_read_failed(obs, ctx) {
-                return v;
-            }
             let mut bad = Vec::new();
             for n in &nodes {
                 match obs.nodes.get(n) {
@@ -446,13 +468,10 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
         }
         Gate::OutOfPool => {
             let n = node.unwrap_or_default();
-            if let Some(v) = lb_read_failed(obs, ctx) {
-                return v;
-            }
             let rows = lb_rows(obs, n);
-            let still: Vec<String> = rows
+            let in_pool = not_held_out(obs, n);
+            let still: Vec<String> = in_pool
                 .iter()
-                .filter(|s| !s.out_of_pool())
                 .map(|s| {
                     format!(
                         "{} shows {} {:?} with {} sessions",
@@ -473,11 +492,7 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 ))
             } else if ctx.guarded.contains(n) {
                 Verdict::Breach {
-                    rows: rows
-                        .iter()
-                        .filter(|s| !s.out_of_pool())
-                        .map(|s| (*s).clone())
-                        .collect(),
+                    rows: in_pool.into_iter().cloned().collect(),
                 }
             } else {
                 Verdict::Fail {
@@ -491,22 +506,14 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
         }
         Gate::PoolCapacity => {
             let n = node.unwrap_or_default();
-            if let Some(v) = lb_read_failed(obs, ctx) {
-                return v;
-            }
             let mut empty = Vec::new();
             let mut left = Vec::new();
             for lb in &ctx.inv.load_balancers {
-                let others: Vec<String> = obs
-                    .lb
-                    .as_ref()
-                    .map(|rows| {
-                        rows.iter()
-                            .filter(|r| r.lb == lb.name && r.node != n && r.in_pool())
-                            .map(|r| r.node.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let others: Vec<String> = all_rows(obs)
+                    .iter()
+                    .filter(|r| r.lb == lb.name && r.node != n && r.in_pool())
+                    .map(|r| r.node.clone())
+                    .collect();
                 if others.is_empty() {
                     empty.push(lb.name.clone());
                 } else {
@@ -524,19 +531,15 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                         if empty.len() == 1 { "it" } else { "them" }
                     ),
                     consequence: "Clients get errors from the load balancer (503) until a node is back in the pool. Bring another node back first if you can.".into(),
-                    facts: obs
-                        .lb
-                        .as_ref()
-                        .map(|rows| rows.iter().map(|r| format!("{} on {}: {} {:?}", r.node, r.lb, r.status, r.admin)).collect())
-                        .unwrap_or_default(),
+                    facts: all_rows(obs)
+                        .iter()
+                        .map(|r| format!("{} on {}: {} {:?}", r.node, r.lb, r.status, r.admin))
+                        .collect(),
                 }
             }
         }
         Gate::InPool => {
             let n = node.unwrap_or_default();
-            if let Some(v) = lb_read_failed(obs, ctx) {
-                return v;
-            }
             let bad: Vec<String> = lb_rows(obs, n)
                 .iter()
                 .filter(|s| !s.checked_up())
@@ -583,16 +586,9 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
         }
         Gate::MixedPool => {
             let n = node.unwrap_or_default();
-            if let Some(v) = lb_read_failed(obs, ctx) {
-                return v;
-            }
             // The node being re-added must still be out: back in already is a breach, not a
             // question (nobody consented to the pool it is in).
-            let back: Vec<LbServer> = lb_rows(obs, n)
-                .iter()
-                .filter(|s| !s.out_of_pool())
-                .map(|s| (*s).clone())
-                .collect();
+            let back: Vec<LbServer> = not_held_out(obs, n).into_iter().cloned().collect();
             if !back.is_empty() && ctx.guarded.contains(n) {
                 return Verdict::Breach { rows: back };
             }
@@ -666,9 +662,6 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             }
         }
         Gate::AllTarget => {
-            if let Some(v) = lb_read_failed(obs, ctx) {
-                return v;
-            }
             let mut bad = Vec::new();
             for n in &nodes {
                 let conf = obs
@@ -704,24 +697,6 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 }
             }
         }
-    }
-}
-
-pub fn short_fp(fp: &str) -> String {
-    let s = fp.trim_start_matches("SHA256:");
-    format!("SHA256:{}", &s[..s.len().min(12)])
-}
-
-pub fn humanize(secs: u64) -> String {
-    if secs == 0 {
-        return "0s".into();
-    }
-    if secs.is_multiple_of(3600) {
-        format!("{}h", secs / 3600)
-    } else if secs.is_multiple_of(60) {
-        format!("{}m", secs / 60)
-    } else {
-        format!("{secs}s")
     }
 }
 

@@ -57,7 +57,7 @@ impl Fleet {
         Ok(Done::ok(
             format!(
                 "{node}: keypair staged in {staging}{with} ({})",
-                crate::engine::gates::short_fp(&fp)
+                short_fp(&fp)
             ),
             obs,
         ))
@@ -235,7 +235,7 @@ impl Fleet {
         Ok(Done::ok(
             format!(
                 "one keypair ({}{with}) staged on {}",
-                crate::engine::gates::short_fp(&fp),
+                short_fp(&fp),
                 nodes.join(", ")
             ),
             obs,
@@ -281,7 +281,7 @@ impl Fleet {
             format!(
                 "{node}: private.pem (0600, {}) and {node}.pem installed ({})",
                 n.keystone_user,
-                crate::engine::gates::short_fp(&fp)
+                short_fp(&fp)
             ),
             obs,
         ))

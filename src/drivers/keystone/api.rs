@@ -296,27 +296,6 @@ pub async fn list_trusts(
     })
 }
 
-/// One request line to an HAProxy admin socket over TCP (`stats socket ipv4@...`).
-pub async fn tcp_request(addr: &str, cmd: &str, timeout: Duration) -> Result<String, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let run = async {
-        let mut s = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        s.write_all(format!("{cmd}\n").as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(out)
-    };
-    tokio::time::timeout(timeout, run)
-        .await
-        .map_err(|_| format!("{addr} did not answer within {}s", timeout.as_secs()))?
-}
-
 // ----- shell snippets run on a node -----
 
 /// Where keypairs wait between creation and installation: beside the private repository (same

@@ -10,14 +10,15 @@
 //! connections the fleet already holds; `lb.ready` takes the same lock before it sends `ready`,
 //! so a revert can never land after a deliberate re-add.
 
-use super::haproxy;
-use crate::drivers::{DResult, DriverError, Fleet};
+use super::{Change, LoadBalancer};
+use crate::drivers::{DResult, Fleet};
 use crate::engine::events::Breach;
-use crate::inventory::{GuardMode, LoadBalancer};
+use crate::engine::facts::AdminState;
+use crate::inventory::GuardMode;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// At most this long between two reads of a guarded node (the bound is 500 ms; a read
@@ -75,19 +76,16 @@ impl Fleet {
         let _order = self.guard.order.lock().await;
         // Read under the lock: a node re-added since the last pass is no longer guarded.
         let nodes = self.guarded();
-        let passes = futures::future::join_all(
-            self.inv
-                .load_balancers
-                .iter()
-                .map(|lb| self.guard_instance(lb, &nodes, mode)),
-        )
-        .await;
+        let lbs = self.load_balancers();
+        let passes =
+            futures::future::join_all(lbs.iter().map(|lb| self.guard_instance(lb, &nodes, mode)))
+                .await;
         let mut out = Vec::new();
-        for (lb, pass) in self.inv.load_balancers.iter().zip(passes) {
+        for (lb, pass) in lbs.iter().zip(passes) {
             // An instance that cannot be read is the gates' to report (they fail on it).
             let Ok(pass) = pass else { continue };
             for (node, seen, now_out) in pass.nodes {
-                let key = (node.clone(), lb.name.clone());
+                let key = (node.clone(), lb.name().to_string());
                 let Some(seen) = seen else {
                     mem.last_out.insert(key.clone(), pass.at);
                     mem.reported.remove(&key);
@@ -113,7 +111,7 @@ impl Fleet {
                 }
                 out.push(Breach {
                     node,
-                    lb: lb.name.clone(),
+                    lb: lb.name().to_string(),
                     seen,
                     at: pass.at,
                     last_out_at,
@@ -128,45 +126,37 @@ impl Fleet {
     }
 
     /// One instance, one request (see `guard_pass`).
-    async fn guard_instance(
+    async fn guard_instance<L: LoadBalancer>(
         &self,
-        lb: &LoadBalancer,
+        lb: &L,
         nodes: &BTreeSet<String>,
         mode: GuardMode,
     ) -> DResult<InstancePass> {
-        let mut cmd = String::from("show stat");
-        if mode == GuardMode::Enforce {
-            for n in nodes {
-                cmd.push_str("; ");
-                cmd.push_str(&haproxy::set_state(&lb.backend, &lb.server_for(n), "maint"));
-            }
-        }
-        cmd.push_str(&format!("; show servers state {}", lb.backend));
-        let start = Instant::now();
-        let answer = self.lb_request(lb, &cmd).await?;
-        let at = Utc::now();
-        let took_ms = start.elapsed().as_millis() as u64;
-        let bad = |e: String| DriverError::new(format!("{}: {e}", lb.name), "");
-        let parts = haproxy::split_answer(&answer);
-        let stat = haproxy::parse_stat(parts.stat).map_err(bad)?;
-        let state = haproxy::parse_servers_state(parts.state).map_err(bad)?;
-        let complaint = Some(parts.other).filter(|s| !s.is_empty());
-        let mut out = Vec::new();
-        for n in nodes {
-            let server = lb.server_for(n);
-            let Some(row) = stat.get(&(lb.backend.clone(), server.clone())) else {
-                continue;
-            };
-            let was_in = !row.status.starts_with("MAINT");
-            let now_out = state
+        let changes: Vec<Change> = if mode == GuardMode::Enforce {
+            nodes
                 .iter()
-                .any(|s| s.backend == lb.backend && s.server == server && s.admin_bits & 0x01 != 0);
-            out.push((n.clone(), was_in.then(|| row.status.clone()), now_out));
-        }
+                .map(|n| Change::new(n, AdminState::Maint))
+                .collect()
+        } else {
+            vec![]
+        };
+        let around = lb.apply_between_reads(&changes).await?;
+        let out = around
+            .before
+            .iter()
+            .filter(|(n, ..)| nodes.contains(n))
+            .map(|(n, status, shown_out)| {
+                (
+                    n.clone(),
+                    (!shown_out).then(|| status.clone()),
+                    around.held_out_after.contains(n),
+                )
+            })
+            .collect();
         Ok(InstancePass {
-            at,
-            took_ms,
-            complaint,
+            at: around.at,
+            took_ms: around.took_ms,
+            complaint: around.complaint,
             nodes: out,
         })
     }

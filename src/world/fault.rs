@@ -28,8 +28,8 @@
 //! Everything here is synchronous std I/O: the CLI calls it once, tests call it from a
 //! blocking task.
 
+use super::info::{WorldInfo, WorldLb, WorldNode};
 use super::keystone::{RunFiles, write_atomic};
-use super::{WorldInfo, WorldLb, WorldNode};
 use anyhow::{Context as _, anyhow, bail};
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -189,7 +189,7 @@ fn usage_line(name: &str) -> Option<String> {
 /// was done. Errors name the world, node or instance and say what to do; bad input and a world
 /// that is not running are [`FaultError`]s.
 pub fn inject(dir: &Path, fault: &Fault) -> anyhow::Result<String> {
-    let info = super::load(dir).map_err(|e| {
+    let info = super::info::load(dir).map_err(|e| {
         invalid(format!(
             "{} is not a demo world ({e:#}); create one with `cutover world create {}`",
             dir.display(),
@@ -197,7 +197,7 @@ pub fn inject(dir: &Path, fault: &Fault) -> anyhow::Result<String> {
         ))
     })?;
     let target = Target::resolve(&info, fault)?;
-    if !super::is_served(&info) {
+    if !super::serve::is_served(&info) {
         return Err(anyhow::Error::new(FaultError::NotRunning(format!(
             "the demo world in {dir} is not running, so there is nothing to inject `{}` into: serve it with `cutover world serve {dir}`, or start a run against {inv} (e.g. `cutover run RUNBOOK -i {inv}`), then try again",
             fault.name(),

@@ -1,7 +1,7 @@
 //! Laying out a new world directory: configs, key repositories, scripts, clouds.yaml, trusts,
 //! the inventory and world.json.
 
-use super::{WORLD_VERSION, WorldInfo, WorldLb, WorldNode, WorldServer, WorldSpec};
+use super::info::{WORLD_VERSION, WorldInfo, WorldLb, WorldNode, WorldServer, WorldSpec};
 use crate::inventory::{Credentials, Inventory, KeyGen, LoadBalancer, Node, Reach};
 use anyhow::{Context as _, bail};
 use rand::Rng as _;

@@ -8,6 +8,7 @@
 //!
 //! Nothing here logs; callers must not log token strings or key material either.
 
+use anyhow::anyhow;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeZone, Utc};
@@ -73,9 +74,9 @@ struct FernetPayload {
 
 /// The keys of a Fernet repository, highest index (the primary) first. Files whose name is not
 /// a number are ignored, as Keystone does; a file that is not a valid key is an error.
-pub fn read_fernet_keys(repo: &Path) -> Result<Vec<(u32, Fernet)>, String> {
+pub fn read_fernet_keys(repo: &Path) -> anyhow::Result<Vec<(u32, Fernet)>> {
     let entries = std::fs::read_dir(repo)
-        .map_err(|e| format!("cannot read key repository {}: {e}", repo.display()))?;
+        .map_err(|e| anyhow!("cannot read key repository {}: {e}", repo.display()))?;
     let mut keys = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -83,9 +84,9 @@ pub fn read_fernet_keys(repo: &Path) -> Result<Vec<(u32, Fernet)>, String> {
             continue;
         };
         let text = std::fs::read_to_string(entry.path())
-            .map_err(|e| format!("cannot read key {}: {e}", entry.path().display()))?;
+            .map_err(|e| anyhow!("cannot read key {}: {e}", entry.path().display()))?;
         let key = Fernet::new(text.trim())
-            .ok_or_else(|| format!("{} is not a valid Fernet key", entry.path().display()))?;
+            .ok_or_else(|| anyhow!("{} is not a valid Fernet key", entry.path().display()))?;
         keys.push((index, key));
     }
     keys.sort_by_key(|k| std::cmp::Reverse(k.0));
@@ -159,16 +160,16 @@ struct JwsClaims {
 
 /// Load a P-256 private key from a PEM file: PKCS#8 (`BEGIN PRIVATE KEY`, what
 /// `keystone-manage create_jws_keypair` writes) or SEC1 (`BEGIN EC PRIVATE KEY`).
-pub fn load_private_key(path: &Path) -> Result<SigningKey, String> {
+pub fn load_private_key(path: &Path) -> anyhow::Result<SigningKey> {
     use p256::pkcs8::DecodePrivateKey as _;
     let pem = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
     if let Ok(k) = SigningKey::from_pkcs8_pem(&pem) {
         return Ok(k);
     }
     p256::SecretKey::from_sec1_pem(&pem)
         .map(SigningKey::from)
-        .map_err(|_| format!("{} is not a P-256 private key in PEM form", path.display()))
+        .map_err(|_| anyhow!("{} is not a P-256 private key in PEM form", path.display()))
 }
 
 /// Every P-256 public key (SubjectPublicKeyInfo PEM) in the public repository. Files that are

@@ -1,0 +1,50 @@
+//! The one user every node of a world knows (`admin` in domain `Default`), read from the
+//! world's clouds.yaml at start.
+
+use crate::world::info::WorldInfo;
+use anyhow::Context as _;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// What every node of a world shares: the one user it knows, read from clouds.yaml at start.
+pub struct Shared {
+    pub(super) username: String,
+    /// Held in memory only; never logged.
+    pub(super) password: String,
+    pub(super) user_domain: String,
+    pub(super) project_name: String,
+    pub(super) project_domain: String,
+    pub(super) admin_user_id: String,
+    pub(super) admin_project_id: String,
+    pub(super) trusts_path: PathBuf,
+}
+
+impl Shared {
+    pub fn load(info: &WorldInfo) -> anyhow::Result<Shared> {
+        let creds = crate::inventory::credentials::resolve(
+            Some(&info.cloud),
+            Some(&info.clouds_path),
+            &|_| None,
+        )
+        .map_err(anyhow::Error::msg)
+        .context("the demo world reads its admin password from clouds.yaml")?;
+        Ok(Shared {
+            username: creds.username,
+            password: creds.password,
+            user_domain: creds.user_domain,
+            project_name: creds.project_name,
+            project_domain: creds.project_domain,
+            admin_user_id: info.admin_user_id.clone(),
+            admin_project_id: info.admin_project_id.clone(),
+            trusts_path: info.trusts_path.clone(),
+        })
+    }
+
+    pub(super) fn domain_matches(expected_name: &str, domain: &Value) -> bool {
+        domain.get("id").and_then(Value::as_str) == Some("default")
+            || domain
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(expected_name))
+    }
+}

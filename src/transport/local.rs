@@ -8,7 +8,7 @@
 //! whole group is killed then, not only `sh`. (A process group, not a new session: a command
 //! run through `sudo -n` keeps its controlling terminal for sudoers' `requiretty`.)
 
-use super::{ExecOpts, ExecOutput, MAX_OUTPUT, TransportError};
+use super::command::{ExecOpts, ExecOutput, MAX_OUTPUT, TransportError};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -72,8 +72,28 @@ pub fn expand_tilde(p: &str) -> PathBuf {
     }
 }
 
+/// Why the hops to a host cannot be worked out from ssh_config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read ssh config {}: {err}", path.display())]
+    Unreadable { path: PathBuf, err: std::io::Error },
+    #[error("ssh config {}: {err}", path.display())]
+    Parse {
+        path: PathBuf,
+        err: ssh2_config::SshParserError,
+    },
+    /// A ProxyJump element (given in full) that is not `[user@]host[:port]`.
+    #[error("bad jump host `{0}`")]
+    BadJumpHost(String),
+    /// A ProxyJump element (given in full) whose port is not a number.
+    #[error("bad port in `{0}`")]
+    BadPort(String),
+    #[error("ProxyJump chain is longer than 8 hops (a loop in ssh_config?)")]
+    JumpLoop,
+}
+
 /// The ssh_config to read: the inventory's (like `ssh -F`, must exist) or ~/.ssh/config (optional).
-pub fn load(defaults: Option<&SshDefaults>) -> Result<SshConfig, String> {
+pub fn load(defaults: Option<&SshDefaults>) -> Result<SshConfig, ConfigError> {
     let (path, required) = match defaults.and_then(|d| d.config.clone()) {
         Some(p) => (p, true),
         None => (home().join(".ssh/config"), false),
@@ -81,7 +101,7 @@ pub fn load(defaults: Option<&SshDefaults>) -> Result<SshConfig, String> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("cannot read ssh config {}: {e}", path.display())),
+        Err(err) => return Err(ConfigError::Unreadable { path, err }),
     };
     SshConfig::default()
         .home_dir(home())
@@ -89,7 +109,7 @@ pub fn load(defaults: Option<&SshDefaults>) -> Result<SshConfig, String> {
             &mut text.as_bytes(),
             ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
         )
-        .map_err(|e| format!("ssh config {}: {e}", path.display()))
+        .map_err(|err| ConfigError::Parse { path, err })
 }
 
 /// A ProxyJump element: `[user@]host[:port]` or `ssh://[user@]host[:port]`.
@@ -100,7 +120,7 @@ pub struct JumpSpec {
     pub port: Option<u16>,
 }
 
-pub fn parse_jump(spec: &str) -> Result<JumpSpec, String> {
+pub fn parse_jump(spec: &str) -> Result<JumpSpec, ConfigError> {
     let s = spec.trim();
     let s = s.strip_prefix("ssh://").unwrap_or(s);
     let (user, rest) = match s.rsplit_once('@') {
@@ -111,9 +131,12 @@ pub fn parse_jump(spec: &str) -> Result<JumpSpec, String> {
         // [v6addr]:port or [host]
         let (h, after) = inner
             .split_once(']')
-            .ok_or_else(|| format!("bad jump host `{spec}`"))?;
+            .ok_or_else(|| ConfigError::BadJumpHost(spec.to_string()))?;
         let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().map_err(|_| format!("bad port in `{spec}`"))?),
+            Some(p) => Some(
+                p.parse()
+                    .map_err(|_| ConfigError::BadPort(spec.to_string()))?,
+            ),
             None => None,
         };
         (h.to_string(), port)
@@ -121,13 +144,16 @@ pub fn parse_jump(spec: &str) -> Result<JumpSpec, String> {
         match rest.rsplit_once(':') {
             Some((h, p)) if !h.contains(':') => (
                 h.to_string(),
-                Some(p.parse().map_err(|_| format!("bad port in `{spec}`"))?),
+                Some(
+                    p.parse()
+                        .map_err(|_| ConfigError::BadPort(spec.to_string()))?,
+                ),
             ),
             _ => (rest.to_string(), None),
         }
     };
     if host.is_empty() {
-        return Err(format!("bad jump host `{spec}`"));
+        return Err(ConfigError::BadJumpHost(spec.to_string()));
     }
     Ok(JumpSpec { user, host, port })
 }
@@ -237,7 +263,10 @@ fn hop_from(name: &str, params: &HostParams, o: Overrides, defaults: Option<&Ssh
 }
 
 /// The hops to reach `target`: jump hosts first (in order), the target last.
-pub fn resolve(target: &SshTarget, defaults: Option<&SshDefaults>) -> Result<Vec<Hop>, String> {
+pub fn resolve(
+    target: &SshTarget,
+    defaults: Option<&SshDefaults>,
+) -> Result<Vec<Hop>, ConfigError> {
     let cfg = load(defaults)?;
     resolve_with(&cfg, target, defaults)
 }
@@ -246,7 +275,7 @@ pub fn resolve_with(
     cfg: &SshConfig,
     target: &SshTarget,
     defaults: Option<&SshDefaults>,
-) -> Result<Vec<Hop>, String> {
+) -> Result<Vec<Hop>, ConfigError> {
     let (name, overrides, explicit_jump) = match target {
         SshTarget::Alias(a) => (a.clone(), Overrides::default(), None),
         SshTarget::Explicit(e) => (
@@ -293,9 +322,9 @@ fn jump_hops(
     defaults: Option<&SshDefaults>,
     depth: usize,
     out: &mut Vec<Hop>,
-) -> Result<(), String> {
+) -> Result<(), ConfigError> {
     if depth > 8 {
-        return Err("ProxyJump chain is longer than 8 hops (a loop in ssh_config?)".into());
+        return Err(ConfigError::JumpLoop);
     }
     for (i, spec) in jumps.iter().enumerate() {
         let j = parse_jump(spec)?;

@@ -1,0 +1,272 @@
+//! SSH transport on russh: one connection per host for the whole run, a new channel per command.
+//!
+//! It reads ssh_config as `ssh` does (Host alias → HostName, Port, User, IdentityFile,
+//! UserKnownHostsFile, ProxyJump), checks host keys against known_hosts files (hashed and
+//! `[host]:port` entries included) and refuses to go on when a key is unknown or has changed, and
+//! authenticates in OpenSSH's order: agent identities, then identity files (a passphrase is asked
+//! for through a callback, once per key file and one prompt at a time, and wiped after use; the
+//! decrypted key stays in memory for reconnects and other hosts, as an agent would hold it).
+//!
+//! A dropped connection is re-established once, transparently, before a command is sent; a command
+//! that was already sent is never re-sent (it might not be idempotent).
+
+mod auth;
+mod config;
+mod exec;
+mod host_key;
+mod known_hosts;
+mod passphrase;
+mod session;
+
+pub use config::{DEFAULT_CONNECT_TIMEOUT, Hop, parse_jump};
+pub use known_hosts::{HostKeyStatus, fingerprint, host_port_name};
+pub use passphrase::PassphrasePrompt;
+pub use session::{CONNECTION_REFUSED, KEEPALIVE_INTERVAL};
+
+use crate::inventory::{SshDefaults, SshTarget};
+use crate::transport::command::{ExecOpts, ExecOutput, TransportError, shell_quote};
+use exec::{ChannelError, Finished, first_words, run_channel};
+use host_key::Client;
+use russh::client::Handle;
+use session::{Live, disconnect};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Whether connecting to `target` might ask for a passphrase: one of its hops names an identity
+/// file that exists and is encrypted (ssh-agent may still hold it).
+pub fn may_ask_passphrase(target: &SshTarget, defaults: Option<&SshDefaults>) -> bool {
+    let Ok(hops) = resolve_hops(target, defaults) else {
+        return false;
+    };
+    hops.iter().flat_map(|h| &h.identity_files).any(|p| {
+        std::fs::read_to_string(p).is_ok_and(|t| {
+            matches!(
+                russh::keys::decode_secret_key(&t, None),
+                Err(russh::keys::Error::KeyIsEncrypted)
+            )
+        })
+    })
+}
+
+/// An SSH connection to one host. Cheap to clone: clones share the connection.
+#[derive(Clone)]
+pub struct SshTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    label: String,
+    hops: Vec<Hop>,
+    prompt: Option<PassphrasePrompt>,
+    live: tokio::sync::Mutex<Option<Live>>,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport")
+            .field("label", &self.inner.label)
+            .field("hops", &self.inner.hops)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The command line actually sent when `sudo` is asked for: `sudo -n sh -c '<cmd>'`.
+/// `-n` never prompts, so a missing sudoers rule fails at once and says so.
+pub fn sudo_command(cmd: &str) -> String {
+    format!("sudo -n sh -c {}", shell_quote(cmd))
+}
+
+/// Record a host key in a known_hosts file (`[host]:port` form when port != 22), creating the file
+/// with mode 0600 if needed. `key_openssh` is `TransportError::HostKeyUnknown::key_openssh`.
+pub fn accept_host_key(
+    known_hosts: &Path,
+    host: &str,
+    port: u16,
+    key_openssh: &str,
+) -> std::io::Result<()> {
+    known_hosts::append_entry(known_hosts, host, port, key_openssh)
+}
+
+/// The hops a target resolves to (jump hosts first, the target last), as `connect` would use them.
+pub fn resolve_hops(
+    target: &SshTarget,
+    defaults: Option<&SshDefaults>,
+) -> Result<Vec<Hop>, TransportError> {
+    config::resolve(target, defaults).map_err(|e| TransportError::Connect {
+        host: target.host().to_string(),
+        msg: e.to_string(),
+    })
+}
+
+/// The known_hosts file a newly accepted key for `target` belongs in: the inventory's
+/// `ssh.known_hosts` when set, else the config's first UserKnownHostsFile (~/.ssh/known_hosts).
+pub fn known_hosts_for(
+    target: &SshTarget,
+    defaults: Option<&SshDefaults>,
+) -> Result<PathBuf, TransportError> {
+    let hops = resolve_hops(target, defaults)?;
+    Ok(config::primary_known_hosts(hops.last().expect("at least the target hop")).to_path_buf())
+}
+
+impl SshTransport {
+    /// Resolve the target through ssh_config and connect (host key checked, authenticated).
+    pub async fn connect(
+        target: &SshTarget,
+        defaults: Option<&SshDefaults>,
+        prompt: Option<PassphrasePrompt>,
+    ) -> Result<SshTransport, TransportError> {
+        let hops = resolve_hops(target, defaults)?;
+        let label = match target {
+            SshTarget::Alias(a) => a.clone(),
+            SshTarget::Explicit(e) => match e.port {
+                Some(p) if p != 22 => format!("{}:{p}", e.host),
+                _ => e.host.clone(),
+            },
+        };
+        let t = SshTransport {
+            inner: Arc::new(Inner {
+                label,
+                hops,
+                prompt,
+                live: tokio::sync::Mutex::new(None),
+            }),
+        };
+        let live = session::open(&t.inner.hops, t.inner.prompt.as_ref()).await?;
+        *t.inner.live.lock().await = Some(live);
+        Ok(t)
+    }
+
+    /// The host as the inventory names it (alias, or host[:port]).
+    pub fn label(&self) -> String {
+        self.inner.label.clone()
+    }
+
+    /// The resolved hops (jump hosts first).
+    pub fn hops(&self) -> &[Hop] {
+        &self.inner.hops
+    }
+
+    /// Run `cmd` (`sh -c` semantics on the remote) on a new channel. stdin, when given, is
+    /// streamed and followed by EOF; without it the command sees EOF at once.
+    pub async fn exec(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
+        let line = if opts.sudo {
+            sudo_command(cmd)
+        } else {
+            cmd.to_string()
+        };
+        let start = Instant::now();
+        let handle = self.handle().await?;
+        let channel = match handle.channel_open_session().await {
+            Ok(c) => c,
+            Err(first) => {
+                // The connection went away between commands. Nothing was sent: reconnect once.
+                let handle = self.reconnect(&handle).await.map_err(|e| match e {
+                    TransportError::Connect { host, msg } => TransportError::Connect {
+                        host,
+                        msg: format!("connection lost ({first}); reconnecting failed: {msg}"),
+                    },
+                    other => other,
+                })?;
+                handle
+                    .channel_open_session()
+                    .await
+                    .map_err(|e| self.io(format!("cannot open a channel: {e}")))?
+            }
+        };
+        let host = self.label();
+        let timeout = opts.timeout;
+        match run_channel(channel, line, opts.stdin, timeout).await {
+            Ok(Finished {
+                status,
+                signal,
+                stdout,
+                stderr,
+            }) => Ok(ExecOutput {
+                status,
+                signal,
+                stdout,
+                stderr,
+                duration: start.elapsed(),
+            }),
+            Err(ChannelError::TimedOut) => Err(TransportError::Timeout {
+                host,
+                what: format!("command `{}`", first_words(cmd)),
+                secs: timeout.as_secs().max(1),
+            }),
+            Err(e) => Err(TransportError::Io {
+                host,
+                msg: e.to_string(),
+            }),
+        }
+    }
+
+    /// Close the connection (and any jump-host sessions). Later `exec` calls reconnect.
+    pub async fn close(&self) {
+        if let Some(live) = self.inner.live.lock().await.take() {
+            disconnect(live).await;
+        }
+    }
+
+    fn io(&self, msg: String) -> TransportError {
+        TransportError::Io {
+            host: self.label(),
+            msg,
+        }
+    }
+
+    /// The live session, reconnecting first if it was closed.
+    async fn handle(&self) -> Result<Arc<Handle<Client>>, TransportError> {
+        let mut guard = self.inner.live.lock().await;
+        if let Some(live) = guard.as_ref()
+            && !live.handle.is_closed()
+        {
+            return Ok(live.handle.clone());
+        }
+        if let Some(old) = guard.take() {
+            disconnect(old).await;
+        }
+        let live = session::open(&self.inner.hops, self.inner.prompt.as_ref()).await?;
+        let h = live.handle.clone();
+        *guard = Some(live);
+        Ok(h)
+    }
+
+    /// Replace `failed` with a new session unless another task already did.
+    async fn reconnect(
+        &self,
+        failed: &Arc<Handle<Client>>,
+    ) -> Result<Arc<Handle<Client>>, TransportError> {
+        let mut guard = self.inner.live.lock().await;
+        if let Some(live) = guard.as_ref()
+            && !Arc::ptr_eq(&live.handle, failed)
+            && !live.handle.is_closed()
+        {
+            return Ok(live.handle.clone());
+        }
+        if let Some(old) = guard.take() {
+            disconnect(old).await;
+        }
+        let live = session::open(&self.inner.hops, self.inner.prompt.as_ref()).await?;
+        let h = live.handle.clone();
+        *guard = Some(live);
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sudo_wraps_and_quotes() {
+        assert_eq!(
+            sudo_command("cat /etc/keystone/keystone.conf"),
+            "sudo -n sh -c 'cat /etc/keystone/keystone.conf'"
+        );
+        assert_eq!(
+            sudo_command("echo 'a b' | wc -c"),
+            "sudo -n sh -c 'echo '\\''a b'\\'' | wc -c'"
+        );
+    }
+}

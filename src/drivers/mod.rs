@@ -58,8 +58,11 @@ impl Done {
     }
 }
 
-/// A failure inside a driver: what happened, and what the operator should do next.
-#[derive(Debug)]
+/// A failure inside a driver: what happened (its `Display`), and what the operator should do
+/// next. A failure to reach or talk to a host keeps the transport's error, whose kind decides
+/// how the run reacts (an unknown host key is a hard stop, not a failed step).
+#[derive(Debug, thiserror::Error)]
+#[error("{msg}")]
 pub struct DriverError {
     pub msg: String,
     pub next: String,

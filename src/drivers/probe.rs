@@ -1,8 +1,8 @@
 //! Probes: what every node, load balancer and direct token shows right now.
 
 use super::{DResult, Done, DriverError, Fleet, keys};
-use crate::drivers::keystone::api as keystone;
-use crate::drivers::keystone::conf as keystone_conf;
+use crate::drivers::keystone::api;
+use crate::drivers::keystone::conf;
 use crate::engine::facts::*;
 use crate::inventory::Reach;
 use crate::transport::shell_quote;
@@ -150,7 +150,7 @@ impl Fleet {
                 ..Default::default()
             },
         };
-        let svc = keystone::service_check(&self.http, &n.keystone_url).await;
+        let svc = api::service_check(&self.http, &n.keystone_url).await;
         f.service_up = svc.up;
         f.service_status = svc.status;
         f.service_detail = svc.detail;
@@ -176,7 +176,7 @@ impl Fleet {
             ));
         }
         let conf = out.stdout_str();
-        let s = keystone_conf::token_settings(&conf);
+        let s = conf::token_settings(&conf);
         let path_or = |o: &Option<std::path::PathBuf>, d: &str| {
             o.as_ref()
                 .map(|p| p.display().to_string())
@@ -185,8 +185,8 @@ impl Fleet {
         let fernet = path_or(&n.fernet_repo, &s.fernet_repo);
         let private = path_or(&n.jws_private_repo, &s.jws_private_repo);
         let public = path_or(&n.jws_public_repo, &s.jws_public_repo);
-        let script = keystone::facts_script(&fernet, &private, &public);
-        let svc = keystone::service_check(&self.http, &n.keystone_url).await;
+        let script = api::facts_script(&fernet, &private, &public);
+        let svc = api::service_check(&self.http, &n.keystone_url).await;
         let out = self.exec(name, &script, Duration::from_secs(30)).await?;
         if out.status != 0 {
             return Err(DriverError::new(
@@ -197,7 +197,7 @@ impl Fleet {
                 "check permissions on the key repositories (sudo: true in the inventory if needed)",
             ));
         }
-        let mut f = keystone::parse_facts(&out.stdout_str(), &fernet, &private, &public);
+        let mut f = api::parse_facts(&out.stdout_str(), &fernet, &private, &public);
         if f.jws.no_openssl && f.jws.private_present {
             f.jws.private_fingerprint = self
                 .private_fingerprint_without_openssl(name, &private)
@@ -226,7 +226,7 @@ impl Fleet {
             return None;
         }
         let t = self.node_transport(node).await.ok()?;
-        let bytes = keys::zeroize_string::Secret(
+        let bytes = keys::Secret::from(
             t.read_file(&Path::new(private_repo).join("private.pem"), n.sudo)
                 .await
                 .ok()?,

@@ -1,7 +1,7 @@
 //! Fernet keys: rotate on one node, copy one node's repository to another.
 
-use crate::drivers::keystone::api as keystone;
-use crate::drivers::keystone::conf as keystone_conf;
+use crate::drivers::keystone::api;
+use crate::drivers::keystone::conf;
 use crate::drivers::{DResult, Done, DriverError, Fleet, keys};
 use crate::engine::facts::*;
 use crate::transport::shell_quote;
@@ -22,7 +22,7 @@ impl Fleet {
                 Duration::from_secs(20),
             )
             .await?;
-        let max = keystone_conf::get(&conf.stdout_str(), "fernet_tokens", "max_active_keys")
+        let max = conf::get(&conf.stdout_str(), "fernet_tokens", "max_active_keys")
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(3);
         let script = match n.keygen {
@@ -32,7 +32,7 @@ impl Fleet {
                 shell_quote(&n.keystone_user),
                 shell_quote(&n.keystone_group)
             ),
-            crate::inventory::KeyGen::Native => keystone::fernet_rotate_script(
+            crate::inventory::KeyGen::Native => api::fernet_rotate_script(
                 &facts.fernet.repo,
                 max,
                 &n.keystone_user,
@@ -64,7 +64,7 @@ impl Fleet {
         let out = self
             .exec(
                 from,
-                &keystone::fernet_dump_script(&src.fernet.repo),
+                &api::fernet_dump_script(&src.fernet.repo),
                 Duration::from_secs(30),
             )
             .await?;
@@ -78,8 +78,8 @@ impl Fleet {
             ));
         }
         // Key bytes: in memory only, wiped when dropped.
-        let keys_in = keys::zeroize_string::Secret(out.stdout);
-        let parsed = keystone::parse_fernet_dump(&keys_in.0).map_err(|e| {
+        let keys_in = keys::Secret::from(out.stdout);
+        let parsed = api::parse_fernet_dump(&keys_in.0).map_err(|e| {
             DriverError::new(
                 format!("{from}: its Fernet repository could not be read: {e}"),
                 format!(

@@ -1,7 +1,7 @@
 //! JWS keypairs: create, stage, install, publish, distribute, retire.
 
-use crate::drivers::keystone::api as keystone;
-use crate::drivers::service::log as service_log;
+use crate::drivers::keystone::api;
+use crate::drivers::service::log;
 use crate::drivers::{DResult, Done, DriverError, Fleet, keys};
 use crate::engine::facts::*;
 use crate::inventory::name_path;
@@ -24,7 +24,7 @@ impl Fleet {
     ) -> DResult<Done> {
         let facts = self.node_facts(node).await?;
         let (private, _) = self.repos(&facts);
-        let staging = keystone::staging_dir(&private);
+        let staging = api::staging_dir(&private);
         let (fp, with) = match keygen {
             crate::inventory::KeyGen::KeystoneManage => {
                 let (km, public) = self.keystone_manage(node, &staging).await?;
@@ -101,7 +101,7 @@ impl Fleet {
         }
         let km = km.unwrap_or_else(|| "keystone-manage".into());
         if out.status != 0 {
-            let why = service_log::pick(&out.stderr_str(), service_log::MAX_LINES)
+            let why = log::pick(&out.stderr_str(), log::MAX_LINES)
                 .reason
                 .unwrap_or_else(|| out.last_line());
             return Err(DriverError::new(
@@ -200,7 +200,7 @@ impl Fleet {
             }
             crate::inventory::KeyGen::KeystoneManage => {
                 let facts = self.node_facts(origin).await?;
-                let staging = keystone::staging_dir(&facts.jws.private_repo);
+                let staging = api::staging_dir(&facts.jws.private_repo);
                 let (km, public) = self.keystone_manage(origin, &staging).await?;
                 let n = self.node(origin)?;
                 let t = self.node_transport(origin).await?;
@@ -212,7 +212,7 @@ impl Fleet {
                     self.unstage(origin, &staging).await;
                 }
                 (
-                    keys::zeroize_string::Secret(private?),
+                    keys::Secret::from(private?),
                     public,
                     format!(" by {km} on {origin}"),
                 )
@@ -227,7 +227,7 @@ impl Fleet {
         let mut obs = Observation::default();
         for node in nodes {
             let facts = self.node_facts(node).await?;
-            let staging = keystone::staging_dir(&facts.jws.private_repo);
+            let staging = api::staging_dir(&facts.jws.private_repo);
             self.stage(node, &staging, &private_pem.0, &public_pem)
                 .await?;
             obs.keys.insert(node.clone(), fp.clone());
@@ -246,9 +246,9 @@ impl Fleet {
         let n = self.node(node)?;
         let facts = self.node_facts(node).await?;
         let (private, public_repo) = self.repos(&facts);
-        let staging = keystone::staging_dir(&private);
+        let staging = api::staging_dir(&private);
         let public_file = name_path(Path::new(&public_repo), node, ".pem")?;
-        let script = keystone::install_script(
+        let script = api::install_script(
             &staging,
             &private,
             &public_repo,
@@ -322,7 +322,7 @@ impl Fleet {
         for m in from {
             let mf = self.node_facts(m).await?;
             let src = if staged {
-                Path::new(&keystone::staging_dir(&mf.jws.private_repo)).join("public.pem")
+                Path::new(&api::staging_dir(&mf.jws.private_repo)).join("public.pem")
             } else {
                 name_path(Path::new(&mf.jws.public_repo), m, ".pem")?
             };

@@ -5,9 +5,30 @@ mod jws;
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+/// Why key material could not be read or made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("no `{0}` block")]
+    NoBegin(String),
+    #[error("no `{0}`")]
+    NoEnd(String),
+    #[error("bad PEM body: {0}")]
+    Body(#[from] base64::DecodeError),
+    #[error("not a P-256 PKCS#8 key: {0}")]
+    NotP256(p256::pkcs8::Error),
+    #[error("encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: p256::pkcs8::spki::Error,
+    },
+    #[error("encode private key: {0}")]
+    EncodePrivate(p256::pkcs8::Error),
+}
 
 /// `SHA256:<base64>` of a public key's SubjectPublicKeyInfo DER, from its PEM text.
-pub fn public_fingerprint(pem_text: &str) -> Result<String, String> {
+pub fn public_fingerprint(pem_text: &str) -> Result<String, KeyError> {
     let der = pem_der(pem_text, "PUBLIC KEY")?;
     Ok(fingerprint_der(&der))
 }
@@ -28,65 +49,65 @@ pub fn fingerprint_tag(fp: &str) -> String {
         .collect()
 }
 
-fn pem_der(text: &str, label: &str) -> Result<Vec<u8>, String> {
+fn pem_der(text: &str, label: &str) -> Result<Vec<u8>, KeyError> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = text
         .find(&begin)
-        .ok_or_else(|| format!("no `{begin}` block"))?
+        .ok_or_else(|| KeyError::NoBegin(begin.clone()))?
         + begin.len();
     let stop = text[start..]
         .find(&end)
-        .ok_or_else(|| format!("no `{end}`"))?
+        .ok_or_else(|| KeyError::NoEnd(end.clone()))?
         + start;
     let b64: String = text[start..stop].split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| format!("bad PEM body: {e}"))
+    Ok(base64::engine::general_purpose::STANDARD.decode(b64)?)
 }
 
 /// The fingerprint of the public half of a PKCS#8 private key (P-256), derived in memory.
-pub fn private_fingerprint(pem_text: &str) -> Result<String, String> {
+pub fn private_fingerprint(pem_text: &str) -> Result<String, KeyError> {
     use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
-    let sk = p256::SecretKey::from_pkcs8_pem(pem_text)
-        .map_err(|e| format!("not a P-256 PKCS#8 key: {e}"))?;
+    let sk = p256::SecretKey::from_pkcs8_pem(pem_text).map_err(KeyError::NotP256)?;
     let der = sk
         .public_key()
         .to_public_key_der()
-        .map_err(|e| format!("encode public key: {e}"))?;
+        .map_err(|source| KeyError::Encode {
+            what: "public key",
+            source,
+        })?;
     Ok(fingerprint_der(der.as_bytes()))
 }
 
 /// A fresh ES256 keypair as (private PKCS#8 PEM, public SPKI PEM). The private half is zeroized
 /// when dropped.
-pub fn generate_es256() -> Result<(zeroize_string::Secret, String), String> {
+pub fn generate_es256() -> Result<(Secret, String), KeyError> {
     use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     let sk = p256::SecretKey::random(&mut rand::rngs::OsRng);
     let private = sk
         .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| format!("encode private key: {e}"))?;
+        .map_err(KeyError::EncodePrivate)?;
     let public = sk
         .public_key()
         .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| format!("encode public key: {e}"))?;
-    Ok((zeroize_string::Secret(private.as_bytes().to_vec()), public))
+        .map_err(|source| KeyError::Encode {
+            what: "public key",
+            source,
+        })?;
+    Ok((Secret::from(private.as_bytes().to_vec()), public))
 }
 
-pub mod zeroize_string {
-    /// Bytes that are wiped when dropped and never printed.
-    pub struct Secret(pub Vec<u8>);
-    impl Drop for Secret {
-        fn drop(&mut self) {
-            for b in self.0.iter_mut() {
-                // Volatile so the wipe is not optimised away.
-                unsafe { std::ptr::write_volatile(b, 0) };
-            }
-        }
+/// Key bytes (a private key, a Fernet key): wiped when dropped (`zeroize`), never printed.
+pub struct Secret(pub Zeroizing<Vec<u8>>);
+
+impl From<Vec<u8>> for Secret {
+    fn from(bytes: Vec<u8>) -> Secret {
+        Secret(Zeroizing::new(bytes))
     }
-    impl std::fmt::Debug for Secret {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "Secret(<{} bytes>)", self.0.len())
-        }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
     }
 }
 

@@ -67,6 +67,29 @@ pub async fn service_up(http: &reqwest::Client, url: &str) -> (bool, String) {
     (c.up, c.detail)
 }
 
+/// Why a call to Keystone's API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No answer: connection, TLS or timeout (reqwest's error, shortened).
+    #[error("{0}")]
+    Unanswered(String),
+    /// An answer other than the one asked for (its status).
+    #[error("{0}")]
+    Refused(String),
+    /// An answer whose body could not be read.
+    #[error("{0}")]
+    Body(String),
+}
+
+/// Why a Fernet repository's dump could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("unexpected bytes in the key dump")]
+    NotText,
+    #[error("key {0}: not base64")]
+    NotBase64(String),
+}
+
 fn short_err(e: &reqwest::Error) -> String {
     if e.is_connect() {
         "connection refused".into()
@@ -102,13 +125,13 @@ async fn issue(
     http: &reqwest::Client,
     url: &str,
     c: &AuthCredentials,
-) -> Result<(u16, Option<String>), String> {
+) -> Result<(u16, Option<String>), ApiError> {
     let r = http
         .post(v3_url(url, "/auth/tokens"))
         .json(&auth_body(c))
         .send()
         .await
-        .map_err(|e| short_err(&e))?;
+        .map_err(|e| ApiError::Unanswered(short_err(&e)))?;
     let status = r.status().as_u16();
     let token = r
         .headers()
@@ -123,14 +146,14 @@ async fn validate(
     url: &str,
     auth: &str,
     subject: &str,
-) -> Result<u16, String> {
+) -> Result<u16, ApiError> {
     let r = http
         .get(v3_url(url, "/auth/tokens"))
         .header("X-Auth-Token", auth)
         .header("X-Subject-Token", subject)
         .send()
         .await
-        .map_err(|e| short_err(&e))?;
+        .map_err(|e| ApiError::Unanswered(short_err(&e)))?;
     Ok(r.status().as_u16())
 }
 
@@ -248,28 +271,28 @@ pub async fn list_trusts(
     http: &reqwest::Client,
     url: &str,
     c: &AuthCredentials,
-) -> Result<TrustSummary, String> {
+) -> Result<TrustSummary, ApiError> {
     let (status, token) = issue(http, url, c).await?;
-    let token = token
-        .filter(|_| status == 201)
-        .ok_or_else(|| match status {
+    let token = token.filter(|_| status == 201).ok_or_else(|| {
+        ApiError::Refused(match status {
             404 => format!("token issue answered 404: {}", not_keystone(url)),
             _ => format!("token issue answered {status}"),
-        })?;
+        })
+    })?;
     let r = http
         .get(v3_url(url, "/OS-TRUST/trusts"))
         .header("X-Auth-Token", &token)
         .send()
         .await
-        .map_err(|e| short_err(&e))?;
+        .map_err(|e| ApiError::Unanswered(short_err(&e)))?;
     drop(token);
     if !r.status().is_success() {
-        return Err(format!(
+        return Err(ApiError::Refused(format!(
             "GET /v3/OS-TRUST/trusts answered {}",
             r.status().as_u16()
-        ));
+        )));
     }
-    let v: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+    let v: serde_json::Value = r.json().await.map_err(|e| ApiError::Body(e.to_string()))?;
     let s = |x: &serde_json::Value, k: &str| x.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let trusts: Vec<TrustInfo> = v
         .get("trusts")
@@ -494,11 +517,8 @@ pub fn fernet_dump_script(repo: &str) -> String {
     )
 }
 
-pub fn parse_fernet_dump(
-    out: &[u8],
-) -> Result<Vec<(String, keys::zeroize_string::Secret)>, String> {
-    let text =
-        std::str::from_utf8(out).map_err(|_| "unexpected bytes in the key dump".to_string())?;
+pub fn parse_fernet_dump(out: &[u8]) -> Result<Vec<(String, keys::Secret)>, DumpError> {
+    let text = std::str::from_utf8(out).map_err(|_| DumpError::NotText)?;
     let mut v = Vec::new();
     let mut lines = text.lines();
     while let Some(l) = lines.next() {
@@ -511,8 +531,8 @@ pub fn parse_fernet_dump(
         let body = lines.next().unwrap_or("");
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(body.trim())
-            .map_err(|_| format!("key {name}: not base64"))?;
-        v.push((name.to_string(), keys::zeroize_string::Secret(bytes)));
+            .map_err(|_| DumpError::NotBase64(name.to_string()))?;
+        v.push((name.to_string(), keys::Secret::from(bytes)));
     }
     Ok(v)
 }

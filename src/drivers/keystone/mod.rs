@@ -6,8 +6,6 @@ pub mod conf;
 use super::{DResult, Done, DriverError, Fleet};
 use crate::engine::facts::*;
 use crate::transport::shell_quote;
-use api as keystone;
-use conf as keystone_conf;
 use std::time::Duration;
 
 impl Fleet {
@@ -25,11 +23,10 @@ impl Fleet {
                 "check the file",
             )
         })?;
-        let before =
-            keystone_conf::get(&text, "token", "provider").unwrap_or_else(|| "fernet".into());
+        let before = conf::get(&text, "token", "provider").unwrap_or_else(|| "fernet".into());
         let mut obs = Observation::default();
         obs.flipped.insert(node.to_string(), provider.to_string());
-        let new = keystone_conf::set_provider(&text, provider);
+        let new = conf::set_provider(&text, provider);
         if new == text {
             return Ok(Done::ok(
                 format!("{node}: [token] provider already {provider}"),
@@ -69,7 +66,7 @@ impl Fleet {
             .await?;
         // Read back: what is on disk is what counts.
         let check = String::from_utf8_lossy(&t.read_file(&conf, n.sudo).await?).into_owned();
-        let now = keystone_conf::get(&check, "token", "provider");
+        let now = conf::get(&check, "token", "provider");
         if now.as_deref() != Some(provider) {
             return Err(DriverError::new(
                 format!(
@@ -102,7 +99,7 @@ impl Fleet {
             }
         };
         match self.creds() {
-            Ok(c) => keystone::issue_and_validate(&self.http, node, &url, c).await,
+            Ok(c) => api::issue_and_validate(&self.http, node, &url, c).await,
             Err(e) => TokenCheck {
                 node: node.into(),
                 error: Some(e.msg),
@@ -117,7 +114,7 @@ impl Fleet {
             .iter()
             .map(|n| self.node(n).map(|x| x.keystone_url.clone()))
             .collect::<DResult<_>>()?;
-        let m = keystone::matrix(&self.http, nodes, &urls, c).await;
+        let m = api::matrix(&self.http, nodes, &urls, c).await;
         let ok = m.all_ok() && m.formats.iter().all(|f| f.as_str() == expect);
         let n = nodes.len();
         let good = m
@@ -147,14 +144,12 @@ impl Fleet {
     pub(in crate::drivers) async fn list_trusts(&self, node: &str) -> DResult<Done> {
         let c = self.creds()?;
         let url = self.node(node)?.keystone_url.clone();
-        let t = keystone::list_trusts(&self.http, &url, c)
-            .await
-            .map_err(|e| {
-                DriverError::new(
-                    format!("{node}: listing trusts failed: {e}"),
-                    "check the credentials (admin) and that the node answers",
-                )
-            })?;
+        let t = api::list_trusts(&self.http, &url, c).await.map_err(|e| {
+            DriverError::new(
+                format!("{node}: listing trusts failed: {e}"),
+                "check the credentials (admin) and that the node answers",
+            )
+        })?;
         let summary = format!(
             "{} trust(s); tokens issued before a node flips die on that node: consumers that cached a token must re-authenticate",
             t.count

@@ -10,7 +10,7 @@
 //! - [`pick`]: from any such text, the error blocks (ERROR, CRITICAL, a Traceback condensed to
 //!   its last frame and its exception lines) or, when there are none, the last lines that are
 //!   not warnings; and the one line that says why.
-//! - [`unit_of`]: the systemd unit a restart command restarts.
+//! - [`unit_of`](super::collect::unit_of): the systemd unit a restart command restarts.
 //! - [`mask`]: credentials in URLs, `password = …`-style values, tokens and key-like strings.
 //! - [`Evidence`]: the three sources together, as a reason and a bounded block of text.
 
@@ -387,55 +387,6 @@ pub fn mask(line: &str) -> String {
     SECRET_VALUE.replace_all(&s, "$1$2***").into_owned()
 }
 
-/// The systemd unit `restart` restarts, when it is a `systemctl … restart UNIT` (or
-/// `service UNIT restart`) command line, possibly behind `sudo` and after other commands.
-pub fn unit_of(restart: &str) -> Option<String> {
-    const VERBS: [&str; 6] = [
-        "restart",
-        "try-restart",
-        "reload-or-restart",
-        "try-reload-or-restart",
-        "condrestart",
-        "start",
-    ];
-    let words: Vec<String> = restart
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty())
-        .map(|w| w.trim_matches(|c| c == '\'' || c == '"').to_string())
-        .collect();
-    let base = |w: &str| w.rsplit('/').next().unwrap_or(w).to_string();
-    let ends = |w: &str| matches!(w, "&&" | "||" | "|" | "&");
-    for (i, w) in words.iter().enumerate() {
-        let rest = &words[i + 1..];
-        if base(w) == "systemctl" {
-            let mut verb = false;
-            for a in rest {
-                if ends(a) {
-                    break;
-                }
-                if a.starts_with('-') {
-                    continue;
-                }
-                if !verb {
-                    if !VERBS.contains(&a.as_str()) {
-                        break;
-                    }
-                    verb = true;
-                    continue;
-                }
-                return Some(a.clone());
-            }
-        } else if base(w) == "service"
-            && let [unit, verb, ..] = rest
-            && VERBS.contains(&verb.as_str())
-            && !unit.starts_with('-')
-        {
-            return Some(unit.clone());
-        }
-    }
-    None
-}
-
 /// What a failed restart left behind, from every source that was read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Evidence {
@@ -503,32 +454,6 @@ impl Evidence {
         }
         lines.iter().map(|l| format!("\n{l}")).collect()
     }
-}
-
-/// Just before a restart: the node's clock (seconds since the epoch) and its log's size, so
-/// that what the service writes after it is known to be what the restart caused.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RestartMark {
-    pub epoch: Option<i64>,
-    pub log_size: Option<u64>,
-}
-
-/// Sections of the evidence script's output: `==cutover-section NAME ARGS` lines start them.
-pub const SECTION: &str = "==cutover-section";
-
-/// Split the evidence script's output into (name, args, text) per section.
-pub fn sections(out: &str) -> Vec<(String, String, String)> {
-    let mut v: Vec<(String, String, String)> = Vec::new();
-    for line in out.split_inclusive('\n') {
-        if let Some(head) = line.strip_prefix(SECTION) {
-            let head = head.trim();
-            let (name, args) = head.split_once(' ').unwrap_or((head, ""));
-            v.push((name.to_string(), args.to_string(), String::new()));
-        } else if let Some(last) = v.last_mut() {
-            last.2.push_str(line);
-        }
-    }
-    v
 }
 
 #[cfg(test)]
@@ -718,31 +643,6 @@ mod tests {
     }
 
     #[test]
-    fn units_of_restart_commands() {
-        for (cmd, unit) in [
-            ("systemctl restart apache2", Some("apache2")),
-            (
-                "sudo -n /bin/systemctl --no-block restart keystone.service",
-                Some("keystone.service"),
-            ),
-            (
-                "systemctl daemon-reload && systemctl try-restart 'devstack@keystone'",
-                Some("devstack@keystone"),
-            ),
-            ("service apache2 restart", Some("apache2")),
-            (
-                "systemctl is-active apache2; /usr/local/bin/restart-keystone",
-                None,
-            ),
-            ("docker restart keystone", None),
-            ("/w/node1/bin/keystone-restart", None),
-            ("systemctl restart", None),
-        ] {
-            assert_eq!(unit_of(cmd).as_deref(), unit, "{cmd}");
-        }
-    }
-
-    #[test]
     fn evidence_prefers_an_error_and_renders_sections() {
         let ev = Evidence {
             stderr: pick(
@@ -803,17 +703,5 @@ mod tests {
         assert!(r.starts_with("\n  keystone.log:\n    CRITICAL"), "{r}");
         assert_eq!(r.lines().skip(1).count(), MAX_RENDERED, "{r}");
         assert!(r.ends_with("more line(s) on the node"), "{r}");
-    }
-
-    #[test]
-    fn splits_sections() {
-        let out = "==cutover-section journal keystone\nline a\n==cutover-section log since\nx\ny\n";
-        assert_eq!(
-            sections(out),
-            vec![
-                ("journal".into(), "keystone".into(), "line a\n".into()),
-                ("log".into(), "since".into(), "x\ny\n".into()),
-            ]
-        );
     }
 }

@@ -1,12 +1,13 @@
 //! The Keystone service: restart, and what it said when a restart failed.
 
+pub mod collect;
 pub mod log;
 
 use super::{DResult, Done, Fleet};
-use crate::drivers::keystone::api as keystone;
+use crate::drivers::keystone::api;
 use crate::engine::facts::*;
 use crate::transport::shell_quote;
-use log as service_log;
+
 use std::time::{Duration, Instant};
 
 impl Fleet {
@@ -35,7 +36,7 @@ impl Fleet {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(timeout_secs);
         loop {
-            let (up, detail) = keystone::service_up(&self.http, &n.keystone_url).await;
+            let (up, detail) = api::service_up(&self.http, &n.keystone_url).await;
             if up {
                 let mut obs = Observation::default();
                 obs.restarted.push(node.to_string());
@@ -70,7 +71,7 @@ impl Fleet {
         let Ok(n) = self.node(node) else {
             return format!("the keystone log on {node}");
         };
-        let unit = n.unit.clone().or_else(|| service_log::unit_of(&n.restart));
+        let unit = n.unit.clone().or_else(|| collect::unit_of(&n.restart));
         match (&n.log_file, unit) {
             (Some(log), Some(u)) => format!("{} and journalctl -u {u} on {node}", log.display()),
             (Some(log), None) => format!("{} on {node}", log.display()),
@@ -84,9 +85,9 @@ impl Fleet {
     /// The node's clock and the size of its log just before a restart: what the service writes
     /// after this is what the restart caused. Unknown parts stay None (the evidence then says it
     /// shows the log's last lines).
-    pub(in crate::drivers) async fn restart_mark(&self, node: &str) -> service_log::RestartMark {
+    pub(in crate::drivers) async fn restart_mark(&self, node: &str) -> collect::RestartMark {
         let Ok(n) = self.node(node) else {
-            return service_log::RestartMark::default();
+            return collect::RestartMark::default();
         };
         let cmd = match &n.log_file {
             Some(log) => {
@@ -101,12 +102,12 @@ impl Fleet {
             Ok(o) if o.status == 0 => {
                 let text = o.stdout_str();
                 let mut it = text.split_whitespace();
-                service_log::RestartMark {
+                collect::RestartMark {
                     epoch: it.next().and_then(|v| v.parse().ok()),
                     log_size: it.next().and_then(|v| v.parse().ok()),
                 }
             }
-            _ => service_log::RestartMark::default(),
+            _ => collect::RestartMark::default(),
         }
     }
 
@@ -117,18 +118,18 @@ impl Fleet {
     pub(in crate::drivers) async fn log_tail(
         &self,
         node: &str,
-        mark: &service_log::RestartMark,
+        mark: &collect::RestartMark,
         stderr: &str,
-    ) -> service_log::Evidence {
-        let mut ev = service_log::Evidence {
-            stderr: service_log::pick(stderr, service_log::MAX_LINES),
+    ) -> log::Evidence {
+        let mut ev = log::Evidence {
+            stderr: log::pick(stderr, log::MAX_LINES),
             ..Default::default()
         };
         let Ok(n) = self.node(node) else {
             return ev;
         };
-        let unit = n.unit.clone().or_else(|| service_log::unit_of(&n.restart));
-        let sec = service_log::SECTION;
+        let unit = n.unit.clone().or_else(|| collect::unit_of(&n.restart));
+        let sec = collect::SECTION;
         let mut script = String::new();
         if let Some(u) = &unit {
             let since = match mark.epoch {
@@ -162,8 +163,8 @@ impl Fleet {
             .epoch
             .and_then(|e| chrono::DateTime::from_timestamp(e, 0))
             .map(|t| t.format("%H:%M:%S UTC").to_string());
-        for (name, how, text) in service_log::sections(&out.stdout_str()) {
-            let mut picked = service_log::pick(&text, service_log::MAX_LINES);
+        for (name, how, text) in collect::sections(&out.stdout_str()) {
+            let mut picked = log::pick(&text, log::MAX_LINES);
             match name.as_str() {
                 "journal" => {
                     let u = unit.clone().unwrap_or_default();

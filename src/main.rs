@@ -355,6 +355,9 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
     {
         return 4;
     }
+    if let Some(cutover::engine::recorded::PlanRefused::Changed { .. }) = e.downcast_ref() {
+        return 4;
+    }
     match e.downcast_ref::<JournalError>() {
         Some(JournalError::Symlink { .. }) => 2,
         Some(JournalError::Locked { .. }) => 4,

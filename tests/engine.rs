@@ -6,7 +6,7 @@ use cutover::engine::events::*;
 use cutover::engine::facts::*;
 use cutover::engine::plan::{ActionSpec, OpKind};
 use cutover::engine::state::{RunStatus, State};
-use cutover::engine::{Decision, decide};
+use cutover::engine::{Decision, Who, decide};
 use cutover::inventory::Inventory;
 use cutover::runbook::{Gate, Runbook};
 use std::collections::BTreeMap;
@@ -15,8 +15,8 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 29, 1, 0, 0).unwrap()
 }
 
-fn who() -> serde_json::Value {
-    serde_json::json!({"user": "alice", "host": "bastion1"})
+fn who() -> Who {
+    Who::named("alice", "bastion1")
 }
 
 /// A simulated fleet: what each node and load balancer would report.
@@ -302,6 +302,9 @@ fn run_started(params: &[(&str, &str)]) -> RunStarted {
         params: rb.resolve_params(&overrides).unwrap(),
         inventory: inv,
         who: who(),
+        plan: Vec::new(),
+        plan_sha256: String::new(),
+        compiled_by: String::new(),
     }
 }
 
@@ -448,7 +451,7 @@ fn a_healthy_run_completes_and_the_pool_is_never_mixed_unconfirmed() {
             who, state_sha256, ..
         } = e
         {
-            assert_eq!(who["user"], "alice");
+            assert_eq!(who.user, "alice");
             assert_eq!(state_sha256.len(), 64);
         }
     }

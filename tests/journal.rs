@@ -761,7 +761,8 @@ fn flagship_run() -> Vec<Record> {
     let inventory_text = fs::read_to_string(root.join("tests/fixtures/inventory-3.yaml")).unwrap();
     let inventory =
         cutover::inventory::Inventory::parse(&inventory_text, "inventory-3.yaml").unwrap();
-    let started = Event::RunStarted(RunStarted {
+    // As a real run records it: the plan compiled (by the engine, on `Command::Start`).
+    let started = RunStarted {
         schema: SCHEMA,
         run_id: "run-1".into(),
         runbook_name: "fernet-to-jws".into(),
@@ -772,8 +773,12 @@ fn flagship_run() -> Vec<Record> {
         cluster: "prod-east".into(),
         inventory,
         params: [("key_strategy".to_string(), "per-node".to_string())].into(),
-        who: who("alice", None),
-    });
+        who: serde_json::from_value(who("alice", None)).unwrap(),
+        plan: Vec::new(),
+        plan_sha256: String::new(),
+        compiled_by: String::new(),
+    };
+    let started = Event::RunStarted(cutover::engine::recorded::planned(started).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let mut j = Journal::create(&dir.path().join("run.jsonl")).unwrap();
     let e = |i, kind: &str, data| entry(i, kind, data);

@@ -354,8 +354,8 @@ impl World {
 
 // ------------------------------------------------------------------------------------ driver
 
-fn who() -> serde_json::Value {
-    serde_json::json!({"user": "alice", "host": "bastion"})
+fn who() -> cutover::engine::Who {
+    cutover::engine::Who::named("alice", "bastion")
 }
 
 fn t0() -> DateTime<Utc> {
@@ -389,6 +389,9 @@ impl Sim {
             inventory: inv.clone(),
             params,
             who: who(),
+            plan: Vec::new(),
+            plan_sha256: String::new(),
+            compiled_by: String::new(),
         };
         let mut sim = Sim {
             state: State::default(),

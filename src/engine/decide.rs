@@ -36,6 +36,8 @@ pub enum Refused {
     NoSuchHardStop(String),
     #[error("the run is {0}; nothing to resume")]
     NotResumable(String),
+    #[error("the runbook does not compile into a plan: {0}")]
+    Plan(String),
 }
 
 /// The op index of side effects that belong to no plan op (accepting a host key): their
@@ -66,7 +68,8 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
             if s.state.run.is_some() {
                 return Err(Refused::AlreadyStarted);
             }
-            s.emit(Event::RunStarted(*rs));
+            let rs = super::recorded::planned(*rs).map_err(Refused::Plan)?;
+            s.emit(Event::RunStarted(rs));
             advance(&mut s);
         }
         Command::Advance => {
@@ -337,7 +340,7 @@ fn advance(s: &mut Scratch) {
                     s.emit(Event::InDoubtResolved {
                         id,
                         choice: "redo".into(),
-                        who: serde_json::Value::String("cutover (idempotent action)".into()),
+                        who: super::who::Who::cutover("cutover (idempotent action)"),
                     });
                 } else {
                     s.emit(Event::HardStopRaised(HardStop {
@@ -883,8 +886,8 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn who() -> serde_json::Value {
-        serde_json::json!({"user": "alice", "host": "bastion1"})
+    fn who() -> crate::engine::who::Who {
+        crate::engine::who::Who::named("alice", "bastion1")
     }
 
     /// A run of the flagship on the three-node fixture, its first effect (the preflight's)
@@ -906,6 +909,9 @@ mod tests {
             params: rb.resolve_params(&Default::default()).unwrap(),
             inventory: inv,
             who: who(),
+            plan: Vec::new(),
+            plan_sha256: String::new(),
+            compiled_by: String::new(),
         };
         let now = Utc.with_ymd_and_hms(2026, 11, 29, 1, 0, 0).unwrap();
         let mut state = State::default();

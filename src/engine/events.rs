@@ -1,14 +1,17 @@
 //! Events (what happened; appended to the journal) and commands (what is asked of the engine).
 
 use super::facts::Observation;
-use super::plan::ActionSpec;
+use super::plan::{ActionSpec, Op};
+use super::who::Who;
 use crate::inventory::Inventory;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The journal's event schema version; bumped with an upcaster when an event changes shape.
-pub const SCHEMA: u32 = 1;
+/// 2: `run_started` records the compiled plan (`plan`, `plan_sha256`, `compiled_by`); journals
+/// of schema 1 are upcast as they are read (see [`super::recorded::upcast`]).
+pub const SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", content = "data", rename_all = "snake_case")]
@@ -48,7 +51,8 @@ pub enum Event {
         op: usize,
         #[serde(default)]
         node: Option<String>,
-        who: serde_json::Value,
+        #[serde(deserialize_with = "super::who::lenient")]
+        who: Who,
         state_sha256: String,
     },
     HardStopDeclined {
@@ -56,10 +60,12 @@ pub enum Event {
         op: usize,
         #[serde(default)]
         node: Option<String>,
-        who: serde_json::Value,
+        #[serde(deserialize_with = "super::who::lenient")]
+        who: Who,
     },
     PauseRequested {
-        who: serde_json::Value,
+        #[serde(deserialize_with = "super::who::lenient")]
+        who: Who,
         /// Why: the operator asked (absent in the journal), or the operator's terminal hung up.
         #[serde(default, skip_serializing_if = "PauseCause::is_operator")]
         cause: PauseCause,
@@ -68,7 +74,8 @@ pub enum Event {
         reason: String,
     },
     RunResumed {
-        who: serde_json::Value,
+        #[serde(deserialize_with = "super::who::lenient")]
+        who: Who,
         drift: Vec<String>,
         in_doubt: Vec<u64>,
         /// What the fresh probe at resume found.
@@ -79,7 +86,8 @@ pub enum Event {
     InDoubtResolved {
         id: u64,
         choice: String,
-        who: serde_json::Value,
+        #[serde(deserialize_with = "super::who::lenient")]
+        who: Who,
     },
     RunHalted {
         op: usize,
@@ -206,7 +214,19 @@ pub struct RunStarted {
     pub cluster: String,
     pub inventory: Inventory,
     pub params: BTreeMap<String, String>,
-    pub who: serde_json::Value,
+    #[serde(deserialize_with = "super::who::lenient")]
+    pub who: Who,
+    /// The compiled plan: the fold takes it as recorded and never compiles. `decide` fills it
+    /// in on `Command::Start` (a plan given there is replaced).
+    #[serde(default)]
+    pub plan: Vec<Op>,
+    /// sha256 of the plan's canonical JSON ([`super::recorded::plan_sha256`]): a resume
+    /// recompiles and compares.
+    #[serde(default)]
+    pub plan_sha256: String,
+    /// The cutover that compiled the plan (`cutover 0.1.0`); empty before schema 2.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub compiled_by: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -318,30 +338,30 @@ pub enum Command {
     Completed(Outcome),
     Confirm {
         id: String,
-        who: serde_json::Value,
+        who: Who,
     },
     Decline {
         id: String,
-        who: serde_json::Value,
+        who: Who,
     },
     /// For an in-doubt intent: mark it done instead of redoing it.
     MarkDone {
         id: String,
-        who: serde_json::Value,
+        who: Who,
     },
     Pause {
-        who: serde_json::Value,
+        who: Who,
     },
     /// The operator's terminal hung up: pause at the next safe point, as `Pause` does, and say
     /// why (the action in flight finishes first; a run already stopped records the hangup).
     HangUp {
-        who: serde_json::Value,
+        who: Who,
     },
     /// The pool guard saw a drained node back in a pool (and, enforcing, reverted it).
     Breach(Breach),
     /// Continue a paused or halted run (after a fresh probe; drift lines describe what changed).
     Resume {
-        who: serde_json::Value,
+        who: Who,
         drift: Vec<String>,
         observed: Observation,
     },
@@ -395,8 +415,14 @@ impl Event {
     }
 
     /// Rebuild an event from a journal record's kind and data.
+    /// A `run_started` of schema 1 is upcast here (its plan compiled once, see
+    /// [`super::recorded::upcast`]): the one place a journal's plan may be compiled.
     pub fn from_parts(kind: &str, data: &serde_json::Value) -> Result<Event, String> {
         let v = serde_json::json!({ "kind": kind, "data": data });
-        serde_json::from_value(v).map_err(|e| format!("event `{kind}`: {e}"))
+        let mut event = serde_json::from_value(v).map_err(|e| format!("event `{kind}`: {e}"))?;
+        if let Event::RunStarted(rs) = &mut event {
+            super::recorded::upcast(rs, data);
+        }
+        Ok(event)
     }
 }

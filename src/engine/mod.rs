@@ -8,9 +8,12 @@ pub mod events;
 pub mod facts;
 pub mod gates;
 pub mod plan;
+pub mod recorded;
 pub mod report;
 pub mod state;
+pub mod who;
 
 pub use decide::{Decision, Effect, Refused, decide};
 pub use events::{Command, Event, Failure, HardStop, Intent, Outcome, RunStarted};
 pub use state::State;
+pub use who::Who;

@@ -439,11 +439,9 @@ impl State {
         self.last_event_at = Some(time);
         match event {
             Event::RunStarted(rs) => {
+                // The plan as the run recorded it: the fold never compiles (see `recorded`).
                 let rb = Runbook::parse(&rs.runbook_source, &rs.runbook_origin).ok();
-                let plan = rb
-                    .as_ref()
-                    .and_then(|rb| super::plan::compile(rb, &rs.inventory, &rs.params).ok())
-                    .unwrap_or_default();
+                let plan = rs.plan.clone();
                 self.steps = rb
                     .as_ref()
                     .map(|rb| {
@@ -938,21 +936,7 @@ impl State {
     }
 }
 
-/// "alice@bastion" from a journal `who` value (or whatever it holds).
-pub fn who_label(who: &serde_json::Value) -> String {
-    if let Some(s) = who.as_str() {
-        return s.to_string();
-    }
-    let get = |k: &str| who.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let user = get("user").unwrap_or_else(|| "?".into());
-    let host = get("host").unwrap_or_default();
-    let user = match get("sudo_user") {
-        Some(s) if s != user => format!("{s}(as {user})"),
-        _ => user,
-    };
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
-    }
+/// "alice@bastion", or "alice(as root)@bastion" under sudo: who did it, for people.
+pub fn who_label(who: &super::who::Who) -> String {
+    who.actor_label()
 }

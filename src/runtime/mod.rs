@@ -176,10 +176,6 @@ fn die_of(sig: nix::sys::signal::Signal, journal: &Path) -> ! {
     std::process::exit(128 + sig as i32)
 }
 
-fn who_value(who: &Who) -> serde_json::Value {
-    serde_json::to_value(who).unwrap_or(serde_json::Value::Null)
-}
-
 /// A mark that a `cutover world serve` process serves a world: `DIR/serve.pid`, removed on drop.
 pub struct ServeMark(PathBuf);
 
@@ -345,7 +341,11 @@ impl Session {
             cluster: inv.cluster.clone(),
             inventory: inv,
             params,
-            who: who_value(&s.who),
+            who: s.who.clone(),
+            // Compiled and recorded by the engine when the run starts.
+            plan: Vec::new(),
+            plan_sha256: String::new(),
+            compiled_by: String::new(),
         };
         s.pending_start = Some(rs);
         Ok(s)
@@ -363,11 +363,10 @@ impl Session {
             ));
         }
         let state = fold(&read.records)?;
-        if state.run.is_some() && state.plan.is_empty() {
-            return Err(anyhow!(
-                "{}: this cutover cannot rebuild the run's plan from the runbook stored in the journal (a different version wrote it?); replay it with `cutover replay`, and finish the change with the cutover that started it",
-                journal_path.display()
-            ));
+        // This cutover must plan the run as the journal recorded it (else refused, exit 4).
+        if let Some(run) = &state.run {
+            engine::recorded::check_resumable(run)
+                .with_context(|| journal_path.display().to_string())?;
         }
         let run = state
             .run
@@ -475,10 +474,6 @@ impl Session {
         Ok(())
     }
 
-    pub fn who_value(&self) -> serde_json::Value {
-        who_value(&self.who)
-    }
-
     /// Re-probe and continue a paused, halted or interrupted run.
     ///
     /// Headless (`print`): SIGHUP, SIGINT and SIGTERM are watched from before the probe; one
@@ -526,7 +521,7 @@ impl Session {
             ),
         };
         self.command(Command::Resume {
-            who: self.who_value(),
+            who: self.who.clone(),
             drift,
             observed: fresh,
         })
@@ -601,7 +596,7 @@ impl Session {
                     let answer = key_node
                         .and_then(|k| answers.get(&k).cloned())
                         .or_else(|| answers.get(&hs.id).cloned());
-                    let who = self.who_value();
+                    let who = self.who.clone();
                     match answer.as_deref() {
                         Some("confirm") => self.command(Command::Confirm {
                             id: hs.id.clone(),
@@ -637,7 +632,7 @@ impl Session {
                     // The terminal hung up and what it waited for brought a hard stop nobody
                     // can answer now: the run pauses there, and the journal says why.
                     if hung_up && *status == RunStatus::AwaitingConfirm {
-                        let who = self.who_value();
+                        let who = self.who.clone();
                         self.command(Command::HangUp { who })?;
                     }
                     // The action waited for may have failed: a halted run says so (exit 4).
@@ -673,7 +668,7 @@ impl Session {
                                 // Nothing more reaches a terminal that is gone (a write there
                                 // fails, and a failed print would end the run mid-action).
                                 detach_from_terminal();
-                                let who = self.who_value();
+                                let who = self.who.clone();
                                 self.command(Command::HangUp { who })?;
                             }
                             Stop::Signal(sig) if interrupted => die_of(sig, self.journal.path()),
@@ -694,7 +689,7 @@ impl Session {
                                 } else {
                                     eprintln!("cutover: {}: pausing", signal_name(sig));
                                 }
-                                let who = self.who_value();
+                                let who = self.who.clone();
                                 self.command(Command::Pause { who })?;
                             }
                         },
@@ -706,7 +701,7 @@ impl Session {
                         Some(b) = self.breach_rx.recv() => self.command(Command::Breach(b))?,
                         // Once quitting (or the UI is gone), only outcomes are awaited.
                         req = rx.recv(), if !quitting => {
-                            let who = self.who_value();
+                            let who = self.who.clone();
                             match req {
                                 None | Some(Request::Quit) => {
                                     if !in_flight {

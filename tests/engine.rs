@@ -2,6 +2,7 @@
 //! effects. A small simulated fleet answers effects so scenarios read like real runs.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use cutover::engine::action::{Keys, Keystone, Lb, Misc, Service};
 use cutover::engine::events::*;
 use cutover::engine::facts::*;
 use cutover::engine::plan::{ActionSpec, OpKind};
@@ -176,9 +177,9 @@ impl Fleet {
     fn run(&mut self, spec: &ActionSpec) -> (bool, Observation) {
         let mut obs = Observation::default();
         match spec {
-            ActionSpec::Probe {
+            ActionSpec::Misc(Misc::Probe {
                 nodes, lb, tokens, ..
-            } => {
+            }) => {
                 for n in nodes {
                     obs.nodes.insert(n.clone(), self.facts(n));
                 }
@@ -193,7 +194,7 @@ impl Fleet {
                     obs.tokens.insert(n.clone(), self.token(n));
                 }
             }
-            ActionSpec::LbDrain { node, .. } => {
+            ActionSpec::Lb(Lb::Drain { node, .. }) => {
                 if !self.lb_ignores_maint {
                     for l in self.lbs.clone() {
                         self.admin.insert((l, node.clone()), AdminState::Maint);
@@ -201,13 +202,13 @@ impl Fleet {
                 }
                 obs.lb = Some(self.lb_rows());
             }
-            ActionSpec::LbReady { node, .. } => {
+            ActionSpec::Lb(Lb::Ready { node, .. }) => {
                 for l in self.lbs.clone() {
                     self.admin.insert((l, node.clone()), AdminState::Ready);
                 }
                 obs.lb = Some(self.lb_rows());
             }
-            ActionSpec::LbMaint { node } => {
+            ActionSpec::Lb(Lb::Maint { node }) => {
                 if self.lb_ignores_maint {
                     obs.lb = Some(self.lb_rows());
                     return (false, obs);
@@ -217,32 +218,32 @@ impl Fleet {
                 }
                 obs.lb = Some(self.lb_rows());
             }
-            ActionSpec::SetProvider { node, provider } => {
+            ActionSpec::Keystone(Keystone::SetProvider { node, provider }) => {
                 self.conf.insert(node.clone(), provider.clone());
                 obs.flipped.insert(node.clone(), provider.clone());
             }
-            ActionSpec::Restart { node, .. } => {
+            ActionSpec::Service(Service::Restart { node, .. }) => {
                 if !self.restart_keeps_old_provider {
                     self.running.insert(node.clone(), self.conf[node].clone());
                 }
                 obs.restarted.push(node.clone());
             }
-            ActionSpec::CreateKeypair { node, .. } => {
+            ActionSpec::Keys(Keys::CreateKeypair { node, .. }) => {
                 obs.keys.insert(node.clone(), format!("fp-{node}"));
             }
-            ActionSpec::CreateSharedKeypair { nodes, .. } => {
+            ActionSpec::Keys(Keys::CreateSharedKeypair { nodes, .. }) => {
                 for n in nodes {
                     obs.keys.insert(n.clone(), "fp-shared".into());
                 }
             }
-            ActionSpec::InstallKeys { node, .. } => {
+            ActionSpec::Keys(Keys::InstallKeys { node, .. }) => {
                 self.private.insert(node.clone(), format!("fp-{node}"));
                 let fp = format!("fp-{node}");
                 if !self.public[node].contains(&fp) {
                     self.public.get_mut(node).unwrap().push(fp);
                 }
             }
-            ActionSpec::DistributePublicKeys { node, from } => {
+            ActionSpec::Keys(Keys::DistributePublicKeys { node, from }) => {
                 for m in from {
                     let fp = format!("fp-{m}");
                     if !self.public[node].contains(&fp) {
@@ -250,13 +251,13 @@ impl Fleet {
                     }
                 }
             }
-            ActionSpec::IssueToken { node, expect } => {
+            ActionSpec::Keystone(Keystone::IssueToken { node, expect }) => {
                 let t = self.token(node);
                 let ok = t.format.as_str() == expect;
                 obs.tokens.insert(node.clone(), t);
                 return (ok, obs);
             }
-            ActionSpec::ValidateMatrix { nodes, .. } => {
+            ActionSpec::Keystone(Keystone::ValidateMatrix { nodes, .. }) => {
                 obs.matrix = Some(Matrix {
                     nodes: nodes.clone(),
                     formats: nodes.iter().map(|n| self.token(n).format).collect(),
@@ -266,7 +267,9 @@ impl Fleet {
                         .collect(),
                 });
             }
-            ActionSpec::ListTrusts { .. } => obs.trusts = Some(TrustSummary::default()),
+            ActionSpec::Keystone(Keystone::ListTrusts { .. }) => {
+                obs.trusts = Some(TrustSummary::default())
+            }
             _ => {}
         }
         (true, obs)
@@ -810,12 +813,12 @@ fn the_shared_strategy_plans_one_keypair_for_all() {
     let shared = r.state.plan.iter().find_map(|o| match &o.kind {
         OpKind::Act { specs, .. } => specs
             .iter()
-            .find(|s| matches!(s, ActionSpec::CreateSharedKeypair { .. }))
+            .find(|s| matches!(s, ActionSpec::Keys(Keys::CreateSharedKeypair { .. })))
             .cloned(),
         _ => None,
     });
     assert!(
-        matches!(shared, Some(ActionSpec::CreateSharedKeypair { ref nodes, .. }) if nodes.len() == 3)
+        matches!(shared, Some(ActionSpec::Keys(Keys::CreateSharedKeypair { ref nodes, .. })) if nodes.len() == 3)
     );
 }
 

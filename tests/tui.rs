@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use cutover::engine::action::{Keys, Keystone, Lb, Misc, Service};
 use cutover::engine::events::SCHEMA;
 use cutover::engine::facts::*;
 use cutover::engine::plan::ActionSpec;
@@ -161,9 +162,9 @@ impl World {
     fn run(&mut self, spec: &ActionSpec) -> (bool, String, Observation, Option<Failure>, u64) {
         let mut obs = Observation::default();
         match spec {
-            ActionSpec::Probe {
+            ActionSpec::Misc(Misc::Probe {
                 nodes, lb, tokens, ..
-            } => {
+            }) => {
                 for n in nodes {
                     obs.nodes.insert(n.clone(), self.facts(n));
                 }
@@ -192,7 +193,7 @@ impl World {
                 }
                 (true, summary, obs, None, 800)
             }
-            ActionSpec::LbDrain { node, .. } => {
+            ActionSpec::Lb(Lb::Drain { node, .. }) => {
                 self.nodes.get_mut(node).unwrap().admin = AdminState::Maint;
                 obs.lb = Some(self.lb_rows());
                 (
@@ -203,7 +204,7 @@ impl World {
                     12_400,
                 )
             }
-            ActionSpec::LbReady { node, .. } => {
+            ActionSpec::Lb(Lb::Ready { node, .. }) => {
                 self.nodes.get_mut(node).unwrap().admin = AdminState::Ready;
                 obs.lb = Some(self.lb_rows());
                 (
@@ -214,7 +215,7 @@ impl World {
                     3_100,
                 )
             }
-            ActionSpec::SetProvider { node, provider } => {
+            ActionSpec::Keystone(Keystone::SetProvider { node, provider }) => {
                 let w = self.nodes.get_mut(node).unwrap();
                 let was = std::mem::replace(&mut w.conf, provider.clone());
                 obs.flipped.insert(node.clone(), provider.clone());
@@ -227,12 +228,12 @@ impl World {
                     310,
                 )
             }
-            ActionSpec::CreateKeypair { node, .. } => {
+            ActionSpec::Keys(Keys::CreateKeypair { node, .. }) => {
                 self.nodes.get_mut(node).unwrap().staged = Some(fp(node));
                 obs.keys.insert(node.clone(), fp(node));
                 (true, format!("keypair created on {node}"), obs, None, 1_500)
             }
-            ActionSpec::InstallKeys { node, .. } => {
+            ActionSpec::Keys(Keys::InstallKeys { node, .. }) => {
                 let w = self.nodes.get_mut(node).unwrap();
                 w.private = w.staged.clone();
                 w.public.push(PublicKeyFact {
@@ -248,7 +249,7 @@ impl World {
                     520,
                 )
             }
-            ActionSpec::DistributePublicKeys { node, from } => {
+            ActionSpec::Keys(Keys::DistributePublicKeys { node, from }) => {
                 for f in from {
                     let w = self.nodes.get_mut(node).unwrap();
                     w.public.push(PublicKeyFact {
@@ -265,7 +266,7 @@ impl World {
                     640,
                 )
             }
-            ActionSpec::Restart { node, .. } => {
+            ActionSpec::Service(Service::Restart { node, .. }) => {
                 if self.fail_restart.contains(node) {
                     self.nodes.get_mut(node).unwrap().up = false;
                     obs.nodes.insert(node.clone(), self.facts(node));
@@ -294,7 +295,7 @@ impl World {
                     5_800,
                 )
             }
-            ActionSpec::IssueToken { node, .. } => {
+            ActionSpec::Keystone(Keystone::IssueToken { node, .. }) => {
                 let t = self.token(node);
                 let s = format!(
                     "{} token issued (201) and validated (200) in {}ms",
@@ -304,7 +305,7 @@ impl World {
                 obs.tokens.insert(node.clone(), t);
                 (true, s, obs, None, 420)
             }
-            ActionSpec::ValidateMatrix { nodes, .. } => {
+            ActionSpec::Keystone(Keystone::ValidateMatrix { nodes, .. }) => {
                 let formats: Vec<TokenFormat> =
                     nodes.iter().map(|n| self.token(n).format).collect();
                 let cells = nodes
@@ -339,14 +340,16 @@ impl World {
                     2_300,
                 )
             }
-            ActionSpec::ListTrusts { .. } => {
+            ActionSpec::Keystone(Keystone::ListTrusts { .. }) => {
                 obs.trusts = Some(TrustSummary {
                     count: 2,
                     trusts: vec![],
                 });
                 (true, "2 trusts".into(), obs, None, 290)
             }
-            ActionSpec::Wait { secs } => (true, "waited".into(), obs, None, secs * 1000),
+            ActionSpec::Misc(Misc::Wait { secs }) => {
+                (true, "waited".into(), obs, None, secs * 1000)
+            }
             other => (true, format!("{} done", other.name()), obs, None, 100),
         }
     }
@@ -1720,7 +1723,9 @@ fn halted_banner_at_80x24_keeps_next_with_a_long_reason() {
             break;
         }
         step_edited(&mut s, |spec, ok, summary, _, _| {
-            if matches!(spec, ActionSpec::Restart { node, .. } if node == "ks2") && !*ok {
+            if matches!(spec, ActionSpec::Service(Service::Restart { node, .. }) if node == "ks2")
+                && !*ok
+            {
                 *summary = long_reason();
             }
         });

@@ -15,9 +15,9 @@ pub use probe::full_probe;
 pub use reach::reach_failure;
 pub use service::log as service_log;
 
+use crate::engine::action::{ActionSpec, Keys, Keystone, Lb, Misc, Service};
 use crate::engine::events::{Failure, Outcome};
 use crate::engine::facts::*;
-use crate::engine::plan::ActionSpec;
 use crate::inventory::credentials::{self, AuthCredentials};
 use crate::inventory::{Inventory, Node, Reach};
 use crate::transport::{ExecOpts, Transport, TransportError, local::LocalTransport};
@@ -321,50 +321,30 @@ impl Fleet {
             })
     }
 
+    /// Dispatch by family; each family's `run_*` (below, to move into its family's driver
+    /// file) dispatches to its actions.
     async fn run(&self, spec: &ActionSpec) -> DResult<Done> {
         match spec {
-            ActionSpec::Probe {
-                nodes,
-                lb,
-                tokens,
-                until_up: Some(node),
-            } => {
-                let deadline =
-                    Instant::now() + Duration::from_secs(crate::engine::plan::UNTIL_UP_SECS);
-                loop {
-                    let done = self.probe(nodes, *lb, tokens).await?;
-                    let up = done.observed.lb.as_ref().is_some_and(|rows| {
-                        let mine: Vec<&LbServer> =
-                            rows.iter().filter(|r| &r.node == node).collect();
-                        !mine.is_empty() && mine.iter().all(|r| r.checked_up())
-                    });
-                    if up || !done.observed.lb_errors.is_empty() || Instant::now() >= deadline {
-                        return Ok(done);
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            ActionSpec::Probe {
-                nodes, lb, tokens, ..
-            } => self.probe(nodes, *lb, tokens).await,
-            ActionSpec::LbDrain { node, timeout_secs } => self.lb_drain(node, *timeout_secs).await,
-            ActionSpec::LbReady { node, timeout_secs } => self.lb_ready(node, *timeout_secs).await,
-            ActionSpec::LbMaint { node } => self.lb_maint(node).await,
-            ActionSpec::SetProvider { node, provider } => self.set_provider(node, provider).await,
-            ActionSpec::CreateKeypair { node, keygen } => self.create_keypair(node, *keygen).await,
-            ActionSpec::CreateSharedKeypair {
-                origin,
-                nodes,
-                keygen,
-            } => self.create_shared_keypair(origin, nodes, *keygen).await,
-            ActionSpec::InstallKeys { node, public } => self.install_keys(node, *public).await,
-            ActionSpec::PublishStagedKeys { node, from } => self.publish_staged(node, from).await,
-            ActionSpec::RemoveRetiredKeys { node, nodes } => self.remove_retired(node, nodes).await,
-            ActionSpec::RotateFernet { node } => self.rotate_fernet(node).await,
-            ActionSpec::SyncFernet { node, from } => self.sync_fernet(node, from).await,
-            ActionSpec::DistributePublicKeys { node, from } => self.distribute(node, from).await,
-            ActionSpec::Restart { node, timeout_secs } => self.restart(node, *timeout_secs).await,
-            ActionSpec::IssueToken { node, expect } => {
+            ActionSpec::Lb(s) => self.run_lb(s).await,
+            ActionSpec::Keystone(s) => self.run_keystone(s).await,
+            ActionSpec::Keys(s) => self.run_keys(s).await,
+            ActionSpec::Service(s) => self.run_service(s).await,
+            ActionSpec::Misc(s) => self.run_misc(s).await,
+        }
+    }
+
+    async fn run_lb(&self, spec: &Lb) -> DResult<Done> {
+        match spec {
+            Lb::Drain { node, timeout_secs } => self.lb_drain(node, *timeout_secs).await,
+            Lb::Ready { node, timeout_secs } => self.lb_ready(node, *timeout_secs).await,
+            Lb::Maint { node } => self.lb_maint(node).await,
+        }
+    }
+
+    async fn run_keystone(&self, spec: &Keystone) -> DResult<Done> {
+        match spec {
+            Keystone::SetProvider { node, provider } => self.set_provider(node, provider).await,
+            Keystone::IssueToken { node, expect } => {
                 let t = self.token_check(node).await;
                 let mut obs = Observation::default();
                 obs.tokens.insert(node.clone(), t.clone());
@@ -378,13 +358,32 @@ impl Fleet {
                     .with(obs))
                 }
             }
-            ActionSpec::ValidateMatrix { nodes, expect } => self.matrix(nodes, expect).await,
-            ActionSpec::ListTrusts { node } => self.list_trusts(node).await,
-            ActionSpec::Wait { secs } => {
-                tokio::time::sleep(Duration::from_secs(*secs)).await;
-                Ok(Done::ok(format!("waited {secs}s"), Observation::default()))
-            }
-            ActionSpec::Shell {
+            Keystone::ValidateMatrix { nodes, expect } => self.matrix(nodes, expect).await,
+            Keystone::ListTrusts { node } => self.list_trusts(node).await,
+        }
+    }
+
+    async fn run_keys(&self, spec: &Keys) -> DResult<Done> {
+        match spec {
+            Keys::CreateKeypair { node, keygen } => self.create_keypair(node, *keygen).await,
+            Keys::CreateSharedKeypair {
+                origin,
+                nodes,
+                keygen,
+            } => self.create_shared_keypair(origin, nodes, *keygen).await,
+            Keys::InstallKeys { node, public } => self.install_keys(node, *public).await,
+            Keys::PublishStagedKeys { node, from } => self.publish_staged(node, from).await,
+            Keys::RemoveRetiredKeys { node, nodes } => self.remove_retired(node, nodes).await,
+            Keys::RotateFernet { node } => self.rotate_fernet(node).await,
+            Keys::SyncFernet { node, from } => self.sync_fernet(node, from).await,
+            Keys::DistributePublicKeys { node, from } => self.distribute(node, from).await,
+        }
+    }
+
+    async fn run_service(&self, spec: &Service) -> DResult<Done> {
+        match spec {
+            Service::Restart { node, timeout_secs } => self.restart(node, *timeout_secs).await,
+            Service::Shell {
                 node,
                 command,
                 expect_status,
@@ -419,7 +418,40 @@ impl Fleet {
                     ))
                 }
             }
-            ActionSpec::AcceptHostKey {
+        }
+    }
+
+    async fn run_misc(&self, spec: &Misc) -> DResult<Done> {
+        match spec {
+            Misc::Probe {
+                nodes,
+                lb,
+                tokens,
+                until_up: Some(node),
+            } => {
+                let deadline =
+                    Instant::now() + Duration::from_secs(crate::engine::plan::UNTIL_UP_SECS);
+                loop {
+                    let done = self.probe(nodes, *lb, tokens).await?;
+                    let up = done.observed.lb.as_ref().is_some_and(|rows| {
+                        let mine: Vec<&LbServer> =
+                            rows.iter().filter(|r| &r.node == node).collect();
+                        !mine.is_empty() && mine.iter().all(|r| r.checked_up())
+                    });
+                    if up || !done.observed.lb_errors.is_empty() || Instant::now() >= deadline {
+                        return Ok(done);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Misc::Probe {
+                nodes, lb, tokens, ..
+            } => self.probe(nodes, *lb, tokens).await,
+            Misc::Wait { secs } => {
+                tokio::time::sleep(Duration::from_secs(*secs)).await;
+                Ok(Done::ok(format!("waited {secs}s"), Observation::default()))
+            }
+            Misc::AcceptHostKey {
                 host,
                 port,
                 key_openssh,

@@ -1,6 +1,7 @@
 //! `decide`: every rule of a run. Given the state and a command, it returns the events to append
 //! and the effects to run. Pure: time and identity arrive as values, nothing here does I/O.
 
+use super::action::{Lb, Misc};
 use super::events::*;
 use super::facts::Observation;
 use super::gates::{self, Verdict};
@@ -135,7 +136,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                     .filter(|n| s.state.guarded.contains(n))
                     .collect();
                 for node in breached {
-                    start_effect(&mut s, SIDE_OP, None, ActionSpec::LbMaint { node });
+                    start_effect(&mut s, SIDE_OP, None, Lb::Maint { node }.into());
                 }
                 if let Some(Failure::HostKeyUnknown {
                     host,
@@ -145,12 +146,13 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                     ..
                 }) = hs.host_key
                 {
-                    let spec = ActionSpec::AcceptHostKey {
+                    let spec = Misc::AcceptHostKey {
                         host,
                         port,
                         key_openssh,
                         known_hosts,
-                    };
+                    }
+                    .into();
                     start_effect(&mut s, SIDE_OP, None, spec);
                 }
             }
@@ -291,21 +293,14 @@ fn start_effect(s: &mut Scratch, op: usize, node: Option<String>, spec: ActionSp
         .map(|o| o.step.clone())
         .unwrap_or_default();
     let node = spec.node().map(str::to_string).or(node);
-    let pool_read_ms = match &spec {
-        ActionSpec::SetProvider { node, .. }
-        | ActionSpec::Restart { node, .. }
-        | ActionSpec::IssueToken { node, .. }
-        | ActionSpec::LbReady { node, .. }
-        | ActionSpec::Shell { node, .. }
-            if op != SIDE_OP =>
-        {
-            s.state
-                .nodes
-                .get(node)
-                .and_then(|n| n.lb_at)
-                .filter(|_| !s.state.lb_names.is_empty())
-                .map(|at| (s.now - at).num_milliseconds().max(0) as u64)
-        }
+    let pool_read_ms = match spec.node() {
+        Some(node) if op != SIDE_OP && spec.reads_pool_first() => s
+            .state
+            .nodes
+            .get(node)
+            .and_then(|n| n.lb_at)
+            .filter(|_| !s.state.lb_names.is_empty())
+            .map(|at| (s.now - at).num_milliseconds().max(0) as u64),
         _ => None,
     };
     s.emit(Event::Intent(Intent {
@@ -479,7 +474,7 @@ fn advance(s: &mut Scratch) {
                     },
                 };
                 let secs = max_secs.map(|m| m.min(secs)).unwrap_or(secs);
-                start_effect(s, op.index, None, ActionSpec::Wait { secs });
+                start_effect(s, op.index, None, Misc::Wait { secs }.into());
                 return;
             }
             OpKind::Act { specs, .. } => {
@@ -509,26 +504,7 @@ pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> 
     };
     let mut required: Vec<Gate> = Vec::new();
     for spec in specs {
-        match spec {
-            ActionSpec::SetProvider { provider, .. } => {
-                required.push(Gate::OutOfPool);
-                required.push(if provider == "jws" {
-                    Gate::KeysEverywhere
-                } else {
-                    Gate::FernetKeysEverywhere
-                });
-            }
-            ActionSpec::Restart { .. } => required.push(Gate::OutOfPool),
-            ActionSpec::LbDrain { .. } => required.push(Gate::PoolCapacity),
-            ActionSpec::InstallKeys { public: false, .. } => {
-                required.push(Gate::StagedKeysEverywhere)
-            }
-            ActionSpec::LbReady { .. } => {
-                required.push(Gate::ValidatedBeforeReadd);
-                required.push(Gate::MixedPool);
-            }
-            _ => {}
-        }
+        required.extend(spec.required_gates());
     }
     let mut passed: Vec<Gate> = Vec::new();
     let mut i = index;
@@ -613,13 +589,13 @@ fn completed(s: &mut Scratch, o: Outcome) {
     let failure = o.failure.clone();
     let observed = o.observed.clone();
     let known = s.state.in_flight.contains_key(&o.id);
-    let action = s
+    let breach_repair = s
         .state
         .in_flight
         .get(&o.id)
-        .map(|f| f.intent.action.clone());
+        .is_some_and(|f| matches!(f.intent.spec, ActionSpec::Lb(Lb::Maint { .. })));
     s.emit(Event::Outcome(o));
-    if op_index == SIDE_OP && !ok && action.as_deref() == Some("lb.maint") {
+    if op_index == SIDE_OP && !ok && breach_repair {
         // A breach cutover could not repair: nothing may go on with that node in the pool.
         let next = match &failure {
             Some(Failure::Hint { next }) if !next.trim().is_empty() => next.clone(),
@@ -754,7 +730,7 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
                 }));
             }
             if enforce {
-                start_effect(s, SIDE_OP, None, ActionSpec::LbMaint { node: n });
+                start_effect(s, SIDE_OP, None, Lb::Maint { node: n }.into());
             }
             raise_breach(s);
         }

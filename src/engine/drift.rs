@@ -6,8 +6,8 @@
 //! and health checks settling (`UP 1/3` → `UP`) are expected, not drift: an operator trained to
 //! confirm false drift will confirm a real one. A cause is named only where it can be told.
 
+use super::action::service;
 use super::facts::{AdminState, LbServer, Observation};
-use super::plan::ActionSpec;
 use super::state::State;
 
 /// What cutover itself may have changed on one node since the journal last saw it.
@@ -33,27 +33,18 @@ fn expected(state: &State, node: &str) -> Expected {
         if f.intent.node.as_deref() != Some(node) {
             continue;
         }
-        match &f.intent.spec {
-            ActionSpec::LbDrain { .. } | ActionSpec::LbMaint { .. } => e.lb = true,
-            ActionSpec::LbReady { .. } => {
-                e.lb = true;
-                e.ready = true;
-            }
-            ActionSpec::Restart { .. } => {
-                e.service = true;
-                // A restarting node fails its health checks for a while.
-                e.lb = true;
-            }
-            ActionSpec::SetProvider { provider, .. } => e.provider = Some(provider.clone()),
-            ActionSpec::InstallKeys { .. }
-            | ActionSpec::CreateKeypair { .. }
-            | ActionSpec::CreateSharedKeypair { .. } => e.jws_keys = true,
-            ActionSpec::RotateFernet { .. } | ActionSpec::SyncFernet { .. } => e.fernet_keys = true,
-            _ => {}
+        let t = f.intent.spec.touches();
+        e.lb |= t.lb;
+        e.ready |= t.ready;
+        e.service |= t.service;
+        e.jws_keys |= t.jws_keys;
+        e.fernet_keys |= t.fernet_keys;
+        if t.provider.is_some() {
+            e.provider = t.provider;
         }
     }
     if let Some(n) = state.nodes.get(node)
-        && n.last_failed_action.as_deref() == Some("service.restart")
+        && n.last_failed_action.as_deref() == Some(service::RESTART.name)
     {
         // The journal recorded that restart as failed: keystone being down is its result.
         e.service = true;

@@ -1,6 +1,7 @@
 //! The safety invariants, each a named gate evaluated on a fresh observation. Pure functions:
 //! the runtime fetches what `probe_for` asks, the engine calls `evaluate` with it.
 
+use super::action::Misc;
 use super::facts::*;
 // Where they were before they moved to the facts they format.
 pub use super::facts::{humanize, short_fp};
@@ -48,43 +49,49 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
         | Gate::NotOnTarget
         | Gate::KeysEverywhere
         | Gate::StagedKeysEverywhere
-        | Gate::FernetKeysEverywhere => ActionSpec::Probe {
+        | Gate::FernetKeysEverywhere => Misc::Probe {
             nodes: all,
             lb: false,
             tokens: vec![],
             until_up: None,
-        },
-        Gate::PoolHealthy => ActionSpec::Probe {
+        }
+        .into(),
+        Gate::PoolHealthy => Misc::Probe {
             nodes: all,
             lb,
             tokens: vec![],
             until_up: None,
-        },
-        Gate::OutOfPool | Gate::PoolCapacity => ActionSpec::Probe {
+        }
+        .into(),
+        Gate::OutOfPool | Gate::PoolCapacity => Misc::Probe {
             nodes: vec![],
             lb,
             tokens: vec![],
             until_up: None,
-        },
+        }
+        .into(),
         // A passed health check is what in-pool asks for: wait (bounded) for one.
-        Gate::InPool => ActionSpec::Probe {
+        Gate::InPool => Misc::Probe {
             nodes: vec![],
             lb,
             tokens: vec![],
             until_up: node.filter(|_| lb).map(str::to_string),
-        },
-        Gate::ValidatedBeforeReadd => ActionSpec::Probe {
+        }
+        .into(),
+        Gate::ValidatedBeforeReadd => Misc::Probe {
             nodes: vec![],
             lb: false,
             tokens: node.map(|n| vec![n.to_string()]).unwrap_or_default(),
             until_up: None,
-        },
-        Gate::MixedPool | Gate::AllTarget => ActionSpec::Probe {
+        }
+        .into(),
+        Gate::MixedPool | Gate::AllTarget => Misc::Probe {
             nodes: all.clone(),
             lb,
             tokens: all,
             until_up: None,
-        },
+        }
+        .into(),
     }
 }
 

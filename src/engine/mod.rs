@@ -2,6 +2,7 @@
 //! rule; `State::apply(event)` only records. A live run, a resumed run and a replay all fold the
 //! same events, so they show the same state.
 
+pub mod action;
 pub mod decide;
 pub mod drift;
 pub mod events;

@@ -6,11 +6,13 @@
 //! provider flip and restart, `keys-everywhere` before every flip to JWS, `fernet-keys-everywhere`
 //! before every flip to Fernet, `validated-before-readd` and `mixed-pool` before every re-add.
 
-use crate::inventory::{Inventory, KeyGen};
+pub use super::action::{ActionSpec, PlanError, UNTIL_UP_SECS};
+
+use super::action::{self, Cx, Piece, PoolMove};
+use crate::inventory::Inventory;
 use crate::runbook::{Gate, Item, Runbook, Scope, WaitCondition, template};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Op {
@@ -50,322 +52,6 @@ pub enum OpKind {
     },
 }
 
-/// An effect, fully resolved: what the runtime's drivers do.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum ActionSpec {
-    /// Read node facts, load-balancer state and/or direct token checks.
-    Probe {
-        nodes: Vec<String>,
-        lb: bool,
-        tokens: Vec<String>,
-        /// Read the load balancers until this node shows a passed health check on every one
-        /// (a bounded wait: a reload right after its re-add resets it to `UP 1/3`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        until_up: Option<String>,
-    },
-    LbDrain {
-        node: String,
-        timeout_secs: u64,
-    },
-    LbReady {
-        node: String,
-        timeout_secs: u64,
-    },
-    /// Set a node cutover had drained back to maint on every instance that shows it in the
-    /// pool (a pool breach), and read it back.
-    LbMaint {
-        node: String,
-    },
-    SetProvider {
-        node: String,
-        provider: String,
-    },
-    /// Generate a keypair on the node (keystone-manage in a staging dir, or natively).
-    CreateKeypair {
-        node: String,
-        keygen: KeyGen,
-    },
-    /// Generate one keypair (on `origin`, or natively) and place it in every node's staging dir.
-    CreateSharedKeypair {
-        origin: String,
-        nodes: Vec<String>,
-        keygen: KeyGen,
-    },
-    InstallKeys {
-        node: String,
-        #[serde(default = "yes")]
-        public: bool,
-    },
-    /// Copy the staged public keys of `from` (and the node's own) into this node's public
-    /// repository, named `<node>.<fingerprint tag>.pem`.
-    PublishStagedKeys {
-        node: String,
-        from: Vec<String>,
-    },
-    /// Move aside public keys on this node that match no node's private.pem.
-    RemoveRetiredKeys {
-        node: String,
-        nodes: Vec<String>,
-    },
-    RotateFernet {
-        node: String,
-    },
-    SyncFernet {
-        node: String,
-        from: String,
-    },
-    /// Copy every other node's public key into this node's public repository.
-    DistributePublicKeys {
-        node: String,
-        from: Vec<String>,
-    },
-    Restart {
-        node: String,
-        timeout_secs: u64,
-    },
-    IssueToken {
-        node: String,
-        expect: String,
-    },
-    ValidateMatrix {
-        nodes: Vec<String>,
-        expect: String,
-    },
-    ListTrusts {
-        node: String,
-    },
-    Wait {
-        secs: u64,
-    },
-    Shell {
-        node: String,
-        command: String,
-        expect_status: i32,
-        sudo: bool,
-        timeout_secs: u64,
-    },
-    /// Append a host key the operator accepted at a hard stop to known_hosts.
-    AcceptHostKey {
-        host: String,
-        port: u16,
-        key_openssh: String,
-        known_hosts: String,
-    },
-}
-
-impl ActionSpec {
-    pub fn node(&self) -> Option<&str> {
-        match self {
-            ActionSpec::LbDrain { node, .. }
-            | ActionSpec::LbReady { node, .. }
-            | ActionSpec::LbMaint { node }
-            | ActionSpec::SetProvider { node, .. }
-            | ActionSpec::CreateKeypair { node, .. }
-            | ActionSpec::InstallKeys { node, .. }
-            | ActionSpec::PublishStagedKeys { node, .. }
-            | ActionSpec::RemoveRetiredKeys { node, .. }
-            | ActionSpec::RotateFernet { node }
-            | ActionSpec::SyncFernet { node, .. }
-            | ActionSpec::DistributePublicKeys { node, .. }
-            | ActionSpec::Restart { node, .. }
-            | ActionSpec::IssueToken { node, .. }
-            | ActionSpec::ListTrusts { node }
-            | ActionSpec::Shell { node, .. } => Some(node),
-            _ => None,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            ActionSpec::Probe { .. } => "probe",
-            ActionSpec::LbDrain { .. } => "lb.drain",
-            ActionSpec::LbReady { .. } => "lb.ready",
-            ActionSpec::LbMaint { .. } => "lb.maint",
-            ActionSpec::SetProvider { .. } => "keystone.set_provider",
-            ActionSpec::CreateKeypair { .. } | ActionSpec::CreateSharedKeypair { .. } => {
-                "keystone.create_jws_keypair"
-            }
-            ActionSpec::InstallKeys { .. } => "keystone.install_jws_keys",
-            ActionSpec::PublishStagedKeys { .. } => "keystone.publish_staged_public_keys",
-            ActionSpec::RemoveRetiredKeys { .. } => "keystone.remove_retired_public_keys",
-            ActionSpec::RotateFernet { .. } => "keystone.rotate_fernet_keys",
-            ActionSpec::SyncFernet { .. } => "keystone.sync_fernet_keys",
-            ActionSpec::DistributePublicKeys { .. } => "keystone.distribute_public_keys",
-            ActionSpec::Restart { .. } => "service.restart",
-            ActionSpec::IssueToken { .. } => "keystone.issue_token",
-            ActionSpec::ValidateMatrix { .. } => "keystone.validate_matrix",
-            ActionSpec::ListTrusts { .. } => "keystone.list_trusts",
-            ActionSpec::Wait { .. } => "wait",
-            ActionSpec::Shell { .. } => "shell",
-            ActionSpec::AcceptHostKey { .. } => "ssh.accept_host_key",
-        }
-    }
-
-    /// Safe to run again when a crash lost its outcome.
-    pub fn idempotent(&self) -> bool {
-        matches!(
-            self,
-            ActionSpec::Probe { .. }
-                | ActionSpec::LbDrain { .. }
-                | ActionSpec::LbReady { .. }
-                | ActionSpec::LbMaint { .. }
-                | ActionSpec::SetProvider { .. }
-                | ActionSpec::InstallKeys { .. }
-                | ActionSpec::PublishStagedKeys { .. }
-                | ActionSpec::RemoveRetiredKeys { .. }
-                | ActionSpec::SyncFernet { .. }
-                | ActionSpec::DistributePublicKeys { .. }
-                | ActionSpec::IssueToken { .. }
-                | ActionSpec::ValidateMatrix { .. }
-                | ActionSpec::ListTrusts { .. }
-                | ActionSpec::Wait { .. }
-                | ActionSpec::AcceptHostKey { .. }
-        )
-    }
-
-    /// One line for the log and the journal: what is done, where.
-    pub fn describe(&self) -> String {
-        match self {
-            ActionSpec::Probe {
-                nodes,
-                lb,
-                tokens,
-                until_up,
-            } => {
-                let mut parts = Vec::new();
-                if !nodes.is_empty() {
-                    parts.push(format!(
-                        "read keystone.conf and key repositories on {}",
-                        list(nodes)
-                    ));
-                }
-                match (lb, until_up) {
-                    (true, Some(n)) => parts.push(format!(
-                        "read server state from every load balancer until {n} passed a health check there (up to {UNTIL_UP_SECS}s)"
-                    )),
-                    (true, None) => {
-                        parts.push("read server state from every load balancer".into())
-                    }
-                    _ => {}
-                }
-                if !tokens.is_empty() {
-                    parts.push(format!(
-                        "issue and validate a token directly at {}",
-                        list(tokens)
-                    ));
-                }
-                parts.join("; ")
-            }
-            ActionSpec::LbDrain { node, timeout_secs } => format!(
-                "drain {node} on every load balancer, wait up to {timeout_secs}s for its sessions to reach 0, then maint"
-            ),
-            ActionSpec::LbReady { node, timeout_secs } => format!(
-                "set {node} ready on every load balancer and wait up to {timeout_secs}s until a health check passed on every one (UP, not `UP 1/3`)"
-            ),
-            ActionSpec::LbMaint { node } => format!(
-                "set {node} back to maint on every load balancer that shows it in the pool, and read it back"
-            ),
-            ActionSpec::SetProvider { node, provider } => {
-                format!("set [token] provider = {provider} in {node}'s keystone.conf (backup kept)")
-            }
-            ActionSpec::CreateKeypair { node, keygen } => match keygen {
-                KeyGen::KeystoneManage => {
-                    format!("keystone-manage create_jws_keypair in a staging directory on {node}")
-                }
-                KeyGen::Native => format!("generate an ES256 keypair for {node}"),
-            },
-            ActionSpec::CreateSharedKeypair {
-                origin,
-                nodes,
-                keygen,
-            } => format!(
-                "generate one keypair ({}) and stage it on {}",
-                match keygen {
-                    KeyGen::KeystoneManage => format!("keystone-manage on {origin}"),
-                    KeyGen::Native => "ES256, in memory".into(),
-                },
-                list(nodes)
-            ),
-            ActionSpec::InstallKeys { node, public } => {
-                if *public {
-                    format!(
-                        "install private.pem (0600, keystone-owned) and {node}'s public key on {node}"
-                    )
-                } else {
-                    format!(
-                        "swap in {node}'s staged private.pem (0600, keystone-owned); old public keys stay"
-                    )
-                }
-            }
-            ActionSpec::PublishStagedKeys { node, from } => format!(
-                "copy the staged public keys of {} into {node}'s public repository",
-                list(from)
-            ),
-            ActionSpec::RemoveRetiredKeys { node, .. } => {
-                format!("move aside the public keys on {node} that no node signs with any more")
-            }
-            ActionSpec::RotateFernet { node } => format!(
-                "rotate the Fernet keys on {node} (staged key 0 becomes primary, a new staged key is made)"
-            ),
-            ActionSpec::SyncFernet { node, from } => {
-                format!("make {node}'s Fernet repository identical to {from}'s")
-            }
-            ActionSpec::DistributePublicKeys { node, from } => {
-                format!(
-                    "copy the public keys of {} into {node}'s public repository",
-                    list(from)
-                )
-            }
-            ActionSpec::Restart { node, timeout_secs } => format!(
-                "restart keystone on {node}, wait up to {timeout_secs}s for GET /v3 at its own URL"
-            ),
-            ActionSpec::IssueToken { node, expect } => format!(
-                "issue a token directly at {node} (not through the load balancer), expect {expect}, validate it on {node}"
-            ),
-            ActionSpec::ValidateMatrix { nodes, expect } => format!(
-                "issue a {expect} token at each of {} and validate each at every node",
-                list(nodes)
-            ),
-            ActionSpec::ListTrusts { node } => {
-                format!("list trusts (GET /v3/OS-TRUST/trusts at {node})")
-            }
-            ActionSpec::Wait { secs } => format!(
-                "wait {}",
-                humantime::format_duration(Duration::from_secs(*secs))
-            ),
-            ActionSpec::Shell {
-                node,
-                command,
-                expect_status,
-                sudo,
-                ..
-            } => format!(
-                "on {node}: {}{command} (expect exit {expect_status})",
-                if *sudo { "sudo " } else { "" }
-            ),
-            ActionSpec::AcceptHostKey {
-                host,
-                port,
-                known_hosts,
-                ..
-            } => format!("add the host key of {host}:{port} to {known_hosts}"),
-        }
-    }
-}
-
-fn list(v: &[String]) -> String {
-    v.join(", ")
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PlanError(pub String);
-
-/// How long an `until_up` probe waits for a passed health check (HAProxy's `inter` is
-/// typically 1-2 s; `rise` checks after a DOWN take longer, and then the gate says why).
-pub const UNTIL_UP_SECS: u64 = 10;
-
 /// Node-template variables for one node.
 pub fn node_vars(inv: &Inventory, node: &str) -> BTreeMap<&'static str, String> {
     let mut m = BTreeMap::new();
@@ -388,7 +74,9 @@ pub fn node_vars(inv: &Inventory, node: &str) -> BTreeMap<&'static str, String> 
     m
 }
 
-/// Expand a runbook over an inventory.
+/// Expand a runbook over an inventory: each step over its scope, each item at its place; an
+/// action item is compiled by its family ([`action::compile`]), which says what to insert
+/// before it; the gates its specs require are inserted here.
 pub fn compile(
     rb: &Runbook,
     inv: &Inventory,
@@ -430,348 +118,109 @@ pub fn compile(
                     kind,
                 });
             };
-            // The guard a fleet-level or node-level gate needs, inserted unless just written.
-            let guard = |ops: &mut Vec<Op>, gate: Gate, node: &Option<String>| {
-                // Already guarded if the same gate is in the block of gates right before.
-                let already = ops
-                    .iter()
-                    .rev()
-                    .take_while(|o| matches!(o.kind, OpKind::Gate { .. }))
-                    .any(|o| {
-                        matches!(&o.kind, OpKind::Gate { gate: g, .. } if *g == gate)
-                            && (&o.node == node || !gate.per_node())
-                    });
-                if !already {
-                    let index = ops.len();
-                    ops.push(Op {
-                        index,
-                        step: step.id.clone(),
-                        node: node.clone(),
-                        kind: OpKind::Gate {
-                            gate,
-                            implicit: true,
-                        },
-                    });
-                }
-            };
-            let per_target = |f: &dyn Fn(&str) -> Result<ActionSpec, PlanError>| -> Result<Vec<ActionSpec>, PlanError> {
-                if targets.is_empty() {
-                    return Err(PlanError(format!(
-                        "step `{}`: `{}` acts on nodes; use scope each-node or all-nodes",
-                        step.id,
-                        item.name()
-                    )));
-                }
-                targets.iter().map(|t| f(t)).collect()
-            };
-            // The item's action, as one op over these specs.
-            let act = |ops: &mut Vec<Op>, specs: Vec<ActionSpec>| {
-                push(
-                    ops,
-                    OpKind::Act {
-                        action: item.name().into(),
-                        specs,
-                    },
-                    node.clone(),
-                )
-            };
-            // Actions that change one node at a time belong in each-node steps.
-            let one_node = |what: &str| -> Result<(), PlanError> {
-                if targets.len() == 1 {
-                    Ok(())
-                } else {
-                    Err(PlanError(format!(
-                        "step `{}`: {} {what} and must be in an each-node step",
-                        step.id,
-                        item.name()
-                    )))
-                }
-            };
-            match item {
-                Item::Gate(g) => {
-                    if g.per_node() {
-                        if targets.is_empty() {
-                            return Err(PlanError(format!(
-                                "step `{}`: gate `{}` needs a node scope",
-                                step.id,
-                                g.name()
-                            )));
-                        }
-                        for t in &targets {
+            let Some(family) = item.family() else {
+                match item {
+                    Item::Gate(g) => {
+                        if g.per_node() {
+                            if targets.is_empty() {
+                                return Err(PlanError(format!(
+                                    "step `{}`: gate `{}` needs a node scope",
+                                    step.id,
+                                    g.name()
+                                )));
+                            }
+                            for t in &targets {
+                                push(
+                                    &mut ops,
+                                    OpKind::Gate {
+                                        gate: *g,
+                                        implicit: false,
+                                    },
+                                    Some(t.clone()),
+                                );
+                            }
+                        } else {
                             push(
                                 &mut ops,
                                 OpKind::Gate {
                                     gate: *g,
                                     implicit: false,
                                 },
-                                Some(t.clone()),
+                                node.clone(),
                             );
                         }
-                    } else {
+                    }
+                    Item::Confirm(c) => push(
+                        &mut ops,
+                        OpKind::Confirm {
+                            id: c.id.clone(),
+                            title: render(&c.title, node.as_deref())?,
+                            message: render(&c.message, node.as_deref())?,
+                            consequence: render(&c.consequence, node.as_deref())?,
+                        },
+                        node.clone(),
+                    ),
+                    Item::Note(m) => push(
+                        &mut ops,
+                        OpKind::Note {
+                            message: render(m, node.as_deref())?,
+                        },
+                        node.clone(),
+                    ),
+                    other => {
+                        return Err(PlanError(format!(
+                            "step `{}`: `{}` has no action family (cutover bug: Item::family)",
+                            step.id,
+                            other.name()
+                        )));
+                    }
+                }
+                continue;
+            };
+            let cx = Cx {
+                step,
+                item,
+                drained_in_step: drained_in_step(&ops, &step.id, &node),
+                node: node.clone(),
+                targets,
+                nodes: nodes.clone(),
+                inv,
+                render: &render,
+            };
+            for piece in action::compile(family, &cx, item)? {
+                match piece {
+                    Piece::Guard(gate) => guard(&mut ops, &step.id, gate, &node),
+                    Piece::WaitUntil {
+                        condition,
+                        max_secs,
+                    } => push(
+                        &mut ops,
+                        OpKind::WaitUntil {
+                            condition,
+                            max_secs,
+                        },
+                        node.clone(),
+                    ),
+                    Piece::Act(specs) => {
+                        // The gates the action requires, each once, right before it.
+                        let mut required: Vec<Gate> = Vec::new();
+                        for g in specs.iter().flat_map(|s| s.required_gates()) {
+                            if !required.contains(&g) {
+                                required.push(g);
+                            }
+                        }
+                        for g in required {
+                            guard(&mut ops, &step.id, g, &node);
+                        }
                         push(
                             &mut ops,
-                            OpKind::Gate {
-                                gate: *g,
-                                implicit: false,
+                            OpKind::Act {
+                                action: item.name().into(),
+                                specs,
                             },
                             node.clone(),
                         );
                     }
-                }
-                Item::Confirm(c) => push(
-                    &mut ops,
-                    OpKind::Confirm {
-                        id: c.id.clone(),
-                        title: render(&c.title, node.as_deref())?,
-                        message: render(&c.message, node.as_deref())?,
-                        consequence: render(&c.consequence, node.as_deref())?,
-                    },
-                    node.clone(),
-                ),
-                Item::Note(m) => push(
-                    &mut ops,
-                    OpKind::Note {
-                        message: render(m, node.as_deref())?,
-                    },
-                    node.clone(),
-                ),
-                Item::Probe(_) => {
-                    let probe_nodes = if targets.is_empty() {
-                        nodes.clone()
-                    } else {
-                        targets.clone()
-                    };
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: "probe".into(),
-                            specs: vec![ActionSpec::Probe {
-                                nodes: probe_nodes,
-                                lb: !inv.load_balancers.is_empty(),
-                                tokens: vec![],
-                                until_up: None,
-                            }],
-                        },
-                        node.clone(),
-                    )
-                }
-                Item::ListTrusts(_) => push(
-                    &mut ops,
-                    OpKind::Act {
-                        action: item.name().into(),
-                        specs: vec![ActionSpec::ListTrusts {
-                            node: targets.first().cloned().unwrap_or_else(|| nodes[0].clone()),
-                        }],
-                    },
-                    node.clone(),
-                ),
-                Item::ValidateMatrix(v) => push(
-                    &mut ops,
-                    OpKind::Act {
-                        action: item.name().into(),
-                        specs: vec![ActionSpec::ValidateMatrix {
-                            nodes: nodes.clone(),
-                            expect: render(&v.expect, None)?,
-                        }],
-                    },
-                    node.clone(),
-                ),
-                Item::Wait(w) => {
-                    let kind = match w.until {
-                        Some(condition) => OpKind::WaitUntil {
-                            condition,
-                            max_secs: w.duration.map(|d| d.as_secs()),
-                        },
-                        None => OpKind::Act {
-                            action: "wait".into(),
-                            specs: vec![ActionSpec::Wait {
-                                secs: w.duration.map(|d| d.as_secs()).unwrap_or(0),
-                            }],
-                        },
-                    };
-                    push(&mut ops, kind, node.clone());
-                }
-                Item::CreateJwsKeypair(c) => {
-                    let strategy = render(&c.strategy, None)?;
-                    let keygen_of = |n: &str| inv.node(n).map(|x| x.keygen).unwrap_or_default();
-                    let specs = match strategy.as_str() {
-                        "per-node" => per_target(&|t| {
-                            Ok(ActionSpec::CreateKeypair {
-                                node: t.to_string(),
-                                keygen: keygen_of(t),
-                            })
-                        })?,
-                        "shared" => {
-                            let all = if targets.is_empty() {
-                                nodes.clone()
-                            } else {
-                                targets.clone()
-                            };
-                            vec![ActionSpec::CreateSharedKeypair {
-                                origin: all[0].clone(),
-                                keygen: keygen_of(&all[0]),
-                                nodes: all,
-                            }]
-                        }
-                        other => {
-                            return Err(PlanError(format!(
-                                "step `{}`: key strategy `{other}`: expected per-node or shared",
-                                step.id
-                            )));
-                        }
-                    };
-                    act(&mut ops, specs);
-                }
-                Item::InstallJwsKeys(k) => {
-                    if !k.public {
-                        // Rotation: a node may only start signing with a key every node accepts.
-                        guard(&mut ops, Gate::StagedKeysEverywhere, &None);
-                    }
-                    let specs = per_target(&|t| {
-                        Ok(ActionSpec::InstallKeys {
-                            node: t.to_string(),
-                            public: k.public,
-                        })
-                    })?;
-                    act(&mut ops, specs);
-                }
-                Item::DistributePublicKeys(_) => {
-                    let specs = per_target(&|t| {
-                        Ok(ActionSpec::DistributePublicKeys {
-                            node: t.to_string(),
-                            from: nodes.iter().filter(|n| *n != t).cloned().collect(),
-                        })
-                    })?;
-                    act(&mut ops, specs);
-                }
-                Item::PublishStagedPublicKeys(_) => {
-                    let specs = per_target(&|t| {
-                        Ok(ActionSpec::PublishStagedKeys {
-                            node: t.to_string(),
-                            from: nodes.clone(),
-                        })
-                    })?;
-                    act(&mut ops, specs);
-                }
-                Item::RemoveRetiredPublicKeys(_) => {
-                    let specs = per_target(&|t| {
-                        Ok(ActionSpec::RemoveRetiredKeys {
-                            node: t.to_string(),
-                            nodes: nodes.clone(),
-                        })
-                    })?;
-                    act(&mut ops, specs);
-                }
-                Item::RotateFernetKeys(_) => {
-                    // Rotation happens on one node (the first, or the step's node); the others
-                    // get its repository by sync.
-                    let on = node.clone().unwrap_or_else(|| nodes[0].clone());
-                    push(
-                        &mut ops,
-                        OpKind::Act {
-                            action: item.name().into(),
-                            specs: vec![ActionSpec::RotateFernet { node: on }],
-                        },
-                        node.clone(),
-                    );
-                }
-                Item::SyncFernetKeys(_) => {
-                    let from = nodes[0].clone();
-                    let specs = per_target(&|t| {
-                        Ok(ActionSpec::SyncFernet {
-                            node: t.to_string(),
-                            from: from.clone(),
-                        })
-                    })?
-                    .into_iter()
-                    .filter(|s| s.node() != Some(from.as_str()))
-                    .collect();
-                    act(&mut ops, specs);
-                }
-                Item::LbDrain(d) => {
-                    one_node("takes one node out at a time")?;
-                    guard(&mut ops, Gate::PoolCapacity, &node);
-                    let specs = per_target(&|t| {
-                        Ok(ActionSpec::LbDrain {
-                            node: t.to_string(),
-                            timeout_secs: d.timeout.as_secs(),
-                        })
-                    })?;
-                    act(&mut ops, specs);
-                }
-                Item::LbReady(r) => {
-                    one_node("re-adds one node at a time (its gates look at that node)")?;
-                    guard(&mut ops, Gate::ValidatedBeforeReadd, &node);
-                    guard(&mut ops, Gate::MixedPool, &node);
-                    let specs = per_target(&|t| {
-                        Ok(ActionSpec::LbReady {
-                            node: t.to_string(),
-                            timeout_secs: r.timeout.as_secs(),
-                        })
-                    })?;
-                    act(&mut ops, specs);
-                }
-                Item::SetProvider(s) => {
-                    let provider = render(&s.provider, node.as_deref())?;
-                    one_node("flips one node at a time")?;
-                    match provider.as_str() {
-                        "jws" => guard(&mut ops, Gate::KeysEverywhere, &None),
-                        "fernet" => guard(&mut ops, Gate::FernetKeysEverywhere, &None),
-                        other => {
-                            return Err(PlanError(format!(
-                                "step `{}`: provider `{other}`: expected fernet or jws",
-                                step.id
-                            )));
-                        }
-                    }
-                    guard(&mut ops, Gate::OutOfPool, &node);
-                    let specs = per_target(&|t| {
-                        Ok(ActionSpec::SetProvider {
-                            node: t.to_string(),
-                            provider: provider.clone(),
-                        })
-                    })?;
-                    act(&mut ops, specs);
-                }
-                Item::Restart(r) => {
-                    one_node("restarts one node at a time, while it is out of the pool")?;
-                    guard(&mut ops, Gate::OutOfPool, &node);
-                    let specs = per_target(&|t| {
-                        Ok(ActionSpec::Restart {
-                            node: t.to_string(),
-                            timeout_secs: r.timeout.as_secs(),
-                        })
-                    })?;
-                    act(&mut ops, specs);
-                }
-                Item::IssueToken(t) => {
-                    // After a restart, the node must still be out before it is exercised and
-                    // before anything decides about re-adding it.
-                    if drained_in_step(&ops, &step.id, &node) {
-                        guard(&mut ops, Gate::OutOfPool, &node);
-                    }
-                    let specs = per_target(&|n| {
-                        Ok(ActionSpec::IssueToken {
-                            node: n.to_string(),
-                            expect: render(&t.expect, Some(n))?,
-                        })
-                    })?;
-                    act(&mut ops, specs);
-                }
-                Item::Shell(s) => {
-                    if step.scope == Scope::EachNode && !s.pooled {
-                        guard(&mut ops, Gate::OutOfPool, &node);
-                    }
-                    let specs = per_target(&|n| {
-                        Ok(ActionSpec::Shell {
-                            node: n.to_string(),
-                            command: render(&s.command, Some(n))?,
-                            expect_status: s.expect_status,
-                            sudo: s.sudo,
-                            timeout_secs: s.timeout.map(|d| d.as_secs()).unwrap_or(120),
-                        })
-                    })?;
-                    act(&mut ops, specs);
                 }
             }
         }
@@ -780,11 +229,40 @@ pub fn compile(
     Ok(ops)
 }
 
-/// Whether this step already took `node` out of the pool (an earlier `lb.drain` for it).
+/// The guard a fleet-level or node-level gate needs (about `node` for a per-node gate, else
+/// the fleet), inserted unless the block of gates right before already holds it.
+fn guard(ops: &mut Vec<Op>, step: &str, gate: Gate, node: &Option<String>) {
+    let node = if gate.per_node() { node.clone() } else { None };
+    let already = ops
+        .iter()
+        .rev()
+        .take_while(|o| matches!(o.kind, OpKind::Gate { .. }))
+        .any(|o| {
+            matches!(&o.kind, OpKind::Gate { gate: g, .. } if *g == gate)
+                && (o.node == node || !gate.per_node())
+        });
+    if !already {
+        let index = ops.len();
+        ops.push(Op {
+            index,
+            step: step.to_string(),
+            node,
+            kind: OpKind::Gate {
+                gate,
+                implicit: true,
+            },
+        });
+    }
+}
+
+/// Whether this step already took `node` out of the pool (an earlier action for it that takes
+/// its node out, a drain).
 fn drained_in_step(ops: &[Op], step: &str, node: &Option<String>) -> bool {
     node.is_some()
         && ops.iter().rev().take_while(|o| o.step == step).any(|o| {
-            &o.node == node && matches!(&o.kind, OpKind::Act { action, .. } if action == "lb.drain")
+            &o.node == node
+                && matches!(&o.kind, OpKind::Act { specs, .. }
+                    if specs.iter().any(|s| s.pool_move() == Some(PoolMove::TakesOut)))
         })
 }
 
@@ -827,6 +305,195 @@ fn order_pool_reads_last(ops: &mut [Op]) {
     }
 }
 
-fn yes() -> bool {
-    true
+#[cfg(test)]
+mod golden {
+    //! Compiled plans are recorded in journals (and hashed for resume): compiling the shipped
+    //! runbooks, and a few written to reach every item in every scope, must give the plans (and
+    //! errors) recorded in tests/fixtures/plans/, byte for byte. `UPDATE_PLANS=1` rewrites them.
+    use super::*;
+    use crate::runbook::{Runbook, shipped};
+
+    const ITEMS: &str = r#"name: every-item
+title: Every item
+target_provider: jws
+params:
+  strategy: {default: per-node, choices: [per-node, shared]}
+steps:
+  - id: fleet
+    title: Fleet
+    scope: once
+    do:
+      - probe: {}
+      - keystone.list_trusts: {}
+      - keystone.validate_matrix: {expect: jws}
+      - wait: {duration: 2s}
+      - wait: {until: old-tokens-expired, duration: 1m}
+      - wait: {until: old-tokens-expired}
+      - keystone.rotate_fernet_keys: {}
+      - gate: providers-agree
+      - note: "fleet {{ runbook.name }}"
+  - id: all
+    title: All
+    scope: all-nodes
+    do:
+      - probe: {}
+      - keystone.create_jws_keypair: {strategy: "{{ params.strategy }}"}
+      - keystone.install_jws_keys: {public: false}
+      - keystone.install_jws_keys: {}
+      - keystone.publish_staged_public_keys: {}
+      - keystone.remove_retired_public_keys: {}
+      - keystone.distribute_public_keys: {}
+      - keystone.sync_fernet_keys: {}
+      - keystone.issue_token: {expect: jws}
+      - shell: {command: "echo {{ node.name }}", expect_status: 0, sudo: true, timeout: 5s}
+      - keystone.list_trusts: {}
+      - gate: keys-everywhere
+  - id: each
+    title: Each
+    scope: each-node
+    do:
+      - gate: pool-capacity
+      - lb.drain: {timeout: 10s}
+      - keystone.issue_token: {expect: fernet}
+      - gate: keys-everywhere
+      - keystone.set_provider: {provider: jws}
+      - service.restart: {timeout: 20s}
+      - shell: {command: "true"}
+      - shell: {command: "true", pooled: true}
+      - keystone.issue_token: {expect: jws}
+      - keystone.rotate_fernet_keys: {}
+      - keystone.sync_fernet_keys: {}
+      - keystone.create_jws_keypair: {}
+      - keystone.install_jws_keys: {public: false}
+      - confirm: {id: c1, title: "T {{ node.name }}", message: M, consequence: C}
+      - lb.ready: {timeout: 5s}
+      - keystone.set_provider: {provider: fernet}
+      - gate: in-pool
+"#;
+
+    /// Items that compile only in some scopes: each case is its own runbook.
+    const CASES: &[(&str, &str)] = &[
+        ("once", "lb.drain: {}"),
+        ("all-nodes", "lb.drain: {}"),
+        ("all-nodes", "lb.ready: {}"),
+        ("all-nodes", "keystone.set_provider: {provider: jws}"),
+        ("each-node", "keystone.set_provider: {provider: nope}"),
+        ("all-nodes", "service.restart: {}"),
+        ("once", "keystone.install_jws_keys: {}"),
+        ("once", "shell: {command: x}"),
+        ("once", "keystone.create_jws_keypair: {strategy: shared}"),
+        (
+            "each-node",
+            "keystone.create_jws_keypair: {strategy: shared}",
+        ),
+        (
+            "all-nodes",
+            "keystone.create_jws_keypair: {strategy: other}",
+        ),
+        ("each-node", "gate: out-of-pool"),
+        ("all-nodes", "gate: mixed-pool"),
+        ("each-node", "keystone.list_trusts: {}"),
+        ("all-nodes", "keystone.rotate_fernet_keys: {}"),
+        ("each-node", "keystone.validate_matrix: {expect: fernet}"),
+    ];
+
+    fn inventories() -> Vec<(&'static str, Inventory)> {
+        let text = include_str!("../../tests/fixtures/inventory-3.yaml");
+        let inv = Inventory::parse(text, "inventory-3.yaml").unwrap();
+        let mut no_lb = inv.clone();
+        no_lb.load_balancers.clear();
+        vec![("inventory-3", inv), ("no-lb", no_lb)]
+    }
+
+    fn outcome(
+        rb: &Runbook,
+        inv: &Inventory,
+        params: &BTreeMap<String, String>,
+    ) -> serde_json::Value {
+        match compile(rb, inv, params) {
+            Ok(ops) => serde_json::json!({ "ok": ops }),
+            Err(e) => serde_json::json!({ "err": e.0 }),
+        }
+    }
+
+    /// Every combination of parameter choices (the default alone for a parameter without).
+    fn param_sets(rb: &Runbook) -> Vec<BTreeMap<String, String>> {
+        let mut sets = vec![BTreeMap::new()];
+        for (k, p) in &rb.params {
+            let values = if p.choices.is_empty() {
+                vec![p.default.clone()]
+            } else {
+                p.choices.clone()
+            };
+            sets = sets
+                .into_iter()
+                .flat_map(|s| {
+                    values.iter().map(move |v| {
+                        let mut s = s.clone();
+                        s.insert(k.clone(), v.clone());
+                        s
+                    })
+                })
+                .collect();
+        }
+        sets
+    }
+
+    #[test]
+    fn compiled_plans_are_as_recorded() {
+        let mut runbooks: Vec<(String, Runbook)> = shipped()
+            .iter()
+            .map(|(f, t)| (f.to_string(), Runbook::parse(t, f).unwrap()))
+            .collect();
+        runbooks.push((
+            "every-item".into(),
+            Runbook::parse(ITEMS, "every-item").unwrap(),
+        ));
+        for (i, (scope, item)) in CASES.iter().enumerate() {
+            let src = format!(
+                "name: case\ntitle: Case\ntarget_provider: jws\nsteps:\n  - id: s\n    title: S\n    scope: {scope}\n    do:\n      - {item}\n"
+            );
+            runbooks.push((
+                format!("case-{i:02}"),
+                Runbook::parse(&src, "case").unwrap(),
+            ));
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plans");
+        let update = std::env::var_os("UPDATE_PLANS").is_some();
+        for (inv_name, inv) in inventories() {
+            let mut all = serde_json::Map::new();
+            for (name, rb) in &runbooks {
+                for params in param_sets(rb) {
+                    let key = format!("{name} {}", serde_json::to_string(&params).unwrap());
+                    all.insert(key, outcome(rb, &inv, &params));
+                }
+            }
+            // The runbook's name of an item and its family's name of the specs are one name.
+            for (name, rb) in &runbooks {
+                for params in param_sets(rb) {
+                    for op in compile(rb, &inv, &params).into_iter().flatten() {
+                        if let OpKind::Act { action, specs } = &op.kind {
+                            for spec in specs {
+                                assert_eq!(spec.name(), action, "{name}: {op:?}");
+                                assert_eq!(action::words(action), Some(spec.action()));
+                            }
+                        }
+                    }
+                }
+            }
+            let text = serde_json::to_string_pretty(&all).unwrap() + "\n";
+            let file = dir.join(format!("{inv_name}.json"));
+            if update {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&file, &text).unwrap();
+            }
+            let want = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_PLANS=1 writes it)", file.display()));
+            assert!(
+                text == want,
+                "{}: the compiled plans differ",
+                file.display()
+            );
+        }
+    }
 }

@@ -124,38 +124,9 @@ fn plan_text(
 /// The description plus, where there is one, the exact command or request.
 fn describe_exact(s: &ActionSpec, inv: &Inventory) -> String {
     let d = s.describe();
-    let node = s.node().and_then(|n| inv.node(n));
-    match (s, node) {
-        (ActionSpec::Restart { .. }, Some(n)) => format!("{d}\n          $ {}", n.restart),
-        (ActionSpec::Shell { command, .. }, _) => format!("{d}\n          $ {command}"),
-        (ActionSpec::LbDrain { node, .. }, _) | (ActionSpec::LbReady { node, .. }, _) => {
-            let state = if matches!(s, ActionSpec::LbDrain { .. }) {
-                "drain, then maint"
-            } else {
-                "ready"
-            };
-            let cmds: Vec<String> = inv
-                .load_balancers
-                .iter()
-                .map(|lb| {
-                    format!(
-                        "{}: set server {}/{} state {state}",
-                        lb.name,
-                        lb.backend,
-                        lb.server_for(node)
-                    )
-                })
-                .collect();
-            format!("{d}\n          $ {}", cmds.join("\n          $ "))
-        }
-        (ActionSpec::IssueToken { .. }, Some(n)) => format!(
-            "{d}\n          POST {}/v3/auth/tokens; GET {}/v3/auth/tokens",
-            n.keystone_url, n.keystone_url
-        ),
-        (ActionSpec::SetProvider { .. }, Some(n)) => {
-            format!("{d}\n          edit {}", n.keystone_conf.display())
-        }
-        _ => d,
+    match s.exact(inv) {
+        Some(x) => format!("{d}\n          {x}"),
+        None => d,
     }
 }
 

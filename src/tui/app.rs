@@ -1,12 +1,32 @@
-//! `App`: the UI-only state (focused pane, selections, scroll, overlays, replay position) and the
-//! keymap. `handle_key` is pure: a key against the current engine state gives at most one request.
+//! `App`: the UI-only state (focused pane, selections, scroll, overlays, replay position) and what
+//! keys do to it (which key is which command: [`super::keymap`]). `handle_key` is pure: a key
+//! against the current engine state gives at most one request.
 
+use super::UiRequest;
+use super::keymap::{self, Act, Ctx};
 use super::theme::Theme;
-use super::{Header, Mode, UiRequest};
 use crate::engine::State;
 use crate::engine::state::RunStatus;
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use std::path::PathBuf;
+
+/// How the screen was started: a live run, a resumed one, a replay or a follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Resumed,
+    Replay,
+    Follow,
+}
+
+/// What the header shows that is not in the state.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub journal: PathBuf,
+    pub mode: Mode,
+    pub operator: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -208,6 +228,26 @@ impl App {
         Some(self.log_sel.map(|i| i.min(n - 1)).unwrap_or(n - 1))
     }
 
+    /// What the keymap needs to know about the moment: what is available, what the footer says.
+    pub(super) fn key_ctx(&self, state: &State) -> Ctx {
+        Ctx {
+            in_doubt: state
+                .hard_stop
+                .as_ref()
+                .is_some_and(|h| h.in_doubt.is_some()),
+            can_pause: can_pause(state),
+            can_continue: can_continue(state),
+            quit_requested: self.quit_requested,
+            has_selection: match self.focus {
+                Pane::Steps => !state.steps.is_empty(),
+                Pane::Nodes => !state.node_order.is_empty(),
+                Pane::Log => !state.log.is_empty(),
+            },
+            running: running(state) > 0,
+            playing: self.replay.as_ref().is_some_and(|r| r.playing),
+        }
+    }
+
     /// A key in a live (or resumed) run. Pure: no I/O; the runtime acts on the request.
     pub fn handle_key(
         &mut self,
@@ -220,17 +260,13 @@ impl App {
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let alt = key.modifiers.contains(KeyModifiers::ALT);
-        let is_quit =
-            matches!(key.code, KeyCode::Char('q')) || (ctrl && key.code == KeyCode::Char('c'));
+        let ctx = self.key_ctx(state);
         // A popup is on top of everything, a HARD STOP included: its keys first.
         if self.overlay == Some(Overlay::QuitConfirm) {
-            match key.code {
-                // y, or Ctrl-C a second time: quitting never cuts an action short.
-                KeyCode::Char('y') | KeyCode::Char('Y') if !ctrl && !alt => {
-                    return self.quit();
-                }
-                KeyCode::Char('c') if ctrl => return self.quit(),
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => self.overlay = None,
+            // y, or Ctrl-C a second time: quitting never cuts an action short.
+            match keymap::lookup(keymap::QUIT_CONFIRM, &key, &ctx) {
+                Some(Act::QuitYes) => return self.quit(),
+                Some(Act::Close) => self.overlay = None,
                 _ => {}
             }
             return None;
@@ -247,7 +283,8 @@ impl App {
             if key.kind == KeyEventKind::Repeat {
                 return None;
             }
-            if is_quit {
+            let act = keymap::lookup(keymap::HARD_STOP, &key, &ctx);
+            if act == Some(Act::Quit) {
                 // Quitting here is safe (nothing runs; resume comes back to this stop): ask.
                 if !self.quit_requested {
                     self.overlay = Some(Overlay::QuitConfirm);
@@ -259,22 +296,14 @@ impl App {
             }
             // Answer exactly this stop (id, op, intent), never the next one with the same id.
             let id = hs.key();
-            match key.code {
-                KeyCode::Char('Y') => return Some(UiRequest::Confirm { id }),
-                // Esc never declines: it only closes popups.
-                KeyCode::Char('n') | KeyCode::Char('N') => {
-                    return Some(UiRequest::Decline { id });
-                }
-                KeyCode::Char('D') if hs.in_doubt.is_some() => {
-                    return Some(UiRequest::MarkDone { id });
-                }
-                KeyCode::Char('?') => self.overlay = Some(Overlay::Help),
-                KeyCode::Char('j') | KeyCode::Down => self.scroll_modal(1),
-                KeyCode::Char('k') | KeyCode::Up => self.scroll_modal(-1),
-                KeyCode::PageDown | KeyCode::Char(' ') => self.scroll_modal(5),
-                KeyCode::PageUp => self.scroll_modal(-5),
-                KeyCode::Home | KeyCode::Char('g') => self.modal_scroll = 0,
-                KeyCode::End | KeyCode::Char('G') => self.modal_scroll = self.modal_max,
+            match act? {
+                Act::Proceed => return Some(UiRequest::Confirm { id }),
+                Act::Decline => return Some(UiRequest::Decline { id }),
+                Act::MarkDone => return Some(UiRequest::MarkDone { id }),
+                Act::Help => self.overlay = Some(Overlay::Help),
+                Act::ScrollBox(d) => self.scroll_modal(d as i32),
+                Act::BoxTop => self.modal_scroll = 0,
+                Act::BoxEnd => self.modal_scroll = self.modal_max,
                 _ => {}
             }
             return None;
@@ -284,13 +313,13 @@ impl App {
         }
         if !self.interactive() {
             // Replay and follow never send anything; their keys go through handle_replay_key.
-            self.nav_key(key, state);
+            if let Some(a) = keymap::lookup(keymap::PANES, &key, &ctx) {
+                self.nav(a, state);
+            }
             return None;
         }
-        if is_quit {
-            if self.quit_requested {
-                return None;
-            }
+        let act = keymap::lookup(keymap::LIVE, &key, &ctx);
+        if act == Some(Act::Quit) {
             if running(state) > 0 {
                 self.overlay = Some(Overlay::QuitConfirm);
                 return None;
@@ -300,18 +329,14 @@ impl App {
         if ctrl || alt {
             return None;
         }
-        match key.code {
-            KeyCode::Char('p') if can_pause(state) && !self.quit_requested => {
-                return Some(UiRequest::Pause);
-            }
-            KeyCode::Char('c') if can_continue(state) && !self.quit_requested => {
-                return Some(UiRequest::Continue);
-            }
-            _ => {
-                self.nav_key(key, state);
+        match act? {
+            Act::Pause => Some(UiRequest::Pause),
+            Act::Continue => Some(UiRequest::Continue),
+            a => {
+                self.nav(a, state);
+                None
             }
         }
-        None
     }
 
     fn quit(&mut self) -> Option<UiRequest> {
@@ -338,17 +363,18 @@ impl App {
         if self.overlay_key(key, state) {
             return None;
         }
-        let c = match key.code {
-            KeyCode::Char('q') => ReplayControl::Quit,
-            KeyCode::Char(' ') => ReplayControl::TogglePlay,
-            KeyCode::Left => ReplayControl::Back,
-            KeyCode::Right => ReplayControl::Forward,
-            KeyCode::Char('+') | KeyCode::Char('=') => ReplayControl::Faster,
-            KeyCode::Char('-') | KeyCode::Char('_') => ReplayControl::Slower,
-            KeyCode::Char('g') | KeyCode::Home => ReplayControl::Start,
-            KeyCode::Char('G') | KeyCode::End => ReplayControl::End,
-            _ => {
-                self.nav_key(key, state);
+        let ctx = self.key_ctx(state);
+        let c = match keymap::lookup(keymap::REPLAY, &key, &ctx)? {
+            Act::Quit => ReplayControl::Quit,
+            Act::Play => ReplayControl::TogglePlay,
+            Act::Back => ReplayControl::Back,
+            Act::Forward => ReplayControl::Forward,
+            Act::Faster => ReplayControl::Faster,
+            Act::Slower => ReplayControl::Slower,
+            Act::Start => ReplayControl::Start,
+            Act::End => ReplayControl::End,
+            a => {
+                self.nav(a, state);
                 return None;
             }
         };
@@ -356,49 +382,33 @@ impl App {
     }
 
     /// Keys for the help and details overlays. True when the key was theirs.
-    fn overlay_key(&mut self, key: KeyEvent, _state: &State) -> bool {
-        match &mut self.overlay {
-            Some(Overlay::Help) => {
-                if matches!(
-                    key.code,
-                    KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q')
-                ) {
-                    self.overlay = None;
-                }
-                true
+    fn overlay_key(&mut self, key: KeyEvent, state: &State) -> bool {
+        let layer = match &self.overlay {
+            Some(Overlay::Help) => keymap::HELP_OPEN,
+            Some(Overlay::Details { .. }) => keymap::DETAILS_OPEN,
+            Some(Overlay::QuitConfirm) => keymap::QUIT_CONFIRM,
+            None => return false,
+        };
+        let ctx = self.key_ctx(state);
+        match (keymap::lookup(layer, &key, &ctx), &mut self.overlay) {
+            (Some(Act::Close), _) => self.overlay = None,
+            (Some(Act::ScrollDetails(d)), Some(Overlay::Details { scroll, .. })) => {
+                *scroll = scroll.saturating_add_signed(d);
             }
-            Some(Overlay::Details { scroll, .. }) => {
-                match key.code {
-                    KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => self.overlay = None,
-                    KeyCode::Char('j') | KeyCode::Down => *scroll = scroll.saturating_add(1),
-                    KeyCode::Char('k') | KeyCode::Up => *scroll = scroll.saturating_sub(1),
-                    KeyCode::PageDown | KeyCode::Char(' ') => *scroll = scroll.saturating_add(10),
-                    KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
-                    _ => {}
-                }
-                true
-            }
-            Some(Overlay::QuitConfirm) => {
-                if matches!(key.code, KeyCode::Esc | KeyCode::Char('n')) {
-                    self.overlay = None;
-                }
-                true
-            }
-            None => false,
+            _ => {}
         }
+        true
     }
 
     /// Moving around: j/k/arrows, Tab, Enter, ?, paging in the log.
-    fn nav_key(&mut self, key: KeyEvent, state: &State) {
-        match key.code {
-            KeyCode::Tab => self.focus = self.focus.next(),
-            KeyCode::BackTab => self.focus = self.focus.prev(),
-            KeyCode::Char('?') => self.overlay = Some(Overlay::Help),
-            KeyCode::Char('j') | KeyCode::Down => self.move_by(state, 1),
-            KeyCode::Char('k') | KeyCode::Up => self.move_by(state, -1),
-            KeyCode::PageDown => self.move_by(state, self.log_rows.max(1) as isize),
-            KeyCode::PageUp => self.move_by(state, -(self.log_rows.max(1) as isize)),
-            KeyCode::Enter => {
+    fn nav(&mut self, act: Act, state: &State) {
+        match act {
+            Act::NextPane => self.focus = self.focus.next(),
+            Act::PrevPane => self.focus = self.focus.prev(),
+            Act::Help => self.overlay = Some(Overlay::Help),
+            Act::Move(d) => self.move_by(state, d as isize),
+            Act::Page(d) => self.move_by(state, d as isize * self.log_rows.max(1) as isize),
+            Act::Details => {
                 let target = match self.focus {
                     Pane::Steps if !state.steps.is_empty() => {
                         Some(Target::Step(self.selected_step(state)))
@@ -411,7 +421,7 @@ impl App {
                     self.overlay = Some(Overlay::Details { target, scroll: 0 });
                 }
             }
-            KeyCode::Esc => {
+            Act::Follow => {
                 // Back to following the run.
                 match self.focus {
                     Pane::Steps => self.step_sel = None,

@@ -3,17 +3,23 @@
 //! turns into engine commands, and everything on screen comes from the state.
 //!
 //! # Layout
-//! - [`app`]: `App`, the UI-only state (focus, selections, overlays) and the keymap.
-//! - `view`: the screen (header, pool banner, steps, now, matrix, nodes, log, footer), the
-//!   HARD STOP box, help and quit popups.
+//! - [`app`]: `App`, the UI-only state (focus, selections, overlays) and what keys do to it.
+//! - `keymap`: the one table of commands (keys, action, footer label, help line, when available)
+//!   that `App`'s key handling, the footer and the help screen all read.
+//! - `view/`: the screen, one file per part (header and banners, steps and now, matrix, nodes,
+//!   log, footer, the HARD STOP box, popups); `labels`: the words they and `details` share.
 //! - `details`: the details popup (and side pane on wide terminals) for a step, node or log line.
-//! - [`replay`]: the replay/follow player (fold, step back by refolding, speed, follow polling).
+//! - [`replay`]: the replay/follow player (fold, step back by refolding, speed).
+//! - `event_loop`: the one loop for live and replay (draw, keys, resize, tick, SIGHUP/SIGTERM),
+//!   over a source of states: the runtime's watch channel, or the player (and follow polling).
 //! - `terminal`: raw mode and the alternate screen, restored on exit, panic and SIGHUP/SIGTERM.
 //! - `text`, `theme`: wrapping and truncation; styles (NO_COLOR honoured).
 
 pub mod app;
 mod details;
+mod event_loop;
 pub mod export;
+mod keymap;
 mod labels;
 pub mod replay;
 mod terminal;
@@ -21,32 +27,12 @@ pub mod text;
 pub mod theme;
 mod view;
 
-pub use app::{App, Overlay, Pane, ReplayControl, ReplayStatus, Target};
+pub use app::{App, Header, Mode, Overlay, Pane, ReplayControl, ReplayStatus, Target};
 
 use crate::engine::{Event, State};
 use chrono::{DateTime, Utc};
-use crossterm::event::{Event as TermEvent, EventStream};
-use futures::StreamExt;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Live,
-    Resumed,
-    Replay,
-    Follow,
-}
-
-#[derive(Debug, Clone)]
-pub struct Header {
-    pub journal: PathBuf,
-    pub mode: Mode,
-    pub operator: String,
-}
 
 /// What the operator asked for; the runtime turns these into engine commands.
 pub use crate::runtime::Request as UiRequest;
@@ -60,85 +46,23 @@ pub use crate::runtime::Request as UiRequest;
 /// restores what it can, points the standard streams away from the dead terminal, and returns
 /// `Ok`: the runtime finishes the action in flight and ends the session paused.
 pub async fn run_live(
-    mut states: watch::Receiver<Arc<State>>,
+    states: watch::Receiver<Arc<State>>,
     requests: mpsc::UnboundedSender<UiRequest>,
     header: Header,
 ) -> anyhow::Result<()> {
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut term = terminal::Term::enter()?;
-    let mut app = App::new(header);
-    let mut keys = EventStream::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut state = states.borrow_and_update().clone();
-    let mut hung_up = false;
-    loop {
-        if term.draw(|f| app.draw(f, &state, Utc::now())).is_err() {
-            // Nothing can be drawn: the terminal is gone.
-            hung_up = true;
-            break;
-        }
-        tokio::select! {
-            changed = states.changed() => {
-                if changed.is_err() {
-                    break; // the runtime ended
-                }
-                state = states.borrow_and_update().clone();
-            }
-            ev = keys.next() => match ev {
-                Some(Ok(TermEvent::Key(k))) => {
-                    if let Some(req) = app.handle_key(k, &state, Utc::now()) {
-                        // A closed channel means the runtime is gone; the watch will say so too.
-                        let _ = requests.send(req);
-                    }
-                }
-                Some(Ok(TermEvent::Resize(..))) => {
-                    if term.autoresize().is_err() {
-                        hung_up = true;
-                        break;
-                    }
-                }
-                Some(Ok(_)) => continue,
-                // EOF or EIO on the terminal: it went away.
-                Some(Err(_)) | None => {
-                    hung_up = true;
-                    break;
-                }
-            },
-            _ = tick.tick() => {}
-            _ = sighup.recv() => { hung_up = true; break; }
-            _ = sigterm.recv() => { let _ = requests.send(UiRequest::Quit); break; }
-        }
-    }
-    if hung_up {
-        // First the runtime hears of it (the journal says so before anything else happens).
-        let _ = requests.send(UiRequest::HangUp);
-        // A terminal still there (a SIGHUP sent by hand) gets its modes back; on one that hung
-        // up these fail quietly. Then nothing more may reach it before the UI's own clean-up
-        // runs: that reports a failed write with eprintln!, which panics on a dead terminal.
-        let _ = crossterm::terminal::disable_raw_mode();
-        let _ = crossterm::execute!(
-            std::io::stdout(),
-            crossterm::terminal::LeaveAlternateScreen,
-            crossterm::cursor::Show
-        );
-        crate::runtime::detach_from_terminal();
-        drop(term);
-        return Ok(());
-    }
-    term.restore()
+    event_loop::run(App::new(header), event_loop::Live::new(states, requests)).await
 }
 
-pub type Follow = Box<dyn FnMut() -> anyhow::Result<Vec<(DateTime<Utc>, Event)>> + Send>;
+pub use event_loop::Follow;
 
 /// Replay: the same screens, read-only, driven by (time, event) pairs. With `follow`, new events
 /// are polled every 250 ms and appended (FOLLOW mode, starting at the end); a followed journal
 /// that turns out damaged stops being followed, under a banner naming the damage. `banner`: why
-/// the events stop short of the journal's end (see [`replay::Damage::banner`]).
+/// the events stop short of the journal's end (see [`replay::Damage::banner`]). The same event
+/// loop as [`run_live`]: SIGHUP, SIGTERM or a terminal that goes away close it.
 pub async fn run_replay(
     events: Vec<(DateTime<Utc>, Event)>,
-    mut follow: Option<Follow>,
+    follow: Option<Follow>,
     speed: f64,
     mut header: Header,
     banner: Option<String>,
@@ -148,67 +72,8 @@ pub async fn run_replay(
     } else if header.mode != Mode::Follow {
         header.mode = Mode::Replay;
     }
-    let mut following = follow.is_some();
-    let mut player = replay::Player::new(events, speed, following);
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut term = terminal::Term::enter()?;
+    let player = replay::Player::new(events, speed, follow.is_some());
     let mut app = App::new(header);
     app.set_replay_banner(banner);
-    let mut keys = EventStream::new();
-    let mut poll = tokio::time::interval(Duration::from_millis(250));
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut clock = tokio::time::interval(Duration::from_secs(1));
-    clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        app.set_replay_status(player.status());
-        term.draw(|f| app.draw(f, player.state(), Utc::now()))?;
-        let due = player.next_due();
-        tokio::select! {
-            _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
-                player.tick();
-            }
-            ev = keys.next() => match ev {
-                Some(Ok(TermEvent::Key(k))) => {
-                    if let Some(c) = app.handle_replay_key(k, player.state()) {
-                        if c == ReplayControl::Quit {
-                            break;
-                        }
-                        player.control(c);
-                    }
-                }
-                Some(Ok(TermEvent::Resize(..))) => term.autoresize()?,
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => break,
-            },
-            _ = poll.tick(), if following => {
-                if let Some(f) = follow.as_mut() {
-                    let new = match f() {
-                        Ok(new) => new,
-                        Err(e) => match replay::Damage::of_error(&e) {
-                            // Damage is shown, not fatal: what came before it stays on screen.
-                            Some(d) => {
-                                follow = None;
-                                following = false;
-                                app.stop_following();
-                                app.set_replay_banner(Some(d.banner(true)));
-                                continue;
-                            }
-                            None => return Err(e),
-                        },
-                    };
-                    if new.is_empty() {
-                        continue;
-                    }
-                    player.append(new);
-                }
-            }
-            // The header's clock runs in follow mode, while the run is live.
-            _ = clock.tick(), if following => {}
-            _ = sighup.recv() => break,
-            _ = sigterm.recv() => break,
-        }
-    }
-    term.restore()?;
-    Ok(())
+    event_loop::run(app, event_loop::Replay::new(player, follow)).await
 }

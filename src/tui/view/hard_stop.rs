@@ -1,8 +1,7 @@
 //! The HARD STOP box (interactive live, a read-only record in replay), where it goes, how its
 //! text scrolls, and the compact screen around it when the whole layout leaves no room (80x24).
 
-use super::overlays::margin;
-use super::{View, clip, span};
+use super::{View, centered, clip, margin, span};
 use crate::tui::app::Pane;
 use crate::tui::labels::plural;
 use crate::tui::text::{reflow, width, wrap};
@@ -246,7 +245,7 @@ impl View<'_> {
             }
             None => {
                 let max_h = (area.height as usize).saturating_sub(2).max(6);
-                let r = Self::centered(area, w, want.min(max_h));
+                let r = centered(area, w, want.min(max_h));
                 // Clear a margin too, so the screen behind does not run into the border.
                 (r, margin(r, area))
             }

@@ -3,7 +3,7 @@
 
 use super::{View, clip, span};
 use crate::engine::state::{PoolView, RunStatus};
-use crate::tui::Mode;
+use crate::tui::app::Mode;
 use crate::tui::labels::{old_provider, plural, speed_label};
 use crate::tui::text::{dur, hms, trunc, trunc_left, width, wrap};
 use ratatui::style::{Color, Style};

@@ -15,8 +15,6 @@ mod nodes;
 mod overlays;
 mod steps;
 
-use header::trim_banner;
-
 use super::app::{App, Pane, Target};
 use super::details;
 use super::text::{trunc, width};
@@ -29,6 +27,40 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
+
+/// The rows [`View::draw_screen`] gives each part of the screen.
+struct Rows {
+    banner: Vec<Line<'static>>,
+    top_h: usize,
+    nodes_h: usize,
+    log_h: usize,
+    /// The HARD STOP box's rows, when one is up.
+    stop_h: Option<usize>,
+}
+
+/// A HARD STOP goes below the node table when it fits there whole, the log's newest lines (from
+/// one) under it; else it is centred over everything. Returns the log's rows and the box's.
+fn room_for_stop(log_r: Rect, stop_h: Option<usize>) -> (Rect, Option<Rect>) {
+    let Some(want) = stop_h else {
+        return (log_r, None);
+    };
+    let lh = log_r.height as usize;
+    if lh >= want + 2 {
+        let stop = Rect::new(log_r.x, log_r.y, log_r.width, want as u16);
+        let log = Rect::new(
+            log_r.x,
+            log_r.y + want as u16,
+            log_r.width,
+            (lh - want) as u16,
+        );
+        (log, Some(stop))
+    } else if lh >= want {
+        let log = Rect::new(log_r.x, log_r.y + log_r.height, log_r.width, 0);
+        (log, Some(log_r))
+    } else {
+        (log_r, None)
+    }
+}
 
 /// What every builder needs: the app (read-only), the state, the clock and the theme.
 pub(super) struct View<'a> {
@@ -137,82 +169,15 @@ impl View<'_> {
             return (0, None);
         }
         let header = self.header_lines(w);
-        let mut banner = self.banner(w);
         let footer = self.footer_line(w);
-
-        // Top: steps on the left, "now" (and "next", or the matrix) on the right.
-        let (steps_w, right_w) = if w < 64 {
-            (w, 0)
-        } else if w < 100 {
-            let right = if self.state.matrix.is_some() {
-                self.matrix_width().clamp(24, w / 2)
-            } else {
-                32
-            };
-            (w - right - 1, right)
-        } else {
-            // As wide as the steps need (stable while the run moves), at most 45%.
-            let s = self.steps_natural_width().clamp(40, w * 45 / 100);
-            (s, w - s - 1)
-        };
+        let (steps_w, right_w) = self.top_widths(w);
         let steps = self.steps_lines(steps_w);
         let matrix = self.matrix_lines();
-        // The steps set the top's height; the right pane fits in it (more room on tall screens,
-        // a fixed amount so the panes below do not jump as actions start and finish).
-        let right_h = if right_w == 0 {
-            0
-        } else if w < 100 && self.state.matrix.is_some() {
-            matrix.len()
-        } else if h >= 40 && self.state.status == RunStatus::Completed {
-            // Nothing moves any more: as much as the panes hold.
-            matrix.len().max(self.now_lines(right_w, true).len())
-        } else if h >= 40 {
-            matrix.len().max(8)
-        } else {
-            matrix.len()
-        };
-        let mut top_h = 1 + steps.0.len().max(right_h);
-        let mut nodes_h = 2 + self.state.node_order.len().max(1);
         let fixed = header.len() + footer.len();
-        // Keep a few log lines: shrink the steps, then a long halt reason (its first two rows
-        // stay), then the node table (both scroll), and only then the rest of the banner (whose
-        // first lines matter most).
-        let min_log = 4;
-        let over =
-            |top: usize, nodes: usize, banner: usize| fixed + banner + top + nodes + min_log > h;
-        if over(top_h, nodes_h, banner.len()) {
-            top_h = top_h.min(
-                h.saturating_sub(fixed + banner.len() + nodes_h + min_log)
-                    .max(4),
-            );
-        }
-        // A long halt reason's tail goes before a node's row does.
-        while over(top_h, nodes_h, banner.len()) && trim_banner(&mut banner, w, 2) {}
-        if over(top_h, nodes_h, banner.len()) {
-            nodes_h = nodes_h.min(
-                h.saturating_sub(fixed + banner.len() + top_h + min_log)
-                    .max(3),
-            );
-        }
-        while over(top_h, nodes_h, banner.len()) && banner.len() > 1 {
-            trim_banner(&mut banner, w, 0);
-        }
-        let banner: Vec<Line<'static>> = banner.into_iter().map(|b| b.line).collect();
-        // A HARD STOP that would not fit below the node table: give it rows from the top pane
-        // (down to 4; the steps scroll to their cursor) when that is enough.
-        let stop_h = self.hard_stop_height(w);
-        if let Some(want) = stop_h {
-            let below = h.saturating_sub(fixed + banner.len() + top_h + nodes_h);
-            let spare = top_h.saturating_sub(4);
-            if below < want && below + spare >= want {
-                top_h -= want - below;
-            }
-        }
-        let avail = h.saturating_sub(fixed + banner.len());
-        let log_h = avail.saturating_sub(top_h + nodes_h);
+        let rows = self.fit_rows(w, h, fixed, right_w, steps.0.len(), matrix.len());
         // No room for the box below the steps and the node table: the fleet and the box alone.
-        if let Some(want) = stop_h
-            && log_h < want
+        if let Some(want) = rows.stop_h
+            && rows.log_h < want
         {
             return self.draw_stop_screen(frame, area, want);
         }
@@ -229,89 +194,182 @@ impl View<'_> {
             r
         };
         let header_r = take(header.len());
-        let banner_r = take(banner.len());
-        let top_r = take(top_h);
-        let nodes_r = take(nodes_h);
-        let log_r = take(log_h);
+        let banner_r = take(rows.banner.len());
+        let top_r = take(rows.top_h);
+        let nodes_r = take(rows.nodes_h);
+        let log_r = take(rows.log_h);
         let footer_r = take(1);
 
         frame.render_widget(Paragraph::new(header), header_r);
-        frame.render_widget(Paragraph::new(banner), banner_r);
-
-        // Steps | now (| next or matrix)
-        let steps_r = Rect::new(top_r.x, top_r.y, steps_w as u16, top_r.height);
-        self.render_list(frame, steps_r, "Steps", Pane::Steps, steps.0, steps.1);
-        if right_w > 0 {
-            let right_r = Rect::new(
-                top_r.x + steps_w as u16 + 1,
-                top_r.y,
-                right_w as u16,
-                top_r.height,
-            );
-            let mw = self.matrix_width();
-            // Split the right pane in two: [left | right], the right one `rw` wide.
-            let split = |rw: usize| {
-                (
-                    Rect::new(
-                        right_r.x,
-                        right_r.y,
-                        (right_w - rw - 1) as u16,
-                        right_r.height,
-                    ),
-                    Rect::new(
-                        right_r.x + (right_w - rw) as u16,
-                        right_r.y,
-                        rw as u16,
-                        right_r.height,
-                    ),
-                )
-            };
-            let next_w = 44.min(right_w / 2);
-            if self.state.matrix.is_some() && (w < 100 || right_w < mw + 30) {
-                self.render_box(frame, right_r, &self.matrix_title(), matrix);
-            } else if self.state.matrix.is_some() {
-                let (now_r, m_r) = split(mw);
-                let lines = self.now_lines(now_r.width as usize, true);
-                self.render_box(frame, now_r, &self.now_title(), lines);
-                self.render_box(frame, m_r, &self.matrix_title(), matrix);
-            } else if right_w >= 90 && self.state.status != RunStatus::Completed {
-                // Wide: what runs now on the left, what comes next beside it.
-                let (now_r, next_r) = split(next_w);
-                let lines = self.now_lines(now_r.width as usize, false);
-                self.render_box(frame, now_r, &self.now_title(), lines);
-                let next = self.next_lines(next_r.height.saturating_sub(1) as usize);
-                self.render_box(frame, next_r, "Next", next);
-            } else {
-                let lines = self.now_lines(right_w, true);
-                self.render_box(frame, right_r, &self.now_title(), lines);
-            }
-        }
-
-        // Nodes
+        frame.render_widget(Paragraph::new(rows.banner), banner_r);
+        self.draw_top(frame, top_r, (steps_w, right_w), steps, matrix);
         let (node_lines, node_sel) = self.node_lines(w);
         self.render_table(frame, nodes_r, node_lines, node_sel);
+        let (log_r, stop_area) = room_for_stop(log_r, rows.stop_h);
+        let log_rows = self.draw_log_and_details(frame, log_r, (w, h));
+        frame.render_widget(Paragraph::new(footer), footer_r);
+        (log_rows, stop_area)
+    }
 
-        // A HARD STOP goes below the node table when it fits there whole, the log's newest
-        // lines (from one) under it; else it is centred over everything.
-        let mut log_r = log_r;
-        let mut stop_area = None;
+    /// The top's widths: steps on the left, "now" (and "next", or the matrix) on the right.
+    fn top_widths(&self, w: usize) -> (usize, usize) {
+        if w < 64 {
+            (w, 0)
+        } else if w < 100 {
+            let right = if self.state.matrix.is_some() {
+                self.matrix_width().clamp(24, w / 2)
+            } else {
+                32
+            };
+            (w - right - 1, right)
+        } else {
+            // As wide as the steps need (stable while the run moves), at most 45%.
+            let s = self.steps_natural_width().clamp(40, w * 45 / 100);
+            (s, w - s - 1)
+        }
+    }
+
+    /// The rows of the banner, the top, the node table and the log for a `w`×`h` screen whose
+    /// header and footer take `fixed` rows, and the HARD STOP box's, if one is up.
+    fn fit_rows(
+        &self,
+        w: usize,
+        h: usize,
+        fixed: usize,
+        right_w: usize,
+        steps: usize,
+        matrix: usize,
+    ) -> Rows {
+        let mut banner = self.banner(w);
+        // The steps set the top's height; the right pane fits in it (more room on tall screens,
+        // a fixed amount so the panes below do not jump as actions start and finish).
+        let right_h = if right_w == 0 {
+            0
+        } else if w < 100 && self.state.matrix.is_some() {
+            matrix
+        } else if h >= 40 && self.state.status == RunStatus::Completed {
+            // Nothing moves any more: as much as the panes hold.
+            matrix.max(self.now_lines(right_w, true).len())
+        } else if h >= 40 {
+            matrix.max(8)
+        } else {
+            matrix
+        };
+        let mut top_h = 1 + steps.max(right_h);
+        let mut nodes_h = 2 + self.state.node_order.len().max(1);
+        // Keep a few log lines: shrink the steps, then a long halt reason (its first two rows
+        // stay), then the node table (both scroll), and only then the rest of the banner (whose
+        // first lines matter most).
+        let min_log = 4;
+        let over =
+            |top: usize, nodes: usize, banner: usize| fixed + banner + top + nodes + min_log > h;
+        if over(top_h, nodes_h, banner.len()) {
+            top_h = top_h.min(
+                h.saturating_sub(fixed + banner.len() + nodes_h + min_log)
+                    .max(4),
+            );
+        }
+        // A long halt reason's tail goes before a node's row does.
+        while over(top_h, nodes_h, banner.len()) && header::trim_banner(&mut banner, w, 2) {}
+        if over(top_h, nodes_h, banner.len()) {
+            nodes_h = nodes_h.min(
+                h.saturating_sub(fixed + banner.len() + top_h + min_log)
+                    .max(3),
+            );
+        }
+        while over(top_h, nodes_h, banner.len()) && banner.len() > 1 {
+            header::trim_banner(&mut banner, w, 0);
+        }
+        let banner: Vec<Line<'static>> = banner.into_iter().map(|b| b.line).collect();
+        // A HARD STOP that would not fit below the node table: give it rows from the top pane
+        // (down to 4; the steps scroll to their cursor) when that is enough.
+        let stop_h = self.hard_stop_height(w);
         if let Some(want) = stop_h {
-            let lh = log_r.height as usize;
-            if lh >= want + 2 {
-                stop_area = Some(Rect::new(log_r.x, log_r.y, log_r.width, want as u16));
-                log_r = Rect::new(
-                    log_r.x,
-                    log_r.y + want as u16,
-                    log_r.width,
-                    (lh - want) as u16,
-                );
-            } else if lh >= want {
-                stop_area = Some(log_r);
-                log_r = Rect::new(log_r.x, log_r.y + log_r.height, log_r.width, 0);
+            let below = h.saturating_sub(fixed + banner.len() + top_h + nodes_h);
+            let spare = top_h.saturating_sub(4);
+            if below < want && below + spare >= want {
+                top_h -= want - below;
             }
         }
+        let avail = h.saturating_sub(fixed + banner.len());
+        let log_h = avail.saturating_sub(top_h + nodes_h);
+        Rows {
+            banner,
+            top_h,
+            nodes_h,
+            log_h,
+            stop_h,
+        }
+    }
 
-        // Log (| details of the selection, when there is room)
+    /// Steps | now (| next or matrix), in `top_r`.
+    fn draw_top(
+        &self,
+        frame: &mut Frame,
+        top_r: Rect,
+        (steps_w, right_w): (usize, usize),
+        steps: (Vec<Line<'static>>, Option<usize>),
+        matrix: Vec<Line<'static>>,
+    ) {
+        let w = top_r.width as usize;
+        let steps_r = Rect::new(top_r.x, top_r.y, steps_w as u16, top_r.height);
+        self.render_list(frame, steps_r, "Steps", Pane::Steps, steps.0, steps.1);
+        if right_w == 0 {
+            return;
+        }
+        let right_r = Rect::new(
+            top_r.x + steps_w as u16 + 1,
+            top_r.y,
+            right_w as u16,
+            top_r.height,
+        );
+        let mw = self.matrix_width();
+        // Split the right pane in two: [left | right], the right one `rw` wide.
+        let split = |rw: usize| {
+            (
+                Rect::new(
+                    right_r.x,
+                    right_r.y,
+                    (right_w - rw - 1) as u16,
+                    right_r.height,
+                ),
+                Rect::new(
+                    right_r.x + (right_w - rw) as u16,
+                    right_r.y,
+                    rw as u16,
+                    right_r.height,
+                ),
+            )
+        };
+        let next_w = 44.min(right_w / 2);
+        if self.state.matrix.is_some() && (w < 100 || right_w < mw + 30) {
+            self.render_box(frame, right_r, &self.matrix_title(), matrix);
+        } else if self.state.matrix.is_some() {
+            let (now_r, m_r) = split(mw);
+            let lines = self.now_lines(now_r.width as usize, true);
+            self.render_box(frame, now_r, &self.now_title(), lines);
+            self.render_box(frame, m_r, &self.matrix_title(), matrix);
+        } else if right_w >= 90 && self.state.status != RunStatus::Completed {
+            // Wide: what runs now on the left, what comes next beside it.
+            let (now_r, next_r) = split(next_w);
+            let lines = self.now_lines(now_r.width as usize, false);
+            self.render_box(frame, now_r, &self.now_title(), lines);
+            let next = self.next_lines(next_r.height.saturating_sub(1) as usize);
+            self.render_box(frame, next_r, "Next", next);
+        } else {
+            let lines = self.now_lines(right_w, true);
+            self.render_box(frame, right_r, &self.now_title(), lines);
+        }
+    }
+
+    /// The log in `log_r` (with the details of the selection beside it, when there is room) on
+    /// a `w`×`h` screen; returns the log's rows.
+    fn draw_log_and_details(
+        &self,
+        frame: &mut Frame,
+        log_r: Rect,
+        (w, h): (usize, usize),
+    ) -> usize {
         let wide = w >= 140 && log_r.height >= 10;
         let (log_area, side) = if wide {
             let dw = (w * 2 / 5).min(72) as u16;
@@ -345,30 +403,33 @@ impl View<'_> {
             self.render_list(frame, log_area, &log_title, Pane::Log, log_lines, log_sel);
         }
         if let Some(side) = side {
-            let target = self.side_target();
-            let (title, lines) =
-                details::build(self.state, &self.t, &target, side.width as usize - 3);
-            let block = Block::new()
-                .borders(Borders::TOP | Borders::LEFT)
-                .border_set(self.t.pane_border_set())
-                .border_style(self.t.border())
-                .title(self.title_line(&format!("Details: {title}"), false));
-            let inner = block.inner(side);
-            frame.render_widget(block, side);
-            let iw = inner.width as usize;
-            let lines: Vec<Line<'static>> = lines.into_iter().map(|l| clip(l, iw)).collect();
-            frame.render_widget(
-                Paragraph::new(lines),
-                Rect::new(
-                    inner.x + 1,
-                    inner.y,
-                    inner.width.saturating_sub(1),
-                    inner.height,
-                ),
-            );
+            self.draw_side_details(frame, side);
         }
-        frame.render_widget(Paragraph::new(footer), footer_r);
-        (rows, stop_area)
+        rows
+    }
+
+    /// The wide layout's details pane: the selection of the focused pane.
+    fn draw_side_details(&self, frame: &mut Frame, side: Rect) {
+        let target = self.side_target();
+        let (title, lines) = details::build(self.state, &self.t, &target, side.width as usize - 3);
+        let block = Block::new()
+            .borders(Borders::TOP | Borders::LEFT)
+            .border_set(self.t.pane_border_set())
+            .border_style(self.t.border())
+            .title(self.title_line(&format!("Details: {title}"), false));
+        let inner = block.inner(side);
+        frame.render_widget(block, side);
+        let iw = inner.width as usize;
+        let lines: Vec<Line<'static>> = lines.into_iter().map(|l| clip(l, iw)).collect();
+        frame.render_widget(
+            Paragraph::new(lines),
+            Rect::new(
+                inner.x + 1,
+                inner.y,
+                inner.width.saturating_sub(1),
+                inner.height,
+            ),
+        );
     }
 
     /// What the wide layout's details pane shows: the selection of the focused pane.
@@ -494,4 +555,25 @@ impl View<'_> {
         }
         frame.render_widget(Paragraph::new(out), inner);
     }
+}
+
+/// A `w`×`h` rectangle centred in `area` (cut to it).
+fn centered(area: Rect, w: usize, h: usize) -> Rect {
+    let w = (w as u16).min(area.width);
+    let h = (h as u16).min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
+
+/// `r` grown by one cell on each side, within `area`.
+fn margin(r: Rect, area: Rect) -> Rect {
+    let x = r.x.saturating_sub(1).max(area.x);
+    let y = r.y.saturating_sub(1).max(area.y);
+    let right = (r.x + r.width + 1).min(area.x + area.width);
+    let bottom = (r.y + r.height + 1).min(area.y + area.height);
+    Rect::new(x, y, right - x, bottom - y)
 }

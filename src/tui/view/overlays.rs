@@ -1,10 +1,11 @@
 //! Popups over the screen: help, the quit question and the details of a selection.
 
-use super::{View, clip, span};
+use super::{View, centered, clip, margin, span};
 use crate::engine::State;
 use crate::engine::state::RunStatus;
 use crate::tui::app::Overlay;
 use crate::tui::details;
+use crate::tui::keymap;
 use crate::tui::text::{pad, width, wrap};
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -78,15 +79,6 @@ pub(super) fn popup_width(area: Rect, max: usize) -> usize {
     }
 }
 
-/// `r` grown by one cell on each side, within `area`.
-pub(super) fn margin(r: Rect, area: Rect) -> Rect {
-    let x = r.x.saturating_sub(1).max(area.x);
-    let y = r.y.saturating_sub(1).max(area.y);
-    let right = (r.x + r.width + 1).min(area.x + area.width);
-    let bottom = (r.y + r.height + 1).min(area.y + area.height);
-    Rect::new(x, y, right - x, bottom - y)
-}
-
 impl View<'_> {
     /// The HARD STOP box, then any popup over it (help and the quit question are asked on
     /// top of a hard stop, never hidden behind it).
@@ -115,17 +107,6 @@ impl View<'_> {
         }
     }
 
-    pub(super) fn centered(area: Rect, w: usize, h: usize) -> Rect {
-        let w = (w as u16).min(area.width);
-        let h = (h as u16).min(area.height);
-        Rect::new(
-            area.x + (area.width - w) / 2,
-            area.y + (area.height - h) / 2,
-            w,
-            h,
-        )
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub(super) fn draw_popup(
         &self,
@@ -140,7 +121,7 @@ impl View<'_> {
         let h = (lines.len() + 2)
             .min((area.height as usize).saturating_sub(2))
             .max(5);
-        let r = Self::centered(area, w, h);
+        let r = centered(area, w, h);
         frame.render_widget(Clear, margin(r, area));
         let inner_h = h.saturating_sub(2);
         let max_scroll = lines.len().saturating_sub(inner_h) as u16;
@@ -175,41 +156,7 @@ impl View<'_> {
 
     pub(super) fn draw_help(&self, frame: &mut Frame, area: Rect) {
         let t = &self.t;
-        let mut rows: Vec<(&str, &str)> = Vec::new();
-        if self.app.replay.is_some() {
-            rows.extend([
-                ("space", "pause / play the replay"),
-                (t.g.left_right, "one event back / forward"),
-                ("+ / -", "speed ×2 / ÷2"),
-                ("g / G", "jump to the start / the end"),
-            ]);
-        }
-        rows.extend([
-            ("j/k ↑/↓", "move in the focused pane (scroll in popups)"),
-            ("Tab", "next pane: steps → nodes → log"),
-            ("Enter", "details of the selected step, node or log line"),
-            (
-                "Esc",
-                "close a popup (never declines); in a pane, follow the run",
-            ),
-            ("PgUp/PgDn", "page through the log"),
-        ]);
-        if self.app.interactive() {
-            rows.extend([
-                ("p", "pause after the running action"),
-                ("c", "continue a paused or halted run (probes first)"),
-                ("Shift+Y", "at a HARD STOP: proceed (nothing else does)"),
-                ("n", "at a HARD STOP: decline; the run pauses"),
-                ("D", "at an in-doubt HARD STOP: mark the action done"),
-                (
-                    "q, Ctrl-C",
-                    "quit (asks first while an action runs or at a HARD STOP)",
-                ),
-            ]);
-        } else {
-            rows.push(("q", "quit the replay (read-only: nothing is sent)"));
-        }
-        rows.push(("?", "this help"));
+        let rows = keymap::help(self.app.replay.is_some(), self.app.interactive(), t.g);
         let kw = rows.iter().map(|(k, _)| width(k)).max().unwrap_or(8);
         let mut lines: Vec<Line<'static>> = rows
             .iter()

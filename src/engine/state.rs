@@ -1,5 +1,6 @@
 //! The run's state: a fold of its events. `apply` only records; every rule lives in `decide`.
 
+use super::action::{ActionSpec, Phase, PoolMove};
 use super::events::{Breach, Event, HardStop, Intent, PauseCause, RunStarted};
 use super::facts::*;
 use super::plan::{Op, OpKind};
@@ -58,6 +59,18 @@ pub enum NodePhase {
     Validated,
     Rejoined,
     Failed,
+}
+
+impl From<Phase> for NodePhase {
+    fn from(p: Phase) -> NodePhase {
+        match p {
+            Phase::Draining => NodePhase::Draining,
+            Phase::OutOfPool => NodePhase::OutOfPool,
+            Phase::Flipped => NodePhase::Flipped,
+            Phase::Restarted => NodePhase::Restarted,
+            Phase::Rejoined => NodePhase::Rejoined,
+        }
+    }
 }
 
 impl NodePhase {
@@ -166,7 +179,7 @@ pub struct State {
     pub trusts: Option<TrustSummary>,
     pub in_flight: BTreeMap<u64, InFlight>,
     /// Effects of the op at the cursor that finished well, with what they did.
-    pub op_done: BTreeMap<u64, super::plan::ActionSpec>,
+    pub op_done: BTreeMap<u64, ActionSpec>,
     /// Gate ops (plan indices) that passed, or whose hard stop was confirmed.
     pub gates_passed: BTreeSet<usize>,
     /// Effects of the op at the cursor that failed.
@@ -370,19 +383,16 @@ impl State {
         }
     }
 
-    fn set_phase_after(&mut self, action: &str, node: &str, ok: bool) {
+    /// The phase the action (its spec, when the intent is known) left its node in.
+    fn set_phase_after(&mut self, spec: Option<&ActionSpec>, node: &str, ok: bool) {
         let n = self.node_mut(node);
         if !ok {
             n.phase = NodePhase::Failed;
             return;
         }
-        n.phase = match action {
-            "lb.drain" => NodePhase::OutOfPool,
-            "keystone.set_provider" => NodePhase::Flipped,
-            "service.restart" => NodePhase::Restarted,
-            "lb.ready" => NodePhase::Rejoined,
-            _ => n.phase,
-        };
+        if let Some(p) = spec.and_then(ActionSpec::phase_after) {
+            n.phase = p.into();
+        }
     }
 
     /// An act (or wait) op is done when every effect it needs came back well.
@@ -534,10 +544,10 @@ impl State {
                 if let Some(node) = &i.node {
                     let n = self.node_mut(node);
                     n.activity = Some(i.action.clone());
-                    if i.action == "lb.drain" {
-                        n.phase = NodePhase::Draining;
+                    if let Some(p) = i.spec.phase_on_start() {
+                        n.phase = p.into();
                     }
-                    if i.action == "lb.ready" {
+                    if i.spec.pool_move() == Some(PoolMove::PutsBack) {
                         // A deliberate re-add: the guard lets go of the node from here on.
                         self.guarded.remove(node);
                     }
@@ -572,7 +582,9 @@ impl State {
                     .clone()
                     .or_else(|| intent.as_ref().and_then(|i| i.node.clone()));
                 if o.ok
-                    && action == "lb.drain"
+                    && intent
+                        .as_ref()
+                        .is_some_and(|i| i.spec.pool_move() == Some(PoolMove::TakesOut))
                     && let Some(node) = &node
                 {
                     self.guarded.insert(node.clone());
@@ -582,7 +594,7 @@ impl State {
                     n.activity = None;
                     n.last_error = if o.ok { None } else { Some(o.summary.clone()) };
                     n.last_failed_action = (!o.ok).then(|| action.clone());
-                    self.set_phase_after(&action, node, o.ok);
+                    self.set_phase_after(intent.as_ref().map(|i| &i.spec), node, o.ok);
                 }
                 let at_cursor = intent.as_ref().is_some_and(|i| i.op == self.cursor);
                 if at_cursor {
@@ -840,7 +852,7 @@ impl State {
                 {
                     self.op_done.insert(*id, i.spec.clone());
                     if let Some(node) = &i.node {
-                        self.set_phase_after(&i.action, node, true);
+                        self.set_phase_after(Some(&i.spec), node, true);
                     }
                 }
                 self.hard_stop = None;

@@ -483,3 +483,100 @@ pub(super) fn help(
         .map(|(k, d)| (k.text(g), d))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events() -> Vec<KeyEvent> {
+        let mut codes: Vec<KeyCode> = (' '..='~').map(KeyCode::Char).collect();
+        codes.extend([
+            KeyCode::Esc,
+            KeyCode::Enter,
+            KeyCode::Tab,
+            KeyCode::BackTab,
+            KeyCode::Up,
+            KeyCode::Down,
+            KeyCode::Left,
+            KeyCode::Right,
+            KeyCode::PageUp,
+            KeyCode::PageDown,
+            KeyCode::Home,
+            KeyCode::End,
+        ]);
+        let mods = [
+            KeyModifiers::NONE,
+            KeyModifiers::SHIFT,
+            KeyModifiers::CONTROL,
+            KeyModifiers::ALT,
+        ];
+        codes
+            .iter()
+            .flat_map(|c| mods.iter().map(|m| KeyEvent::new(*c, *m)))
+            .collect()
+    }
+
+    /// In every layer, whatever is available, a key means one thing: no command's key is
+    /// shadowed by another's (Ctrl-C is quit, never `c` continue).
+    #[test]
+    fn a_key_means_one_thing_per_layer() {
+        let layers = [
+            ("quit confirm", QUIT_CONFIRM),
+            ("help", HELP_OPEN),
+            ("details", DETAILS_OPEN),
+            ("hard stop", HARD_STOP),
+            ("replay", REPLAY),
+            ("live", LIVE),
+            ("panes", PANES),
+        ];
+        let all = Ctx {
+            in_doubt: true,
+            can_pause: true,
+            can_continue: true,
+            quit_requested: false,
+            has_selection: true,
+            running: true,
+            playing: true,
+        };
+        for (name, layer) in layers {
+            for k in events() {
+                let acts: Vec<Act> = commands(layer)
+                    .filter(|c| (c.when)(&all))
+                    .flat_map(|c| c.keys.iter())
+                    .filter(|(key, _)| key.matches(&k))
+                    .map(|(_, a)| *a)
+                    .collect();
+                assert!(
+                    acts.windows(2).all(|w| w[0] == w[1]),
+                    "{name}: {k:?} means {acts:?}"
+                );
+            }
+        }
+        let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert_eq!(lookup(LIVE, &ctrl_c, &all), Some(Act::Quit));
+    }
+
+    /// Every command shown in a footer or the help screen has a key, and every key the help
+    /// names for a layer's command is one that command takes.
+    #[test]
+    fn shown_commands_have_keys() {
+        for layer in [
+            QUIT_CONFIRM,
+            HELP_OPEN,
+            DETAILS_OPEN,
+            HARD_STOP,
+            REPLAY,
+            LIVE,
+        ] {
+            for c in commands(layer) {
+                if c.footer.is_some() || c.help.is_some() {
+                    assert!(!c.keys.is_empty(), "{:?}", c.footer.map(|f| f.says));
+                }
+            }
+        }
+        let g = &crate::glyphs::UNICODE;
+        let live = help(false, true, g);
+        assert_eq!(live.first().map(|l| l.0), Some("j/k ↑/↓"));
+        assert_eq!(live.last().map(|l| l.0), Some("?"));
+    }
+}

@@ -180,6 +180,12 @@ pub fn to_ascii(c: char) -> char {
     }
 }
 
+/// Display width in terminal cells (as ratatui measures a span: one cell for most characters,
+/// two for wide ones, none for combining marks and controls).
+pub fn width(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
+}
+
 /// `s` for a terminal of this character set: unchanged in Unicode, every character through
 /// [`to_ascii`] in ASCII (for text printed line by line, where a cell's width does not matter:
 /// a wide character becomes one `?`).

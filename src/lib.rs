@@ -26,5 +26,4 @@ pub mod runtime;
 pub mod sanitize;
 pub mod transport;
 pub mod tui;
-pub mod tui_bridge;
 pub mod world;

@@ -194,20 +194,18 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a lock command did not run: the host could not be reached (its lock is left for the
 /// run's own probes to report), its host key changed (the lock is refused, saying how to fix
-/// it), or it ran and failed (the lock is refused).
-enum ShError {
+/// it), or it ran and failed (the lock is refused). Removing a lock may also find it changed
+/// hands since it was read (it is left alone).
+#[derive(Debug, thiserror::Error)]
+pub enum ShError {
+    #[error("{0}")]
     Unreachable(String),
+    #[error("{}", .0.line())]
     HostKey(Box<crate::engine::facts::Unreachable>),
+    #[error("{0}")]
     Failed(String),
-}
-
-impl ShError {
-    fn text(self) -> String {
-        match self {
-            ShError::Unreachable(t) | ShError::Failed(t) => t,
-            ShError::HostKey(u) => u.line(),
-        }
-    }
+    #[error("the lock changed hands while being removed; left alone")]
+    Changed,
 }
 
 /// A changed host key is never "unreachable": it refuses everything, this lock too. It is
@@ -251,15 +249,6 @@ async fn sh_raw(
         return Err(ShError::Failed(out.last_line()));
     }
     Ok((out.status, out.stdout_str()))
-}
-
-async fn sh(
-    fleet: &Fleet,
-    node: &Node,
-    cmd: &str,
-    stdin: Option<Vec<u8>>,
-) -> Result<(i32, String), String> {
-    sh_raw(fleet, node, cmd, stdin).await.map_err(ShError::text)
 }
 
 fn dir_and_file(node: &Node) -> (String, String) {
@@ -328,7 +317,9 @@ impl FleetLock {
                 // run's probes report it; this run does not hold that node.
                 Err(ShError::Unreachable(e)) => unreachable.push((n.name.clone(), e)),
                 Err(ShError::HostKey(u)) => host_keys.push((n.name.clone(), *u)),
-                Err(ShError::Failed(e)) => failed.push(format!("{}: {e}", n.name)),
+                Err(e @ (ShError::Failed(_) | ShError::Changed)) => {
+                    failed.push(format!("{}: {e}", n.name))
+                }
             }
             if !held.is_empty() || !failed.is_empty() || !host_keys.is_empty() {
                 break;
@@ -441,9 +432,9 @@ fn refusal(held: &[Found], me: &Holder) -> String {
 }
 
 /// Read a node's lock file (`None`: no lock).
-pub async fn read(fleet: &Fleet, node: &Node) -> Result<Option<Found>, String> {
+pub async fn read(fleet: &Fleet, node: &Node) -> Result<Option<Found>, ShError> {
     let (_, file) = dir_and_file(node);
-    let (status, text) = sh(
+    let (status, text) = sh_raw(
         fleet,
         node,
         &format!("[ -e {file} ] || exit 3; cat {file}"),
@@ -462,11 +453,11 @@ pub async fn read(fleet: &Fleet, node: &Node) -> Result<Option<Found>, String> {
 }
 
 /// Remove a node's lock file if it still says what `found` read.
-async fn remove(fleet: &Fleet, node: &Node, found: &Found) -> Result<(), String> {
+async fn remove(fleet: &Fleet, node: &Node, found: &Found) -> Result<(), ShError> {
     let (dir, file) = dir_and_file(node);
     match read(fleet, node).await? {
         Some(now) if now.text == found.text => {
-            sh(
+            sh_raw(
                 fleet,
                 node,
                 &format!("rm -f {file} && {{ rmdir {dir} 2>/dev/null; exit 0; }}"),
@@ -475,7 +466,7 @@ async fn remove(fleet: &Fleet, node: &Node, found: &Found) -> Result<(), String>
             .await?;
             Ok(())
         }
-        Some(_) => Err("the lock changed hands while being removed; left alone".into()),
+        Some(_) => Err(ShError::Changed),
         None => Ok(()),
     }
 }

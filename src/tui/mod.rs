@@ -35,7 +35,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 /// What the operator asked for; the runtime turns these into engine commands.
-pub use crate::runtime::Request as UiRequest;
+use crate::runtime::Request as UiRequest;
 
 /// The live UI: owns the terminal until the runtime finishes or the operator quits.
 ///

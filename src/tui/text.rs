@@ -2,12 +2,8 @@
 //! Wrapping is done here rather than by ratatui so every pane knows its height before drawing.
 
 use chrono::{DateTime, Utc};
-use ratatui::text::Span;
 
-/// Display width in terminal cells.
-pub fn width(s: &str) -> usize {
-    Span::raw(s).width()
-}
+pub use crate::glyphs::width;
 
 /// Cut `s` to at most `w` cells, ending in `…` when something was cut. Control characters go
 /// through the one sanitiser first (ratatui drops them per cell; escape payloads and line

@@ -1,9 +1,9 @@
 //! Wiring between the runtime and the terminal UI: the runtime publishes its state on a watch
 //! channel, the UI sends the operator's requests back. Neither knows the other's insides.
 
-use crate::runtime::{Control, RunEnd, Session};
-use crate::tui::{Header, Mode};
 use anyhow::{Result, anyhow};
+use cutover::runtime::{Control, RunEnd, Session};
+use cutover::tui::{Header, Mode};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -20,7 +20,7 @@ pub async fn drive_with_ui(s: &mut Session, resumed: bool) -> Result<RunEnd> {
         mode: if resumed { Mode::Resumed } else { Mode::Live },
         operator: s.who.actor_label(),
     };
-    let ui = tokio::spawn(crate::tui::run_live(state_rx, req_tx, header));
+    let ui = tokio::spawn(cutover::tui::run_live(state_rx, req_tx, header));
     if resumed {
         s.continue_run().await?;
     }
@@ -35,17 +35,17 @@ pub async fn drive_with_ui(s: &mut Session, resumed: bool) -> Result<RunEnd> {
 
 /// Replay a journal in the UI, read-only; with `follow`, tail it while another process writes.
 pub async fn replay(journal: &Path, speed: f64, follow: bool) -> Result<()> {
-    use crate::tui::replay::Damage;
+    use cutover::tui::replay::Damage;
     // With --follow, one follower reads the journal from the start and keeps tailing it, so no
     // record written between a first read and the tail is lost. A damaged journal is replayed
     // up to its damage, under a banner naming it; a followed one stops being followed there.
     let (events, follower, banner) = if follow {
-        let mut f = crate::journal::Follower::open(journal)?;
+        let mut f = cutover::journal::Follower::open(journal)?;
         match f.poll().map_err(anyhow::Error::from) {
             Ok(records) => {
-                let events = crate::runtime::events_of(&records)?;
-                let poll: crate::tui::Follow =
-                    Box::new(move || crate::runtime::events_of(&f.poll()?));
+                let events = cutover::runtime::events_of(&records)?;
+                let poll: cutover::tui::Follow =
+                    Box::new(move || cutover::runtime::events_of(&f.poll()?));
                 (events, Some(poll), None)
             }
             // The follower hands out the good records first, so this is damage at seq 1.
@@ -55,7 +55,7 @@ pub async fn replay(journal: &Path, speed: f64, follow: bool) -> Result<()> {
             },
         }
     } else {
-        let loaded = crate::tui::replay::load(journal)?;
+        let loaded = cutover::tui::replay::load(journal)?;
         (loaded.events, None, loaded.damage.map(|d| d.banner(false)))
     };
     let header = Header {
@@ -65,7 +65,7 @@ pub async fn replay(journal: &Path, speed: f64, follow: bool) -> Result<()> {
         } else {
             Mode::Replay
         },
-        operator: crate::journal::Who::current().actor_label(),
+        operator: cutover::journal::Who::current().actor_label(),
     };
-    crate::tui::run_replay(events, follower, speed, header, banner).await
+    cutover::tui::run_replay(events, follower, speed, header, banner).await
 }

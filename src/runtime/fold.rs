@@ -1,0 +1,37 @@
+//! The one fold of journal records into a state, for live runs, resumes and replays.
+
+use super::fleet_lock;
+use crate::engine::events::Event;
+use crate::engine::state::State;
+use crate::journal;
+use anyhow::{Result, anyhow};
+use chrono::{DateTime, Utc};
+
+/// Fold journal records into a state (the same fold live runs and replays use).
+pub fn fold(records: &[journal::Record]) -> Result<State> {
+    let mut state = State::default();
+    for r in records.iter().filter(|r| is_event(r)) {
+        let e = Event::from_parts(&r.kind, &r.data)
+            .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))?;
+        state.apply(&e, r.time);
+    }
+    Ok(state)
+}
+
+/// (time, event) pairs for replay.
+pub fn events_of(records: &[journal::Record]) -> Result<Vec<(DateTime<Utc>, Event)>> {
+    records
+        .iter()
+        .filter(|r| is_event(r))
+        .map(|r| {
+            Event::from_parts(&r.kind, &r.data)
+                .map(|e| (r.time, e))
+                .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))
+        })
+        .collect()
+}
+
+/// Records the runtime writes beside the engine's events (a broken fleet lock) are not folded.
+fn is_event(r: &journal::Record) -> bool {
+    !fleet_lock::JOURNAL_KINDS.contains(&r.kind.as_str())
+}

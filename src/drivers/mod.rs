@@ -4,6 +4,7 @@
 pub mod keys;
 pub mod keystone;
 pub mod lb;
+mod misc;
 mod probe;
 mod reach;
 pub mod service;
@@ -15,14 +16,13 @@ pub use probe::full_probe;
 pub use reach::reach_failure;
 pub use service::log as service_log;
 
-use crate::engine::action::{ActionSpec, Keys, Keystone, Lb, Misc, Service};
+use crate::engine::action::ActionSpec;
 use crate::engine::events::{Failure, Outcome};
 use crate::engine::facts::*;
 use crate::inventory::credentials::{self, AuthCredentials};
 use crate::inventory::{Inventory, Node, Reach};
 use crate::transport::{ExecOpts, Transport, TransportError, local::LocalTransport};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore};
@@ -321,8 +321,8 @@ impl Fleet {
             })
     }
 
-    /// Dispatch by family; each family's `run_*` (below, to move into its family's driver
-    /// file) dispatches to its actions.
+    /// Dispatch by family; each family's `run_*` (in its driver file: lb, keystone, keys,
+    /// service, misc) dispatches to its actions.
     async fn run(&self, spec: &ActionSpec) -> DResult<Done> {
         match spec {
             ActionSpec::Lb(s) => self.run_lb(s).await,
@@ -330,152 +330,6 @@ impl Fleet {
             ActionSpec::Keys(s) => self.run_keys(s).await,
             ActionSpec::Service(s) => self.run_service(s).await,
             ActionSpec::Misc(s) => self.run_misc(s).await,
-        }
-    }
-
-    async fn run_lb(&self, spec: &Lb) -> DResult<Done> {
-        match spec {
-            Lb::Drain { node, timeout_secs } => self.lb_drain(node, *timeout_secs).await,
-            Lb::Ready { node, timeout_secs } => self.lb_ready(node, *timeout_secs).await,
-            Lb::Maint { node } => self.lb_maint(node).await,
-        }
-    }
-
-    async fn run_keystone(&self, spec: &Keystone) -> DResult<Done> {
-        match spec {
-            Keystone::SetProvider { node, provider } => self.set_provider(node, provider).await,
-            Keystone::IssueToken { node, expect } => {
-                let t = self.token_check(node).await;
-                let mut obs = Observation::default();
-                obs.tokens.insert(node.clone(), t.clone());
-                if t.format.as_str() == expect && t.validated() {
-                    Ok(Done::ok(format!("{node}: {}", t.short()), obs))
-                } else {
-                    Ok(Done::fail(
-                        format!("{node}: expected a {expect} token that validates, got {}", t.short()),
-                        format!("{node} stays out of the pool. Read its keystone log; fix and resume, or set its provider back and restart it"),
-                    )
-                    .with(obs))
-                }
-            }
-            Keystone::ValidateMatrix { nodes, expect } => self.matrix(nodes, expect).await,
-            Keystone::ListTrusts { node } => self.list_trusts(node).await,
-        }
-    }
-
-    async fn run_keys(&self, spec: &Keys) -> DResult<Done> {
-        match spec {
-            Keys::CreateKeypair { node, keygen } => self.create_keypair(node, *keygen).await,
-            Keys::CreateSharedKeypair {
-                origin,
-                nodes,
-                keygen,
-            } => self.create_shared_keypair(origin, nodes, *keygen).await,
-            Keys::InstallKeys { node, public } => self.install_keys(node, *public).await,
-            Keys::PublishStagedKeys { node, from } => self.publish_staged(node, from).await,
-            Keys::RemoveRetiredKeys { node, nodes } => self.remove_retired(node, nodes).await,
-            Keys::RotateFernet { node } => self.rotate_fernet(node).await,
-            Keys::SyncFernet { node, from } => self.sync_fernet(node, from).await,
-            Keys::DistributePublicKeys { node, from } => self.distribute(node, from).await,
-        }
-    }
-
-    async fn run_service(&self, spec: &Service) -> DResult<Done> {
-        match spec {
-            Service::Restart { node, timeout_secs } => self.restart(node, *timeout_secs).await,
-            Service::Shell {
-                node,
-                command,
-                expect_status,
-                sudo,
-                timeout_secs,
-            } => {
-                let n = self.node(node)?;
-                let t = self.node_transport(node).await?;
-                let out = t
-                    .exec(
-                        command,
-                        ExecOpts {
-                            stdin: None,
-                            timeout: Duration::from_secs(*timeout_secs),
-                            sudo: *sudo || n.sudo,
-                        },
-                    )
-                    .await?;
-                if out.status == *expect_status {
-                    Ok(Done::ok(
-                        format!("{node}: exit {}", out.status),
-                        Observation::default(),
-                    ))
-                } else {
-                    Ok(Done::fail(
-                        format!(
-                            "{node}: {} (expected exit {expect_status}): {}",
-                            out.exit_text(),
-                            out.last_line()
-                        ),
-                        "read the command's output on the node, fix, then resume",
-                    ))
-                }
-            }
-        }
-    }
-
-    async fn run_misc(&self, spec: &Misc) -> DResult<Done> {
-        match spec {
-            Misc::Probe {
-                nodes,
-                lb,
-                tokens,
-                until_up: Some(node),
-            } => {
-                let deadline =
-                    Instant::now() + Duration::from_secs(crate::engine::plan::UNTIL_UP_SECS);
-                loop {
-                    let done = self.probe(nodes, *lb, tokens).await?;
-                    let up = done.observed.lb.as_ref().is_some_and(|rows| {
-                        let mine: Vec<&LbServer> =
-                            rows.iter().filter(|r| &r.node == node).collect();
-                        !mine.is_empty() && mine.iter().all(|r| r.checked_up())
-                    });
-                    if up || !done.observed.lb_errors.is_empty() || Instant::now() >= deadline {
-                        return Ok(done);
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            Misc::Probe {
-                nodes, lb, tokens, ..
-            } => self.probe(nodes, *lb, tokens).await,
-            Misc::Wait { secs } => {
-                tokio::time::sleep(Duration::from_secs(*secs)).await;
-                Ok(Done::ok(format!("waited {secs}s"), Observation::default()))
-            }
-            Misc::AcceptHostKey {
-                host,
-                port,
-                key_openssh,
-                known_hosts,
-            } => {
-                crate::transport::ssh::accept_host_key(
-                    Path::new(known_hosts),
-                    host,
-                    *port,
-                    key_openssh,
-                )
-                .map_err(|e| {
-                    DriverError::new(
-                        format!("cannot append to {known_hosts}: {e}"),
-                        "check the file's permissions",
-                    )
-                })?;
-                // Forget any failed connection so the next use reconnects with the new key.
-                self.conns.lock().expect("connection map").clear();
-                Ok(Done::ok(
-                    format!("added {host}:{port} to {known_hosts}"),
-                    Observation::default(),
-                ))
-            }
         }
     }
 }

@@ -7,6 +7,28 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::drivers::{DResult, Done, Fleet};
+use crate::engine::action::Keys;
+
+impl Fleet {
+    pub(in crate::drivers) async fn run_keys(&self, spec: &Keys) -> DResult<Done> {
+        match spec {
+            Keys::CreateKeypair { node, keygen } => self.create_keypair(node, *keygen).await,
+            Keys::CreateSharedKeypair {
+                origin,
+                nodes,
+                keygen,
+            } => self.create_shared_keypair(origin, nodes, *keygen).await,
+            Keys::InstallKeys { node, public } => self.install_keys(node, *public).await,
+            Keys::PublishStagedKeys { node, from } => self.publish_staged(node, from).await,
+            Keys::RemoveRetiredKeys { node, nodes } => self.remove_retired(node, nodes).await,
+            Keys::RotateFernet { node } => self.rotate_fernet(node).await,
+            Keys::SyncFernet { node, from } => self.sync_fernet(node, from).await,
+            Keys::DistributePublicKeys { node, from } => self.distribute(node, from).await,
+        }
+    }
+}
+
 /// Why key material could not be read or made.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -237,7 +259,7 @@ mod tests {
     #[test]
     fn a_private_key_and_its_public_half_have_one_fingerprint() {
         let (private, public) = generate_es256().unwrap();
-        let text = String::from_utf8(private.0.clone()).unwrap();
+        let text = String::from_utf8(private.0.to_vec()).unwrap();
         assert_eq!(
             private_fingerprint(&text).unwrap(),
             public_fingerprint(&public).unwrap()
@@ -251,7 +273,7 @@ mod tests {
     #[test]
     fn generated_keys_fingerprint_consistently() {
         let (private, public) = generate_es256().unwrap();
-        let text = String::from_utf8(private.0.clone()).unwrap();
+        let text = String::from_utf8(private.0.to_vec()).unwrap();
         assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"));
         let fp = public_fingerprint(&public).unwrap();
         assert!(fp.starts_with("SHA256:"));

@@ -4,11 +4,34 @@ pub mod api;
 pub mod conf;
 
 use super::{DResult, Done, DriverError, Fleet};
+use crate::engine::action::Keystone;
 use crate::engine::facts::*;
 use crate::transport::shell_quote;
 use std::time::Duration;
 
 impl Fleet {
+    pub(in crate::drivers) async fn run_keystone(&self, spec: &Keystone) -> DResult<Done> {
+        match spec {
+            Keystone::SetProvider { node, provider } => self.set_provider(node, provider).await,
+            Keystone::IssueToken { node, expect } => {
+                let t = self.token_check(node).await;
+                let mut obs = Observation::default();
+                obs.tokens.insert(node.clone(), t.clone());
+                if t.format.as_str() == expect && t.validated() {
+                    Ok(Done::ok(format!("{node}: {}", t.short()), obs))
+                } else {
+                    Ok(Done::fail(
+                        format!("{node}: expected a {expect} token that validates, got {}", t.short()),
+                        format!("{node} stays out of the pool. Read its keystone log; fix and resume, or set its provider back and restart it"),
+                    )
+                    .with(obs))
+                }
+            }
+            Keystone::ValidateMatrix { nodes, expect } => self.matrix(nodes, expect).await,
+            Keystone::ListTrusts { node } => self.list_trusts(node).await,
+        }
+    }
+
     pub(in crate::drivers) async fn set_provider(
         &self,
         node: &str,

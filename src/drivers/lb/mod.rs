@@ -11,6 +11,7 @@ pub mod guard;
 pub mod haproxy;
 
 use super::{DResult, Done, DriverError, Fleet};
+use crate::engine::action::Lb;
 use crate::engine::facts::*;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
@@ -79,6 +80,14 @@ pub trait LoadBalancer: Send + Sync {
 }
 
 impl Fleet {
+    pub(in crate::drivers) async fn run_lb(&self, spec: &Lb) -> DResult<Done> {
+        match spec {
+            Lb::Drain { node, timeout_secs } => self.lb_drain(node, *timeout_secs).await,
+            Lb::Ready { node, timeout_secs } => self.lb_ready(node, *timeout_secs).await,
+            Lb::Maint { node } => self.lb_maint(node).await,
+        }
+    }
+
     /// Every load-balancer instance of the inventory, in inventory order.
     pub fn load_balancers(&self) -> Vec<haproxy::Haproxy<'_>> {
         self.inv

@@ -6,11 +6,53 @@ pub mod log;
 use super::{DResult, Done, Fleet};
 use crate::drivers::keystone::api;
 use crate::engine::facts::*;
-use crate::transport::shell_quote;
+use crate::transport::{ExecOpts, shell_quote};
 
+use crate::engine::action::Service;
 use std::time::{Duration, Instant};
 
 impl Fleet {
+    pub(in crate::drivers) async fn run_service(&self, spec: &Service) -> DResult<Done> {
+        match spec {
+            Service::Restart { node, timeout_secs } => self.restart(node, *timeout_secs).await,
+            Service::Shell {
+                node,
+                command,
+                expect_status,
+                sudo,
+                timeout_secs,
+            } => {
+                let n = self.node(node)?;
+                let t = self.node_transport(node).await?;
+                let out = t
+                    .exec(
+                        command,
+                        ExecOpts {
+                            stdin: None,
+                            timeout: Duration::from_secs(*timeout_secs),
+                            sudo: *sudo || n.sudo,
+                        },
+                    )
+                    .await?;
+                if out.status == *expect_status {
+                    Ok(Done::ok(
+                        format!("{node}: exit {}", out.status),
+                        Observation::default(),
+                    ))
+                } else {
+                    Ok(Done::fail(
+                        format!(
+                            "{node}: {} (expected exit {expect_status}): {}",
+                            out.exit_text(),
+                            out.last_line()
+                        ),
+                        "read the command's output on the node, fix, then resume",
+                    ))
+                }
+            }
+        }
+    }
+
     pub(in crate::drivers) async fn restart(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
         let n = self.node(node)?;
         let mark = self.restart_mark(node).await;

@@ -25,6 +25,9 @@ pub struct Action {
     pub verb: &'static str,
 }
 
+/// Fills a template, with the node's variables when a node is given.
+pub type Render<'a> = dyn Fn(&str, Option<&str>) -> Result<String, PlanError> + 'a;
+
 /// One runbook item at one place of the plan: what a family's compile reads.
 pub struct Cx<'a> {
     pub step: &'a Step,
@@ -39,7 +42,7 @@ pub struct Cx<'a> {
     /// Whether this step already took `node` out of the pool (an earlier drain for it).
     pub drained_in_step: bool,
     /// Fill a template (the node's variables when a node is given).
-    pub render: &'a dyn Fn(&str, Option<&str>) -> Result<String, PlanError>,
+    pub render: &'a Render<'a>,
 }
 
 impl Cx<'_> {

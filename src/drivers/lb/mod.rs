@@ -7,14 +7,14 @@
 //! State is always read back from every instance, never assumed: a reload without a
 //! server-state file silently undoes a drain.
 
+mod fleet;
 pub mod guard;
 pub mod haproxy;
 
-use super::{DResult, Done, DriverError, Fleet};
-use crate::engine::action::Lb;
+use super::{DResult, Done, DriverError};
 use crate::engine::facts::*;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -77,70 +77,6 @@ pub trait LoadBalancer: Send + Sync {
     /// How the instance would come through a reload. Never fails: what cannot be read is
     /// unknown, with the reason.
     fn reload_facts(&self) -> impl Future<Output = ReloadFacts> + Send;
-}
-
-impl Fleet {
-    pub(in crate::drivers) async fn run_lb(&self, spec: &Lb) -> DResult<Done> {
-        match spec {
-            Lb::Drain { node, timeout_secs } => self.lb_drain(node, *timeout_secs).await,
-            Lb::Ready { node, timeout_secs } => self.lb_ready(node, *timeout_secs).await,
-            Lb::Maint { node } => self.lb_maint(node).await,
-        }
-    }
-
-    /// Every load-balancer instance of the inventory, in inventory order.
-    pub fn load_balancers(&self) -> Vec<haproxy::Haproxy<'_>> {
-        self.inv
-            .load_balancers
-            .iter()
-            .map(|lb| haproxy::Haproxy::new(self, lb))
-            .collect()
-    }
-
-    /// Read every load-balancer instance: rows for every node, and the instances that failed.
-    pub async fn read_lbs(&self) -> (Vec<LbServer>, Vec<String>) {
-        read_all(&self.load_balancers()).await
-    }
-
-    /// How every instance would come through a reload, read from its configuration file.
-    pub async fn read_reload_facts(&self) -> BTreeMap<String, ReloadFacts> {
-        let lbs = self.load_balancers();
-        futures::future::join_all(
-            lbs.iter()
-                .map(|lb| async { (lb.name().to_string(), lb.reload_facts().await) }),
-        )
-        .await
-        .into_iter()
-        .collect()
-    }
-
-    /// A pool breach repaired: maint wherever the node is not in maint, read back.
-    pub(in crate::drivers) async fn lb_maint(&self, node: &str) -> DResult<Done> {
-        maint(&self.load_balancers(), node).await
-    }
-
-    pub(in crate::drivers) async fn lb_drain(
-        &self,
-        node: &str,
-        timeout_secs: u64,
-    ) -> DResult<Done> {
-        drain(&self.load_balancers(), node, timeout_secs).await
-    }
-
-    /// Re-add (see `ready`), ordered against the pool guard's reverts by its lock.
-    pub(in crate::drivers) async fn lb_ready(
-        &self,
-        node: &str,
-        timeout_secs: u64,
-    ) -> DResult<Done> {
-        ready(
-            &self.load_balancers(),
-            node,
-            timeout_secs,
-            &self.guard.order,
-        )
-        .await
-    }
 }
 
 /// Read every instance: rows for every node, and the instances that failed.

@@ -1,0 +1,290 @@
+//! Moving a run forward: the op at the cursor, step boundaries, in-doubt intents, and the
+//! gates that must have passed right before a guarded action.
+
+use super::{Scratch, halt, raise_breach, start_effect, summary};
+use crate::engine::action::Misc;
+use crate::engine::events::*;
+use crate::engine::gates;
+use crate::engine::plan::{ActionSpec, OpKind};
+use crate::engine::state::{RunStatus, State, StepStatus};
+use crate::runbook::{Gate, WaitCondition};
+
+/// Move the run forward as far as it can go without waiting for the world or a person.
+pub(super) fn advance(s: &mut Scratch) {
+    loop {
+        if s.state.status != RunStatus::Running {
+            return;
+        }
+        if !s.state.in_flight.is_empty() {
+            // In-doubt intents from before a crash are decided by a person unless safe to redo.
+            let doubt: Vec<u64> = s.state.in_doubt.iter().copied().collect();
+            for id in doubt {
+                let Some(f) = s.state.in_flight.get(&id) else {
+                    continue;
+                };
+                let intent = f.intent.clone();
+                if intent.idempotent {
+                    s.emit(Event::InDoubtResolved {
+                        id,
+                        choice: "redo".into(),
+                        who: crate::engine::who::Who::cutover("cutover (idempotent action)"),
+                    });
+                } else {
+                    s.emit(Event::HardStopRaised(HardStop {
+                        op: intent.op,
+                        id: "in-doubt".into(),
+                        node: intent.node.clone(),
+                        title: format!(
+                            "Unknown whether `{}`{} finished",
+                            intent.action,
+                            intent.node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default()
+                        ),
+                        hazard: format!(
+                            "The run stopped after writing its intent and before its outcome: {}",
+                            intent.detail
+                        ),
+                        consequence: "Y redoes the action. D marks it done without running it (choose D only after checking the node by hand). n leaves the run paused.".into(),
+                        facts: vec![format!("intent #{} at step {}", intent.id, intent.step)],
+                        proceed: "redo the action".into(),
+                        in_doubt: Some(id),
+                        host_key: None,
+                        drift: vec![],
+                        breach: vec![],
+                    }));
+                    return;
+                }
+            }
+            if !s.state.in_flight.is_empty() {
+                return;
+            }
+            continue;
+        }
+        if !s.state.open_breaches.is_empty() {
+            // Nothing proceeds while a breach is open: a person confirms first.
+            raise_breach(s);
+            return;
+        }
+        if s.state.pause_requested {
+            s.emit(Event::RunPaused {
+                reason: s.state.pause_cause.reason().into(),
+            });
+            return;
+        }
+        let Some(op) = s.state.current_op().cloned() else {
+            if let Some(step) = s
+                .state
+                .steps
+                .iter()
+                .find(|st| st.status == StepStatus::Active)
+                .map(|st| st.id.clone())
+            {
+                s.emit(Event::StepCompleted { step });
+            }
+            let summary = summary(&s.state);
+            s.emit(Event::RunCompleted { summary });
+            return;
+        };
+        // Step boundaries.
+        let step_pending = s
+            .state
+            .steps
+            .iter()
+            .find(|st| st.id == op.step)
+            .is_some_and(|st| st.status == StepStatus::Pending);
+        if step_pending {
+            let active: Vec<String> = s
+                .state
+                .steps
+                .iter()
+                .filter(|st| st.status == StepStatus::Active && st.id != op.step)
+                .map(|st| st.id.clone())
+                .collect();
+            for step in active {
+                s.emit(Event::StepCompleted { step });
+            }
+            s.emit(Event::StepStarted {
+                step: op.step.clone(),
+            });
+        }
+        match &op.kind {
+            OpKind::Note { message } => {
+                s.emit(Event::Note {
+                    op: op.index,
+                    message: message.clone(),
+                });
+                continue;
+            }
+            OpKind::Confirm {
+                id,
+                title,
+                message,
+                consequence,
+            } => {
+                if !s.state.raised_at_cursor {
+                    s.emit(Event::HardStopRaised(HardStop {
+                        op: op.index,
+                        id: id.clone(),
+                        node: op.node.clone(),
+                        title: title.clone(),
+                        hazard: message.clone(),
+                        consequence: consequence.clone(),
+                        facts: facts_for_confirm(&s.state),
+                        proceed: "continue the run".into(),
+                        in_doubt: None,
+                        host_key: None,
+                        drift: vec![],
+                        breach: vec![],
+                    }));
+                }
+                return;
+            }
+            OpKind::Gate { gate, .. } => {
+                let Some(inv) = s.state.inventory().cloned() else {
+                    return;
+                };
+                let spec = gates::probe_for(*gate, op.node.as_deref(), &inv);
+                start_effect(s, op.index, op.node.clone(), spec);
+                return;
+            }
+            OpKind::WaitUntil {
+                condition,
+                max_secs,
+            } => {
+                let secs = match condition {
+                    WaitCondition::OldTokensExpired => match s.state.old_tokens_irrelevant_at() {
+                        Some((at, _)) => (at - s.now).num_seconds().max(0) as u64,
+                        None => {
+                            halt(
+                                s,
+                                op.index,
+                                None,
+                                "cannot wait for old tokens to expire: not every node has flipped yet".into(),
+                                "finish the rolling step first, then resume".into(),
+                            );
+                            return;
+                        }
+                    },
+                };
+                let secs = max_secs.map(|m| m.min(secs)).unwrap_or(secs);
+                start_effect(s, op.index, None, Misc::Wait { secs }.into());
+                return;
+            }
+            OpKind::Act { specs, .. } => {
+                if let Err((reason, next)) = guards_hold(&s.state, op.index) {
+                    halt(s, op.index, op.node.clone(), reason, next);
+                    return;
+                }
+                let done: Vec<ActionSpec> = s.state.op_done.values().cloned().collect();
+                for spec in specs {
+                    if done.contains(spec) {
+                        continue;
+                    }
+                    start_effect(s, op.index, op.node.clone(), spec.clone());
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Defense in depth: a guarded action runs only if the gates guarding it passed on fresh
+/// probes immediately before it (the contiguous gate ops right before this op).
+pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> {
+    let op = &state.plan[index];
+    let OpKind::Act { specs, .. } = &op.kind else {
+        return Ok(());
+    };
+    let mut required: Vec<Gate> = Vec::new();
+    for spec in specs {
+        required.extend(spec.required_gates());
+    }
+    let mut passed: Vec<Gate> = Vec::new();
+    let mut i = index;
+    while i > 0 {
+        i -= 1;
+        match &state.plan[i].kind {
+            OpKind::Gate { gate, .. }
+                if state.gates_passed.contains(&i)
+                    && (!gate.per_node() || state.plan[i].node == op.node) =>
+            {
+                passed.push(*gate)
+            }
+            _ => break,
+        }
+    }
+    for g in required {
+        if !passed.contains(&g) {
+            let node = op.node.clone().unwrap_or_default();
+            let (reason, next) = match g {
+                Gate::OutOfPool => (
+                    format!(
+                        "refused: {} on {node} while it may be in the pool (gate out-of-pool has not passed right before)",
+                        specs[0].name()
+                    ),
+                    format!("drain {node} on every load balancer first"),
+                ),
+                Gate::KeysEverywhere => (
+                    format!(
+                        "refused: flipping {node} to jws before every node holds the keypair (gate keys-everywhere has not passed)"
+                    ),
+                    "install the JWS keys on every node first".into(),
+                ),
+                Gate::FernetKeysEverywhere => (
+                    format!(
+                        "refused: flipping {node} to fernet before every node holds the Fernet keys"
+                    ),
+                    "restore the Fernet repositories first".into(),
+                ),
+                Gate::ValidatedBeforeReadd => (
+                    format!(
+                        "refused: re-adding {node} before a token issued directly at it validated (gate validated-before-readd)"
+                    ),
+                    format!("issue and validate a token at {node} directly first"),
+                ),
+                Gate::MixedPool => (
+                    format!(
+                        "refused: re-adding {node} without checking (and confirming) a mixed pool"
+                    ),
+                    "the mixed-pool gate must pass or be confirmed first".into(),
+                ),
+                Gate::PoolCapacity => (
+                    format!(
+                        "refused: draining {node} without checking that the pool keeps a server"
+                    ),
+                    "the pool-capacity gate must pass or be confirmed first".into(),
+                ),
+                other => (
+                    format!("refused: gate {} has not passed", other.name()),
+                    String::new(),
+                ),
+            };
+            return Err((reason, next));
+        }
+    }
+    Ok(())
+}
+
+fn facts_for_confirm(state: &State) -> Vec<String> {
+    let mut v = Vec::new();
+    for name in &state.node_order {
+        if let Some(n) = state.nodes.get(name) {
+            let provider = n
+                .facts
+                .as_ref()
+                .and_then(|f| f.provider.clone())
+                .unwrap_or_else(|| "?".into());
+            let pool = if n.lb.is_empty() {
+                "lb ?".to_string()
+            } else if n.pooled() {
+                "in pool".into()
+            } else {
+                "out of pool".into()
+            };
+            v.push(format!("{name}: {provider}, {pool}"));
+        }
+    }
+    if let Some(t) = &state.trusts {
+        v.push(format!("trusts: {}", t.count));
+    }
+    v
+}

@@ -4,11 +4,14 @@
 
 use super::text::{trunc_left, width};
 use crate::engine::State;
+use crate::engine::action;
 use crate::engine::facts::ReloadVerdict;
 use crate::engine::plan::{Op, OpKind};
 use crate::engine::state::NodeView;
 
-/// `keystone.set_provider` → `set_provider`; gates keep their name; short enough for 80 columns.
+/// `keystone.set_provider` → `set_provider`: the action's short label from its family's words
+/// ([`action::words`]); gates keep their name; short enough for 80 columns. A name no family
+/// knows (a journal of a newer cutover) loses only its `keystone.` prefix.
 pub(super) fn short_action(a: &str) -> String {
     if let Some(g) = a.strip_prefix("gate ") {
         let g = match g {
@@ -18,33 +21,14 @@ pub(super) fn short_action(a: &str) -> String {
         };
         return format!("gate {g}");
     }
-    let a = a.strip_prefix("keystone.").unwrap_or(a);
-    match a {
-        "service.restart" => "restart".into(),
-        "create_jws_keypair" => "create_keypair".into(),
-        "install_jws_keys" => "install_keys".into(),
-        "distribute_public_keys" => "copy_pubkeys".into(),
-        "validate_matrix" => "matrix".into(),
-        other => other.into(),
-    }
+    action::words(a)
+        .map(|w| w.short.to_string())
+        .unwrap_or_else(|| a.strip_prefix("keystone.").unwrap_or(a).to_string())
 }
 
-/// What a node is doing, as a verb.
+/// What a node is doing, as a verb (its action's words; an unknown name as it is).
 pub(super) fn activity_verb(a: &str) -> &str {
-    match a {
-        "lb.drain" => "draining",
-        "lb.ready" => "re-adding",
-        "lb.maint" => "back to maint",
-        "keystone.set_provider" => "flipping",
-        "service.restart" => "restarting",
-        "keystone.issue_token" => "token check",
-        "keystone.create_jws_keypair" => "keygen",
-        "keystone.install_jws_keys" => "installing",
-        "keystone.distribute_public_keys" => "copying keys",
-        "keystone.list_trusts" => "trusts",
-        "probe" => "probing",
-        other => other,
-    }
+    action::words(a).map(|w| w.verb).unwrap_or(a)
 }
 
 pub(super) fn op_label(op: &Op) -> String {
@@ -148,5 +132,63 @@ pub(super) fn lb_header(
             let first: String = m.chars().take(1).collect();
             (trunc_left(name, cw.saturating_sub(1)), Some((first, true)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The labels the screens showed from their own tables before the families had words.
+    #[test]
+    fn labels_come_from_the_actions_words() {
+        for (name, short, verb) in [
+            ("lb.drain", "lb.drain", "draining"),
+            ("lb.ready", "lb.ready", "re-adding"),
+            ("lb.maint", "lb.maint", "back to maint"),
+            ("keystone.set_provider", "set_provider", "flipping"),
+            ("service.restart", "restart", "restarting"),
+            ("keystone.issue_token", "issue_token", "token check"),
+            ("keystone.create_jws_keypair", "create_keypair", "keygen"),
+            ("keystone.install_jws_keys", "install_keys", "installing"),
+            (
+                "keystone.distribute_public_keys",
+                "copy_pubkeys",
+                "copying keys",
+            ),
+            (
+                "keystone.validate_matrix",
+                "matrix",
+                "keystone.validate_matrix",
+            ),
+            ("keystone.list_trusts", "list_trusts", "trusts"),
+            (
+                "keystone.sync_fernet_keys",
+                "sync_fernet_keys",
+                "keystone.sync_fernet_keys",
+            ),
+            ("probe", "probe", "probing"),
+            ("wait", "wait", "wait"),
+            ("shell", "shell", "shell"),
+        ] {
+            assert_eq!(short_action(name), short, "{name}");
+            assert_eq!(activity_verb(name), verb, "{name}");
+        }
+    }
+
+    #[test]
+    fn gates_and_unknown_names_keep_their_words() {
+        assert_eq!(
+            short_action("gate validated-before-readd"),
+            "gate validated"
+        );
+        assert_eq!(
+            short_action("gate fernet-keys-everywhere"),
+            "gate fernet-keys"
+        );
+        assert_eq!(short_action("gate out-of-pool"), "gate out-of-pool");
+        assert_eq!(short_action("keystone.teleport"), "teleport");
+        assert_eq!(short_action("lb.teleport"), "lb.teleport");
+        assert_eq!(activity_verb("keystone.teleport"), "keystone.teleport");
     }
 }

@@ -1,6 +1,6 @@
-//! Headless output: one line per event (the narrator this becomes a call into lives elsewhere).
+//! Headless output: one line per event, its words from the narrator ([`crate::engine::narrate`]).
 
-use crate::engine::{self, events::Event, state::State};
+use crate::engine::{events::Event, narrate, state::State};
 use crate::sanitize::for_terminal;
 use chrono::{DateTime, Utc};
 use std::io::Write;
@@ -22,94 +22,18 @@ pub fn event_text(time: DateTime<Utc>, e: &Event, state: &State, ascii: bool) ->
     let g = crate::glyphs::table(ascii);
     let t = time.format("%H:%M:%S");
     let node = e.node().unwrap_or("");
-    let text = match e {
-        Event::RunStarted(rs) => format!(
-            "{} on {} ({} nodes), run {}",
-            rs.runbook_title,
-            rs.cluster,
-            rs.inventory.nodes.len(),
-            rs.run_id
-        ),
-        Event::StepStarted { step } => format!(
-            "{} {}",
-            g.play,
-            state
-                .steps
-                .iter()
-                .find(|s| &s.id == step)
-                .map(|s| s.title.as_str())
-                .unwrap_or(step)
-        ),
-        Event::StepCompleted { step } => format!("{} {step}", g.done),
-        Event::Intent(i) => match i.pool_read_ms {
-            Some(ms) => format!("{} {} (pool read {ms} ms before)", g.arrow, i.detail),
-            None => format!("{} {}", g.arrow, i.detail),
-        },
-        // The duration on the first line: a failed restart's evidence follows on lines of its own.
-        Event::Outcome(o) => {
-            let summary = o.summary.trim_end();
-            let (first, rest) = summary.split_once('\n').unwrap_or((summary, ""));
-            let rest = if rest.is_empty() {
-                String::new()
-            } else {
-                format!("\n{rest}")
-            };
-            format!(
-                "{} {} ({} ms){rest}",
-                if o.ok { "ok" } else { "FAILED" },
-                first.trim_end_matches('\r'),
-                o.duration_ms
-            )
-        }
-        Event::GatePassed { gate, detail, .. } => format!("gate {gate} passed: {detail}"),
-        Event::GateFailed { gate, reason, .. } => format!("gate {gate} FAILED: {reason}"),
-        Event::HardStopRaised(h) => {
-            format!(
-                "HARD STOP `{}`: {} {} {}",
-                h.id,
-                one_line(&h.title),
-                g.dash,
-                one_line(&h.hazard)
-            )
-        }
-        Event::HardStopConfirmed { id, who, .. } => format!(
-            "hard stop `{id}` confirmed by {}",
-            engine::state::who_label(who)
-        ),
-        Event::HardStopDeclined { id, who, .. } => format!(
-            "hard stop `{id}` declined by {}",
-            engine::state::who_label(who)
-        ),
-        Event::PauseRequested { cause, .. } => match cause {
-            engine::events::PauseCause::Operator => "pause requested".into(),
-            engine::events::PauseCause::TerminalHangup => {
-                "the terminal hung up: pausing at the next safe point".into()
-            }
-        },
-        Event::RunPaused { reason } => format!("paused: {reason}"),
-        Event::RunResumed {
-            drift, in_doubt, ..
-        } => format!(
-            "resumed; drift: {}; in doubt: {}",
-            if drift.is_empty() {
-                "none".into()
-            } else {
-                drift.join("; ")
-            },
-            in_doubt.len()
-        ),
-        Event::InDoubtResolved { id, choice, .. } => format!("in-doubt action {id}: {choice}"),
-        // What to do next on a line of its own, after the reason and its evidence.
-        Event::RunHalted { reason, next, .. } if next.trim().is_empty() => {
-            format!("HALTED: {}", reason.trim_end())
-        }
-        Event::RunHalted { reason, next, .. } => {
-            format!("HALTED: {}\nnext: {}", reason.trim_end(), next.trim())
-        }
-        Event::RunCompleted { summary } => format!("completed: {summary}"),
-        Event::Note { message, .. } => format!("note: {message}"),
-        Event::PoolBreach(b) => format!("POOL BREACH: {}", b.line()),
+    let title = |step: &str| {
+        state
+            .steps
+            .iter()
+            .find(|s| s.id == step)
+            .map(|s| s.title.clone())
     };
+    let cx = narrate::Context {
+        step_title: Some(&title),
+        ..narrate::Context::default()
+    };
+    let text = narrate::headless(e, &cx, g);
     let lead = format!("{t}  {:<19} {:<8} ", e.kind(), for_terminal(node));
     let indent = " ".repeat(crate::glyphs::width(&lead));
     // Everything here may come from outside (runbook titles, remote output, HTTP bodies, a
@@ -135,9 +59,4 @@ pub fn event_text(time: DateTime<Utc>, e: &Event, state: &State, ascii: bool) ->
         out = format!("{}\n", crate::glyphs::for_output(lead.trim_end(), ascii));
     }
     out
-}
-
-/// Fold a paragraph onto one line for line-per-event output (control characters made safe).
-fn one_line(s: &str) -> String {
-    for_terminal(&s.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned()
 }

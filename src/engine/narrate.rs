@@ -1,0 +1,528 @@
+//! The narrator: one place that knows how to say each event in words.
+//!
+//! Three surfaces tell events to people, each in its own register, and each asks here:
+//! - [`headless`]: the text of a headless run's line (`cutover run --headless`), the runtime adds
+//!   the time, kind and node columns;
+//! - [`log`]: the UI's log lines, which the fold records ([`super::state::State::apply`]);
+//! - [`journal`] and the `report_*` phrases: `cutover journal show` as text and as a Markdown
+//!   change report (the journal's records read back into typed events; a record that does not
+//!   read back is rendered defensively by `journal::render` instead).
+//!
+//! The words differ by surface where they did before this module existed (a headless line says
+//! `gate X passed: …`, the log says `passed: …` under the gate's name); what changes an event's
+//! words is one edit here. Only the engine's types come in; what is not in an event (a step's
+//! title, the intent an outcome answers, a confirmation's signer) comes in a [`Context`].
+
+use super::events::{Event, Failure, Intent, Outcome, PauseCause};
+use crate::glyphs::Glyphs;
+use crate::sanitize::for_terminal;
+use serde::Serialize;
+
+/// How a log line reads in the UI: its colour and marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LogLevel {
+    Info,
+    Start,
+    Ok,
+    Warn,
+    Fail,
+    Stop,
+}
+
+/// One line of the UI's log, before the fold stamps it with the event's time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    pub node: Option<String>,
+    /// The action, gate or kind of line, shown in its own column.
+    pub action: String,
+    pub text: String,
+    pub level: LogLevel,
+    pub duration_ms: Option<u64>,
+}
+
+/// What an event's words may need that the event does not carry.
+#[derive(Default)]
+pub struct Context<'a> {
+    /// A step's title by its id, as the run rendered it (templates filled in).
+    pub step_title: Option<&'a dyn Fn(&str) -> Option<String>>,
+    /// The intent an outcome or an in-doubt choice answers: the log names its action and node.
+    pub intent: Option<&'a Intent>,
+    /// The node of the hard stop a confirmation or a decline answers.
+    pub stop_node: Option<String>,
+    /// A journal record's own step, for a step record whose data names none.
+    pub record_step: Option<&'a str>,
+    /// A journal record's signer (the SSH key's fingerprint) of a confirmation; None: unsigned.
+    pub signer: Option<String>,
+}
+
+impl Context<'_> {
+    fn title(&self, step: &str) -> Option<String> {
+        self.step_title.and_then(|f| f(step))
+    }
+}
+
+/// An operator as people read one: `alice@bastion1`, `alice(as root)@bastion1`.
+fn who(w: &super::who::Who) -> String {
+    w.actor_label()
+}
+
+/// The text of a headless line for `e` (the runtime adds time, kind and node, and indents
+/// further lines under the first).
+pub fn headless(e: &Event, cx: &Context, g: &Glyphs) -> String {
+    match e {
+        Event::RunStarted(rs) => format!(
+            "{} on {} ({} nodes), run {}",
+            rs.runbook_title,
+            rs.cluster,
+            rs.inventory.nodes.len(),
+            rs.run_id
+        ),
+        Event::StepStarted { step } => format!(
+            "{} {}",
+            g.play,
+            cx.title(step).unwrap_or_else(|| step.clone())
+        ),
+        Event::StepCompleted { step } => format!("{} {step}", g.done),
+        Event::Intent(i) => match i.pool_read_ms {
+            Some(ms) => format!("{} {} (pool read {ms} ms before)", g.arrow, i.detail),
+            None => format!("{} {}", g.arrow, i.detail),
+        },
+        // The duration on the first line: a failed restart's evidence follows on lines of its own.
+        Event::Outcome(o) => {
+            let summary = o.summary.trim_end();
+            let (first, rest) = summary.split_once('\n').unwrap_or((summary, ""));
+            let rest = if rest.is_empty() {
+                String::new()
+            } else {
+                format!("\n{rest}")
+            };
+            format!(
+                "{} {} ({} ms){rest}",
+                if o.ok { "ok" } else { "FAILED" },
+                first.trim_end_matches('\r'),
+                o.duration_ms
+            )
+        }
+        Event::GatePassed { gate, detail, .. } => format!("gate {gate} passed: {detail}"),
+        Event::GateFailed { gate, reason, .. } => format!("gate {gate} FAILED: {reason}"),
+        Event::HardStopRaised(h) => format!(
+            "HARD STOP `{}`: {} {} {}",
+            h.id,
+            one_line(&h.title),
+            g.dash,
+            one_line(&h.hazard)
+        ),
+        Event::HardStopConfirmed { id, who: w, .. } => {
+            format!("hard stop `{id}` confirmed by {}", who(w))
+        }
+        Event::HardStopDeclined { id, who: w, .. } => {
+            format!("hard stop `{id}` declined by {}", who(w))
+        }
+        Event::PauseRequested { cause, .. } => match cause {
+            PauseCause::Operator => "pause requested".into(),
+            PauseCause::TerminalHangup => {
+                "the terminal hung up: pausing at the next safe point".into()
+            }
+        },
+        Event::RunPaused { reason } => format!("paused: {reason}"),
+        Event::RunResumed {
+            drift, in_doubt, ..
+        } => format!(
+            "resumed; drift: {}; in doubt: {}",
+            if drift.is_empty() {
+                "none".into()
+            } else {
+                drift.join("; ")
+            },
+            in_doubt.len()
+        ),
+        Event::InDoubtResolved { id, choice, .. } => format!("in-doubt action {id}: {choice}"),
+        // What to do next on a line of its own, after the reason and its evidence.
+        Event::RunHalted { reason, next, .. } if next.trim().is_empty() => {
+            format!("HALTED: {}", reason.trim_end())
+        }
+        Event::RunHalted { reason, next, .. } => {
+            format!("HALTED: {}\nnext: {}", reason.trim_end(), next.trim())
+        }
+        Event::RunCompleted { summary } => format!("completed: {summary}"),
+        Event::Note { message, .. } => format!("note: {message}"),
+        Event::PoolBreach(b) => format!("POOL BREACH: {}", b.line()),
+    }
+}
+
+/// The UI's log lines for `e`: none, one, or (a resume with drift) one per changed thing.
+pub fn log(e: &Event, cx: &Context) -> Vec<LogEntry> {
+    let line = |node: Option<String>, action: &str, text: String, level: LogLevel| LogEntry {
+        node,
+        action: action.to_string(),
+        text,
+        level,
+        duration_ms: None,
+    };
+    let one = |node, action, text, level| vec![line(node, action, text, level)];
+    match e {
+        Event::RunStarted(rs) => one(
+            None,
+            "run",
+            format!("run {} started by {}", rs.run_id, who(&rs.who)),
+            LogLevel::Info,
+        ),
+        Event::StepStarted { step } => one(
+            None,
+            "step",
+            format!("▶ {}", cx.title(step).unwrap_or_default()),
+            LogLevel::Info,
+        ),
+        Event::StepCompleted { .. } => Vec::new(),
+        Event::Intent(i) => one(i.node.clone(), &i.action, i.detail.clone(), LogLevel::Start),
+        Event::Outcome(o) => vec![LogEntry {
+            node: o.node.clone(),
+            action: cx.intent.map(|i| i.action.clone()).unwrap_or_default(),
+            text: o.summary.clone(),
+            level: if o.ok { LogLevel::Ok } else { LogLevel::Fail },
+            duration_ms: Some(o.duration_ms),
+        }],
+        Event::GatePassed {
+            gate, node, detail, ..
+        } => one(
+            node.clone(),
+            &format!("gate {gate}"),
+            format!("passed: {detail}"),
+            LogLevel::Ok,
+        ),
+        Event::GateFailed {
+            gate, node, reason, ..
+        } => one(
+            node.clone(),
+            &format!("gate {gate}"),
+            format!("FAILED: {reason}"),
+            LogLevel::Fail,
+        ),
+        Event::HardStopRaised(h) => one(
+            h.node.clone(),
+            "hard stop",
+            format!("{}: {}", h.id, h.title),
+            LogLevel::Stop,
+        ),
+        Event::HardStopConfirmed { id, who: w, .. } => one(
+            cx.stop_node.clone(),
+            "hard stop",
+            format!("{id} confirmed by {}", who(w)),
+            LogLevel::Ok,
+        ),
+        Event::HardStopDeclined { id, who: w, .. } => one(
+            cx.stop_node.clone(),
+            "hard stop",
+            format!("{id} declined by {}", who(w)),
+            LogLevel::Warn,
+        ),
+        Event::PauseRequested { who: w, cause } => one(
+            None,
+            "pause",
+            match cause {
+                PauseCause::Operator => format!("pause requested by {}", who(w)),
+                PauseCause::TerminalHangup => format!(
+                    "the terminal of {} hung up: pausing at the next safe point",
+                    who(w)
+                ),
+            },
+            LogLevel::Info,
+        ),
+        Event::RunPaused { reason } => {
+            one(None, "run", format!("paused: {reason}"), LogLevel::Warn)
+        }
+        Event::RunResumed { who: w, drift, .. } => {
+            let mut lines = one(
+                None,
+                "run",
+                format!("resumed by {}", who(w)),
+                LogLevel::Info,
+            );
+            lines.extend(
+                drift
+                    .iter()
+                    .map(|d| line(None, "drift", d.clone(), LogLevel::Warn)),
+            );
+            lines
+        }
+        Event::InDoubtResolved { id, choice, who: w } => one(
+            cx.intent.and_then(|i| i.node.clone()),
+            "in doubt",
+            format!("action {id}: {choice} ({})", who(w)),
+            LogLevel::Info,
+        ),
+        Event::RunHalted {
+            reason, next, node, ..
+        } => one(
+            node.clone(),
+            "run",
+            if reason.contains('\n') {
+                // A multi-line reason (a failed restart's evidence): next on its own line.
+                format!("HALTED: {reason}\nnext: {next}")
+            } else {
+                format!("HALTED: {reason} — {next}")
+            },
+            LogLevel::Fail,
+        ),
+        Event::RunCompleted { summary } => {
+            one(None, "run", format!("completed: {summary}"), LogLevel::Ok)
+        }
+        Event::Note { message, .. } => one(None, "note", message.clone(), LogLevel::Info),
+        Event::PoolBreach(b) => one(
+            Some(b.node.clone()),
+            "pool breach",
+            b.line(),
+            LogLevel::Stop,
+        ),
+    }
+}
+
+/// What a journal record of `e` says, for `cutover journal show`'s text listing and the
+/// Markdown report's list of other events (made one line by the caller).
+pub fn journal(e: &Event, cx: &Context) -> String {
+    // The step a step record is about: its own, else the record's; by title when there is one.
+    let step = |s: &str| {
+        let s = if s.is_empty() {
+            cx.record_step.unwrap_or_default()
+        } else {
+            s
+        };
+        if s.is_empty() {
+            "(unnamed)".to_string()
+        } else {
+            format!(
+                "\u{201c}{}\u{201d}",
+                cx.title(s).unwrap_or_else(|| s.to_string())
+            )
+        }
+    };
+    match e {
+        Event::RunStarted(rs) => {
+            let title = if rs.runbook_title.is_empty() {
+                &rs.runbook_name
+            } else {
+                &rs.runbook_title
+            };
+            let name = &rs.runbook_name;
+            let mut s = if !name.is_empty() && name != title {
+                format!("run of {title} ({name})")
+            } else {
+                format!("run of {title}")
+            };
+            if !rs.cluster.is_empty() {
+                s.push_str(&format!(" on cluster {}", rs.cluster));
+            }
+            let inv = &rs.inventory;
+            s.push_str(&format!(
+                " ({}, {}) started by {}",
+                counted(inv.nodes.len(), "node", "nodes"),
+                counted(inv.load_balancers.len(), "load balancer", "load balancers"),
+                who(&rs.who)
+            ));
+            if !rs.run_id.is_empty() {
+                s.push_str(&format!(", run {}", rs.run_id));
+            }
+            if !rs.params.is_empty() {
+                let params: Vec<String> =
+                    rs.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                s.push_str(&format!("; params {}", params.join(", ")));
+            }
+            s
+        }
+        Event::StepStarted { step: s } => format!("step {} started", step(s)),
+        Event::StepCompleted { step: s } => format!("step {} completed", step(s)),
+        Event::Intent(i) => {
+            let mut s = format!("#{}", i.id);
+            if !i.action.is_empty() {
+                s.push_str(&format!(" {}", i.action));
+            }
+            if !i.detail.is_empty() {
+                s.push_str(&format!(" — {}", i.detail));
+            }
+            s
+        }
+        Event::Outcome(o) => {
+            let mut s = format!(
+                "#{} {} ({}): {}",
+                o.id,
+                ok_word(o.ok),
+                duration(o.duration_ms),
+                o.summary
+            );
+            match &o.failure {
+                Some(Failure::Hint { next }) if !next.is_empty() => {
+                    s.push_str(&format!("; next: {next}"));
+                }
+                Some(Failure::HostKeyUnknown {
+                    host,
+                    port,
+                    fingerprint,
+                    ..
+                }) if !fingerprint.is_empty() => {
+                    s.push_str(&format!("; unknown host key {host}:{port} {fingerprint}"));
+                }
+                _ => {}
+            }
+            s.trim_end_matches([':', ' ']).to_string()
+        }
+        Event::GatePassed { gate, detail, .. } => {
+            with_detail(&format!("gate {gate} passed"), detail)
+        }
+        Event::GateFailed {
+            gate, reason, next, ..
+        } => with_next(&with_detail(&format!("gate {gate} FAILED"), reason), next),
+        Event::HardStopRaised(h) => {
+            let mut s = with_detail(&format!("HARD STOP {}", h.id), &h.title);
+            if let Some(n) = h.in_doubt {
+                s.push_str(&format!(" (decides in-doubt action #{n})"));
+            }
+            s
+        }
+        Event::HardStopConfirmed { id, who: w, .. } => format!(
+            "hard stop {id} confirmed by {} {}",
+            who(w),
+            match &cx.signer {
+                Some(fp) => format!("(signed {fp})"),
+                None => "(unsigned)".to_string(),
+            }
+        ),
+        Event::HardStopDeclined { id, who: w, .. } => {
+            format!("hard stop {id} declined by {}", who(w))
+        }
+        Event::PauseRequested { who: w, cause } => match cause {
+            PauseCause::TerminalHangup => {
+                format!("pause requested: the terminal of {} hung up", who(w))
+            }
+            PauseCause::Operator => format!("pause requested by {}", who(w)),
+        },
+        Event::RunResumed {
+            who: w,
+            drift,
+            in_doubt,
+            ..
+        } => {
+            let mut s = format!("run resumed by {}", who(w));
+            if drift.is_empty() {
+                s.push_str("; no drift");
+            } else {
+                s.push_str(&format!(
+                    "; changed since the journal: {}",
+                    drift.join("; ")
+                ));
+            }
+            if !in_doubt.is_empty() {
+                let ids: Vec<String> = in_doubt.iter().map(|i| format!("#{i}")).collect();
+                s.push_str(&format!("; in doubt: {}", ids.join(", ")));
+            }
+            s
+        }
+        Event::InDoubtResolved { id, choice, who: w } => {
+            format!("in-doubt action #{id}: {choice}, chosen by {}", who(w))
+        }
+        Event::RunPaused { reason } => with_detail("run paused", reason),
+        Event::RunHalted { reason, next, .. } => {
+            with_next(&with_detail("run HALTED", reason), next)
+        }
+        Event::RunCompleted { summary } => with_detail("run completed", summary),
+        Event::Note { message, .. } => message.clone(),
+        Event::PoolBreach(b) => b.line(),
+    }
+}
+
+/// The change report's detail for an event in its gates table or its final status: a gate's
+/// detail or reason (and what to do next), a halt's reason and next step, a pause's reason,
+/// a completion's summary, who resumed. Empty for other events.
+pub fn report_detail(e: &Event) -> String {
+    let reason_next = |reason: &str, next: &str| {
+        if next.is_empty() {
+            reason.to_string()
+        } else {
+            format!("{reason} — next: {next}")
+        }
+    };
+    match e {
+        Event::GatePassed { detail, .. } => detail.clone(),
+        Event::GateFailed { reason, next, .. } | Event::RunHalted { reason, next, .. } => {
+            reason_next(reason, next)
+        }
+        Event::RunCompleted { summary } => summary.clone(),
+        Event::RunPaused { reason } => reason.clone(),
+        Event::RunResumed { who: w, .. } => format!("resumed by {}", who(w)),
+        _ => String::new(),
+    }
+}
+
+/// The change report's result for an action: `**ok** summary (850 ms)`.
+pub fn report_result(o: &Outcome) -> String {
+    let mut s = format!("**{}**", ok_word(o.ok));
+    if !o.summary.is_empty() {
+        s.push_str(&format!(" {}", o.summary));
+    }
+    format!("{s} ({})", duration(o.duration_ms))
+}
+
+/// The change report's result for an action whose outcome was lost and which the operator
+/// resolved by hand.
+pub fn report_resolved(e: &Event) -> Option<String> {
+    match e {
+        Event::InDoubtResolved { choice, who: w, .. } => {
+            Some(format!("in doubt; resolved: {choice} by {}", who(w)))
+        }
+        _ => None,
+    }
+}
+
+/// The change report's decision on a hard stop, before its time: `**Confirmed** by alice@b`.
+pub fn report_decision(e: &Event) -> Option<String> {
+    match e {
+        Event::HardStopConfirmed { who: w, .. } => Some(format!("**Confirmed** by {}", who(w))),
+        Event::HardStopDeclined { who: w, .. } => Some(format!("**Declined** by {}", who(w))),
+        _ => None,
+    }
+}
+
+/// `ok` or `FAILED`, for an outcome.
+pub fn ok_word(ok: bool) -> &'static str {
+    if ok { "ok" } else { "FAILED" }
+}
+
+/// A duration for people: `850 ms`, `12.3 s`.
+pub fn duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// `1 node`, `3 nodes`.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// `head: detail`, or `head` alone.
+pub fn with_detail(head: &str, detail: &str) -> String {
+    if detail.is_empty() {
+        head.to_string()
+    } else {
+        format!("{head}: {detail}")
+    }
+}
+
+/// `text; next: …`, or `text` alone.
+pub fn with_next(text: &str, next: &str) -> String {
+    if next.is_empty() {
+        text.to_string()
+    } else {
+        format!("{text}; next: {next}")
+    }
+}
+
+/// Fold a paragraph onto one line for line-per-event output (control characters made safe).
+fn one_line(s: &str) -> String {
+    for_terminal(&s.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned()
+}

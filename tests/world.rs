@@ -657,3 +657,97 @@ async fn runtime_state_survives_a_world_restart() {
     }
     drop(handle);
 }
+
+/// The frontend balances each HTTP request, as HAProxy's `mode http` with `balance roundrobin`
+/// does, over the servers that are `ready` and UP (`UP 1/3` included): also the requests of one
+/// kept-alive client connection. A server in maint, in drain or DOWN gets no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frontend_round_robins_requests_over_ready_up_servers() {
+    let (_tmp, info) = new_world(&WorldSpec { nodes: 5, lbs: 1 });
+    let handle = world::start(&info).await.unwrap();
+    let lb = &info.lbs[0];
+    let sock = &lb.socket;
+    cli(sock, "set server keystone_api/ks2 state maint").await;
+    cli(sock, "set server keystone_api/ks3 state drain").await;
+    // ks4's Keystone dies: its checks fail until it is DOWN.
+    let dir = info.dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let stop = world::fault::Fault::parse("stop", &["node4".to_string()]).unwrap();
+        world::fault::inject(&dir, &stop).unwrap()
+    })
+    .await
+    .unwrap();
+    wait_for(10, "ks4 DOWN", || async {
+        stat(sock).await["ks4"]["status"].starts_with("DOWN")
+    })
+    .await;
+    // Back from maint, before any check passed: `UP 1/3` takes traffic.
+    cli(sock, "set server keystone_api/ks5 state maint").await;
+    cli(sock, "set server keystone_api/ks5 state ready").await;
+    let st = stat(sock).await;
+    assert_eq!(st["ks5"]["status"], "UP 1/3");
+    let fe_before: u64 = st["FRONTEND"]["stot"].parse().unwrap();
+
+    // One client, one kept-alive connection: which node answered, by the port in the
+    // version document's self link.
+    let port_to_node: HashMap<u16, &str> = info
+        .nodes
+        .iter()
+        .map(|n| (n.port, n.name.as_str()))
+        .collect();
+    let keep_alive = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut answered: HashMap<&str, usize> = HashMap::new();
+    let mut order = Vec::new();
+    for _ in 0..20 {
+        let v: Value = keep_alive
+            .get(format!("{}/v3", lb.frontend_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let href = v["version"]["links"][0]["href"].as_str().unwrap();
+        let port: u16 = href
+            .trim_start_matches("http://127.0.0.1:")
+            .trim_end_matches("/v3/")
+            .parse()
+            .unwrap();
+        let node = port_to_node[&port];
+        *answered.entry(node).or_default() += 1;
+        order.push(node);
+    }
+    assert_eq!(answered.len(), 2, "{answered:?}");
+    assert_eq!(answered.get("node1"), Some(&10), "{answered:?}");
+    assert_eq!(answered.get("node5"), Some(&10), "{answered:?}");
+    assert!(
+        order.windows(2).all(|w| w[0] != w[1]),
+        "round robin alternates: {order:?}"
+    );
+    let st = stat(sock).await;
+    let fe_after: u64 = st["FRONTEND"]["stot"].parse().unwrap();
+    assert_eq!(fe_after - fe_before, 1, "all 20 requests on one connection");
+    for s in ["ks2", "ks3", "ks4"] {
+        assert_eq!(st[s]["stot"], "0", "{s} got a request");
+    }
+    // No request in flight: no server holds a session.
+    assert_eq!(st["BACKEND"]["scur"], "0");
+
+    // With no usable server left, a request on the kept-alive connection gets HAProxy's 503.
+    cli(
+        sock,
+        "set server keystone_api/ks1 state maint;set server keystone_api/ks5 state maint",
+    )
+    .await;
+    let resp = keep_alive
+        .get(format!("{}/v3", lb.frontend_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    handle.shutdown().await;
+}

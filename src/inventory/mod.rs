@@ -199,6 +199,12 @@ pub struct LoadBalancer {
     /// HAProxy server name per node; a node not listed is assumed to be named as the node.
     #[serde(default)]
     pub servers: BTreeMap<String, String>,
+    /// The Keystone URL clients reach through this load balancer's frontend (as a clouds.yaml
+    /// `auth_url` reads, e.g. `https://keystone.example.com:5000/v3`; kept as its API root,
+    /// like `keystone_url`). Where it is given, the client-impact meter sends its synthetic
+    /// clients through it, never to a node directly. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontend_url: Option<String>,
 }
 
 impl LoadBalancer {
@@ -255,6 +261,15 @@ impl Inventory {
                 n.keystone_url = root;
             }
         }
+        for lb in &mut inv.load_balancers {
+            if let Some(root) = lb
+                .frontend_url
+                .as_deref()
+                .and_then(|u| keystone_root(u).ok())
+            {
+                lb.frontend_url = Some(root);
+            }
+        }
         Ok(inv)
     }
 
@@ -292,6 +307,11 @@ impl Inventory {
                     )));
                 }
                 _ => {}
+            }
+            if let Some(url) = &lb.frontend_url {
+                keystone_root(url).map_err(|why| {
+                    bad(format!("load balancer `{}`: frontend_url {why}", lb.name))
+                })?;
             }
             for node in lb.servers.keys() {
                 if !self.nodes.iter().any(|n| &n.name == node) {
@@ -643,5 +663,41 @@ mod tests {
         let twice = "cluster: c\nnodes:\n  - {name: n1, reach: local, keystone_url: 'http://a'}\n  - {name: n1, reach: local, keystone_url: 'http://b'}\n";
         let e = Inventory::parse(twice, "i.yaml").unwrap_err().to_string();
         assert!(e.contains("listed twice"), "{e}");
+    }
+
+    #[test]
+    fn a_load_balancer_may_name_its_frontend_url() {
+        let base = "cluster: c\nnodes:\n  - {name: n1, reach: local, keystone_url: 'http://127.0.0.1:5000'}\nload_balancers:\n  - name: lb1\n    address: 127.0.0.1:9999\n    backend: b\n";
+        // Without it, as every inventory written before it existed: valid, and written back
+        // without the field.
+        let inv = Inventory::parse(base, "i.yaml").unwrap();
+        assert_eq!(inv.load_balancers[0].frontend_url, None);
+        assert!(
+            !serde_yaml::to_string(&inv)
+                .unwrap()
+                .contains("frontend_url")
+        );
+        // With it: kept as the API root, as a node's keystone_url is.
+        let inv = Inventory::parse(
+            &format!("{base}    frontend_url: 'https://ks.example:5000/v3/'\n"),
+            "i.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            inv.load_balancers[0].frontend_url.as_deref(),
+            Some("https://ks.example:5000")
+        );
+        let e = Inventory::parse(
+            &format!("{base}    frontend_url: 'ks.example:5000'\n"),
+            "i.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "load balancer `lb1`: frontend_url `ks.example:5000` must start with http://"
+            ),
+            "{e}"
+        );
     }
 }

@@ -457,6 +457,7 @@ fn inventory_yaml(info: &WorldInfo) -> anyhow::Result<String> {
                 sudo: false,
                 backend: lb.backend.clone(),
                 config: lb.config.clone(),
+                frontend_url: Some(lb.frontend_url.clone()),
                 servers: lb
                     .servers
                     .iter()

@@ -3,8 +3,8 @@
 //!
 //! Everything a driver touches is real: files on disk (keystone.conf, Fernet and JWS key
 //! repositories, logs, a restart script), HTTP on loopback ports (one Keystone stand-in per
-//! node), and HAProxy's runtime-API text over a UNIX socket (plus a TCP frontend that really
-//! proxies connections). Only the processes behind them are stand-ins living in this process.
+//! node), and HAProxy's runtime-API text over a UNIX socket (plus a frontend that really
+//! proxies HTTP requests). Only the processes behind them are stand-ins living in this process.
 //!
 //! # Lifecycle
 //! - [`create`] lays out a new world directory and picks its ports; [`load`] reads it back;
@@ -71,7 +71,9 @@
 //!   keystone.log, `identity` the one user); `tokens`: Fernet and JWS tokens; `ini`: keystone.conf.
 //! - `haproxy/`: the HAProxy stand-in (`server` a server's admin state and health counter,
 //!   `runtime_api` the commands and the state file, `stats` `show stat`, `check` health checks,
-//!   `admin` the socket, `frontend` the TCP proxy, `instance` the shared running state).
+//!   `admin` the socket, `frontend` the HTTP proxy, `instance` the shared running state).
+//! - [`token_cache`]: the shared token cache of a world made with `--token-cache` (one
+//!   memcached for every node).
 //! - [`fault`]: faults injected into a served world from outside its process.
 //!
 //! Imports go one way: `serve` → `keystone`, `haproxy` → `info`; nothing here imports this file.

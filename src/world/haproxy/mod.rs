@@ -5,8 +5,10 @@
 //!   commands in, the answers out, close; `prompt` switches to interactive mode),
 //! - HTTP health checks of every server (`option httpchk GET /v3`, `check inter 1s rise 2
 //!   fall 3`),
-//! - a TCP frontend that proxies each connection round-robin to a server that is UP and `ready`,
-//!   counting sessions per server (what a drain waits for),
+//! - an HTTP frontend (`mode http`, `balance roundrobin`) that sends each request, also on a
+//!   kept-alive connection, to the next server that is UP (`UP 1/3` included) and `ready` —
+//!   never to one in maint, drain or DOWN — counting sessions per server (what a drain waits
+//!   for); its URL is the load balancer's `frontend_url` in the world's inventory,
 //! - its runtime admin state persisted to a server-state file on every change and loaded at
 //!   start, so a restarted world keeps drained and maintained servers out of rotation.
 //!

@@ -751,3 +751,125 @@ async fn frontend_round_robins_requests_over_ready_up_servers() {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     handle.shutdown().await;
 }
+
+/// `world create --token-cache SECONDS`: one cache for every node, as Keystone's with a shared
+/// memcached behaves. An entry is stored on issue and on validation, keyed by the token, read
+/// before the provider, for its lifetime; `flush-cache` empties it. keystone.conf says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_token_cache_validates_across_providers_until_flushed_or_expired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let info = world::create_with(
+        &tmp.path().join("w"),
+        &WorldSpec { nodes: 2, lbs: 0 },
+        &world::WorldOptions {
+            token_cache: Some(2),
+        },
+    )
+    .unwrap();
+    assert_eq!(info.token_cache, Some(2));
+    let (n1, n2) = (&info.nodes[0], &info.nodes[1]);
+    let conf = std::fs::read_to_string(&n1.keystone_conf).unwrap();
+    assert!(
+        conf.contains("\n[cache]\n")
+            && conf.contains("\nenabled = true\n")
+            && conf.contains("\nexpiration_time = 2\n")
+            && conf.contains("\nmemcache_servers = "),
+        "{conf}"
+    );
+    // node2 runs jws (keys of its own; its public repo does not know Fernet, of course).
+    {
+        use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+        let sk = p256::SecretKey::random(&mut rand::rngs::OsRng);
+        let private = n2.jws_private_repo.join("private.pem");
+        std::fs::write(
+            &private,
+            sk.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+        )
+        .unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(
+            n2.jws_public_repo.join("node2.pem"),
+            sk.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+        )
+        .unwrap();
+    }
+    set_provider(n2, "jws");
+    let handle = world::start(&info).await.unwrap();
+    wait_for(5, "both nodes up", || async {
+        api_up(&n1.keystone_url).await && api_up(&n2.keystone_url).await
+    })
+    .await;
+    let password = admin_password(&info);
+    let flush = || {
+        let dir = info.dir.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let f = world::fault::Fault::parse("flush-cache", &[]).unwrap();
+                world::fault::inject(&dir, &f).unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    // Cached on issue: a Fernet token validates on the JWS node, and a JWS token on the
+    // Fernet node, as subject and as own token.
+    let (_, fernet) = issue(&n1.keystone_url, &password).await;
+    let fernet = fernet.unwrap();
+    let (_, jws) = issue(&n2.keystone_url, &password).await;
+    let jws = jws.unwrap();
+    assert_eq!(
+        validate(&n2.keystone_url, &fernet, &fernet).await,
+        StatusCode::OK
+    );
+    assert_eq!(validate(&n1.keystone_url, &jws, &jws).await, StatusCode::OK);
+
+    // A flush ends that at once: each node asks its own provider again.
+    let line = flush().await;
+    assert!(
+        line.starts_with("token cache flushed: 2 entries gone"),
+        "{line}"
+    );
+    assert_eq!(
+        validate(&n2.keystone_url, &fernet, &fernet).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        validate(&n1.keystone_url, &jws, &jws).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // Validated where its own provider runs, it is cached again, for one lifetime.
+    assert_eq!(
+        validate(&n1.keystone_url, &fernet, &fernet).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        validate(&n2.keystone_url, &fernet, &fernet).await,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        validate(&n2.keystone_url, &fernet, &fernet).await,
+        StatusCode::UNAUTHORIZED
+    );
+    handle.shutdown().await;
+
+    // Without the flag nothing changes: no [cache], no flush-cache.
+    let plain = world::create(&tmp.path().join("p"), &WorldSpec { nodes: 1, lbs: 0 }).unwrap();
+    assert_eq!(plain.token_cache, None);
+    let conf = std::fs::read_to_string(&plain.nodes[0].keystone_conf).unwrap();
+    assert!(!conf.contains("[cache]"), "{conf}");
+    let handle = world::start(&plain).await.unwrap();
+    let dir = plain.dir.clone();
+    let err = tokio::task::spawn_blocking(move || {
+        let f = world::fault::Fault::parse("flush-cache", &[]).unwrap();
+        world::fault::inject(&dir, &f).unwrap_err().to_string()
+    })
+    .await
+    .unwrap();
+    assert!(
+        err.contains("has no shared token cache") && err.contains("--token-cache"),
+        "{err}"
+    );
+    handle.shutdown().await;
+}

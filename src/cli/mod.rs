@@ -233,6 +233,11 @@ pub enum WorldCmd {
         nodes: usize,
         #[arg(long, default_value_t = 1)]
         lbs: usize,
+        /// Give the nodes one shared token cache with this lifetime (seconds), as one memcached
+        /// shared by the nodes (kolla-ansible: 600): every keystone.conf gets `[cache]
+        /// enabled = true`, and a token validates on nodes of the other provider while cached.
+        #[arg(long, value_name = "SECONDS")]
+        token_cache: Option<u64>,
     },
     /// Serve a world's Keystone and HAProxy stand-ins until Ctrl-C or SIGTERM (a hangup, a
     /// dropped SSH session, does not stop it). While it serves, runs against the world's
@@ -476,7 +481,12 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         } => runbooks::plan(runbook, inventory, params, format),
         Cmd::Probe { inventory, format } => probe::probe(inventory, format).await,
         Cmd::World { cmd } => match cmd {
-            WorldCmd::Create { dir, nodes, lbs } => world::create(dir, nodes, lbs),
+            WorldCmd::Create {
+                dir,
+                nodes,
+                lbs,
+                token_cache,
+            } => world::create(dir, nodes, lbs, token_cache),
             WorldCmd::Serve { dir } => world::serve(dir).await,
             WorldCmd::Fault { dir, fault, args } => world::fault(dir, fault, args).await,
         },

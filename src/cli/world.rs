@@ -9,9 +9,13 @@ use cutover::sanitize::for_terminal;
 use std::path::{Path, PathBuf};
 
 /// `cutover world create`.
-pub fn create(dir: PathBuf, nodes: usize, lbs: usize) -> Result<i32> {
+pub fn create(dir: PathBuf, nodes: usize, lbs: usize, token_cache: Option<u64>) -> Result<i32> {
     let dir = absolute(&dir)?;
-    let info = cutover::world::create(&dir, &cutover::world::WorldSpec { nodes, lbs })?;
+    let info = cutover::world::create_with(
+        &dir,
+        &cutover::world::WorldSpec { nodes, lbs },
+        &cutover::world::WorldOptions { token_cache },
+    )?;
     println!(
         "created {} (inventory {})",
         dir.display(),

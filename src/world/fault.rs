@@ -58,6 +58,8 @@ pub enum Fault {
     LbDown { lb: Option<String> },
     /// The instance answers again.
     LbUp { lb: Option<String> },
+    /// The shared token cache is emptied (memcached's `flush_all`).
+    FlushCache,
 }
 
 /// The faults, for help texts.
@@ -72,7 +74,9 @@ Faults (LB: an instance name such as haproxy-1; without it, every instance):
   fix-restart NODE          restarts work again
   slow-restart NODE SECS    restarts take SECS before Keystone listens (0 clears it)
   stop NODE                 the Keystone process dies (its port refuses connections)
-  start NODE                the Keystone process is started again";
+  start NODE                the Keystone process is started again
+  flush-cache               empty the shared token cache (a world made with --token-cache),
+                            as memcached's flush_all does";
 
 /// Why a fault could not be injected, for callers that map errors to exit codes: bad input
 /// (exit 2) is told apart from a world that is not running (exit 1). Other failures are plain
@@ -120,6 +124,10 @@ impl Fault {
             "hap-reload" => Fault::HapReload { lb: optional_lb()? },
             "lb-down" => Fault::LbDown { lb: optional_lb()? },
             "lb-up" => Fault::LbUp { lb: optional_lb()? },
+            "flush-cache" => match args {
+                [] => Fault::FlushCache,
+                _ => return Err(usage("no arguments")),
+            },
             "set-ready" => match args {
                 [node] => Fault::SetReady {
                     node: node.clone(),
@@ -172,6 +180,7 @@ impl Fault {
             Fault::Start { .. } => "start",
             Fault::LbDown { .. } => "lb-down",
             Fault::LbUp { .. } => "lb-up",
+            Fault::FlushCache => "flush-cache",
         }
     }
 }
@@ -217,6 +226,7 @@ pub fn inject(dir: &Path, fault: &Fault) -> anyhow::Result<String> {
         (Fault::SlowRestart { secs, .. }, Target::Node(n)) => slow_restart(n, *secs),
         (Fault::Stop { .. }, Target::Node(n)) => stop(&info, n),
         (Fault::Start { .. }, Target::Node(n)) => start(n),
+        (Fault::FlushCache, Target::Cache) => flush_cache(&info),
         _ => bail!(
             "internal error: fault {} resolved to the wrong target",
             fault.name()
@@ -228,6 +238,8 @@ pub fn inject(dir: &Path, fault: &Fault) -> anyhow::Result<String> {
 enum Target<'a> {
     Node(&'a WorldNode),
     Lbs(Vec<&'a WorldLb>),
+    /// The world's shared token cache.
+    Cache,
 }
 
 impl<'a> Target<'a> {
@@ -290,6 +302,15 @@ impl<'a> Target<'a> {
             | Fault::SlowRestart { node: n, .. }
             | Fault::Stop { node: n }
             | Fault::Start { node: n } => Target::Node(node(n)?),
+            Fault::FlushCache => match info.token_cache {
+                Some(_) => Target::Cache,
+                None => {
+                    return Err(invalid(format!(
+                        "the demo world in {} has no shared token cache; create a world with `cutover world create DIR --token-cache SECONDS`",
+                        info.dir.display()
+                    )));
+                }
+            },
         })
     }
 }
@@ -517,6 +538,35 @@ fn stop(info: &WorldInfo, node: &WorldNode) -> anyhow::Result<String> {
         "{n}: Keystone stopped ({addr} refuses connections; HAProxy marks it DOWN after 3 failed checks) until `start {n}` or a restart",
         n = node.name
     ))
+}
+
+/// Ask the serving process to empty the shared token cache and wait until it has.
+fn flush_cache(info: &WorldInfo) -> anyhow::Result<String> {
+    let request = super::token_cache::flush_request(&info.dir);
+    let done = request.with_extension("flushed");
+    let _ = std::fs::remove_file(&done);
+    std::fs::write(&request, "").with_context(|| format!("cannot create {}", request.display()))?;
+    let flushed = wait_until(EFFECT_TIMEOUT, || {
+        (!request.exists())
+            .then(|| std::fs::read_to_string(&done).ok())
+            .flatten()
+    });
+    let _ = std::fs::remove_file(&done);
+    match flushed {
+        Some(n) => Ok(format!(
+            "token cache flushed: {} entries gone; every node asks its own provider until tokens are cached again",
+            n.trim()
+        )),
+        None => {
+            let _ = std::fs::remove_file(&request);
+            bail!(
+                "the token cache was not flushed within {}s ({} was not taken): is the process serving {} stuck?",
+                EFFECT_TIMEOUT.as_secs(),
+                request.display(),
+                info.dir.display()
+            )
+        }
+    }
 }
 
 fn start(node: &WorldNode) -> anyhow::Result<String> {

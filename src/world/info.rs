@@ -39,6 +39,20 @@ pub struct WorldInfo {
     /// Identity of the one user the stand-ins know (`admin` in domain `Default`).
     pub admin_user_id: String,
     pub admin_project_id: String,
+    /// The lifetime (seconds) of the world's shared token cache, if it has one (`world create
+    /// --token-cache SECONDS`); every node's keystone.conf then enables `[cache]`. Absent in
+    /// worlds without one, and in worlds made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_cache: Option<u64>,
+}
+
+/// Options of a new world beyond its shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorldOptions {
+    /// Give the nodes one shared token cache with this lifetime in seconds (see
+    /// `world::token_cache`), as one memcached shared by the nodes is in kolla-ansible and
+    /// OpenStack-Ansible deployments.
+    pub token_cache: Option<u64>,
 }
 
 /// One Keystone node of the world.

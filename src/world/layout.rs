@@ -1,7 +1,9 @@
 //! Laying out a new world directory: configs, key repositories, scripts, clouds.yaml, trusts,
 //! the inventory and world.json.
 
-use super::info::{WORLD_VERSION, WorldInfo, WorldLb, WorldNode, WorldServer, WorldSpec};
+use super::info::{
+    WORLD_VERSION, WorldInfo, WorldLb, WorldNode, WorldOptions, WorldServer, WorldSpec,
+};
 use crate::inventory::{Credentials, Inventory, KeyGen, LoadBalancer, Node, Reach};
 use anyhow::{Context as _, bail};
 use rand::Rng as _;
@@ -15,9 +17,19 @@ pub const BACKEND: &str = "keystone_api";
 /// The cloud name in clouds.yaml.
 pub const CLOUD: &str = "demo";
 
-pub fn create(dir: &Path, spec: &WorldSpec) -> anyhow::Result<WorldInfo> {
+/// The longest token-cache lifetime a world takes (a day; OpenStack-Ansible uses an hour).
+pub const MAX_TOKEN_CACHE_SECS: u64 = 86_400;
+
+pub fn create(dir: &Path, spec: &WorldSpec, opts: &WorldOptions) -> anyhow::Result<WorldInfo> {
     if spec.nodes == 0 {
         bail!("a world needs at least one node");
+    }
+    if let Some(secs) = opts.token_cache
+        && !(1..=MAX_TOKEN_CACHE_SECS).contains(&secs)
+    {
+        bail!(
+            "--token-cache {secs}: the cache lifetime is 1 to {MAX_TOKEN_CACHE_SECS} seconds (Keystone's default is 600)"
+        );
     }
     if spec.nodes > 64 || spec.lbs > 16 {
         bail!("a demo world holds at most 64 nodes and 16 load balancers");
@@ -56,7 +68,7 @@ pub fn create(dir: &Path, spec: &WorldSpec) -> anyhow::Result<WorldInfo> {
 
     let mut nodes = Vec::new();
     for (i, &port) in node_ports.iter().enumerate() {
-        let node = lay_out_node(&dir, i + 1, port, &fernet_keys)?;
+        let node = lay_out_node(&dir, i + 1, port, &fernet_keys, opts.token_cache)?;
         nodes.push(node);
     }
     let lbs: Vec<WorldLb> = lb_ports
@@ -95,6 +107,7 @@ pub fn create(dir: &Path, spec: &WorldSpec) -> anyhow::Result<WorldInfo> {
         cloud: CLOUD.into(),
         admin_user_id,
         admin_project_id,
+        token_cache: opts.token_cache,
     };
 
     write_mode(
@@ -145,6 +158,7 @@ fn lay_out_node(
     k: usize,
     port: u16,
     fernet_keys: &[String],
+    token_cache: Option<u64>,
 ) -> anyhow::Result<WorldNode> {
     let name = format!("node{k}");
     let ndir = crate::inventory::name_path(dir, &name, "")?;
@@ -170,13 +184,44 @@ fn lay_out_node(
     mkdir(&etc.join("jws-keys"), 0o755)?;
     mkdir(&node.jws_private_repo, 0o700)?;
     mkdir(&node.jws_public_repo, 0o755)?;
-    write_mode(&node.keystone_conf, &keystone_conf(&node), 0o640)?;
+    let mut conf = keystone_conf(&node);
+    if let Some(secs) = token_cache {
+        conf.push_str(&cache_section(secs));
+    }
+    write_mode(&node.keystone_conf, &conf, 0o640)?;
     mkdir(&ndir.join("log"), 0o755)?;
     write_mode(&node.log_file, "", 0o644)?;
     mkdir(&node.run_dir, 0o755)?;
     mkdir(&ndir.join("bin"), 0o755)?;
     write_mode(&node.restart, &restart_script(&node), 0o755)?;
     Ok(node)
+}
+
+/// The `[cache]` section of every node of a world with a shared token cache, as kolla-ansible
+/// writes it (one memcached for every node), so that a reader of keystone.conf can tell. The
+/// world serves the cache itself (see `world::token_cache`): nothing listens on the address.
+fn cache_section(secs: u64) -> String {
+    format!(
+        r#"
+[cache]
+
+# The demo world's shared token cache (`cutover world create --token-cache {secs}`): one cache
+# for every node, as one memcached shared by the nodes is. The stand-in serves it in-process;
+# `cutover world fault DIR flush-cache` empties it as a memcached flush_all does.
+
+# Global toggle for caching. (boolean value)
+enabled = true
+
+# Cache backend module. (string value)
+backend = oslo_cache.memcache_pool
+
+# Memcache servers in the format of "host:port". (list value)
+memcache_servers = 127.0.0.1:11211
+
+# Default TTL, in seconds, for any cached item in the dogpile.cache region. (integer value)
+expiration_time = {secs}
+"#
+    )
 }
 
 /// A realistic keystone.conf, commented the way the sample configuration is.

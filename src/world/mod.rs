@@ -38,6 +38,8 @@
 //!                           (no server-state-file: a reload loses MAINT); the inventory's
 //!                           `config:`, read by cutover's probes, not by the stand-in
 //! DIR/haproxy-K.down        fault: the instance answers nothing while present
+//! DIR/token-cache.flush     fault: present until the serving process has emptied the shared
+//!                           token cache (`token-cache.flushed` then says how many entries went)
 //! ```
 //! `run/provider` and `run/restarts.log` are for observers that must not take cutover's word
 //! for it (a test's own sampler, a person watching a rehearsal): they are written by the
@@ -85,9 +87,12 @@ mod ini;
 mod keystone;
 mod layout;
 mod serve;
+pub mod token_cache;
 mod tokens;
 
-pub use info::{WORLD_VERSION, WorldInfo, WorldLb, WorldNode, WorldServer, WorldSpec, load};
+pub use info::{
+    WORLD_VERSION, WorldInfo, WorldLb, WorldNode, WorldOptions, WorldServer, WorldSpec, load,
+};
 pub use layout::relocate_busy_ports;
 pub use serve::{WorldHandle, is_served, start};
 
@@ -96,7 +101,12 @@ use std::path::Path;
 /// Create a new world in `dir`, which must be absent or empty. Picks free loopback ports now
 /// (bind 127.0.0.1:0, note, release) and records them in `DIR/world.json`.
 pub fn create(dir: &Path, spec: &WorldSpec) -> anyhow::Result<WorldInfo> {
-    layout::create(dir, spec)
+    layout::create(dir, spec, &WorldOptions::default())
+}
+
+/// [`create`] with [`WorldOptions`] (a shared token cache).
+pub fn create_with(dir: &Path, spec: &WorldSpec, opts: &WorldOptions) -> anyhow::Result<WorldInfo> {
+    layout::create(dir, spec, opts)
 }
 
 /// [`load`] the world in `dir` if it has a world.json, else [`create`] one.

@@ -99,6 +99,18 @@ pub async fn start(info: &WorldInfo) -> anyhow::Result<WorldHandle> {
         _lock: None,
     };
     let shared = Arc::new(keystone::Shared::load(info)?);
+    if let Some(cache) = shared.token_cache() {
+        let request = super::token_cache::flush_request(&info.dir);
+        // A flush asked for while the world was down has nothing left to flush.
+        let _ = std::fs::remove_file(&request);
+        let mut stop = stop_rx.clone();
+        handle.tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => {}
+                _ = super::token_cache::flush_loop(cache, request) => {}
+            }
+        }));
+    }
     for node in &info.nodes {
         let task = keystone::start_node(node.clone(), shared.clone(), stop_rx.clone())
             .await

@@ -112,6 +112,12 @@ impl NodeApp {
     /// change during rotation and key distribution.
     fn validate(&self, token: &str) -> Option<TokenData> {
         let now = chrono::Utc::now();
+        let cache = self.cache();
+        // Read before the provider: an entry answers whichever provider issued the token.
+        if let Some(data) = cache.and_then(|c| c.get(token, std::time::Instant::now())) {
+            return (data.user_id == self.shared.admin_user_id && data.expires_at > now)
+                .then_some(data);
+        }
         let data = match &self.conf.provider {
             Provider::Fernet { repo } => {
                 let keys = tokens::read_fernet_keys(repo).ok()?;
@@ -122,7 +128,26 @@ impl NodeApp {
                 tokens::jws_validate(&keys, token, now).ok()?
             }
         };
-        (data.user_id == self.shared.admin_user_id).then_some(data)
+        if data.user_id != self.shared.admin_user_id {
+            return None;
+        }
+        if let Some(c) = cache.filter(|_| self.conf.cache.store_on_validate) {
+            c.put(
+                token,
+                &data,
+                self.conf.cache.lifetime,
+                std::time::Instant::now(),
+            );
+        }
+        Some(data)
+    }
+
+    /// The shared token cache, if the world has one and this node's `[cache]` is enabled.
+    fn cache(&self) -> Option<&crate::world::token_cache::TokenCache> {
+        self.shared
+            .cache
+            .as_deref()
+            .filter(|_| self.conf.cache.enabled)
     }
 
     fn token_body(&self, t: &TokenData) -> Value {
@@ -280,6 +305,14 @@ async fn issue(State(app): AppState, body: Bytes) -> Response {
         },
         Provider::Jws { signing, .. } => tokens::jws_issue(signing, &data),
     };
+    if let Some(c) = app.cache().filter(|_| app.conf.cache.store_on_issue) {
+        c.put(
+            &token,
+            &data,
+            app.conf.cache.lifetime,
+            std::time::Instant::now(),
+        );
+    }
     let mut resp = (StatusCode::CREATED, axum::Json(app.token_body(&data))).into_response();
     match HeaderValue::from_str(&token) {
         Ok(v) => {

@@ -54,6 +54,48 @@ pub(super) enum Refusal {
 pub(super) struct NodeConfig {
     pub(super) provider: Provider,
     pub(super) expiration: i64,
+    pub(super) cache: CachePolicy,
+}
+
+/// How a node uses the token cache, from `[cache]` and `[token]` (Keystone 30's defaults:
+/// `[cache] enabled = false`, `[token] caching = true`, `cache_on_issue = true`, `cache_time`
+/// unset, `[cache] expiration_time = 600`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CachePolicy {
+    /// `[cache] enabled`: the node reads the cache before its provider.
+    pub(super) enabled: bool,
+    /// `[token] cache_on_issue` or `caching`: an issued token is stored.
+    pub(super) store_on_issue: bool,
+    /// `[token] caching`: a token the provider validated is stored.
+    pub(super) store_on_validate: bool,
+    /// `[token] cache_time`, else `[cache] expiration_time`.
+    pub(super) lifetime: std::time::Duration,
+}
+
+impl CachePolicy {
+    fn read(ini: &Ini) -> CachePolicy {
+        let flag = |section: &str, option: &str, default: bool| {
+            ini.get(section, option).map_or(default, |v| {
+                ["true", "1", "on", "yes"]
+                    .iter()
+                    .any(|t| v.eq_ignore_ascii_case(t))
+            })
+        };
+        let secs = |section: &str, option: &str| {
+            ini.get(section, option)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let caching = flag("token", "caching", true);
+        let lifetime = secs("token", "cache_time")
+            .or_else(|| secs("cache", "expiration_time"))
+            .unwrap_or(crate::world::token_cache::DEFAULT_LIFETIME_SECS);
+        CachePolicy {
+            enabled: flag("cache", "enabled", false),
+            store_on_issue: caching || flag("token", "cache_on_issue", true),
+            store_on_validate: caching,
+            lifetime: std::time::Duration::from_secs(lifetime),
+        }
+    }
 }
 
 /// Read keystone.conf and the provider's keys as Keystone does at start. `Err` carries the
@@ -148,6 +190,7 @@ pub(super) fn load_config(conf_path: &Path) -> Result<NodeConfig, Refusal> {
     Ok(NodeConfig {
         provider,
         expiration,
+        cache: CachePolicy::read(&ini),
     })
 }
 
@@ -301,5 +344,26 @@ mod tests {
         if let Err(e) = load_config(&conf) {
             panic!("{e}");
         }
+    }
+
+    #[test]
+    fn the_cache_policy_follows_keystone_30() {
+        let policy = |text: &str| CachePolicy::read(&Ini::parse(text).unwrap());
+        let p = policy("[token]\nprovider = fernet\n");
+        assert!(!p.enabled, "[cache] enabled defaults to false");
+        assert!(p.store_on_issue && p.store_on_validate);
+        assert_eq!(p.lifetime.as_secs(), 600);
+        let p = policy("[cache]\nenabled = True\nexpiration_time = 120\n");
+        assert!(p.enabled);
+        assert_eq!(p.lifetime.as_secs(), 120);
+        let p =
+            policy("[cache]\nenabled = true\nexpiration_time = 120\n[token]\ncache_time = 60\n");
+        assert_eq!(p.lifetime.as_secs(), 60, "cache_time wins");
+        // Either one alone still caches on issue; only both off is strict.
+        let p = policy("[cache]\nenabled = true\n[token]\ncaching = false\n");
+        assert!(p.store_on_issue && !p.store_on_validate);
+        let p =
+            policy("[cache]\nenabled = true\n[token]\ncaching = false\ncache_on_issue = false\n");
+        assert!(!p.store_on_issue && !p.store_on_validate);
     }
 }

@@ -17,6 +17,9 @@ pub struct Shared {
     pub(super) admin_user_id: String,
     pub(super) admin_project_id: String,
     pub(super) trusts_path: PathBuf,
+    /// The world's shared token cache, when it has one (`world create --token-cache`); a node
+    /// uses it only if its keystone.conf enables `[cache]`.
+    pub(super) cache: Option<std::sync::Arc<crate::world::token_cache::TokenCache>>,
 }
 
 impl Shared {
@@ -37,7 +40,15 @@ impl Shared {
             admin_user_id: info.admin_user_id.clone(),
             admin_project_id: info.admin_project_id.clone(),
             trusts_path: info.trusts_path.clone(),
+            cache: info
+                .token_cache
+                .map(|_| std::sync::Arc::new(Default::default())),
         })
+    }
+
+    /// The shared token cache, for the task that flushes it on request.
+    pub fn token_cache(&self) -> Option<std::sync::Arc<crate::world::token_cache::TokenCache>> {
+        self.cache.clone()
     }
 
     pub(super) fn domain_matches(expected_name: &str, domain: &Value) -> bool {

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod glyphs;
 pub mod inventory;
 pub mod journal;
+pub mod meter;
 pub mod runbook;
 pub mod runtime;
 pub mod sanitize;

@@ -4,6 +4,7 @@ use super::facts::Observation;
 use super::plan::{ActionSpec, Op};
 use super::who::Who;
 use crate::inventory::Inventory;
+pub use crate::runbook::HardStopKey;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -307,24 +308,26 @@ pub struct HardStop {
 }
 
 impl HardStop {
-    /// This hard stop exactly: its id, the op it stands at, and the intent it decides. The UI
-    /// answers with this key, so a key press can only ever answer the stop that was on screen
-    /// (a second press never lands on the next stop with the same id). Answers files use the
-    /// plain id.
-    pub fn key(&self) -> String {
-        match self.in_doubt {
-            Some(i) => format!("{}#{}#{i}", self.id, self.op),
-            None => format!("{}#{}", self.id, self.op),
+    /// Which stop this is, exactly: its id, the op it stands at, its node and the intent it
+    /// decides (see [`HardStopKey`]).
+    pub fn stop_key(&self) -> HardStopKey {
+        HardStopKey {
+            id: self.id.clone(),
+            op: self.op,
+            node: self.node.clone(),
+            in_doubt: self.in_doubt,
         }
     }
 
-    /// Whether an answer names this hard stop (by plain id, or exactly by key).
+    /// The exact name the UI answers with (`ID#OP[#INTENT]`), so a key press can only ever
+    /// answer the stop that was on screen. Answers files use the plain id or `ID@NODE`.
+    pub fn key(&self) -> String {
+        self.stop_key().exact()
+    }
+
+    /// Whether an answer names this hard stop (by plain id, at its node, or exactly by key).
     pub fn answers_to(&self, id: &str) -> bool {
-        if id.contains('#') {
-            id == self.key()
-        } else {
-            id == self.id
-        }
+        self.stop_key().answered_by(id)
     }
 }
 

@@ -9,6 +9,7 @@ mod gates;
 mod items;
 mod position;
 mod shipped;
+mod stop_key;
 pub mod template;
 
 pub use gates::Gate;
@@ -18,6 +19,7 @@ pub use shipped::{
     SHIPPED_ANSWERS, one_line, shipped, shipped_by_origin, shipped_name, shipped_named,
     shipped_origin,
 };
+pub use stop_key::{HardStopKey, StopName};
 
 use de::strict;
 use position::{explain, step_offset, template_at};
@@ -325,9 +327,10 @@ pub fn check_answer_ids<'a>(
 ) -> Result<(), String> {
     let ids = answerable_ids(rb);
     for key in keys {
-        let (id, node) = match key.split_once('@') {
-            Some((id, node)) => (id, Some(node)),
-            None => (key.as_str(), None),
+        let (id, node) = match StopName::parse(key) {
+            StopName::AtNode { id, node } => (id, Some(node)),
+            // An exact `ID#OP` names a stop of a run, not of a runbook: no answers-file key.
+            _ => (key.as_str(), None),
         };
         let known_id = ids.contains(id);
         let known_node = node.is_none_or(|n| nodes.iter().any(|m| m == n));

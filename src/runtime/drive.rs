@@ -48,11 +48,7 @@ impl Session {
         let mut interrupted = false;
         loop {
             // In-doubt intents are not running: they wait for a person.
-            let in_flight = self
-                .state
-                .in_flight
-                .keys()
-                .any(|id| !self.state.in_doubt.contains(id));
+            let in_flight = self.state.running() > 0;
             match (&self.state.status, &*control) {
                 (RunStatus::Completed, Control::Headless { .. }) if !in_flight => {
                     return Ok(RunEnd::Completed);
@@ -65,10 +61,7 @@ impl Session {
                 }
                 (RunStatus::AwaitingConfirm, Control::Headless { answers }) if !in_flight => {
                     let hs = self.state.hard_stop.clone().expect("awaiting a hard stop");
-                    let key_node = hs.node.as_ref().map(|n| format!("{}@{n}", hs.id));
-                    let answer = key_node
-                        .and_then(|k| answers.get(&k).cloned())
-                        .or_else(|| answers.get(&hs.id).cloned());
+                    let answer = hs.stop_key().lookup(answers).cloned();
                     let who = self.who.clone();
                     match answer.as_deref() {
                         Some("confirm") => self.command(Command::Confirm {
@@ -181,7 +174,7 @@ impl Session {
                                         return Ok(match self.state.status { RunStatus::Completed => RunEnd::Completed, RunStatus::Halted { .. } => RunEnd::Halted, _ => RunEnd::Quit });
                                     }
                                     quitting = true;
-                                    if self.state.status == RunStatus::Running {
+                                    if self.state.can_pause().is_ok() {
                                         self.command(Command::Pause { who })?;
                                     }
                                 }
@@ -199,9 +192,7 @@ impl Session {
                                 Some(Request::Continue) => {
                                     // Effects still running belong to this session: continuing
                                     // now would count them in doubt and start them twice.
-                                    if !in_flight
-                                        && matches!(self.state.status, RunStatus::Paused { .. } | RunStatus::Halted { .. })
-                                    {
+                                    if self.state.can_continue().is_ok() {
                                         self.continue_run().await?;
                                     }
                                 }

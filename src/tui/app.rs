@@ -110,7 +110,7 @@ pub struct App {
     pub(super) modal_scroll: u16,
     /// How far the box scrolls at the last draw's size (its body less the rows it shows).
     pub(super) modal_max: u16,
-    pub(super) modal_id: Option<String>,
+    pub(super) modal_id: Option<crate::engine::events::HardStopKey>,
     /// Rows the log showed at the last draw (for paging).
     pub(super) log_rows: usize,
     /// Where the last draw kept room for the HARD STOP box (below the node table), if it did.
@@ -235,15 +235,15 @@ impl App {
                 .hard_stop
                 .as_ref()
                 .is_some_and(|h| h.in_doubt.is_some()),
-            can_pause: can_pause(state),
-            can_continue: can_continue(state),
+            can_pause: state.can_pause().is_ok(),
+            can_continue: state.can_continue().is_ok(),
             quit_requested: self.quit_requested,
             has_selection: match self.focus {
                 Pane::Steps => !state.steps.is_empty(),
                 Pane::Nodes => !state.node_order.is_empty(),
                 Pane::Log => !state.log.is_empty(),
             },
-            running: running(state) > 0,
+            running: state.running() > 0,
             playing: self.replay.as_ref().is_some_and(|r| r.playing),
         }
     }
@@ -320,7 +320,7 @@ impl App {
         }
         let act = keymap::lookup(keymap::LIVE, &key, &ctx);
         if act == Some(Act::Quit) {
-            if running(state) > 0 {
+            if state.running() > 0 {
                 self.overlay = Some(Overlay::QuitConfirm);
                 return None;
             }
@@ -461,10 +461,7 @@ impl App {
 
     /// Reset the hard-stop box's scroll when a different hard stop is shown.
     pub(super) fn sync_modal(&mut self, state: &State) {
-        let id = state
-            .hard_stop
-            .as_ref()
-            .map(|h| format!("{}@{}", h.id, h.op));
+        let id = state.hard_stop.as_ref().map(|h| h.stop_key());
         if id != self.modal_id {
             self.modal_id = id;
             self.modal_scroll = 0;
@@ -489,25 +486,4 @@ pub(super) fn current_step_index(state: &State) -> Option<usize> {
                 .current_step()
                 .and_then(|c| state.steps.iter().position(|s| s.id == c.id))
         })
-}
-
-/// Actions running now: in flight and not in doubt (an in-doubt intent is only a record that the
-/// last run stopped mid-action; nothing runs it until the operator decides).
-pub(super) fn running(state: &State) -> usize {
-    state
-        .in_flight
-        .keys()
-        .filter(|id| !state.in_doubt.contains(id))
-        .count()
-}
-
-pub(super) fn can_pause(state: &State) -> bool {
-    state.status == RunStatus::Running && !state.pause_requested
-}
-
-pub(super) fn can_continue(state: &State) -> bool {
-    matches!(
-        state.status,
-        RunStatus::Paused { .. } | RunStatus::Halted { .. }
-    )
 }

@@ -2,7 +2,7 @@
 //! the popup's (or the side pane's) width.
 
 use super::app::Target;
-use super::labels::{op_label, public_coverage};
+use super::labels::op_label;
 use super::text::{dur, hms, millis, wrap};
 use super::theme::Theme;
 use crate::engine::State;
@@ -166,7 +166,7 @@ pub(super) fn build(
                         t.plain(),
                         t.plain(),
                     );
-                    let (have, total) = public_coverage(st, n);
+                    let (have, total) = st.public_coverage(n);
                     let owners: Vec<String> = st
                         .node_order
                         .iter()

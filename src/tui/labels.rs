@@ -7,7 +7,6 @@ use crate::engine::State;
 use crate::engine::action;
 use crate::engine::facts::ReloadVerdict;
 use crate::engine::plan::{Op, OpKind};
-use crate::engine::state::NodeView;
 
 /// `keystone.set_provider` → `set_provider`: the action's short label from its family's words
 /// ([`action::words`]); gates keep their name; short enough for 80 columns. A name no family
@@ -55,41 +54,6 @@ pub(super) fn op_label(op: &Op) -> String {
         OpKind::Note { .. } => "note".into(),
         OpKind::WaitUntil { .. } => "wait until old tokens expire".into(),
     }
-}
-
-// engine question: the provider before the change belongs to State (helper B).
-/// The provider before the change: the one that is not the target.
-pub(super) fn old_provider(state: &State) -> &'static str {
-    if state.target_provider == "jws" {
-        "fernet"
-    } else {
-        "jws"
-    }
-}
-
-// engine question: public-key coverage belongs to State (helper B).
-/// How many nodes' public keys this node holds, of all nodes.
-pub(super) fn public_coverage(st: &State, n: &NodeView) -> (usize, usize) {
-    let total = st.node_order.len();
-    let Some(f) = &n.facts else { return (0, total) };
-    let prints: Vec<&String> = st
-        .node_order
-        .iter()
-        .filter_map(|m| {
-            st.nodes
-                .get(m)?
-                .facts
-                .as_ref()?
-                .jws
-                .private_fingerprint
-                .as_ref()
-        })
-        .collect();
-    if prints.is_empty() {
-        return (f.jws.public.len().min(total), total);
-    }
-    let have = prints.iter().filter(|fp| f.jws.has_public(fp)).count();
-    (have, total)
 }
 
 pub(super) fn plural(n: usize) -> &'static str {

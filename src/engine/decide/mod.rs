@@ -191,16 +191,16 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
             });
         }
         Command::Pause { who } => {
-            if s.state.status == RunStatus::Running {
-                let cause = PauseCause::Operator;
-                if s.state.in_flight.is_empty() {
-                    s.emit(Event::PauseRequested { who, cause });
-                    s.emit(Event::RunPaused {
-                        reason: cause.reason().into(),
-                    });
-                } else if !s.state.pause_requested {
-                    s.emit(Event::PauseRequested { who, cause });
-                }
+            let cause = PauseCause::Operator;
+            if s.state.status == RunStatus::Running && s.state.in_flight.is_empty() {
+                // Nothing in flight: the run pauses here.
+                s.emit(Event::PauseRequested { who, cause });
+                s.emit(Event::RunPaused {
+                    reason: cause.reason().into(),
+                });
+            } else if s.state.can_pause().is_ok() {
+                // It pauses once the actions in flight finish (see `advance`).
+                s.emit(Event::PauseRequested { who, cause });
             }
         }
         Command::HangUp { who } => {

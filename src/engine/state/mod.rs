@@ -1,8 +1,10 @@
 //! The run's state: a fold of its events. `apply` only records; every rule lives in `decide`.
 
 mod apply;
+mod questions;
 mod views;
 
+pub use questions::NotNow;
 pub use views::*;
 
 use crate::engine::action::ActionSpec;

@@ -4,7 +4,7 @@
 use super::{View, clip, span};
 use crate::engine::state::{PoolView, RunStatus};
 use crate::tui::app::Mode;
-use crate::tui::labels::{old_provider, plural, speed_label};
+use crate::tui::labels::{plural, speed_label};
 use crate::tui::text::{dur, hms, trunc, trunc_left, width, wrap};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
@@ -374,7 +374,7 @@ impl View<'_> {
     /// `old fernet tokens irrelevant in 59m12s (services: 48h59m)`, once every node has flipped.
     pub(super) fn countdown(&self) -> Option<String> {
         let (a, b) = self.state.old_tokens_irrelevant_at()?;
-        let old = old_provider(self.state);
+        let old = self.state.old_provider();
         let left_a = (a - self.now).num_seconds();
         let left_b = (b - self.now).num_seconds();
         Some(if left_b <= 0 {

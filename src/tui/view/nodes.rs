@@ -4,7 +4,7 @@ use super::{View, span};
 use crate::engine::State;
 use crate::engine::facts::{AdminState, TokenFormat};
 use crate::engine::state::{NodePhase, NodeView};
-use crate::tui::labels::{activity_verb, lb_header, public_coverage, reload_mark};
+use crate::tui::labels::{activity_verb, lb_header, reload_mark};
 use crate::tui::text::{pad, pad_left, width};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -356,7 +356,7 @@ impl View<'_> {
             Col::Jws => match facts {
                 None => ("?".into(), t.dim()),
                 Some(f) => {
-                    let (have, total) = public_coverage(st, n);
+                    let (have, total) = st.public_coverage(n);
                     let private = if f.jws.private_present {
                         t.g.done
                     } else {

@@ -26,14 +26,10 @@ pub(super) fn quit_question(st: &State) -> (String, String) {
                 .into(),
         );
     }
-    let mut running = st
-        .in_flight
-        .iter()
-        .filter(|(id, _)| !st.in_doubt.contains(id))
-        .map(|(_, f)| f);
+    let mut running = st.running_intents();
     if let Some(f) = running.next() {
         let where_ = f.intent.node.clone().unwrap_or_else(|| "the fleet".into());
-        let more = crate::tui::app::running(st) - 1;
+        let more = st.running() - 1;
         let more = if more > 0 {
             format!(" (and {more} more)")
         } else {

@@ -142,12 +142,7 @@ impl View<'_> {
                 span(format!(" {}", dur(secs)), t.dim()),
             ]));
         }
-        if let Some(first) = st
-            .in_flight
-            .iter()
-            .find(|(id, _)| !st.in_doubt.contains(id))
-            .map(|(_, f)| f)
-        {
+        if let Some(first) = st.running_intents().next() {
             for l in wrap(&first.intent.detail, w.saturating_sub(3))
                 .into_iter()
                 .take(2)
@@ -155,7 +150,7 @@ impl View<'_> {
                 out.push(Line::from(span(format!("   {l}"), t.dim())));
             }
         }
-        if st.in_flight.keys().all(|id| st.in_doubt.contains(id)) {
+        if st.running() == 0 {
             let at = st.current_op().map(op_label).unwrap_or_default();
             let (text, style) = match &st.status {
                 RunStatus::NotStarted => ("not started".to_string(), t.dim()),

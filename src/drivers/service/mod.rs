@@ -1,14 +1,15 @@
-//! The Keystone service: restart, and what it said when a restart failed.
+//! The Keystone service: restart, what it said when a restart failed, a runbook's shell
+//! command, and an HTTP check of a URL from a node (curl there) or from the bastion.
 
 pub mod collect;
 pub mod log;
 
-use super::{DResult, Done, Fleet};
+use super::{DResult, Done, DriverError, Fleet};
 use crate::drivers::keystone::api;
+use crate::engine::action::{Service, service::curl};
 use crate::engine::facts::*;
+use crate::runbook::HttpFrom;
 use crate::transport::{ExecOpts, shell_quote};
-
-use crate::engine::action::Service;
 use std::time::{Duration, Instant};
 
 impl Fleet {
@@ -50,6 +51,145 @@ impl Fleet {
                     ))
                 }
             }
+            Service::HttpCheck {
+                node,
+                url,
+                from,
+                expect_status,
+                body_contains,
+                timeout_secs,
+            } => {
+                let check = HttpCheck {
+                    node: node.as_deref(),
+                    url,
+                    from: *from,
+                    timeout_secs: *timeout_secs,
+                };
+                let start = Instant::now();
+                let (status, body) = match from {
+                    HttpFrom::Bastion => self.get_from_bastion(&check).await?,
+                    HttpFrom::Node => self.get_on_node(&check).await?,
+                };
+                Ok(check.judge(
+                    status,
+                    &body,
+                    *expect_status,
+                    body_contains.as_deref(),
+                    start.elapsed(),
+                    |n| self.where_it_logs(n),
+                ))
+            }
+        }
+    }
+
+    /// GET the check's URL with cutover's own client: the status and the body's first
+    /// [`MAX_BODY`] bytes.
+    async fn get_from_bastion(&self, c: &HttpCheck<'_>) -> DResult<(u16, Vec<u8>)> {
+        let fail = |e: reqwest::Error| {
+            let why = if e.is_timeout() {
+                format!("no complete answer within {}s", c.timeout_secs)
+            } else {
+                // The innermost cause says it best (`Connection refused (os error 111)`, a
+                // certificate error); reqwest's own words repeat the URL.
+                let mut why = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    why = s.to_string();
+                    src = s.source();
+                }
+                if e.is_connect() {
+                    format!("cannot connect: {why}")
+                } else {
+                    why
+                }
+            };
+            c.unanswered(why, self)
+        };
+        let mut resp = self
+            .http
+            .get(c.url)
+            .timeout(Duration::from_secs(c.timeout_secs))
+            .send()
+            .await
+            .map_err(fail)?;
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        while body.len() < MAX_BODY {
+            match resp.chunk().await.map_err(fail)? {
+                Some(chunk) => body.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        body.truncate(MAX_BODY);
+        Ok((status, body))
+    }
+
+    /// GET the check's URL with curl on its node: the status and the body's first
+    /// [`MAX_BODY`] bytes. No curl there is an error that says so.
+    async fn get_on_node(&self, c: &HttpCheck<'_>) -> DResult<(u16, Vec<u8>)> {
+        let node = c.node.ok_or_else(|| {
+            DriverError::new(
+                format!("GET {}: from: node without a node", c.shown()),
+                "cutover bug: the plan gives every from: node check its node; report it",
+            )
+        })?;
+        let t = self.node_transport(node).await?;
+        let script = format!(
+            "command -v curl >/dev/null 2>&1 || {{ echo 'curl: not found' >&2; exit 127; }}\n\
+             f=$(mktemp) || exit 70\n\
+             {}; rc=$?\n\
+             echo; head -c {MAX_BODY} \"$f\"; rm -f \"$f\"; exit $rc\n",
+            curl(c.url, c.timeout_secs, "\"$f\"")
+        );
+        let _permit = self.limit.acquire().await.expect("semaphore open");
+        let out = t
+            .exec(
+                &script,
+                ExecOpts {
+                    stdin: None,
+                    timeout: Duration::from_secs(c.timeout_secs + 10),
+                    sudo: false,
+                },
+            )
+            .await?;
+        match out.status {
+            0 => {}
+            127 => {
+                return Err(DriverError::new(
+                    format!(
+                        "{node}: curl is not installed, so {node} cannot GET {}",
+                        c.shown()
+                    ),
+                    format!("install curl on {node}, or make the check from: bastion, then resume"),
+                ));
+            }
+            28 => {
+                return Err(c.unanswered(
+                    format!("no complete answer within {}s", c.timeout_secs),
+                    self,
+                ));
+            }
+            _ => {
+                return Err(c.unanswered(
+                    format!("curl {}: {}", out.exit_text(), out.last_line()),
+                    self,
+                ));
+            }
+        }
+        let (code, body) = match out.stdout.iter().position(|b| *b == b'\n') {
+            Some(i) => (&out.stdout[..i], out.stdout[i + 1..].to_vec()),
+            None => (&out.stdout[..], Vec::new()),
+        };
+        let code = String::from_utf8_lossy(code);
+        match code.trim().parse::<u16>() {
+            Ok(s) if s > 0 => Ok((s, body)),
+            _ => Err(c.unanswered(
+                format!(
+                    "curl gave no HTTP status (`{}`)",
+                    crate::sanitize::for_terminal(code.trim())
+                ),
+                self,
+            )),
         }
     }
 
@@ -252,5 +392,338 @@ impl Fleet {
             }
         }
         ev
+    }
+}
+
+/// How much of a body an http.check reads: `body_contains` is looked for in it.
+pub const MAX_BODY: usize = 1 << 20;
+/// How much of a body a failed check shows (masked, on one line).
+const EXCERPT_CHARS: usize = 200;
+
+/// One http.check, as its driver reports it.
+struct HttpCheck<'a> {
+    node: Option<&'a str>,
+    url: &'a str,
+    from: HttpFrom,
+    timeout_secs: u64,
+}
+
+impl HttpCheck<'_> {
+    /// The URL as messages show it: on one line, secrets masked.
+    fn shown(&self) -> String {
+        log::mask(&crate::sanitize::for_terminal(self.url))
+    }
+
+    /// `node1: GET http://…/v3 from node1`, `GET http://…/v3 from the bastion`.
+    fn what(&self) -> String {
+        let from = match (self.from, self.node) {
+            (HttpFrom::Node, Some(n)) => n,
+            _ => "the bastion",
+        };
+        match self.node {
+            Some(n) => format!("{n}: GET {} from {from}", self.shown()),
+            None => format!("GET {} from {from}", self.shown()),
+        }
+    }
+
+    /// What to do when the check failed: where its node logs, and that the check changed
+    /// nothing.
+    fn next(&self, where_it_logs: impl Fn(&str) -> String) -> String {
+        match self.node {
+            Some(n) => format!(
+                "the check changed nothing, and {n} stays out of the pool if this step took it out; read {}, fix the service (or the check's expect_status/body_contains if they are wrong), then resume to check again",
+                where_it_logs(n)
+            ),
+            None => "the check changed nothing; fix the service behind the URL (or the check's expect_status/body_contains if they are wrong), then resume to check again".into(),
+        }
+    }
+
+    /// No answer (refused, timed out, TLS): a driver error.
+    fn unanswered(&self, why: String, fleet: &Fleet) -> DriverError {
+        DriverError::new(
+            format!(
+                "{}: no answer: {}",
+                self.what(),
+                log::mask(&crate::sanitize::for_terminal(&why))
+            ),
+            self.next(|n| fleet.where_it_logs(n)),
+        )
+    }
+
+    /// The answer against what the check expects.
+    fn judge(
+        &self,
+        status: u16,
+        body: &[u8],
+        expect: u16,
+        contains: Option<&str>,
+        took: Duration,
+        where_it_logs: impl Fn(&str) -> String,
+    ) -> Done {
+        let text = String::from_utf8_lossy(body);
+        let found = contains.is_none_or(|c| text.contains(c));
+        let ms = took.as_millis();
+        if status == expect && found {
+            let body = contains
+                .map(|c| {
+                    format!(
+                        ", body contains {:?}",
+                        log::mask(&crate::sanitize::for_terminal(c))
+                    )
+                })
+                .unwrap_or_default();
+            return Done::ok(
+                format!("{}: {status}{body} ({ms} ms)", self.what()),
+                Observation::default(),
+            );
+        }
+        let wrong = if status != expect {
+            format!("answered {status}, expected {expect}")
+        } else {
+            format!(
+                "answered {status}, but the body does not contain {:?}",
+                log::mask(&crate::sanitize::for_terminal(contains.unwrap_or_default()))
+            )
+        };
+        Done::fail(
+            format!("{}: {wrong}; body: {}", self.what(), excerpt(&text)),
+            self.next(where_it_logs),
+        )
+    }
+}
+
+/// A body's beginning for a message: trimmed, on one line, secrets masked, at most
+/// [`EXCERPT_CHARS`] characters.
+fn excerpt(body: &str) -> String {
+    let body = body.trim();
+    if body.is_empty() {
+        return "(empty)".into();
+    }
+    let mut cut: String = body.chars().take(EXCERPT_CHARS).collect();
+    if cut.len() < body.len() {
+        cut.push('…');
+    }
+    format!("«{}»", log::mask(&crate::sanitize::for_terminal(&cut)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::action::ActionSpec;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An HTTP server on loopback: `/v3` answers 200 with a version document, `/busy` 503 with a
+    /// body holding a password, `/hang` nothing for 30 s, anything else 404. Its base URL.
+    async fn server() -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let path = String::from_utf8_lossy(&req)
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
+                    if path == "/hang" {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
+                    let (status, body) = match path.as_str() {
+                        "/v3" => (
+                            "200 OK",
+                            r#"{"version": {"id": "v3.14", "status": "stable"}}"#,
+                        ),
+                        "/busy" => (
+                            "503 Service Unavailable",
+                            "\x1b[31mmaintenance\x1b[0m\nadmin password=hunter2 in effect",
+                        ),
+                        _ => ("404 Not Found", ""),
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn fleet() -> Fleet {
+        let inv = crate::inventory::Inventory::parse(
+            "cluster: t\nnodes:\n  - {name: ks1, reach: local, keystone_url: \"http://127.0.0.1:9\"}\n",
+            "inv.yaml",
+        )
+        .unwrap();
+        Fleet::new(inv).unwrap()
+    }
+
+    fn check(url: &str, from: HttpFrom, status: u16, body: Option<&str>) -> ActionSpec {
+        Service::HttpCheck {
+            node: Some("ks1".into()),
+            url: url.into(),
+            from,
+            expect_status: status,
+            body_contains: body.map(str::to_string),
+            timeout_secs: 5,
+        }
+        .into()
+    }
+
+    #[tokio::test]
+    async fn a_check_passes_on_the_expected_answer_from_either_place() {
+        let base = server().await;
+        let f = fleet();
+        for from in [HttpFrom::Bastion, HttpFrom::Node] {
+            let o = f
+                .execute(
+                    1,
+                    0,
+                    &check(&format!("{base}/v3"), from, 200, Some("v3.14")),
+                )
+                .await;
+            assert!(o.ok, "{from:?}: {}", o.summary);
+            assert_eq!(o.node.as_deref(), Some("ks1"));
+            let from_where = if from == HttpFrom::Node {
+                "ks1"
+            } else {
+                "the bastion"
+            };
+            assert!(
+                o.summary.starts_with(&format!(
+                    "ks1: GET {base}/v3 from {from_where}: 200, body contains \"v3.14\" ("
+                )),
+                "{}",
+                o.summary
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_says_what_came_back_where_and_what_next() {
+        let base = server().await;
+        let f = fleet();
+        for from in [HttpFrom::Bastion, HttpFrom::Node] {
+            // Another status: the status, and the body's start, on one line, masked.
+            let o = f
+                .execute(1, 0, &check(&format!("{base}/busy"), from, 200, None))
+                .await;
+            assert!(!o.ok);
+            assert!(
+                o.summary.contains(&format!("ks1: GET {base}/busy from ")),
+                "{}",
+                o.summary
+            );
+            assert!(
+                o.summary.contains(
+                    "answered 503, expected 200; body: «maintenance\\nadmin password=*** in effect»"
+                ),
+                "{}",
+                o.summary
+            );
+            assert!(!o.summary.contains("hunter2") && !o.summary.contains('\x1b'));
+            let Some(crate::engine::events::Failure::Hint { next }) = &o.failure else {
+                panic!("{:?}", o.failure)
+            };
+            assert!(
+                next.contains("ks1 stays out of the pool if this step took it out"),
+                "{next}"
+            );
+            assert!(next.contains("then resume to check again"), "{next}");
+            // The right status, a body without the text.
+            let o = f
+                .execute(
+                    1,
+                    0,
+                    &check(&format!("{base}/v3"), from, 200, Some("v3.15")),
+                )
+                .await;
+            assert!(!o.ok);
+            assert!(
+                o.summary.contains(r#"answered 200, but the body does not contain "v3.15"; body: «{"version": {"id": "v3.14""#),
+                "{}",
+                o.summary
+            );
+            // The status a runbook expects other than 200.
+            let o = f
+                .execute(1, 0, &check(&format!("{base}/nope"), from, 404, None))
+                .await;
+            assert!(o.ok, "{}", o.summary);
+        }
+    }
+
+    #[tokio::test]
+    async fn no_answer_is_a_failure_that_names_the_url() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/v3");
+        let f = fleet();
+        for from in [HttpFrom::Bastion, HttpFrom::Node] {
+            let o = f.execute(1, 0, &check(&url, from, 200, None)).await;
+            assert!(!o.ok);
+            assert!(
+                o.summary.contains(&format!("ks1: GET {url} from ")),
+                "{}",
+                o.summary
+            );
+            assert!(o.summary.contains(": no answer: "), "{}", o.summary);
+            assert!(
+                o.summary.contains("refused") || o.summary.contains("connect"),
+                "{}",
+                o.summary
+            );
+            let Some(crate::engine::events::Failure::Hint { next }) = &o.failure else {
+                panic!("{:?}", o.failure)
+            };
+            assert!(next.contains("resume to check again"), "{next}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_waits_no_longer_than_its_timeout() {
+        let base = server().await;
+        let f = fleet();
+        for from in [HttpFrom::Bastion, HttpFrom::Node] {
+            let mut spec = check(&format!("{base}/hang"), from, 200, None);
+            if let ActionSpec::Service(Service::HttpCheck { timeout_secs, .. }) = &mut spec {
+                *timeout_secs = 1;
+            }
+            let start = Instant::now();
+            let o = f.execute(1, 0, &spec).await;
+            assert!(start.elapsed() < Duration::from_secs(5), "{from:?}");
+            assert!(!o.ok);
+            assert!(
+                o.summary
+                    .ends_with(": no answer: no complete answer within 1s"),
+                "{}",
+                o.summary
+            );
+        }
+    }
+
+    #[test]
+    fn an_excerpt_is_short_one_line_and_masked() {
+        assert_eq!(excerpt("  \n "), "(empty)");
+        let long = "ok ".repeat(200);
+        let e = excerpt(&long);
+        assert_eq!(e.chars().count(), EXCERPT_CHARS + 3, "{e}");
+        assert!(e.ends_with("…»"));
+        assert_eq!(
+            excerpt("token: gAAAAABnsecretsecretsecretsecretsecret\r\n"),
+            "«token: ***»"
+        );
     }
 }

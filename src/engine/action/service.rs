@@ -1,9 +1,10 @@
-//! The service family: restart keystone on a node (then wait for GET /v3 at its own URL), and
-//! a runbook's own shell command on a node.
+//! The service family: restart keystone on a node (then wait for GET /v3 at its own URL), a
+//! runbook's own shell command on a node, and an HTTP check of a URL from a node or from the
+//! bastion.
 
 use super::kit::{Action, Cx, Family, Phase, Piece, PlanError, Touches, not_mine};
 use crate::inventory::Inventory;
-use crate::runbook::{Gate, Item, Scope};
+use crate::runbook::{Gate, HttpFrom, Item, Scope};
 use serde::{Deserialize, Serialize};
 
 pub const RESTART: Action = Action {
@@ -15,6 +16,11 @@ pub const SHELL: Action = Action {
     name: "shell",
     short: "shell",
     verb: "shell",
+};
+pub const HTTP_CHECK: Action = Action {
+    name: "http.check",
+    short: "http.check",
+    verb: "checking",
 };
 
 /// A shell command's timeout when the runbook gives none.
@@ -34,27 +40,44 @@ pub enum Service {
         sudo: bool,
         timeout_secs: u64,
     },
+    /// GET `url` from the node (curl there) or from the bastion (cutover itself); expect
+    /// `expect_status` and, if given, `body_contains` in the body. Changes nothing.
+    HttpCheck {
+        /// The node the check is about (each-node and all-nodes steps); the node it runs on
+        /// when `from` is `node`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+        url: String,
+        from: HttpFrom,
+        expect_status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body_contains: Option<String>,
+        timeout_secs: u64,
+    },
 }
 
 impl Family for Service {
-    const TAGS: &'static [&'static str] = &["restart", "shell"];
-    const ACTIONS: &'static [Action] = &[RESTART, SHELL];
+    const TAGS: &'static [&'static str] = &["restart", "shell", "http_check"];
+    const ACTIONS: &'static [Action] = &[RESTART, SHELL, HTTP_CHECK];
 
     fn action(&self) -> Action {
         match self {
             Service::Restart { .. } => RESTART,
             Service::Shell { .. } => SHELL,
+            Service::HttpCheck { .. } => HTTP_CHECK,
         }
     }
 
     fn node(&self) -> Option<&str> {
         match self {
             Service::Restart { node, .. } | Service::Shell { node, .. } => Some(node),
+            Service::HttpCheck { node, .. } => node.as_deref(),
         }
     }
 
     fn idempotent(&self) -> bool {
-        false
+        // A GET changes nothing; a restart or a runbook's command may not be safe twice.
+        matches!(self, Service::HttpCheck { .. })
     }
 
     fn describe(&self) -> String {
@@ -72,6 +95,31 @@ impl Family for Service {
                 "on {node}: {}{command} (expect exit {expect_status})",
                 if *sudo { "sudo " } else { "" }
             ),
+            Service::HttpCheck {
+                node,
+                url,
+                from,
+                expect_status,
+                body_contains,
+                timeout_secs,
+            } => {
+                let at = match (from, node) {
+                    (HttpFrom::Node, Some(n)) => format!("on {n}: "),
+                    _ => String::new(),
+                };
+                let body = body_contains
+                    .as_ref()
+                    .map(|b| format!(" and a body containing {b:?}"))
+                    .unwrap_or_default();
+                format!(
+                    "{at}GET {url}{}, expect {expect_status}{body} within {timeout_secs}s",
+                    if *from == HttpFrom::Bastion {
+                        " from the bastion"
+                    } else {
+                        ""
+                    }
+                )
+            }
         }
     }
 
@@ -79,13 +127,20 @@ impl Family for Service {
         match self {
             Service::Restart { node, .. } => Some(format!("$ {}", inv.node(node)?.restart)),
             Service::Shell { command, .. } => Some(format!("$ {command}")),
+            Service::HttpCheck {
+                url,
+                from: HttpFrom::Node,
+                timeout_secs,
+                ..
+            } => Some(format!("$ {}", curl(url, *timeout_secs, "BODY"))),
+            Service::HttpCheck { .. } => None,
         }
     }
 
     fn required_gates(&self) -> Vec<Gate> {
         match self {
             Service::Restart { .. } => vec![Gate::OutOfPool],
-            Service::Shell { .. } => vec![],
+            Service::Shell { .. } | Service::HttpCheck { .. } => vec![],
         }
     }
 
@@ -101,12 +156,12 @@ impl Family for Service {
                 lb: true,
                 ..Touches::default()
             },
-            Service::Shell { .. } => Touches::default(),
+            Service::Shell { .. } | Service::HttpCheck { .. } => Touches::default(),
         }
     }
 
     fn reads_pool_first(&self) -> bool {
-        true
+        !matches!(self, Service::HttpCheck { .. })
     }
 
     fn compile(cx: &Cx, item: &Item) -> Result<Vec<Piece<Service>>, PlanError> {
@@ -140,9 +195,75 @@ impl Family for Service {
                 out.push(Piece::Act(specs));
                 Ok(out)
             }
+            Item::HttpCheck(h) => {
+                let spec = |node: Option<&str>| -> Result<Service, PlanError> {
+                    let render = |t: &str| (cx.render)(t, node);
+                    let url = render(&h.url)?.trim().to_string();
+                    check_url(&url)
+                        .map_err(|e| cx.error(format!("http.check url `{url}`: {e}")))?;
+                    let expect_status = h
+                        .expect_status
+                        .fill(render)
+                        .map_err(|e| cx.error(format!("http.check expect_status: {e}")))?;
+                    let timeout = h
+                        .timeout
+                        .fill(render)
+                        .map_err(|e| cx.error(format!("http.check timeout: {e}")))?;
+                    let body = render(&h.body_contains)?;
+                    Ok(Service::HttpCheck {
+                        node: node.map(str::to_string),
+                        url,
+                        from: h.from,
+                        expect_status,
+                        body_contains: (!body.is_empty()).then_some(body),
+                        timeout_secs: timeout.as_secs().max(1),
+                    })
+                };
+                let specs = match h.from {
+                    // From the bastion in a once step: one check, about no node.
+                    HttpFrom::Bastion if cx.targets.is_empty() => vec![spec(None)?],
+                    HttpFrom::Bastion => cx.per_target(|t| spec(Some(t)))?,
+                    HttpFrom::Node if cx.targets.is_empty() => {
+                        return Err(cx.error(
+                            "http.check from: node runs on a node; use it in an each-node or all-nodes step, or say from: bastion",
+                        ));
+                    }
+                    HttpFrom::Node => cx.per_target(|t| spec(Some(t)))?,
+                };
+                Ok(vec![Piece::Act(specs)])
+            }
             _ => Err(not_mine(cx, "service")),
         }
     }
+}
+
+/// A URL an http.check may GET: http or https, a host, no credentials (the URL goes to the
+/// journal and the log), no whitespace.
+fn check_url(url: &str) -> Result<(), &'static str> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("expected http:// or https://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err("no host in it");
+    }
+    if authority.contains('@') {
+        return Err("credentials in a URL end up in the journal; check a URL that needs none");
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("whitespace in it (percent-encode it: %20)");
+    }
+    Ok(())
+}
+
+/// The curl command that GETs `url` on a node: the status on stdout, the body into `body`
+/// (a path), at most `timeout_secs` in all, no proxy (the check is about the node itself).
+pub fn curl(url: &str, timeout_secs: u64, body: &str) -> String {
+    format!(
+        "curl -sS --noproxy '*' --max-time {timeout_secs} -o {body} -w '%{{http_code}}' {}",
+        crate::transport::shell_quote(url)
+    )
 }
 
 #[cfg(test)]
@@ -188,5 +309,110 @@ mod tests {
         }
         let e = compile_item::<Service>("once", "shell: {command: x}", None, false).unwrap_err();
         assert!(e.0.contains("acts on nodes"), "{e}");
+    }
+
+    #[test]
+    fn an_http_check_changes_nothing_and_runs_where_it_is_told() {
+        let item =
+            r#"http.check: {url: "http://10.0.0.12:5000/v3", from: node, body_contains: "v3.14"}"#;
+        let p = compile_item::<Service>("each-node", item, Some("ks2"), true).unwrap();
+        let [Piece::Act(specs)] = &p[..] else {
+            panic!("{p:?}")
+        };
+        let [spec] = &specs[..] else {
+            panic!("{specs:?}")
+        };
+        assert_eq!(
+            spec,
+            &Service::HttpCheck {
+                node: Some("ks2".into()),
+                url: "http://10.0.0.12:5000/v3".into(),
+                from: HttpFrom::Node,
+                expect_status: 200,
+                body_contains: Some("v3.14".into()),
+                timeout_secs: 10,
+            }
+        );
+        assert!(spec.idempotent());
+        assert!(spec.required_gates().is_empty());
+        assert_eq!(spec.phase_after(), None);
+        assert_eq!(spec.touches(), Touches::default());
+        assert!(!spec.reads_pool_first());
+        assert_eq!(
+            spec.describe(),
+            r#"on ks2: GET http://10.0.0.12:5000/v3, expect 200 and a body containing "v3.14" within 10s"#
+        );
+        assert_eq!(
+            spec.exact(&crate::engine::action::kit::test_support::inventory())
+                .unwrap(),
+            "$ curl -sS --noproxy '*' --max-time 10 -o BODY -w '%{http_code}' http://10.0.0.12:5000/v3"
+        );
+        // The journal's shape: tagged `http_check`, no body_contains when there is none.
+        let once = compile_item::<Service>(
+            "once",
+            r#"http.check: {url: "https://api.example/healthz", expect_status: 204, timeout: 1500ms}"#,
+            None,
+            false,
+        )
+        .unwrap();
+        let [Piece::Act(specs)] = &once[..] else {
+            panic!("{once:?}")
+        };
+        assert_eq!(
+            serde_json::to_string(&specs[0]).unwrap(),
+            r#"{"action":"http_check","url":"https://api.example/healthz","from":"bastion","expect_status":204,"timeout_secs":1}"#
+        );
+        assert_eq!(
+            specs[0].describe(),
+            "GET https://api.example/healthz from the bastion, expect 204 within 1s"
+        );
+        let back: Service =
+            serde_json::from_str(&serde_json::to_string(&specs[0]).unwrap()).unwrap();
+        assert_eq!(&back, &specs[0]);
+    }
+
+    #[test]
+    fn an_http_check_refuses_what_it_cannot_do_safely() {
+        for (scope, item, says) in [
+            (
+                "once",
+                r#"http.check: {url: "http://a/v3", from: node}"#,
+                "runs on a node",
+            ),
+            (
+                "each-node",
+                r#"http.check: {url: "http://admin:s3cret@a/v3"}"#,
+                "credentials in a URL",
+            ),
+            (
+                "each-node",
+                r#"http.check: {url: "ftp://a/"}"#,
+                "http:// or https://",
+            ),
+            ("each-node", r#"http.check: {url: "http:///v3"}"#, "no host"),
+            (
+                "each-node",
+                r#"http.check: {url: "http://a/x y"}"#,
+                "whitespace",
+            ),
+        ] {
+            let node = (scope == "each-node").then_some("ks1");
+            let e = compile_item::<Service>(scope, item, node, false).unwrap_err();
+            assert!(e.0.contains(says), "{item}: {e}");
+            assert!(e.0.starts_with("step `s`: "), "{e}");
+        }
+        // All nodes: one check per node, all in one op.
+        let p = compile_item::<Service>(
+            "all-nodes",
+            r#"http.check: {url: "http://x/", from: node}"#,
+            None,
+            false,
+        )
+        .unwrap();
+        let [Piece::Act(specs)] = &p[..] else {
+            panic!("{p:?}")
+        };
+        let nodes: Vec<_> = specs.iter().map(|s| s.node().unwrap()).collect();
+        assert_eq!(nodes, ["ks1", "ks2", "ks3"]);
     }
 }

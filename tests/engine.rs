@@ -1,429 +1,21 @@
 //! Engine tests in the given/when/then style: given events, when a command, then events and
-//! effects. A small simulated fleet answers effects so scenarios read like real runs.
+//! effects. The shared fake fleet (tests/support/fleet.rs) answers effects so scenarios read
+//! like real runs; the harness is tests/support/engine.rs.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use cutover::engine::action::{Keys, Keystone, Lb, Misc, Service};
+mod support;
+
+use chrono::{DateTime, Duration, Utc};
+use cutover::engine::Refused;
+use cutover::engine::action::Keys;
 use cutover::engine::events::*;
 use cutover::engine::facts::*;
 use cutover::engine::plan::{ActionSpec, OpKind};
-use cutover::engine::state::{RunStatus, State};
-use cutover::engine::{Decision, Who, decide};
+use cutover::engine::state::RunStatus;
 use cutover::inventory::Inventory;
 use cutover::runbook::{Gate, Runbook};
 use std::collections::BTreeMap;
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 29, 1, 0, 0).unwrap()
-}
-
-fn who() -> Who {
-    Who::named("alice", "bastion1")
-}
-
-/// A simulated fleet: what each node and load balancer would report.
-#[derive(Clone)]
-struct Fleet {
-    nodes: Vec<String>,
-    lbs: Vec<String>,
-    conf: BTreeMap<String, String>,
-    running: BTreeMap<String, String>,
-    admin: BTreeMap<(String, String), AdminState>,
-    private: BTreeMap<String, String>,
-    public: BTreeMap<String, Vec<String>>,
-    /// Knobs for failure scenarios.
-    lb_ignores_maint: bool,
-    restart_keeps_old_provider: bool,
-}
-
-impl Fleet {
-    fn new() -> Fleet {
-        let nodes: Vec<String> = ["ks1", "ks2", "ks3"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let lbs = vec!["haproxy-a".to_string(), "haproxy-b".to_string()];
-        let mut f = Fleet {
-            conf: nodes.iter().map(|n| (n.clone(), "fernet".into())).collect(),
-            running: nodes.iter().map(|n| (n.clone(), "fernet".into())).collect(),
-            admin: BTreeMap::new(),
-            private: BTreeMap::new(),
-            public: nodes.iter().map(|n| (n.clone(), vec![])).collect(),
-            nodes: nodes.clone(),
-            lbs: lbs.clone(),
-            lb_ignores_maint: false,
-            restart_keeps_old_provider: false,
-        };
-        for n in &nodes {
-            for l in &lbs {
-                f.admin.insert((l.clone(), n.clone()), AdminState::Ready);
-            }
-        }
-        f
-    }
-
-    fn facts(&self, n: &str) -> NodeFacts {
-        NodeFacts {
-            provider: Some(self.conf[n].clone()),
-            expiration: 3600,
-            allow_expired_window: 172800,
-            fernet: FernetFacts {
-                repo: "/etc/keystone/fernet-keys/".into(),
-                present: true,
-                keys: 3,
-                fingerprint: Some("SHA256:fernet".into()),
-            },
-            receipts_repo: "/etc/keystone/fernet-keys/".into(),
-            jws: JwsFacts {
-                private_repo: "/etc/keystone/jws-keys/private".into(),
-                public_repo: "/etc/keystone/jws-keys/public".into(),
-                private_present: self.private.contains_key(n),
-                private_fingerprint: self.private.get(n).cloned(),
-                private_mode: self.private.get(n).map(|_| "600".into()),
-                private_owner: self.private.get(n).map(|_| "keystone:keystone".into()),
-                public: self.public[n]
-                    .iter()
-                    .map(|fp| PublicKeyFact {
-                        file: format!("{fp}.pem"),
-                        fingerprint: fp.clone(),
-                    })
-                    .collect(),
-                staged_fingerprint: None,
-                no_openssl: false,
-            },
-            service_up: true,
-            service_detail: "GET /v3 200".into(),
-            error: None,
-            ..Default::default()
-        }
-    }
-
-    fn lb_rows(&self) -> Vec<LbServer> {
-        let mut v = Vec::new();
-        for l in &self.lbs {
-            for n in &self.nodes {
-                let admin = self.admin[&(l.clone(), n.clone())];
-                v.push(LbServer {
-                    lb: l.clone(),
-                    node: n.clone(),
-                    server: n.clone(),
-                    admin,
-                    held: admin != AdminState::Ready,
-                    oper: match admin {
-                        AdminState::Ready => OperState::Up,
-                        _ => OperState::Other,
-                    },
-                    status: match admin {
-                        AdminState::Maint => "MAINT".into(),
-                        AdminState::Drain => "DRAIN".into(),
-                        AdminState::Ready => "UP".into(),
-                    },
-                    sessions: 0,
-                });
-            }
-        }
-        v
-    }
-
-    fn token(&self, n: &str) -> TokenCheck {
-        let p = &self.running[n];
-        TokenCheck {
-            node: n.into(),
-            format: if p == "jws" {
-                TokenFormat::Jws
-            } else {
-                TokenFormat::Fernet
-            },
-            alg: (p == "jws").then(|| "ES256".into()),
-            length: 200,
-            issue_status: 201,
-            validate_status: Some(200),
-            latency_ms: 12,
-            error: None,
-        }
-    }
-
-    /// What each instance's config says about a reload: haproxy-a as Debian ships it,
-    /// haproxy-b with a state file.
-    fn reload_facts(&self) -> BTreeMap<String, ReloadFacts> {
-        self.lbs
-            .iter()
-            .map(|l| {
-                let f = if l == "haproxy-a" {
-                    ReloadFacts {
-                        config: Some("/etc/haproxy/haproxy.cfg".into()),
-                        known: true,
-                        checks: Some(true),
-                        note: "no server-state-file".into(),
-                        ..Default::default()
-                    }
-                } else {
-                    ReloadFacts {
-                        config: Some("/etc/haproxy/haproxy.cfg".into()),
-                        known: true,
-                        state_file: Some("/var/lib/haproxy/state".into()),
-                        load_state: Some("global".into()),
-                        survives: true,
-                        checks: Some(true),
-                        note: "server-state-file /var/lib/haproxy/state, load global".into(),
-                        ..Default::default()
-                    }
-                };
-                (l.clone(), f)
-            })
-            .collect()
-    }
-
-    /// Carry out an effect, as the drivers would, and report.
-    fn run(&mut self, spec: &ActionSpec) -> (bool, Observation) {
-        let mut obs = Observation::default();
-        match spec {
-            ActionSpec::Misc(Misc::Probe {
-                nodes, lb, tokens, ..
-            }) => {
-                for n in nodes {
-                    obs.nodes.insert(n.clone(), self.facts(n));
-                }
-                if *lb {
-                    obs.lb = Some(self.lb_rows());
-                }
-                // As the drivers do: full probes read each instance's config too.
-                if *lb && !nodes.is_empty() {
-                    obs.lb_reload = self.reload_facts();
-                }
-                for n in tokens {
-                    obs.tokens.insert(n.clone(), self.token(n));
-                }
-            }
-            ActionSpec::Lb(Lb::Drain { node, .. }) => {
-                if !self.lb_ignores_maint {
-                    for l in self.lbs.clone() {
-                        self.admin.insert((l, node.clone()), AdminState::Maint);
-                    }
-                }
-                obs.lb = Some(self.lb_rows());
-            }
-            ActionSpec::Lb(Lb::Ready { node, .. }) => {
-                for l in self.lbs.clone() {
-                    self.admin.insert((l, node.clone()), AdminState::Ready);
-                }
-                obs.lb = Some(self.lb_rows());
-            }
-            ActionSpec::Lb(Lb::Maint { node }) => {
-                if self.lb_ignores_maint {
-                    obs.lb = Some(self.lb_rows());
-                    return (false, obs);
-                }
-                for l in self.lbs.clone() {
-                    self.admin.insert((l, node.clone()), AdminState::Maint);
-                }
-                obs.lb = Some(self.lb_rows());
-            }
-            ActionSpec::Keystone(Keystone::SetProvider { node, provider }) => {
-                self.conf.insert(node.clone(), provider.clone());
-                obs.flipped.insert(node.clone(), provider.clone());
-            }
-            ActionSpec::Service(Service::Restart { node, .. }) => {
-                if !self.restart_keeps_old_provider {
-                    self.running.insert(node.clone(), self.conf[node].clone());
-                }
-                obs.restarted.push(node.clone());
-            }
-            ActionSpec::Keys(Keys::CreateKeypair { node, .. }) => {
-                obs.keys.insert(node.clone(), format!("fp-{node}"));
-            }
-            ActionSpec::Keys(Keys::CreateSharedKeypair { nodes, .. }) => {
-                for n in nodes {
-                    obs.keys.insert(n.clone(), "fp-shared".into());
-                }
-            }
-            ActionSpec::Keys(Keys::InstallKeys { node, .. }) => {
-                self.private.insert(node.clone(), format!("fp-{node}"));
-                let fp = format!("fp-{node}");
-                if !self.public[node].contains(&fp) {
-                    self.public.get_mut(node).unwrap().push(fp);
-                }
-            }
-            ActionSpec::Keys(Keys::DistributePublicKeys { node, from }) => {
-                for m in from {
-                    let fp = format!("fp-{m}");
-                    if !self.public[node].contains(&fp) {
-                        self.public.get_mut(node).unwrap().push(fp);
-                    }
-                }
-            }
-            ActionSpec::Keystone(Keystone::IssueToken { node, expect }) => {
-                let t = self.token(node);
-                let ok = t.format.as_str() == expect;
-                obs.tokens.insert(node.clone(), t);
-                return (ok, obs);
-            }
-            ActionSpec::Keystone(Keystone::ValidateMatrix { nodes, .. }) => {
-                obs.matrix = Some(Matrix {
-                    nodes: nodes.clone(),
-                    formats: nodes.iter().map(|n| self.token(n).format).collect(),
-                    cells: nodes
-                        .iter()
-                        .map(|_| nodes.iter().map(|_| Some(200)).collect())
-                        .collect(),
-                });
-            }
-            ActionSpec::Keystone(Keystone::ListTrusts { .. }) => {
-                obs.trusts = Some(TrustSummary::default())
-            }
-            _ => {}
-        }
-        (true, obs)
-    }
-}
-
-/// A run under test: the state, the clock, the simulated fleet, and every event so far.
-struct Run {
-    state: State,
-    now: DateTime<Utc>,
-    fleet: Fleet,
-    events: Vec<(DateTime<Utc>, Event)>,
-    pending: Vec<cutover::engine::Effect>,
-}
-
-fn run_started(params: &[(&str, &str)]) -> RunStarted {
-    let source = std::fs::read_to_string("runbooks/fernet-to-jws.yaml").unwrap();
-    let rb = Runbook::parse(&source, "fernet-to-jws.yaml").unwrap();
-    let inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
-    let overrides = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    RunStarted {
-        schema: SCHEMA,
-        run_id: "run-1".into(),
-        runbook_name: rb.name.clone(),
-        runbook_title: rb.title.clone(),
-        runbook_sha256: "x".into(),
-        runbook_source: source,
-        runbook_origin: "runbooks/fernet-to-jws.yaml".into(),
-        cluster: inv.cluster.clone(),
-        params: rb.resolve_params(&overrides).unwrap(),
-        inventory: inv,
-        who: who(),
-        plan: Vec::new(),
-        plan_sha256: String::new(),
-        compiled_by: String::new(),
-    }
-}
-
-impl Run {
-    fn start() -> Run {
-        Run::start_with(run_started(&[]))
-    }
-
-    fn start_with(rs: RunStarted) -> Run {
-        let mut r = Run {
-            state: State::default(),
-            now: t0(),
-            fleet: Fleet::new(),
-            events: vec![],
-            pending: vec![],
-        };
-        r.when(Command::Start(Box::new(rs)));
-        r
-    }
-
-    /// When: a command. Then: the decision, already applied.
-    fn when(&mut self, cmd: Command) -> Decision {
-        self.now += Duration::seconds(1);
-        let d = decide(&self.state, cmd, self.now).expect("command accepted");
-        for e in &d.events {
-            self.state.apply(e, self.now);
-            self.events.push((self.now, e.clone()));
-        }
-        self.pending.extend(d.effects.iter().cloned());
-        d
-    }
-
-    /// Let the simulated fleet answer every pending effect, one at a time.
-    fn settle_one(&mut self) -> Option<Decision> {
-        if self.pending.is_empty() {
-            return None;
-        }
-        let eff = self.pending.remove(0);
-        let (ok, observed) = self.fleet.run(&eff.spec);
-        Some(self.when(Command::Completed(Outcome {
-            id: eff.id,
-            op: eff.op,
-            node: eff.spec.node().map(str::to_string),
-            ok,
-            summary: if ok { "ok".into() } else { "failed".into() },
-            duration_ms: 5,
-            observed,
-            failure: None,
-        })))
-    }
-
-    /// Settle effects one at a time and confirm the hard stops named in `confirm` (all of them
-    /// when None) until `reached` holds (true) or the run waits or stops (false).
-    fn run_until(&mut self, confirm: Option<&[&str]>, reached: impl Fn(&Run) -> bool) -> bool {
-        for _ in 0..2000 {
-            if reached(self) {
-                return true;
-            }
-            if self.settle_one().is_some() {
-                continue;
-            }
-            if let Some(h) = self.state.hard_stop.clone()
-                && confirm.is_none_or(|c| c.contains(&h.id.as_str()))
-            {
-                self.when(Command::Confirm {
-                    id: h.id.clone(),
-                    who: who(),
-                });
-                continue;
-            }
-            return false;
-        }
-        panic!("run did not settle");
-    }
-
-    /// Run until the engine waits for a person or stops, confirming hard stops in `confirm`.
-    fn run_until_stopped(&mut self, confirm: &[&str]) {
-        self.run_until(Some(confirm), |_| false);
-    }
-
-    /// Run until the op at the cursor is the given gate for the given node (not yet probed).
-    fn run_to_gate(&mut self, gate: Gate, node: Option<&str>, confirm: &[&str]) {
-        let reached = self.run_until(Some(confirm), |r| {
-            r.state.current_op().is_some_and(|op| {
-                matches!(&op.kind, OpKind::Gate { gate: g, .. } if *g == gate)
-                    && op.node.as_deref() == node
-            }) && r.pending.len() == 1
-        });
-        assert!(
-            reached,
-            "stopped before gate {} for {node:?}: {:?}",
-            gate.name(),
-            self.state.status
-        );
-    }
-
-    /// Run, confirming every hard stop, until an effect of `action` is about to run.
-    fn run_until_effect(&mut self, action: &str) {
-        let reached = self.run_until(None, |r| {
-            r.pending.first().is_some_and(|e| e.spec.name() == action)
-        });
-        assert!(
-            reached,
-            "no `{action}` effect came: {:?}",
-            self.state.status
-        );
-    }
-
-    fn kinds(d: &Decision) -> Vec<&'static str> {
-        d.events.iter().map(|e| e.kind()).collect()
-    }
-}
-
-fn actions(d: &Decision) -> Vec<&'static str> {
-    d.effects.iter().map(|e| e.spec.name()).collect()
-}
+use support::engine::{Run, actions, fold, given, run_started, t0, who};
+use support::fleet::fp;
 
 const ALL: &[&str] = &["jws-payload-readable", "mixed-pool"];
 
@@ -494,8 +86,7 @@ fn flipping_a_pooled_node_is_refused() {
     );
     assert_eq!(r.fleet.conf["ks1"], "fernet");
     // Advancing again does nothing while halted.
-    let d = r.when(Command::Advance);
-    assert!(d.events.is_empty() && d.effects.is_empty());
+    r.given().when(Command::Advance).then_expect_nothing();
     assert!(
         r.events
             .iter()
@@ -544,7 +135,7 @@ fn flipping_before_keys_are_everywhere_is_refused() {
         .public
         .get_mut("ks3")
         .unwrap()
-        .retain(|k| k != "fp-ks1");
+        .retain(|k| k.fingerprint != fp("ks1"));
     let d = r.settle_one().unwrap();
     assert_eq!(Run::kinds(&d), vec!["outcome", "gate_failed", "run_halted"]);
     assert!(
@@ -614,20 +205,14 @@ fn mixing_the_pool_needs_a_deliberate_confirmation() {
     );
     assert!(hs.facts.iter().any(|f| f.contains("ks2: fernet")));
     // Nothing moves on its own.
-    let d = r.when(Command::Advance);
-    assert!(d.events.is_empty() && d.effects.is_empty());
+    r.given().when(Command::Advance).then_expect_nothing();
     // A confirmation for another id is refused.
-    assert!(
-        decide(
-            &r.state,
-            Command::Confirm {
-                id: "other".into(),
-                who: who()
-            },
-            r.now
-        )
-        .is_err()
-    );
+    r.given()
+        .when(Command::Confirm {
+            id: "other".into(),
+            who: who(),
+        })
+        .then_expect_error(Refused::NoSuchHardStop("other".into()));
     // Declining pauses, nothing is re-added.
     let d = r.when(Command::Decline {
         id: "mixed-pool".into(),
@@ -679,10 +264,7 @@ fn an_interrupted_non_idempotent_action_is_in_doubt_until_a_person_decides() {
     let restart_id = r.pending[0].id;
     r.pending.clear();
     // A new process folds the journal...
-    let mut folded = State::default();
-    for (t, e) in &r.events {
-        folded.apply(e, *t);
-    }
+    let folded = fold(&r.events);
     assert!(folded.in_flight.contains_key(&restart_id));
     r.state = folded;
     // ...and resumes: the restart is in doubt, at a hard stop.
@@ -742,10 +324,7 @@ fn an_interrupted_idempotent_action_is_redone_without_asking() {
 fn the_fold_of_the_events_equals_the_live_state() {
     let mut r = Run::start();
     r.run_until_stopped(ALL);
-    let mut folded = State::default();
-    for (t, e) in &r.events {
-        folded.apply(e, *t);
-    }
+    let folded = fold(&r.events);
     assert_eq!(
         serde_json::to_value(&folded).unwrap(),
         serde_json::to_value(&r.state).unwrap()
@@ -761,7 +340,7 @@ fn reload_facts_from_the_preflight_stay_in_the_state_through_lean_pool_reads() {
     let mut r = Run::start();
     // The preflight probe reads nodes and load balancers: the configs come with it.
     r.run_until_effect("lb.drain");
-    let want = r.fleet.reload_facts();
+    let want = r.fleet.reload.clone();
     assert_eq!(r.state.lb_reload, want);
     // Which was journaled in the probe's outcome, and only in full probes' outcomes.
     let full_probes = r
@@ -774,10 +353,7 @@ fn reload_facts_from_the_preflight_stay_in_the_state_through_lean_pool_reads() {
     assert!(matches!(r.state.status, RunStatus::Completed));
     // Many lean out-of-pool reads later, the facts are still there; the fold keeps them.
     assert_eq!(r.state.lb_reload, want);
-    let mut folded = State::default();
-    for (t, e) in &r.events {
-        folded.apply(e, *t);
-    }
+    let mut folded = fold(&r.events);
     assert_eq!(folded.lb_reload, want);
     assert_eq!(
         reload_summary(&folded.lb_reload),
@@ -911,12 +487,8 @@ fn resuming_re_checks_the_gates_right_before_the_next_action() {
     });
     assert_eq!(Run::kinds(&d), vec!["run_resumed", "hard_stop_raised"]);
     assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "drift");
-    assert!(
-        decide(&r.state, Command::Advance, r.now)
-            .unwrap()
-            .effects
-            .is_empty()
-    );
+    let d = r.given().when(Command::Advance).then_expect_kinds(&[]);
+    assert!(d.effects.is_empty());
     assert_eq!(r.state.resumed.as_ref().unwrap().drift, drift);
     // Confirming continues with the gates, on fresh probes: the flip is refused.
     let d = r.when(Command::Confirm {
@@ -1034,30 +606,20 @@ fn a_halt_supersedes_a_waiting_hard_stop() {
     r.settle_one().unwrap();
     assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "mixed-pool");
     r.when(Command::Pause { who: who() });
-    let forged = r.state.clone();
     // A halt (say, from a late failure) clears the waiting stop: confirming it is refused.
-    let mut s = forged;
-    s.apply(
-        &Event::RunHalted {
-            op: s.cursor,
-            node: Some("ks2".into()),
-            reason: "x".into(),
-            next: "y".into(),
-        },
-        r.now,
-    );
-    assert!(s.hard_stop.is_none());
-    assert!(
-        decide(
-            &s,
-            Command::Confirm {
-                id: "mixed-pool".into(),
-                who: who()
-            },
-            r.now
-        )
-        .is_err()
-    );
+    let halted = r.given().and(Event::RunHalted {
+        op: r.state.cursor,
+        node: Some("ks2".into()),
+        reason: "x".into(),
+        next: "y".into(),
+    });
+    assert!(halted.state().hard_stop.is_none());
+    halted
+        .when(Command::Confirm {
+            id: "mixed-pool".into(),
+            who: who(),
+        })
+        .then_expect_error(Refused::NoSuchHardStop("mixed-pool".into()));
 }
 
 #[test]
@@ -1069,17 +631,12 @@ fn a_key_press_answers_only_the_hard_stop_that_was_shown() {
     assert!(shown.key().starts_with("mixed-pool#"));
     // An answer for another stop with the same id (another op) is refused...
     let stale = format!("mixed-pool#{}", shown.op + 1);
-    assert!(
-        decide(
-            &r.state,
-            Command::Confirm {
-                id: stale,
-                who: who()
-            },
-            r.now
-        )
-        .is_err()
-    );
+    r.given()
+        .when(Command::Confirm {
+            id: stale.clone(),
+            who: who(),
+        })
+        .then_expect_error(Refused::NoSuchHardStop(stale));
     // ...the exact one is taken, and the journal records the plain id.
     let d = r.when(Command::Confirm {
         id: shown.key(),
@@ -1320,11 +877,7 @@ fn crash_during(action: &str) -> Run {
     // The effect did (part of) its work before the crash.
     r.fleet.run(&eff.spec);
     r.pending.clear();
-    let mut folded = State::default();
-    for (t, e) in &r.events {
-        folded.apply(e, *t);
-    }
-    r.state = folded;
+    r.state = fold(&r.events);
     r
 }
 
@@ -1481,4 +1034,57 @@ fn unconfirmed_drift_stays_pending_across_resumes() {
         "{:?}",
         Run::kinds(&d)
     );
+}
+
+#[test]
+fn commands_that_do_not_apply_are_refused_and_change_nothing() {
+    // Before a run starts, there is nothing to advance, complete or guard.
+    given([])
+        .when(Command::Advance)
+        .then_expect_error(Refused::NotStarted);
+    given([])
+        .when(Command::Breach(breach("ks1", "haproxy-a", t0())))
+        .then_expect_error(Refused::NotStarted);
+    // A run starts once.
+    let mut r = Run::start();
+    r.given()
+        .when(Command::Start(Box::new(run_started(&[]))))
+        .then_expect_error(Refused::AlreadyStarted);
+    // A completed run has nothing to resume, and nothing to confirm.
+    r.run_until_stopped(ALL);
+    assert_eq!(r.state.status, RunStatus::Completed);
+    r.given()
+        .when(Command::Resume {
+            who: who(),
+            drift: vec![],
+            observed: Observation::default(),
+        })
+        .then_expect_error(Refused::NotResumable("completed".into()));
+    r.given()
+        .when(Command::Confirm {
+            id: "mixed-pool".into(),
+            who: who(),
+        })
+        .then_expect_error(Refused::NoSuchHardStop("mixed-pool".into()));
+}
+
+#[test]
+fn declining_a_hard_stop_records_which_one_where_and_who() {
+    let mut r = Run::start();
+    r.run_to_gate(Gate::MixedPool, Some("ks1"), ALL);
+    r.settle_one().unwrap();
+    let hs = r.state.hard_stop.clone().unwrap();
+    let d = r
+        .given()
+        .when(Command::Decline {
+            id: "mixed-pool".into(),
+            who: who(),
+        })
+        .then_expect(vec![Event::HardStopDeclined {
+            id: "mixed-pool".into(),
+            op: hs.op,
+            node: Some("ks1".into()),
+            who: who(),
+        }]);
+    assert!(d.effects.is_empty(), "{:?}", actions(&d));
 }

@@ -1,9 +1,12 @@
-//! TUI tests: the real engine driven through a fake, healthy three-node fleet (with fixed times),
-//! stopped at the moments an operator cares about, rendered on a TestBackend and snapshotted.
+//! TUI tests: the real engine driven through the shared fake fleet (tests/support/fleet.rs: a
+//! healthy three-node fleet, fixed times), stopped at the moments an operator cares about,
+//! rendered on a TestBackend and snapshotted.
+
+mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use cutover::engine::action::{Keys, Keystone, Lb, Misc, Service};
+use cutover::engine::action::Service;
 use cutover::engine::events::SCHEMA;
 use cutover::engine::facts::*;
 use cutover::engine::plan::ActionSpec;
@@ -17,344 +20,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 use std::collections::{BTreeMap, VecDeque};
-
-// ------------------------------------------------------------------------------------ fake world
-
-struct WNode {
-    conf: String,
-    running: String,
-    staged: Option<String>,
-    private: Option<String>,
-    public: Vec<PublicKeyFact>,
-    admin: AdminState,
-    up: bool,
-}
-
-struct World {
-    nodes: BTreeMap<String, WNode>,
-    lbs: Vec<String>,
-    /// Nodes whose restart fails.
-    fail_restart: Vec<String>,
-    /// What each instance's config says about a reload, returned by full probes (none: the
-    /// configs are not read, as in a journal from before they were).
-    reload: BTreeMap<String, ReloadFacts>,
-}
-
-fn fp(node: &str) -> String {
-    format!("SHA256:{node}Zq3vXo9mB2c8LrT4wYp1sKd7NfEaHgU6jQ0xVb5Ci")
-}
-
-fn idx(node: &str) -> u64 {
-    node.trim_start_matches("ks").parse().unwrap_or(1)
-}
-
-impl World {
-    fn new(inv: &Inventory) -> World {
-        World {
-            nodes: inv
-                .node_names()
-                .into_iter()
-                .map(|n| {
-                    (
-                        n,
-                        WNode {
-                            conf: "fernet".into(),
-                            running: "fernet".into(),
-                            staged: None,
-                            private: None,
-                            public: vec![],
-                            admin: AdminState::Ready,
-                            up: true,
-                        },
-                    )
-                })
-                .collect(),
-            lbs: inv.load_balancers.iter().map(|l| l.name.clone()).collect(),
-            fail_restart: vec![],
-            reload: BTreeMap::new(),
-        }
-    }
-
-    fn facts(&self, n: &str) -> NodeFacts {
-        let w = &self.nodes[n];
-        NodeFacts {
-            provider: Some(w.conf.clone()),
-            expiration: 3600,
-            allow_expired_window: 172_800,
-            fernet: FernetFacts {
-                repo: "/etc/keystone/fernet-keys".into(),
-                present: true,
-                keys: 3,
-                fingerprint: Some("SHA256:fErNeT0aa11bb22cc33dd44ee55ff66".into()),
-            },
-            receipts_repo: "/etc/keystone/fernet-keys".into(),
-            jws: JwsFacts {
-                private_repo: "/etc/keystone/jws-keys/private".into(),
-                public_repo: "/etc/keystone/jws-keys/public".into(),
-                private_present: w.private.is_some(),
-                private_fingerprint: w.private.clone(),
-                private_mode: w.private.as_ref().map(|_| "600".into()),
-                private_owner: w.private.as_ref().map(|_| "keystone:keystone".into()),
-                public: w.public.clone(),
-                staged_fingerprint: None,
-                no_openssl: false,
-            },
-            service_up: w.up,
-            service_detail: if w.up {
-                "GET /v3 200".into()
-            } else {
-                "connection refused".into()
-            },
-            error: None,
-            ..Default::default()
-        }
-    }
-
-    fn lb_rows(&self) -> Vec<LbServer> {
-        let mut v = Vec::new();
-        for (li, lb) in self.lbs.iter().enumerate() {
-            for (n, w) in &self.nodes {
-                let sessions = match w.admin {
-                    AdminState::Ready => 8 + idx(n) * 3 + li as u64 * 2,
-                    _ => 0,
-                };
-                v.push(LbServer {
-                    lb: lb.clone(),
-                    node: n.clone(),
-                    server: n.clone(),
-                    admin: w.admin,
-                    held: w.admin == AdminState::Maint,
-                    oper: match w.admin {
-                        AdminState::Ready => OperState::Up,
-                        _ => OperState::Other,
-                    },
-                    status: match w.admin {
-                        AdminState::Ready => "UP".into(),
-                        AdminState::Drain => "DRAIN".into(),
-                        AdminState::Maint => "MAINT".into(),
-                    },
-                    sessions,
-                });
-            }
-        }
-        v
-    }
-
-    fn token(&self, n: &str) -> TokenCheck {
-        let w = &self.nodes[n];
-        let jws = w.running == "jws";
-        TokenCheck {
-            node: n.into(),
-            format: if jws {
-                TokenFormat::Jws
-            } else {
-                TokenFormat::Fernet
-            },
-            alg: jws.then(|| "ES256".into()),
-            length: if jws { 412 } else { 183 },
-            issue_status: 201,
-            validate_status: Some(200),
-            latency_ms: 30 + idx(n) * 4,
-            error: None,
-        }
-    }
-
-    /// Run one effect against the world: (ok, summary, observation, failure, duration in ms).
-    fn run(&mut self, spec: &ActionSpec) -> (bool, String, Observation, Option<Failure>, u64) {
-        let mut obs = Observation::default();
-        match spec {
-            ActionSpec::Misc(Misc::Probe {
-                nodes, lb, tokens, ..
-            }) => {
-                for n in nodes {
-                    obs.nodes.insert(n.clone(), self.facts(n));
-                }
-                if *lb {
-                    obs.lb = Some(self.lb_rows());
-                }
-                if *lb && !nodes.is_empty() {
-                    obs.lb_reload = self.reload.clone();
-                }
-                for n in tokens {
-                    obs.tokens.insert(n.clone(), self.token(n));
-                }
-                let mut what = vec![];
-                if !nodes.is_empty() {
-                    what.push(format!("{} nodes", nodes.len()));
-                }
-                if *lb {
-                    what.push(format!("{} load balancers", self.lbs.len()));
-                }
-                if !tokens.is_empty() {
-                    what.push(format!("{} token checks", tokens.len()));
-                }
-                let mut summary = format!("read {}", what.join(", "));
-                for c in reload_summary(&obs.lb_reload) {
-                    summary.push_str(&format!("; {c}"));
-                }
-                (true, summary, obs, None, 800)
-            }
-            ActionSpec::Lb(Lb::Drain { node, .. }) => {
-                self.nodes.get_mut(node).unwrap().admin = AdminState::Maint;
-                obs.lb = Some(self.lb_rows());
-                (
-                    true,
-                    format!("{node}: sessions 0 on {}, now maint", self.lbs.join(", ")),
-                    obs,
-                    None,
-                    12_400,
-                )
-            }
-            ActionSpec::Lb(Lb::Ready { node, .. }) => {
-                self.nodes.get_mut(node).unwrap().admin = AdminState::Ready;
-                obs.lb = Some(self.lb_rows());
-                (
-                    true,
-                    format!("{node} is UP on {}", self.lbs.join(", ")),
-                    obs,
-                    None,
-                    3_100,
-                )
-            }
-            ActionSpec::Keystone(Keystone::SetProvider { node, provider }) => {
-                let w = self.nodes.get_mut(node).unwrap();
-                let was = std::mem::replace(&mut w.conf, provider.clone());
-                obs.flipped.insert(node.clone(), provider.clone());
-                obs.nodes.insert(node.clone(), self.facts(node));
-                (
-                    true,
-                    format!("provider = {provider} (was {was}); backup keystone.conf.cutover"),
-                    obs,
-                    None,
-                    310,
-                )
-            }
-            ActionSpec::Keys(Keys::CreateKeypair { node, .. }) => {
-                self.nodes.get_mut(node).unwrap().staged = Some(fp(node));
-                obs.keys.insert(node.clone(), fp(node));
-                (true, format!("keypair created on {node}"), obs, None, 1_500)
-            }
-            ActionSpec::Keys(Keys::InstallKeys { node, .. }) => {
-                let w = self.nodes.get_mut(node).unwrap();
-                w.private = w.staged.clone();
-                w.public.push(PublicKeyFact {
-                    file: format!("{node}.pem"),
-                    fingerprint: fp(node),
-                });
-                obs.nodes.insert(node.clone(), self.facts(node));
-                (
-                    true,
-                    "private.pem 0600 keystone:keystone, own public key".into(),
-                    obs,
-                    None,
-                    520,
-                )
-            }
-            ActionSpec::Keys(Keys::DistributePublicKeys { node, from }) => {
-                for f in from {
-                    let w = self.nodes.get_mut(node).unwrap();
-                    w.public.push(PublicKeyFact {
-                        file: format!("{f}.pem"),
-                        fingerprint: fp(f),
-                    });
-                }
-                obs.nodes.insert(node.clone(), self.facts(node));
-                (
-                    true,
-                    format!("{} public keys copied", from.len()),
-                    obs,
-                    None,
-                    640,
-                )
-            }
-            ActionSpec::Service(Service::Restart { node, .. }) => {
-                if self.fail_restart.contains(node) {
-                    self.nodes.get_mut(node).unwrap().up = false;
-                    obs.nodes.insert(node.clone(), self.facts(node));
-                    return (
-                        false,
-                        "keystone did not answer GET /v3 within 60s (connection refused)".into(),
-                        obs,
-                        Some(Failure::Hint {
-                            next: format!(
-                                "{node} stays out of the pool: read its keystone log (journalctl -u keystone), fix, then resume; rollback: set its provider back to fernet and restart"
-                            ),
-                        }),
-                        60_000,
-                    );
-                }
-                let w = self.nodes.get_mut(node).unwrap();
-                w.running = w.conf.clone();
-                w.up = true;
-                obs.restarted.push(node.clone());
-                obs.nodes.insert(node.clone(), self.facts(node));
-                (
-                    true,
-                    format!("keystone on {node} answered GET /v3 after 5.8s"),
-                    obs,
-                    None,
-                    5_800,
-                )
-            }
-            ActionSpec::Keystone(Keystone::IssueToken { node, .. }) => {
-                let t = self.token(node);
-                let s = format!(
-                    "{} token issued (201) and validated (200) in {}ms",
-                    t.format.as_str(),
-                    t.latency_ms
-                );
-                obs.tokens.insert(node.clone(), t);
-                (true, s, obs, None, 420)
-            }
-            ActionSpec::Keystone(Keystone::ValidateMatrix { nodes, .. }) => {
-                let formats: Vec<TokenFormat> =
-                    nodes.iter().map(|n| self.token(n).format).collect();
-                let cells = nodes
-                    .iter()
-                    .map(|i| {
-                        nodes
-                            .iter()
-                            .map(|j| {
-                                Some(
-                                    if self.nodes[i].running == "jws"
-                                        || self.nodes[j].running != "jws"
-                                    {
-                                        200
-                                    } else {
-                                        401
-                                    },
-                                )
-                            })
-                            .collect()
-                    })
-                    .collect();
-                obs.matrix = Some(Matrix {
-                    nodes: nodes.clone(),
-                    formats,
-                    cells,
-                });
-                (
-                    true,
-                    format!("{0}×{0} tokens validated", nodes.len()),
-                    obs,
-                    None,
-                    2_300,
-                )
-            }
-            ActionSpec::Keystone(Keystone::ListTrusts { .. }) => {
-                obs.trusts = Some(TrustSummary {
-                    count: 2,
-                    trusts: vec![],
-                });
-                (true, "2 trusts".into(), obs, None, 290)
-            }
-            ActionSpec::Misc(Misc::Wait { secs }) => {
-                (true, "waited".into(), obs, None, secs * 1000)
-            }
-            other => (true, format!("{} done", other.name()), obs, None, 100),
-        }
-    }
-}
+use support::fleet::{Fleet, Reply};
 
 // ------------------------------------------------------------------------------------ driver
 
@@ -368,7 +34,7 @@ fn t0() -> DateTime<Utc> {
 
 struct Sim {
     state: State,
-    world: World,
+    fleet: Fleet,
     now: DateTime<Utc>,
     queue: VecDeque<Effect>,
     events: Vec<(DateTime<Utc>, Event)>,
@@ -399,7 +65,7 @@ impl Sim {
         };
         let mut sim = Sim {
             state: State::default(),
-            world: World::new(&inv),
+            fleet: Fleet::new(&inv),
             now: t0(),
             queue: VecDeque::new(),
             events: Vec::new(),
@@ -417,10 +83,16 @@ impl Sim {
         self.queue.extend(d.effects);
     }
 
-    /// Complete the oldest running effect against the world.
+    /// Complete the oldest running effect against the fleet.
     fn step(&mut self) {
         let eff = self.queue.pop_front().expect("an effect to complete");
-        let (ok, summary, observed, failure, ms) = self.world.run(&eff.spec);
+        let Reply {
+            ok,
+            summary,
+            observed,
+            failure,
+            ms,
+        } = self.fleet.run(&eff.spec);
         self.now += Duration::milliseconds(ms as i64);
         // The outcome names the node its intent named (a gate's probe is about the gate's node).
         let node = self
@@ -550,7 +222,7 @@ fn reload_facts() -> BTreeMap<String, ReloadFacts> {
 /// Mid-rolling, with the load balancers' configs read by the full probes.
 fn sim_reload_mid_rolling() -> Sim {
     let mut s = Sim::start();
-    s.world.reload = reload_facts();
+    s.fleet.reload = reload_facts();
     s.confirm("jws-payload-readable");
     s.confirm("mixed-pool");
     s.until("ks2 restarting", |st| {
@@ -563,7 +235,7 @@ fn sim_reload_mid_rolling() -> Sim {
 
 fn sim_failed() -> Sim {
     let mut s = Sim::start();
-    s.world.fail_restart.push("ks2".into());
+    s.fleet.fail_restart.push("ks2".into());
     s.confirm("jws-payload-readable");
     s.confirm("mixed-pool");
     s.until("halted", |st| matches!(st.status, RunStatus::Halted { .. }));
@@ -1529,14 +1201,20 @@ fn ascii_rendering() {
 
 // ------------------------------------------------- unreachable nodes, long halt reasons (issue 9)
 
-/// Complete the oldest running effect as the world would, with `edit` changing what came back
+/// Complete the oldest running effect as the fleet would, with `edit` changing what came back
 /// (ok, summary, observation, failure) before the engine sees it.
 fn step_edited(
     s: &mut Sim,
     edit: impl FnOnce(&ActionSpec, &mut bool, &mut String, &mut Observation, &mut Option<Failure>),
 ) {
     let eff = s.queue.pop_front().expect("an effect to complete");
-    let (mut ok, mut summary, mut observed, mut failure, ms) = s.world.run(&eff.spec);
+    let Reply {
+        mut ok,
+        mut summary,
+        mut observed,
+        mut failure,
+        ms,
+    } = s.fleet.run(&eff.spec);
     edit(
         &eff.spec,
         &mut ok,
@@ -1716,7 +1394,7 @@ fn long_reason() -> String {
 #[test]
 fn halted_banner_at_80x24_keeps_next_with_a_long_reason() {
     let mut s = Sim::start();
-    s.world.fail_restart.push("ks2".into());
+    s.fleet.fail_restart.push("ks2".into());
     s.confirm("jws-payload-readable");
     s.confirm("mixed-pool");
     for _ in 0..500 {

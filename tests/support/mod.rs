@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod engine;
+pub mod fleet;
 pub mod journal;
 pub mod pty;
 pub mod sshd;

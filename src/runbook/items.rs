@@ -125,13 +125,14 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Restart {
-    /// How long to wait for the node to answer GET /v3 after the restart command returned.
-    #[serde(default = "default_restart", with = "humantime_serde_compat")]
-    pub timeout: Duration,
+    /// How long to wait for the node to answer GET /v3 after the restart command returned
+    /// (a duration, or a template that fills to one: `"{{ params.restart_timeout }}"`).
+    #[serde(default = "default_restart")]
+    pub timeout: Filled<Duration>,
 }
 
-fn default_restart() -> Duration {
-    Duration::from_secs(60)
+fn default_restart() -> Filled<Duration> {
+    Filled::Value(Duration::from_secs(60))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -259,7 +260,7 @@ impl Literal for Duration {
     const EXPECTING: &'static str = "a duration like 30s or 2m, or a template";
     fn from_text(s: &str) -> Result<Self, String> {
         humantime::parse_duration(s)
-            .map_err(|e| format!("`{s}`, not a duration like 30s or 2m: {e}"))
+            .map_err(|e| format!("`{s}` is not a duration like 30s or 2m: {e}"))
     }
     fn from_number(n: i64) -> Result<Self, String> {
         Err(format!("{n}: a duration needs its unit, like {n}s"))
@@ -275,13 +276,13 @@ impl Literal for u16 {
     fn from_text(s: &str) -> Result<Self, String> {
         match s.parse::<i64>() {
             Ok(n) => Self::from_number(n),
-            Err(_) => Err(format!("`{s}`, not an HTTP status (100-599)")),
+            Err(_) => Err(format!("`{s}` is not an HTTP status (100-599)")),
         }
     }
     fn from_number(n: i64) -> Result<Self, String> {
         match u16::try_from(n) {
             Ok(s) if (100..=599).contains(&s) => Ok(s),
-            _ => Err(format!("{n}, not an HTTP status (100-599)")),
+            _ => Err(format!("{n} is not an HTTP status (100-599)")),
         }
     }
     fn to_yaml(&self) -> serde_yaml::Value {
@@ -410,6 +411,7 @@ impl Item {
             Item::CreateJwsKeypair(c) => vec![&c.strategy],
             Item::IssueToken(t) | Item::ValidateMatrix(t) => vec![&t.expect],
             Item::Shell(s) => vec![&s.command],
+            Item::Restart(r) => r.timeout.template().into_iter().collect(),
             Item::HttpCheck(h) => [&h.url, &h.body_contains]
                 .into_iter()
                 .map(String::as_str)
@@ -468,7 +470,7 @@ mod tests {
         let e = bad.fill(|_| Ok::<_, String>("OK".into())).unwrap_err();
         assert_eq!(
             e,
-            "`{{ params.status }}` filled to `OK`, not an HTTP status (100-599)"
+            "`{{ params.status }}` filled to `OK` is not an HTTP status (100-599)"
         );
         // Written back as written.
         let yaml = serde_yaml::to_string(&h).unwrap();
@@ -483,11 +485,11 @@ mod tests {
         for (item, says) in [
             (
                 r#"http.check: {url: "http://a/", expect_status: 700}"#,
-                "700, not an HTTP status (100-599)",
+                "700 is not an HTTP status (100-599)",
             ),
             (
                 r#"http.check: {url: "http://a/", expect_status: "OK"}"#,
-                "`OK`, not an HTTP status",
+                "`OK` is not an HTTP status",
             ),
             (
                 r#"http.check: {url: "http://a/", timeout: 10}"#,

@@ -169,9 +169,13 @@ impl Family for Service {
             Item::Restart(r) => {
                 cx.one_node("restarts one node at a time, while it is out of the pool")?;
                 let specs = cx.per_target(|t| {
+                    let timeout = r
+                        .timeout
+                        .fill(|tmpl| (cx.render)(tmpl, Some(t)))
+                        .map_err(|e| cx.error(format!("service.restart timeout: {e}")))?;
                     Ok(Service::Restart {
                         node: t.to_string(),
-                        timeout_secs: r.timeout.as_secs(),
+                        timeout_secs: timeout.as_secs(),
                     })
                 })?;
                 Ok(vec![Piece::Act(specs)])
@@ -270,6 +274,7 @@ pub fn curl(url: &str, timeout_secs: u64, body: &str) -> String {
 mod tests {
     use super::super::kit::test_support::{check_family, compile_item};
     use super::*;
+    use crate::engine::action::ActionSpec;
 
     #[test]
     fn tags_and_names() {
@@ -414,5 +419,91 @@ mod tests {
         };
         let nodes: Vec<_> = specs.iter().map(|s| s.node().unwrap()).collect();
         assert_eq!(nodes, ["ks1", "ks2", "ks3"]);
+    }
+
+    /// Durations and statuses from the runbook's parameters, filled per node at compile.
+    #[test]
+    fn timeouts_and_statuses_come_from_parameters() {
+        let src = r#"name: t
+title: T
+target_provider: fernet
+params:
+  restart_timeout: {default: 90s}
+  status: {default: "200"}
+steps:
+  - id: s
+    title: S
+    scope: each-node
+    do:
+      - lb.drain: {}
+      - service.restart: {timeout: "{{ params.restart_timeout }}"}
+      - http.check: {url: "{{ node.keystone_url }}/v3", from: node, expect_status: "{{ params.status }}", timeout: "{{ params.restart_timeout }}"}
+"#;
+        let rb = crate::runbook::Runbook::parse(src, "t.yaml").unwrap();
+        let inv = crate::engine::action::kit::test_support::inventory();
+        let specs = |params: &[(&str, &str)]| -> Result<Vec<ActionSpec>, PlanError> {
+            let params = rb
+                .resolve_params(
+                    &params
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )
+                .unwrap();
+            Ok(crate::engine::plan::compile(&rb, &inv, &params)?
+                .into_iter()
+                .filter_map(|op| match op.kind {
+                    crate::engine::plan::OpKind::Act { specs, .. } => Some(specs),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|s| s.node() == Some("ks3"))
+                .collect())
+        };
+        let got = specs(&[]).unwrap();
+        assert!(
+            got.contains(&ActionSpec::Service(Service::Restart {
+                node: "ks3".into(),
+                timeout_secs: 90
+            })),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&ActionSpec::Service(Service::HttpCheck {
+                node: Some("ks3".into()),
+                url: "http://10.0.0.13:5000/v3".into(),
+                from: HttpFrom::Node,
+                expect_status: 200,
+                body_contains: None,
+                timeout_secs: 90,
+            })),
+            "{got:?}"
+        );
+        let got = specs(&[("restart_timeout", "2m"), ("status", "204")]).unwrap();
+        assert!(got.iter().any(|s| matches!(
+            s,
+            ActionSpec::Service(Service::HttpCheck {
+                expect_status: 204,
+                timeout_secs: 120,
+                ..
+            })
+        )));
+        assert!(got.iter().any(|s| matches!(
+            s,
+            ActionSpec::Service(Service::Restart {
+                timeout_secs: 120,
+                ..
+            })
+        )));
+        let e = specs(&[("restart_timeout", "soon")]).unwrap_err();
+        assert!(
+            e.0.starts_with("step `s`: service.restart timeout: `{{ params.restart_timeout }}` filled to `soon` is not a duration"),
+            "{e}"
+        );
+        let e = specs(&[("status", "OK")]).unwrap_err();
+        assert!(
+            e.0.contains("http.check expect_status: `{{ params.status }}` filled to `OK` is not an HTTP status"),
+            "{e}"
+        );
     }
 }

@@ -40,11 +40,14 @@ pub struct LogEntry {
     pub duration_ms: Option<u64>,
 }
 
+/// A step's title by its id.
+pub type StepTitle<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// What an event's words may need that the event does not carry.
 #[derive(Default)]
 pub struct Context<'a> {
     /// A step's title by its id, as the run rendered it (templates filled in).
-    pub step_title: Option<&'a dyn Fn(&str) -> Option<String>>,
+    pub step_title: Option<StepTitle<'a>>,
     /// The intent an outcome or an in-doubt choice answers: the log names its action and node.
     pub intent: Option<&'a Intent>,
     /// The node of the hard stop a confirmation or a decline answers.

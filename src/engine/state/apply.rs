@@ -3,29 +3,46 @@
 use super::*;
 use crate::engine::action::PoolMove;
 use crate::engine::events::Event;
+use crate::engine::narrate;
 
 impl State {
-    fn push_log(
-        &mut self,
-        time: DateTime<Utc>,
-        node: Option<String>,
-        action: &str,
-        text: String,
-        level: LogLevel,
-        duration_ms: Option<u64>,
-    ) {
+    fn push_log(&mut self, time: DateTime<Utc>, line: narrate::LogEntry) {
         self.log.push(LogLine {
             time,
-            node,
-            action: action.to_string(),
-            text,
-            level,
-            duration_ms,
+            node: line.node,
+            action: line.action,
+            text: line.text,
+            level: line.level,
+            duration_ms: line.duration_ms,
         });
         // The log is a view; keep it bounded so a long follow does not grow without end.
         if self.log.len() > 5000 {
             self.log.drain(..1000);
         }
+    }
+
+    /// The UI log's lines for `event` ([`narrate::log`]), with what they need from the state
+    /// before it: step titles, the intent an outcome or in-doubt choice answers, and the node
+    /// of the hard stop being answered.
+    fn narrate(&self, event: &Event) -> Vec<narrate::LogEntry> {
+        let title = |step: &str| {
+            self.steps
+                .iter()
+                .find(|s| s.id == step)
+                .map(|s| s.title.clone())
+        };
+        let intent = match event {
+            Event::Outcome(o) => self.in_flight.get(&o.id),
+            Event::InDoubtResolved { id, .. } => self.in_flight.get(id),
+            _ => None,
+        };
+        let cx = narrate::Context {
+            step_title: Some(&title),
+            intent: intent.map(|f| &f.intent),
+            stop_node: self.hard_stop.as_ref().and_then(|h| h.node.clone()),
+            ..narrate::Context::default()
+        };
+        narrate::log(event, &cx)
     }
 
     fn node_mut(&mut self, name: &str) -> &mut NodeView {
@@ -143,6 +160,8 @@ impl State {
     pub fn apply(&mut self, event: &Event, time: DateTime<Utc>) {
         self.events += 1;
         self.last_event_at = Some(time);
+        // The log's lines, in the narrator's words, about the state before this event.
+        let said = self.narrate(event);
         match event {
             Event::RunStarted(rs) => {
                 // The plan as the run recorded it: the fold never compiles (see `recorded`).
@@ -203,33 +222,11 @@ impl State {
                 self.run = Some(rs.clone());
                 self.status = RunStatus::Running;
                 self.started_at = Some(time);
-                self.push_log(
-                    time,
-                    None,
-                    "run",
-                    format!("run {} started by {}", rs.run_id, who_label(&rs.who)),
-                    LogLevel::Info,
-                    None,
-                );
             }
             Event::StepStarted { step } => {
                 if let Some(s) = self.steps.iter_mut().find(|s| &s.id == step) {
                     s.status = StepStatus::Active;
                 }
-                let title = self
-                    .steps
-                    .iter()
-                    .find(|s| &s.id == step)
-                    .map(|s| s.title.clone())
-                    .unwrap_or_default();
-                self.push_log(
-                    time,
-                    None,
-                    "step",
-                    format!("▶ {title}"),
-                    LogLevel::Info,
-                    None,
-                );
             }
             Event::StepCompleted { step } => {
                 if let Some(s) = self.steps.iter_mut().find(|s| &s.id == step) {
@@ -255,14 +252,6 @@ impl State {
                         intent: i.clone(),
                         started: time,
                     },
-                );
-                self.push_log(
-                    time,
-                    i.node.clone(),
-                    &i.action,
-                    i.detail.clone(),
-                    LogLevel::Start,
-                    None,
                 );
             }
             Event::Outcome(o) => {
@@ -303,77 +292,30 @@ impl State {
                         self.op_failed.insert(o.id);
                     }
                 }
-                self.push_log(
-                    time,
-                    o.node.clone(),
-                    &action,
-                    o.summary.clone(),
-                    if o.ok { LogLevel::Ok } else { LogLevel::Fail },
-                    Some(o.duration_ms),
-                );
                 if at_cursor {
                     self.maybe_finish_op();
                 }
             }
-            Event::GatePassed {
-                op,
-                gate,
-                node,
-                detail,
-            } => {
+            Event::GatePassed { op, gate, node, .. } => {
                 self.gates_passed.insert(*op);
                 if gate == "validated-before-readd"
                     && let Some(n) = node
                 {
                     self.node_mut(n).phase = NodePhase::Validated;
                 }
-                self.push_log(
-                    time,
-                    node.clone(),
-                    &format!("gate {gate}"),
-                    format!("passed: {detail}"),
-                    LogLevel::Ok,
-                    None,
-                );
                 self.advance_cursor();
             }
-            Event::GateFailed {
-                gate, node, reason, ..
-            } => {
-                self.push_log(
-                    time,
-                    node.clone(),
-                    &format!("gate {gate}"),
-                    format!("FAILED: {reason}"),
-                    LogLevel::Fail,
-                    None,
-                );
-            }
+            // Only said in the log: the decision it leads to is an event of its own.
+            Event::GateFailed { .. } => {}
             Event::HardStopRaised(h) => {
                 self.hard_stop = Some(h.clone());
                 self.status = RunStatus::AwaitingConfirm;
                 self.raised_at_cursor = true;
-                self.push_log(
-                    time,
-                    h.node.clone(),
-                    "hard stop",
-                    format!("{}: {}", h.id, h.title),
-                    LogLevel::Stop,
-                    None,
-                );
             }
             Event::HardStopConfirmed { id, who, .. } => {
                 let hs = self.hard_stop.take();
                 self.status = RunStatus::Running;
                 self.confirmations.push((id.clone(), who_label(who)));
-                self.push_log(
-                    time,
-                    hs.as_ref().and_then(|h| h.node.clone()),
-                    "hard stop",
-                    format!("{id} confirmed by {}", who_label(who)),
-                    LogLevel::Ok,
-                    None,
-                );
                 // A confirm op, or a gate that asked, is passed; an in-doubt or host-key stop is
                 // followed by its redo (the op stays at the cursor).
                 self.resumed = None;
@@ -436,28 +378,12 @@ impl State {
                     reason: format!("hard stop `{id}` declined by {}", who_label(who)),
                 };
                 self.raised_at_cursor = false;
-                let hs = self.hard_stop.take();
-                self.push_log(
-                    time,
-                    hs.and_then(|h| h.node),
-                    "hard stop",
-                    format!("{id} declined by {}", who_label(who)),
-                    LogLevel::Warn,
-                    None,
-                );
+                self.hard_stop = None;
             }
-            Event::PauseRequested { who, cause } => {
+            Event::PauseRequested { cause, .. } => {
                 self.resumed = None;
                 self.pause_requested = true;
                 self.pause_cause = *cause;
-                let line = match cause {
-                    PauseCause::Operator => format!("pause requested by {}", who_label(who)),
-                    PauseCause::TerminalHangup => format!(
-                        "the terminal of {} hung up: pausing at the next safe point",
-                        who_label(who)
-                    ),
-                };
-                self.push_log(time, None, "pause", line, LogLevel::Info, None);
             }
             Event::RunPaused { reason } => {
                 self.clear_pause_request();
@@ -468,14 +394,6 @@ impl State {
                 // the resume; a paused run answers none.
                 self.hard_stop = None;
                 self.raised_at_cursor = false;
-                self.push_log(
-                    time,
-                    None,
-                    "run",
-                    format!("paused: {reason}"),
-                    LogLevel::Warn,
-                    None,
-                );
             }
             Event::RunResumed {
                 who,
@@ -523,19 +441,8 @@ impl State {
                 for n in self.nodes.values_mut() {
                     n.activity = None;
                 }
-                self.push_log(
-                    time,
-                    None,
-                    "run",
-                    format!("resumed by {}", who_label(who)),
-                    LogLevel::Info,
-                    None,
-                );
-                for d in drift {
-                    self.push_log(time, None, "drift", d.clone(), LogLevel::Warn, None);
-                }
             }
-            Event::InDoubtResolved { id, choice, who } => {
+            Event::InDoubtResolved { id, choice, .. } => {
                 self.in_doubt.remove(id);
                 let intent = self.in_flight.remove(id).map(|f| f.intent);
                 if choice == "redo"
@@ -555,19 +462,9 @@ impl State {
                 self.hard_stop = None;
                 self.status = RunStatus::Running;
                 self.raised_at_cursor = false;
-                self.push_log(
-                    time,
-                    intent.and_then(|i| i.node),
-                    "in doubt",
-                    format!("action {id}: {choice} ({})", who_label(who)),
-                    LogLevel::Info,
-                    None,
-                );
                 self.maybe_finish_op();
             }
-            Event::RunHalted {
-                reason, next, node, ..
-            } => {
+            Event::RunHalted { reason, next, .. } => {
                 // A halt supersedes a hard stop that was waiting: confirming it must not un-halt.
                 self.hard_stop = None;
                 // ... and a pause asked for before: it must not pause the next resume.
@@ -584,35 +481,13 @@ impl State {
                 {
                     s.status = StepStatus::Failed;
                 }
-                self.push_log(
-                    time,
-                    node.clone(),
-                    "run",
-                    if reason.contains('\n') {
-                        // A multi-line reason (a failed restart's evidence): next on its own line.
-                        format!("HALTED: {reason}\nnext: {next}")
-                    } else {
-                        format!("HALTED: {reason} — {next}")
-                    },
-                    LogLevel::Fail,
-                    None,
-                );
             }
-            Event::RunCompleted { summary } => {
+            Event::RunCompleted { .. } => {
                 self.clear_pause_request();
                 self.status = RunStatus::Completed;
                 self.finished_at = Some(time);
-                self.push_log(
-                    time,
-                    None,
-                    "run",
-                    format!("completed: {summary}"),
-                    LogLevel::Ok,
-                    None,
-                );
             }
-            Event::Note { message, .. } => {
-                self.push_log(time, None, "note", message.clone(), LogLevel::Info, None);
+            Event::Note { .. } => {
                 self.advance_cursor();
             }
             Event::PoolBreach(b) => {
@@ -622,15 +497,10 @@ impl State {
                 let n = self.node_mut(&b.node);
                 n.breaches += 1;
                 n.last_breach = Some(b.clone());
-                self.push_log(
-                    time,
-                    Some(b.node.clone()),
-                    "pool breach",
-                    b.line(),
-                    LogLevel::Stop,
-                    None,
-                );
             }
+        }
+        for line in said {
+            self.push_log(time, line);
         }
         // A step that failed becomes active again once the run is running (after a resume).
         if self.status == RunStatus::Running

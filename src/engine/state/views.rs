@@ -116,15 +116,8 @@ pub struct LogLine {
     pub duration_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum LogLevel {
-    Info,
-    Start,
-    Ok,
-    Warn,
-    Fail,
-    Stop,
-}
+/// How a log line reads: its words and its level come from the narrator.
+pub use crate::engine::narrate::LogLevel;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InFlight {

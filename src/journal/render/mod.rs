@@ -264,3 +264,195 @@ fn clip(s: &str, max: usize) -> String {
     out.push('…');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::events::{Breach, Failure, Outcome, PauseCause};
+
+    fn record(seq: u64, e: &Event) -> Record {
+        Record {
+            seq,
+            time: chrono::Utc::now(),
+            run: "r1".into(),
+            actor: "alice@b".into(),
+            kind: e.kind().into(),
+            step: Some("drain".into()),
+            node: e.node().map(str::to_string),
+            data: e.data(),
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// Events of the kinds the fixture journals do not hold, in their several shapes.
+    fn made() -> Vec<Event> {
+        let who = crate::engine::Who::named("alice", "bastion1");
+        let outcome = |failure| {
+            Event::Outcome(Outcome {
+                id: 7,
+                op: 3,
+                node: Some("ks1".into()),
+                ok: false,
+                summary: "exited 1".into(),
+                duration_ms: 1234,
+                observed: Default::default(),
+                failure,
+            })
+        };
+        vec![
+            outcome(None),
+            outcome(Some(Failure::Hint {
+                next: "look at the unit".into(),
+            })),
+            outcome(Some(Failure::HostKeyUnknown {
+                host: "127.0.0.1".into(),
+                port: 2222,
+                fingerprint: "SHA256:abc".into(),
+                key_openssh: "ssh-ed25519 AAAA".into(),
+                known_hosts: "/k".into(),
+            })),
+            Event::GateFailed {
+                op: 2,
+                gate: "drained".into(),
+                node: Some("ks1".into()),
+                reason: "3 sessions".into(),
+                next: "wait".into(),
+            },
+            Event::PauseRequested {
+                who: who.clone(),
+                cause: PauseCause::Operator,
+            },
+            Event::PauseRequested {
+                who: who.clone(),
+                cause: PauseCause::TerminalHangup,
+            },
+            Event::RunPaused {
+                reason: "paused by the operator".into(),
+            },
+            Event::RunResumed {
+                who: who.clone(),
+                drift: vec![],
+                in_doubt: vec![],
+                observed: Default::default(),
+            },
+            Event::RunResumed {
+                who: crate::engine::Who::cutover("cutover (idempotent action)"),
+                drift: vec!["ks1 flipped".into(), "ks2 down".into()],
+                in_doubt: vec![4, 5],
+                observed: Default::default(),
+            },
+            Event::InDoubtResolved {
+                id: 4,
+                choice: "redo".into(),
+                who: who.clone(),
+            },
+            Event::RunHalted {
+                op: 3,
+                node: None,
+                reason: "restart failed".into(),
+                next: String::new(),
+            },
+            Event::StepStarted {
+                step: String::new(),
+            },
+            Event::PoolBreach(Breach {
+                node: "ks1".into(),
+                lb: "lb1".into(),
+                seen: "UP 1/3".into(),
+                at: chrono::Utc::now(),
+                last_out_at: None,
+                reverted_ms: Some(40),
+                source: "guard".into(),
+                cause: None,
+                error: None,
+            }),
+        ]
+    }
+
+    /// The narrator and the defensive rendering say a well-formed record in the same words:
+    /// every record of the journals today's main wrote, and one of each other kind and shape.
+    #[test]
+    fn the_narrator_and_the_raw_rendering_agree_on_well_formed_records() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/journals/main-2edb051"
+        );
+        let mut records = Vec::new();
+        for file in ["done.jsonl", "paused.jsonl"] {
+            let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                records.push(serde_json::from_str::<Record>(line).unwrap());
+            }
+        }
+        assert!(records.len() > 200);
+        for (i, e) in made().iter().enumerate() {
+            records.push(record(i as u64, e));
+        }
+        let titles = step_titles(&records);
+        for r in &records {
+            let e = typed(r).unwrap_or_else(|| panic!("does not read back: {}", r.to_line()));
+            assert_eq!(
+                summary(r, Some(&e), &titles),
+                raw::summary(r, &titles),
+                "{}",
+                r.to_line()
+            );
+            if matches!(
+                r.kind.as_str(),
+                "gate_passed"
+                    | "gate_failed"
+                    | "run_completed"
+                    | "run_halted"
+                    | "run_paused"
+                    | "run_resumed"
+            ) {
+                assert_eq!(narrate::report_detail(&e), raw::report_detail(r));
+            }
+            match &e {
+                Event::Outcome(o) => {
+                    assert_eq!(narrate::report_result(o), raw::report_result(&r.data))
+                }
+                Event::InDoubtResolved { .. } => assert_eq!(
+                    narrate::report_resolved(&e).unwrap(),
+                    raw::report_resolved(&r.data)
+                ),
+                Event::HardStopConfirmed { .. } | Event::HardStopDeclined { .. } => {
+                    assert_eq!(
+                        narrate::report_decision(&e).unwrap(),
+                        raw::report_decision(r)
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// What the narrator cannot say as the raw rendering does is left to the raw rendering.
+    #[test]
+    fn records_that_do_not_read_back_are_rendered_raw() {
+        let who = crate::engine::Who::named("alice", "bastion1");
+        let e = Event::HardStopDeclined {
+            id: "flip".into(),
+            op: 1,
+            node: None,
+            who,
+        };
+        let mut r = record(1, &e);
+        assert!(typed(&r).is_some());
+        for who in [serde_json::Value::Null, serde_json::json!({"user": 7})] {
+            r.data["who"] = who;
+            assert!(typed(&r).is_none(), "{}", r.to_line());
+        }
+        assert_eq!(
+            summary(&r, None, &HashMap::new()),
+            "hard stop flip declined by {\"user\":7}"
+        );
+        r.kind = "fleet_unlocked".into();
+        assert!(typed(&r).is_none());
+        r.kind = "intent".into();
+        r.data = serde_json::json!({"id": "seven", "action": "drain"});
+        assert!(typed(&r).is_none());
+        assert_eq!(summary(&r, None, &HashMap::new()), "#seven drain");
+    }
+}

@@ -312,3 +312,78 @@ fn the_meter_agrees_with_an_independent_client_and_keeps_to_its_rate() {
         assert_eq!(logged(), at_stop, "requests after the meter stopped");
     });
 }
+
+/// A two-node world, node2 already on jws (a mixed pool from the start), served in-process.
+async fn mixed_world(
+    tmp: &std::path::Path,
+    token_cache: Option<u64>,
+) -> (cutover::world::WorldHandle, WorldInfo) {
+    let info = cutover::world::create_with(
+        &tmp.join("w"),
+        &cutover::world::WorldSpec { nodes: 2, lbs: 1 },
+        &cutover::world::WorldOptions { token_cache },
+    )
+    .unwrap();
+    distribute_jws_keys(&info);
+    let conf = std::fs::read_to_string(&info.nodes[1].keystone_conf).unwrap();
+    std::fs::write(
+        &info.nodes[1].keystone_conf,
+        conf.replace("\nprovider = fernet\n", "\nprovider = jws\n"),
+    )
+    .unwrap();
+    let handle = cutover::world::start(&info).await.unwrap();
+    (handle, info)
+}
+
+/// Run a meter alone through the world's frontend for `secs`.
+async fn meter_alone(info: &WorldInfo, secs: u64) -> cutover::meter::MeterSnapshot {
+    let inv = info.inventory().unwrap();
+    let creds = cutover::inventory::credentials::resolve(
+        Some(&info.cloud),
+        Some(&info.clouds_path),
+        &|_| None,
+    )
+    .unwrap();
+    let lb = &inv.load_balancers[0];
+    let mut config = MeterConfig::new(
+        vec![Frontend {
+            name: lb.name.clone(),
+            url: lb.frontend_url.clone().unwrap(),
+        }],
+        creds,
+    );
+    config.rate = RATE;
+    config.phase = "mixed".into();
+    let handle = meter::start(config).unwrap();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    handle.stop()
+}
+
+/// In a mixed pool behind round robin, a client that issues and then validates always lands
+/// on the other provider: every validation of a fresh token fails (as measured on the lab, 17
+/// of 17). With a shared token cache, every one passes: the token was cached on issue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_mixed_pool_fresh_tokens_fail_unless_a_shared_cache_holds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (handle, info) = mixed_world(tmp.path(), None).await;
+    let s = meter_alone(&info, 3).await;
+    let fresh = s.phases["mixed"].total.validate_new;
+    assert_eq!(s.total.issue.failures(), 0, "{s:?}");
+    assert!(fresh.total() >= 5, "{s:?}");
+    assert_eq!(
+        fresh.refused,
+        fresh.total(),
+        "every fresh validation refused: {s:?}"
+    );
+    handle.shutdown().await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (handle, info) = mixed_world(tmp.path(), Some(600)).await;
+    let s = meter_alone(&info, 3).await;
+    let t = s.phases["mixed"].total;
+    assert_eq!(t.issue.failures(), 0, "{s:?}");
+    assert!(t.validate_new.validated >= 5, "{s:?}");
+    assert_eq!(t.validate_new.failures(), 0, "cached on issue: {s:?}");
+    assert_eq!(t.validate_old.failures(), 0, "cached on issue: {s:?}");
+    handle.shutdown().await;
+}

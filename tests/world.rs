@@ -688,29 +688,23 @@ async fn frontend_round_robins_requests_over_ready_up_servers() {
     assert_eq!(st["ks5"]["status"], "UP 1/3");
     let fe_before: u64 = st["FRONTEND"]["stot"].parse().unwrap();
 
-    // One client, one kept-alive connection: which node answered, by the port in the
-    // version document's self link.
+    // One client, one kept-alive connection (raw HTTP/1.1, so that nothing opens a second
+    // one): which node answered, by the port in the version document's self link.
     let port_to_node: HashMap<u16, &str> = info
         .nodes
         .iter()
         .map(|n| (n.port, n.name.as_str()))
         .collect();
-    let keep_alive = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
+    let conn = tokio::net::TcpStream::connect(("127.0.0.1", lb.frontend_port))
+        .await
         .unwrap();
+    let mut conn = tokio::io::BufReader::new(conn);
     let mut answered: HashMap<&str, usize> = HashMap::new();
     let mut order = Vec::new();
     for _ in 0..20 {
-        let v: Value = keep_alive
-            .get(format!("{}/v3", lb.frontend_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (status, body) = http_on(&mut conn, "/v3").await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
         let href = v["version"]["links"][0]["href"].as_str().unwrap();
         let port: u16 = href
             .trim_start_matches("http://127.0.0.1:")
@@ -743,12 +737,9 @@ async fn frontend_round_robins_requests_over_ready_up_servers() {
         "set server keystone_api/ks1 state maint;set server keystone_api/ks5 state maint",
     )
     .await;
-    let resp = keep_alive
-        .get(format!("{}/v3", lb.frontend_url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let (status, body) = http_on(&mut conn, "/v3").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("No server is available"), "{body}");
     handle.shutdown().await;
 }
 
@@ -872,4 +863,35 @@ async fn a_shared_token_cache_validates_across_providers_until_flushed_or_expire
         "{err}"
     );
     handle.shutdown().await;
+}
+
+/// One GET on a kept-alive HTTP/1.1 connection: the status and the body (by Content-Length).
+async fn http_on(
+    conn: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    path: &str,
+) -> (u16, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    conn.get_mut()
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut line = String::new();
+    conn.read_line(&mut line).await.unwrap();
+    let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        conn.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; length];
+    conn.read_exact(&mut body).await.unwrap();
+    (status, String::from_utf8(body).unwrap())
 }

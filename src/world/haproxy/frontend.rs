@@ -101,9 +101,14 @@ pub(super) async fn frontend_loop(lb: Arc<Lb>, listener: &TcpListener) {
 
 /// Connect to the next usable server in round-robin order (a server that refuses is counted
 /// in `econ` and the next one tried, as `option redispatch` does). None when no server is
-/// usable or none answers.
-async fn connect_next(lb: &Lb) -> Option<(usize, TcpStream)> {
-    let order = lb.lock().pick_order();
+/// usable or none answers. `turn`: take the round-robin turn (a request does; a connection
+/// being accepted does not, its first request will).
+async fn connect_next(lb: &Lb, turn: bool) -> Option<(usize, TcpStream)> {
+    let order = if turn {
+        lb.lock().pick_order()
+    } else {
+        lb.lock().peek_order()
+    };
     for idx in order {
         let port = lb.info.servers[idx].port;
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await {
@@ -123,7 +128,7 @@ struct Conn {
 /// Serve one client connection; close it at once if no server is usable.
 pub(super) async fn proxy(lb: Arc<Lb>, client: TcpStream) {
     let mut session = Session::open(lb.clone());
-    let Some((idx, server)) = connect_next(&lb).await else {
+    let Some((idx, server)) = connect_next(&lb, false).await else {
         return;
     };
     session.assign(idx);
@@ -146,8 +151,11 @@ async fn forward(
     // Requests on one connection come one at a time: the lock is never contended.
     let mut c = conn.lock().await;
     let server = match c.first.take() {
-        Some(s) => s,
-        None => match connect_next(&lb).await {
+        Some(s) => {
+            lb.lock().advance_rr();
+            s
+        }
+        None => match connect_next(&lb, true).await {
             Some((idx, s)) => {
                 c.session.assign(idx);
                 s

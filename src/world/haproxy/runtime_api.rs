@@ -262,6 +262,16 @@ impl LbState {
 
     /// The order in which to try servers for a new connection (round-robin over usable ones).
     pub(super) fn pick_order(&mut self) -> Vec<usize> {
+        let order = self.peek_order();
+        if !order.is_empty() {
+            self.advance_rr();
+        }
+        order
+    }
+
+    /// The order [`Self::pick_order`] would give, without taking the turn: a connection is
+    /// given a server at accept, but its turn is taken by its first request.
+    pub(super) fn peek_order(&self) -> Vec<usize> {
         let usable: Vec<usize> = (0..self.servers.len())
             .filter(|&i| self.servers[i].usable())
             .collect();
@@ -269,12 +279,16 @@ impl LbState {
             return usable;
         }
         let start = self.rr % usable.len();
-        self.rr = self.rr.wrapping_add(1);
         usable[start..]
             .iter()
             .chain(&usable[..start])
             .copied()
             .collect()
+    }
+
+    /// Take a round-robin turn.
+    pub(super) fn advance_rr(&mut self) {
+        self.rr = self.rr.wrapping_add(1);
     }
 }
 

@@ -236,7 +236,7 @@ pub enum WorldCmd {
         /// Give the nodes one shared token cache with this lifetime (seconds), as one memcached
         /// shared by the nodes (kolla-ansible: 600): every keystone.conf gets `[cache]
         /// enabled = true`, and a token validates on nodes of the other provider while cached.
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
         token_cache: Option<u64>,
     },
     /// Serve a world's Keystone and HAProxy stand-ins until Ctrl-C or SIGTERM (a hangup, a

@@ -230,9 +230,52 @@ pub struct RunStarted {
     pub compiled_by: String,
 }
 
+/// The op an effect belongs to: an op of the plan, or none (a side effect: accepting a host key,
+/// draining a breached node again), whose outcome is recorded but never counts toward the op at
+/// the cursor. Journals, intents, outcomes and effects carry it in its wire form, a number: the
+/// plan index, or `usize::MAX` for a side effect ([`OpRef::wire`], [`OpRef::from_wire`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpRef {
+    Plan(usize),
+    Side,
+}
+
+impl OpRef {
+    /// The number journals carry for a side effect.
+    const SIDE_WIRE: usize = usize::MAX;
+
+    pub fn from_wire(op: usize) -> OpRef {
+        if op == OpRef::SIDE_WIRE {
+            OpRef::Side
+        } else {
+            OpRef::Plan(op)
+        }
+    }
+
+    pub fn wire(self) -> usize {
+        match self {
+            OpRef::Plan(i) => i,
+            OpRef::Side => OpRef::SIDE_WIRE,
+        }
+    }
+
+    /// The plan index, unless this is a side effect.
+    pub fn plan(self) -> Option<usize> {
+        match self {
+            OpRef::Plan(i) => Some(i),
+            OpRef::Side => None,
+        }
+    }
+
+    pub fn is_side(self) -> bool {
+        self == OpRef::Side
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Intent {
     pub id: u64,
+    /// The op in its wire form; read it with [`Intent::op_ref`].
     pub op: usize,
     pub step: String,
     pub node: Option<String>,
@@ -248,9 +291,16 @@ pub struct Intent {
     pub pool_read_ms: Option<u64>,
 }
 
+impl Intent {
+    pub fn op_ref(&self) -> OpRef {
+        OpRef::from_wire(self.op)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Outcome {
     pub id: u64,
+    /// The op in its wire form (the effect's); read it with [`Outcome::op_ref`].
     pub op: usize,
     pub node: Option<String>,
     pub ok: bool,
@@ -261,6 +311,12 @@ pub struct Outcome {
     /// A failure the engine turns into a decision rather than a halt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+}
+
+impl Outcome {
+    pub fn op_ref(&self) -> OpRef {
+        OpRef::from_wire(self.op)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

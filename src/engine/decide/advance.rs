@@ -143,7 +143,7 @@ pub(super) fn advance(s: &mut Scratch) {
                     return;
                 };
                 let spec = gates::probe_for(*gate, op.node.as_deref(), &inv);
-                start_effect(s, op.index, op.node.clone(), spec);
+                start_effect(s, OpRef::Plan(op.index), op.node.clone(), spec);
                 return;
             }
             OpKind::WaitUntil {
@@ -166,7 +166,7 @@ pub(super) fn advance(s: &mut Scratch) {
                     },
                 };
                 let secs = max_secs.map(|m| m.min(secs)).unwrap_or(secs);
-                start_effect(s, op.index, None, Misc::Wait { secs }.into());
+                start_effect(s, OpRef::Plan(op.index), None, Misc::Wait { secs }.into());
                 return;
             }
             OpKind::Act { specs, .. } => {
@@ -179,7 +179,7 @@ pub(super) fn advance(s: &mut Scratch) {
                     if done.contains(spec) {
                         continue;
                     }
-                    start_effect(s, op.index, op.node.clone(), spec.clone());
+                    start_effect(s, OpRef::Plan(op.index), op.node.clone(), spec.clone());
                 }
                 return;
             }

@@ -24,8 +24,15 @@ use outcome::completed;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Effect {
     pub id: u64,
+    /// The op in its wire form (as its intent and outcome carry it); see [`Effect::op_ref`].
     pub op: usize,
     pub spec: ActionSpec,
+}
+
+impl Effect {
+    pub fn op_ref(&self) -> OpRef {
+        OpRef::from_wire(self.op)
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -47,10 +54,6 @@ pub enum Refused {
     #[error("the runbook does not compile into a plan: {0}")]
     Plan(String),
 }
-
-/// The op index of side effects that belong to no plan op (accepting a host key): their
-/// outcomes are recorded but never count toward the op at the cursor.
-pub const SIDE_OP: usize = usize::MAX;
 
 struct Scratch {
     state: State,
@@ -143,7 +146,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                     .filter(|n| s.state.guarded.contains(n))
                     .collect();
                 for node in breached {
-                    start_effect(&mut s, SIDE_OP, None, Lb::Maint { node }.into());
+                    start_effect(&mut s, OpRef::Side, None, Lb::Maint { node }.into());
                 }
                 if let Some(Failure::HostKeyUnknown {
                     host,
@@ -160,7 +163,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                         known_hosts,
                     }
                     .into();
-                    start_effect(&mut s, SIDE_OP, None, spec);
+                    start_effect(&mut s, OpRef::Side, None, spec);
                 }
             }
             advance(&mut s);
@@ -245,7 +248,7 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
                 .state
                 .in_flight
                 .values()
-                .filter(|f| f.intent.op != SIDE_OP)
+                .filter(|f| !f.intent.op_ref().is_side())
                 .map(|f| f.intent.id)
                 .collect();
             // Drift an earlier resume raised and nobody confirmed stays: the fleet a resume
@@ -291,17 +294,16 @@ pub fn decide(state: &State, cmd: Command, now: DateTime<Utc>) -> Result<Decisio
     Ok(s.out)
 }
 
-fn start_effect(s: &mut Scratch, op: usize, node: Option<String>, spec: ActionSpec) {
+fn start_effect(s: &mut Scratch, op: OpRef, node: Option<String>, spec: ActionSpec) {
     let id = s.state.next_id.max(1);
-    let step = s
-        .state
-        .plan
-        .get(op)
+    let step = op
+        .plan()
+        .and_then(|i| s.state.plan.get(i))
         .map(|o| o.step.clone())
         .unwrap_or_default();
     let node = spec.node().map(str::to_string).or(node);
     let pool_read_ms = match spec.node() {
-        Some(node) if op != SIDE_OP && spec.reads_pool_first() => s
+        Some(node) if !op.is_side() && spec.reads_pool_first() => s
             .state
             .nodes
             .get(node)
@@ -310,6 +312,7 @@ fn start_effect(s: &mut Scratch, op: usize, node: Option<String>, spec: ActionSp
             .map(|at| (s.now - at).num_milliseconds().max(0) as u64),
         _ => None,
     };
+    let op = op.wire();
     s.emit(Event::Intent(Intent {
         id,
         op,

@@ -1,6 +1,6 @@
 //! An effect's outcome: recorded, then judged (a failure halts, a probe's gate is evaluated).
 
-use super::{SIDE_OP, Scratch, halt, raise_breach, start_effect};
+use super::{Scratch, halt, raise_breach, start_effect};
 use crate::engine::action::Lb;
 use crate::engine::events::*;
 use crate::engine::facts::Observation;
@@ -11,7 +11,7 @@ use crate::inventory::GuardMode;
 use crate::runbook::Gate;
 
 pub(super) fn completed(s: &mut Scratch, o: Outcome) {
-    let op_index = o.op;
+    let op_ref = o.op_ref();
     let node = o.node.clone();
     let ok = o.ok;
     let summary = o.summary.clone();
@@ -24,7 +24,7 @@ pub(super) fn completed(s: &mut Scratch, o: Outcome) {
         .get(&o.id)
         .is_some_and(|f| matches!(f.intent.spec, ActionSpec::Lb(Lb::Maint { .. })));
     s.emit(Event::Outcome(o));
-    if op_index == SIDE_OP && !ok && breach_repair {
+    if op_ref.is_side() && !ok && breach_repair {
         // A breach cutover could not repair: nothing may go on with that node in the pool.
         let next = match &failure {
             Some(Failure::Hint { next }) if !next.trim().is_empty() => next.clone(),
@@ -42,10 +42,10 @@ pub(super) fn completed(s: &mut Scratch, o: Outcome) {
         );
         return;
     }
-    if !known || op_index == SIDE_OP || op_index != s.state.cursor {
+    let Some(op_index) = op_ref.plan().filter(|&i| known && i == s.state.cursor) else {
         // A late outcome (after a halt) or a side effect: recorded, nothing more to decide.
         return;
-    }
+    };
     if matches!(s.state.status, RunStatus::Halted { .. }) {
         return;
     }
@@ -159,7 +159,7 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
                 }));
             }
             if enforce {
-                start_effect(s, SIDE_OP, None, Lb::Maint { node: n }.into());
+                start_effect(s, OpRef::Side, None, Lb::Maint { node: n }.into());
             }
             raise_breach(s);
         }

@@ -187,3 +187,16 @@ fn a_hangup_at_a_hard_stop_pauses_there() {
     assert!(state.hard_stop.is_none() && !state.pause_requested);
     assert!(matches!(state.status, RunStatus::Paused { .. }));
 }
+
+#[test]
+fn a_side_effect_keeps_its_wire_op() {
+    assert_eq!(OpRef::from_wire(usize::MAX), OpRef::Side);
+    assert_eq!(OpRef::Side.wire(), usize::MAX);
+    assert_eq!(OpRef::from_wire(3), OpRef::Plan(3));
+    assert_eq!(OpRef::Plan(3).wire(), 3);
+    // An intent for a side effect, as journals written before OpRef carry it.
+    let json = r#"{"id":7,"op":18446744073709551615,"step":"","node":"ks1","action":"lb.maint","detail":"d","idempotent":true,"spec":{"action":"lb_maint","node":"ks1"}}"#;
+    let intent: Intent = serde_json::from_str(json).expect("an intent");
+    assert_eq!(intent.op_ref(), OpRef::Side);
+    assert_eq!(serde_json::to_string(&intent).unwrap(), json);
+}

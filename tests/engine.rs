@@ -1088,3 +1088,84 @@ fn declining_a_hard_stop_records_which_one_where_and_who() {
         }]);
     assert!(d.effects.is_empty(), "{:?}", actions(&d));
 }
+
+/// Node by node: drain, restart, check the API over HTTP, re-add.
+const ROLLING: &str = r#"name: rolling-test
+title: Rolling restart (test)
+target_provider: fernet
+steps:
+  - id: roll
+    title: Restart each node
+    scope: each-node
+    do:
+      - lb.drain: {timeout: 60s}
+      - service.restart: {timeout: 60s}
+      - http.check: {url: "{{ node.keystone_url }}/v3", from: node, expect_status: 200, body_contains: "v3.14", timeout: 10s}
+      - lb.ready: {timeout: 30s}
+"#;
+
+/// The (action, node) of every intent, in order.
+fn intents(r: &Run) -> Vec<(String, Option<String>)> {
+    r.events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Intent(i) if i.action != "probe" => Some((i.action.clone(), i.node.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_http_check_gates_each_node_s_re_add() {
+    let mut r = Run::start_with(support::engine::run_started_of(
+        ROLLING,
+        "rolling-test.yaml",
+        &[],
+    ));
+    r.run_until_stopped(&[]);
+    assert_eq!(
+        r.state.status,
+        RunStatus::Completed,
+        "{:?}",
+        r.state.log.last()
+    );
+    let mut want = vec![];
+    for n in ["ks1", "ks2", "ks3"] {
+        for a in ["lb.drain", "service.restart", "http.check", "lb.ready"] {
+            want.push((a.to_string(), Some(n.to_string())));
+        }
+    }
+    assert_eq!(intents(&r), want);
+
+    // ks2's API answers, but not with what the check expects: the run halts with ks2 out of
+    // the pool, ks1 back in, ks3 untouched.
+    let mut r = Run::start_with(support::engine::run_started_of(
+        ROLLING,
+        "rolling-test.yaml",
+        &[],
+    ));
+    r.fleet
+        .http
+        .insert("ks2".into(), (503, "Service Unavailable".into()));
+    r.run_until_stopped(&[]);
+    assert!(
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("http.check") && reason.contains("ks2")),
+        "{:?}",
+        r.state.status
+    );
+    let admin = |n: &str| -> Vec<AdminState> {
+        r.fleet
+            .admin
+            .iter()
+            .filter(|((_, m), _)| m == n)
+            .map(|(_, a)| *a)
+            .collect()
+    };
+    assert_eq!(admin("ks1"), [AdminState::Ready; 2]);
+    assert_eq!(admin("ks2"), [AdminState::Maint; 2]);
+    assert_eq!(admin("ks3"), [AdminState::Ready; 2]);
+    assert_eq!(
+        intents(&r).last(),
+        Some(&("http.check".to_string(), Some("ks2".to_string())))
+    );
+}

@@ -33,7 +33,13 @@ pub fn who() -> Who {
 /// overrides. The plan is left for `decide` to compile and record.
 pub fn run_started(params: &[(&str, &str)]) -> RunStarted {
     let source = std::fs::read_to_string("runbooks/fernet-to-jws.yaml").unwrap();
-    let rb = Runbook::parse(&source, "fernet-to-jws.yaml").unwrap();
+    run_started_of(&source, "runbooks/fernet-to-jws.yaml", params)
+}
+
+/// A `run_started` for the runbook `source` (read from `origin`) on the three-node inventory.
+pub fn run_started_of(source: &str, origin: &str, params: &[(&str, &str)]) -> RunStarted {
+    let source = source.to_string();
+    let rb = Runbook::parse(&source, origin).unwrap();
     let inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
     let overrides = params
         .iter()
@@ -46,7 +52,7 @@ pub fn run_started(params: &[(&str, &str)]) -> RunStarted {
         runbook_title: rb.title.clone(),
         runbook_sha256: "x".into(),
         runbook_source: source,
-        runbook_origin: "runbooks/fernet-to-jws.yaml".into(),
+        runbook_origin: origin.into(),
         cluster: inv.cluster.clone(),
         params: rb.resolve_params(&overrides).unwrap(),
         inventory: inv,

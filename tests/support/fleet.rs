@@ -11,6 +11,7 @@ use cutover::engine::action::{Keys, Keystone, Lb, Misc, Service};
 use cutover::engine::facts::*;
 use cutover::engine::plan::ActionSpec;
 use cutover::inventory::Inventory;
+use cutover::runbook::HttpFrom;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The fingerprint of the JWS keypair generated on `node`.
@@ -96,7 +97,13 @@ pub struct Fleet {
     pub restart_keeps_old_provider: bool,
     /// Nodes whose restart fails: Keystone does not come back.
     pub fail_restart: Vec<String>,
+    /// What a node's API answers a GET with, instead of `200` and [`VERSION_BODY`].
+    pub http: BTreeMap<String, (u16, String)>,
 }
+
+/// What a node's API answers a GET with when it is up: Keystone's version document.
+pub const VERSION_BODY: &str =
+    r#"{"version": {"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z"}}"#;
 
 impl Fleet {
     /// The inventory's nodes on Fernet, in the pool on every load balancer, no JWS keys yet.
@@ -126,6 +133,7 @@ impl Fleet {
             lb_ignores_maint: false,
             restart_keeps_old_provider: false,
             fail_restart: vec![],
+            http: BTreeMap::new(),
             nodes,
             lbs,
         }
@@ -511,6 +519,55 @@ impl Fleet {
                         150,
                     )
                 }
+            }
+            Service::HttpCheck {
+                node,
+                url,
+                from,
+                expect_status,
+                body_contains,
+                ..
+            } => {
+                let answer = match node {
+                    Some(n) if self.down.contains(n) => None,
+                    Some(n) => Some(
+                        self.http
+                            .get(n)
+                            .cloned()
+                            .unwrap_or((200, VERSION_BODY.to_string())),
+                    ),
+                    None => Some((200, VERSION_BODY.to_string())),
+                };
+                let on = match (from, node) {
+                    (HttpFrom::Node, Some(n)) => format!(" on {n}"),
+                    _ => String::new(),
+                };
+                let Some((status, body)) = answer else {
+                    return Reply::failed(
+                        format!("GET {url}{on}: connection refused"),
+                        obs,
+                        "start the service (or find why it is down), then resume".into(),
+                        10,
+                    );
+                };
+                let missing = body_contains
+                    .as_ref()
+                    .filter(|want| !body.contains(want.as_str()));
+                if status != *expect_status || missing.is_some() {
+                    let why = match missing {
+                        Some(want) if status == *expect_status => {
+                            format!("{status}, the body lacks `{want}`")
+                        }
+                        _ => format!("{status}, expected {expect_status}"),
+                    };
+                    return Reply::failed(
+                        format!("GET {url}{on}: {why}"),
+                        obs,
+                        "look at the service's log, fix, then resume".into(),
+                        40,
+                    );
+                }
+                Reply::ok(format!("GET {url}{on}: {status} in 40ms"), obs, 40)
             }
         }
     }

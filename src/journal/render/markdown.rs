@@ -8,12 +8,13 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::raw::{self, compact, first_of, get, text_of};
-use super::{
-    Options, Record, cell, clip, damage_banner, one_line, runbook_steps, step_titles, summary,
-    time, torn_note, typed,
+use super::common::{
+    Options, cell, clip, damage_banner, one_line, runbook_steps, step_titles, summary, time,
+    torn_note, typed,
 };
+use super::raw::{self, compact, first_of, get, text_of};
 use crate::engine::{Event, narrate};
+use crate::journal::Record;
 
 /// The kinds that end (or re-open) a run, for the final status.
 const STATUS_KINDS: [&str; 4] = ["run_completed", "run_halted", "run_paused", "run_resumed"];

@@ -8,10 +8,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::super::Record;
-use super::super::actor::Who;
-use super::step_label;
 use crate::engine::narrate::{with_detail, with_next};
+use crate::journal::Record;
+use crate::journal::actor::Who;
 
 /// What a record says, in words, by kind.
 pub(super) fn summary(r: &Record, titles: &HashMap<String, String>) -> String {
@@ -228,6 +227,14 @@ pub(super) fn summary(r: &Record, titles: &HashMap<String, String>) -> String {
             with_detail(&s, &locks)
         }
         _ => fields(d),
+    }
+}
+
+/// A step for people: its title, or its id when the journal does not hold a title.
+fn step_label(titles: &HashMap<String, String>, id: &str) -> String {
+    match titles.get(id) {
+        Some(t) => t.clone(),
+        None => id.to_string(),
     }
 }
 

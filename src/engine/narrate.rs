@@ -529,3 +529,168 @@ pub fn with_next(text: &str, next: &str) -> String {
 fn one_line(s: &str) -> String {
     for_terminal(&s.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::action::{ActionSpec, misc::Misc};
+    use crate::engine::who::Who;
+
+    fn intent() -> Intent {
+        Intent {
+            id: 4,
+            op: 2,
+            step: "drain".into(),
+            node: Some("ks1".into()),
+            action: "wait".into(),
+            detail: "wait 5 s".into(),
+            idempotent: true,
+            spec: ActionSpec::Misc(Misc::Wait { secs: 5 }),
+            pool_read_ms: Some(120),
+        }
+    }
+
+    fn outcome(node: Option<&str>) -> Event {
+        Event::Outcome(Outcome {
+            id: 4,
+            op: 2,
+            node: node.map(str::to_string),
+            ok: false,
+            summary: "exited 1\nline two".into(),
+            duration_ms: 1500,
+            observed: Default::default(),
+            failure: None,
+        })
+    }
+
+    #[test]
+    fn the_log_takes_what_the_event_lacks_from_the_context() {
+        let i = intent();
+        let cx = Context {
+            intent: Some(&i),
+            ..Context::default()
+        };
+        // The outcome's own node, even when the intent names one (a fleet-wide probe).
+        let lines = log(&outcome(None), &cx);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (lines[0].node.as_deref(), lines[0].action.as_str()),
+            (None, "wait")
+        );
+        assert_eq!(
+            (lines[0].level, lines[0].duration_ms),
+            (LogLevel::Fail, Some(1500))
+        );
+        // Without the intent (lost in a crash), the action column is empty.
+        assert_eq!(
+            log(&outcome(Some("ks1")), &Context::default())[0].action,
+            ""
+        );
+        let resolved = Event::InDoubtResolved {
+            id: 4,
+            choice: "redo".into(),
+            who: Who::named("alice", "b"),
+        };
+        let line = &log(&resolved, &cx)[0];
+        assert_eq!(line.node.as_deref(), Some("ks1"));
+        assert_eq!(line.text, "action 4: redo (alice@b)");
+        let confirmed = Event::HardStopConfirmed {
+            id: "flip".into(),
+            op: 3,
+            node: None,
+            who: Who::named("alice", "b"),
+            state_sha256: String::new(),
+        };
+        let cx = Context {
+            stop_node: Some("ks2".into()),
+            ..Context::default()
+        };
+        assert_eq!(log(&confirmed, &cx)[0].node.as_deref(), Some("ks2"));
+    }
+
+    #[test]
+    fn a_resume_logs_a_line_per_drift_and_a_step_its_title() {
+        let resumed = Event::RunResumed {
+            who: Who::named("alice", "b"),
+            drift: vec!["ks1 flipped".into(), "ks2 down".into()],
+            in_doubt: vec![],
+            observed: Default::default(),
+        };
+        let lines = log(&resumed, &Context::default());
+        let said: Vec<(&str, &str, LogLevel)> = lines
+            .iter()
+            .map(|l| (l.action.as_str(), l.text.as_str(), l.level))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("run", "resumed by alice@b", LogLevel::Info),
+                ("drift", "ks1 flipped", LogLevel::Warn),
+                ("drift", "ks2 down", LogLevel::Warn),
+            ]
+        );
+        let title = |s: &str| (s == "drain").then(|| "Drain ks1".to_string());
+        let cx = Context {
+            step_title: Some(&title),
+            ..Context::default()
+        };
+        let step = |s: &str| Event::StepStarted { step: s.into() };
+        assert_eq!(log(&step("drain"), &cx)[0].text, "▶ Drain ks1");
+        // The headless line falls back to the id; the log to nothing.
+        assert_eq!(log(&step("other"), &cx)[0].text, "▶ ");
+        let g = crate::glyphs::table(true);
+        assert_eq!(
+            headless(&step("other"), &cx, g),
+            format!("{} other", g.play)
+        );
+        assert!(
+            log(
+                &Event::StepCompleted {
+                    step: "drain".into()
+                },
+                &cx
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn each_surface_says_a_halt_and_an_outcome_in_its_own_words() {
+        let halted = |next: &str| Event::RunHalted {
+            op: 2,
+            node: None,
+            reason: "restart failed".into(),
+            next: next.into(),
+        };
+        let cx = Context::default();
+        let g = crate::glyphs::table(false);
+        assert_eq!(headless(&halted(" "), &cx, g), "HALTED: restart failed");
+        assert_eq!(
+            headless(&halted("look"), &cx, g),
+            "HALTED: restart failed\nnext: look"
+        );
+        assert_eq!(
+            log(&halted("look"), &cx)[0].text,
+            "HALTED: restart failed — look"
+        );
+        assert_eq!(
+            journal(&halted("look"), &cx),
+            "run HALTED: restart failed; next: look"
+        );
+        assert_eq!(
+            report_detail(&halted("look")),
+            "restart failed — next: look"
+        );
+        // A multi-line summary: the duration on the first line of a headless line.
+        assert_eq!(
+            headless(&outcome(None), &cx, g),
+            "FAILED exited 1 (1500 ms)\nline two"
+        );
+        assert_eq!(
+            journal(&outcome(None), &cx),
+            "#4 FAILED (1.5 s): exited 1\nline two"
+        );
+        assert_eq!(duration(999), "999 ms");
+        assert_eq!(duration(12_345), "12.3 s");
+    }
+}

@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`runbook`]: the YAML runbook model, loading with line/column errors, templating.
 //! - [`inventory`]: nodes, load balancers, credentials.
+//! - [`provider`]: the token providers (`fernet`, `jws`), typed once runbook text is compiled.
 //! - [`engine`]: events, state, the pure `decide`/`apply` pair, gates and the compiled plan.
 //! - [`journal`]: the append-only, hash-chained JSON Lines journal (the source of truth).
 //! - [`transport`]: local shell and SSH.
@@ -22,6 +23,7 @@ pub mod glyphs;
 pub mod inventory;
 pub mod journal;
 pub mod meter;
+pub mod provider;
 pub mod runbook;
 pub mod runtime;
 pub mod sanitize;

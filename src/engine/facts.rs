@@ -1,6 +1,7 @@
 //! What probes and actions observe about the fleet. These are the only facts the engine reasons
 //! about, and they are what the journal records: fingerprints and token shapes, never secrets.
 
+use crate::provider::Provider;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -35,6 +36,13 @@ pub struct NodeFacts {
 }
 
 impl NodeFacts {
+    /// `[token] provider` as configured; Keystone's default (fernet) when it is not set.
+    pub fn configured_provider(&self) -> String {
+        self.provider
+            .clone()
+            .unwrap_or_else(|| Provider::keystone_default().to_string())
+    }
+
     /// The facts of a node that could not be reached: only the reason is known.
     pub fn unreachable(u: Unreachable) -> NodeFacts {
         NodeFacts {
@@ -361,6 +369,15 @@ impl TokenFormat {
             TokenFormat::Other
         }
     }
+    /// The provider that issues tokens of this format, if it is one cutover knows.
+    pub fn provider(&self) -> Option<Provider> {
+        match self {
+            TokenFormat::Jws => Some(Provider::Jws),
+            TokenFormat::Fernet => Some(Provider::Fernet),
+            TokenFormat::Other | TokenFormat::None => None,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             TokenFormat::Jws => "jws",

@@ -7,6 +7,7 @@ use super::facts::*;
 pub use super::facts::{humanize, short_fp};
 use super::plan::ActionSpec;
 use crate::inventory::Inventory;
+use crate::provider::Provider;
 use crate::runbook::Gate;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -107,11 +108,8 @@ pub struct Ctx<'a> {
 }
 
 fn provider_of(obs: &Observation, node: &str) -> Option<String> {
-    match obs.tokens.get(node).map(|t| t.format) {
-        Some(TokenFormat::Jws) => Some("jws".into()),
-        Some(TokenFormat::Fernet) => Some("fernet".into()),
-        _ => None,
-    }
+    let format = obs.tokens.get(node)?.format;
+    format.provider().map(|p| p.as_str().into())
 }
 
 /// Every load-balancer row read (none when the load balancers were not read).
@@ -210,9 +208,7 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for n in &nodes {
                 let p = match obs.nodes.get(n) {
-                    Some(f) if f.error.is_none() => {
-                        f.provider.clone().unwrap_or_else(|| "fernet".into())
-                    }
+                    Some(f) if f.error.is_none() => f.configured_provider(),
                     Some(f) => {
                         return Verdict::Fail {
                             reason: format!("{n}: {}", f.error.clone().unwrap_or_default()),
@@ -675,7 +671,7 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                     .nodes
                     .get(n)
                     .and_then(|f| f.provider.clone())
-                    .unwrap_or_else(|| "fernet".into());
+                    .unwrap_or_else(|| Provider::keystone_default().to_string());
                 if conf != ctx.target {
                     bad.push(format!("{n} is configured for {conf}"));
                 }

@@ -138,7 +138,11 @@ impl Runbook {
 
     fn validate(&self, source: &str, origin: &str) -> Result<(), RunbookError> {
         let at = |needle: &str| position(source, origin, needle);
-        if !["fernet", "jws"].contains(&self.target_provider.as_str()) {
+        if self
+            .target_provider
+            .parse::<crate::provider::Provider>()
+            .is_err()
+        {
             return Err(RunbookError::Invalid {
                 location: at("target_provider"),
                 msg: format!(

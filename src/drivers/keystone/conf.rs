@@ -41,7 +41,8 @@ pub fn token_settings(text: &str) -> TokenSettings {
     let fernet = get(text, "fernet_tokens", "key_repository")
         .unwrap_or_else(|| "/etc/keystone/fernet-keys/".into());
     TokenSettings {
-        provider: get(text, "token", "provider").unwrap_or_else(|| "fernet".into()),
+        provider: get(text, "token", "provider")
+            .unwrap_or_else(|| crate::provider::Provider::keystone_default().to_string()),
         expiration: num("token", "expiration", 3600),
         allow_expired_window: num("token", "allow_expired_window", 172_800),
         receipts_repo: get(text, "fernet_receipts", "key_repository")

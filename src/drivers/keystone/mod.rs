@@ -46,7 +46,8 @@ impl Fleet {
                 "check the file",
             )
         })?;
-        let before = conf::get(&text, "token", "provider").unwrap_or_else(|| "fernet".into());
+        let before = conf::get(&text, "token", "provider")
+            .unwrap_or_else(|| crate::provider::Provider::keystone_default().to_string());
         let mut obs = Observation::default();
         obs.flipped.insert(node.to_string(), provider.to_string());
         let new = conf::set_provider(&text, provider);

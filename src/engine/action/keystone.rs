@@ -4,6 +4,7 @@
 
 use super::kit::{Action, Cx, Family, Phase, Piece, PlanError, Touches, list, not_mine};
 use crate::inventory::Inventory;
+use crate::provider::Provider;
 use crate::runbook::{Gate, Item};
 use serde::{Deserialize, Serialize};
 
@@ -102,7 +103,7 @@ impl Family for Keystone {
         match self {
             Keystone::SetProvider { provider, .. } => vec![
                 Gate::OutOfPool,
-                if provider == "jws" {
+                if provider.parse() == Ok(Provider::Jws) {
                     Gate::KeysEverywhere
                 } else {
                     Gate::FernetKeysEverywhere
@@ -138,9 +139,10 @@ impl Family for Keystone {
             Item::SetProvider(s) => {
                 let provider = (cx.render)(&s.provider, cx.node.as_deref())?;
                 cx.one_node("flips one node at a time")?;
-                if !["jws", "fernet"].contains(&provider.as_str()) {
-                    return Err(cx.error(format!("provider `{provider}`: expected fernet or jws")));
-                }
+                let provider = provider
+                    .parse::<Provider>()
+                    .map_err(|e| cx.error(format!("provider {e}")))?
+                    .to_string();
                 let specs = cx.per_target(|t| {
                     Ok(Keystone::SetProvider {
                         node: t.to_string(),

@@ -3,6 +3,7 @@
 //! leaves, how many public keys a node holds.
 
 use super::{InFlight, NodeView, RunStatus, State};
+use crate::provider::Provider;
 
 /// Why the run cannot pause or continue now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,12 +69,12 @@ impl State {
         }
     }
 
-    /// The provider the fleet moves away from: the one that is not the target.
-    pub fn old_provider(&self) -> &'static str {
-        if self.target_provider == "jws" {
-            "fernet"
-        } else {
-            "jws"
+    /// The provider the fleet moves away from: the one that is not the target (jws before a
+    /// run has named its target).
+    pub fn old_provider(&self) -> Provider {
+        match self.target_provider.parse::<Provider>() {
+            Ok(target) => target.other(),
+            Err(_) => Provider::Jws,
         }
     }
 
@@ -196,8 +197,10 @@ mod tests {
     fn the_old_provider_is_the_other_one() {
         let mut st = State::default();
         st.target_provider = "jws".into();
-        assert_eq!(st.old_provider(), "fernet");
+        assert_eq!(st.old_provider(), Provider::Fernet);
         st.target_provider = "fernet".into();
-        assert_eq!(st.old_provider(), "jws");
+        assert_eq!(st.old_provider(), Provider::Jws);
+        st.target_provider = String::new();
+        assert_eq!(st.old_provider(), Provider::Jws);
     }
 }

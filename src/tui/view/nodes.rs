@@ -2,7 +2,7 @@
 
 use super::{View, span};
 use crate::engine::State;
-use crate::engine::facts::{AdminState, TokenFormat};
+use crate::engine::facts::AdminState;
 use crate::engine::state::{NodePhase, NodeView};
 use crate::tui::labels::{activity_verb, lb_header, reload_mark};
 use crate::tui::text::{pad, pad_left, width};
@@ -322,9 +322,7 @@ impl View<'_> {
             }
             Col::Provider => {
                 let conf = match &n.facts {
-                    Some(f) if f.error.is_none() => {
-                        f.provider.clone().unwrap_or_else(|| "fernet".into())
-                    }
+                    Some(f) if f.error.is_none() => f.configured_provider(),
                     // Nothing on the node could be read: say why here, where its configuration
                     // would be (the service column keeps what its Keystone answered over HTTP).
                     Some(f) if f.unreachable.is_some() => {
@@ -332,11 +330,11 @@ impl View<'_> {
                     }
                     _ => return ("?".into(), t.dim()),
                 };
-                let run = n.last_token.as_ref().and_then(|tk| match tk.format {
-                    TokenFormat::Jws => Some("jws"),
-                    TokenFormat::Fernet => Some("fernet"),
-                    _ => None,
-                });
+                let run = n
+                    .last_token
+                    .as_ref()
+                    .and_then(|tk| tk.format.provider())
+                    .map(|p| p.as_str());
                 let style = if conf == st.target_provider {
                     t.ok()
                 } else {

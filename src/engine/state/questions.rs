@@ -195,8 +195,10 @@ mod tests {
 
     #[test]
     fn the_old_provider_is_the_other_one() {
-        let mut st = State::default();
-        st.target_provider = "jws".into();
+        let mut st = State {
+            target_provider: "jws".into(),
+            ..State::default()
+        };
         assert_eq!(st.old_provider(), Provider::Fernet);
         st.target_provider = "fernet".into();
         assert_eq!(st.old_provider(), Provider::Jws);

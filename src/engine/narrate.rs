@@ -118,9 +118,7 @@ pub fn headless(e: &Event, cx: &Context, g: &Glyphs) -> String {
         Event::HardStopConfirmed { id, who: w, .. } => {
             format!("hard stop `{id}` confirmed by {}", who(w))
         }
-        Event::HardStopDeclined { id, who: w, .. } => {
-            format!("hard stop `{id}` declined by {}", who(w))
-        }
+        Event::HardStopDeclined { id, who: w, .. } => declined(id, w),
         Event::PauseRequested { cause, .. } => match cause {
             PauseCause::Operator => "pause requested".into(),
             PauseCause::TerminalHangup => {
@@ -151,6 +149,12 @@ pub fn headless(e: &Event, cx: &Context, g: &Glyphs) -> String {
         Event::Note { message, .. } => format!("note: {message}"),
         Event::PoolBreach(b) => format!("POOL BREACH: {}", b.line()),
     }
+}
+
+/// Why a run is paused after a hard stop was declined (the run's status shows it), and the
+/// headless line for the decline.
+pub fn declined(id: &str, w: &super::who::Who) -> String {
+    format!("hard stop `{id}` declined by {}", who(w))
 }
 
 /// The UI's log lines for `e`: none, one, or (a resume with drift) one per changed thing.

@@ -375,7 +375,7 @@ impl State {
                 // Declining pauses the run: a pause asked for before ends with it.
                 self.clear_pause_request();
                 self.status = RunStatus::Paused {
-                    reason: format!("hard stop `{id}` declined by {}", who_label(who)),
+                    reason: narrate::declined(id, who),
                 };
                 self.raised_at_cursor = false;
                 self.hard_stop = None;

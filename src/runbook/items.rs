@@ -186,7 +186,7 @@ pub struct HttpCheck {
     pub url: String,
     /// Where the GET is made from: `bastion` (cutover itself) or `node` (curl on the node).
     #[serde(default)]
-    pub from: HttpFrom,
+    pub from: Filled<HttpFrom>,
     #[serde(default = "default_status")]
     pub expect_status: Filled<u16>,
     /// A template; the body (its first MiB) must contain it. Empty: any body.
@@ -213,6 +213,34 @@ pub enum HttpFrom {
     Bastion,
     /// The node, with curl over its transport (what the node itself sees).
     Node,
+}
+
+impl Default for Filled<HttpFrom> {
+    fn default() -> Self {
+        Filled::Value(HttpFrom::default())
+    }
+}
+
+impl Literal for HttpFrom {
+    const EXPECTING: &'static str = "bastion or node, or a template";
+    fn from_text(s: &str) -> Result<Self, String> {
+        match s {
+            "bastion" => Ok(HttpFrom::Bastion),
+            "node" => Ok(HttpFrom::Node),
+            _ => Err(format!(
+                "`{s}` is not where a check is made from: bastion or node"
+            )),
+        }
+    }
+    fn from_number(n: i64) -> Result<Self, String> {
+        Self::from_text(&n.to_string())
+    }
+    fn to_yaml(&self) -> serde_yaml::Value {
+        match self {
+            HttpFrom::Bastion => "bastion".into(),
+            HttpFrom::Node => "node".into(),
+        }
+    }
 }
 
 /// A value written as itself (`60s`, `200`) or as a template that fills to one when the plan is
@@ -415,6 +443,7 @@ impl Item {
             Item::HttpCheck(h) => [&h.url, &h.body_contains]
                 .into_iter()
                 .map(String::as_str)
+                .chain(h.from.template())
                 .chain(h.expect_status.template())
                 .chain(h.timeout.template())
                 .collect(),
@@ -446,7 +475,7 @@ mod tests {
     #[test]
     fn an_http_check_takes_values_or_templates() {
         let h = check_item(r#"http.check: {url: "{{ node.keystone_url }}/v3"}"#).unwrap();
-        assert_eq!(h.from, HttpFrom::Bastion);
+        assert_eq!(h.from, Filled::Value(HttpFrom::Bastion));
         assert_eq!(h.expect_status, Filled::Value(200));
         assert_eq!(h.timeout, Filled::Value(Duration::from_secs(10)));
         assert_eq!(h.body_contains, "");
@@ -454,13 +483,17 @@ mod tests {
             r#"http.check: {url: "http://a/", from: node, expect_status: "{{ params.status }}", timeout: "{{ params.wait }}", body_contains: ok}"#,
         )
         .unwrap();
-        assert_eq!(h.from, HttpFrom::Node);
+        assert_eq!(h.from, Filled::Value(HttpFrom::Node));
         let fill = |t: &str| -> Result<String, String> {
             Ok(t.replace("{{ params.status }}", "204")
                 .replace("{{ params.wait }}", " 3s "))
         };
         assert_eq!(h.expect_status.fill(fill), Ok(204));
         assert_eq!(h.timeout.fill(fill), Ok(Duration::from_secs(3)));
+        let h =
+            check_item(r#"http.check: {url: "http://a/", from: "{{ params.status }}"}"#).unwrap();
+        let e = h.from.fill(fill).unwrap_err();
+        assert!(e.contains("`204` is not where a check is made from"), "{e}");
         let h = check_item(r#"http.check: {url: "http://a/", expect_status: 301, timeout: 2m}"#)
             .unwrap();
         assert_eq!(h.expect_status, Filled::Value(301));
@@ -497,7 +530,7 @@ mod tests {
             ),
             (
                 r#"http.check: {url: "http://a/", from: moon}"#,
-                "`moon`, expected `bastion` or `node`",
+                "`moon` is not where a check is made from: bastion or node",
             ),
             (
                 r#"http.check: {url: "http://a/", expect: 200}"#,

@@ -103,22 +103,19 @@ impl Family for Service {
                 body_contains,
                 timeout_secs,
             } => {
-                let at = match (from, node) {
-                    (HttpFrom::Node, Some(n)) => format!("on {n}: "),
-                    _ => String::new(),
+                let (at, whose) = match (from, node) {
+                    (HttpFrom::Node, Some(n)) => (format!("on {n}: "), String::new()),
+                    (HttpFrom::Node, None) => (String::new(), String::new()),
+                    (HttpFrom::Bastion, Some(n)) => {
+                        (String::new(), format!(" ({n}) from the bastion"))
+                    }
+                    (HttpFrom::Bastion, None) => (String::new(), " from the bastion".into()),
                 };
                 let body = body_contains
                     .as_ref()
                     .map(|b| format!(" and a body containing {b:?}"))
                     .unwrap_or_default();
-                format!(
-                    "{at}GET {url}{}, expect {expect_status}{body} within {timeout_secs}s",
-                    if *from == HttpFrom::Bastion {
-                        " from the bastion"
-                    } else {
-                        ""
-                    }
-                )
+                format!("{at}GET {url}{whose}, expect {expect_status}{body} within {timeout_secs}s")
             }
         }
     }
@@ -200,6 +197,11 @@ impl Family for Service {
                 Ok(out)
             }
             Item::HttpCheck(h) => {
+                // Where from is one answer for the item: filled with its first node's variables.
+                let from = h
+                    .from
+                    .fill(|t| (cx.render)(t, cx.targets.first().map(String::as_str)))
+                    .map_err(|e| cx.error(format!("http.check from: {e}")))?;
                 let spec = |node: Option<&str>| -> Result<Service, PlanError> {
                     let render = |t: &str| (cx.render)(t, node);
                     let url = render(&h.url)?.trim().to_string();
@@ -217,13 +219,13 @@ impl Family for Service {
                     Ok(Service::HttpCheck {
                         node: node.map(str::to_string),
                         url,
-                        from: h.from,
+                        from,
                         expect_status,
                         body_contains: (!body.is_empty()).then_some(body),
                         timeout_secs: timeout.as_secs().max(1),
                     })
                 };
-                let specs = match h.from {
+                let specs = match from {
                     // From the bastion in a once step: one check, about no node.
                     HttpFrom::Bastion if cx.targets.is_empty() => vec![spec(None)?],
                     HttpFrom::Bastion => cx.per_target(|t| spec(Some(t)))?,

@@ -23,6 +23,10 @@ pub fn shipped() -> &'static [(&'static str, &'static str)] {
             "fernet-rotate.yaml",
             include_str!("../../runbooks/fernet-rotate.yaml"),
         ),
+        (
+            "rolling-restart.yaml",
+            include_str!("../../runbooks/rolling-restart.yaml"),
+        ),
     ]
 }
 

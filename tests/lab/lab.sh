@@ -2,7 +2,7 @@
 # The cutover lab: real Keystone nodes (PyPI, one shared sqlite database), one real OpenSSH sshd
 # per node and real HAProxy instances in front, all on 127.0.0.1. Run as root.
 #
-#   tests/lab/lab.sh up|down|status
+#   tests/lab/lab.sh up|down|status|reload [K]|reset|check jws|fernet|manual-cutover
 #
 # Environment (defaults):
 #   LAB_DIR=/tmp/cutover-lab  LAB_NODES=3  LAB_BASE_PORT=15000  LAB_LBS=1
@@ -531,13 +531,207 @@ reload() {
     done
 }
 
+# ---------------------------------------------------------------------------------------------
+# manual-cutover: the flagship (fernet-to-jws, per-node keys) as a hand-written shell cutover,
+# no gates, over the lab's own transport (ssh to each node's sshd; the HAProxy admin sockets
+# through lab-node1, as the inventory reaches them). The baseline of
+# tests/bench/manual-vs-cutover.sh. Prints "T <epoch seconds> <event> [node]" lines on stdout
+# (also in LAB_DIR/manual-cutover.times): start, keys-done, drained NODE (maint on every HAProxy),
+# readd NODE (ready on every HAProxy), up NODE (UP on every HAProxy), done.
+
+mc_ssh() { ssh -F "$LAB_DIR/ssh_config" "$@"; }
+mc_mark() {
+    local line
+    line="T $(date +%s.%N) $*"
+    echo "$line" | tee -a "$LAB_DIR/manual-cutover.times"
+}
+
+# mc_hap K CMD: one HAProxy runtime command on instance K, through lab-node1's sshd.
+mc_hap() {
+    mc_ssh lab-node1 "echo '$2' | socat -t 5 stdio UNIX-CONNECT:$LAB_DIR/haproxy-$1.sock"
+}
+
+# mc_server_field K SERVER FIELD: one `show stat` column of keystone_api/SERVER on HAProxy K.
+mc_server_field() {
+    mc_hap "$1" "show stat" | awk -F, -v sv="$2" -v want="$3" '
+        NR == 1 { for (c = 1; c <= NF; c++) { h = $c; sub(/^# */, "", h); col[h] = c }; next }
+        $col["pxname"] == "keystone_api" && $col["svname"] == sv { print $col[want] }'
+}
+
+mc_wait() { # what seconds command...
+    local what=$1 secs=$2
+    shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@"; do
+        [ $SECONDS -lt $deadline ] || die "manual-cutover: timed out after ${secs}s waiting for $what"
+        sleep 0.2
+    done
+}
+mc_no_sessions() { [ "$(mc_server_field "$1" "$2" scur)" = 0 ]; }
+mc_is_up() { [ "$(mc_server_field "$1" "$2" status)" = UP ]; }
+
+manual_cutover() {
+    check_lab_dir
+    [ -e "$LAB_DIR/.cutover-lab" ] || die "no lab in $LAB_DIR"
+    # shellcheck disable=SC1091
+    . "$LAB_DIR/lab.env"
+    local i k conf pw tok code body
+    local keys=/etc/keystone/jws-keys
+    local tmp
+    tmp=$(mktemp -d)
+    chmod 700 "$tmp"
+    # shellcheck disable=SC2064
+    trap "rm -rf '$tmp'" EXIT
+    : >"$LAB_DIR/manual-cutover.times"
+    mc_mark start
+
+    # Keys: a keypair per node (keystone-manage on the node, in a scratch directory), private.pem
+    # into the node's private repository, every node's public key onto every node as NODE.pem.
+    for i in $(seq "$LAB_NODES"); do
+        keys="$LAB_DIR/node$i/etc/keystone/jws-keys"
+        conf="$LAB_DIR/node$i/etc/keystone/keystone.conf"
+        mc_ssh "lab-node$i" "set -e; s=\$(mktemp -d); cd \$s
+            keystone-manage --config-file $conf create_jws_keypair --keystone-user keystone --keystone-group keystone >/dev/null 2>err ||
+                { echo \"node$i: keystone-manage create_jws_keypair failed:\" >&2; tail -5 err >&2; exit 1; }
+            install -m 0600 -o keystone -g keystone private.pem $keys/private/private.pem
+            install -m 0644 -o keystone -g keystone public.pem $keys/public/node$i.pem
+            cd /; rm -rf \$s"
+        scp -q -F "$LAB_DIR/ssh_config" "lab-node$i:$keys/public/node$i.pem" "$tmp/node$i.pem"
+    done
+    for i in $(seq "$LAB_NODES"); do
+        keys="$LAB_DIR/node$i/etc/keystone/jws-keys"
+        scp -q -F "$LAB_DIR/ssh_config" "$tmp"/node*.pem "lab-node$i:$keys/public/"
+        mc_ssh "lab-node$i" "chown keystone:keystone $keys/public/*.pem && chmod 0644 $keys/public/*.pem"
+    done
+    mc_mark keys-done
+
+    pw=$(sed -n 's/^ *password: "\(.*\)"$/\1/p' "$LAB_DIR/clouds.yaml")
+    body="$tmp/token-request.json"
+    printf '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"id":"default"},"password":"%s"}}},"scope":{"project":{"name":"admin","domain":{"id":"default"}}}}}' \
+        "$pw" >"$body"
+
+    for i in $(seq "$LAB_NODES"); do
+        conf="$LAB_DIR/node$i/etc/keystone/keystone.conf"
+        # Out of the pool on every HAProxy: drain, wait for its sessions to end, maint.
+        for k in $(seq "$LAB_LBS"); do
+            mc_hap "$k" "set server keystone_api/ks$i state drain" >/dev/null
+        done
+        for k in $(seq "$LAB_LBS"); do
+            mc_wait "ks$i's sessions to end on haproxy-$k" 60 mc_no_sessions "$k" "ks$i"
+            mc_hap "$k" "set server keystone_api/ks$i state maint" >/dev/null
+        done
+        mc_mark drained "node$i"
+
+        mc_ssh "lab-node$i" "sed -i.manual-bak '/^\[token\]/,/^\[/ s/^provider *=.*/provider = jws/' $conf && grep -q '^provider = jws' $conf && $LAB_DIR/node$i/restart.sh"
+        mc_wait "node$i to answer /v3" 60 v3_ok "$(ks_port "$i")"
+
+        # A token issued and validated directly at the node.
+        tok=$(curl -s -D - -o /dev/null --max-time 20 -H 'Content-Type: application/json' \
+            --data-binary "@$body" "http://127.0.0.1:$(ks_port "$i")/v3/auth/tokens" |
+            awk 'tolower($1) == "x-subject-token:" { sub(/\r$/, "", $2); print $2 }')
+        case "$tok" in eyJ*) ;; *) die "manual-cutover: node$i issued no JWS token (got '${tok:0:6}')" ;; esac
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 -H "X-Auth-Token: $tok" \
+            -H "X-Subject-Token: $tok" "http://127.0.0.1:$(ks_port "$i")/v3/auth/tokens")
+        [ "$code" = 200 ] || die "manual-cutover: node$i's own token did not validate there (HTTP $code)"
+
+        for k in $(seq "$LAB_LBS"); do
+            mc_hap "$k" "set server keystone_api/ks$i state ready" >/dev/null
+        done
+        mc_mark readd "node$i"
+        for k in $(seq "$LAB_LBS"); do
+            mc_wait "ks$i UP on haproxy-$k" 30 mc_is_up "$k" "ks$i"
+        done
+        mc_mark up "node$i"
+    done
+    mc_mark done
+}
+
+# check PROVIDER: the lab's assertions on a finished cutover, without cutover (as
+# tests/lab_e2e.rs's assert_fleet): every keystone.conf names PROVIDER, every node issues a
+# PROVIDER token, a token issued through HAProxy 1's frontend validates on every node, and every
+# server is UP on every HAProxy. Exit 1 naming the first failure.
+check() {
+    local want=${1:-} i k p tok code n pw tmp prefix
+    case "$want" in jws) prefix=eyJ ;; fernet) prefix=gAAAAA ;; *) die "usage: check jws|fernet" ;; esac
+    check_lab_dir
+    [ -e "$LAB_DIR/.cutover-lab" ] || die "no lab in $LAB_DIR"
+    # shellcheck disable=SC1091
+    . "$LAB_DIR/lab.env"
+    tmp=$(mktemp)
+    # shellcheck disable=SC2064
+    trap "rm -f '$tmp'" EXIT
+    pw=$(sed -n 's/^ *password: "\(.*\)"$/\1/p' "$LAB_DIR/clouds.yaml")
+    printf '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"id":"default"},"password":"%s"}}},"scope":{"project":{"name":"admin","domain":{"id":"default"}}}}}' \
+        "$pw" >"$tmp"
+    issue() {
+        curl -s -D - -o /dev/null --max-time 20 -H 'Content-Type: application/json' \
+            --data-binary "@$tmp" "http://127.0.0.1:$1/v3/auth/tokens" |
+            awk 'tolower($1) == "x-subject-token:" { sub(/\r$/, "", $2); print $2 }'
+    }
+    for i in $(seq "$LAB_NODES"); do
+        p=$(awk -F= '/^\[/{s=$0} s=="[token]" && $1 ~ /^ *provider *$/ {gsub(/ /,"",$2); print $2}' \
+            "$LAB_DIR/node$i/etc/keystone/keystone.conf")
+        [ "${p:-fernet}" = "$want" ] || die "check: node$i's keystone.conf says provider=${p:-fernet}, not $want"
+        tok=$(issue "$(ks_port "$i")")
+        case "$tok" in "$prefix"*) ;; *) die "check: node$i issued '${tok:0:6}', not a $want token" ;; esac
+    done
+    tok=$(issue "$(lb_port 1)")
+    case "$tok" in "$prefix"*) ;; *) die "check: the token through haproxy-1's frontend is '${tok:0:6}', not $want" ;; esac
+    for i in $(seq "$LAB_NODES"); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 -H "X-Auth-Token: $tok" \
+            -H "X-Subject-Token: $tok" "http://127.0.0.1:$(ks_port "$i")/v3/auth/tokens")
+        [ "$code" = 200 ] || die "check: the token issued through haproxy-1 does not validate on node$i (HTTP $code)"
+    done
+    for k in $(seq "$LAB_LBS"); do
+        n=$(servers_up "$k")
+        [ "$n" = "$LAB_NODES" ] || die "check: $n of $LAB_NODES servers UP on haproxy-$k"
+    done
+    echo "check: $LAB_NODES nodes on $want, in the pool on $LAB_LBS HAProxy"
+}
+
+# reset: the lab as `up` left it, without taking it down: every node's keystone.conf rewritten
+# (fernet), its JWS repositories emptied (staging and conf backups removed), every Keystone
+# restarted, every server set ready on every HAProxy; waits until every server is UP.
+reset() {
+    check_lab_dir
+    [ -e "$LAB_DIR/.cutover-lab" ] || die "no lab in $LAB_DIR"
+    check_install
+    # shellcheck disable=SC1091
+    . "$LAB_DIR/lab.env"
+    local t0=$SECONDS i k d
+    for i in $(seq "$LAB_NODES"); do
+        d="$LAB_DIR/node$i"
+        ks_conf "$d" "$LAB_DIR/keystone.db" >"$d/etc/keystone/keystone.conf"
+        rm -f "$d"/etc/keystone/keystone.conf.*
+        rm -rf "$d/etc/keystone/jws-keys/.cutover-staging"
+        find "$d/etc/keystone/jws-keys/private" "$d/etc/keystone/jws-keys/public" -mindepth 1 -delete
+        "$d/restart.sh"
+    done
+    for k in $(seq "$LAB_LBS"); do
+        for i in $(seq "$LAB_NODES"); do
+            echo "set server keystone_api/ks$i state ready" |
+                socat -t 5 stdio "UNIX-CONNECT:$LAB_DIR/haproxy-$k.sock" >/dev/null
+        done
+    done
+    for i in $(seq "$LAB_NODES"); do
+        wait_for "Keystone node$i (see $LAB_DIR/node$i/keystone.log)" 120 v3_ok "$(ks_port "$i")"
+    done
+    for k in $(seq "$LAB_LBS"); do
+        wait_for "every server UP on haproxy-$k" 60 all_up "$k"
+    done
+    log "reset in $((SECONDS - t0))s: $LAB_NODES nodes on fernet, every server UP"
+}
+
 case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
 reload) reload "${2:-}" ;;
+reset) reset ;;
+check) check "${2:-}" ;;
+manual-cutover) manual_cutover ;;
 *)
-    echo "usage: $0 up|down|status|reload [K]   (env: LAB_DIR LAB_NODES LAB_BASE_PORT LAB_LBS LAB_VENV)" >&2
+    echo "usage: $0 up|down|status|reload [K]|reset|check jws|fernet|manual-cutover   (env: LAB_DIR LAB_NODES LAB_BASE_PORT LAB_LBS LAB_VENV)" >&2
     exit 2
     ;;
 esac

@@ -5,6 +5,7 @@ use super::action::{Lb, Misc};
 use super::events::*;
 use super::plan::ActionSpec;
 use super::state::{RunStatus, State};
+use crate::provider::Provider;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -340,11 +341,7 @@ fn summary(state: &State) -> String {
     let n = state.node_order.len();
     let mut s = format!(
         "{n} nodes on {}",
-        if state.target_provider.is_empty() {
-            "target"
-        } else {
-            &state.target_provider
-        }
+        state.target_provider.map_or("target", Provider::as_str)
     );
     if let Some((a, b)) = state.old_tokens_irrelevant_at() {
         s.push_str(&format!(

@@ -8,6 +8,7 @@ use crate::engine::gates::{self, Verdict};
 use crate::engine::plan::{ActionSpec, OpKind};
 use crate::engine::state::RunStatus;
 use crate::inventory::GuardMode;
+use crate::provider::Provider;
 use crate::runbook::Gate;
 
 pub(super) fn completed(s: &mut Scratch, o: Outcome) {
@@ -113,10 +114,9 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
     let Some(run) = s.state.run.clone() else {
         return;
     };
-    let target = s.state.target_provider.clone();
     let ctx = gates::Ctx {
         inv: &run.inventory,
-        target: &target,
+        target: s.state.target_provider.map_or("", Provider::as_str),
         params: &run.params,
         expiration: s.state.expiration,
         allow_expired_window: s.state.allow_expired_window,

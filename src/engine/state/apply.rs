@@ -201,10 +201,7 @@ impl State {
                             .collect()
                     })
                     .unwrap_or_default();
-                self.target_provider = rb
-                    .as_ref()
-                    .map(|r| r.target_provider.clone())
-                    .unwrap_or_default();
+                self.target_provider = rb.as_ref().and_then(|r| r.target_provider.parse().ok());
                 self.runbook = rb;
                 self.plan = plan;
                 self.node_order = rs.inventory.node_names();

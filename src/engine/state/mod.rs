@@ -12,6 +12,7 @@ use crate::engine::events::{Breach, HardStop, PauseCause, RunStarted};
 use crate::engine::facts::*;
 use crate::engine::plan::{Op, OpKind};
 use crate::inventory::Inventory;
+use crate::provider::Provider;
 use crate::runbook::Runbook;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -38,7 +39,8 @@ pub enum RunStatus {
 pub struct State {
     pub run: Option<RunStarted>,
     pub runbook: Option<Runbook>,
-    pub target_provider: String,
+    /// The provider the runbook moves the fleet to (none before the run has started).
+    pub target_provider: Option<Provider>,
     pub plan: Vec<Op>,
     pub steps: Vec<StepView>,
     pub cursor: usize,
@@ -162,8 +164,10 @@ impl State {
     pub fn all_flipped(&self) -> bool {
         !self.nodes.is_empty()
             && self.nodes.values().all(|n| {
-                n.facts.as_ref().and_then(|f| f.provider.as_deref())
-                    == Some(self.target_provider.as_str())
+                n.facts
+                    .as_ref()
+                    .and_then(|f| f.provider.as_deref())
+                    .is_some_and(|p| self.is_target(p))
             })
     }
 

@@ -72,10 +72,12 @@ impl State {
     /// The provider the fleet moves away from: the one that is not the target (jws before a
     /// run has named its target).
     pub fn old_provider(&self) -> Provider {
-        match self.target_provider.parse::<Provider>() {
-            Ok(target) => target.other(),
-            Err(_) => Provider::Jws,
-        }
+        self.target_provider.map_or(Provider::Jws, Provider::other)
+    }
+
+    /// Whether `provider` (a name as Keystone's config or a token shows it) is the run's target.
+    pub fn is_target(&self, provider: &str) -> bool {
+        self.target_provider.is_some_and(|t| t == *provider)
     }
 
     /// How many nodes' public keys `n` holds, of all nodes. Before any private key's
@@ -196,13 +198,16 @@ mod tests {
     #[test]
     fn the_old_provider_is_the_other_one() {
         let mut st = State {
-            target_provider: "jws".into(),
+            target_provider: Some(Provider::Jws),
             ..State::default()
         };
         assert_eq!(st.old_provider(), Provider::Fernet);
-        st.target_provider = "fernet".into();
+        st.target_provider = Some(Provider::Fernet);
         assert_eq!(st.old_provider(), Provider::Jws);
-        st.target_provider = String::new();
+        st.target_provider = None;
         assert_eq!(st.old_provider(), Provider::Jws);
+        assert!(!st.is_target("jws"));
+        st.target_provider = Some(Provider::Jws);
+        assert!(st.is_target("jws") && !st.is_target("fernet") && !st.is_target(""));
     }
 }

@@ -201,7 +201,7 @@ impl View<'_> {
             PoolView::Mixed(by) => {
                 // The target provider first: it is the side that grows.
                 let mut groups: Vec<(&String, &Vec<String>)> = by.iter().collect();
-                groups.sort_by_key(|(p, _)| **p != st.target_provider);
+                groups.sort_by_key(|(p, _)| !st.is_target(p));
                 let groups = groups
                     .iter()
                     .map(|(p, ns)| format!("{p}: {}", ns.join(", ")))

@@ -335,7 +335,7 @@ impl View<'_> {
                     .as_ref()
                     .and_then(|tk| tk.format.provider())
                     .map(|p| p.as_str());
-                let style = if conf == st.target_provider {
+                let style = if st.is_target(&conf) {
                     t.ok()
                 } else {
                     t.plain()

@@ -13,7 +13,7 @@
 #
 # Environment (defaults): BENCH_LAB_DIR=/tmp/cutover-lab-bench BENCH_BASE_PORT=17500
 #   BENCH_OUT=/tmp/cutover-bench-<UTC stamp> (journals, times, summary.txt)
-#   CUTOVER_BIN (skips the build; default: `cargo build --release`, then
+#   CUTOVER or CUTOVER_BIN (a cutover binary: skips the build; default: `cargo build --release`, then
 #   ${CARGO_TARGET_DIR:-<repo>/target}/release/cutover)   BENCH_KEEP_LAB=1 (leave the lab up)
 #   BENCH_REUSE_LAB=1 (use a lab already up in BENCH_LAB_DIR with the same shape)   LAB_VENV (as lab.sh)
 # Exit: 0 when every run finished and passed the lab's checks; 1 otherwise (naming the run).
@@ -38,7 +38,8 @@ calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 command -v jq >/dev/null || die "jq is not installed (apt-get install jq)"
 mkdir -p "$OUT"
 
-if [ -z "${CUTOVER_BIN:-}" ]; then
+CUTOVER_BIN=${CUTOVER_BIN:-${CUTOVER:-}}
+if [ -z "$CUTOVER_BIN" ]; then
     say "cargo build --release"
     (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
     CUTOVER_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/cutover"
@@ -94,8 +95,8 @@ for p in $(seq "$N"); do
         END { printf "%.2f", d - r }' "$OUT/manual-$p.times")
     ratio=$(calc "$c_wall / $m_wall")
     ratios+=("$ratio")
-    printf 'pair %d: cutover %6.2f s  manual %6.2f s  ratio %.2f   mixed window: cutover %s s, manual %s s\n' \
-        "$p" "$c_wall" "$m_wall" "$ratio" "${c_win:-?}" "$m_win" | tee -a "$summary"
+    printf 'pair %d: cutover %6.2f s  manual %6.2f s  ratio %.2f   mixed window: cutover %s s, manual %s s   (load average %s)\n' \
+        "$p" "$c_wall" "$m_wall" "$ratio" "${c_win:-?}" "$m_win" "$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$summary"
 done
 
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }')

@@ -8,7 +8,6 @@
 
 mod support;
 
-use cutover::engine::events::Event;
 use cutover::engine::recorded::plan_sha256;
 use cutover::engine::state::{RunStatus, StepStatus};
 use cutover::journal::{self, Entry, Journal};
@@ -168,7 +167,7 @@ fn every_who_reads_and_writes_back_the_same() {
             let Some(who) = r.data.get("who") else {
                 continue;
             };
-            let event = Event::from_parts(&r.kind, &r.data).unwrap();
+            let event = cutover::engine::recorded::read_event(&r.kind, &r.data).unwrap();
             assert_eq!(&event.data()["who"], who, "{name} seq {}", r.seq);
             seen += 1;
         }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 /// The journal's event schema version; bumped with an upcaster when an event changes shape.
 /// 2: `run_started` records the compiled plan (`plan`, `plan_sha256`, `compiled_by`); journals
-/// of schema 1 are upcast as they are read (see [`super::recorded::upcast`]).
+/// of schema 1 are upcast as they are read (`engine::recorded`, which reads every record back).
 pub const SCHEMA: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -221,7 +221,7 @@ pub struct RunStarted {
     /// in on `Command::Start` (a plan given there is replaced).
     #[serde(default)]
     pub plan: Vec<Op>,
-    /// sha256 of the plan's canonical JSON ([`super::recorded::plan_sha256`]): a resume
+    /// sha256 of the plan's canonical JSON (`engine::recorded::plan_sha256`): a resume
     /// recompiles and compares.
     #[serde(default)]
     pub plan_sha256: String,
@@ -471,17 +471,5 @@ impl Event {
     pub fn data(&self) -> serde_json::Value {
         let v = serde_json::to_value(self).expect("events serialize");
         v.get("data").cloned().unwrap_or(serde_json::Value::Null)
-    }
-
-    /// Rebuild an event from a journal record's kind and data.
-    /// A `run_started` of schema 1 is upcast here (its plan compiled once, see
-    /// [`super::recorded::upcast`]): the one place a journal's plan may be compiled.
-    pub fn from_parts(kind: &str, data: &serde_json::Value) -> Result<Event, String> {
-        let v = serde_json::json!({ "kind": kind, "data": data });
-        let mut event = serde_json::from_value(v).map_err(|e| format!("event `{kind}`: {e}"))?;
-        if let Event::RunStarted(rs) = &mut event {
-            super::recorded::upcast(rs, data);
-        }
-        Ok(event)
     }
 }

@@ -9,7 +9,7 @@
 //!   replay checks that the code still makes the recorded decisions: a plan this cutover would
 //!   compile differently is refused, naming the first op that differs.
 
-use super::events::RunStarted;
+use super::events::{Event, RunStarted};
 use super::plan::{self, Op};
 use crate::runbook::Runbook;
 use serde_json::Value;
@@ -43,6 +43,18 @@ pub fn planned(mut rs: RunStarted) -> Result<RunStarted, String> {
     rs.plan = plan;
     rs.compiled_by = CUTOVER.to_string();
     Ok(rs)
+}
+
+/// Rebuild an event from a journal record's kind and data: the one way records become events.
+/// A `run_started` of schema 1 is upcast here (its plan compiled once, see [`upcast`]): the one
+/// place a journal's plan may be compiled.
+pub fn read_event(kind: &str, data: &Value) -> Result<Event, String> {
+    let v = serde_json::json!({ "kind": kind, "data": data });
+    let mut event = serde_json::from_value(v).map_err(|e| format!("event `{kind}`: {e}"))?;
+    if let Event::RunStarted(rs) = &mut event {
+        upcast(rs, data);
+    }
+    Ok(event)
 }
 
 /// The upcaster for `run_started` of schema 1 (`data` has no `plan`): compile the plan once, at
@@ -340,7 +352,7 @@ mod tests {
         let mut data = serde_json::to_value(&old).unwrap();
         data.as_object_mut().unwrap().remove("plan");
         data.as_object_mut().unwrap().remove("plan_sha256");
-        let event = super::super::Event::from_parts("run_started", &data).unwrap();
+        let event = super::read_event("run_started", &data).unwrap();
         let super::super::Event::RunStarted(rs) = event else {
             panic!("not run_started")
         };
@@ -355,8 +367,7 @@ mod tests {
         // A plan recorded (schema 2) is taken as it is, never recompiled.
         let mut data = serde_json::to_value(&planned).unwrap();
         data["plan"] = serde_json::json!([]);
-        let super::super::Event::RunStarted(rs) =
-            super::super::Event::from_parts("run_started", &data).unwrap()
+        let super::super::Event::RunStarted(rs) = super::read_event("run_started", &data).unwrap()
         else {
             panic!("not run_started")
         };

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 pub fn fold(records: &[journal::Record]) -> Result<State> {
     let mut state = State::default();
     for r in records.iter().filter(|r| is_event(r)) {
-        let e = Event::from_parts(&r.kind, &r.data)
+        let e = crate::engine::recorded::read_event(&r.kind, &r.data)
             .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))?;
         state.apply(&e, r.time);
     }
@@ -24,7 +24,7 @@ pub fn events_of(records: &[journal::Record]) -> Result<Vec<(DateTime<Utc>, Even
         .iter()
         .filter(|r| is_event(r))
         .map(|r| {
-            Event::from_parts(&r.kind, &r.data)
+            crate::engine::recorded::read_event(&r.kind, &r.data)
                 .map(|e| (r.time, e))
                 .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))
         })

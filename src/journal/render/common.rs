@@ -55,7 +55,7 @@ pub(super) fn step_titles(records: &[Record]) -> HashMap<String, String> {
     let Some(rs) = records.iter().find(|r| r.kind == "run_started") else {
         return HashMap::new();
     };
-    let Ok(event) = crate::engine::Event::from_parts(&rs.kind, &rs.data) else {
+    let Ok(event) = crate::engine::recorded::read_event(&rs.kind, &rs.data) else {
         return HashMap::new();
     };
     let mut state = crate::engine::State::default();
@@ -99,7 +99,7 @@ pub(super) fn typed(r: &Record) -> Option<Event> {
     if !who_reads || !fleet_reads {
         return None;
     }
-    Event::from_parts(&r.kind, d).ok()
+    crate::engine::recorded::read_event(&r.kind, d).ok()
 }
 
 /// What a record says, in words: the narrator's for a record that reads back as an event,

@@ -19,7 +19,10 @@ pub fn verify(journal: PathBuf, allowed_signers: Option<PathBuf>) -> Result<i32>
     if let Err(e) = cutover::journal::trust::check_permissions(&journal) {
         println!("warning: {}", for_terminal(&e));
     }
-    let r = cutover::journal::verify(&journal);
+    // The signed confirmations are kept from the one verifying pass.
+    let (r, confirmations) = cutover::journal::verify_keeping(&journal, |kind| {
+        kind == cutover::journal::sign::SIGNED_KIND
+    });
     if let Some(e) = &r.io_error {
         eprintln!("{}: {e}", journal.display());
         return Ok(1);
@@ -39,9 +42,8 @@ pub fn verify(journal: PathBuf, allowed_signers: Option<PathBuf>) -> Result<i32>
                 journal.display(),
                 r.records
             );
-            let records = cutover::journal::read(&journal)?.records;
             Ok(report_signatures(
-                &records,
+                &confirmations,
                 allowed.as_deref(),
                 allowed_signers.as_deref(),
             ))

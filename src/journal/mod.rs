@@ -40,7 +40,9 @@ mod writer;
 use std::path::PathBuf;
 
 pub use actor::Who;
-pub use reader::{Follower, Prefix, read, read_prefix, verify};
+pub use reader::{
+    Ending, Follower, Prefix, read, read_prefix, read_prefix_each, verify, verify_keeping,
+};
 pub use record::{Entry, GENESIS_PREV, Record};
 pub use render::{Format, render};
 pub use writer::{Journal, lock_path};

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::record::{GENESIS_PREV, LineError, Record, check_line};
+use super::record::{GENESIS_PREV, LineError, Record, check_chain, check_line};
 use super::{BadRecord, JournalError, ReadOutcome, TornTail, VerifyReport};
 
 /// What a scan of a whole journal found.
@@ -114,24 +114,139 @@ pub fn read_prefix(path: &Path) -> Result<Prefix, JournalError> {
     })
 }
 
+/// How a journal read record by record ([`read_prefix_each`]) ended.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Ending {
+    /// How many intact records were handed out.
+    pub records: usize,
+    /// The first line that breaks the chain, if any (nothing from it on was handed out).
+    pub damage: Option<BadRecord>,
+    /// A torn final line, if there was one (and no damage before it).
+    pub torn_tail: Option<TornTail>,
+}
+
+/// [`read_prefix`] without holding the journal: hands each intact record to `each` as it is
+/// read (the file is read through a buffer, never whole), stopping at the first damaged line or
+/// at the first error `each` returns. For a replay of a long journal, which keeps what it needs
+/// of each record rather than every record's JSON.
+pub fn read_prefix_each<E: From<JournalError>>(
+    path: &Path,
+    mut each: impl FnMut(Record) -> Result<(), E>,
+) -> Result<Ending, E> {
+    use std::io::BufRead;
+    let io = |e| JournalError::io(path, e);
+    let file = File::open(path).map_err(io)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut end = Ending::default();
+    let mut prev = GENESIS_PREV.to_string();
+    let mut line = Vec::new();
+    let mut line_no = 0usize;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if line.last() != Some(&b'\n') {
+            end.torn_tail = Some(TornTail { line_no, bytes: n });
+            break;
+        }
+        let expected = end.records as u64 + 1;
+        match check_line(&line[..n - 1], expected, &prev) {
+            Ok(record) => {
+                prev.clone_from(&record.hash);
+                end.records += 1;
+                each(record)?;
+            }
+            Err(LineError::NotJson(_)) if reader.fill_buf().map_err(io)?.is_empty() => {
+                end.torn_tail = Some(TornTail { line_no, bytes: n });
+                break;
+            }
+            Err(e) => {
+                end.damage = Some(BadRecord {
+                    seq: expected,
+                    line_no,
+                    reason: e.reason(),
+                });
+                break;
+            }
+        }
+    }
+    Ok(end)
+}
+
 /// Verifies a journal and reports what it found. Never panics and never fails: an unreadable
 /// file is reported in [`VerifyReport::io_error`].
 pub fn verify(path: &Path) -> VerifyReport {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let scan = scan(&bytes);
-            VerifyReport {
-                records: scan.records.len(),
-                first_bad: scan.first_bad,
-                torn_tail: scan.torn_tail,
-                io_error: None,
+    verify_keeping(path, |_| false).0
+}
+
+/// [`verify`], also returning the intact records whose kind `keep` accepts (for checking the
+/// signed confirmations without reading the journal twice).
+///
+/// Only kept lines are parsed whole: every other line is hashed from its stored bytes and its
+/// keys checked in place, which is what keeps verifying a long journal near the cost of hashing
+/// it.
+pub fn verify_keeping(path: &Path, keep: impl Fn(&str) -> bool) -> (VerifyReport, Vec<Record>) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let report = VerifyReport {
+                io_error: Some(format!("{}: {e}", path.display())),
+                ..VerifyReport::default()
+            };
+            return (report, Vec::new());
+        }
+    };
+    let mut report = VerifyReport::default();
+    let mut kept = Vec::new();
+    // GENESIS_PREV, as bytes.
+    let mut prev = [b'0'; 64];
+    let mut offset = 0usize;
+    let mut line_no = 0usize;
+    while offset < bytes.len() {
+        line_no += 1;
+        let rest = &bytes[offset..];
+        let Some(nl) = memchr::memchr(b'\n', rest) else {
+            report.torn_tail = Some(TornTail {
+                line_no,
+                bytes: rest.len(),
+            });
+            break;
+        };
+        let next = offset + nl + 1;
+        let expected = report.records as u64 + 1;
+        let prev_text = std::str::from_utf8(&prev).unwrap_or(GENESIS_PREV);
+        match check_chain(&rest[..nl], expected, prev_text) {
+            Ok(link) => {
+                if keep(&link.kind) {
+                    if let Ok(record) = check_line(&rest[..nl], expected, prev_text) {
+                        kept.push(record);
+                    }
+                }
+                prev = link.hash;
+                report.records += 1;
+            }
+            Err(LineError::NotJson(_)) if next == bytes.len() => {
+                report.torn_tail = Some(TornTail {
+                    line_no,
+                    bytes: nl + 1,
+                });
+                break;
+            }
+            Err(e) => {
+                report.first_bad = Some(BadRecord {
+                    seq: expected,
+                    line_no,
+                    reason: e.reason(),
+                });
+                break;
             }
         }
-        Err(e) => VerifyReport {
-            io_error: Some(format!("{}: {e}", path.display())),
-            ..VerifyReport::default()
-        },
+        offset = next;
     }
+    (report, kept)
 }
 
 /// Follows a journal as it grows (`replay --follow`), without locking it.

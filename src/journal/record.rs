@@ -229,6 +229,144 @@ pub(crate) fn check_line(
     Ok(record)
 }
 
+/// What [`check_chain`] learns of a line that continues the chain: its place in it.
+#[derive(Debug)]
+pub(crate) struct Link<'a> {
+    pub kind: std::borrow::Cow<'a, str>,
+    /// The line's hash, 64 lowercase hex digits (the next line's `prev`).
+    pub hash: [u8; HASH_HEX_LEN],
+}
+
+/// A line's fields borrowed from its bytes, for checking it without building its `data`.
+/// Same keys, types and strictness as [`Record`] (unknown and duplicate keys rejected).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // run, actor, step and node are read to be checked, not used
+struct Borrowed<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    time: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    run: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    actor: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    step: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    node: Option<std::borrow::Cow<'a, str>>,
+    data: StrictAny,
+    #[serde(borrow)]
+    prev: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    hash: std::borrow::Cow<'a, str>,
+}
+
+/// Any JSON value, checked as strictly as parsing it into a [`Value`] would (numbers in range,
+/// strings with valid escapes, the same nesting limit) but kept nowhere.
+struct StrictAny;
+
+impl<'de> Deserialize<'de> for StrictAny {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StrictAny, D::Error> {
+        d.deserialize_any(StrictAny)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StrictAny {
+    type Value = StrictAny;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<StrictAny, E> {
+        Ok(StrictAny)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<StrictAny, E> {
+        Ok(StrictAny)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<StrictAny, E> {
+        Ok(StrictAny)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<StrictAny, E> {
+        Ok(StrictAny)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<StrictAny, E> {
+        Ok(StrictAny)
+    }
+    fn visit_unit<E>(self) -> Result<StrictAny, E> {
+        Ok(StrictAny)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<StrictAny, A::Error> {
+        while a.next_element::<StrictAny>()?.is_some() {}
+        Ok(StrictAny)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<StrictAny, A::Error> {
+        while a
+            .next_entry::<serde::de::IgnoredAny, StrictAny>()?
+            .is_some()
+        {}
+        Ok(StrictAny)
+    }
+}
+
+/// Checks one stored line as the record at `expected_seq` after `prev_hash`, as [`check_line`]
+/// does, without building the record: the stored bytes are hashed and the line parsed once
+/// into borrowed fields, `data` validated in passing. It accepts exactly the lines
+/// [`check_line`] accepts, and on any failure returns [`check_line`]'s own error, so every
+/// reason reads the same.
+pub(crate) fn check_chain<'a>(
+    line: &'a [u8],
+    expected_seq: u64,
+    prev_hash: &str,
+) -> Result<Link<'a>, LineError> {
+    let fast = || -> Option<Link<'a>> {
+        let suffix_len = HASH_KEY.len() + HASH_HEX_LEN + LINE_END.len();
+        if line.len() <= suffix_len
+            || !line.ends_with(LINE_END)
+            || !line[line.len() - suffix_len..].starts_with(HASH_KEY)
+        {
+            return None;
+        }
+        let body = &line[..line.len() - suffix_len];
+        let stored_hex =
+            &line[line.len() - LINE_END.len() - HASH_HEX_LEN..line.len() - LINE_END.len()];
+        let mut hasher = Sha256::new();
+        hasher.update(body);
+        hasher.update(b"}");
+        let mut actual = [0u8; HASH_HEX_LEN];
+        hex::encode_to_slice(hasher.finalize(), &mut actual).ok()?;
+        if stored_hex != actual {
+            return None;
+        }
+        let b: Borrowed<'a> = serde_json::from_slice(line).ok()?;
+        let fits = b.hash.as_bytes() == actual
+            && b.seq == expected_seq
+            && b.prev == prev_hash
+            && DateTime::parse_from_rfc3339(&b.time).is_ok();
+        fits.then_some(Link {
+            kind: b.kind,
+            hash: actual,
+        })
+    };
+    match fast() {
+        Some(link) => Ok(link),
+        None => match check_line(line, expected_seq, prev_hash) {
+            Err(e) => Err(e),
+            // Unreachable while both check the same things; if they ever disagree, the full
+            // check has the last word.
+            Ok(r) => Ok(Link {
+                kind: std::borrow::Cow::Owned(r.kind),
+                hash: {
+                    let mut h = [0u8; HASH_HEX_LEN];
+                    h.copy_from_slice(r.hash.as_bytes());
+                    h
+                },
+            }),
+        },
+    }
+}
+
 /// Serde for the stored time format (chrono's default would vary the number of digits).
 mod time_micros {
     use chrono::{DateTime, Utc};
@@ -288,6 +426,60 @@ mod tests {
             matches!(err, LineError::Bad(ref r) if r.contains("hash mismatch")),
             "{err:?}"
         );
+    }
+
+    /// The fast check accepts exactly what the full one accepts, with the same reasons: every
+    /// one-byte change of a sealed line, a nesting deeper than a `Value` takes, a number out of
+    /// range, a lone surrogate, a duplicate key.
+    #[test]
+    fn check_chain_agrees_with_check_line() {
+        let (_, line) = seal(entry(), 1, GENESIS_PREV).unwrap();
+        let line = &line[..line.len() - 1];
+        let agree = |l: &[u8], seq: u64, prev: &str| {
+            let full = check_line(l, seq, prev)
+                .map(|r| r.hash)
+                .map_err(LineError::reason);
+            let fast = check_chain(l, seq, prev)
+                .map(|k| String::from_utf8(k.hash.to_vec()).unwrap())
+                .map_err(LineError::reason);
+            assert_eq!(fast, full, "{}", String::from_utf8_lossy(l));
+            full.is_ok()
+        };
+        assert!(agree(line, 1, GENESIS_PREV));
+        assert!(!agree(line, 2, GENESIS_PREV));
+        assert!(!agree(line, 1, &"1".repeat(64)));
+        for i in 0..line.len() {
+            for b in [b' ', b'"', b'1', b'}', b'\\'] {
+                let mut l = line.to_vec();
+                l[i] = b;
+                agree(&l, 1, GENESIS_PREV);
+            }
+        }
+        // Data a Value refuses, re-sealed so that only the data is at fault.
+        for data in [
+            format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+            "1e400".to_string(),
+            "\"\\ud800\"".to_string(),
+            "{\"a\":1,}".to_string(),
+        ] {
+            let (_, good) = seal(entry(), 1, GENESIS_PREV).unwrap();
+            let text = String::from_utf8(good).unwrap();
+            let body_end = text.len() - 1 - (HASH_KEY.len() + HASH_HEX_LEN + LINE_END.len());
+            let body = text[..body_end].replacen(
+                "\"data\":{\"a\":[1.5,\"x\"],\"b\":1}",
+                &format!("\"data\":{data}"),
+                1,
+            );
+            let hash = hex::encode(Sha256::digest(format!("{body}}}")));
+            let resealed = format!("{body},\"hash\":\"{hash}\"}}");
+            assert!(!agree(resealed.as_bytes(), 1, GENESIS_PREV), "{data}");
+        }
+        let dup = String::from_utf8(line.to_vec()).unwrap().replacen(
+            "\"run\":\"r1\",",
+            "\"run\":\"r1\",\"run\":\"r1\",",
+            1,
+        );
+        assert!(!agree(dup.as_bytes(), 1, GENESIS_PREV));
     }
 
     #[test]

@@ -293,11 +293,17 @@ pub struct Loaded {
 
 /// Reads a journal for replay, read-only and without locking: every event when it is intact,
 /// the events before the damage when its chain breaks (a torn final line is left out, as
-/// everywhere).
+/// everywhere). The journal is streamed: each record is turned into its event as it is read,
+/// so a long journal's JSON is never held whole.
 pub fn load(journal: &Path) -> anyhow::Result<Loaded> {
-    let prefix = crate::journal::read_prefix(journal)?;
+    let mut events = Vec::new();
+    let end = crate::journal::read_prefix_each(journal, |record| -> anyhow::Result<()> {
+        events.extend(crate::runtime::events_of(std::slice::from_ref(&record))?);
+        Ok(())
+    })?;
+    events.shrink_to_fit();
     Ok(Loaded {
-        events: crate::runtime::events_of(&prefix.records)?,
-        damage: prefix.damage.map(Damage::from),
+        events,
+        damage: end.damage.map(Damage::from),
     })
 }

@@ -220,10 +220,10 @@ pub fn verify_keeping(path: &Path, keep: impl Fn(&str) -> bool) -> (VerifyReport
         let prev_text = std::str::from_utf8(&prev).unwrap_or(GENESIS_PREV);
         match check_chain(&rest[..nl], expected, prev_text) {
             Ok(link) => {
-                if keep(&link.kind) {
-                    if let Ok(record) = check_line(&rest[..nl], expected, prev_text) {
-                        kept.push(record);
-                    }
+                if keep(&link.kind)
+                    && let Ok(record) = check_line(&rest[..nl], expected, prev_text)
+                {
+                    kept.push(record);
                 }
                 prev = link.hash;
                 report.records += 1;

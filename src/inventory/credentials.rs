@@ -24,6 +24,36 @@ pub struct AuthCredentials {
     pub source: String,
 }
 
+impl AuthCredentials {
+    /// The body of `POST /v3/auth/tokens` for these credentials (password method, project
+    /// scope). It holds the password: it goes into a request, never to a log or the journal.
+    pub fn password_auth_body(&self) -> serde_json::Value {
+        fn domain(v: &str) -> serde_json::Value {
+            if v == "default" {
+                serde_json::json!({ "id": v })
+            } else {
+                serde_json::json!({ "name": v })
+            }
+        }
+        serde_json::json!({
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": { "user": {
+                        "name": self.username,
+                        "domain": domain(&self.user_domain),
+                        "password": self.password
+                    } }
+                },
+                "scope": { "project": {
+                    "name": self.project_name,
+                    "domain": domain(&self.project_domain)
+                } }
+            }
+        })
+    }
+}
+
 impl std::fmt::Debug for AuthCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthCredentials")

@@ -338,7 +338,7 @@ impl Client {
         let resp = self
             .http
             .post(format!("{}/v3/auth/tokens", self.root))
-            .json(&auth_body(&self.creds))
+            .json(&self.creds.password_auth_body())
             .send()
             .await;
         let (outcome, token) = match resp {
@@ -403,30 +403,6 @@ fn transport_outcome(e: &reqwest::Error) -> Outcome {
     } else {
         Outcome::Error
     }
-}
-
-fn domain(v: &str) -> serde_json::Value {
-    if v == "default" {
-        serde_json::json!({ "id": v })
-    } else {
-        serde_json::json!({ "name": v })
-    }
-}
-
-fn auth_body(c: &AuthCredentials) -> serde_json::Value {
-    serde_json::json!({
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": { "user": {
-                    "name": c.username, "domain": domain(&c.user_domain), "password": c.password
-                } }
-            },
-            "scope": { "project": {
-                "name": c.project_name, "domain": domain(&c.project_domain)
-            } }
-        }
-    })
 }
 
 #[cfg(test)]

@@ -100,26 +100,6 @@ fn short_err(e: &reqwest::Error) -> String {
     }
 }
 
-fn domain(v: &str) -> serde_json::Value {
-    if v == "default" {
-        serde_json::json!({ "id": v })
-    } else {
-        serde_json::json!({ "name": v })
-    }
-}
-
-fn auth_body(c: &AuthCredentials) -> serde_json::Value {
-    serde_json::json!({
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": { "user": { "name": c.username, "domain": domain(&c.user_domain), "password": c.password } }
-            },
-            "scope": { "project": { "name": c.project_name, "domain": domain(&c.project_domain) } }
-        }
-    })
-}
-
 /// POST /v3/auth/tokens; the token string is returned to the caller, who must drop it.
 async fn issue(
     http: &reqwest::Client,
@@ -128,7 +108,7 @@ async fn issue(
 ) -> Result<(u16, Option<String>), ApiError> {
     let r = http
         .post(v3_url(url, "/auth/tokens"))
-        .json(&auth_body(c))
+        .json(&c.password_auth_body())
         .send()
         .await
         .map_err(|e| ApiError::Unanswered(short_err(&e)))?;

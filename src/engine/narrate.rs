@@ -151,6 +151,26 @@ pub fn headless(e: &Event, cx: &Context, g: &Glyphs) -> String {
     }
 }
 
+/// How a later event answered the hard stop `hs`, if it did: what a replay says under the
+/// box (`confirmed (Shift+Y) by alice@bastion1`), the replay adds when.
+pub fn answer_to(e: &Event, hs: &super::events::HardStop) -> Option<String> {
+    match e {
+        Event::HardStopConfirmed { id, who: w, .. } if *id == hs.id => {
+            Some(format!("confirmed (Shift+Y) by {}", who(w)))
+        }
+        Event::HardStopDeclined { id, who: w, .. } if *id == hs.id => {
+            Some(format!("declined by {}", who(w)))
+        }
+        Event::InDoubtResolved { choice, who: w, .. } if hs.in_doubt.is_some() => {
+            Some(format!("{choice} chosen by {}", who(w)))
+        }
+        Event::RunResumed { who: w, .. } => {
+            Some(format!("cleared when {} resumed the run", who(w)))
+        }
+        _ => None,
+    }
+}
+
 /// Why a run is paused after a hard stop was declined (the run's status shows it), and the
 /// headless line for the decline.
 pub fn declined(id: &str, w: &super::who::Who) -> String {

@@ -6,7 +6,6 @@
 //! ([`Damage::banner`]); a followed journal stops being followed at its damage.
 
 use super::app::{ReplayControl, ReplayStatus};
-use crate::engine::state::who_label;
 use crate::engine::{Event, State};
 use crate::journal::{BadRecord, JournalError};
 use chrono::{DateTime, Utc};
@@ -182,32 +181,9 @@ impl Player {
             ),
             None => format!(" at {}", t.format("%H:%M:%S")),
         };
-        for (t, e) in &self.events[self.pos..] {
-            match e {
-                Event::HardStopConfirmed { id, who, .. } if *id == hs.id => {
-                    return Some(format!(
-                        "confirmed (Shift+Y) by {}{}",
-                        who_label(who),
-                        later(t)
-                    ));
-                }
-                Event::HardStopDeclined { id, who, .. } if *id == hs.id => {
-                    return Some(format!("declined by {}{}", who_label(who), later(t)));
-                }
-                Event::InDoubtResolved { choice, who, .. } if hs.in_doubt.is_some() => {
-                    return Some(format!("{choice} chosen by {}{}", who_label(who), later(t)));
-                }
-                Event::RunResumed { who, .. } => {
-                    return Some(format!(
-                        "cleared when {} resumed the run{}",
-                        who_label(who),
-                        later(t)
-                    ));
-                }
-                _ => {}
-            }
-        }
-        None
+        self.events[self.pos..]
+            .iter()
+            .find_map(|(t, e)| crate::engine::narrate::answer_to(e, hs).map(|a| a + &later(t)))
     }
 }
 

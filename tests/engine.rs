@@ -6,10 +6,11 @@ mod support;
 
 use chrono::{DateTime, Duration, Utc};
 use cutover::engine::Refused;
+use cutover::engine::action::ActionSpec;
 use cutover::engine::action::Keys;
 use cutover::engine::events::*;
 use cutover::engine::facts::*;
-use cutover::engine::plan::{ActionSpec, OpKind};
+use cutover::engine::plan::OpKind;
 use cutover::engine::state::RunStatus;
 use cutover::inventory::Inventory;
 use cutover::runbook::{Gate, Runbook};

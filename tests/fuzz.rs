@@ -7,7 +7,8 @@
 //! Bounded for the normal suite (256 cases per property unless `PROPTEST_CASES` says otherwise);
 //! `tests/fuzz.sh` runs the same properties with 100000 cases each.
 
-use cutover::drivers::{haproxy, keystone_conf};
+use cutover::drivers::keystone::conf as keystone_conf;
+use cutover::drivers::lb::haproxy;
 use cutover::inventory::Inventory;
 use cutover::journal::{self, Entry, Journal};
 use cutover::runbook::Runbook;

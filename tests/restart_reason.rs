@@ -164,7 +164,7 @@ fn a_bad_value_read_at_start_halts_with_the_traceback_and_the_option() {
     );
     // Bounded: a headline and at most MAX_RENDERED lines of evidence.
     assert!(
-        summary.lines().count() <= 1 + cutover::drivers::service_log::MAX_RENDERED,
+        summary.lines().count() <= 1 + cutover::drivers::service::log::MAX_RENDERED,
         "{summary}"
     );
     assert!(

@@ -6,10 +6,10 @@ mod support;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use cutover::engine::action::ActionSpec;
 use cutover::engine::action::Service;
 use cutover::engine::events::SCHEMA;
 use cutover::engine::facts::*;
-use cutover::engine::plan::ActionSpec;
 use cutover::engine::state::RunStatus;
 use cutover::engine::{Command, Effect, Event, Failure, Outcome, RunStarted, State, decide};
 use cutover::inventory::Inventory;
@@ -1370,7 +1370,7 @@ fn an_unreachable_node_is_marked_in_the_table_and_its_details() {
     assert!(wide.contains("⊘ UNREACHABLE"), "{wide}");
 }
 
-/// A failed restart's reason as drivers::service_log writes it: a headline, then the evidence.
+/// A failed restart's reason as drivers::service::log writes it: a headline, then the evidence.
 fn long_reason() -> String {
     let mut r = String::from(
         "ks2: `systemctl restart keystone` exited 1: Unhandled error: oslo_config.cfg.ConfigFileValueError: Value for option enabled is not valid: Unexpected boolean value 'notabool'",

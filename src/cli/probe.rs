@@ -14,7 +14,7 @@ pub async fn probe(inventory: PathBuf, format: ProbeFormat) -> Result<i32> {
     let mut fleet = cutover::drivers::Fleet::new(inv.clone())?;
     fleet.passphrase = Some(runtime::tty_passphrase_prompt());
     runtime::unlock_keys(&fleet).await?;
-    let obs = cutover::drivers::full_probe(&fleet, true)
+    let obs = cutover::drivers::probe::full_probe(&fleet, true)
         .await
         .map_err(|e| anyhow!("{} — {}", e.msg, e.next))?;
     let unreachable: Vec<String> = inv

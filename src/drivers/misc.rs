@@ -17,7 +17,7 @@ impl Fleet {
                 until_up: Some(node),
             } => {
                 let deadline =
-                    Instant::now() + Duration::from_secs(crate::engine::plan::UNTIL_UP_SECS);
+                    Instant::now() + Duration::from_secs(crate::engine::action::UNTIL_UP_SECS);
                 loop {
                     let done = self.probe(nodes, *lb, tokens).await?;
                     let up = done.observed.lb.as_ref().is_some_and(|rows| {

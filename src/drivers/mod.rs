@@ -5,16 +5,9 @@ pub mod keys;
 pub mod keystone;
 pub mod lb;
 mod misc;
-mod probe;
-mod reach;
+pub mod probe;
+pub mod reach;
 pub mod service;
-
-// The paths these modules had before the drivers were split by family.
-pub use keystone::conf as keystone_conf;
-pub use lb::{guard, haproxy};
-pub use probe::full_probe;
-pub use reach::reach_failure;
-pub use service::log as service_log;
 
 use crate::engine::action::ActionSpec;
 use crate::engine::events::{Failure, Outcome};
@@ -127,7 +120,7 @@ pub struct Fleet {
     limit: Arc<Semaphore>,
     pub passphrase: Option<crate::transport::ssh::PassphrasePrompt>,
     /// What the pool guard watches (see `guard`).
-    pub guard: guard::GuardShared,
+    pub guard: lb::guard::GuardShared,
 }
 
 impl Fleet {

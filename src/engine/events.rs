@@ -1,7 +1,8 @@
 //! Events (what happened; appended to the journal) and commands (what is asked of the engine).
 
+use super::action::ActionSpec;
 use super::facts::Observation;
-use super::plan::{ActionSpec, Op};
+use super::plan::Op;
 use super::who::Who;
 use crate::inventory::Inventory;
 pub use crate::runbook::HardStopKey;

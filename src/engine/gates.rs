@@ -4,8 +4,8 @@
 use super::action::Misc;
 use super::facts::*;
 // Where they were before they moved to the facts they format.
-pub use super::facts::{humanize, short_fp};
-use super::plan::ActionSpec;
+use super::action::ActionSpec;
+use super::facts::{humanize, short_fp};
 use crate::inventory::Inventory;
 use crate::provider::Provider;
 use crate::runbook::Gate;

@@ -6,7 +6,7 @@
 //! provider flip and restart, `keys-everywhere` before every flip to JWS, `fernet-keys-everywhere`
 //! before every flip to Fernet, `validated-before-readd` and `mixed-pool` before every re-add.
 
-pub use super::action::{ActionSpec, PlanError, UNTIL_UP_SECS};
+use super::action::{ActionSpec, PlanError};
 
 use super::action::{self, Cx, Piece, PoolMove};
 use crate::inventory::Inventory;

@@ -1,7 +1,8 @@
 //! Plain-text and Markdown views of a plan and of a probe, for `cutover plan` and `cutover probe`.
 
+use super::action::ActionSpec;
 use super::facts::{Observation, ReloadVerdict};
-use super::plan::{ActionSpec, Op, OpKind};
+use super::plan::{Op, OpKind};
 use crate::inventory::Inventory;
 use crate::runbook::{Runbook, one_line};
 use std::collections::BTreeMap;

@@ -21,7 +21,7 @@ impl Session {
                 self.0.abort();
             }
         }
-        let _guard = Abort(crate::drivers::guard::spawn(
+        let _guard = Abort(crate::drivers::lb::guard::spawn(
             self.fleet.clone(),
             self.state.guard_mode(),
             self.breach_tx.clone(),

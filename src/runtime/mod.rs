@@ -393,7 +393,7 @@ impl Session {
             self.signals = Some(Signals::watch()?);
         }
         let fleet = self.fleet.clone();
-        let probe = crate::drivers::full_probe(&fleet, false);
+        let probe = crate::drivers::probe::full_probe(&fleet, false);
         let probed = match self.signals.as_mut() {
             Some(signals) => tokio::select! {
                 p = probe => Ok(p),

@@ -7,9 +7,9 @@
 //! not compile here until the fake knows what it does.
 
 use cutover::engine::Failure;
+use cutover::engine::action::ActionSpec;
 use cutover::engine::action::{Keys, Keystone, Lb, Misc, Service};
 use cutover::engine::facts::*;
-use cutover::engine::plan::ActionSpec;
 use cutover::inventory::Inventory;
 use cutover::runbook::HttpFrom;
 use std::collections::{BTreeMap, BTreeSet};

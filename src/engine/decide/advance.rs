@@ -2,10 +2,11 @@
 //! gates that must have passed right before a guarded action.
 
 use super::{Scratch, halt, raise_breach, start_effect, summary};
+use crate::engine::action::ActionSpec;
 use crate::engine::action::Misc;
 use crate::engine::events::*;
 use crate::engine::gates;
-use crate::engine::plan::{ActionSpec, OpKind};
+use crate::engine::plan::OpKind;
 use crate::engine::state::{RunStatus, State, StepStatus};
 use crate::runbook::{Gate, WaitCondition};
 

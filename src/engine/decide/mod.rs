@@ -1,9 +1,9 @@
 //! `decide`: every rule of a run. Given the state and a command, it returns the events to append
 //! and the effects to run. Pure: time and identity arrive as values, nothing here does I/O.
 
+use super::action::ActionSpec;
 use super::action::{Lb, Misc};
 use super::events::*;
-use super::plan::ActionSpec;
 use super::state::{RunStatus, State};
 use crate::provider::Provider;
 use chrono::{DateTime, Utc};

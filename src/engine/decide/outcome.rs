@@ -1,11 +1,12 @@
 //! An effect's outcome: recorded, then judged (a failure halts, a probe's gate is evaluated).
 
 use super::{Scratch, halt, raise_breach, start_effect};
+use crate::engine::action::ActionSpec;
 use crate::engine::action::Lb;
 use crate::engine::events::*;
 use crate::engine::facts::Observation;
 use crate::engine::gates::{self, Verdict};
-use crate::engine::plan::{ActionSpec, OpKind};
+use crate::engine::plan::OpKind;
 use crate::engine::state::RunStatus;
 use crate::inventory::GuardMode;
 use crate::provider::Provider;

@@ -1,9 +1,9 @@
 //! The footer: the keys that work now, from the keymap, fitted to the width.
 
 use super::{View, clip, span};
+use crate::glyphs::width;
 use crate::tui::app::Overlay;
 use crate::tui::keymap;
-use crate::tui::text::width;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 

@@ -1,7 +1,7 @@
 //! The log pane: the lines around the selection (or the newest), each fitted to the width.
 
 use super::{View, span};
-use crate::engine::state::LogLevel;
+use crate::engine::narrate::LogLevel;
 use crate::tui::labels::short_action;
 use crate::tui::text::{hms, millis, pad, trunc, width};
 use ratatui::text::{Line, Span};

@@ -24,11 +24,12 @@
 //! CI runs 30 positions spread over the rolling step for each fault; `FAULT_SWEEP=full` runs every
 //! position (tests/fault-sweep.sh).
 
+mod support;
+use support::world::show_stat;
+
 use cutover::world::{self, WorldInfo, WorldSpec};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,27 +96,6 @@ impl Sample {
         self.conf.get(node).map(String::as_str) == Some(target)
             || self.running.get(node).and_then(|r| r.as_deref()) == Some(target)
     }
-}
-
-/// `show stat` over the admin socket, parsed by column name.
-fn show_stat(socket: &Path, backend: &str) -> Option<BTreeMap<String, String>> {
-    let mut s = UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"show stat\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name);
-    let (px, sv, st) = (col("pxname")?, col("svname")?, col("status")?);
-    let mut out = BTreeMap::new();
-    for line in lines {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() > st && f[px] == backend && f[sv] != "BACKEND" && f[sv] != "FRONTEND" {
-            out.insert(f[sv].to_string(), f[st].to_string());
-        }
-    }
-    Some(out)
 }
 
 fn conf_provider(path: &Path) -> String {

@@ -7,10 +7,9 @@ mod support;
 
 use cutover::meter::{self, Frontend, MeterConfig};
 use cutover::world::{WorldInfo, WorldNode};
-use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 use support::bin::{cutover, text};
-use support::world::{nodes_listen, serve};
+use support::world::{install_jws_keypair, nodes_listen, serve};
 
 const RATE: f64 = 10.0;
 const OLD_TOKENS: usize = 3;
@@ -36,24 +35,9 @@ fn world(tmp: &std::path::Path) -> (support::world::Served, WorldInfo) {
 /// Give every node its own JWS keypair and every node every public key (as a key distribution
 /// step does), so that any node validates any node's JWS tokens once it runs jws.
 fn distribute_jws_keys(info: &WorldInfo) {
-    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    let all: Vec<&WorldNode> = info.nodes.iter().collect();
     for node in &info.nodes {
-        let sk = p256::SecretKey::random(&mut rand::rngs::OsRng);
-        let private = node.jws_private_repo.join("private.pem");
-        std::fs::write(
-            &private,
-            sk.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
-        )
-        .unwrap();
-        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let public = sk.public_key().to_public_key_pem(LineEnding::LF).unwrap();
-        for other in &info.nodes {
-            std::fs::write(
-                other.jws_public_repo.join(format!("{}.pem", node.name)),
-                &public,
-            )
-            .unwrap();
-        }
+        install_jws_keypair(node, &all);
     }
 }
 

@@ -13,8 +13,6 @@
 //!   came back, where, and what to do next.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +24,7 @@ use cutover::world::WorldInfo;
 mod support;
 use support::bin::{BIN, Captured, cutover as cutover_in_crate, run_captured, text};
 use support::journal::records;
-use support::world::{Served, nodes_listen, serve};
+use support::world::{Served, nodes_listen, serve, show_stat};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
@@ -39,27 +37,6 @@ fn epoch_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-/// `show stat` over an instance's admin socket: server name → status, for `backend`.
-fn show_stat(socket: &Path, backend: &str) -> Option<BTreeMap<String, String>> {
-    let mut s = UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"show stat\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name);
-    let (px, sv, st) = (col("pxname")?, col("svname")?, col("status")?);
-    let mut out = BTreeMap::new();
-    for line in lines {
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() > st && f[px] == backend && f[sv] != "BACKEND" && f[sv] != "FRONTEND" {
-            out.insert(f[sv].to_string(), f[st].to_string());
-        }
-    }
-    Some(out)
 }
 
 /// One look at every instance: (instance, node) → status; complete (every instance read,

@@ -1,6 +1,8 @@
 //! The embedded demo world, exercised over real HTTP, a real UNIX socket and real files.
 //! Every wait polls against a deadline; nothing sleeps blindly.
 
+mod support;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cutover::inventory::{Inventory, KeyGen, Reach};
@@ -379,22 +381,7 @@ async fn keystone_fernet_then_jws() {
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
 
     // Flip node1 to jws with a keypair generated here (as cutover's native keygen would).
-    {
-        use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
-        let sk = p256::SecretKey::random(&mut rand::rngs::OsRng);
-        let private = n1.jws_private_repo.join("private.pem");
-        std::fs::write(
-            &private,
-            sk.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
-        )
-        .unwrap();
-        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(
-            n1.jws_public_repo.join("node1.pem"),
-            sk.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
-        )
-        .unwrap();
-    }
+    support::world::install_jws_keypair(n1, &[n1]);
     set_provider(n1, "jws");
     restart(n1).await;
     assert!(!n1.restart_request().exists(), "the stand-in acknowledged");
@@ -768,22 +755,7 @@ async fn a_shared_token_cache_validates_across_providers_until_flushed_or_expire
         "{conf}"
     );
     // node2 runs jws (keys of its own; its public repo does not know Fernet, of course).
-    {
-        use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
-        let sk = p256::SecretKey::random(&mut rand::rngs::OsRng);
-        let private = n2.jws_private_repo.join("private.pem");
-        std::fs::write(
-            &private,
-            sk.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
-        )
-        .unwrap();
-        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::write(
-            n2.jws_public_repo.join("node2.pem"),
-            sk.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
-        )
-        .unwrap();
-    }
+    support::world::install_jws_keypair(n2, &[n2]);
     set_provider(n2, "jws");
     let handle = world::start(&info).await.unwrap();
     wait_for(5, "both nodes up", || async {

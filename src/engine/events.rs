@@ -273,6 +273,34 @@ impl OpRef {
     }
 }
 
+#[cfg(test)]
+impl RunStarted {
+    /// The flagship on the three-node fixture inventory, as a new run would start it (its plan
+    /// not yet compiled): where the engine's unit tests begin.
+    pub(crate) fn flagship_fixture() -> RunStarted {
+        let source = std::fs::read_to_string("runbooks/fernet-to-jws.yaml").unwrap();
+        let rb = crate::runbook::Runbook::parse(&source, "fernet-to-jws.yaml").unwrap();
+        let inv =
+            crate::inventory::Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
+        RunStarted {
+            schema: SCHEMA,
+            run_id: "run-1".into(),
+            runbook_name: rb.name.clone(),
+            runbook_title: rb.title.clone(),
+            runbook_sha256: "x".into(),
+            runbook_source: source,
+            runbook_origin: "runbooks/fernet-to-jws.yaml".into(),
+            cluster: inv.cluster.clone(),
+            params: rb.resolve_params(&Default::default()).unwrap(),
+            inventory: inv,
+            who: super::who::Who::named("alice", "bastion1"),
+            plan: Vec::new(),
+            plan_sha256: String::new(),
+            compiled_by: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Intent {
     pub id: u64,

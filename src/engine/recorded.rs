@@ -226,29 +226,9 @@ fn value_difference(a: &Value, b: &Value, path: String) -> (String, String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::who::Who;
 
     fn flagship() -> RunStarted {
-        let source = std::fs::read_to_string("runbooks/fernet-to-jws.yaml").unwrap();
-        let rb = Runbook::parse(&source, "fernet-to-jws.yaml").unwrap();
-        let inv =
-            crate::inventory::Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
-        let rs = RunStarted {
-            schema: super::super::events::SCHEMA,
-            run_id: "run-1".into(),
-            runbook_name: rb.name.clone(),
-            runbook_title: rb.title.clone(),
-            runbook_sha256: "x".into(),
-            runbook_source: source,
-            runbook_origin: "runbooks/fernet-to-jws.yaml".into(),
-            cluster: inv.cluster.clone(),
-            params: rb.resolve_params(&Default::default()).unwrap(),
-            inventory: inv,
-            who: Who::named("alice", "bastion1"),
-            plan: Vec::new(),
-            plan_sha256: String::new(),
-            compiled_by: String::new(),
-        };
+        let rs = RunStarted::flagship_fixture();
         planned(rs).unwrap()
     }
 

@@ -1,7 +1,9 @@
 //! A demo world in a temp dir, served by its own `cutover world serve`, and what its stand-ins
 //! write under each node's `run/` (observed directly, not through cutover).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -133,4 +135,50 @@ pub fn nodes_listen(info: &WorldInfo) -> bool {
     info.nodes
         .iter()
         .all(|n| std::net::TcpStream::connect(("127.0.0.1", n.port)).is_ok())
+}
+
+/// `show stat` over an instance's admin socket, parsed by column name: server name → status, for
+/// `backend`. The tests' own observer of the load balancers, never cutover's code.
+pub fn show_stat(socket: &Path, backend: &str) -> Option<BTreeMap<String, String>> {
+    let mut s = UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"show stat\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (px, sv, st) = (col("pxname")?, col("svname")?, col("status")?);
+    let mut out = BTreeMap::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() > st && f[px] == backend && f[sv] != "BACKEND" && f[sv] != "FRONTEND" {
+            out.insert(f[sv].to_string(), f[st].to_string());
+        }
+    }
+    Some(out)
+}
+
+/// Give `node` a fresh ES256 keypair as cutover's native keygen would: `private.pem` (0600) in
+/// its private repository, and its public key as `NODE.pem` in the public repository of every
+/// node of `publish_to` (itself included only if listed).
+pub fn install_jws_keypair(node: &WorldNode, publish_to: &[&WorldNode]) {
+    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    use std::os::unix::fs::PermissionsExt as _;
+    let sk = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let private = node.jws_private_repo.join("private.pem");
+    std::fs::write(
+        &private,
+        sk.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let public = sk.public_key().to_public_key_pem(LineEnding::LF).unwrap();
+    for other in publish_to {
+        std::fs::write(
+            other.jws_public_repo.join(format!("{}.pem", node.name)),
+            &public,
+        )
+        .unwrap();
+    }
 }

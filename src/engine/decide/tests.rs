@@ -8,26 +8,7 @@ fn who() -> crate::engine::who::Who {
 /// A run of the flagship on the three-node fixture, its first effect (the preflight's)
 /// in flight.
 fn started() -> (State, Effect, DateTime<Utc>) {
-    let source = std::fs::read_to_string("runbooks/fernet-to-jws.yaml").unwrap();
-    let rb = crate::runbook::Runbook::parse(&source, "fernet-to-jws.yaml").unwrap();
-    let inv =
-        crate::inventory::Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
-    let rs = RunStarted {
-        schema: SCHEMA,
-        run_id: "run-1".into(),
-        runbook_name: rb.name.clone(),
-        runbook_title: rb.title.clone(),
-        runbook_sha256: "x".into(),
-        runbook_source: source,
-        runbook_origin: "runbooks/fernet-to-jws.yaml".into(),
-        cluster: inv.cluster.clone(),
-        params: rb.resolve_params(&Default::default()).unwrap(),
-        inventory: inv,
-        who: who(),
-        plan: Vec::new(),
-        plan_sha256: String::new(),
-        compiled_by: String::new(),
-    };
+    let rs = RunStarted::flagship_fixture();
     let now = Utc.with_ymd_and_hms(2026, 11, 29, 1, 0, 0).unwrap();
     let mut state = State::default();
     let d = decide(&state, Command::Start(Box::new(rs)), now).unwrap();

@@ -81,6 +81,8 @@ pub struct RunOpts {
     /// ssh-agent at SSH_AUTH_SOCK; neither: confirmations are recorded unsigned).
     #[arg(long, value_name = "FILE")]
     sign_key: Option<PathBuf>,
+    #[command(flatten)]
+    meter: run::MeterArgs,
 }
 
 #[derive(Subcommand)]
@@ -124,6 +126,8 @@ pub enum Cmd {
         /// Sign hard-stop confirmations with this SSH identity file (default: ssh-agent).
         #[arg(long, value_name = "FILE")]
         sign_key: Option<PathBuf>,
+        #[command(flatten)]
+        meter: run::MeterArgs,
     },
     /// Replay a journal in the UI, read-only.
     Replay {
@@ -457,7 +461,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             headless,
             answers,
             sign_key,
-        } => run::resume(journal, headless, answers, sign_key).await,
+            meter,
+        } => run::resume(journal, headless, answers, sign_key, meter.opts()).await,
         Cmd::Replay {
             journal,
             speed,

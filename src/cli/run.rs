@@ -14,6 +14,50 @@ use cutover::sanitize::for_terminal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// `--meter`, as given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MeterArg {
+    On,
+    Off,
+    Auto,
+}
+
+/// The client-impact meter's flags (run, demo, resume).
+#[derive(clap::Args, Clone, Debug)]
+pub struct MeterArgs {
+    /// The client-impact meter: synthetic clients issue and validate tokens through every load
+    /// balancer's frontend_url during the run. auto: on when every load balancer names a
+    /// frontend_url and credentials exist (clouds.yaml / OS_*), else off with a line saying why.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub meter: MeterArg,
+    /// The meter's requests per second per frontend (0.1 to 20).
+    #[arg(long, value_name = "N", default_value_t = cutover::meter::DEFAULT_RATE, value_parser = meter_rate)]
+    pub meter_rate: f64,
+}
+
+impl MeterArgs {
+    pub fn opts(&self) -> runtime::MeterOpts {
+        runtime::MeterOpts {
+            mode: match self.meter {
+                MeterArg::On => runtime::MeterMode::On,
+                MeterArg::Off => runtime::MeterMode::Off,
+                MeterArg::Auto => runtime::MeterMode::Auto,
+            },
+            rate: self.meter_rate,
+        }
+    }
+}
+
+fn meter_rate(s: &str) -> Result<f64, String> {
+    let (min, max) = (cutover::meter::MIN_RATE, cutover::meter::MAX_RATE);
+    match s.parse::<f64>() {
+        Ok(r) if (min..=max).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "`{s}` is not a rate from {min} to {max} requests per second per frontend"
+        )),
+    }
+}
+
 /// `cutover demo`.
 pub async fn demo(
     nodes: usize,
@@ -93,6 +137,7 @@ pub async fn resume(
     headless: bool,
     answers: Option<PathBuf>,
     sign_key: Option<PathBuf>,
+    meter: runtime::MeterOpts,
 ) -> Result<i32> {
     cutover::journal::trust::check_permissions(&journal).map_err(|e| anyhow!(e))?;
     let signer = signer_for(sign_key.as_deref())?;
@@ -108,6 +153,7 @@ pub async fn resume(
     need_terminal(headless)?;
     let (mut s, mut notes) = Session::resume(&journal, super::world::stand_ins).await?;
     s.signer = signer;
+    s.meter_opts = meter;
     if let Ok(read) = cutover::journal::read(&journal) {
         notes.extend(cutover::journal::trust::input_notes(&read.records, |o| {
             cutover::runbook::shipped_by_origin(o).map(|(_, text)| text)
@@ -154,6 +200,10 @@ async fn start_run(
     plan::compile(&loaded.runbook, &inv, &params).map_err(|e| invalid(e.to_string()))?;
     need_terminal(opts.headless)?;
     let answers = load_answers(opts.answers.as_deref(), &loaded.runbook, &inv.node_names())?;
+    // `--meter on` that cannot be honoured is refused before anything starts.
+    let meter = opts.meter.opts();
+    let _maybe_off =
+        runtime::plan_meter(&inv, &meter, &|k| std::env::var(k).ok()).map_err(invalid)?;
     // Read again for its hash: the text the inventory was loaded from a moment ago.
     let inventory_sha256 = std::fs::read(inventory_path)
         .map(|t| cutover::journal::trust::sha256_hex(&t))
@@ -170,6 +220,7 @@ async fn start_run(
     .await?;
     s.inventory_sha256 = inventory_sha256;
     s.signer = signer;
+    s.meter_opts = meter;
     if opts.journal.is_none() || opts.headless {
         eprintln!("journal: {}", journal.display());
     }

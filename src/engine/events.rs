@@ -107,6 +107,9 @@ pub enum Event {
     /// A node cutover took out of the pool was found back in it on some instance, between
     /// reads (the pool guard) or by a gate's read. Journaled after the guard reverted it.
     PoolBreach(Breach),
+    /// What the client-impact meter measured so far (the runtime journals one every 10 s, at
+    /// each phase change and when the meter stops): counts only, never a token.
+    ClientImpact(Box<super::impact::ClientImpact>),
 }
 
 /// Why a pause was asked for.
@@ -476,6 +479,7 @@ impl Event {
             Event::RunCompleted { .. } => "run_completed",
             Event::Note { .. } => "note",
             Event::PoolBreach(_) => "pool_breach",
+            Event::ClientImpact(_) => "client_impact",
         }
     }
 

@@ -14,6 +14,7 @@
 //! title, the intent an outcome answers, a confirmation's signer) comes in a [`Context`].
 
 use super::events::{Event, Failure, Intent, Outcome, PauseCause};
+use super::impact::{ClientImpact, ImpactReason};
 use crate::glyphs::Glyphs;
 use crate::sanitize::for_terminal;
 use serde::Serialize;
@@ -148,6 +149,7 @@ pub fn headless(e: &Event, cx: &Context, g: &Glyphs) -> String {
         Event::RunCompleted { summary } => format!("completed: {summary}"),
         Event::Note { message, .. } => format!("note: {message}"),
         Event::PoolBreach(b) => format!("POOL BREACH: {}", b.line()),
+        Event::ClientImpact(c) => client_impact(c),
     }
 }
 
@@ -301,6 +303,16 @@ pub fn log(e: &Event, cx: &Context) -> Vec<LogEntry> {
             b.line(),
             LogLevel::Stop,
         ),
+        // The meter line shows the running counts; the log keeps phase changes and the end.
+        Event::ClientImpact(c) if c.reason == ImpactReason::Periodic => Vec::new(),
+        Event::ClientImpact(c) => {
+            let level = if c.total.fresh_failures() > 0 {
+                LogLevel::Warn
+            } else {
+                LogLevel::Info
+            };
+            one(None, "client impact", client_impact(c), level)
+        }
     }
 }
 
@@ -453,7 +465,33 @@ pub fn journal(e: &Event, cx: &Context) -> String {
         Event::RunCompleted { summary } => with_detail("run completed", summary),
         Event::Note { message, .. } => message.clone(),
         Event::PoolBreach(b) => b.line(),
+        Event::ClientImpact(c) => client_impact(c),
     }
+}
+
+/// A client-impact summary in one short line: `client impact (flip-node2): 412 requests,
+/// 17 failed, 2 crossed, 3 old refused; mixed window 15`.
+pub fn client_impact(c: &ClientImpact) -> String {
+    let t = &c.total;
+    let mut s = format!(
+        "client impact ({}): {} requests, {} failed",
+        c.phase,
+        t.requests(),
+        t.fresh_failures()
+    );
+    if t.crossed() > 0 {
+        s.push_str(&format!(", {} crossed", t.crossed()));
+    }
+    if t.validate_old.failures() > 0 {
+        s.push_str(&format!(", {} old refused", t.validate_old.failures()));
+    }
+    if let Some(m) = c.mixed_failures {
+        s.push_str(&format!("; mixed window {m}"));
+    }
+    if c.reason == ImpactReason::Final {
+        s.push_str("; meter stopped");
+    }
+    s
 }
 
 /// The change report's detail for an event in its gates table or its final status: a gate's

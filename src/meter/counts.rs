@@ -31,10 +31,13 @@ pub enum Outcome {
     Error,
     /// No answer within the per-request timeout.
     Timeout,
+    /// 401 or 404 to a fresh token validated in a later phase than it was issued in: the change
+    /// between the two phases (a pool swap) refused it. Counted apart, not as a fresh failure.
+    Crossed,
 }
 
 impl Outcome {
-    /// Whether this outcome is a failure a client would see.
+    /// Whether this outcome is a failure a client would see (a crossed token is counted apart).
     pub fn failed(self) -> bool {
         matches!(self, Outcome::Refused | Outcome::Error | Outcome::Timeout)
     }
@@ -48,6 +51,9 @@ pub struct Counts {
     pub refused: u64,
     pub error: u64,
     pub timeout: u64,
+    /// Fresh tokens refused in a later phase than their issue's ([`Outcome::Crossed`]).
+    #[serde(default)]
+    pub crossed: u64,
 }
 
 impl Counts {
@@ -58,11 +64,24 @@ impl Counts {
             Outcome::Refused => self.refused += 1,
             Outcome::Error => self.error += 1,
             Outcome::Timeout => self.timeout += 1,
+            Outcome::Crossed => self.crossed += 1,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.issued + self.validated + self.refused + self.error + self.timeout
+        self.issued + self.validated + self.refused + self.error + self.timeout + self.crossed
+    }
+
+    /// These counts plus `o`'s.
+    pub fn plus(&self, o: &Counts) -> Counts {
+        Counts {
+            issued: self.issued + o.issued,
+            validated: self.validated + o.validated,
+            refused: self.refused + o.refused,
+            error: self.error + o.error,
+            timeout: self.timeout + o.timeout,
+            crossed: self.crossed + o.crossed,
+        }
     }
 
     pub fn failures(&self) -> u64 {
@@ -98,9 +117,24 @@ impl RequestCounts {
         self.issue.failures() + self.validate_new.failures()
     }
 
-    /// Every failure, old tokens' included.
+    /// Every failure, old tokens' included (crossed tokens are not failures: see
+    /// [`RequestCounts::crossed`]).
     pub fn failures(&self) -> u64 {
         self.fresh_failures() + self.validate_old.failures()
+    }
+
+    /// Fresh tokens refused in a later phase than their issue's.
+    pub fn crossed(&self) -> u64 {
+        self.validate_new.crossed
+    }
+
+    /// These counts plus `o`'s.
+    pub fn plus(&self, o: &RequestCounts) -> RequestCounts {
+        RequestCounts {
+            issue: self.issue.plus(&o.issue),
+            validate_new: self.validate_new.plus(&o.validate_new),
+            validate_old: self.validate_old.plus(&o.validate_old),
+        }
     }
 }
 
@@ -121,6 +155,9 @@ pub struct Second {
     pub fresh_failures: u64,
     /// Failed validations of old tokens.
     pub old_failures: u64,
+    /// Fresh tokens refused in a later phase than their issue's (not in `fresh_failures`).
+    #[serde(default)]
+    pub crossed: u64,
 }
 
 /// What the meter measured so far: counts only, never a token or a request. The lead journals
@@ -138,6 +175,10 @@ pub struct MeterSnapshot {
     pub phase: String,
     /// Old tokens held per frontend (issued as the meter started).
     pub old_tokens: BTreeMap<String, usize>,
+    /// Per frontend, when an old token was first refused there (milliseconds since the meter
+    /// started, by when the request was sent): "old tokens died".
+    #[serde(default)]
+    pub old_died_ms: BTreeMap<String, u64>,
     pub total: RequestCounts,
     pub frontends: BTreeMap<String, RequestCounts>,
     pub phases: BTreeMap<String, PhaseCounts>,
@@ -153,6 +194,7 @@ pub(super) struct Tally {
     pub(super) phases: BTreeMap<String, PhaseCounts>,
     pub(super) series: Vec<Second>,
     pub(super) old_tokens: BTreeMap<String, usize>,
+    pub(super) old_died_ms: BTreeMap<String, u64>,
 }
 
 /// The longest series kept (six hours of seconds); older seconds are dropped first.
@@ -199,7 +241,9 @@ impl Tally {
         };
         let s = &mut self.series[idx];
         s.requests += 1;
-        if o.failed() {
+        if o == Outcome::Crossed {
+            s.crossed += 1;
+        } else if o.failed() {
             match r {
                 Request::ValidateOld => s.old_failures += 1,
                 _ => s.fresh_failures += 1,
@@ -216,6 +260,7 @@ impl Tally {
             frontends: self.frontends.clone(),
             phases: self.phases.clone(),
             old_tokens: self.old_tokens.clone(),
+            old_died_ms: self.old_died_ms.clone(),
             series: self
                 .series
                 .iter()

@@ -34,6 +34,8 @@ pub const DEFAULT_RATE: f64 = 4.0;
 /// Bounds of the rate, requests per second per frontend.
 pub const MIN_RATE: f64 = 0.1;
 pub const MAX_RATE: f64 = 20.0;
+/// The synthetic clients' User-Agent (what a node's request log shows).
+pub const USER_AGENT: &str = concat!("cutover-meter/", env!("CARGO_PKG_VERSION"));
 /// Default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bounds of the per-request timeout.
@@ -119,11 +121,15 @@ impl Shared {
     }
 
     fn record(&self, frontend: &str, phase: &str, sent: Instant, r: Request, o: Outcome) {
-        let t = sent.duration_since(self.started).as_secs();
-        self.tally
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(frontend, phase, t, r, o);
+        let since = sent.duration_since(self.started);
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        tally.record(frontend, phase, since.as_secs(), r, o);
+        if r == Request::ValidateOld && o == Outcome::Refused {
+            tally
+                .old_died_ms
+                .entry(frontend.to_string())
+                .or_insert(since.as_millis() as u64);
+        }
     }
 }
 
@@ -237,6 +243,7 @@ pub fn start(config: MeterConfig) -> Result<MeterHandle, MeterError> {
 fn client(c: &AuthCredentials, timeout: Duration) -> Result<reqwest::Client, MeterError> {
     let mut b = reqwest::Client::builder()
         .no_proxy()
+        .user_agent(USER_AGENT)
         .connect_timeout(timeout)
         .timeout(timeout);
     if c.insecure {
@@ -282,14 +289,15 @@ impl Client {
         let mut old: Vec<Token> = Vec::new();
         let mut old_tries = 0;
         let mut old_next = 0usize;
-        let mut fresh: Option<Token> = None;
+        // The newest fresh token and the phase it was issued in.
+        let mut fresh: Option<(Token, String)> = None;
         let mut next = Next::Issue;
         loop {
             ticks.tick().await;
             // The first requests issue the old tokens (one try each).
             if old_tries < old_wanted {
                 old_tries += 1;
-                if let Some(t) = self.issue().await {
+                if let Some((t, _)) = self.issue().await {
                     old.push(t);
                     self.shared
                         .tally
@@ -312,8 +320,9 @@ impl Client {
                     }
                 }
                 Next::ValidateNew => {
-                    if let Some(t) = &fresh {
-                        self.validate(t, Request::ValidateNew).await;
+                    if let Some((t, issued_in)) = &fresh {
+                        self.validate(t, Request::ValidateNew, Some(issued_in))
+                            .await;
                     }
                     if old.is_empty() {
                         Next::Issue
@@ -324,15 +333,16 @@ impl Client {
                 Next::ValidateOld => {
                     let t = &old[old_next % old.len()];
                     old_next = old_next.wrapping_add(1);
-                    self.validate(t, Request::ValidateOld).await;
+                    self.validate(t, Request::ValidateOld, None).await;
                     Next::Issue
                 }
             };
         }
     }
 
-    /// POST /v3/auth/tokens through the frontend; the token when it was issued.
-    async fn issue(&self) -> Option<Token> {
+    /// POST /v3/auth/tokens through the frontend; the token when it was issued, with the phase
+    /// it was issued in.
+    async fn issue(&self) -> Option<(Token, String)> {
         let phase = self.shared.phase();
         let sent = Instant::now();
         let resp = self
@@ -360,11 +370,13 @@ impl Client {
         };
         self.shared
             .record(&self.name, &phase, sent, Request::Issue, outcome);
-        token
+        token.map(|t| (t, phase))
     }
 
-    /// GET /v3/auth/tokens of `token`, presented as its own X-Auth-Token.
-    async fn validate(&self, token: &Token, kind: Request) {
+    /// GET /v3/auth/tokens of `token`, presented as its own X-Auth-Token. A fresh token
+    /// (`issued_in` its issue's phase) refused in another phase than that is counted
+    /// [`Outcome::Crossed`].
+    async fn validate(&self, token: &Token, kind: Request, issued_in: Option<&String>) {
         let phase = self.shared.phase();
         let sent = Instant::now();
         let resp = self
@@ -382,6 +394,10 @@ impl Client {
             },
             Ok(r) => status_outcome(r).await,
             Err(e) => transport_outcome(&e),
+        };
+        let outcome = match (outcome, issued_in) {
+            (Outcome::Refused, Some(p)) if *p != phase => Outcome::Crossed,
+            (o, _) => o,
         };
         self.shared.record(&self.name, &phase, sent, kind, outcome);
     }

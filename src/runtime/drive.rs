@@ -4,13 +4,23 @@
 use super::signals::{Signals, Stop, detach_from_terminal, die_of, signal_name};
 use super::{CommandError, Control, Request, RunEnd, Session};
 use crate::engine::events::Command;
+use crate::engine::impact::ImpactReason;
 use crate::engine::state::RunStatus;
 use crate::sanitize::for_terminal;
 use anyhow::{Result, anyhow};
 
 impl Session {
-    /// Drive the run until it completes, pauses, halts, or the operator quits.
+    /// Drive the run until it completes, pauses, halts, or the operator quits. The
+    /// client-impact meter runs as long as this does and stops with it, whatever ends it.
     pub async fn drive(&mut self, control: &mut Control) -> Result<RunEnd> {
+        let end = self.drive_run(control).await;
+        let stopped = self.stop_meter();
+        let end = end?;
+        stopped?;
+        Ok(end)
+    }
+
+    async fn drive_run(&mut self, control: &mut Control) -> Result<RunEnd> {
         if let Some(rs) = self.pending_start.take() {
             self.command(Command::Start(Box::new(rs)))?;
         }
@@ -44,9 +54,13 @@ impl Session {
                 _ => RunEnd::Paused,
             });
         }
+        self.start_meter()?;
+        let every = super::meter::SUMMARY_EVERY;
+        let mut summary_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut hung_up = false;
         let mut interrupted = false;
         loop {
+            let metering = self.metering();
             // In-doubt intents are not running: they wait for a person.
             let in_flight = self.state.running() > 0;
             match (&self.state.status, &*control) {
@@ -127,6 +141,7 @@ impl Session {
                             self.command(Command::Completed(o))?;
                         }
                         Some(b) = self.breach_rx.recv() => self.command(Command::Breach(b))?,
+                        _ = summary_tick.tick(), if metering => self.meter_summary(ImpactReason::Periodic)?,
                         stop = stop => match stop {
                             Stop::HangUp if hung_up => {}
                             Stop::HangUp => {
@@ -165,6 +180,7 @@ impl Session {
                     tokio::select! {
                         Some(o) = self.outcomes_rx.recv() => self.command(Command::Completed(o))?,
                         Some(b) = self.breach_rx.recv() => self.command(Command::Breach(b))?,
+                        _ = summary_tick.tick(), if metering => self.meter_summary(ImpactReason::Periodic)?,
                         // Once quitting (or the UI is gone), only outcomes are awaited.
                         req = rx.recv(), if !quitting => {
                             let who = self.who.clone();

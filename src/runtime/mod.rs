@@ -19,12 +19,14 @@ mod drive;
 mod error;
 pub mod fleet_lock;
 mod fold;
+mod meter;
 mod print;
 mod prompt;
 mod signals;
 
 pub use error::{CommandError, JournalFailed};
-pub use fold::{events_of, fold};
+pub use fold::{event_of, events_of, fold, is_event_kind};
+pub use meter::{MeterMode, MeterOpts, plan as plan_meter};
 pub use print::{event_text, print_event};
 pub use prompt::{close_prompts, passphrase_failures, tty_passphrase_prompt, unlock_keys};
 pub use signals::detach_from_terminal;
@@ -124,6 +126,10 @@ pub struct Session {
     stopped_before_resume: bool,
     /// What runs beside the session (the demo world's stand-ins), dropped with it.
     _stand_ins: Option<KeepAlive>,
+    /// The client-impact meter's options (`--meter`, `--meter-rate`).
+    pub meter_opts: MeterOpts,
+    /// The client-impact meter while the session drives the run.
+    meter: Option<meter::RunMeter>,
 }
 
 /// Something a session keeps alive as long as it runs (the demo world's stand-ins).
@@ -169,6 +175,8 @@ impl Session {
             signals: None,
             stopped_before_resume: false,
             _stand_ins: stand_ins,
+            meter_opts: MeterOpts::default(),
+            meter: None,
         }
     }
 
@@ -380,6 +388,8 @@ impl Session {
                 let _ = tx.send(o);
             });
         }
+        // A new phase (step, mixed pool): the meter's summary of the one that ended.
+        self.meter_follow()?;
         Ok(())
     }
 

@@ -495,7 +495,11 @@ impl State {
                 n.breaches += 1;
                 n.last_breach = Some(b.clone());
             }
+            Event::ClientImpact(c) => self.impact.apply(c, time),
         }
+        // The mixed windows, as the pool changes (for client impact).
+        let mixed = self.pool_mixed();
+        self.impact.track_mixed(mixed, time);
         for line in said {
             self.push_log(time, line);
         }

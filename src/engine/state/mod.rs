@@ -90,6 +90,8 @@ pub struct State {
     pub guarded: BTreeSet<String>,
     /// Breaches no person has confirmed yet: nothing proceeds while one is open.
     pub open_breaches: Vec<Breach>,
+    /// What the client-impact meter measured (`client_impact`), and the mixed windows.
+    pub impact: crate::engine::impact::ImpactView,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -32,6 +32,25 @@ pub enum NotNow {
 }
 
 impl State {
+    /// Whether the pool is mixed now: pooled nodes disagree on the provider they run (what a
+    /// client crossing nodes sees as refused tokens).
+    pub fn pool_mixed(&self) -> bool {
+        matches!(self.pool(), super::PoolView::Mixed(_))
+    }
+
+    /// The meter's phase label now: `mixed` while the pool is mixed, else the current step's
+    /// id (`start` before the first, `end` after the last).
+    pub fn meter_phase(&self) -> String {
+        if self.pool_mixed() {
+            return "mixed".into();
+        }
+        match self.current_op() {
+            Some(op) => op.step.clone(),
+            None if self.plan.is_empty() => "start".into(),
+            None => "end".into(),
+        }
+    }
+
     /// Actions running now: in flight and not in doubt (an in-doubt intent is only a record that
     /// the last run stopped mid-action; nothing runs it until the operator decides).
     pub fn running(&self) -> usize {

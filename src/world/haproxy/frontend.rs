@@ -168,6 +168,12 @@ async fn forward(
             }
         },
     };
+    // As `http-request add-header Via "1.1 <name>"` would: the node's request log tells a
+    // proxied request from one sent to it directly.
+    let mut req = req;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("1.1 {}", lb.info.name)) {
+        req.headers_mut().append(hyper::header::VIA, v);
+    }
     let resp = match tokio::time::timeout(SERVER_TIMEOUT, send(server, req)).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(_)) => haproxy_error(

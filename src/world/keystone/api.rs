@@ -42,10 +42,28 @@ pub(super) fn router(app: Arc<NodeApp>) -> Router {
 }
 
 /// Log method, path and status of every request (health checks excepted: a real deployment
-/// filters them too, or they drown the start-up lines an operator needs after a failed restart).
+/// filters them too, or they drown the start-up lines an operator needs after a failed restart),
+/// with the load balancer it came through (`via: lb1`, from its Via header) and the client's
+/// user agent, so that a test can tell requests through a frontend from direct ones.
 async fn log_request(State(app): AppState, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let (via, agent) = {
+        let headers = req.headers();
+        let text = |name: header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| crate::sanitize::for_terminal(v).replace('"', " "))
+        };
+        let via = text(header::VIA)
+            .map(|v| format!(" via: {}", v.rsplit(' ').next().unwrap_or_default()))
+            .unwrap_or_default();
+        let agent = text(header::USER_AGENT)
+            .map(|a| format!(" agent: \"{a}\""))
+            .unwrap_or_default();
+        (via, agent)
+    };
     let is_check = req
         .headers()
         .get(header::USER_AGENT)
@@ -57,7 +75,7 @@ async fn log_request(State(app): AppState, req: Request, next: Next) -> Response
             "INFO",
             "keystone.server.flask.request_processing",
             &format!(
-                "127.0.0.1 \"{method} {path}\" status: {}",
+                "127.0.0.1 \"{method} {path}\" status: {}{via}{agent}",
                 resp.status().as_u16()
             ),
         );

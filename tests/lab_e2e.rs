@@ -1226,4 +1226,220 @@ mod lab {
         lab.assert_fleet("jws");
         lab.journal_verify(&j);
     }
+
+    /// `LAB_MEMCACHED=1`: every node's keystone.conf names the one shared memcached, so a token
+    /// issued at a JWS node validates at a Fernet node out of the cache (KEYSTONE-NOTES.md, "A
+    /// shared token cache changes the mixed window") until `lab.sh flush-cache` empties it; `down`
+    /// stops memcached. Checked with curl and a TCP connect, no cutover.
+    #[test]
+    fn shared_memcached_carries_tokens_across_providers_until_flushed() {
+        let serial = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        require_install();
+        assert!(
+            Path::new("/usr/bin/memcached").exists(),
+            "LAB NOT INSTALLED: no /usr/bin/memcached. Run `sudo tests/lab/install.sh`"
+        );
+        let lab = Lab {
+            dir: PathBuf::from("/tmp/cutover-lab-e2e-memcached"),
+            base: 18400,
+            lbs: 1,
+            _serial: serial,
+        };
+        let start = Instant::now();
+        let out = output_within(
+            Command::new(repo().join("tests/lab/lab.sh"))
+                .arg("up")
+                .env("LAB_DIR", &lab.dir)
+                .env("LAB_NODES", NODES.to_string())
+                .env("LAB_BASE_PORT", lab.base.to_string())
+                .env("LAB_LBS", "1")
+                .env("LAB_VENV", venv())
+                .env("LAB_MEMCACHED", "1"),
+            Duration::from_secs(300),
+        );
+        assert!(out.status.success(), "lab.sh up failed:\n{}", text(&out));
+        eprintln!("lab memcached up in {:.1}s", start.elapsed().as_secs_f64());
+        let mc_port = lab.base + 99;
+        let memcached = format!("127.0.0.1:{mc_port}");
+        for i in 1..=NODES {
+            let conf = std::fs::read_to_string(lab.conf(i)).unwrap();
+            let cache = conf.split("\n[cache]\n").nth(1).unwrap_or_else(|| {
+                panic!("node{i}'s keystone.conf has no [cache] section:\n{conf}")
+            });
+            for line in [
+                "enabled = true",
+                "backend = oslo_cache.memcache_pool",
+                &format!("memcache_servers = {memcached}"),
+            ] {
+                assert!(
+                    cache.lines().any(|l| l.trim() == line),
+                    "node{i} [cache]: no {line:?}:\n{conf}"
+                );
+            }
+            assert!(
+                !conf.contains("cache_time"),
+                "node{i}: [token] defaults kept:\n{conf}"
+            );
+        }
+        let mc_answers = || std::net::TcpStream::connect(&memcached).is_ok();
+        assert!(mc_answers(), "nothing listens on {memcached}");
+
+        // node1 to jws by hand, as an operator would without cutover: a keypair, private.pem
+        // into its private repository, provider = jws, restart, wait for /v3.
+        let scratch = lab.dir.join("jws-scratch");
+        std::fs::create_dir_all(&scratch).unwrap();
+        let conf1 = lab.conf(1);
+        let keygen = output_within(
+            Command::new(venv().join("bin/keystone-manage"))
+                .current_dir(&scratch)
+                .arg("--config-file")
+                .arg(&conf1)
+                .args(["create_jws_keypair", "--keystone-user", "keystone"])
+                .args(["--keystone-group", "keystone"]),
+            Duration::from_secs(60),
+        );
+        assert!(
+            keygen.status.success(),
+            "create_jws_keypair: {}",
+            text(&keygen)
+        );
+        let public = lab.dir.join("node1/etc/keystone/jws-keys/public/node1.pem");
+        for (from, to, mode) in [
+            (scratch.join("private.pem"), lab.private_pem(1), "0600"),
+            (scratch.join("public.pem"), public, "0644"),
+        ] {
+            let out = output_within(
+                Command::new("install")
+                    .args(["-m", mode, "-o", "keystone", "-g", "keystone"])
+                    .arg(&from)
+                    .arg(&to),
+                Duration::from_secs(10),
+            );
+            assert!(
+                out.status.success(),
+                "install {}: {}",
+                to.display(),
+                text(&out)
+            );
+        }
+        let conf = std::fs::read_to_string(&conf1).unwrap();
+        assert!(conf.contains("\nprovider = fernet\n"), "{conf}");
+        std::fs::write(
+            &conf1,
+            conf.replace("\nprovider = fernet\n", "\nprovider = jws\n"),
+        )
+        .unwrap();
+        let restart = output_within(
+            &mut Command::new(lab.dir.join("node1/restart.sh")),
+            Duration::from_secs(30),
+        );
+        assert!(restart.status.success(), "restart.sh: {}", text(&restart));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let jws = loop {
+            if let Some(t) = lab.issue(lab.node_port(1)).filter(|t| t.starts_with("eyJ")) {
+                break t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node1 issues no JWS token 120 s after its restart; see {}",
+                lab.dir.join("node1/keystone.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert_eq!(lab.provider_in_conf(2), "fernet");
+        // The validator's own token: a Fernet token node2 issued itself.
+        let admin = lab.issue(lab.node_port(2)).expect("node2 issued no token");
+        assert!(admin.starts_with("gAAAAA"), "node2 is not on fernet");
+        let validate_at_node2 = |subject: &str| -> u16 {
+            let out = output_within(
+                Command::new("curl")
+                    .args([
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                        "--max-time",
+                        "20",
+                    ])
+                    .arg("-H")
+                    .arg(format!("X-Auth-Token: {admin}"))
+                    .arg("-H")
+                    .arg(format!("X-Subject-Token: {subject}"))
+                    .arg(format!(
+                        "http://127.0.0.1:{}/v3/auth/tokens",
+                        lab.node_port(2)
+                    )),
+                Duration::from_secs(30),
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0)
+        };
+        // Cached on issue in the shared memcached: the Fernet node never asks its provider.
+        for n in 1..=3 {
+            assert_eq!(
+                validate_at_node2(&jws),
+                200,
+                "validation {n} at fernet node2 of a JWS token issued at node1, with the cache"
+            );
+        }
+        assert_eq!(
+            lab.validate(lab.node_port(3), &jws),
+            200,
+            "node3, own token"
+        );
+
+        let out = lab.lab_sh("flush-cache");
+        assert!(out.status.success(), "flush-cache: {}", text(&out));
+        assert_eq!(
+            validate_at_node2(&jws),
+            404,
+            "after flush-cache, fernet node2 must refuse the JWS token as subject"
+        );
+        assert_eq!(
+            lab.validate(lab.node_port(3), &jws),
+            401,
+            "after flush-cache, fernet node3 must refuse the JWS token as its own"
+        );
+        // node1 (jws) still validates it, and that re-caches it for the Fernet nodes.
+        assert_eq!(
+            lab.validate(lab.node_port(1), &jws),
+            200,
+            "node1, own token"
+        );
+        assert_eq!(
+            validate_at_node2(&jws),
+            200,
+            "re-cached by node1's validation"
+        );
+
+        // `reset` keeps the cache section and empties the cache.
+        let out = lab.lab_sh("reset");
+        assert!(out.status.success(), "reset: {}", text(&out));
+        assert!(
+            std::fs::read_to_string(&conf1)
+                .unwrap()
+                .contains(&format!("memcache_servers = {memcached}")),
+            "reset dropped the [cache] section"
+        );
+        assert_eq!(lab.provider_in_conf(1), "fernet");
+        assert_eq!(
+            validate_at_node2(&jws),
+            404,
+            "reset did not empty the cache"
+        );
+
+        let out = lab.lab_sh("down");
+        assert!(out.status.success(), "down: {}", text(&out));
+        let gone = Instant::now() + Duration::from_secs(10);
+        while mc_answers() {
+            assert!(
+                Instant::now() < gone,
+                "memcached still listens on {memcached} after down"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }

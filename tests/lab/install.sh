@@ -1,7 +1,9 @@
 #!/bin/bash
 # Install what the cutover lab needs (run as root; idempotent; quiet when everything is there):
-#   Debian packages: openssh-server openssh-client haproxy socat curl python3-venv
-#   a venv at LAB_VENV (default /opt/cutover-lab-venv) with keystone + python-openstackclient
+#   Debian packages: openssh-server openssh-client haproxy socat curl python3-venv memcached
+#   a venv at LAB_VENV (default /opt/cutover-lab-venv) with keystone + python-openstackclient,
+#   and python-memcached + pymemcache for Keystone's memcache backends (oslo_cache.memcache_pool
+#   imports `memcache`, dogpile.cache.pymemcache imports `pymemcache`; neither comes with keystone)
 #   the `keystone` system user and group, /run/sshd
 # No system daemon is started: a /usr/sbin/policy-rc.d that exits 101 is put in place for the
 # install if none exists (and removed again afterwards if this script created it).
@@ -23,6 +25,7 @@ have_cmd /usr/sbin/sshd || need+=(openssh-server)
 have_cmd /usr/sbin/haproxy || need+=(haproxy)
 have_cmd socat || need+=(socat)
 have_cmd curl || need+=(curl)
+have_cmd /usr/bin/memcached || need+=(memcached)
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -77,4 +80,11 @@ if ! "$LAB_VENV/bin/python" -c 'import keystone, openstackclient' >/dev/null 2>&
     "$py" -m venv "$LAB_VENV"
     "$LAB_VENV/bin/pip" install -q --disable-pip-version-check keystone python-openstackclient
     "$LAB_VENV/bin/python" -c 'import keystone, openstackclient'
+fi
+# The memcache backends' client libraries (LAB_MEMCACHED=1 labs); a venv made before they were
+# needed gets them added.
+if ! "$LAB_VENV/bin/python" -c 'import memcache, pymemcache' >/dev/null 2>&1; then
+    say "adding python-memcached and pymemcache to $LAB_VENV"
+    "$LAB_VENV/bin/pip" install -q --disable-pip-version-check python-memcached pymemcache
+    "$LAB_VENV/bin/python" -c 'import memcache, pymemcache'
 fi

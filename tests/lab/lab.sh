@@ -2,14 +2,17 @@
 # The cutover lab: real Keystone nodes (PyPI, one shared sqlite database), one real OpenSSH sshd
 # per node and real HAProxy instances in front, all on 127.0.0.1. Run as root.
 #
-#   tests/lab/lab.sh up|down|status|reload [K]|reset|check jws|fernet|manual-cutover
+#   tests/lab/lab.sh up|down|status|reload [K]|reset|check jws|fernet|manual-cutover|flush-cache
 #
 # Environment (defaults):
 #   LAB_DIR=/tmp/cutover-lab  LAB_NODES=3  LAB_BASE_PORT=15000  LAB_LBS=1
 #   LAB_VENV=/opt/cutover-lab-venv   (created by tests/lab/install.sh, or by `up` if missing)
+#   LAB_MEMCACHED=0   (1: one memcached shared by every node as Keystone's token cache, the way
+#                     kolla-ansible deploys it; read at `up` and kept in LAB_DIR/lab.env)
 #
 # Ports: node i (1-based) Keystone on LAB_BASE_PORT+i, its sshd on LAB_BASE_PORT+100+i;
-# HAProxy 1's frontend on LAB_BASE_PORT, HAProxy k>1 on LAB_BASE_PORT+50+k.
+# HAProxy 1's frontend on LAB_BASE_PORT, HAProxy k>1 on LAB_BASE_PORT+50+k; memcached (with
+# LAB_MEMCACHED=1) on LAB_BASE_PORT+99.
 #
 # `up` writes, in LAB_DIR: ssh_config, known_hosts, id_ed25519, clouds.yaml, inventory.yaml (a
 # cutover inventory), and per node nodeI/{etc/keystone/keystone.conf, restart.sh, keystone.log}.
@@ -20,6 +23,7 @@ LAB_NODES=${LAB_NODES:-3}
 LAB_BASE_PORT=${LAB_BASE_PORT:-15000}
 LAB_LBS=${LAB_LBS:-1}
 LAB_VENV=${LAB_VENV:-/opt/cutover-lab-venv}
+LAB_MEMCACHED=${LAB_MEMCACHED:-0}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { echo "lab: $*" >&2; }
@@ -39,6 +43,7 @@ setup_failed() {
 
 ks_port() { echo $((LAB_BASE_PORT + $1)); }
 ssh_port() { echo $((LAB_BASE_PORT + 100 + $1)); }
+mc_port() { echo $((LAB_BASE_PORT + 99)); }
 lb_port() { if [ "$1" = 1 ]; then echo "$LAB_BASE_PORT"; else echo $((LAB_BASE_PORT + 50 + $1)); fi; }
 
 # LAB_DIR is removed by `down`: refuse anything that does not look like a lab directory.
@@ -94,12 +99,18 @@ check_install() {
     command -v socat >/dev/null || missing+=(socat)
     command -v curl >/dev/null || missing+=(curl)
     getent passwd keystone >/dev/null || missing+=("keystone user")
+    if [ "$LAB_MEMCACHED" = 1 ]; then
+        [ -x /usr/bin/memcached ] || missing+=(memcached)
+    fi
     if [ ${#missing[@]} -gt 0 ]; then
         die "missing: ${missing[*]}. Run tests/lab/install.sh as root."
     fi
     if [ ! -x "$LAB_VENV/bin/keystone-manage" ]; then
         log "no Keystone venv at $LAB_VENV: running install.sh"
         LAB_VENV=$LAB_VENV "$HERE/install.sh"
+    fi
+    if [ "$LAB_MEMCACHED" = 1 ] && ! "$LAB_VENV/bin/python" -c 'import memcache' >/dev/null 2>&1; then
+        die "LAB_MEMCACHED=1: $LAB_VENV has no python-memcached (oslo_cache.memcache_pool needs it). Run tests/lab/install.sh as root."
     fi
     mkdir -p /run/sshd
 }
@@ -155,6 +166,51 @@ jws_public_key_repository = $1/etc/keystone/jws-keys/public
 [identity]
 password_hash_rounds = 4
 EOF
+    # LAB_MEMCACHED=1: Keystone's token cache in one memcached shared by every node, as
+    # kolla-ansible writes it ([token] keeps Keystone's defaults: caching and cache_on_issue on,
+    # the entries live [cache] expiration_time, 600 s).
+    if [ "$LAB_MEMCACHED" = 1 ]; then
+        cat <<EOF
+
+[cache]
+backend = oslo_cache.memcache_pool
+enabled = true
+memcache_servers = 127.0.0.1:$(mc_port)
+EOF
+    fi
+}
+
+# memcached_up: start the lab's memcached (LAB_MEMCACHED=1) on 127.0.0.1:mc_port, 64 MiB, its
+# pid in LAB_DIR/memcached.pid, and wait until it answers.
+memcached_up() {
+    local user=nobody
+    getent passwd memcache >/dev/null && user=memcache
+    ! sshd_ok "$(mc_port)" || die "port $(mc_port) on 127.0.0.1 (memcached) is already in use"
+    setsid /usr/bin/memcached -l 127.0.0.1 -p "$(mc_port)" -U 0 -m 64 -c 256 -u "$user" \
+        >>"$LAB_DIR/memcached.log" 2>&1 </dev/null &
+    echo $! >"$LAB_DIR/memcached.pid"
+    wait_for "memcached on 127.0.0.1:$(mc_port) (see $LAB_DIR/memcached.log)" 20 mc_answers
+}
+
+# mc_cmd CMD: one memcached text-protocol command; prints the reply.
+mc_cmd() {
+    printf '%s\r\nquit\r\n' "$1" | socat -t 2 stdio "TCP:127.0.0.1:$(mc_port)"
+}
+mc_answers() { mc_cmd version 2>/dev/null | grep -q '^VERSION'; }
+
+# flush-cache: empty the lab's shared memcached (`flush_all`), what a memcached restart or a
+# cache eviction does to Keystone's cached token validations.
+flush_cache() {
+    check_lab_dir
+    [ -e "$LAB_DIR/.cutover-lab" ] || die "no lab in $LAB_DIR"
+    # shellcheck disable=SC1091
+    . "$LAB_DIR/lab.env"
+    [ "$LAB_MEMCACHED" = 1 ] || die "this lab has no memcached (bring it up with LAB_MEMCACHED=1)"
+    local reply
+    reply=$(mc_cmd flush_all 2>&1 | tr -d '\r') || true
+    [ "$reply" = OK ] ||
+        die "memcached on 127.0.0.1:$(mc_port) did not flush (reply '$reply'); see $LAB_DIR/memcached.log"
+    log "flush-cache: memcached on 127.0.0.1:$(mc_port) emptied"
 }
 
 write_wsgi() {
@@ -327,6 +383,7 @@ up() {
         echo "LAB_BASE_PORT=$LAB_BASE_PORT"
         echo "LAB_LBS=$LAB_LBS"
         echo "LAB_VENV=$LAB_VENV"
+        echo "LAB_MEMCACHED=$LAB_MEMCACHED"
     } >"$LAB_DIR/lab.env"
     local km="$LAB_VENV/bin/keystone-manage"
     local pw
@@ -339,6 +396,11 @@ up() {
             ! sshd_ok "$p" || die "port $p on 127.0.0.1 is already in use"
         done
     done
+
+    if [ "$LAB_MEMCACHED" = 1 ]; then
+        log "starting the shared memcached on 127.0.0.1:$(mc_port)"
+        memcached_up
+    fi
 
     # One database and one set of Fernet/credential keys, set up once.
     log "setting up the shared database and keys"
@@ -465,7 +527,9 @@ EOF
     for k in $(seq "$LAB_LBS"); do
         wait_for "every server UP on haproxy-$k" 60 all_up "$k"
     done
-    log "up in $((SECONDS - t0))s: $LAB_NODES nodes, $LAB_LBS HAProxy; inventory $LAB_DIR/inventory.yaml"
+    local cache=""
+    [ "$LAB_MEMCACHED" = 1 ] && cache=", token cache in memcached 127.0.0.1:$(mc_port)"
+    log "up in $((SECONDS - t0))s: $LAB_NODES nodes, $LAB_LBS HAProxy$cache; inventory $LAB_DIR/inventory.yaml"
 }
 
 down() {
@@ -485,7 +549,7 @@ down() {
             kill "$child" 2>/dev/null || true
         done
     done
-    for f in "$LAB_DIR"/haproxy-*.pid "$LAB_DIR"/node*/keystone.pid "$LAB_DIR"/node*/sshd/sshd.pid; do
+    for f in "$LAB_DIR"/haproxy-*.pid "$LAB_DIR"/node*/keystone.pid "$LAB_DIR"/node*/sshd/sshd.pid "$LAB_DIR/memcached.pid"; do
         [ -e "$f" ] && kill_pidfile "$f"
     done
     rm -rf "$LAB_DIR"
@@ -511,6 +575,11 @@ status() {
             NR == 1 { for (c = 1; c <= NF; c++) { h = $c; sub(/^# */, "", h); col[h] = c }; print "  pxname,svname,scur,status"; next }
             NF > 1 { print "  " $col["pxname"] "," $col["svname"] "," $col["scur"] "," $col["status"] }'
     done
+    if [ "$LAB_MEMCACHED" = 1 ]; then
+        local items
+        items=$(mc_cmd stats 2>/dev/null | tr -d '\r' | awk '$2 == "curr_items" { print $3 }')
+        echo "memcached (127.0.0.1:$(mc_port)): ${items:-no answer} items"
+    fi
 }
 
 # reload [K]: what config management does: `haproxy -sf OLDPID` with the same configuration, on
@@ -690,8 +759,9 @@ check() {
 }
 
 # reset: the lab as `up` left it, without taking it down: every node's keystone.conf rewritten
-# (fernet), its JWS repositories emptied (staging and conf backups removed), every Keystone
-# restarted, every server set ready on every HAProxy; waits until every server is UP.
+# (fernet; the [cache] section kept when the lab has memcached), its JWS repositories emptied
+# (staging and conf backups removed), the shared memcached emptied, every Keystone restarted,
+# every server set ready on every HAProxy; waits until every server is UP.
 reset() {
     check_lab_dir
     [ -e "$LAB_DIR/.cutover-lab" ] || die "no lab in $LAB_DIR"
@@ -707,6 +777,9 @@ reset() {
         find "$d/etc/keystone/jws-keys/private" "$d/etc/keystone/jws-keys/public" -mindepth 1 -delete
         "$d/restart.sh"
     done
+    if [ "$LAB_MEMCACHED" = 1 ]; then
+        [ "$(mc_cmd flush_all 2>&1 | tr -d '\r')" = OK ] || die "the lab's memcached on 127.0.0.1:$(mc_port) did not flush"
+    fi
     for k in $(seq "$LAB_LBS"); do
         for i in $(seq "$LAB_NODES"); do
             echo "set server keystone_api/ks$i state ready" |
@@ -730,8 +803,9 @@ reload) reload "${2:-}" ;;
 reset) reset ;;
 check) check "${2:-}" ;;
 manual-cutover) manual_cutover ;;
+flush-cache) flush_cache ;;
 *)
-    echo "usage: $0 up|down|status|reload [K]|reset|check jws|fernet|manual-cutover   (env: LAB_DIR LAB_NODES LAB_BASE_PORT LAB_LBS LAB_VENV)" >&2
+    echo "usage: $0 up|down|status|reload [K]|reset|check jws|fernet|manual-cutover|flush-cache   (env: LAB_DIR LAB_NODES LAB_BASE_PORT LAB_LBS LAB_VENV LAB_MEMCACHED)" >&2
     exit 2
     ;;
 esac

@@ -244,3 +244,4 @@ pub async fn full_probe(fleet: &Fleet, tokens: bool) -> DResult<Observation> {
     let lb = !fleet.inv.load_balancers.is_empty();
     Ok(fleet.observe(&nodes, lb, &toks).await.0.observed)
 }
+        f.cache = Some(conf::cache_settings(&conf));

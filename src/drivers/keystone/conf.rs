@@ -1,6 +1,10 @@
 //! keystone.conf: reading the few options cutover needs and editing `[token] provider` in place,
 //! keeping comments, order and every other line. Pure text functions; I/O is the caller's.
 
+use crate::engine::facts::{
+    BackendKind, DEFAULT_MEMCACHE_SERVER, DEFAULT_REDIS_SERVER, TokenCacheFacts,
+};
+
 /// The options cutover reads, with Keystone 30's defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenSettings {
@@ -52,6 +56,50 @@ pub fn token_settings(text: &str) -> TokenSettings {
             .unwrap_or_else(|| "/etc/keystone/jws-keys/private".into()),
         jws_public_repo: get(text, "jwt_tokens", "jws_public_key_repository")
             .unwrap_or_else(|| "/etc/keystone/jws-keys/public".into()),
+    }
+}
+
+/// An oslo.config boolean (`true`/`1`/`on`/`yes`, `false`/`0`/`off`/`no`, any case); None for
+/// anything else (Keystone would refuse to start).
+fn boolean(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "on" | "yes" => Some(true),
+        "false" | "0" | "off" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// `[cache]` (enabled, backend, memcache_servers or redis_server, expiration_time) and
+/// `[token]` (caching, cache_on_issue, cache_time), with Keystone 30's defaults where absent or
+/// unreadable.
+pub fn cache_settings(text: &str) -> TokenCacheFacts {
+    let d = TokenCacheFacts::default();
+    let flag = |s: &str, k: &str, d: bool| get(text, s, k).and_then(|v| boolean(&v)).unwrap_or(d);
+    let num = |s: &str, k: &str| get(text, s, k).and_then(|v| v.trim().parse::<u64>().ok());
+    let list = |s: &str, k: &str, d: &str| {
+        let v = get(text, s, k).unwrap_or_else(|| d.to_string());
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let backend = get(text, "cache", "backend")
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or(d.backend);
+    let servers = match BackendKind::of(&backend) {
+        BackendKind::Memcache => list("cache", "memcache_servers", DEFAULT_MEMCACHE_SERVER),
+        BackendKind::Redis => list("cache", "redis_server", DEFAULT_REDIS_SERVER),
+        _ => vec![],
+    };
+    TokenCacheFacts {
+        enabled: flag("cache", "enabled", d.enabled),
+        backend,
+        servers,
+        expiration_time: num("cache", "expiration_time").unwrap_or(d.expiration_time),
+        token_caching: flag("token", "caching", d.token_caching),
+        cache_on_issue: flag("token", "cache_on_issue", d.cache_on_issue),
+        cache_time: num("token", "cache_time"),
     }
 }
 
@@ -135,6 +183,85 @@ mod tests {
         assert_eq!(
             get(&set_provider("[token]", "jws"), "token", "provider").as_deref(),
             Some("jws")
+        );
+    }
+
+    #[test]
+    fn cache_defaults_are_keystone_30s() {
+        let c = cache_settings(CONF);
+        assert_eq!(c, TokenCacheFacts::default());
+        assert!(!c.enabled);
+        assert_eq!(c.backend, "dogpile.cache.null");
+        assert!(c.servers.is_empty(), "the null backend has no server");
+        assert_eq!(c.expiration_time, 600);
+        assert!(c.token_caching && c.cache_on_issue);
+        assert_eq!(c.cache_time, None);
+        assert_eq!(cache_settings(""), TokenCacheFacts::default());
+    }
+
+    #[test]
+    fn cache_reads_each_option() {
+        let c = cache_settings(
+            "[cache]\nenabled = True\nbackend = dogpile.cache.pymemcache\n\
+             memcache_servers = 10.0.0.5:11211, 10.0.0.6:11211\nexpiration_time = 120\n\
+             [token]\ncaching = off\ncache_on_issue = 0\ncache_time = 45\n",
+        );
+        assert!(c.enabled);
+        assert_eq!(c.backend, "dogpile.cache.pymemcache");
+        assert_eq!(c.servers, vec!["10.0.0.5:11211", "10.0.0.6:11211"]);
+        assert_eq!(c.expiration_time, 120);
+        assert!(!c.token_caching);
+        assert!(!c.cache_on_issue);
+        assert_eq!(c.cache_time, Some(45));
+        assert_eq!(c.lifetime_secs(), 45);
+        assert!(!c.caches_tokens(), "both token options off");
+
+        // A memcache backend without memcache_servers talks to oslo.cache's default.
+        let c = cache_settings("[cache]\nenabled = yes\nbackend = dogpile.cache.memcached\n");
+        assert_eq!(c.servers, vec!["localhost:11211"]);
+        assert!(c.caches_tokens());
+        // Redis names its one server elsewhere.
+        let c = cache_settings(
+            "[cache]\nenabled = true\nbackend = dogpile.cache.redis\nredis_server = 10.0.0.9:6379\n",
+        );
+        assert_eq!(c.servers, vec!["10.0.0.9:6379"]);
+        // What Keystone would refuse to start with reads as the default, never as "on".
+        let c = cache_settings("[cache]\nenabled = maybe\nexpiration_time = soon\n");
+        assert!(!c.enabled);
+        assert_eq!(c.expiration_time, 600);
+        // Commented-out options and other sections do not count.
+        let c = cache_settings(
+            "[cache]\n#enabled = true\n[DEFAULT]\nenabled = true\n[token]\n# cache_time = 5\n",
+        );
+        assert!(!c.enabled);
+        assert_eq!(c.cache_time, None);
+    }
+
+    #[test]
+    fn cache_as_kolla_and_openstack_ansible_write_it() {
+        // kolla-ansible's keystone.conf: memcache_pool over every controller's memcached,
+        // [token] left at its defaults.
+        let kolla = "[DEFAULT]\ndebug = False\n\n[token]\nrevoke_by_id = False\nprovider = fernet\n\
+                     expiration = 86400\nallow_expired_window = 172800\n\n[cache]\n\
+                     backend = oslo_cache.memcache_pool\nenabled = True\n\
+                     memcache_servers = 192.168.1.11:11211,192.168.1.12:11211,192.168.1.13:11211\n";
+        let c = cache_settings(kolla);
+        assert!(c.caches_tokens());
+        assert_eq!(c.servers.len(), 3);
+        assert!(!c.servers_local());
+        assert_eq!(c.lifetime_secs(), 600);
+        assert_eq!(token_settings(kolla).provider, "fernet");
+        // OpenStack-Ansible's: [token] cache_time = 3600, its memcached containers.
+        let osa = "[cache]\nbackend = oslo_cache.memcache_pool\n\
+                   memcache_servers = 172.29.236.100:11211,172.29.236.101:11211\n\
+                   config_prefix = cache.keystone\ndistributed_lock = True\nenabled = true\n\n\
+                   [token]\nprovider = fernet\nexpiration = 43200\ncache_time = 3600\n";
+        let c = cache_settings(osa);
+        assert!(c.caches_tokens());
+        assert_eq!(c.lifetime_secs(), 3600);
+        assert_eq!(
+            c.cell(),
+            "memcache_pool 172.29.236.100:11211,172.29.236.101:11211, 1h"
         );
     }
 

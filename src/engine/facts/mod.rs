@@ -5,7 +5,9 @@ use crate::provider::Provider;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod cache;
 mod lb;
+pub use cache::*;
 pub use lb::*;
 
 /// A node's Keystone configuration and key material as read on the node.
@@ -36,6 +38,10 @@ pub struct NodeFacts {
     /// line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable: Option<Unreachable>,
+    /// `[cache]` and `[token]` caching options from keystone.conf (None: not read, as in
+    /// journals written before cutover read them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<TokenCacheFacts>,
 }
 
 impl NodeFacts {

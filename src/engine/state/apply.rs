@@ -61,7 +61,13 @@ impl State {
                 self.allow_expired_window = f.allow_expired_window;
             }
             let n = self.node_mut(name);
-            n.facts = Some(f.clone());
+            let mut f = f.clone();
+            // A read that did not reach keystone.conf (an unreachable node, a lean read) keeps
+            // what the last one read of the token cache's settings.
+            if f.cache.is_none() {
+                f.cache = n.facts.as_ref().and_then(|p| p.cache.clone());
+            }
+            n.facts = Some(f);
             n.facts_at = Some(time);
         }
         if let Some(servers) = &obs.lb {

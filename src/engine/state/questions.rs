@@ -3,6 +3,7 @@
 //! leaves, how many public keys a node holds.
 
 use super::{InFlight, NodeView, RunStatus, State};
+use crate::engine::facts::{FleetCache, NodeCache, host_of};
 use crate::provider::Provider;
 
 /// Why the run cannot pause or continue now.
@@ -164,6 +165,59 @@ mod tests {
                 id,
                 InFlight {
                     intent,
+/// The fleet's token cache: read from each node's keystone.conf by the probes.
+impl State {
+    /// Whether tokens are cached, in one store every node shares, for how long, and where the
+    /// nodes disagree (see [`FleetCache`]): from each node's last facts, and the host of its
+    /// keystone_url (a loopback memcached is shared only by nodes on one host).
+    pub fn token_cache(&self) -> FleetCache {
+        let hosts: std::collections::BTreeMap<&str, String> = self
+            .inventory()
+            .map(|inv| {
+                inv.nodes
+                    .iter()
+                    .map(|n| (n.name.as_str(), host_of(&n.keystone_url)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let nodes: Vec<NodeCache> = self
+            .node_order
+            .iter()
+            .map(|name| NodeCache {
+                name,
+                cache: self
+                    .nodes
+                    .get(name)
+                    .and_then(|n| n.facts.as_ref())
+                    .and_then(|f| f.cache.as_ref()),
+                host: hosts.get(name.as_str()).cloned().unwrap_or_default(),
+            })
+            .collect();
+        FleetCache::of(&nodes)
+    }
+
+    /// What the token cache means while the pool holds both providers (the mixed-pool hard
+    /// stop, the halves' swap): which tokens fail, from when, until when.
+    pub fn cache_explanation(&self) -> Vec<String> {
+        let old = self.old_provider();
+        let new = old.other();
+        self.token_cache().explanation(old.as_str(), new.as_str())
+    }
+
+    /// Until when old-provider tokens may still validate from a shared token cache: one cache
+    /// lifetime after the last flip (a node of the old provider may have cached them just
+    /// before it flipped). None unless the cache is shared and every node has flipped.
+    pub fn old_tokens_cached_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let last = self.last_flip_at?;
+        if !self.all_flipped() {
+            return None;
+        }
+        let cache = self.token_cache();
+        let secs = cache.lifetime_secs.filter(|_| cache.shared())?;
+        Some(last + chrono::Duration::seconds(secs as i64))
+    }
+}
+
                     started: Default::default(),
                 },
             );
@@ -230,3 +284,132 @@ mod tests {
         assert!(st.is_target("jws") && !st.is_target("fernet") && !st.is_target(""));
     }
 }
+
+    fn cached_node(servers: &str, life: u64) -> crate::engine::facts::NodeFacts {
+        crate::engine::facts::NodeFacts {
+            provider: Some("fernet".into()),
+            cache: Some(crate::engine::facts::TokenCacheFacts {
+                enabled: true,
+                backend: "oslo_cache.memcache_pool".into(),
+                servers: vec![servers.into()],
+                expiration_time: life,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn probed(facts: &[(&str, crate::engine::facts::NodeFacts)]) -> crate::engine::events::Event {
+        let mut observed = crate::engine::facts::Observation::default();
+        for (n, f) in facts {
+            observed.nodes.insert(n.to_string(), f.clone());
+        }
+        crate::engine::events::Event::Outcome(crate::engine::events::Outcome {
+            id: 1,
+            op: 0,
+            node: None,
+            ok: true,
+            summary: "probe".into(),
+            duration_ms: 1,
+            observed,
+            failure: None,
+        })
+    }
+
+    #[test]
+    fn the_fleet_cache_is_folded_from_the_probes() {
+        use crate::engine::events::{Event, RunStarted};
+        use crate::engine::facts::CacheVerdict;
+        let t = chrono::Utc::now();
+        let mut st = State::default();
+        st.apply(&Event::RunStarted(RunStarted::flagship_fixture()), t);
+        assert_eq!(st.token_cache().verdict, CacheVerdict::Unknown);
+        // The fixture's nodes are on 10.0.0.11-13: one memcached elsewhere is shared.
+        let shared = cached_node("10.0.0.5:11211", 600);
+        st.apply(
+            &probed(&[
+                ("ks1", shared.clone()),
+                ("ks2", shared.clone()),
+                ("ks3", shared.clone()),
+            ]),
+            t,
+        );
+        let c = st.token_cache();
+        assert_eq!(c.verdict, CacheVerdict::Shared, "{c:?}");
+        assert_eq!(c.lifetime_secs, Some(600));
+        let text = st.cache_explanation().join("\n");
+        assert!(
+            text.contains("fernet tokens stop validating within 10m after the last flip"),
+            "{text}"
+        );
+        assert!(text.contains("first jws node's re-add"), "{text}");
+
+        // An unreachable node keeps what was last read of its cache.
+        let unreachable = crate::engine::facts::NodeFacts {
+            error: Some("cannot reach ks2".into()),
+            ..Default::default()
+        };
+        st.apply(&probed(&[("ks2", unreachable)]), t);
+        assert_eq!(st.token_cache().verdict, CacheVerdict::Shared);
+
+        // Each node's own memcached on its own host: not shared.
+        let local = cached_node("127.0.0.1:11211", 600);
+        st.apply(
+            &probed(&[
+                ("ks1", local.clone()),
+                ("ks2", local.clone()),
+                ("ks3", local),
+            ]),
+            t,
+        );
+        let c = st.token_cache();
+        assert_eq!(c.verdict, CacheVerdict::NotShared, "{c:?}");
+        assert!(st.cache_explanation()[1].starts_with("Every validation"));
+
+        // Nodes that disagree are named.
+        st.apply(
+            &probed(&[(
+                "ks3",
+                crate::engine::facts::NodeFacts {
+                    cache: Some(Default::default()),
+                    ..Default::default()
+                },
+            )]),
+            t,
+        );
+        let c = st.token_cache();
+        assert_eq!(c.verdict, CacheVerdict::Mixed);
+        assert_eq!(
+            c.notes[0],
+            "nodes disagree: ks1, ks2 cache tokens, ks3 do not"
+        );
+    }
+
+    #[test]
+    fn old_tokens_live_one_cache_lifetime_past_the_last_flip_only_when_shared() {
+        let t = chrono::Utc::now();
+        let mut st = State {
+            target_provider: Some(Provider::Jws),
+            ..State::default()
+        };
+        let mut f = cached_node("10.0.0.5:11211", 600);
+        f.provider = Some("jws".into());
+        st.nodes.insert(
+            "ks1".into(),
+            NodeView {
+                name: "ks1".into(),
+                facts: Some(f.clone()),
+                ..Default::default()
+            },
+        );
+        st.node_order = vec!["ks1".into()];
+        assert_eq!(st.old_tokens_cached_until(), None, "no flip yet");
+        st.last_flip_at = Some(t);
+        assert_eq!(
+            st.old_tokens_cached_until(),
+            Some(t + chrono::Duration::seconds(600))
+        );
+        f.cache.as_mut().unwrap().enabled = false;
+        st.nodes.get_mut("ks1").unwrap().facts = Some(f);
+        assert_eq!(st.old_tokens_cached_until(), None, "no cache, no grace");
+    }

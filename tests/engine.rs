@@ -1173,3 +1173,201 @@ fn an_http_check_gates_each_node_s_re_add() {
         Some(&("http.check".to_string(), Some("ks2".to_string())))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// strategy: halves
+// ---------------------------------------------------------------------------------------------
+
+const HALVES: &[&str] = &["jws-payload-readable", "halves-swap"];
+
+fn halves() -> Run {
+    Run::start_with(run_started(&[("strategy", "halves")]))
+}
+
+#[test]
+fn halves_flip_a_swap_once_then_flip_b_without_a_mixed_pool() {
+    let mut r = halves();
+    r.run_until_stopped(HALVES);
+    assert_eq!(
+        r.state.status,
+        RunStatus::Completed,
+        "{:?}",
+        r.state.log.last()
+    );
+    assert!(r.fleet.conf.values().all(|p| p == "jws"));
+    // No mixed-pool hard stop: the pool never held both providers.
+    assert!(
+        !r.events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::HardStopRaised(h) if h.id == "mixed-pool"))
+    );
+    let seq = intents(&r);
+    let at = |action: &str, node: Option<&str>| {
+        seq.iter()
+            .position(|(a, n)| a == action && n.as_deref() == node)
+            .unwrap_or_else(|| panic!("no {action} {node:?} in {seq:?}"))
+    };
+    let swap = at("lb.swap", None);
+    assert_eq!(seq.iter().filter(|(a, _)| a == "lb.swap").count(), 1);
+    // Half A (ks1): drained, flipped, restarted and proven before the swap.
+    for a in [
+        "lb.drain",
+        "keystone.set_provider",
+        "service.restart",
+        "keystone.issue_token",
+    ] {
+        assert!(
+            at(a, Some("ks1")) < swap,
+            "{a} on ks1 after the swap: {seq:?}"
+        );
+    }
+    // Half B (ks2, ks3): never drained on its own; flipped, restarted and re-added after it.
+    for n in ["ks2", "ks3"] {
+        assert!(
+            !seq.contains(&("lb.drain".into(), Some(n.into()))),
+            "{seq:?}"
+        );
+        for a in ["keystone.set_provider", "service.restart", "lb.ready"] {
+            assert!(at(a, Some(n)) > swap, "{a} on {n} before the swap: {seq:?}");
+        }
+    }
+    // The swap is guarded by pool-capacity about half B and validated-before-swap, passed
+    // right before it, after the hard stop that explains it.
+    let plan = &r.state.plan;
+    let i = plan
+        .iter()
+        .position(|o| matches!(&o.kind, OpKind::Act { action, .. } if action == "lb.swap"))
+        .unwrap();
+    let before: Vec<(Gate, Option<String>)> = plan[..i]
+        .iter()
+        .rev()
+        .map_while(|o| match &o.kind {
+            OpKind::Gate { gate, .. } => Some((*gate, o.group.clone())),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        before.contains(&(Gate::PoolCapacity, Some("half-b".into()))),
+        "{before:?}"
+    );
+    assert!(
+        before.iter().any(|(g, _)| *g == Gate::ValidatedBeforeSwap),
+        "{before:?}"
+    );
+    assert!(
+        matches!(&plan[i - before.len() - 1].kind, OpKind::Confirm { id, .. } if id == "halves-swap")
+    );
+    // The guard held A until the swap's intent and B from its outcome on, with no gap.
+    let swap_id = r
+        .events
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::Intent(i) if i.action == "lb.swap" => Some(i.id),
+            _ => None,
+        })
+        .unwrap();
+    let upto = |pred: &dyn Fn(&Event) -> bool| {
+        let k = r.events.iter().position(|(_, e)| pred(e)).unwrap();
+        fold(&r.events[..k])
+    };
+    let before_intent = upto(&|e| matches!(e, Event::Intent(i) if i.id == swap_id));
+    assert_eq!(before_intent.guarded.iter().collect::<Vec<_>>(), ["ks1"]);
+    let after_intent = upto(&|e| matches!(e, Event::Outcome(o) if o.id == swap_id));
+    assert!(
+        after_intent.guarded.is_empty(),
+        "{:?}",
+        after_intent.guarded
+    );
+    let k = r
+        .events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::Outcome(o) if o.id == swap_id))
+        .unwrap();
+    let after = fold(&r.events[..=k]);
+    assert_eq!(after.guarded.iter().collect::<Vec<_>>(), ["ks2", "ks3"]);
+    // The swap's gap is in its outcome.
+    assert!(matches!(&r.events[k].1, Event::Outcome(o) if o.observed.swap_gap_ms.is_some()));
+}
+
+#[test]
+fn no_swap_while_a_node_of_half_a_is_not_proven() {
+    let mut r = halves();
+    r.run_to_gate(Gate::ValidatedBeforeSwap, None, HALVES);
+    // ks1 answers its direct token as fernet (its restart did not take the flip).
+    r.fleet.running.insert("ks1".into(), "fernet".into());
+    r.settle_one().unwrap();
+    match &r.state.status {
+        RunStatus::Halted { reason, next, .. } => {
+            assert!(
+                reason.contains("validated-before-swap") && reason.contains("ks1"),
+                "{reason}"
+            );
+            assert!(next.contains("half B keeps serving"), "{next}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!intents(&r).iter().any(|(a, _)| a == "lb.swap"));
+}
+
+#[test]
+fn draining_half_a_needs_half_b_to_carry_the_pool_alone() {
+    let mut r = halves();
+    r.run_to_gate(Gate::PoolCapacity, None, HALVES);
+    // ks2 and ks3 (half B) left the pool on haproxy-b meanwhile.
+    for n in ["ks2", "ks3"] {
+        r.fleet
+            .admin
+            .insert(("haproxy-b".into(), n.into()), AdminState::Maint);
+    }
+    let d = r.settle_one().unwrap();
+    assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
+    let hs = r.state.hard_stop.clone().unwrap();
+    assert_eq!(hs.id, "pool-capacity");
+    assert!(hs.title.contains("half A"), "{}", hs.title);
+    assert!(
+        hs.hazard.contains("haproxy-b") && hs.hazard.contains("ks2, ks3"),
+        "{}",
+        hs.hazard
+    );
+    assert!(
+        d.effects.is_empty(),
+        "nothing is drained before a person decides"
+    );
+}
+
+#[test]
+fn a_bad_split_is_a_plan_error_that_says_what_to_do() {
+    let src = std::fs::read_to_string("runbooks/fernet-to-jws.yaml").unwrap();
+    let rb = Runbook::parse(&src, "fernet-to-jws.yaml").unwrap();
+    let inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
+    let compile = |p: &[(&str, &str)]| {
+        let o: BTreeMap<String, String> = p
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        cutover::engine::plan::compile(&rb, &inv, &rb.resolve_params(&o).unwrap())
+    };
+    let e = compile(&[("strategy", "halves"), ("half_a", "ks1,ks2,ks3")])
+        .unwrap_err()
+        .0;
+    assert!(e.contains("half B would be empty"), "{e}");
+    let e = compile(&[("strategy", "halves"), ("half_a", "ks7")])
+        .unwrap_err()
+        .0;
+    assert!(e.contains("`ks7`") && e.contains("ks1, ks2, ks3"), "{e}");
+    let e = compile(&[("half_a", "ks1")]).unwrap_err().0;
+    assert!(e.contains("strategy=halves"), "{e}");
+    // A named split: A = ks2, ks3 drained together, B = ks1.
+    let ops = compile(&[("strategy", "halves"), ("half_a", "ks2,ks3")]).unwrap();
+    let drain: Vec<&str> = ops
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OpKind::Act { action, specs } if action == "lb.drain" => {
+                Some(specs.iter().filter_map(|s| s.node()).collect::<Vec<_>>())
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(drain, ["ks2", "ks3"]);
+}

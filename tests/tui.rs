@@ -42,11 +42,15 @@ struct Sim {
 
 impl Sim {
     fn start() -> Sim {
+        Sim::start_with(&BTreeMap::new())
+    }
+
+    fn start_with(overrides: &BTreeMap<String, String>) -> Sim {
         let loaded = Runbook::load("runbooks/fernet-to-jws.yaml".as_ref()).unwrap();
         let mut inv = Inventory::load("tests/fixtures/inventory-3.yaml".as_ref()).unwrap();
         // The closing note names the run's inventory file: one path on every machine.
         inv.loaded_from = Some("/etc/cutover/prod-east.yaml".into());
-        let params = loaded.runbook.resolve_params(&BTreeMap::new()).unwrap();
+        let params = loaded.runbook.resolve_params(overrides).unwrap();
         let rs = RunStarted {
             schema: SCHEMA,
             run_id: "20250314T0100Z-7f3a".into(),
@@ -1487,4 +1491,26 @@ fn halted_banner_at_80x24_keeps_next_with_a_long_reason() {
     ] {
         assert!(details.contains(want), "no `{want}` in\n{details}");
     }
+}
+
+/// strategy halves, stopped at the swap's hard stop: half A (ks1) flipped and out, half B
+/// (ks2, ks3) serving; the node table marks each node's half, the steps pane names them.
+#[test]
+fn snapshot_halves_swap_hard_stop() {
+    let params: BTreeMap<String, String> = [("strategy".to_string(), "halves".to_string())].into();
+    let mut s = Sim::start_with(&params);
+    s.confirm("jws-payload-readable");
+    s.until_stop("halves-swap");
+    assert_eq!(s.state.half_of("ks1"), Some("A"));
+    assert_eq!(s.state.half_of("ks3"), Some("B"));
+    snap_both!(
+        "halves_swap_hard_stop",
+        live(),
+        &s.state,
+        s.now + Duration::seconds(3)
+    );
+    // Behind the hard stop (Esc is not needed: the panes are drawn under it at 160x48), the
+    // rows say which half each node is in.
+    let text = shot(&mut live(), &s.state, s.now + Duration::seconds(3), 160, 48);
+    assert!(text.contains("Swap the pool"), "{text}");
 }

@@ -86,7 +86,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             until_up: None,
         }
         .into(),
-        Gate::MixedPool | Gate::AllTarget => Misc::Probe {
+        Gate::MixedPool | Gate::AllTarget | Gate::ValidatedBeforeSwap => Misc::Probe {
             nodes: all.clone(),
             lb,
             tokens: all,
@@ -587,6 +587,7 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 },
             }
         }
+        Gate::ValidatedBeforeSwap => super::halves::proven(obs, ctx),
         Gate::MixedPool => {
             let n = node.unwrap_or_default();
             // The node being re-added must still be out: back in already is a breach, not a

@@ -8,6 +8,7 @@ pub mod drift;
 pub mod events;
 pub mod facts;
 pub mod gates;
+pub mod halves;
 pub mod impact;
 pub mod narrate;
 pub mod plan;

@@ -9,6 +9,7 @@
 use super::action::{ActionSpec, PlanError};
 
 use super::action::{self, Cx, Piece, PoolMove};
+use super::halves;
 use crate::inventory::Inventory;
 use crate::runbook::{Gate, Item, Runbook, Scope, WaitCondition, template};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,10 @@ pub struct Op {
     pub step: String,
     /// The node this op is about (each-node steps), if any.
     pub node: Option<String>,
+    /// The group of nodes it is about (`half-a`, `half-b`: a halves step, or the gate about
+    /// the half a swap takes out), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub kind: OpKind,
 }
 
@@ -84,18 +89,47 @@ pub fn compile(
 ) -> Result<Vec<Op>, PlanError> {
     let nodes = inv.node_names();
     let mut ops: Vec<Op> = Vec::new();
+    // The halves, when an included step ranges over one (checked here: a bad split is a
+    // PlanError before anything runs).
+    let uses_halves = rb
+        .steps
+        .iter()
+        .any(|s| Runbook::included(s, params) && s.scope.group().is_some());
+    let split = if uses_halves {
+        Some(halves::halves(inv, params)?)
+    } else {
+        if params
+            .get(halves::HALF_A_PARAM)
+            .is_some_and(|v| !v.trim().is_empty())
+        {
+            return Err(PlanError(format!(
+                "{} is set, but no step of this plan ranges over the halves (it is used with strategy halves): add -p strategy=halves or drop -p {}",
+                halves::HALF_A_PARAM,
+                halves::HALF_A_PARAM
+            )));
+        }
+        None
+    };
     let render = |t: &str, node: Option<&str>| -> Result<String, PlanError> {
         let vars = node.map(|n| node_vars(inv, n));
         template::render_item(t, &rb.name, &rb.target_provider, params, vars.as_ref(), inv)
             .map_err(PlanError)
     };
 
-    for step in &rb.steps {
+    for step in rb.steps.iter().filter(|s| Runbook::included(s, params)) {
+        // The nodes of a half step.
+        let group_nodes: Option<Vec<String>> = match (step.scope, &split) {
+            (Scope::HalfA, Some((a, _))) => Some(a.clone()),
+            (Scope::HalfB, Some((_, b))) => Some(b.clone()),
+            _ => None,
+        };
+        let group = step.scope.group().map(str::to_string);
         // (node, item) pairs in execution order; node None = fleet-level.
         let mut seq: Vec<(Option<String>, &Item)> = Vec::new();
         match step.scope {
-            Scope::Once => seq.extend(step.items.iter().map(|i| (None, i))),
-            Scope::AllNodes => seq.extend(step.items.iter().map(|i| (None, i))),
+            Scope::Once | Scope::AllNodes | Scope::HalfA | Scope::HalfB => {
+                seq.extend(step.items.iter().map(|i| (None, i)))
+            }
             Scope::EachNode => {
                 for n in &nodes {
                     seq.extend(step.items.iter().map(|i| (Some(n.clone()), i)));
@@ -107,6 +141,7 @@ pub fn compile(
             let targets: Vec<String> = match (&node, step.scope) {
                 (Some(n), _) => vec![n.clone()],
                 (None, Scope::AllNodes) => nodes.clone(),
+                (None, Scope::HalfA | Scope::HalfB) => group_nodes.clone().unwrap_or_default(),
                 (None, _) => vec![],
             };
             let push = |ops: &mut Vec<Op>, kind: OpKind, node: Option<String>| {
@@ -115,13 +150,23 @@ pub fn compile(
                     index,
                     step: step.id.clone(),
                     node,
+                    group: group.clone(),
                     kind,
                 });
             };
             let Some(family) = item.family() else {
                 match item {
                     Item::Gate(g) => {
-                        if g.per_node() {
+                        if group.is_some() && halves::group_gate(*g) {
+                            push(
+                                &mut ops,
+                                OpKind::Gate {
+                                    gate: *g,
+                                    implicit: false,
+                                },
+                                None,
+                            );
+                        } else if g.per_node() {
                             if targets.is_empty() {
                                 return Err(PlanError(format!(
                                     "step `{}`: gate `{}` needs a node scope",
@@ -177,19 +222,32 @@ pub fn compile(
                 }
                 continue;
             };
+            let drained = match &group_nodes {
+                Some(g) => g
+                    .iter()
+                    .any(|n| drained_in_step(&ops, &step.id, &Some(n.clone()))),
+                None => drained_in_step(&ops, &step.id, &node),
+            };
+            let at = Place {
+                step: &step.id,
+                node: &node,
+                group: group.as_deref(),
+                targets: &targets,
+            };
             let cx = Cx {
                 step,
                 item,
-                drained_in_step: drained_in_step(&ops, &step.id, &node),
+                drained_in_step: drained,
                 node: node.clone(),
-                targets,
+                targets: targets.clone(),
                 nodes: nodes.clone(),
                 inv,
                 render: &render,
+                halves: split.clone(),
             };
             for piece in action::compile(family, &cx, item)? {
                 match piece {
-                    Piece::Guard(gate) => guard(&mut ops, &step.id, gate, &node),
+                    Piece::Guard(gate) => guard_at(&mut ops, &at, gate, None),
                     Piece::WaitUntil {
                         condition,
                         max_secs,
@@ -209,8 +267,10 @@ pub fn compile(
                                 required.push(g);
                             }
                         }
+                        // A swap takes half B out: its capacity gate is about half B.
+                        let about = specs.iter().find_map(|s| s.takes_out_group());
                         for g in required {
-                            guard(&mut ops, &step.id, g, &node);
+                            guard_at(&mut ops, &at, g, about);
                         }
                         push(
                             &mut ops,
@@ -229,10 +289,36 @@ pub fn compile(
     Ok(ops)
 }
 
+/// Where in the plan an item is compiled: its step, its node (each-node), its group and
+/// targets (a half step).
+struct Place<'a> {
+    step: &'a str,
+    node: &'a Option<String>,
+    group: Option<&'a str>,
+    targets: &'a [String],
+}
+
+/// The guards a gate needs at `at`: in a half step (or about the half `about` a swap takes
+/// out) a gate with a group form once about the group, another per-node gate once per node of
+/// the group; else as [`guard`].
+fn guard_at(ops: &mut Vec<Op>, at: &Place, gate: Gate, about: Option<&str>) {
+    let group = about.or(at.group);
+    match group {
+        Some(g) if halves::group_gate(gate) => guard(ops, at.step, gate, &None, Some(g)),
+        Some(g) if gate.per_node() && at.node.is_none() => {
+            for t in at.targets {
+                guard(ops, at.step, gate, &Some(t.clone()), Some(g));
+            }
+        }
+        _ => guard(ops, at.step, gate, at.node, at.group),
+    }
+}
+
 /// The guard a fleet-level or node-level gate needs (about `node` for a per-node gate, else
 /// the fleet), inserted unless the block of gates right before already holds it.
-fn guard(ops: &mut Vec<Op>, step: &str, gate: Gate, node: &Option<String>) {
+fn guard(ops: &mut Vec<Op>, step: &str, gate: Gate, node: &Option<String>, group: Option<&str>) {
     let node = if gate.per_node() { node.clone() } else { None };
+    let group = group.map(str::to_string);
     let already = ops
         .iter()
         .rev()
@@ -240,6 +326,7 @@ fn guard(ops: &mut Vec<Op>, step: &str, gate: Gate, node: &Option<String>) {
         .any(|o| {
             matches!(&o.kind, OpKind::Gate { gate: g, .. } if *g == gate)
                 && (o.node == node || !gate.per_node())
+                && o.group == group
         });
     if !already {
         let index = ops.len();
@@ -247,6 +334,7 @@ fn guard(ops: &mut Vec<Op>, step: &str, gate: Gate, node: &Option<String>) {
             index,
             step: step.to_string(),
             node,
+            group,
             kind: OpKind::Gate {
                 gate,
                 implicit: true,

@@ -64,7 +64,11 @@ fn plan_text(
         );
     }
     let mut n = 0;
-    for step in &rb.steps {
+    for step in rb
+        .steps
+        .iter()
+        .filter(|s| crate::runbook::Runbook::included(s, params))
+    {
         n += 1;
         let title = one_line(
             &crate::runbook::template::render(
@@ -86,6 +90,9 @@ fn plan_text(
             );
         } else {
             let _ = writeln!(o, "{n}. {title}  [{}; {}]", step.id, scope_name(step.scope));
+        }
+        if let Some(line) = half_line(step.scope, inv, params) {
+            let _ = writeln!(o, "{}{line}", if markdown { "" } else { "   " });
         }
         for op in ops.iter().filter(|op| op.step == step.id) {
             let node = op
@@ -236,6 +243,8 @@ fn scope_name(s: crate::runbook::Scope) -> &'static str {
         crate::runbook::Scope::Once => "once",
         crate::runbook::Scope::EachNode => "each-node",
         crate::runbook::Scope::AllNodes => "all-nodes",
+        crate::runbook::Scope::HalfA => "half-a",
+        crate::runbook::Scope::HalfB => "half-b",
     }
 }
 
@@ -276,4 +285,24 @@ mod tests {
             );
         }
     }
+}
+
+/// A half step's group and nodes, for the plan (`half A: node1, node2 (half B serves)`).
+fn half_line(
+    scope: crate::runbook::Scope,
+    inv: &Inventory,
+    params: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    let group = scope.group()?;
+    let (mine, others) = super::halves::group(group, inv, params)?;
+    let (me, other) = if group == super::halves::HALF_A {
+        ("A", "B")
+    } else {
+        ("B", "A")
+    };
+    Some(format!(
+        "half {me}: {} (half {other}: {} carries the pool meanwhile)",
+        mine.join(", "),
+        others.join(", ")
+    ))
 }

@@ -28,6 +28,9 @@ pub enum Gate {
     OutOfPool,
     /// A token issued directly at the node is of the target format and validates there.
     ValidatedBeforeReadd,
+    /// Every node of half A issued a token of the target provider directly and it validated
+    /// there (after its last restart): checked right before the halves swap.
+    ValidatedBeforeSwap,
     /// Re-adding the node would put two providers in the pool: a hard stop.
     MixedPool,
     /// The node is UP and ready on every load-balancer instance.
@@ -48,6 +51,7 @@ impl Gate {
             Gate::PoolCapacity => "pool-capacity",
             Gate::OutOfPool => "out-of-pool",
             Gate::ValidatedBeforeReadd => "validated-before-readd",
+            Gate::ValidatedBeforeSwap => "validated-before-swap",
             Gate::MixedPool => "mixed-pool",
             Gate::InPool => "in-pool",
             Gate::AllTarget => "all-target",

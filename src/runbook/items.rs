@@ -16,6 +16,8 @@ pub enum Item {
     LbDrain(LbDrain),
     #[serde(rename = "lb.ready")]
     LbReady(LbReady),
+    #[serde(rename = "lb.swap")]
+    LbSwap(LbSwap),
     #[serde(rename = "keystone.set_provider")]
     SetProvider(SetProvider),
     #[serde(rename = "keystone.create_jws_keypair")]
@@ -88,6 +90,19 @@ pub struct LbReady {
 
 fn default_ready() -> Duration {
     Duration::from_secs(30)
+}
+
+/// The halves swap: on every instance one write sets half A ready and half B drain; then B
+/// goes to maint once its sessions reach 0, and A must come UP (health-checked) everywhere.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LbSwap {
+    /// How long to wait for half B's sessions to reach 0 before forcing maintenance.
+    #[serde(default = "default_drain", with = "humantime_serde_compat")]
+    pub drain_timeout: Duration,
+    /// How long to wait for half A to come UP on every instance.
+    #[serde(default = "default_ready", with = "humantime_serde_compat")]
+    pub up_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -389,6 +404,7 @@ impl Item {
             Item::Probe(_) => "probe",
             Item::LbDrain(_) => "lb.drain",
             Item::LbReady(_) => "lb.ready",
+            Item::LbSwap(_) => "lb.swap",
             Item::SetProvider(_) => "keystone.set_provider",
             Item::CreateJwsKeypair(_) => "keystone.create_jws_keypair",
             Item::InstallJwsKeys(_) => "keystone.install_jws_keys",
@@ -414,7 +430,7 @@ impl Item {
     /// confirm, a note), which the plan places itself.
     pub fn family(&self) -> Option<Family> {
         Some(match self {
-            Item::LbDrain(_) | Item::LbReady(_) => Family::Lb,
+            Item::LbDrain(_) | Item::LbReady(_) | Item::LbSwap(_) => Family::Lb,
             Item::SetProvider(_)
             | Item::IssueToken(_)
             | Item::ValidateMatrix(_)

@@ -71,6 +71,33 @@ pub enum Scope {
     EachNode,
     /// Every item on all nodes at once, item by item.
     AllNodes,
+    /// Like all-nodes, over the nodes of half A of a halves split (the `half_a` parameter, else
+    /// the first half of the inventory): drained, flipped, restarted, validated together.
+    HalfA,
+    /// Like all-nodes, over the nodes of half B (every node not in half A).
+    HalfB,
+}
+
+impl Scope {
+    /// The group of nodes a half scope ranges over (`half-a`, `half-b`), None for the others.
+    pub fn group(&self) -> Option<&'static str> {
+        match self {
+            Scope::HalfA => Some("half-a"),
+            Scope::HalfB => Some("half-b"),
+            _ => None,
+        }
+    }
+
+    /// The scope as written in YAML.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scope::Once => "once",
+            Scope::EachNode => "each-node",
+            Scope::AllNodes => "all-nodes",
+            Scope::HalfA => "half-a",
+            Scope::HalfB => "half-b",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -83,6 +110,10 @@ pub struct Step {
     #[serde(default, deserialize_with = "strict::string")]
     pub description: String,
     pub scope: Scope,
+    /// The step is in the plan only when every named parameter has the value given
+    /// (`when: {strategy: halves}`); empty: always.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub when: BTreeMap<String, String>,
     /// Each item is a one-key map (`- lb.drain: {timeout: 60s}`).
     #[serde(rename = "do", with = "serde_yaml::with::singleton_map_recursive")]
     pub items: Vec<Item>,
@@ -136,6 +167,13 @@ impl Runbook {
         Ok(rb)
     }
 
+    /// Whether step `step` is in the plan for these parameters (its `when`).
+    pub fn included(step: &Step, params: &BTreeMap<String, String>) -> bool {
+        step.when
+            .iter()
+            .all(|(k, v)| params.get(k).is_some_and(|p| p == v))
+    }
+
     fn validate(&self, source: &str, origin: &str) -> Result<(), RunbookError> {
         let at = |needle: &str| position(source, origin, needle);
         if self
@@ -173,7 +211,49 @@ impl Runbook {
                     msg: format!("step id `{}` is used twice", step.id),
                 });
             }
+            for (param, value) in &step.when {
+                let Some(p) = self.params.get(param) else {
+                    return Err(RunbookError::Invalid {
+                        location: at(&format!("{param}:")),
+                        msg: format!(
+                            "step `{}`: `when` names `{param}`, which is no parameter of this runbook (it has: {}); declare it under `params:` or fix the name",
+                            step.id,
+                            self.params.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    });
+                };
+                if !p.choices.is_empty() && !p.choices.contains(value) {
+                    return Err(RunbookError::Invalid {
+                        location: at(&format!("{param}:")),
+                        msg: format!(
+                            "step `{}`: `when: {{{param}: {value}}}` can never hold: `{param}` is one of {}",
+                            step.id,
+                            p.choices.join(", ")
+                        ),
+                    });
+                }
+            }
             for item in &step.items {
+                if let Item::LbSwap(_) = item {
+                    let halves = [Scope::HalfA, Scope::HalfB]
+                        .iter()
+                        .all(|h| self.steps.iter().any(|s| s.scope == *h));
+                    if step.scope != Scope::Once || !halves {
+                        return Err(RunbookError::Invalid {
+                            location: at("lb.swap"),
+                            msg: format!(
+                                "lb.swap swaps half A and half B on every load balancer: it belongs in a once step (step `{}` is {}) of a runbook with a half-a and a half-b step{}",
+                                step.id,
+                                step.scope.name(),
+                                if halves {
+                                    ""
+                                } else {
+                                    " (this one has not both)"
+                                }
+                            ),
+                        });
+                    }
+                }
                 if let Item::Gate(g) = item
                     && g.per_node()
                     && step.scope == Scope::Once
@@ -449,6 +529,56 @@ mod tests {
         let e = Runbook::parse(&fixed, "t.yaml").unwrap_err().to_string();
         assert!(e.starts_with("t.yaml:17:21: "), "{e}");
         assert!(e.contains("`node.name`") && e.contains("each-node"), "{e}");
+    }
+
+    /// `when` and the half scopes are checked where they are written.
+    #[test]
+    fn when_and_half_scopes_are_checked_with_their_position() {
+        let src = |when: &str, scope: &str, item: &str| {
+            format!(
+                "name: t\ntitle: T\ntarget_provider: jws\nparams:\n  strategy: {{default: rolling, choices: [rolling, halves]}}\nsteps:\n  - id: a\n    title: A\n    scope: half-a\n    when: {{strategy: halves}}\n    do:\n      - lb.drain: {{}}\n  - id: b\n    title: B\n    scope: {scope}\n    when: {when}\n    do:\n      - {item}\n"
+            )
+        };
+        let ok = src("{strategy: halves}", "half-b", "lb.ready: {}");
+        let rb = Runbook::parse(&ok, "t.yaml").unwrap();
+        assert_eq!(rb.steps[1].scope, Scope::HalfB);
+        let halves: BTreeMap<String, String> =
+            [("strategy".to_string(), "halves".to_string())].into();
+        assert!(Runbook::included(&rb.steps[1], &halves));
+        assert!(!Runbook::included(&rb.steps[1], &BTreeMap::new()));
+        let e = Runbook::parse(&src("{strategy: halvez}", "half-b", "note: x"), "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.yaml:16:12: "), "{e}");
+        assert!(
+            e.contains("can never hold") && e.contains("rolling, halves"),
+            "{e}"
+        );
+        let e = Runbook::parse(&src("{stratgy: halves}", "half-b", "note: x"), "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.yaml:16:12: "), "{e}");
+        assert!(
+            e.contains("`stratgy`, which is no parameter") && e.contains("strategy"),
+            "{e}"
+        );
+        let e = Runbook::parse(&src("{strategy: halves}", "half-c", "note: x"), "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.yaml:15:"), "{e}");
+        assert!(e.contains("half-c") && e.contains("half-b"), "{e}");
+        let e = Runbook::parse(
+            &src("{strategy: halves}", "half-b", "lb.swap: {}"),
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("t.yaml:18:9: "), "{e}");
+        assert!(e.contains("once step (step `b` is half-b)"), "{e}");
+        let e = Runbook::parse(&src("{strategy: halves}", "once", "lb.swap: {}"), "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has not both"), "{e}");
     }
 
     #[test]

@@ -290,6 +290,8 @@ pub(super) fn build(
                 Scope::Once => "once",
                 Scope::EachNode => "each node, one at a time",
                 Scope::AllNodes => "all nodes together",
+                Scope::HalfA => "half A together (halves)",
+                Scope::HalfB => "half B together (halves)",
             };
             let status = match s.status {
                 StepStatus::Pending => "pending",

@@ -279,6 +279,26 @@ impl Fleet {
                     3_100,
                 )
             }
+            Lb::Swap { a, b, .. } => {
+                for n in a {
+                    self.set_admin(n, AdminState::Ready);
+                }
+                for n in b {
+                    self.set_admin(n, AdminState::Maint);
+                }
+                obs.lb = Some(self.lb_rows());
+                obs.swap_gap_ms = Some(1);
+                Reply::ok(
+                    format!(
+                        "pool swapped on {}, swap gap 1 ms: {} in, {} out",
+                        self.lbs.join(", "),
+                        a.join(", "),
+                        b.join(", ")
+                    ),
+                    obs,
+                    900,
+                )
+            }
             Lb::Maint { node } => {
                 if !self.lb_ignores_maint {
                     self.set_admin(node, AdminState::Maint);

@@ -14,6 +14,22 @@ impl Fleet {
             Lb::Drain { node, timeout_secs } => self.lb_drain(node, *timeout_secs).await,
             Lb::Ready { node, timeout_secs } => self.lb_ready(node, *timeout_secs).await,
             Lb::Maint { node } => self.lb_maint(node).await,
+            Lb::Swap {
+                a,
+                b,
+                drain_secs,
+                up_secs,
+            } => {
+                super::swap::swap(
+                    &self.load_balancers(),
+                    a,
+                    b,
+                    *drain_secs,
+                    *up_secs,
+                    &self.guard.order,
+                )
+                .await
+            }
         }
     }
 

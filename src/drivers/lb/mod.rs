@@ -10,6 +10,7 @@
 mod fleet;
 pub mod guard;
 pub mod haproxy;
+mod swap;
 
 use super::{DResult, Done, DriverError};
 use crate::engine::facts::*;

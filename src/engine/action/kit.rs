@@ -43,6 +43,8 @@ pub struct Cx<'a> {
     pub drained_in_step: bool,
     /// Fill a template (the node's variables when a node is given).
     pub render: &'a Render<'a>,
+    /// Half A and half B, when the plan ranges over halves (a half step or a swap).
+    pub halves: Option<(Vec<String>, Vec<String>)>,
 }
 
 impl Cx<'_> {
@@ -65,13 +67,16 @@ impl Cx<'_> {
         self.targets.iter().map(|t| f(t)).collect()
     }
 
-    /// Actions that change one node at a time belong in each-node steps.
+    /// Actions that change one node at a time belong in each-node steps; a half step
+    /// (`half-a`, `half-b`) changes its half's nodes together, one spec per node.
     pub fn one_node(&self, what: &str) -> Result<(), PlanError> {
-        if self.targets.len() == 1 {
+        if self.targets.len() == 1
+            || (self.step.scope.group().is_some() && !self.targets.is_empty())
+        {
             Ok(())
         } else {
             Err(self.error(format!(
-                "{} {what} and must be in an each-node step",
+                "{} {what} and must be in an each-node step (or a half-a / half-b step of a halves strategy)",
                 self.item.name()
             )))
         }
@@ -288,9 +293,12 @@ pub mod test_support {
         let targets = match (node, step.scope) {
             (Some(n), _) => vec![n.to_string()],
             (None, crate::runbook::Scope::AllNodes) => nodes.clone(),
+            (None, crate::runbook::Scope::HalfA) => nodes[..1].to_vec(),
+            (None, crate::runbook::Scope::HalfB) => nodes[1..].to_vec(),
             (None, _) => vec![],
         };
         let render = |t: &str, _: Option<&str>| Ok(t.to_string());
+        let split = Some((nodes[..1].to_vec(), nodes[1..].to_vec()));
         let cx = Cx {
             step,
             item: &step.items[0],
@@ -300,6 +308,7 @@ pub mod test_support {
             inv: &inv,
             drained_in_step,
             render: &render,
+            halves: split,
         };
         F::compile(&cx, &step.items[0])
     }

@@ -17,6 +17,11 @@ pub const READY: Action = Action {
     short: "lb.ready",
     verb: "re-adding",
 };
+pub const SWAP: Action = Action {
+    name: "lb.swap",
+    short: "lb.swap",
+    verb: "swapping halves",
+};
 pub const MAINT: Action = Action {
     name: "lb.maint",
     short: "lb.maint",
@@ -34,23 +39,60 @@ pub enum Lb {
     /// pool (a pool breach), and read it back.
     #[serde(rename = "lb_maint")]
     Maint { node: String },
+    /// The halves swap: on every instance (in parallel) ONE runtime-API write sets half A's
+    /// servers ready and half B's drain; then B maint once its sessions reach 0 on that
+    /// instance; then wait until A is UP (health-checked) everywhere. The gap between the
+    /// first instance's write and the last's is measured.
+    #[serde(rename = "lb_swap")]
+    Swap {
+        a: Vec<String>,
+        b: Vec<String>,
+        drain_secs: u64,
+        up_secs: u64,
+    },
+}
+
+impl Lb {
+    /// The half this action takes out of the pool (a swap takes half B out), for the group
+    /// form of its capacity gate.
+    pub fn takes_out_group(&self) -> Option<&'static str> {
+        matches!(self, Lb::Swap { .. }).then_some(crate::engine::halves::HALF_B)
+    }
+
+    /// How it moves several nodes at once (a swap: A back in, B out), beyond its one node's
+    /// [`Family::pool_move`].
+    pub fn group_moves(&self) -> Vec<(String, PoolMove, Phase)> {
+        match self {
+            Lb::Swap { a, b, .. } => a
+                .iter()
+                .map(|n| (n.clone(), PoolMove::PutsBack, Phase::Rejoined))
+                .chain(
+                    b.iter()
+                        .map(|n| (n.clone(), PoolMove::TakesOut, Phase::OutOfPool)),
+                )
+                .collect(),
+            _ => vec![],
+        }
+    }
 }
 
 impl Family for Lb {
-    const TAGS: &'static [&'static str] = &["lb_drain", "lb_ready", "lb_maint"];
-    const ACTIONS: &'static [Action] = &[DRAIN, READY, MAINT];
+    const TAGS: &'static [&'static str] = &["lb_drain", "lb_ready", "lb_maint", "lb_swap"];
+    const ACTIONS: &'static [Action] = &[DRAIN, READY, MAINT, SWAP];
 
     fn action(&self) -> Action {
         match self {
             Lb::Drain { .. } => DRAIN,
             Lb::Ready { .. } => READY,
             Lb::Maint { .. } => MAINT,
+            Lb::Swap { .. } => SWAP,
         }
     }
 
     fn node(&self) -> Option<&str> {
         match self {
             Lb::Drain { node, .. } | Lb::Ready { node, .. } | Lb::Maint { node } => Some(node),
+            Lb::Swap { .. } => None,
         }
     }
 
@@ -69,6 +111,16 @@ impl Family for Lb {
             Lb::Maint { node } => format!(
                 "set {node} back to maint on every load balancer that shows it in the pool, and read it back"
             ),
+            Lb::Swap {
+                a,
+                b,
+                drain_secs,
+                up_secs,
+            } => format!(
+                "swap the pool on every load balancer in one write each: half A ({}) ready, half B ({}) drain; B to maint once its sessions reach 0 (up to {drain_secs}s); wait up to {up_secs}s until A is UP (health-checked) everywhere",
+                a.join(", "),
+                b.join(", ")
+            ),
         }
     }
 
@@ -77,6 +129,24 @@ impl Family for Lb {
             Lb::Drain { node, .. } => (node, "drain, then maint"),
             Lb::Ready { node, .. } => (node, "ready"),
             Lb::Maint { .. } => return None,
+            Lb::Swap { a, b, .. } => {
+                let cmds: Vec<String> = inv
+                    .load_balancers
+                    .iter()
+                    .map(|lb| {
+                        let set = |n: &String, st: &str| {
+                            format!("set server {}/{} state {st}", lb.backend, lb.server_for(n))
+                        };
+                        let batch: Vec<String> = a
+                            .iter()
+                            .map(|n| set(n, "ready"))
+                            .chain(b.iter().map(|n| set(n, "drain")))
+                            .collect();
+                        format!("{}: {}", lb.name, batch.join("; "))
+                    })
+                    .collect();
+                return Some(format!("$ {}", cmds.join("\n          $ ")));
+            }
         };
         let cmds: Vec<String> = inv
             .load_balancers
@@ -98,6 +168,8 @@ impl Family for Lb {
             Lb::Drain { .. } => vec![Gate::PoolCapacity],
             Lb::Ready { .. } => vec![Gate::ValidatedBeforeReadd, Gate::MixedPool],
             Lb::Maint { .. } => vec![],
+            // The capacity gate is about half B (compile places it so).
+            Lb::Swap { .. } => vec![Gate::PoolCapacity, Gate::ValidatedBeforeSwap],
         }
     }
 
@@ -109,7 +181,7 @@ impl Family for Lb {
         match self {
             Lb::Drain { .. } => Some(Phase::OutOfPool),
             Lb::Ready { .. } => Some(Phase::Rejoined),
-            Lb::Maint { .. } => None,
+            Lb::Maint { .. } | Lb::Swap { .. } => None,
         }
     }
 
@@ -117,14 +189,14 @@ impl Family for Lb {
         match self {
             Lb::Drain { .. } => Some(PoolMove::TakesOut),
             Lb::Ready { .. } => Some(PoolMove::PutsBack),
-            Lb::Maint { .. } => None,
+            Lb::Maint { .. } | Lb::Swap { .. } => None,
         }
     }
 
     fn touches(&self) -> Touches {
         Touches {
             lb: true,
-            ready: matches!(self, Lb::Ready { .. }),
+            ready: matches!(self, Lb::Ready { .. } | Lb::Swap { .. }),
             ..Touches::default()
         }
     }
@@ -154,6 +226,24 @@ impl Family for Lb {
                     })
                 })?;
                 Ok(vec![Piece::Act(specs)])
+            }
+            Item::LbSwap(w) => {
+                if !cx.targets.is_empty() {
+                    return Err(
+                        cx.error("lb.swap moves both halves at once and must be in a once step")
+                    );
+                }
+                let Some((a, b)) = cx.halves.clone() else {
+                    return Err(cx.error(
+                        "lb.swap swaps half A and half B: the plan needs a half-a and a half-b step (scope: half-a / half-b) that are included",
+                    ));
+                };
+                Ok(vec![Piece::Act(vec![Lb::Swap {
+                    a,
+                    b,
+                    drain_secs: w.drain_timeout.as_secs(),
+                    up_secs: w.up_timeout.as_secs(),
+                }])])
             }
             _ => Err(not_mine(cx, "lb")),
         }
@@ -226,5 +316,36 @@ mod tests {
             "{x}"
         );
         assert_eq!(Lb::Maint { node: "ks1".into() }.exact(&inventory()), None);
+    }
+
+    #[test]
+    fn the_swap_is_one_write_per_instance_and_moves_both_halves() {
+        // Compiled from a runbook in tests/engine.rs and the golden plans; here its rules.
+        let s = &Lb::Swap {
+            a: vec!["ks1".into()],
+            b: vec!["ks2".into(), "ks3".into()],
+            drain_secs: 20,
+            up_secs: 30,
+        };
+        assert_eq!(s.node(), None);
+        assert_eq!(s.takes_out_group(), Some("half-b"));
+        assert_eq!(
+            s.required_gates(),
+            [Gate::PoolCapacity, Gate::ValidatedBeforeSwap]
+        );
+        let moves = s.group_moves();
+        assert_eq!(
+            moves[0],
+            ("ks1".into(), PoolMove::PutsBack, Phase::Rejoined)
+        );
+        assert_eq!(
+            moves[2],
+            ("ks3".into(), PoolMove::TakesOut, Phase::OutOfPool)
+        );
+        let x = s.exact(&inventory()).unwrap();
+        assert!(
+            x.contains("haproxy-a: set server keystone_api/ks1 state ready; set server keystone_api/ks2 state drain; set server keystone_api/ks3 state drain"),
+            "{x}"
+        );
     }
 }

@@ -112,6 +112,29 @@ impl ActionSpec {
         each!(self, s => s.pool_move())
     }
 
+    /// The half it takes out of the pool (a swap: half B), for its capacity gate's group.
+    pub fn takes_out_group(&self) -> Option<&'static str> {
+        match self {
+            ActionSpec::Lb(l) => l.takes_out_group(),
+            _ => None,
+        }
+    }
+
+    /// Every node it moves in the pool, with how and the phase it leaves it in: its one node's
+    /// [`ActionSpec::pool_move`], or several at once (a swap: A back in, B out).
+    pub fn pool_moves(&self) -> Vec<(String, PoolMove, Option<Phase>)> {
+        if let ActionSpec::Lb(l) = self {
+            let group = l.group_moves();
+            if !group.is_empty() {
+                return group.into_iter().map(|(n, m, p)| (n, m, Some(p))).collect();
+            }
+        }
+        match (self.node(), self.pool_move()) {
+            (Some(n), Some(m)) => vec![(n.to_string(), m, self.phase_after())],
+            _ => vec![],
+        }
+    }
+
     /// What it may change on its node while in flight (not drift after a crash).
     pub fn touches(&self) -> Touches {
         each!(self, s => s.touches())

@@ -6,6 +6,7 @@ use crate::engine::action::ActionSpec;
 use crate::engine::action::Misc;
 use crate::engine::events::*;
 use crate::engine::gates;
+use crate::engine::halves;
 use crate::engine::plan::OpKind;
 use crate::engine::state::{RunStatus, State, StepStatus};
 use crate::runbook::{Gate, WaitCondition};
@@ -129,7 +130,11 @@ pub(super) fn advance(s: &mut Scratch) {
                         title: title.clone(),
                         hazard: message.clone(),
                         consequence: consequence.clone(),
-                        facts: facts_for_confirm(&s.state),
+                        facts: if id == halves::SWAP_STOP {
+                            halves::swap_facts(&s.state)
+                        } else {
+                            facts_for_confirm(&s.state)
+                        },
                         proceed: "continue the run".into(),
                         in_doubt: None,
                         host_key: None,
@@ -143,7 +148,22 @@ pub(super) fn advance(s: &mut Scratch) {
                 let Some(inv) = s.state.inventory().cloned() else {
                     return;
                 };
-                let spec = gates::probe_for(*gate, op.node.as_deref(), &inv);
+                let params = s
+                    .state
+                    .run
+                    .as_ref()
+                    .map(|r| r.params.clone())
+                    .unwrap_or_default();
+                let spec = match (&op.group, gate) {
+                    (Some(g), _) if op.node.is_none() && halves::group_gate(*gate) => {
+                        halves::probe_for(*gate, g, &inv, &params, &s.state.guarded).into()
+                    }
+                    (_, Gate::ValidatedBeforeSwap) => {
+                        halves::probe_for(*gate, halves::HALF_A, &inv, &params, &s.state.guarded)
+                            .into()
+                    }
+                    _ => gates::probe_for(*gate, op.node.as_deref(), &inv),
+                };
                 start_effect(s, OpRef::Plan(op.index), op.node.clone(), spec);
                 return;
             }
@@ -195,27 +215,46 @@ pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> 
     let OpKind::Act { specs, .. } = &op.kind else {
         return Ok(());
     };
-    let mut required: Vec<Gate> = Vec::new();
+    // (gate, node) pairs: a per-node gate about each spec's node when the op acts on several
+    // (a half step), a group gate once about the op's group.
+    let mut required: Vec<(Gate, Option<String>)> = Vec::new();
     for spec in specs {
-        required.extend(spec.required_gates());
+        for g in spec.required_gates() {
+            let grouped =
+                halves::group_gate(g) && (op.group.is_some() || spec.takes_out_group().is_some());
+            let node = if g.per_node() && !grouped && op.node.is_none() {
+                spec.node().map(str::to_string)
+            } else if g.per_node() && !grouped {
+                op.node.clone()
+            } else {
+                None
+            };
+            if !required.contains(&(g, node.clone())) {
+                required.push((g, node));
+            }
+        }
     }
-    let mut passed: Vec<Gate> = Vec::new();
+    let mut passed: Vec<(Gate, Option<String>)> = Vec::new();
     let mut i = index;
     while i > 0 {
         i -= 1;
         match &state.plan[i].kind {
-            OpKind::Gate { gate, .. }
-                if state.gates_passed.contains(&i)
-                    && (!gate.per_node() || state.plan[i].node == op.node) =>
-            {
-                passed.push(*gate)
+            OpKind::Gate { gate, .. } if state.gates_passed.contains(&i) => {
+                passed.push((*gate, state.plan[i].node.clone()))
             }
             _ => break,
         }
     }
-    for g in required {
-        if !passed.contains(&g) {
-            let node = op.node.clone().unwrap_or_default();
+    for (g, about) in required {
+        let held = passed
+            .iter()
+            .any(|(p, n)| *p == g && (!g.per_node() || *n == about));
+        if !held {
+            let node = about.or(op.node.clone()).unwrap_or_else(|| {
+                op.group
+                    .clone()
+                    .unwrap_or_else(|| "the half it takes out".into())
+            });
             let (reason, next) = match g {
                 Gate::OutOfPool => (
                     format!(

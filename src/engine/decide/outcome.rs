@@ -6,6 +6,7 @@ use crate::engine::action::Lb;
 use crate::engine::events::*;
 use crate::engine::facts::Observation;
 use crate::engine::gates::{self, Verdict};
+use crate::engine::halves;
 use crate::engine::plan::OpKind;
 use crate::engine::state::RunStatus;
 use crate::inventory::GuardMode;
@@ -123,7 +124,18 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
         allow_expired_window: s.state.allow_expired_window,
         guarded: &s.state.guarded.clone(),
     };
-    match gates::evaluate(gate, node.as_deref(), obs, &ctx) {
+    // A group gate (pool-capacity about a half) is judged about the whole half.
+    let group = s
+        .state
+        .plan
+        .get(op)
+        .and_then(|o| o.group.clone())
+        .filter(|_| node.is_none() && halves::group_gate(gate));
+    let verdict = match &group {
+        Some(g) => halves::capacity(g, ctx.inv, ctx.params, obs, ctx.target),
+        None => gates::evaluate(gate, node.as_deref(), obs, &ctx),
+    };
+    match verdict {
         Verdict::Pass(detail) => s.emit(Event::GatePassed {
             op,
             gate: gate.name().into(),

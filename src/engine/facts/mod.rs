@@ -349,6 +349,9 @@ pub struct Observation {
     /// preflight, verify, the pool-healthy and mixed-pool gates), not by the lean pool reads.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lb_reload: BTreeMap<String, ReloadFacts>,
+    /// A halves swap: ms from the first instance's write to the last's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_gap_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tokens: BTreeMap<String, TokenCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -178,6 +178,7 @@ impl State {
                     .map(|rb| {
                         rb.steps
                             .iter()
+                            .filter(|s| Runbook::included(s, &rs.params))
                             .map(|s| {
                                 let first = plan
                                     .iter()
@@ -249,6 +250,12 @@ impl State {
                         self.guarded.remove(node);
                     }
                 }
+                // A swap puts half A back: the guard lets go of A from its intent on.
+                for (n, m, _) in i.spec.pool_moves() {
+                    if m == PoolMove::PutsBack && i.node.is_none() {
+                        self.guarded.remove(&n);
+                    }
+                }
                 self.in_flight.insert(
                     i.id,
                     InFlight {
@@ -277,6 +284,20 @@ impl State {
                     && let Some(node) = &node
                 {
                     self.guarded.insert(node.clone());
+                }
+                // A swap took half B out (the guard holds it from here on) and put A back.
+                if o.ok
+                    && node.is_none()
+                    && let Some(i) = &intent
+                {
+                    for (n, m, phase) in i.spec.pool_moves() {
+                        if m == PoolMove::TakesOut {
+                            self.guarded.insert(n.clone());
+                        }
+                        if let Some(p) = phase {
+                            self.node_mut(&n).phase = p.into();
+                        }
+                    }
                 }
                 if let Some(node) = &node {
                     let n = self.node_mut(node);

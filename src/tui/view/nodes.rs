@@ -46,7 +46,9 @@ fn node_columns(st: &State, w: usize) -> Vec<Column> {
         .map(|s| width(s))
         .max()
         .unwrap_or(4)
-        .clamp(4, 16);
+        .clamp(4, 16)
+        // A halves run marks each node's half after its name (`node1 A`).
+        + if st.halves().is_some() { 2 } else { 0 };
     let col = |kind, header: &str, w: usize, wide: bool| Column {
         kind,
         header: header.to_string(),
@@ -248,7 +250,13 @@ impl View<'_> {
         let st = self.state;
         let facts = n.facts.as_ref().filter(|f| f.error.is_none());
         match c.kind {
-            Col::Name => (n.name.clone(), t.bold()),
+            Col::Name => match st.half_of(&n.name) {
+                Some(half) => (
+                    format!("{} {half}", pad(&n.name, c.w.saturating_sub(2))),
+                    t.bold(),
+                ),
+                None => (n.name.clone(), t.bold()),
+            },
             Col::Phase => {
                 let phase_style = match n.phase {
                     NodePhase::Waiting => t.dim(),

@@ -40,7 +40,19 @@ impl View<'_> {
                 span(s.title.clone(), title_style),
             ];
             let mut extra: Vec<Span<'static>> = Vec::new();
-            if s.scope == Scope::EachNode && s.status != StepStatus::Pending {
+            if let Some(nodes) = s.scope.group().and_then(|g| st.group_nodes(g)) {
+                // A half step names its half and its nodes, from the start.
+                let half = if s.scope == Scope::HalfA { "A" } else { "B" };
+                extra.push(span(format!("half {half}: {}", nodes.join(" ")), t.dim()));
+                if matches!(s.status, StepStatus::Active | StepStatus::Failed)
+                    && s.ops.contains(&st.cursor)
+                {
+                    extra.push(span(
+                        format!(" op {}/{}", st.cursor - s.ops.start + 1, s.ops.len()),
+                        t.dim(),
+                    ));
+                }
+            } else if s.scope == Scope::EachNode && s.status != StepStatus::Pending {
                 extra = self.node_progress(s);
             } else if matches!(s.status, StepStatus::Active | StepStatus::Failed)
                 && s.ops.contains(&st.cursor)
@@ -229,7 +241,9 @@ impl View<'_> {
             .iter()
             .map(|s| {
                 let title = 3 + width(&s.title);
-                let extra = if s.scope == Scope::EachNode {
+                let extra = if let Some(nodes) = s.scope.group().and_then(|g| st.group_nodes(g)) {
+                    2 + 8 + nodes.iter().map(|n| width(n) + 1).sum::<usize>() + 9
+                } else if s.scope == Scope::EachNode {
                     2 + progress
                 } else {
                     2 + 9 // "op 12/34"

@@ -260,8 +260,11 @@ fn a_failed_restart_prints_as_an_indented_block_and_c_locale_output_is_ascii() {
     }
 
     // One-line events stay one line: every line is an event or belongs to one of the two
-    // blocks above.
-    let blocks = [failed, halted];
+    // blocks above, or to a mixed-pool hard stop's token cache paragraph.
+    let mut blocks = vec![failed, halted];
+    blocks.extend(lines.iter().enumerate().filter_map(|(i, l)| {
+        (event(l) && l.contains(" hard_stop_raised ") && l.contains("`mixed-pool`")).then_some(i)
+    }));
     let mut owner = None;
     for (i, l) in lines.iter().enumerate() {
         if event(l) {

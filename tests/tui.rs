@@ -1514,3 +1514,116 @@ fn snapshot_halves_swap_hard_stop() {
     let text = shot(&mut live(), &s.state, s.now + Duration::seconds(3), 160, 48);
     assert!(text.contains("Swap the pool"), "{text}");
 }
+
+// ------------------------------------------------------------------------------ token cache
+
+/// Every node's facts as if its keystone.conf named one memcached for the fleet (kolla-ansible's
+/// `[cache]`), entries living `[cache] expiration_time` 600 s.
+fn with_shared_cache(state: &mut State) {
+    let cache = TokenCacheFacts {
+        enabled: true,
+        backend: "oslo_cache.memcache_pool".into(),
+        servers: vec!["10.0.0.5:11211".into(), "10.0.0.6:11211".into()],
+        expiration_time: 600,
+        ..Default::default()
+    };
+    for n in state.nodes.values_mut() {
+        if let Some(f) = n.facts.as_mut() {
+            f.cache = Some(cache.clone());
+        }
+    }
+}
+
+/// The rows of a screen from the one holding `from` to the one before the next blank box row:
+/// the token cache's paragraph as the box shows it, without what surrounds it.
+fn box_paragraph(screen: &str, from: &str) -> String {
+    let rows: Vec<&str> = screen.lines().collect();
+    let Some(start) = rows.iter().position(|r| r.contains(from)) else {
+        return String::new();
+    };
+    rows[start..]
+        .iter()
+        .take_while(|r| r.chars().any(|c| c.is_alphanumeric()) && !r.contains("Facts:"))
+        .map(|r| r.trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The mixed-pool hard stop says what the shared token cache makes of the mixed pool: which
+/// tokens pass, which fail and until when (below the consequence; at 80x24 it scrolls to it).
+#[test]
+fn mixed_pool_hard_stop_explains_the_token_cache() {
+    let mut s = sim_mixed_stop();
+    with_shared_cache(&mut s.state);
+    let now = s.now + Duration::seconds(3);
+    let wide = shot(&mut live(), &s.state, now, 160, 48);
+    insta::assert_snapshot!(
+        "mixed_pool_token_cache_160x48",
+        box_paragraph(&wide, "Token cache:")
+    );
+    // 80x24: the box drops its blank lines and scrolls; the paragraph starts on the first
+    // screen, and a few j presses show it whole.
+    let mut app = live();
+    let first = shot(&mut app, &s.state, now, 80, 24);
+    assert!(first.contains("Token cache: shared"), "{first}");
+    assert!(first.contains("more lines"), "{first}");
+    let mut scrolled = first;
+    for _ in 0..12 {
+        // The whole paragraph: its first row and, under its last, the facts' heading.
+        if scrolled.contains("Token cache:") && scrolled.contains("Facts:") {
+            break;
+        }
+        app.handle_key(key('j'), &s.state, now);
+        scrolled = shot(&mut app, &s.state, now, 80, 24);
+    }
+    insta::assert_snapshot!(
+        "mixed_pool_token_cache_scrolled_80x24",
+        box_paragraph(&scrolled, "Token cache:")
+    );
+
+    // Without the cache's facts (a journal written before cutover read them): no paragraph.
+    let s = sim_mixed_stop();
+    let plain = shot(&mut live(), &s.state, now, 160, 48);
+    assert!(!plain.contains("Token cache"), "{plain}");
+}
+
+/// A node's details show its cache and the fleet's.
+#[test]
+fn details_show_the_token_cache() {
+    let mut s = sim_mid_rolling();
+    with_shared_cache(&mut s.state);
+    let mut app = live();
+    app.handle_key(code(KeyCode::Tab), &s.state, s.now);
+    app.handle_key(code(KeyCode::Enter), &s.state, s.now);
+    let text = shot(&mut app, &s.state, s.now, 160, 60);
+    assert!(
+        text.contains("cache     memcache_pool 10.0.0.5:11211,10.0.0.6:11211, 10m"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fleet     SHARED (10.0.0.5:11211,10.0.0.6:11211), entries live 10m"),
+        "{text}"
+    );
+}
+
+/// strategy halves, stopped at the swap's hard stop: half A (ks1) flipped and out, half B
+/// (ks2, ks3) serving; the node table marks each node's half, the steps pane names them.
+#[test]
+fn snapshot_halves_swap_hard_stop() {
+    let params: BTreeMap<String, String> = [("strategy".to_string(), "halves".to_string())].into();
+    let mut s = Sim::start_with(&params);
+    s.confirm("jws-payload-readable");
+    s.until_stop("halves-swap");
+    assert_eq!(s.state.half_of("ks1"), Some("A"));
+    assert_eq!(s.state.half_of("ks3"), Some("B"));
+    snap_both!(
+        "halves_swap_hard_stop",
+        live(),
+        &s.state,
+        s.now + Duration::seconds(3)
+    );
+    // Behind the hard stop (Esc is not needed: the panes are drawn under it at 160x48), the
+    // rows say which half each node is in.
+    let text = shot(&mut live(), &s.state, s.now + Duration::seconds(3), 160, 48);
+    assert!(text.contains("Swap the pool"), "{text}");
+}

@@ -33,7 +33,15 @@ pub fn event_text(time: DateTime<Utc>, e: &Event, state: &State, ascii: bool) ->
         step_title: Some(&title),
         ..narrate::Context::default()
     };
-    let text = narrate::headless(e, &cx, g);
+    let mut text = narrate::headless(e, &cx, g);
+    let (same_line, block) = cache_text(e, state);
+    if let Some(c) = same_line {
+        text.push_str(&format!(" {} {c}", g.dash));
+    }
+    for l in block {
+        text.push('\n');
+        text.push_str(&l);
+    }
     let lead = format!("{t}  {:<19} {:<8} ", e.kind(), for_terminal(node));
     let indent = " ".repeat(crate::glyphs::width(&lead));
     // Everything here may come from outside (runbook titles, remote output, HTTP bodies, a
@@ -59,4 +67,25 @@ pub fn event_text(time: DateTime<Utc>, e: &Event, state: &State, ascii: bool) ->
         out = format!("{}\n", crate::glyphs::for_output(lead.trim_end(), ascii));
     }
     out
+}
+
+/// What a headless run adds about the token cache under an event: on the line of the first
+/// step's (preflight's) completion, the fleet's cache; under a hard stop where clients meet both
+/// providers (`engine::facts::CACHE_STOPS`), what it means, as a block. Nothing when no cache
+/// was read.
+fn cache_text(e: &Event, state: &State) -> (Option<String>, Vec<String>) {
+    match e {
+        Event::StepCompleted { step } if state.steps.first().is_some_and(|s| &s.id == step) => {
+            let c = state.token_cache();
+            if c.verdict == crate::engine::facts::CacheVerdict::Unknown {
+                (None, vec![])
+            } else {
+                (Some(c.line()), vec![])
+            }
+        }
+        Event::HardStopRaised(h) if crate::engine::facts::CACHE_STOPS.contains(&h.id.as_str()) => {
+            (None, state.cache_explanation())
+        }
+        _ => (None, vec![]),
+    }
 }

@@ -6,7 +6,7 @@ use super::labels::op_label;
 use super::text::{dur, hms, millis, wrap};
 use super::theme::Theme;
 use crate::engine::State;
-use crate::engine::facts::{AdminState, ReloadVerdict};
+use crate::engine::facts::{AdminState, CacheVerdict, FleetCache, ReloadVerdict, TokenCacheFacts};
 use crate::engine::plan::OpKind;
 use crate::engine::state::{RunStatus, StepStatus};
 use crate::runbook::Scope;
@@ -42,6 +42,24 @@ impl Out {
     }
     fn blank(&mut self) {
         self.lines.push(Line::from(""));
+    }
+}
+
+/// A node's token cache and what the fleet's amounts to (in the node's facts).
+fn cache_rows(o: &mut Out, st: &State, t: &Theme, c: &TokenCacheFacts) {
+    o.kv("  cache", &c.cell(), t.plain(), t.plain());
+    let fleet = st.token_cache();
+    let line = fleet.line();
+    let line = line.strip_prefix("token cache: ").unwrap_or(&line);
+    o.kv("  fleet", line, t.plain(), cache_style(t, &fleet));
+}
+
+/// Nodes that disagree on caching tokens warn; anything else reads plainly.
+fn cache_style(t: &Theme, c: &FleetCache) -> Style {
+    if c.verdict == CacheVerdict::Mixed {
+        t.warn()
+    } else {
+        t.plain()
     }
 }
 
@@ -203,6 +221,9 @@ pub(super) fn build(
                         t.plain(),
                         if f.service_up { t.ok() } else { t.fail() },
                     );
+                    if let Some(c) = &f.cache {
+                        cache_rows(&mut o, st, t, c);
+                    }
                 }
             }
             o.blank();
@@ -303,6 +324,25 @@ pub(super) fn build(
             o.kv("Scope", scope, t.bold(), t.plain());
             o.blank();
             o.text(&super::text::reflow(&s.description), t.plain());
+            // The step that reads the fleet first (preflight) shows what it read of the
+            // token cache, node by node.
+            let cache = st.token_cache();
+            if st.steps.first().is_some_and(|f| f.id == s.id)
+                && cache.verdict != CacheVerdict::Unknown
+            {
+                o.blank();
+                o.text("Token cache", t.bold());
+                o.text(&format!("  {}", cache.line()), cache_style(t, &cache));
+                for name in &st.node_order {
+                    let cell = st
+                        .nodes
+                        .get(name)
+                        .and_then(|n| n.facts.as_ref())
+                        .and_then(|f| f.cache.as_ref())
+                        .map_or_else(|| "not read".to_string(), |c| c.cell());
+                    o.kv(&format!("  {name}"), &cell, t.plain(), t.plain());
+                }
+            }
             o.blank();
             o.text(&format!("Operations ({})", s.ops.len()), t.bold());
             let halted = matches!(st.status, RunStatus::Halted { .. });

@@ -350,5 +350,11 @@ fn summary(state: &State) -> String {
             b.format("%Y-%m-%d %H:%M:%SZ")
         ));
     }
+    if let Some(c) = state.old_tokens_cached_until() {
+        s.push_str(&format!(
+            "; until {} (one cache lifetime after the last flip) old tokens may still validate from the shared token cache",
+            c.format("%Y-%m-%d %H:%M:%SZ")
+        ));
+    }
     s
 }

@@ -11,6 +11,10 @@
 use super::humanize;
 use serde::{Deserialize, Serialize};
 
+/// The hard stops at which clients meet both providers (the mixed-pool re-add, the halves'
+/// swap): they say what the token cache makes of it (`State::cache_explanation`).
+pub const CACHE_STOPS: &[&str] = &["mixed-pool", "halves-swap"];
+
 /// Keystone 30's `[cache] expiration_time` default, seconds.
 pub const DEFAULT_EXPIRATION_TIME: u64 = 600;
 /// oslo.cache's `[cache] backend` default: caches nothing.
@@ -404,7 +408,7 @@ impl FleetCache {
                      node leaves the pool."
                 ),
                 format!(
-                    "{old} tokens stop validating within {life} after the last flip, not at it."
+                    "Old {old} tokens stop validating within {life} after the last flip, not at it."
                 ),
             ],
             CacheVerdict::Mixed => {

@@ -29,6 +29,26 @@ fn fit_body(body: Vec<Line<'static>>, rows: usize) -> Vec<Line<'static>> {
 }
 
 impl View<'_> {
+    /// The token cache's paragraph of a hard stop, `tw` wide: a blank line, then the fleet's
+    /// cache in bold and what it means for which tokens; nothing when no cache was read.
+    pub(super) fn cache_paragraph(&self, tw: usize) -> Vec<Line<'static>> {
+        let t = &self.t;
+        let text = self.state.cache_explanation();
+        let mut out = Vec::new();
+        for (i, para) in text.iter().enumerate() {
+            if i == 0 {
+                out.push(Line::from(""));
+            }
+            for l in wrap(para, tw) {
+                out.push(Line::from(span(
+                    l,
+                    if i == 0 { t.bold() } else { t.plain() },
+                )));
+            }
+        }
+        out
+    }
+
     /// The screen at a HARD STOP when the whole layout does not leave room for the box: the
     /// header, the pool banner and one line per node stay above the box (whose text scrolls);
     /// the steps and the log give way. On a terminal too small even for that, the box alone,
@@ -156,6 +176,10 @@ impl View<'_> {
                 body.push(Line::from(span(l, t.plain())));
             }
         }
+        // Where the pool holds both providers, what the token cache makes of it.
+        if crate::engine::facts::CACHE_STOPS.contains(&hs.id.as_str()) {
+            body.extend(self.cache_paragraph(tw));
+        }
         // The drift hard stop lists the drift as its facts; other hard stops raised right after
         // a resume show it here.
         if let Some(r) = self.resume_notice()
@@ -178,6 +202,16 @@ impl View<'_> {
             body.push(Line::from(span("Facts:", t.bold())));
             for f in &hs.facts {
                 for l in wrap(&format!("  {} {f}", t.g.bullet), tw) {
+                    body.push(Line::from(span(l, t.plain())));
+                }
+            }
+        }
+        let clients = self.meter_stop_lines();
+        if !clients.is_empty() {
+            body.push(Line::from(""));
+            body.push(Line::from(span("Clients (the meter):", t.bold())));
+            for c in clients {
+                for l in wrap(&format!("  {} {c}", t.g.bullet), tw) {
                     body.push(Line::from(span(l, t.plain())));
                 }
             }

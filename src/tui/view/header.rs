@@ -208,7 +208,16 @@ impl View<'_> {
                     .collect::<Vec<_>>()
                     .join(" · ");
                 let mut v = vec![span(format!(" POOL: MIXED — {groups} "), t.loud())];
-                let hint = " clients may get 401s until the last node flips";
+                let cache = st.token_cache();
+                let older = cache.lifetime_secs.filter(|_| cache.shared()).map(|l| {
+                    format!(
+                        " tokens older than {} may get 401s until the last node flips",
+                        crate::engine::facts::humanize(l)
+                    )
+                });
+                let hint = older
+                    .as_deref()
+                    .unwrap_or(" clients may get 401s until the last node flips");
                 if width(&groups) + 16 + width(hint) <= w && self.countdown().is_none() {
                     v.push(span(hint, t.fail()));
                 }
@@ -380,6 +389,22 @@ impl View<'_> {
         Some(if left_b <= 0 {
             format!("old {old} tokens no longer matter (since {})", hms(b))
         } else if left_a <= 0 {
+        // With a shared token cache, old tokens cached before the last flip still validate on
+        // every node for up to one cache lifetime after it (never past their own expiry).
+        let cached = self
+            .state
+            .old_tokens_cached_until()
+            .map(|c| (c - self.now).num_seconds())
+            .filter(|left| *left > 0 && *left < left_a);
+        if let Some(left_c) = cached {
+            return Some(format!(
+                "old {old} tokens still validate from the shared cache for up to {}; irrelevant in {} (services: {}){}",
+                dur(left_c),
+                dur(left_a),
+                dur(left_b),
+                self.as_of()
+            ));
+        }
             format!(
                 "old {old} tokens expired; services with allow_expired: {}{}",
                 dur(left_b),

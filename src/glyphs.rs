@@ -135,6 +135,15 @@ pub fn ascii() -> bool {
     ascii_from_vars(|k| std::env::var(k).ok(), forced())
 }
 
+/// A sparkline's bars, from none to full: block elements, or ASCII for terminals without them.
+pub const SPARK_UNICODE: [char; 9] = ['·', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+pub const SPARK_ASCII: [char; 9] = ['.', '_', '_', '-', '-', '=', '=', '#', '#'];
+
+/// The sparkline's bars for `ascii`.
+pub fn spark(ascii: bool) -> &'static [char; 9] {
+    if ascii { &SPARK_ASCII } else { &SPARK_UNICODE }
+}
+
 /// The table for `ascii`.
 pub fn table(ascii: bool) -> &'static Glyphs {
     if ascii { &ASCII } else { &UNICODE }

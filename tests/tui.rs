@@ -942,17 +942,17 @@ fn hard_stop_at_80x24_keeps_the_fleet_in_view() {
         text.contains("ks3: fernet, in the pool"),
         "all of it fits:\n{text}"
     );
-    // Four rows shorter, not all of the box's text fits: it says how much more there is, and
-    // j scrolls to it.
+    // Four rows shorter, not all of the box's text fits (nor what the meter section adds, 4
+    // lines): it says how much more there is, and j scrolls to it.
     let text = shot(&mut app, &s.state, s.now, 80, 20);
-    assert!(text.contains("↓ 4 more lines"), "{text}");
+    assert!(text.contains("↓ 8 more lines"), "{text}");
     assert!(!text.contains("ks3: fernet, in the pool"), "{text}");
     for _ in 0..10 {
         app.handle_key(key('j'), &s.state, s.now);
     }
     let scrolled = shot(&mut app, &s.state, s.now, 80, 20);
     assert!(scrolled.contains("ks3: fernet, in the pool"), "{scrolled}");
-    assert!(scrolled.contains("4 lines above"), "{scrolled}");
+    assert!(scrolled.contains("8 lines above"), "{scrolled}");
     assert_eq!(
         rows_with(&scrolled, " ks1 ").len(),
         1,
@@ -961,7 +961,7 @@ fn hard_stop_at_80x24_keeps_the_fleet_in_view() {
     // k comes back at once (the scroll stops at the end, not ten presses past it).
     app.handle_key(key('k'), &s.state, s.now);
     let back = shot(&mut app, &s.state, s.now, 80, 20);
-    assert!(back.contains("3 above · 1 below"), "{back}");
+    assert!(back.contains("7 above · 1 below"), "{back}");
     // The keys at the bottom never scroll away.
     for t in [&text, &scrolled, &back] {
         assert!(t.contains("Shift+Y  proceed: re-add the node"), "{t}");
@@ -1493,26 +1493,170 @@ fn halted_banner_at_80x24_keeps_next_with_a_long_reason() {
     }
 }
 
-/// strategy halves, stopped at the swap's hard stop: half A (ks1) flipped and out, half B
-/// (ks2, ks3) serving; the node table marks each node's half, the steps pane names them.
+// ------------------------------------------------------------------------- client impact
+
+/// A `client_impact` summary of a meter started at `started`: `secs` seconds at 8 requests a
+/// second, `fails` (second, failures of fresh tokens) among them, counted under `phase`.
+fn impact(
+    started: DateTime<Utc>,
+    secs: u64,
+    fails: &[(u64, u64)],
+    phase: &str,
+    mixed: Option<u64>,
+) -> Event {
+    use cutover::engine::impact::{ClientImpact, ImpactReason, ImpactSecond};
+    use cutover::meter::{Counts, RequestCounts};
+    let failed: u64 = fails.iter().map(|(_, f)| f).sum();
+    let total = RequestCounts {
+        issue: Counts {
+            issued: 3 * secs,
+            ..Counts::default()
+        },
+        validate_new: Counts {
+            validated: 3 * secs - failed,
+            refused: failed,
+            ..Counts::default()
+        },
+        validate_old: Counts {
+            validated: 2 * secs,
+            ..Counts::default()
+        },
+    };
+    Event::ClientImpact(Box::new(ClientImpact {
+        meter_started: started,
+        reason: ImpactReason::Phase,
+        phase: phase.into(),
+        elapsed_ms: secs * 1000,
+        rate: 4.0,
+        total,
+        frontends: BTreeMap::from([("haproxy-a".into(), total)]),
+        phases: BTreeMap::from([(phase.to_string(), total)]),
+        series: (0..secs)
+            .map(|t| {
+                let f = fails.iter().find(|(s, _)| *s == t).map_or(0, |(_, f)| *f);
+                ImpactSecond(t, 8, f, 0, 0)
+            })
+            .collect(),
+        mixed_failures: mixed,
+        ..ClientImpact::default()
+    }))
+}
+
 #[test]
-fn snapshot_halves_swap_hard_stop() {
-    let params: BTreeMap<String, String> = [("strategy".to_string(), "halves".to_string())].into();
-    let mut s = Sim::start_with(&params);
-    s.confirm("jws-payload-readable");
-    s.until_stop("halves-swap");
-    assert_eq!(s.state.half_of("ks1"), Some("A"));
-    assert_eq!(s.state.half_of("ks3"), Some("B"));
-    snap_both!(
-        "halves_swap_hard_stop",
-        live(),
-        &s.state,
-        s.now + Duration::seconds(3)
+fn the_fold_tracks_the_mixed_window_and_counts_the_meter_inside_it() {
+    let mut s = sim_mixed_stop();
+    assert!(!s.state.pool_mixed());
+    assert!(s.state.impact.mixed_windows.is_empty());
+    assert_eq!(s.state.meter_phase(), "rolling");
+    s.confirm("mixed-pool");
+    s.until("ks2 restarting", |st| {
+        st.in_flight.values().any(|f| {
+            f.intent.action == "service.restart" && f.intent.node.as_deref() == Some("ks2")
+        })
+    });
+    // ks1 is back with jws beside ks3 on fernet: the fold opened a window.
+    assert!(s.state.pool_mixed());
+    assert_eq!(s.state.meter_phase(), "mixed");
+    let w = s
+        .state
+        .impact
+        .open_window()
+        .expect("an open window")
+        .clone();
+    // A meter that started 10 s before the window opened, failing in the window's first two
+    // seconds and once long before.
+    let started = w.start - Duration::seconds(10);
+    let from = 10;
+    let e = impact(
+        started,
+        20,
+        &[(from, 2), (from + 1, 3), (2, 1)],
+        "mixed",
+        Some(5),
     );
-    // Behind the hard stop (Esc is not needed: the panes are drawn under it at 160x48), the
-    // rows say which half each node is in.
-    let text = shot(&mut live(), &s.state, s.now + Duration::seconds(3), 160, 48);
-    assert!(text.contains("Swap the pool"), "{text}");
+    s.state.apply(&e, s.now);
+    let im = &s.state.impact;
+    // Second 2 was long before the window: counted in the totals, not in the window.
+    assert_eq!(im.total().fresh_failures(), 6);
+    assert_eq!(im.open_window().unwrap().failures, 5);
+    assert_eq!(im.open_window_failures(), Some(5));
+    assert_eq!(im.longest.map(|l| (l.secs, l.failures)), Some((2, 5)));
+    assert_eq!(im.series.len(), 20);
+}
+
+fn sim_metered_rolling() -> Sim {
+    let mut s = sim_mid_rolling();
+    let started = s.now - Duration::seconds(40);
+    let e = impact(
+        started,
+        40,
+        &[(33, 1), (34, 3), (35, 4), (36, 2)],
+        "mixed",
+        Some(10),
+    );
+    let now = s.now;
+    s.state.apply(&e, now);
+    s
+}
+
+#[test]
+fn snapshot_meter_line() {
+    let s = sim_metered_rolling();
+    snap_both!("meter_line", live(), &s.state, s.now + Duration::seconds(1));
+    let mut app = live();
+    let text = shot(&mut app, &s.state, s.now, 80, 24);
+    let row = rows_with(&text, "CLIENTS");
+    assert_eq!(row.len(), 1, "{text}");
+    assert!(row[0].contains("10 failed"), "{text}");
+    assert!(row[0].contains("mixed now 10"), "{text}");
+    // In ASCII, the sparkline is ASCII too.
+    let mut app = App::new(header(Mode::Live))
+        .with_color(false)
+        .with_ascii(true);
+    let text = shot(&mut app, &s.state, s.now, 80, 24);
+    let row = rows_with(&text, "CLIENTS");
+    assert!(row[0].is_ascii() && row[0].contains('#'), "{}", row[0]);
+}
+
+#[test]
+fn snapshot_mixed_pool_hard_stop_with_the_meter() {
+    let mut s = sim_mixed_stop();
+    let started = s.now - Duration::seconds(30);
+    let e = impact(started, 30, &[], "rolling", None);
+    let now = s.now;
+    s.state.apply(&e, now);
+    let mut app = live();
+    let text = shot(&mut app, &s.state, s.now + Duration::seconds(3), 80, 24);
+    insta::assert_snapshot!("mixed_pool_hard_stop_meter_80x24", text);
+    let mut app = live();
+    let tall = shot(&mut app, &s.state, s.now + Duration::seconds(3), 120, 48);
+    assert!(tall.contains("Clients (the meter):"), "{tall}");
+    assert!(
+        tall.contains("Measured so far: 240 requests through the frontends, 0 failed"),
+        "{tall}"
+    );
+    assert!(
+        tall.contains("Expect: 1 of 3 pooled nodes would run jws; roughly 33%"),
+        "{tall}"
+    );
+}
+
+#[test]
+fn a_meter_that_is_off_says_why() {
+    let mut s = sim_start();
+    let e = Event::ClientImpact(Box::new(cutover::engine::impact::ClientImpact {
+        off: Some("off (--meter off)".into()),
+        ..Default::default()
+    }));
+    let now = s.now;
+    s.state.apply(&e, now);
+    let mut app = live();
+    let text = shot(&mut app, &s.state, s.now, 80, 24);
+    assert_eq!(
+        rows_with(&text, "CLIENTS"),
+        vec![" CLIENTS meter off (--meter off)"],
+        "{text}"
+    );
 }
 
 // ------------------------------------------------------------------------------ token cache

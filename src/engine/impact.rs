@@ -171,16 +171,16 @@ impl ImpactView {
         }
         self.off = None;
         self.measured = true;
-        if let Some(prev) = self.last.take() {
-            if prev.meter_started != c.meter_started {
-                // A new meter: the previous one's counts are final.
-                self.base_total = self.base_total.plus(&prev.total);
-                for (p, n) in &prev.phases {
-                    let e = self.base_phases.entry(p.clone()).or_default();
-                    *e = e.plus(n);
-                }
-                self.current = None;
+        if let Some(prev) = self.last.take()
+            && prev.meter_started != c.meter_started
+        {
+            // A new meter: the previous one's counts are final.
+            self.base_total = self.base_total.plus(&prev.total);
+            for (p, n) in &prev.phases {
+                let e = self.base_phases.entry(p.clone()).or_default();
+                *e = e.plus(n);
             }
+            self.current = None;
         }
         for s in &c.series {
             let at = c.meter_started + Duration::seconds(s.t() as i64);

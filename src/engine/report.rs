@@ -248,6 +248,99 @@ fn scope_name(s: crate::runbook::Scope) -> &'static str {
     }
 }
 
+/// The change report's client-impact section (Markdown) from the fold of a run's journal:
+/// failures per phase, the longest failing stretch, the mixed windows and their failures,
+/// when old tokens died; what the meter was off for when it was. None when the journal has no
+/// `client_impact` (a run before the meter, or one that never started driving).
+pub fn client_impact_markdown(st: &super::State) -> Option<String> {
+    let im = &st.impact;
+    if !im.measured && im.off.is_none() {
+        return None;
+    }
+    let hms = |t: &chrono::DateTime<chrono::Utc>| t.format("%H:%M:%S").to_string();
+    let mut o = String::from("\n## Client impact\n\n");
+    let Some(last) = im.last.as_ref() else {
+        let why = im.off.as_deref().unwrap_or("off");
+        let _ = writeln!(o, "Not measured: the client-impact meter was {why}.");
+        return Some(o);
+    };
+    let t = im.total();
+    let frontends: Vec<&str> = last.frontends.keys().map(String::as_str).collect();
+    let _ = writeln!(
+        o,
+        "Synthetic clients through {} ({}/s each, from {}): {} requests; {} tokens issued, {} validated; **{} failed** (issues and fresh tokens: {} refused, {} errors, {} timeouts); {} fresh tokens refused after a phase change (crossed); {} validations of old tokens refused.\n",
+        if frontends.is_empty() { "the frontends".to_string() } else { frontends.join(", ") },
+        last.rate,
+        hms(&last.meter_started),
+        t.requests(),
+        t.issue.issued,
+        t.validate_new.validated + t.validate_old.validated,
+        t.fresh_failures(),
+        t.issue.refused + t.validate_new.refused,
+        t.issue.error + t.validate_new.error,
+        t.issue.timeout + t.validate_new.timeout,
+        t.crossed(),
+        t.validate_old.failures(),
+    );
+    let _ = writeln!(
+        o,
+        "| Phase | Requests | Failed | Crossed | Old tokens refused |\n|---|---|---|---|---|"
+    );
+    for (p, c) in im.phases() {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} |",
+            p.replace('|', "\\|"),
+            c.requests(),
+            c.fresh_failures(),
+            c.crossed(),
+            c.validate_old.failures()
+        );
+    }
+    let _ = match &im.longest {
+        Some(l) => writeln!(
+            o,
+            "\nLongest failing stretch: {} s from {} ({} failures).",
+            l.secs,
+            hms(&l.start),
+            l.failures
+        ),
+        None => writeln!(o, "\nNo second with a failure of a fresh token."),
+    };
+    if im.mixed_windows.is_empty() {
+        let _ = writeln!(o, "\nThe pool was never mixed.");
+    } else {
+        let _ = writeln!(
+            o,
+            "\n| Mixed window | Until | Seconds | Requests | Failed | Old tokens refused |\n|---|---|---|---|---|---|"
+        );
+        let now = st.last_event_at.unwrap_or_default();
+        for w in &im.mixed_windows {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {:.1} | {} | {} | {} |",
+                hms(&w.start),
+                w.end.as_ref().map(hms).unwrap_or_else(|| "(open)".into()),
+                w.secs(now),
+                w.requests,
+                w.failures,
+                w.old_failures
+            );
+        }
+    }
+    if im.old_died.is_empty() {
+        let _ = writeln!(o, "\nOld tokens (issued as the meter started) never refused.");
+    } else {
+        let died: Vec<String> = im
+            .old_died
+            .iter()
+            .map(|(f, at)| format!("{f} at {}", hms(at)))
+            .collect();
+        let _ = writeln!(o, "\nOld tokens died (first refused): {}.", died.join(", "));
+    }
+    Some(o)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

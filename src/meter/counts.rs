@@ -31,8 +31,9 @@ pub enum Outcome {
     Error,
     /// No answer within the per-request timeout.
     Timeout,
-    /// 401 or 404 to a fresh token validated in a later phase than it was issued in: the change
-    /// between the two phases (a pool swap) refused it. Counted apart, not as a fresh failure.
+    /// 401 or 404 to a fresh token validated in a later phase than it was issued in (other than
+    /// `mixed`): the change between the two phases (a pool swap) refused it. Counted apart, not
+    /// as a fresh failure.
     Crossed,
 }
 
@@ -306,5 +307,20 @@ mod tests {
         assert_eq!(json["total"]["validate_new"]["refused"], 1);
         let back: MeterSnapshot = serde_json::from_value(json).unwrap();
         assert_eq!(back, snap);
+    }
+
+    #[test]
+    fn a_crossed_token_is_counted_apart_from_failures() {
+        let mut t = Tally::default();
+        t.record("lb1", "swap", 4, Request::ValidateNew, Outcome::Crossed);
+        t.record("lb1", "swap", 4, Request::ValidateNew, Outcome::Refused);
+        assert_eq!(t.total.crossed(), 1);
+        assert_eq!(t.total.fresh_failures(), 1);
+        assert_eq!(t.total.requests(), 2);
+        assert_eq!((t.series[0].fresh_failures, t.series[0].crossed), (1, 1));
+        // A snapshot written before `crossed` existed still reads.
+        let old = serde_json::json!({"issued": 1, "validated": 2, "refused": 0, "error": 0, "timeout": 0});
+        let c: Counts = serde_json::from_value(old).unwrap();
+        assert_eq!(c.crossed, 0);
     }
 }

@@ -34,6 +34,9 @@ pub const DEFAULT_RATE: f64 = 4.0;
 /// Bounds of the rate, requests per second per frontend.
 pub const MIN_RATE: f64 = 0.1;
 pub const MAX_RATE: f64 = 20.0;
+/// The phase label the caller sets while the pool is mixed: a fresh token refused under it is a
+/// failure, never [`Outcome::Crossed`].
+pub const MIXED_PHASE: &str = "mixed";
 /// The synthetic clients' User-Agent (what a node's request log shows).
 pub const USER_AGENT: &str = concat!("cutover-meter/", env!("CARGO_PKG_VERSION"));
 /// Default per-request timeout.
@@ -395,8 +398,10 @@ impl Client {
             Ok(r) => status_outcome(r).await,
             Err(e) => transport_outcome(&e),
         };
+        // A refusal while the pool is mixed is that window's failure, wherever the token
+        // was issued.
         let outcome = match (outcome, issued_in) {
-            (Outcome::Refused, Some(p)) if *p != phase => Outcome::Crossed,
+            (Outcome::Refused, Some(p)) if *p != phase && phase != MIXED_PHASE => Outcome::Crossed,
             (o, _) => o,
         };
         self.shared.record(&self.name, &phase, sent, kind, outcome);

@@ -14,7 +14,7 @@ impl Session {
     /// client-impact meter runs as long as this does and stops with it, whatever ends it.
     pub async fn drive(&mut self, control: &mut Control) -> Result<RunEnd> {
         let end = self.drive_run(control).await;
-        let stopped = self.stop_meter();
+        let stopped = self.end_metering();
         let end = end?;
         stopped?;
         Ok(end)

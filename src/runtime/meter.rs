@@ -137,6 +137,7 @@ impl Session {
         if self.meter.is_some() || self.state.run.is_none() {
             return Ok(());
         }
+        self.metering_wanted = true;
         let Some(inv) = self.state.inventory().cloned() else {
             return Ok(());
         };
@@ -187,6 +188,21 @@ impl Session {
         }))])
     }
 
+    /// The run continued after it ended (paused, halted) in the session that drives it: a new
+    /// meter, as on a resume.
+    pub(super) fn restart_meter(&mut self) -> Result<(), JournalFailed> {
+        if self.metering_wanted && self.meter.is_none() {
+            self.start_meter()?;
+        }
+        Ok(())
+    }
+
+    /// The session stops driving the run: the meter stops (its final summary, if still running).
+    pub(super) fn end_metering(&mut self) -> Result<(), JournalFailed> {
+        self.metering_wanted = false;
+        self.stop_meter()
+    }
+
     /// After each decision: a new phase label (a step boundary, the pool becoming mixed or not)
     /// journals a summary of the phase that ends, then counts under the new one.
     pub(super) fn meter_follow(&mut self) -> Result<(), JournalFailed> {
@@ -224,6 +240,19 @@ impl Session {
         let event = summary(&mut book, &snap, ImpactReason::Final);
         self.record(vec![Event::ClientImpact(Box::new(event))])
     }
+}
+
+/// Whether a decision's events end the run for now (completed, halted, paused: the meter
+/// stops first) or continue it (resumed: a new meter starts).
+pub(super) fn ends_or_resumes(events: &[Event]) -> (bool, bool) {
+    let ends = events.iter().any(|e| {
+        matches!(
+            e,
+            Event::RunCompleted { .. } | Event::RunHalted { .. } | Event::RunPaused { .. }
+        )
+    });
+    let resumes = events.iter().any(|e| matches!(e, Event::RunResumed { .. }));
+    (ends, resumes)
 }
 
 /// The `client_impact` of `snap`; moves the meter's journaled second on.

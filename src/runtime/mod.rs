@@ -130,6 +130,9 @@ pub struct Session {
     pub meter_opts: MeterOpts,
     /// The client-impact meter while the session drives the run.
     meter: Option<meter::RunMeter>,
+    /// The session drives the run: a run continued after its end (a resume in the UI) starts
+    /// a new meter.
+    metering_wanted: bool,
 }
 
 /// Something a session keeps alive as long as it runs (the demo world's stand-ins).
@@ -177,6 +180,7 @@ impl Session {
             _stand_ins: stand_ins,
             meter_opts: MeterOpts::default(),
             meter: None,
+            metering_wanted: false,
         }
     }
 
@@ -379,7 +383,15 @@ impl Session {
     /// Ask the engine, journal its answer, start its effects.
     pub fn command(&mut self, cmd: Command) -> Result<(), CommandError> {
         let d = decide(&self.state, cmd, Utc::now())?;
+        // The meter stops as the run does: its final summary just before the run's end.
+        let (ends, resumes) = meter::ends_or_resumes(&d.events);
+        if ends {
+            self.stop_meter()?;
+        }
         self.record(d.events)?;
+        if resumes {
+            self.restart_meter()?;
+        }
         for eff in d.effects {
             let fleet = self.fleet.clone();
             let tx = self.outcomes_tx.clone();

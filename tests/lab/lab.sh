@@ -501,6 +501,7 @@ EOF
     socket: $LAB_DIR/haproxy-$k.sock
     config: $LAB_DIR/haproxy-$k.cfg
     backend: keystone_api
+    frontend_url: http://127.0.0.1:$(lb_port "$k")
     servers:
 EOF
             for i in $(seq "$LAB_NODES"); do

@@ -524,8 +524,8 @@ impl State {
             }
             Event::ClientImpact(c) => self.impact.apply(c, time),
         }
-        // The mixed windows, as the pool changes (for client impact).
-        let mixed = self.pool_mixed();
+        // The mixed windows, as clients meet the pool (for client impact).
+        let mixed = self.clients_meet_mixed_pool();
         self.impact.track_mixed(mixed, time);
         for line in said {
             self.push_log(time, line);

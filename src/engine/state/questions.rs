@@ -39,10 +39,55 @@ impl State {
         matches!(self.pool(), super::PoolView::Mixed(_))
     }
 
-    /// The meter's phase label now: `mixed` while the pool is mixed, else the current step's
-    /// id (`start` before the first, `end` after the last).
+    /// If `node` joined the pool running `provider`: how many pooled nodes would then run
+    /// `provider`, of how many pooled in all. With the rest on another provider, roughly that
+    /// share of validations fails while the pool is mixed (a token validated on a node of the
+    /// other provider than the one that issued it). None while a pooled node's provider is
+    /// unread.
+    pub fn share_if_added(&self, node: &str, provider: &str) -> Option<(usize, usize)> {
+        let (mut same, mut all) = (1, 1);
+        for (name, n) in &self.nodes {
+            if name != node && n.pooled() {
+                all += 1;
+                if n.running_provider()? == provider {
+                    same += 1;
+                }
+            }
+        }
+        Some((same, all))
+    }
+
+    /// Whether clients meet a mixed pool now: as [`State::pool_mixed`], with a node being put
+    /// back (an `lb.ready` in flight) counted in and a node being taken out (`lb.drain`,
+    /// `lb.maint` in flight) counted out, since the load balancer sends it requests (or stops)
+    /// before the action's outcome is journaled. The mixed windows and the meter's `mixed`
+    /// label follow this.
+    pub fn clients_meet_mixed_pool(&self) -> bool {
+        let moving = |name: &str, actions: &[&str]| {
+            self.running_intents().any(|f| {
+                f.intent.node.as_deref() == Some(name)
+                    && actions.contains(&f.intent.action.as_str())
+            })
+        };
+        let mut providers = std::collections::BTreeSet::new();
+        for (name, n) in &self.nodes {
+            let pooled = if moving(name, &["lb.drain", "lb.maint"]) {
+                false
+            } else {
+                n.pooled() || moving(name, &["lb.ready"])
+            };
+            if pooled && let Some(p) = n.running_provider() {
+                providers.insert(p);
+            }
+        }
+        providers.len() > 1
+    }
+
+    /// The meter's phase label now: `mixed` while clients meet a mixed pool
+    /// ([`State::clients_meet_mixed_pool`]), else the current step's id (`start` before the
+    /// first, `end` after the last).
     pub fn meter_phase(&self) -> String {
-        if self.pool_mixed() {
+        if self.clients_meet_mixed_pool() {
             return "mixed".into();
         }
         match self.current_op() {

@@ -323,7 +323,8 @@ pub(super) fn markdown(records: &[Record], opts: &Options) -> String {
         | "hard_stop_declined"
         | "run_completed"
         | "run_halted"
-        | "run_paused" => true,
+        | "run_paused"
+        | "client_impact" => true,
         // A note is shown under its step; one outside any step is listed below.
         "note" => r.step.is_some(),
         // An outcome is shown with its intent; one without an intent is listed below.
@@ -353,6 +354,11 @@ pub(super) fn markdown(records: &[Record], opts: &Options) -> String {
                 cell(&clip(&summary(r, typed(r).as_ref(), &titles), 200)),
             );
         }
+    }
+
+    // ---- Client impact (the meter's summaries, folded) ---------------------------------------
+    if let Some(section) = crate::engine::report::client_impact_markdown(&folded(records)) {
+        out.push_str(&section);
     }
 
     // ---- Final status --------------------------------------------------------------------
@@ -398,6 +404,18 @@ pub(super) fn markdown(records: &[Record], opts: &Options) -> String {
         );
     }
     out
+}
+
+/// The run's state, folded from the records that read back as events (what the client-impact
+/// section needs: the meter's summaries and the pool over time).
+fn folded(records: &[Record]) -> crate::engine::State {
+    let mut st = crate::engine::State::default();
+    for r in records {
+        if let Ok(e) = crate::engine::recorded::read_event(&r.kind, &r.data) {
+            st.apply(&e, r.time);
+        }
+    }
+    st
 }
 
 fn status_word(status: Option<&Record>) -> &'static str {

@@ -248,6 +248,9 @@ impl View<'_> {
         } else {
             out.push(BannerLine::essential(Line::from(pool)));
         }
+        if let Some(m) = self.meter_line(w) {
+            out.push(BannerLine::extra(m));
+        }
         if !st.lb_errors.is_empty() {
             out.push(BannerLine::extra(Line::from(span(
                 format!(" LB: {}", st.lb_errors.join("; ")),

@@ -11,6 +11,7 @@ mod hard_stop;
 mod header;
 mod log;
 mod matrix;
+mod meter;
 mod nodes;
 mod overlays;
 mod steps;

@@ -495,3 +495,271 @@ fn follow_stops_at_damage_and_says_so() {
         std::thread::sleep(Duration::from_millis(30));
     }
 }
+
+// ------------------------------------------------------- an indexed journal, seeking by checkpoints
+
+/// The past journal's records `times` over, re-chained into one journal (several runs in a row,
+/// as a long-lived journal directory's concatenation would read), with a record that is not an
+/// event cutover reads at `bogus` (a record index), if given.
+fn repeated_journal(name: &str, times: usize, bogus: Option<usize>) -> PathBuf {
+    let records = journal::read(past_journal()).unwrap().records;
+    let path = scratch().join(name);
+    let _ = fs::remove_file(&path);
+    let mut entries: Vec<Entry> = (0..times)
+        .flat_map(|_| records.iter())
+        .map(|r| Entry {
+            time: r.time,
+            run: r.run.clone(),
+            actor: r.actor.clone(),
+            kind: r.kind.clone(),
+            step: r.step.clone(),
+            node: r.node.clone(),
+            data: r.data.clone(),
+        })
+        .collect();
+    if let Some(at) = bogus {
+        let mut e = entries[at].clone();
+        e.kind = "from_a_later_cutover".into();
+        entries.insert(at, e);
+    }
+    let mut j = Journal::create(&path).unwrap();
+    j.append_batch(entries).unwrap();
+    path
+}
+
+/// A state as comparable data (everything it shows and keeps).
+fn snapshot(s: &State) -> serde_json::Value {
+    serde_json::to_value(s).unwrap()
+}
+
+/// The fold of the first `n` events from the start, with nothing kept in between.
+fn full_fold(events: &[(DateTime<Utc>, Event)], n: usize) -> State {
+    let mut s = State::default();
+    for (t, e) in &events[..n] {
+        s.apply(e, *t);
+    }
+    s
+}
+
+/// A small deterministic generator (xorshift64*), so a failure names its seed.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+    }
+}
+
+#[test]
+fn seeking_from_a_checkpoint_equals_the_full_fold_at_random_positions() {
+    let path = repeated_journal("repeated-3.jsonl", 3, None);
+    let events = load(&path).unwrap().events;
+    let n = events.len();
+    let (p, damage) = Player::open(&path, 1.0).unwrap();
+    assert_eq!(damage, None);
+    // Checkpoints as close as the bound allows: every seek below crosses or starts from one.
+    let mut p = p.with_checkpoint_every(1);
+    let every = p.checkpoint_every();
+    assert!(every < n / 10, "every {every} of {n}");
+    assert_eq!((p.position(), p.total()), (1, n));
+    p.control(ReplayControl::End);
+    let kept = p.checkpoints();
+    assert_eq!(kept.len(), n / every, "checkpoints kept: {kept:?}");
+    assert!(kept.iter().all(|k| k % every == 0));
+    for seed in [1u64, 0x5eed, 0xdead_beef] {
+        let mut rng = Rng(seed);
+        for _ in 0..25 {
+            let to = rng.below(n + 1);
+            p.seek(to);
+            assert_eq!(p.position(), to, "seed {seed:#x}");
+            assert_eq!(
+                snapshot(p.state()),
+                snapshot(&full_fold(&events, to)),
+                "seed {seed:#x}: the state at {to} from a checkpoint differs from the full fold"
+            );
+        }
+    }
+    // Stepping back across a checkpoint, one event at a time, is the full fold each time.
+    p.seek(2 * every + 3);
+    for _ in 0..6 {
+        p.control(ReplayControl::Back);
+        assert_eq!(
+            snapshot(p.state()),
+            snapshot(&full_fold(&events, p.position()))
+        );
+    }
+    assert_eq!(p.position(), 2 * every - 3);
+}
+
+#[test]
+fn checkpoints_stay_bounded_as_the_journal_grows() {
+    let events = load(&repeated_journal("repeated-4.jsonl", 4, None))
+        .unwrap()
+        .events;
+    let n = events.len();
+    let third = n / 3;
+    // Asked for a checkpoint every event: widened so that at most MAX_CHECKPOINTS are kept.
+    let mut p = Player::new(events[..third].to_vec(), 1.0, true).with_checkpoint_every(1);
+    let max = cutover::tui::replay::MAX_CHECKPOINTS;
+    assert!(third.div_ceil(p.checkpoint_every()) <= max);
+    for chunk in events[third..].chunks(37) {
+        p.append(chunk.to_vec());
+        p.control(ReplayControl::Back);
+        p.control(ReplayControl::End);
+        let every = p.checkpoint_every();
+        let kept = p.checkpoints();
+        assert!(kept.len() <= max, "{} checkpoints at {every}", kept.len());
+        assert!(kept.iter().all(|k| k % every == 0), "{kept:?} at {every}");
+    }
+    assert_eq!(p.position(), n);
+    assert_eq!(snapshot(p.state()), snapshot(&full_fold(&events, n)));
+    p.seek(n / 2 + 1);
+    assert_eq!(
+        snapshot(p.state()),
+        snapshot(&full_fold(&events, n / 2 + 1))
+    );
+}
+
+#[test]
+fn an_indexed_replay_shows_what_the_loaded_one_shows_at_every_position() {
+    let path = repeated_journal("repeated-2.jsonl", 2, None);
+    let (indexed, _) = Player::open(&path, 2.0).unwrap();
+    let mut indexed = indexed.with_checkpoint_every(10);
+    let mut held = Player::new(load(&path).unwrap().events, 2.0, false);
+    assert_eq!(indexed.total(), held.total());
+    let same = |a: &Player, b: &Player, at: &str| {
+        assert_eq!(a.position(), b.position(), "{at}");
+        assert_eq!(a.status().total, b.status().total, "{at}");
+        assert_eq!(a.status().resolution, b.status().resolution, "{at}");
+        assert_eq!(a.gap(), b.gap(), "{at}");
+        assert_eq!(snapshot(a.state()), snapshot(b.state()), "{at}");
+    };
+    same(&indexed, &held, "opening");
+    let mut answered = 0;
+    while held.position() < held.total() {
+        for p in [&mut indexed, &mut held] {
+            p.control(ReplayControl::Forward);
+        }
+        same(&indexed, &held, &format!("at {}", held.position()));
+        answered += usize::from(held.status().resolution.is_some());
+    }
+    assert!(
+        answered > 0,
+        "some positions show how their hard stop was answered"
+    );
+    // Jumps: back to the start, to every hard stop, to the end.
+    let stops: Vec<usize> = (1..=held.total())
+        .filter(|&i| {
+            held.seek(i);
+            held.state().hard_stop.is_some()
+        })
+        .collect();
+    assert!(!stops.is_empty());
+    for &i in stops.iter().rev() {
+        indexed.seek(i);
+        held.seek(i);
+        same(&indexed, &held, &format!("hard stop at {i}"));
+        assert!(indexed.status().resolution.is_some(), "answered later: {i}");
+    }
+    for c in [
+        ReplayControl::Start,
+        ReplayControl::End,
+        ReplayControl::Back,
+    ] {
+        indexed.control(c);
+        held.control(c);
+        same(&indexed, &held, &format!("{c:?}"));
+    }
+}
+
+#[test]
+fn an_indexed_replay_of_a_damaged_journal_stops_where_load_does() {
+    const K: usize = 40;
+    let path = damaged_copy("damaged-indexed.jsonl", K);
+    let loaded = load(&path).unwrap();
+    let (mut p, damage) = Player::open(&path, 1.0).unwrap();
+    assert_eq!(damage, loaded.damage);
+    assert_eq!(damage.map(|d| d.seq), Some(K as u64));
+    p.control(ReplayControl::End);
+    assert_eq!(p.total(), loaded.events.len());
+    assert_eq!(
+        snapshot(p.state()),
+        snapshot(&full_fold(&loaded.events, loaded.events.len()))
+    );
+    assert_eq!(p.take_fault(), None);
+}
+
+#[test]
+fn an_event_that_cannot_be_read_ends_an_indexed_replay_there_under_a_banner() {
+    let at = 30;
+    let path = repeated_journal("bogus.jsonl", 1, Some(at));
+    // Loading refuses it whole, as it always did.
+    let err = load(&path)
+        .err()
+        .expect("load refuses the record")
+        .to_string();
+    assert!(err.contains("from_a_later_cutover"), "{err}");
+    // The index plays what comes before it, then stops there and says why.
+    let (mut p, damage) = Player::open(&path, 1.0).unwrap();
+    assert_eq!(damage, None, "the chain is intact");
+    let good = load(past_journal()).unwrap().events;
+    p.control(ReplayControl::End);
+    assert_eq!(p.position(), at);
+    assert_eq!(p.total(), at);
+    assert_eq!(snapshot(p.state()), snapshot(&full_fold(&good, at)));
+    let d = p.take_fault().expect("the unreadable event is reported");
+    assert_eq!((d.seq, d.line_no), (at as u64 + 1, at + 1));
+    let banner = d.banner(false);
+    assert!(
+        banner.contains(&format!(
+            "journal damaged at seq {} (line {}: not an event this cutover reads)",
+            at + 1,
+            at + 1
+        )),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!("replaying seq 1-{at} only")),
+        "{banner}"
+    );
+    assert_eq!(p.take_fault(), None, "reported once");
+    // Stepping stays before it.
+    p.control(ReplayControl::Forward);
+    assert_eq!(p.position(), at);
+}
+
+#[test]
+fn the_fold_ahead_in_the_background_gives_the_full_fold_s_states() {
+    let path = repeated_journal("repeated-5.jsonl", 5, None);
+    let events = load(&path).unwrap().events;
+    let n = events.len();
+    let (mut p, _) = Player::open(&path, 1.0).unwrap();
+    let every = p.checkpoint_every();
+    assert!(n > every, "{n} events: long enough to fold ahead");
+    // The background fold hands over its checkpoints and the state at the end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.checkpoints().contains(&n) {
+        assert!(
+            Instant::now() < deadline,
+            "no fold ahead: {:?}",
+            p.checkpoints()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        p.seek(1);
+    }
+    assert_eq!(p.checkpoints(), vec![every, n]);
+    let mut rng = Rng(7);
+    for to in [n, n - 1, every, every - 1, every + 1]
+        .into_iter()
+        .chain((0..10).map(|_| rng.below(n + 1)))
+    {
+        p.seek(to);
+        assert_eq!(
+            snapshot(p.state()),
+            snapshot(&full_fold(&events, to)),
+            "at {to}"
+        );
+    }
+}

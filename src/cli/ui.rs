@@ -55,8 +55,15 @@ pub async fn replay(journal: &Path, speed: f64, follow: bool) -> Result<()> {
             },
         }
     } else {
-        let loaded = cutover::tui::replay::load(journal)?;
-        (loaded.events, None, loaded.damage.map(|d| d.banner(false)))
+        // Indexed, not loaded: the events are read from the journal as they are folded.
+        let (player, damage) = cutover::tui::replay::Player::open(journal, speed)?;
+        let header = Header {
+            journal: journal.to_path_buf(),
+            mode: Mode::Replay,
+            operator: cutover::journal::Who::current().actor_label(),
+        };
+        let banner = damage.map(|d| d.banner(false));
+        return cutover::tui::run_player(player, None, header, banner).await;
     };
     let header = Header {
         journal: journal.to_path_buf(),

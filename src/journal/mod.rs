@@ -30,6 +30,7 @@
 //! final line, which readers tolerate and [`Journal::open_for_append`] trims away.
 
 pub mod actor;
+mod index;
 mod reader;
 mod record;
 pub mod render;
@@ -40,6 +41,7 @@ mod writer;
 use std::path::PathBuf;
 
 pub use actor::Who;
+pub use index::Index;
 pub use reader::{
     Ending, Follower, Prefix, read, read_prefix, read_prefix_each, verify, verify_keeping,
 };

@@ -235,6 +235,8 @@ pub(crate) struct Link<'a> {
     pub kind: std::borrow::Cow<'a, str>,
     /// The line's hash, 64 lowercase hex digits (the next line's `prev`).
     pub hash: [u8; HASH_HEX_LEN],
+    /// The record's time.
+    pub time: DateTime<Utc>,
 }
 
 /// A line's fields borrowed from its bytes, for checking it without building its `data`.
@@ -340,13 +342,12 @@ pub(crate) fn check_chain<'a>(
             return None;
         }
         let b: Borrowed<'a> = serde_json::from_slice(line).ok()?;
-        let fits = b.hash.as_bytes() == actual
-            && b.seq == expected_seq
-            && b.prev == prev_hash
-            && DateTime::parse_from_rfc3339(&b.time).is_ok();
+        let time = DateTime::parse_from_rfc3339(&b.time).ok()?;
+        let fits = b.hash.as_bytes() == actual && b.seq == expected_seq && b.prev == prev_hash;
         fits.then_some(Link {
             kind: b.kind,
             hash: actual,
+            time: time.with_timezone(&Utc),
         })
     };
     match fast() {
@@ -362,6 +363,7 @@ pub(crate) fn check_chain<'a>(
                     h.copy_from_slice(r.hash.as_bytes());
                     h
                 },
+                time: r.time,
             }),
         },
     }

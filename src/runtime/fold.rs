@@ -23,15 +23,23 @@ pub fn events_of(records: &[journal::Record]) -> Result<Vec<(DateTime<Utc>, Even
     records
         .iter()
         .filter(|r| is_event(r))
-        .map(|r| {
-            crate::engine::recorded::read_event(&r.kind, &r.data)
-                .map(|e| (r.time, e))
-                .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))
-        })
+        .map(event_of)
         .collect()
 }
 
-/// Records the runtime writes beside the engine's events (a broken fleet lock) are not folded.
+/// One record's event (of a record whose kind [`is_event_kind`]), as the fold reads it.
+pub fn event_of(r: &journal::Record) -> Result<(DateTime<Utc>, Event)> {
+    crate::engine::recorded::read_event(&r.kind, &r.data)
+        .map(|e| (r.time, e))
+        .map_err(|e| anyhow!("journal seq {}: {e}", r.seq))
+}
+
+/// Whether records of this kind are folded: not those the runtime writes beside the engine's
+/// events (a broken fleet lock).
+pub fn is_event_kind(kind: &str) -> bool {
+    !fleet_lock::JOURNAL_KINDS.contains(&kind)
+}
+
 fn is_event(r: &journal::Record) -> bool {
-    !fleet_lock::JOURNAL_KINDS.contains(&r.kind.as_str())
+    is_event_kind(&r.kind)
 }

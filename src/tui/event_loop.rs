@@ -134,6 +134,10 @@ impl Source for Replay {
     }
 
     fn before_draw(&mut self, app: &mut App) {
+        // An event that could not be read ends the replay there, like damage found on opening.
+        if let Some(d) = self.player.take_fault() {
+            app.set_replay_banner(Some(d.banner(false)));
+        }
         app.set_replay_status(self.player.status());
     }
 

@@ -64,6 +64,18 @@ pub async fn run_replay(
     events: Vec<(DateTime<Utc>, Event)>,
     follow: Option<Follow>,
     speed: f64,
+    header: Header,
+    banner: Option<String>,
+) -> anyhow::Result<()> {
+    let player = replay::Player::new(events, speed, follow.is_some());
+    run_player(player, follow, header, banner).await
+}
+
+/// [`run_replay`] of a player already made (a journal replayed from its index:
+/// [`replay::Player::open`]).
+pub async fn run_player(
+    player: replay::Player,
+    follow: Option<Follow>,
     mut header: Header,
     banner: Option<String>,
 ) -> anyhow::Result<()> {
@@ -72,7 +84,6 @@ pub async fn run_replay(
     } else if header.mode != Mode::Follow {
         header.mode = Mode::Replay;
     }
-    let player = replay::Player::new(events, speed, follow.is_some());
     let mut app = App::new(header);
     app.set_replay_banner(banner);
     event_loop::run(app, event_loop::Replay::new(player, follow)).await

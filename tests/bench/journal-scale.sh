@@ -5,8 +5,9 @@
 #   - times `cutover journal verify` against a Python loop that only sha256-hashes each line
 #     (the floor: verifying the chain needs every line's bytes hashed), best of RUNS each;
 #   - starts `cutover replay` on it in tmux (120x40) and times the first frame (until the
-#     screen shows the replay's status line), then reads its peak resident memory (VmHWM) at the
-#     first frame and again after `G` (the last event, the whole journal folded).
+#     screen shows the replay's status line), the end (`G`, until the header shows event N/N)
+#     and a step back from the end (Left), and reads its peak resident memory (VmHWM) at the
+#     first frame and at the end, and its CPU time.
 # Prints each figure and the ratios. Exits 0; it asserts nothing (figures go to BENCHMARKS.md).
 #
 #   tests/bench/journal-scale.sh                    # builds the release binary first
@@ -66,7 +67,11 @@ echo "verify:              ${t_verify} s (best of $runs), peak RSS $((rss_verify
 echo "python per-line hash: ${t_python} s (best of $runs)"
 python3 -c "print(f'verify / python:     {$t_verify / $t_python:.2f}x')"
 
-# Replay: the first frame, then the whole journal folded (G).
+# Replay: the first frame, then the end (G: the last event, the whole journal folded).
+# CPU: the replay process's user+system time (/proc/PID/stat), less sensitive to other load.
+cpu_of() {
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"
+}
 start=$(date +%s.%N)
 tmux new-session -d -s "$session" -x 120 -y 40 "exec '$bin' replay '$journal'"
 pid=$(tmux list-panes -t "$session" -F '#{pane_pid}')
@@ -80,10 +85,38 @@ until tmux capture-pane -p -t "$session" 2>/dev/null | grep -q "REPLAY\|Replay\|
     sleep 0.01
 done
 first=$(python3 -c "print(f'{$(date +%s.%N) - $start:.2f}')")
+cpu_first=$(cpu_of "$pid")
 hwm_first=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+# The end: the header reads "event N/N" (every record of this journal is an event).
+sleep 1
+g_start=$(date +%s.%N)
 tmux send-keys -t "$session" G
-sleep 3
+until tmux capture-pane -p -t "$session" | head -1 | grep -q "event $records/$records"; do
+    if [ $SECONDS -ge $deadline ]; then
+        echo "journal-scale: the end not shown after 120 s; the screen:" >&2
+        tmux capture-pane -p -t "$session" >&2 || true
+        exit 2
+    fi
+    sleep 0.01
+done
+g=$(python3 -c "print(f'{$(date +%s.%N) - $g_start:.2f}')")
+# Step back from the end (the fold from the nearest checkpoint), then let it settle.
+b_start=$(date +%s.%N)
+tmux send-keys -t "$session" Left
+until tmux capture-pane -p -t "$session" | head -1 | grep -q "event $((records - 1))/$records"; do
+    if [ $SECONDS -ge $deadline ]; then
+        echo "journal-scale: no step back after 120 s; the screen:" >&2
+        tmux capture-pane -p -t "$session" >&2 || true
+        exit 2
+    fi
+    sleep 0.01
+done
+back=$(python3 -c "print(f'{$(date +%s.%N) - $b_start:.2f}')")
+sleep 2
 hwm_end=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 rss_end=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-echo "replay first frame:  ${first} s (tmux start to the screen, polled every 10 ms)"
-echo "replay peak RSS:     $((hwm_first / 1024)) MB at the first frame, $((hwm_end / 1024)) MB after G (resident then $((rss_end / 1024)) MB)"
+cpu_end=$(cpu_of "$pid")
+echo "replay first frame:  ${first} s (tmux start to the screen, polled every 10 ms; the replay's CPU then ${cpu_first} s)"
+echo "replay end (G):      ${g} s (key to the screen showing event $records/$records, 1 s after the first frame)"
+echo "replay back (Left):   ${back} s (key to event $((records - 1))/$records)"
+echo "replay peak RSS:     $((hwm_first / 1024)) MB at the first frame, $((hwm_end / 1024)) MB at the end (resident then $((rss_end / 1024)) MB; CPU in all ${cpu_end} s)"

@@ -106,7 +106,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 S=$tmp/ssh
-mkdir -p "$S" /run/sshd
+mkdir -p "$S/home" /run/sshd
 ssh-keygen -q -t ed25519 -N '' -C probe-scale-host -f "$S/host_ed25519"
 ssh-keygen -q -t ed25519 -N '' -C probe-scale-client -f "$S/id_ed25519"
 cp "$S/id_ed25519.pub" "$S/authorized_keys"
@@ -139,6 +139,9 @@ KexAlgorithms $KEX
 MaxStartups 1000
 MaxSessions 100
 AcceptEnv CUTOVER_NODE
+# An empty home: bash run by sshd reads ~/.bashrc, whose start-up (pyenv init, say) would
+# otherwise be timed once per exec, for every tool, instead of the reads themselves.
+SetEnv HOME=$S/home
 LogLevel VERBOSE
 $extra
 EOF
@@ -173,8 +176,8 @@ EOF
     echo "[127.0.0.1]:$1 $(cut -d' ' -f1,2 "$S/host_ed25519.pub")" >>"$S/known_hosts"
 }
 
-write_inventory() { # SSH-CONFIG FILE
-    python3 - "$W/inventory.yaml" "$1" "$S/known_hosts" "$PAR" "$2" <<'EOF'
+write_inventory() { # SSH-CONFIG FILE [CONCURRENCY]
+    python3 - "$W/inventory.yaml" "$1" "$S/known_hosts" "${3:-$PAR}" "$2" <<'EOF'
 import sys, yaml
 src, config, known, par, out = sys.argv[1:]
 inv = yaml.safe_load(open(src))
@@ -190,10 +193,11 @@ EOF
 # ---------------------------------------------------------- what the probe runs on a node
 start_sshd capture "ForceCommand $S/capture-cmd"
 write_ssh_config "$sshd_port" "$S/capture_config"
-write_inventory "$S/capture_config" "$tmp/capture-inventory.yaml"
+# Learning the commands needs every node read, not speed: 8 at once (cutover's default).
+write_inventory "$S/capture_config" "$tmp/capture-inventory.yaml" 8
 "$bin" probe -i "$tmp/capture-inventory.yaml" --format json >"$tmp/capture-probe.json" 2>"$tmp/capture-probe.err" ||
     { cat "$tmp/capture-probe.err" >&2; die "the capture probe failed"; }
-python3 - "$tmp/capture-probe.json" <<'EOF' || die "the capture probe did not read every node (it needs all to learn the commands); with fewer at once: PAR=8"
+python3 - "$tmp/capture-probe.json" <<'EOF' || die "the capture probe did not read every node (it needs all to learn the commands)"
 import json, sys
 bad = [(n, f.get("error") or f.get("unreachable")) for n, f in json.load(open(sys.argv[1]))["nodes"].items()
        if f.get("error") or f.get("unreachable")]
@@ -312,7 +316,7 @@ print(sum(1 for f in o["nodes"].values() if not f.get("error") and not f.get("un
 tools=(cutover parallel-ssh ansible)
 echo "probe-scale: $N nodes over one loopback sshd (kex $KEX), $PAR at once, median of $RUNS"
 echo "  machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "  cutover $("$bin" --version 2>/dev/null || echo "$bin"), $("$PSSH" --version 2>&1 | head -1 | sed 's/^/parallel-ssh /'), $(ansible --version | head -1)"
+echo "  cutover $("$bin" --version 2>/dev/null || echo "$bin"), $("$PSSH" --version 2>&1 | head -1 | sed 's/^/parallel-ssh /'), $(ansible --version 2>/dev/null | sed -n 1p)"
 echo "  per node: $(head -1 "$tmp/capture-summary.txt")"
 # A warm-up round (page cache, the binaries), not counted.
 for t in "${tools[@]}"; do run_tool "$t" 0 >/dev/null; done

@@ -112,12 +112,13 @@ ssh-keygen -q -t ed25519 -N '' -C probe-scale-client -f "$S/id_ed25519"
 cp "$S/id_ed25519.pub" "$S/authorized_keys"
 cat >"$S/capture-cmd" <<EOF
 #!/bin/bash
-# Records the command a client asked for (NUL-separated), then runs it as sshd would have.
-printf '%s\0' "\$SSH_ORIGINAL_COMMAND" >>"$S/captured"
+# Records the command a client asked for (a file each, named by the time: sessions run at
+# once), then runs it as sshd would have.
+printf '%s' "\$SSH_ORIGINAL_COMMAND" >"\$(mktemp "$S/captured/\$(date +%s%N).XXXXXX")"
 exec /bin/bash -c "\$SSH_ORIGINAL_COMMAND"
 EOF
 chmod +x "$S/capture-cmd"
-: >"$S/captured"
+mkdir -p "$S/captured"
 
 start_sshd() { # NAME EXTRA-CONFIG -> sets $sshd_port
     local name=$1 extra=$2 port
@@ -206,9 +207,10 @@ for n, e in bad[:3]:
 sys.exit(1 if bad else 0)
 EOF
 python3 - "$S/captured" "$W" "$N" "$tmp/node-script.sh" "$tmp/capture-summary.txt" <<'EOF'
-import re, sys
+import os, re, sys
 captured, world, n, out, summary = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-cmds = [c for c in open(captured, "rb").read().decode().split("\0") if c]
+cmds = [open(os.path.join(captured, f), "rb").read().decode() for f in sorted(os.listdir(captured))]
+cmds = [c for c in cmds if c]
 node_re = re.compile(re.escape(world) + r"/node(\d+)(?!\d)")
 per_node = {}
 for c in cmds:

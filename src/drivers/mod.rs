@@ -121,6 +121,10 @@ pub struct Fleet {
     pub passphrase: Option<crate::transport::ssh::PassphrasePrompt>,
     /// What the pool guard watches (see `guard`).
     pub guard: lb::guard::GuardShared,
+    /// What was last read on each node (keystone.conf, where its key repositories are).
+    known: keystone::known::Known,
+    /// Public keys read from their nodes for copying to others, once per phase.
+    source_keys: keys::SourceKeys,
 }
 
 impl Fleet {
@@ -163,6 +167,8 @@ impl Fleet {
             limit: Arc::new(Semaphore::new(concurrency)),
             passphrase: None,
             guard: Default::default(),
+            known: Default::default(),
+            source_keys: Default::default(),
         })
     }
 

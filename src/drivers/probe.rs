@@ -3,6 +3,7 @@
 use super::{DResult, Done, DriverError, Fleet, keys};
 use crate::drivers::keystone::api;
 use crate::drivers::keystone::conf;
+use crate::drivers::keystone::known::{self, RepoPaths};
 use crate::engine::facts::*;
 use crate::inventory::Reach;
 use crate::transport::shell_quote;
@@ -158,16 +159,99 @@ impl Fleet {
     }
 
     pub async fn node_facts(&self, name: &str) -> DResult<NodeFacts> {
+        Ok(self.node_facts_after(name, None).await?.1)
+    }
+
+    /// Where a node's key repositories are: as last read, else as its keystone.conf says (one
+    /// read of the node).
+    pub(in crate::drivers) async fn repo_paths(&self, name: &str) -> DResult<RepoPaths> {
+        if let Some(k) = self.known.get(name) {
+            return Ok(k.paths);
+        }
+        let f = self.node_facts(name).await?;
+        Ok(RepoPaths {
+            fernet: f.fernet.repo,
+            private: f.jws.private_repo,
+            public: f.jws.public_repo,
+        })
+    }
+
+    /// Read a node in one exec: keystone.conf, then its key repositories at the paths they had
+    /// last time (or the inventory's and Keystone's defaults), checked against the conf just read:
+    /// only when they moved is there a second exec. With `pre`, that script runs first in the
+    /// same exec (in a subshell; an action's change) and its exit status and stdout come back
+    /// with the facts as they are after it; its stderr is the exec's.
+    pub(in crate::drivers) async fn node_facts_after(
+        &self,
+        name: &str,
+        pre: Option<&str>,
+    ) -> DResult<(Option<crate::transport::ExecOutput>, NodeFacts)> {
         let n = self.node(name)?;
         let conf_path = n.keystone_conf.display().to_string();
-        let out = self
-            .exec(
-                name,
-                &format!("cat -- {}", shell_quote(&conf_path)),
-                Duration::from_secs(20),
-            )
-            .await?;
-        if out.status != 0 {
+        let path_or = |o: &Option<std::path::PathBuf>, d: &str| {
+            o.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| d.to_string())
+        };
+        let paths_of = |s: &conf::TokenSettings| RepoPaths {
+            fernet: path_or(&n.fernet_repo, &s.fernet_repo),
+            private: path_or(&n.jws_private_repo, &s.jws_private_repo),
+            public: path_or(&n.jws_public_repo, &s.jws_public_repo),
+        };
+        let guess = match self.known.get(name) {
+            Some(k) => k.paths,
+            None => paths_of(&conf::token_settings("")),
+        };
+        let conf_mark = known::marker("conf");
+        let read = api::read_script(
+            &conf_path,
+            &conf_mark,
+            &guess.fernet,
+            &guess.private,
+            &guess.public,
+        );
+        let pre_mark = known::marker("pre");
+        let (script, timeout) = match pre {
+            Some(p) => (
+                format!(
+                    "(\n{p}\n)\nprintf '\\n%s %s\\n' {} $?\n{read}",
+                    shell_quote(&pre_mark)
+                ),
+                Duration::from_secs(90),
+            ),
+            None => (read, Duration::from_secs(30)),
+        };
+        let (svc, out) = tokio::join!(
+            api::service_check(&self.http, &n.keystone_url),
+            self.exec(name, &script, timeout)
+        );
+        let mut out = out?;
+        let text = out.stdout_str();
+        let mut rest = text.as_str();
+        let mut pre_run = None;
+        if pre.is_some() {
+            let Some((before, after)) = known::split_at_marker(rest, &pre_mark) else {
+                return Err(DriverError::new(
+                    format!(
+                        "{name}: the change did not run to its end: {}",
+                        out.last_line()
+                    ),
+                    "check the node (its disk, its shell), then resume",
+                ));
+            };
+            // The marker's line is `MARK STATUS`.
+            let status = text[text.find(&pre_mark).unwrap_or(0) + pre_mark.len()..]
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1);
+            let mut ran = out.clone();
+            ran.status = status;
+            ran.stdout = before.as_bytes().to_vec();
+            pre_run = Some(ran);
+            rest = after;
+        }
+        if out.status == 66 {
             return Err(DriverError::new(
                 format!("{name}: cannot read {conf_path}: {}", out.last_line()),
                 format!(
@@ -175,42 +259,62 @@ impl Fleet {
                 ),
             ));
         }
-        let conf = out.stdout_str();
-        let s = conf::token_settings(&conf);
-        let path_or = |o: &Option<std::path::PathBuf>, d: &str| {
-            o.as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| d.to_string())
-        };
-        let fernet = path_or(&n.fernet_repo, &s.fernet_repo);
-        let private = path_or(&n.jws_private_repo, &s.jws_private_repo);
-        let public = path_or(&n.jws_public_repo, &s.jws_public_repo);
-        let script = api::facts_script(&fernet, &private, &public);
-        let svc = api::service_check(&self.http, &n.keystone_url).await;
-        let out = self.exec(name, &script, Duration::from_secs(30)).await?;
-        if out.status != 0 {
-            return Err(DriverError::new(
+        let failed = || {
+            DriverError::new(
                 format!(
                     "{name}: reading key repositories failed: {}",
                     out.last_line()
                 ),
                 "check permissions on the key repositories (sudo: true in the inventory if needed)",
-            ));
+            )
+        };
+        if out.status != 0 {
+            return Err(failed());
         }
-        let mut f = api::parse_facts(&out.stdout_str(), &fernet, &private, &public);
+        let Some((conf, facts_out)) = known::split_at_marker(rest, &conf_mark) else {
+            return Err(failed());
+        };
+        let conf = conf.to_string();
+        let s = conf::token_settings(&conf);
+        let paths = paths_of(&s);
+        let mut facts_out = facts_out.to_string();
+        if paths != guess {
+            // The repositories are not where they were (or where Keystone keeps them by
+            // default): read them where the conf says.
+            let script = api::facts_script(&paths.fernet, &paths.private, &paths.public);
+            out = self.exec(name, &script, Duration::from_secs(30)).await?;
+            if out.status != 0 {
+                return Err(DriverError::new(
+                    format!(
+                        "{name}: reading key repositories failed: {}",
+                        out.last_line()
+                    ),
+                    "check permissions on the key repositories (sudo: true in the inventory if needed)",
+                ));
+            }
+            facts_out = out.stdout_str();
+        }
+        self.known.put(name, paths.clone(), conf.clone());
+        let RepoPaths {
+            fernet,
+            private,
+            public,
+        } = paths;
+        let mut f = api::parse_facts(&facts_out, &fernet, &private, &public);
         if f.jws.no_openssl && f.jws.private_present {
             f.jws.private_fingerprint = self
                 .private_fingerprint_without_openssl(name, &private)
                 .await;
         }
         f.provider = Some(s.provider);
+        f.cache = Some(conf::cache_settings(&conf));
         f.expiration = s.expiration;
         f.allow_expired_window = s.allow_expired_window;
         f.receipts_repo = s.receipts_repo;
         f.service_up = svc.up;
         f.service_status = svc.status;
         f.service_detail = svc.detail;
-        Ok(f)
+        Ok((pre_run, f))
     }
 
     /// Without `openssl` on the node, private.pem's public half can only be derived by reading
@@ -244,4 +348,3 @@ pub async fn full_probe(fleet: &Fleet, tokens: bool) -> DResult<Observation> {
     let lb = !fleet.inv.load_balancers.is_empty();
     Ok(fleet.observe(&nodes, lb, &toks).await.0.observed)
 }
-        f.cache = Some(conf::cache_settings(&conf));

@@ -10,21 +10,13 @@ use std::path::Path;
 use std::time::Duration;
 
 impl Fleet {
-    pub(in crate::drivers) fn repos(&self, facts: &NodeFacts) -> (String, String) {
-        (
-            facts.jws.private_repo.clone(),
-            facts.jws.public_repo.clone(),
-        )
-    }
-
     pub(in crate::drivers) async fn create_keypair(
         &self,
         node: &str,
         keygen: crate::inventory::KeyGen,
     ) -> DResult<Done> {
-        let facts = self.node_facts(node).await?;
-        let (private, _) = self.repos(&facts);
-        let staging = api::staging_dir(&private);
+        let staging = api::staging_dir(&self.repo_paths(node).await?.private);
+        self.source_keys.forget(node);
         let (fp, with) = match keygen {
             crate::inventory::KeyGen::KeystoneManage => {
                 let (km, public) = self.keystone_manage(node, &staging).await?;
@@ -118,6 +110,9 @@ impl Fleet {
         Ok((km, public))
     }
 
+    /// Put a keypair into `staging` (created 0700 if missing) in one exec: private.pem (0600)
+    /// from stdin, never on a command line; public.pem (0644) in the script. Each file is
+    /// written beside its name and renamed into place. A failure leaves no half keypair.
     pub(in crate::drivers) async fn stage(
         &self,
         node: &str,
@@ -127,44 +122,43 @@ impl Fleet {
     ) -> DResult<()> {
         let n = self.node(node)?;
         let t = self.node_transport(node).await?;
-        let out = self
+        let script = format!(
+            r#"set -e; umask 077; s={s}
+mkdir -p -- "$s"
+cat > "$s/private.pem.cutover-new"; chmod 600 -- "$s/private.pem.cutover-new"
+printf '%s' {public} > "$s/public.pem.cutover-new"; chmod 644 -- "$s/public.pem.cutover-new"
+mv -f -- "$s/private.pem.cutover-new" "$s/private.pem"
+mv -f -- "$s/public.pem.cutover-new" "$s/public.pem"
+"#,
+            s = shell_quote(staging),
+            public = shell_quote(public_pem),
+        );
+        let _permit = self.limit.acquire().await.expect("semaphore open");
+        let out = t
             .exec(
-                node,
-                &format!("umask 077 && mkdir -p -- {}", shell_quote(staging)),
-                Duration::from_secs(20),
+                &script,
+                crate::transport::ExecOpts {
+                    stdin: Some(private_pem.to_vec()),
+                    timeout: Duration::from_secs(30),
+                    sudo: n.sudo,
+                },
             )
-            .await?;
-        if out.status != 0 {
-            return Err(DriverError::new(
-                format!("{node}: cannot create {staging}: {}", out.last_line()),
+            .await;
+        drop(_permit);
+        let failed = match out {
+            Ok(o) if o.status == 0 => return Ok(()),
+            Ok(o) => DriverError::new(
+                format!(
+                    "{node}: cannot stage a keypair in {staging}: {}",
+                    o.last_line()
+                ),
                 "check permissions (sudo: true?)",
-            ));
-        }
-        let written = async {
-            t.write_file(
-                &Path::new(staging).join("private.pem"),
-                private_pem,
-                0o600,
-                None,
-                n.sudo,
-            )
-            .await?;
-            t.write_file(
-                &Path::new(staging).join("public.pem"),
-                public_pem.as_bytes(),
-                0o644,
-                None,
-                n.sudo,
-            )
-            .await
-        }
-        .await;
-        if let Err(e) = written {
-            // No half keypair left behind: a later keys step starts from nothing.
-            self.unstage(node, staging).await;
-            return Err(e.into());
-        }
-        Ok(())
+            ),
+            Err(e) => e.into(),
+        };
+        // No half keypair left behind: a later keys step starts from nothing.
+        self.unstage(node, staging).await;
+        Err(failed)
     }
 
     /// Remove a keypair from `staging` and the directory if that leaves it empty (best effort:
@@ -175,7 +169,7 @@ impl Fleet {
             .exec(
                 node,
                 &format!(
-                    "rm -f -- {s}/private.pem {s}/public.pem {s}/keystone-manage.err; rmdir -- {s} 2>/dev/null || true"
+                    "rm -f -- {s}/private.pem {s}/public.pem {s}/private.pem.cutover-new {s}/public.pem.cutover-new {s}/keystone-manage.err; rmdir -- {s} 2>/dev/null || true"
                 ),
                 Duration::from_secs(20),
             )
@@ -199,8 +193,7 @@ impl Fleet {
                 (p, q, String::new())
             }
             crate::inventory::KeyGen::KeystoneManage => {
-                let facts = self.node_facts(origin).await?;
-                let staging = api::staging_dir(&facts.jws.private_repo);
+                let staging = api::staging_dir(&self.repo_paths(origin).await?.private);
                 let (km, public) = self.keystone_manage(origin, &staging).await?;
                 let n = self.node(origin)?;
                 let t = self.node_transport(origin).await?;
@@ -225,11 +218,18 @@ impl Fleet {
             )
         })?;
         let mut obs = Observation::default();
-        for node in nodes {
-            let facts = self.node_facts(node).await?;
-            let staging = api::staging_dir(&facts.jws.private_repo);
-            self.stage(node, &staging, &private_pem.0, &public_pem)
-                .await?;
+        // Every node at once (each one exec); the first failure is reported.
+        let staged = futures::future::join_all(nodes.iter().map(|node| {
+            let (private_pem, public_pem) = (&private_pem, &public_pem);
+            async move {
+                self.source_keys.forget(node);
+                let staging = api::staging_dir(&self.repo_paths(node).await?.private);
+                self.stage(node, &staging, &private_pem.0, public_pem).await
+            }
+        }))
+        .await;
+        for (node, r) in nodes.iter().zip(staged) {
+            r?;
             obs.keys.insert(node.clone(), fp.clone());
         }
         Ok(Done::ok(
@@ -242,32 +242,33 @@ impl Fleet {
         ))
     }
 
+    /// Move the staged keypair into place and read the node back, in one exec.
     pub(in crate::drivers) async fn install_keys(&self, node: &str, public: bool) -> DResult<Done> {
         let n = self.node(node)?;
-        let facts = self.node_facts(node).await?;
-        let (private, public_repo) = self.repos(&facts);
-        let staging = api::staging_dir(&private);
-        let public_file = name_path(Path::new(&public_repo), node, ".pem")?;
+        let paths = self.repo_paths(node).await?;
+        let staging = api::staging_dir(&paths.private);
+        let public_file = name_path(Path::new(&paths.public), node, ".pem")?;
         let script = api::install_script(
             &staging,
-            &private,
-            &public_repo,
+            &paths.private,
+            &paths.public,
             &public_file.to_string_lossy(),
             &n.keystone_user,
             &n.keystone_group,
             public,
         );
-        let out = self.exec(node, &script, Duration::from_secs(60)).await?;
-        if out.status != 0 {
+        self.source_keys.forget(node);
+        let (ran, after) = self.node_facts_after(node, Some(&script)).await?;
+        let ran = ran.expect("a change was run");
+        if ran.status != 0 {
             return Err(DriverError::new(
                 format!(
                     "{node}: installing the JWS keys failed: {}",
-                    out.last_line()
+                    ran.last_line()
                 ),
                 "check that the staging directory still holds the keypair (re-run the keys step) and the repositories are writable",
             ));
         }
-        let after = self.node_facts(node).await?;
         let fp = after.jws.private_fingerprint.clone().ok_or_else(|| {
             DriverError::new(
                 format!("{node}: private.pem installed but unreadable as a key"),
@@ -305,74 +306,15 @@ impl Fleet {
         ))
     }
 
-    /// Copy the public keys of `from` into `node`'s public repository: each node's installed
-    /// `<m>.pem`, or (`staged`) the next key waiting in its staging directory, written as
-    /// `<m>.<fingerprint tag>.pem` beside the current ones. Returns the names written and the
-    /// node's facts afterwards.
-    pub(in crate::drivers) async fn copy_public_keys(
-        &self,
-        node: &str,
-        from: &[String],
-        staged: bool,
-    ) -> DResult<(Vec<String>, NodeFacts)> {
-        let n = self.node(node)?;
-        let facts = self.node_facts(node).await?;
-        let t = self.node_transport(node).await?;
-        let mut names = Vec::new();
-        for m in from {
-            let mf = self.node_facts(m).await?;
-            let src = if staged {
-                Path::new(&api::staging_dir(&mf.jws.private_repo)).join("public.pem")
-            } else {
-                name_path(Path::new(&mf.jws.public_repo), m, ".pem")?
-            };
-            let mt = self.node_transport(m).await?;
-            let pem = mt.read_file(&src, self.node(m)?.sudo).await.map_err(|e| {
-                DriverError::new(
-                    format!("{m}: cannot read its public key {}: {e}", src.display()),
-                    if staged {
-                        "create the new keypairs first (keystone.create_jws_keypair), then resume"
-                            .to_string()
-                    } else {
-                        format!("install {m}'s keys first (keys step), then resume")
-                    },
-                )
-            })?;
-            let fp = keys::public_fingerprint(&String::from_utf8_lossy(&pem)).map_err(|e| {
-                DriverError::new(
-                    format!("{m}: {} is not a public key: {e}", src.display()),
-                    "re-run the keys step",
-                )
-            })?;
-            let suffix = if staged {
-                format!(".{}.pem", keys::fingerprint_tag(&fp))
-            } else {
-                ".pem".to_string()
-            };
-            let dst = name_path(Path::new(&facts.jws.public_repo), m, &suffix)?;
-            let name = format!("{m}{suffix}");
-            t.write_file(
-                &dst,
-                &pem,
-                0o644,
-                Some((&n.keystone_user, &n.keystone_group)),
-                n.sudo,
-            )
-            .await?;
-            names.push(name);
-        }
-        Ok((names, self.node_facts(node).await?))
-    }
-
     pub(in crate::drivers) async fn remove_retired(
         &self,
         node: &str,
         nodes: &[String],
     ) -> DResult<Done> {
         let mut live = std::collections::BTreeSet::new();
-        for m in nodes {
-            let f = self.node_facts(m).await?;
-            match f.jws.private_fingerprint {
+        let read = futures::future::join_all(nodes.iter().map(|m| self.node_facts(m))).await;
+        for (m, f) in nodes.iter().zip(read) {
+            match f?.jws.private_fingerprint {
                 Some(fp) => {
                     live.insert(fp);
                 }
@@ -414,23 +356,23 @@ impl Fleet {
             .map(|f| shell_quote(&format!("{public}/{f}")))
             .collect::<Vec<_>>()
             .join(" ");
-        let out = self
-            .exec(
+        self.source_keys.forget(node);
+        let (ran, after) = self
+            .node_facts_after(
                 node,
-                &format!(
+                Some(&format!(
                     "set -e; mkdir -p -- {a}; chmod 700 -- {a}; mv -- {files} {a}/",
                     a = shell_quote(&attic)
-                ),
-                Duration::from_secs(30),
+                )),
             )
             .await?;
-        if out.status != 0 {
+        let ran = ran.expect("a change was run");
+        if ran.status != 0 {
             return Err(DriverError::new(
-                format!("{node}: moving retired keys failed: {}", out.last_line()),
+                format!("{node}: moving retired keys failed: {}", ran.last_line()),
                 "check permissions on the public repository",
             ));
         }
-        let after = self.node_facts(node).await?;
         let mut obs = Observation::default();
         obs.nodes.insert(node.to_string(), after);
         Ok(Done::ok(

@@ -1,7 +1,10 @@
 //! Key material: fingerprints (never the keys themselves leave memory) and native ES256 keypairs.
 
+mod copy;
 mod fernet;
 mod jws;
+
+pub use copy::SourceKeys;
 
 use base64::Engine;
 use sha2::{Digest, Sha256};

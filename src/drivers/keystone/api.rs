@@ -208,14 +208,26 @@ pub async fn issue_and_validate(
     t
 }
 
-/// Issue at every node, validate each token at every node (with that node's own token as auth).
+/// How many nodes validate their batch of the matrix at once.
+pub const MATRIX_NODES_AT_ONCE: usize = 8;
+
+/// Issue at every node, validate each token at every node (with that node's own token as auth):
+/// every node validates every node's token in one batch of requests (on one kept connection),
+/// [`MATRIX_NODES_AT_ONCE`] nodes at a time, so the N×N requests take N×N/8 round trips.
 pub async fn matrix(
     http: &reqwest::Client,
     nodes: &[String],
     urls: &[String],
     c: &AuthCredentials,
 ) -> Matrix {
-    let issued = futures::future::join_all(urls.iter().map(|u| issue(http, u, c))).await;
+    use futures::StreamExt;
+    // Futures collected first: a stream over a closure borrowing `urls` is not `Send` for
+    // every lifetime, as the runtime's spawned task needs.
+    let issues: Vec<_> = urls.iter().map(|u| issue(http, u, c)).collect();
+    let issued = futures::stream::iter(issues)
+        .buffered(MATRIX_NODES_AT_ONCE * 2)
+        .collect::<Vec<_>>()
+        .await;
     let tokens: Vec<Option<String>> = issued
         .into_iter()
         .map(|r| r.ok().and_then(|(s, t)| t.filter(|_| s == 201)))
@@ -228,18 +240,29 @@ pub async fn matrix(
                 .unwrap_or(TokenFormat::None)
         })
         .collect();
-    let mut cells = Vec::new();
-    for subject in &tokens {
-        let mut row = Vec::new();
-        for (j, url) in urls.iter().enumerate() {
-            let cell = match (subject, &tokens[j]) {
-                (Some(s), Some(auth)) => validate(http, url, auth, s).await.ok(),
-                _ => None,
-            };
-            row.push(cell);
-        }
-        cells.push(row);
-    }
+    // Column j: node j validates every subject with its own token as auth.
+    let tokens = &tokens;
+    let batches: Vec<_> = urls
+        .iter()
+        .enumerate()
+        .map(|(j, url)| async move {
+            let mut column = Vec::with_capacity(tokens.len());
+            for subject in tokens {
+                column.push(match (subject, &tokens[j]) {
+                    (Some(s), Some(auth)) => validate(http, url, auth, s).await.ok(),
+                    _ => None,
+                });
+            }
+            column
+        })
+        .collect();
+    let columns: Vec<Vec<Option<u16>>> = futures::stream::iter(batches)
+        .buffered(MATRIX_NODES_AT_ONCE)
+        .collect()
+        .await;
+    let cells = (0..tokens.len())
+        .map(|i| columns.iter().map(|col| col[i]).collect())
+        .collect();
     Matrix {
         nodes: nodes.to_vec(),
         formats,
@@ -313,24 +336,40 @@ pub fn staging_dir(private_repo: &str) -> String {
 }
 
 /// One round trip: Fernet key digests, private.pem's mode/owner and public half, public keys.
-/// Key material stays on the node: only digests and public keys come back.
+/// Key material stays on the node: only digests and public keys come back. A fixed number of
+/// processes however many keys there are (one sha256sum for the Fernet keys, one awk for every
+/// public key), so reading a node costs the same in a fleet of 3 or of 64.
 pub fn facts_script(fernet: &str, private: &str, public: &str) -> String {
     format!(
         r#"f={f}; p={p}; u={u}
 echo '==fernet'
-if [ -d "$f" ]; then for k in "$f"/*; do [ -f "$k" ] && sha256sum -- "$k"; done; else echo MISSING; fi
+if [ -d "$f" ]; then set --; for k in "$f"/*; do [ -f "$k" ] && set -- "$@" "$k"; done; [ $# -eq 0 ] || sha256sum -- "$@"; else echo MISSING; fi
 echo '==private'
 if [ -f "$p/private.pem" ]; then stat -c '%a %U:%G' -- "$p/private.pem"; if command -v openssl >/dev/null 2>&1; then openssl pkey -in "$p/private.pem" -pubout 2>/dev/null || echo UNREADABLE; else echo NO-OPENSSL; fi; else echo MISSING; fi
 echo '==staged'
 st="${{p%/}}"; st="${{st%/*}}/.cutover-staging"
 if [ -f "$st/public.pem" ]; then cat -- "$st/public.pem"; else echo MISSING; fi
 echo '==public'
-if [ -d "$u" ]; then for k in "$u"/*; do [ -f "$k" ] && {{ echo "==file ${{k##*/}}"; cat -- "$k"; }}; done; else echo MISSING; fi
+if [ -d "$u" ]; then set --; for k in "$u"/*; do [ -f "$k" ] && set -- "$@" "$k"; done; [ $# -eq 0 ] || awk 'FNR == 1 {{ n = FILENAME; sub(/.*\//, "", n); print "==file " n }} {{ print }}' "$@"; else echo MISSING; fi
 echo '==end'
 "#,
         f = shell_quote(fernet),
         p = shell_quote(private),
         u = shell_quote(public)
+    )
+}
+
+/// One exec that reads a node: its keystone.conf, then a line `marker`, then [`facts_script`]'s
+/// output for the repositories at `paths` (where they were last time; the caller checks them
+/// against the conf). Exit 66 (and cat's message on stderr) when keystone.conf cannot be read.
+pub fn read_script(conf: &str, marker: &str, fernet: &str, private: &str, public: &str) -> String {
+    format!(
+        "cat -- {c} || exit 66
+printf '\n%s\n' {m}
+{facts}",
+        c = shell_quote(conf),
+        m = shell_quote(marker),
+        facts = facts_script(fernet, private, public)
     )
 }
 
@@ -416,6 +455,44 @@ pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> Node
         }
     }
     f
+}
+
+/// The exit status of [`set_provider_script`] when keystone.conf is no longer the text that
+/// was edited (what it holds now is on stdout).
+pub const CONF_CHANGED: i32 = 75;
+
+/// Lowercase hex sha256, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Replace keystone.conf with stdin, if it still is the text whose sha256 is `was`: a backup
+/// first (`cp -p`, beside it), the new text written into a copy (same mode and owner) renamed
+/// over it, then printed back. Otherwise the current text on stdout and exit
+/// [`CONF_CHANGED`], nothing written.
+pub fn set_provider_script(conf: &str, backup: &str, was: &str) -> String {
+    format!(
+        r#"set -e; c={c}; b={b}; was={w}
+have=$(sha256sum < "$c"); have=${{have%% *}}
+if [ "$have" != "$was" ]; then cat -- "$c"; exit {changed}; fi
+n="$c.cutover-new.$$"
+trap 'rm -f -- "$n"' EXIT
+cp -p -- "$c" "$b"
+cp -p -- "$c" "$n"
+cat > "$n"
+mv -f -- "$n" "$c"
+trap - EXIT
+cat -- "$c"
+"#,
+        c = shell_quote(conf),
+        b = shell_quote(backup),
+        w = shell_quote(was),
+        changed = CONF_CHANGED,
+    )
 }
 
 /// Move the staged keypair into place: private.pem (0600, keystone-owned) into the private

@@ -2,11 +2,11 @@
 
 pub mod api;
 pub mod conf;
+pub mod known;
 
 use super::{DResult, Done, DriverError, Fleet};
 use crate::engine::action::Keystone;
 use crate::engine::facts::*;
-use crate::transport::shell_quote;
 use std::time::Duration;
 
 impl Fleet {
@@ -32,81 +32,118 @@ impl Fleet {
         }
     }
 
+    /// Set `[token] provider` in one exec: keystone.conf as last read (a gate read it right
+    /// before) is edited here, and the node writes it only if the file still has that text (its
+    /// sha256), after a backup beside it, keeping mode and owner, then prints it back. A conf
+    /// changed since it was read comes back instead, and is edited again.
     pub(in crate::drivers) async fn set_provider(
         &self,
         node: &str,
         provider: &str,
     ) -> DResult<Done> {
         let n = self.node(node)?;
-        let t = self.node_transport(node).await?;
         let conf = n.keystone_conf.clone();
-        let text = String::from_utf8(t.read_file(&conf, n.sudo).await?).map_err(|_| {
+        let not_utf8 = || {
             DriverError::new(
                 format!("{node}: {} is not UTF-8", conf.display()),
                 "check the file",
             )
-        })?;
-        let before = conf::get(&text, "token", "provider")
-            .unwrap_or_else(|| crate::provider::Provider::keystone_default().to_string());
+        };
+        let (mut text, mut fresh) = match self.known.get(node) {
+            Some(k) => (k.conf, false),
+            None => {
+                let t = self.node_transport(node).await?;
+                let bytes = t.read_file(&conf, n.sudo).await?;
+                (String::from_utf8(bytes).map_err(|_| not_utf8())?, true)
+            }
+        };
         let mut obs = Observation::default();
         obs.flipped.insert(node.to_string(), provider.to_string());
-        let new = conf::set_provider(&text, provider);
-        if new == text {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let backup = format!("{}.cutover-{stamp}", conf.display());
+        for _ in 0..3 {
+            let before = conf::get(&text, "token", "provider")
+                .unwrap_or_else(|| crate::provider::Provider::keystone_default().to_string());
+            let new = conf::set_provider(&text, provider);
+            if new == text {
+                if fresh {
+                    return Ok(Done::ok(
+                        format!("{node}: [token] provider already {provider}"),
+                        obs,
+                    ));
+                }
+                // Nothing to write, as last read: make sure of it on the node.
+                let t = self.node_transport(node).await?;
+                let bytes = t.read_file(&conf, n.sudo).await?;
+                text = String::from_utf8(bytes).map_err(|_| not_utf8())?;
+                fresh = true;
+                continue;
+            }
+            let script = api::set_provider_script(
+                &conf.display().to_string(),
+                &backup,
+                &api::sha256_hex(text.as_bytes()),
+            );
+            let t = self.node_transport(node).await?;
+            let out = {
+                let _permit = self.limit.acquire().await.expect("semaphore open");
+                t.exec(
+                    &script,
+                    crate::transport::ExecOpts {
+                        stdin: Some(new.as_bytes().to_vec()),
+                        timeout: Duration::from_secs(30),
+                        sudo: n.sudo,
+                    },
+                )
+                .await?
+            };
+            match out.status {
+                0 => {}
+                api::CONF_CHANGED => {
+                    // Changed since it was read: edit what is there now.
+                    text = String::from_utf8(out.stdout).map_err(|_| not_utf8())?;
+                    fresh = true;
+                    continue;
+                }
+                _ => {
+                    return Err(DriverError::new(
+                        format!(
+                            "{node}: cannot set the provider in {}: {}",
+                            conf.display(),
+                            out.last_line()
+                        ),
+                        format!(
+                            "check permissions (sudo: true in the inventory?); if a backup was made it is {backup}"
+                        ),
+                    ));
+                }
+            }
+            // Read back: what is on disk is what counts.
+            let check = out.stdout_str();
+            let now = conf::get(&check, "token", "provider");
+            if now.as_deref() != Some(provider) {
+                self.known.forget_conf(node);
+                return Err(DriverError::new(
+                    format!(
+                        "{node}: wrote {} but it reads provider = {:?}",
+                        conf.display(),
+                        now
+                    ),
+                    "inspect the file; the backup is beside it",
+                ));
+            }
+            self.known.update_conf(node, check);
             return Ok(Done::ok(
-                format!("{node}: [token] provider already {provider}"),
+                format!("{node}: [token] provider {before} → {provider} (backup {backup})"),
                 obs,
             ));
         }
-        let c = shell_quote(&conf.display().to_string());
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-        let out = self
-            .exec(
-                node,
-                &format!("cp -p -- {c} {c}.cutover-{stamp} && stat -c '%a %U %G' -- {c}"),
-                Duration::from_secs(20),
-            )
-            .await?;
-        if out.status != 0 {
-            return Err(DriverError::new(
-                format!(
-                    "{node}: cannot back up {}: {}",
-                    conf.display(),
-                    out.last_line()
-                ),
-                "check permissions (sudo: true in the inventory?)",
-            ));
-        }
-        let st = out.stdout_str();
-        let f: Vec<&str> = st.split_whitespace().collect();
-        let mode = f
-            .first()
-            .and_then(|m| u32::from_str_radix(m, 8).ok())
-            .unwrap_or(0o640);
-        let owner = (
-            f.get(1).copied().unwrap_or("root"),
-            f.get(2).copied().unwrap_or("root"),
-        );
-        t.write_file(&conf, new.as_bytes(), mode, Some(owner), n.sudo)
-            .await?;
-        // Read back: what is on disk is what counts.
-        let check = String::from_utf8_lossy(&t.read_file(&conf, n.sudo).await?).into_owned();
-        let now = conf::get(&check, "token", "provider");
-        if now.as_deref() != Some(provider) {
-            return Err(DriverError::new(
-                format!(
-                    "{node}: wrote {} but it reads provider = {:?}",
-                    conf.display(),
-                    now
-                ),
-                "inspect the file; the backup is beside it",
-            ));
-        }
-        Ok(Done::ok(
+        Err(DriverError::new(
             format!(
-                "{node}: [token] provider {before} → {provider} (backup {}.cutover-{stamp})",
+                "{node}: {} kept changing while cutover edited it",
                 conf.display()
             ),
-            obs,
+            "find what else writes keystone.conf (config management?), stop it, then resume",
         ))
     }
 

@@ -84,6 +84,7 @@ pub mod fault;
 mod haproxy;
 mod info;
 mod ini;
+mod keyring;
 mod keystone;
 mod layout;
 mod serve;

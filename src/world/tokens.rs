@@ -207,11 +207,14 @@ pub fn jws_issue(key: &SigningKey, data: &TokenData) -> String {
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
 }
 
-/// Verify `token` against every public key and check `exp` at `now`.
+/// Verify `token` against every public key and check `exp` at `now`. With `signers`, the key
+/// it remembers for this token (when it is one of `public_keys`) is tried first and the one that
+/// verified is remembered: the same answer, one verification instead of up to one per key.
 pub fn jws_validate(
     public_keys: &[VerifyingKey],
     token: &str,
     now: DateTime<Utc>,
+    signers: Option<&crate::world::keyring::Signers>,
 ) -> Result<TokenData, TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(c), Some(s), None) =
@@ -231,11 +234,18 @@ pub fn jws_validate(
     }
     let sig = Signature::from_slice(&decode(s)?).map_err(|_| TokenError::Malformed)?;
     let signing_input = &token[..h.len() + 1 + c.len()];
-    if !public_keys
-        .iter()
-        .any(|k| k.verify(signing_input.as_bytes(), &sig).is_ok())
-    {
-        return Err(TokenError::NoMatchingKey);
+    let verifies = |k: &&VerifyingKey| k.verify(signing_input.as_bytes(), &sig).is_ok();
+    let hinted = signers
+        .and_then(|s| s.among(token, public_keys))
+        .filter(verifies);
+    if hinted.is_none() {
+        let signer = public_keys
+            .iter()
+            .find(verifies)
+            .ok_or(TokenError::NoMatchingKey)?;
+        if let Some(s) = signers {
+            s.remember(token, signer);
+        }
     }
     let claims: JwsClaims =
         serde_json::from_slice(&decode(c)?).map_err(|_| TokenError::Malformed)?;
@@ -313,20 +323,35 @@ mod tests {
             .unwrap();
         assert_eq!(header, JWS_HEADER.as_bytes());
         let pubs = vec![*other.verifying_key(), *sk.verifying_key()];
-        let got = jws_validate(&pubs, &t, now).unwrap();
+        let got = jws_validate(&pubs, &t, now, None).unwrap();
         assert_eq!(got.project_id.as_deref(), Some("p1"));
         assert_eq!(
-            jws_validate(&pubs[..1], &t, now),
+            jws_validate(&pubs[..1], &t, now, None),
             Err(TokenError::NoMatchingKey)
         );
         assert_eq!(
-            jws_validate(&pubs, &t, now + Duration::seconds(7200)),
+            jws_validate(&pubs, &t, now + Duration::seconds(7200), None),
             Err(TokenError::Expired)
         );
         let fernet = fernet_issue(&Fernet::new(&Fernet::generate_key()).unwrap(), &data(now));
         assert_eq!(
-            jws_validate(&pubs, &fernet, now),
+            jws_validate(&pubs, &fernet, now, None),
             Err(TokenError::Malformed)
+        );
+        // Remembering the signer changes no answer: found among all the keys, then tried
+        // first; gone from the keys given, the token is refused as before.
+        let signers = crate::world::keyring::Signers::default();
+        assert!(signers.among(&t, &pubs).is_none());
+        assert_eq!(jws_validate(&pubs, &t, now, Some(&signers)), Ok(got));
+        assert_eq!(signers.among(&t, &pubs), Some(sk.verifying_key()));
+        assert!(jws_validate(&pubs, &t, now, Some(&signers)).is_ok());
+        assert_eq!(
+            jws_validate(&pubs[..1], &t, now, Some(&signers)),
+            Err(TokenError::NoMatchingKey)
+        );
+        assert_eq!(
+            jws_validate(&pubs, &t, now + Duration::seconds(7200), Some(&signers)),
+            Err(TokenError::Expired)
         );
     }
 }

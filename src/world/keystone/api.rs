@@ -142,8 +142,8 @@ impl NodeApp {
                 tokens::fernet_validate(&keys, token, now).ok()?
             }
             Provider::Jws { public_repo, .. } => {
-                let keys = tokens::read_public_keys(public_repo);
-                tokens::jws_validate(&keys, token, now).ok()?
+                let keys = self.shared.public_keys.keys(public_repo);
+                tokens::jws_validate(&keys, token, now, Some(&self.shared.signers)).ok()?
             }
         };
         if data.user_id != self.shared.admin_user_id {
@@ -321,7 +321,11 @@ async fn issue(State(app): AppState, body: Bytes) -> Response {
             Ok(keys) if !keys.is_empty() => tokens::fernet_issue(&keys[0].1, &data),
             _ => return internal_error(),
         },
-        Provider::Jws { signing, .. } => tokens::jws_issue(signing, &data),
+        Provider::Jws { signing, .. } => {
+            let token = tokens::jws_issue(signing, &data);
+            app.shared.signers.remember(&token, signing.verifying_key());
+            token
+        }
     };
     if let Some(c) = app.cache().filter(|_| app.conf.cache.store_on_issue) {
         c.put(

@@ -20,6 +20,10 @@ pub struct Shared {
     /// The world's shared token cache, when it has one (`world create --token-cache`); a node
     /// uses it only if its keystone.conf enables `[cache]`.
     pub(super) cache: Option<std::sync::Arc<crate::world::token_cache::TokenCache>>,
+    /// Each node's public keys, parsed once while its repository's files stay the same.
+    pub(super) public_keys: crate::world::keyring::PublicKeys,
+    /// Which key signed which JWS token (issued here or validated before).
+    pub(super) signers: crate::world::keyring::Signers,
 }
 
 impl Shared {
@@ -43,6 +47,8 @@ impl Shared {
             cache: info
                 .token_cache
                 .map(|_| std::sync::Arc::new(Default::default())),
+            public_keys: Default::default(),
+            signers: Default::default(),
         })
     }
 

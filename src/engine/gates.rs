@@ -87,7 +87,11 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
         }
         .into(),
         Gate::MixedPool | Gate::AllTarget | Gate::ValidatedBeforeSwap => Misc::Probe {
-            nodes: all.clone(),
+            nodes: if gate == Gate::AllTarget {
+                all.clone()
+            } else {
+                vec![]
+            },
             lb,
             tokens: all,
             until_up: None,

@@ -1,0 +1,327 @@
+//! The fewer round trips see what the many did (issue 12, items 1-3): on a demo world, checked
+//! against the world's own files read by this test, never against what cutover reports alone.
+//! - distributing public keys installs exactly every node's public key, whole, on every node;
+//! - a node read in one exec reports what keystone.conf and the repositories hold, and follows
+//!   the repositories when keystone.conf moves them between two reads;
+//! - set_provider edits keystone.conf as it is on the node, not as it was last read;
+//! - each gate's read is scoped (load balancers only, one node's token, ...) and mixed-pool
+//!   judges its scoped read as it judges a read of everything.
+
+mod support;
+
+use cutover::drivers::Fleet;
+use cutover::engine::action::{ActionSpec, Keys, Keystone, Misc};
+use cutover::engine::facts::Observation;
+use cutover::engine::gates::{self, Ctx, Verdict};
+use cutover::inventory::KeyGen;
+use cutover::runbook::Gate;
+use cutover::world::{self, WorldInfo, WorldSpec};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+fn new_world(nodes: usize, lbs: usize) -> (tempfile::TempDir, WorldInfo) {
+    let tmp = tempfile::tempdir().unwrap();
+    let info = world::create(&tmp.path().join("w"), &WorldSpec { nodes, lbs }).unwrap();
+    (tmp, info)
+}
+
+async fn run(fleet: &Fleet, spec: impl Into<ActionSpec>) -> cutover::engine::events::Outcome {
+    let spec = spec.into();
+    let o = fleet.execute(1, 0, &spec).await;
+    assert!(o.ok, "{spec:?}: {}", o.summary);
+    o
+}
+
+/// The public half of `dir/private.pem`, as SubjectPublicKeyInfo DER, derived by this test.
+fn public_der_of_private(dir: &Path) -> Vec<u8> {
+    use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let pem = std::fs::read_to_string(dir.join("private.pem")).unwrap();
+    let sk = p256::SecretKey::from_pkcs8_pem(&pem).unwrap();
+    sk.public_key().to_public_key_der().unwrap().as_bytes().to_vec()
+}
+
+fn public_der(pem: &str) -> Vec<u8> {
+    use p256::pkcs8::{DecodePublicKey, EncodePublicKey};
+    p256::PublicKey::from_public_key_pem(pem)
+        .unwrap()
+        .to_public_key_der()
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+}
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distribute_installs_exactly_every_nodes_public_key_on_every_node() {
+    let (_tmp, info) = new_world(5, 1);
+    let handle = world::start(&info).await.unwrap();
+    let fleet = Fleet::new(info.inventory().unwrap()).unwrap();
+    let all: Vec<String> = info.nodes.iter().map(|n| n.name.clone()).collect();
+    for n in &all {
+        run(
+            &fleet,
+            Keys::CreateKeypair {
+                node: n.clone(),
+                keygen: KeyGen::Native,
+            },
+        )
+        .await;
+    }
+    for n in &all {
+        run(
+            &fleet,
+            Keys::InstallKeys {
+                node: n.clone(),
+                public: true,
+            },
+        )
+        .await;
+    }
+    // As the engine runs them: every node's copy at once.
+    let outcomes = futures::future::join_all(all.iter().map(|n| {
+        let from: Vec<String> = all.iter().filter(|m| *m != n).cloned().collect();
+        let spec: ActionSpec = Keys::DistributePublicKeys {
+            node: n.clone(),
+            from,
+        }
+        .into();
+        let fleet = &fleet;
+        async move { fleet.execute(1, 0, &spec).await }
+    }))
+    .await;
+    for o in &outcomes {
+        assert!(o.ok, "{}", o.summary);
+    }
+
+    // What is on disk, read by this test: each node's public repository holds exactly one
+    // `<m>.pem` per node, each the public half of m's own private.pem, mode 0644.
+    let want: BTreeMap<String, Vec<u8>> = info
+        .nodes
+        .iter()
+        .map(|m| {
+            (
+                format!("{}.pem", m.name),
+                public_der_of_private(&m.jws_private_repo),
+            )
+        })
+        .collect();
+    for node in &info.nodes {
+        let repo = &node.jws_public_repo;
+        assert_eq!(
+            names(repo),
+            want.keys().cloned().collect::<BTreeSet<_>>(),
+            "{}",
+            node.name
+        );
+        for (file, der) in &want {
+            let pem = std::fs::read_to_string(repo.join(file)).unwrap();
+            assert_eq!(&public_der(&pem), der, "{} on {}", file, node.name);
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(repo.join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "{file} on {}", node.name);
+        }
+        // Nothing left beside the repository by the copy.
+        let parent = repo.parent().unwrap();
+        assert!(
+            !names(parent).iter().any(|n| n.starts_with(".cutover-incoming")),
+            "{:?}",
+            names(parent)
+        );
+        // And what the outcome reported for the node is what is there.
+        let o = outcomes
+            .iter()
+            .find(|o| o.node.as_deref() == Some(node.name.as_str()))
+            .unwrap();
+        assert_eq!(o.observed.nodes[&node.name].jws.public.len(), want.len());
+    }
+
+    // keys-everywhere, on a fresh read of every node, passes.
+    let obs = probe(&fleet, Gate::KeysEverywhere, None, &info).await;
+    assert!(
+        matches!(judge(Gate::KeysEverywhere, None, &obs, &info), Verdict::Pass(_)),
+        "{:?}",
+        judge(Gate::KeysEverywhere, None, &obs, &info)
+    );
+    handle.shutdown().await;
+}
+
+async fn probe(fleet: &Fleet, gate: Gate, node: Option<&str>, info: &WorldInfo) -> Observation {
+    let inv = info.inventory().unwrap();
+    let spec = gates::probe_for(gate, node, &inv);
+    let o = fleet.execute(1, 0, &spec).await;
+    assert!(o.ok, "{}", o.summary);
+    o.observed
+}
+
+fn judge(gate: Gate, node: Option<&str>, obs: &Observation, info: &WorldInfo) -> Verdict {
+    let inv = info.inventory().unwrap();
+    let params = BTreeMap::new();
+    let guarded = BTreeSet::new();
+    let ctx = Ctx {
+        inv: &inv,
+        target: "jws",
+        params: &params,
+        expiration: 3600,
+        allow_expired_window: 0,
+        guarded: &guarded,
+    };
+    gates::evaluate(gate, node, obs, &ctx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_read_in_one_exec_follows_its_conf_and_set_provider_keeps_edits_made_meanwhile() {
+    let (_tmp, info) = new_world(2, 1);
+    let handle = world::start(&info).await.unwrap();
+    let fleet = Fleet::new(info.inventory().unwrap()).unwrap();
+    let node = &info.nodes[0];
+    let f = fleet.node_facts(&node.name).await.unwrap();
+    assert_eq!(f.provider.as_deref(), Some("fernet"));
+    assert_eq!(
+        f.fernet.repo.trim_end_matches('/'),
+        node.fernet_repo.display().to_string().trim_end_matches('/')
+    );
+    // The Fernet keys as this test counts them.
+    assert_eq!(f.fernet.keys, names(&node.fernet_repo).len());
+    assert!(f.fernet.keys > 0);
+    assert!(f.jws.public.is_empty());
+
+    // keystone.conf moves the public repository to a directory holding one key: the next read
+    // (at the remembered paths first) must report that directory and its key.
+    let moved = node.dir.join("elsewhere-public");
+    std::fs::create_dir_all(&moved).unwrap();
+    let (_, pem) = cutover::drivers::keys::generate_es256().unwrap();
+    std::fs::write(moved.join("x.pem"), &pem).unwrap();
+    let conf = std::fs::read_to_string(&node.keystone_conf).unwrap();
+    let edited = conf.replace(
+        &format!(
+            "jws_public_key_repository = {}",
+            node.jws_public_repo.display()
+        ),
+        &format!("jws_public_key_repository = {}", moved.display()),
+    );
+    assert_ne!(edited, conf, "the world's conf names its public repository");
+    std::fs::write(&node.keystone_conf, &edited).unwrap();
+    let f = fleet.node_facts(&node.name).await.unwrap();
+    assert_eq!(f.jws.public_repo, moved.display().to_string());
+    assert_eq!(f.jws.public.len(), 1);
+    assert_eq!(
+        f.jws.public[0].fingerprint,
+        cutover::drivers::keys::public_fingerprint(&pem).unwrap()
+    );
+
+    // Someone edits keystone.conf after cutover read it: set_provider keeps that edit.
+    let by_hand = format!("{edited}\n# added by hand after the read\n");
+    std::fs::write(&node.keystone_conf, &by_hand).unwrap();
+    run(
+        &fleet,
+        Keystone::SetProvider {
+            node: node.name.clone(),
+            provider: "jws".into(),
+        },
+    )
+    .await;
+    let now = std::fs::read_to_string(&node.keystone_conf).unwrap();
+    assert!(now.contains("# added by hand after the read"), "{now}");
+    assert_eq!(
+        cutover::drivers::keystone::conf::get(&now, "token", "provider").as_deref(),
+        Some("jws")
+    );
+    // The backup beside it is the conf as it was just before (with the hand edit).
+    let backups: Vec<_> = names(node.keystone_conf.parent().unwrap())
+        .into_iter()
+        .filter(|n| n.starts_with("keystone.conf.cutover-") && !n.contains("new"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let backup = node.keystone_conf.parent().unwrap().join(&backups[0]);
+    assert_eq!(std::fs::read_to_string(backup).unwrap(), by_hand);
+    // Already set: nothing written, no second backup.
+    run(
+        &fleet,
+        Keystone::SetProvider {
+            node: node.name.clone(),
+            provider: "jws".into(),
+        },
+    )
+    .await;
+    assert_eq!(std::fs::read_to_string(&node.keystone_conf).unwrap(), now);
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_reads_are_scoped_and_mixed_pool_judges_its_read_as_a_full_one() {
+    let (_tmp, info) = new_world(3, 2);
+    let handle = world::start(&info).await.unwrap();
+    let inv = info.inventory().unwrap();
+    let all = inv.node_names();
+    let read = |gate: Gate, node: Option<&str>| match gates::probe_for(gate, node, &inv) {
+        ActionSpec::Misc(Misc::Probe {
+            nodes, lb, tokens, ..
+        }) => (nodes, lb, tokens),
+        other => panic!("{other:?}"),
+    };
+    // The load balancers only.
+    for g in [Gate::OutOfPool, Gate::PoolCapacity, Gate::InPool] {
+        assert_eq!(read(g, Some("node2")), (vec![], true, vec![]), "{g:?}");
+    }
+    // That node's token only.
+    assert_eq!(
+        read(Gate::ValidatedBeforeReadd, Some("node2")),
+        (vec![], false, vec!["node2".to_string()])
+    );
+    // Every pooled node's provider, from its token, and the rows: no node's files.
+    assert_eq!(
+        read(Gate::MixedPool, Some("node2")),
+        (vec![], true, all.clone())
+    );
+    // Every node's keys.
+    assert_eq!(read(Gate::KeysEverywhere, None), (all.clone(), false, vec![]));
+
+    // node2 flipped to jws and restarted, out of the pool (as before its re-add): mixed-pool on
+    // its scoped read asks exactly as on a read of every node's files, tokens and rows.
+    let fleet = Fleet::new(inv.clone()).unwrap();
+    let node2 = &info.nodes[1];
+    let everyone: Vec<&world::WorldNode> = info.nodes.iter().collect();
+    for n in &info.nodes {
+        support::world::install_jws_keypair(n, &everyone);
+    }
+    let drain: ActionSpec = cutover::engine::action::Lb::Drain {
+        node: "node2".into(),
+        timeout_secs: 30,
+    }
+    .into();
+    let o = fleet.execute(1, 0, &drain).await;
+    assert!(o.ok, "{}", o.summary);
+    run(
+        &fleet,
+        Keystone::SetProvider {
+            node: node2.name.clone(),
+            provider: "jws".into(),
+        },
+    )
+    .await;
+    let restart: ActionSpec = cutover::engine::action::Service::Restart {
+        node: "node2".into(),
+        timeout_secs: 60,
+    }
+    .into();
+    let o = fleet.execute(1, 0, &restart).await;
+    assert!(o.ok, "{}", o.summary);
+    let scoped = probe(&fleet, Gate::MixedPool, Some("node2"), &info).await;
+    assert!(scoped.nodes.is_empty());
+    let full = fleet.probe(&all, true, &all).await.ok().unwrap().observed;
+    assert_eq!(full.nodes.len(), 3);
+    let a = judge(Gate::MixedPool, Some("node2"), &scoped, &info);
+    let b = judge(Gate::MixedPool, Some("node2"), &full, &info);
+    match (&a, &b) {
+        (Verdict::Ask { facts: fa, .. }, Verdict::Ask { facts: fb, .. }) => assert_eq!(fa, fb),
+        _ => panic!("{a:?} / {b:?}"),
+    }
+    handle.shutdown().await;
+}
+

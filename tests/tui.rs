@@ -1771,3 +1771,51 @@ fn snapshot_halves_swap_hard_stop() {
     let text = shot(&mut live(), &s.state, s.now + Duration::seconds(3), 160, 48);
     assert!(text.contains("Swap the pool"), "{text}");
 }
+
+/// Once every node has flipped, the countdown says how much longer old tokens validate from the
+/// shared cache (one cache lifetime after the last flip), then only when they expire.
+#[test]
+fn the_countdown_names_the_shared_caches_grace() {
+    let mut s = sim_finished();
+    with_shared_cache(&mut s.state);
+    let last = s.state.last_flip_at.expect("the last flip");
+    let text = shot(&mut live(), &s.state, last + Duration::seconds(60), 160, 48);
+    assert_eq!(
+        rows_with(&text, "old fernet tokens"),
+        vec![
+            " POOL: consistent jws · old fernet tokens cached 9m00s more, irrelevant in 59m00s (services: 48h59m)"
+        ],
+        "{text}"
+    );
+    // Whole at 80 columns too, on a line of its own.
+    let narrow = shot(&mut live(), &s.state, last + Duration::seconds(60), 80, 24);
+    assert_eq!(
+        rows_with(&narrow, "old fernet tokens"),
+        vec![" old fernet tokens cached 9m00s more, irrelevant in 59m00s (services: 48h59m)"],
+        "{narrow}"
+    );
+    let text = shot(&mut live(), &s.state, last + Duration::seconds(601), 160, 48);
+    assert_eq!(
+        rows_with(&text, "old fernet tokens"),
+        vec![" POOL: consistent jws · old fernet tokens irrelevant in 49m59s (services: 48h49m)"],
+        "{text}"
+    );
+}
+
+/// The halves' swap hard stop says which old tokens survive the swap with a shared cache.
+#[test]
+fn the_swap_hard_stop_explains_the_token_cache() {
+    let params: BTreeMap<String, String> = [("strategy".to_string(), "halves".to_string())].into();
+    let mut s = Sim::start_with(&params);
+    s.confirm("jws-payload-readable");
+    s.until_stop("halves-swap");
+    with_shared_cache(&mut s.state);
+    let text = shot(&mut live(), &s.state, s.now, 160, 48);
+    let para = box_paragraph(&text, "Token cache:");
+    assert!(
+        para.contains("Token cache: shared (10.0.0.5:11211,10.0.0.6:11211), entries live 10m.")
+            && para.contains("fernet tokens cached less than 10m before the swap")
+            && para.contains("Tokens the jws half issues validate everywhere."),
+        "{text}"
+    );
+}

@@ -71,7 +71,7 @@ pub fn event_text(time: DateTime<Utc>, e: &Event, state: &State, ascii: bool) ->
 
 /// What a headless run adds about the token cache under an event: on the line of the first
 /// step's (preflight's) completion, the fleet's cache; under a hard stop where clients meet both
-/// providers (`engine::facts::CACHE_STOPS`), what it means, as a block. Nothing when no cache
+/// providers (`State::cache_paragraph_for`), what it means, as a block. Nothing when no cache
 /// was read.
 fn cache_text(e: &Event, state: &State) -> (Option<String>, Vec<String>) {
     match e {
@@ -83,9 +83,7 @@ fn cache_text(e: &Event, state: &State) -> (Option<String>, Vec<String>) {
                 (Some(c.line()), vec![])
             }
         }
-        Event::HardStopRaised(h) if crate::engine::facts::CACHE_STOPS.contains(&h.id.as_str()) => {
-            (None, state.cache_explanation())
-        }
+        Event::HardStopRaised(h) => (None, state.cache_paragraph_for(&h.id)),
         _ => (None, vec![]),
     }
 }

@@ -11,9 +11,12 @@
 use super::humanize;
 use serde::{Deserialize, Serialize};
 
-/// The hard stops at which clients meet both providers (the mixed-pool re-add, the halves'
-/// swap): they say what the token cache makes of it (`State::cache_explanation`).
-pub const CACHE_STOPS: &[&str] = &["mixed-pool", "halves-swap"];
+/// The hard stop before a re-add mixes providers in the pool: it says what the token cache makes
+/// of the mixed window (`State::cache_explanation`).
+pub const MIXED_POOL_STOP: &str = "mixed-pool";
+/// The halves' swap hard stop: it says which old tokens survive the swap
+/// (`State::swap_cache_explanation`).
+pub const SWAP_STOP: &str = "halves-swap";
 
 /// Keystone 30's `[cache] expiration_time` default, seconds.
 pub const DEFAULT_EXPIRATION_TIME: u64 = 600;
@@ -421,6 +424,53 @@ impl FleetCache {
             }
         }
     }
+
+    /// What the cache means at a halves swap (the pool moves from the old half to the new one
+    /// at once, never mixed on one instance): which old tokens survive the swap, and for how
+    /// long. Empty when no node's cache settings were read.
+    pub fn swap_explanation(&self, old: &str, new: &str) -> Vec<String> {
+        let life = self.lifetime_secs.map(humanize).unwrap_or_default();
+        let fresh = format!("Tokens the {new} half issues validate everywhere.");
+        match self.verdict {
+            CacheVerdict::Unknown => vec![],
+            CacheVerdict::Off | CacheVerdict::NotShared => {
+                let what = if self.verdict == CacheVerdict::Off {
+                    "Token cache: off".to_string()
+                } else {
+                    format!(
+                        "Token cache: per node, not shared ({})",
+                        self.notes.join("; ")
+                    )
+                };
+                vec![
+                    format!("{what}: no cache carries a token across the swap."),
+                    format!(
+                        "Every {old} token is refused (401/404) from the swap on, on every \
+                         instance as its batch lands. {fresh}"
+                    ),
+                ]
+            }
+            CacheVerdict::Shared => vec![
+                format!(
+                    "Token cache: shared ({}), entries live {life}.",
+                    self.servers.join(",")
+                ),
+                format!(
+                    "{old} tokens cached less than {life} before the swap (issued, or validated \
+                     by a {old} node) keep validating on the {new} half until their entry \
+                     expires, at most {life} after the swap; older ones, and every one after a \
+                     memcached flush, restart or eviction, are refused from the swap on. {fresh}"
+                ),
+            ],
+            CacheVerdict::Mixed => vec![
+                format!("Token cache: {}.", self.notes.join("; ")),
+                format!(
+                    "{old} tokens cached less than {life} ago may keep validating on caching \
+                     {new} nodes after the swap; on the others they are refused at once. {fresh}"
+                ),
+            ],
+        }
+    }
 }
 
 #[cfg(test)]
@@ -513,6 +563,33 @@ mod tests {
         let text = f.explanation("fernet", "jws").join("\n");
         assert!(text.contains("fernet tokens stop validating within 10m after the last flip"));
         assert!(text.contains("after a memcached flush"));
+    }
+
+    #[test]
+    fn the_swap_says_which_old_tokens_survive_it() {
+        let c = memcached("10.0.0.5:11211", 3600);
+        let shared = fleet(&[("node1", Some(c.clone()), "a"), ("node2", Some(c), "b")]);
+        let text = shared.swap_explanation("fernet", "jws");
+        assert_eq!(
+            text[0],
+            "Token cache: shared (10.0.0.5:11211), entries live 1h."
+        );
+        assert!(
+            text[1].starts_with("fernet tokens cached less than 1h before the swap")
+                && text[1].contains("at most 1h after the swap"),
+            "{text:?}"
+        );
+        let off = fleet(&[("node1", Some(TokenCacheFacts::default()), "a")]);
+        let text = off.swap_explanation("fernet", "jws");
+        assert!(
+            text[1].starts_with("Every fernet token is refused (401/404) from the swap on"),
+            "{text:?}"
+        );
+        assert!(
+            fleet(&[("node1", None, "a")])
+                .swap_explanation("fernet", "jws")
+                .is_empty()
+        );
     }
 
     #[test]

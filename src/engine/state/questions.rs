@@ -233,6 +233,26 @@ impl State {
                 cache: self
                     .nodes
                     .get(name)
+    /// What the token cache means at the halves' swap: which old-provider tokens survive it,
+    /// and for how long.
+    pub fn swap_cache_explanation(&self) -> Vec<String> {
+        let old = self.old_provider();
+        let new = old.other();
+        self.token_cache()
+            .swap_explanation(old.as_str(), new.as_str())
+    }
+
+    /// The token cache's paragraph of the hard stop `id`, if it is one where clients meet the
+    /// other provider (the mixed-pool re-add, the halves' swap); else nothing.
+    pub fn cache_paragraph_for(&self, id: &str) -> Vec<String> {
+        use crate::engine::facts::{MIXED_POOL_STOP, SWAP_STOP};
+        match id {
+            MIXED_POOL_STOP => self.cache_explanation(),
+            SWAP_STOP => self.swap_cache_explanation(),
+            _ => vec![],
+        }
+    }
+
                     .and_then(|n| n.facts.as_ref())
                     .and_then(|f| f.cache.as_ref()),
                 host: hosts.get(name.as_str()).cloned().unwrap_or_default(),

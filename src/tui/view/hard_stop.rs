@@ -29,11 +29,12 @@ fn fit_body(body: Vec<Line<'static>>, rows: usize) -> Vec<Line<'static>> {
 }
 
 impl View<'_> {
-    /// The token cache's paragraph of a hard stop, `tw` wide: a blank line, then the fleet's
-    /// cache in bold and what it means for which tokens; nothing when no cache was read.
-    pub(super) fn cache_paragraph(&self, tw: usize) -> Vec<Line<'static>> {
+    /// The token cache's paragraph of hard stop `id`, `tw` wide: a blank line, then the fleet's
+    /// cache in bold and what it means for which tokens; nothing for other hard stops, or when
+    /// no cache was read.
+    pub(super) fn cache_paragraph(&self, id: &str, tw: usize) -> Vec<Line<'static>> {
         let t = &self.t;
-        let text = self.state.cache_explanation();
+        let text = self.state.cache_paragraph_for(id);
         let mut out = Vec::new();
         for (i, para) in text.iter().enumerate() {
             if i == 0 {
@@ -177,9 +178,7 @@ impl View<'_> {
             }
         }
         // Where the pool holds both providers, what the token cache makes of it.
-        if crate::engine::facts::CACHE_STOPS.contains(&hs.id.as_str()) {
-            body.extend(self.cache_paragraph(tw));
-        }
+        body.extend(self.cache_paragraph(&hs.id, tw));
         // The drift hard stop lists the drift as its facts; other hard stops raised right after
         // a resume show it here.
         if let Some(r) = self.resume_notice()

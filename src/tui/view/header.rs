@@ -401,7 +401,7 @@ impl View<'_> {
             .filter(|left| *left > 0 && *left < left_a);
         if let Some(left_c) = cached {
             return Some(format!(
-                "old {old} tokens still validate from the shared cache for up to {}; irrelevant in {} (services: {}){}",
+                "old {old} tokens cached {} more, irrelevant in {} (services: {}){}",
                 dur(left_c),
                 dur(left_a),
                 dur(left_b),

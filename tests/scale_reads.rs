@@ -37,7 +37,11 @@ fn public_der_of_private(dir: &Path) -> Vec<u8> {
     use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
     let pem = std::fs::read_to_string(dir.join("private.pem")).unwrap();
     let sk = p256::SecretKey::from_pkcs8_pem(&pem).unwrap();
-    sk.public_key().to_public_key_der().unwrap().as_bytes().to_vec()
+    sk.public_key()
+        .to_public_key_der()
+        .unwrap()
+        .as_bytes()
+        .to_vec()
 }
 
 fn public_der(pem: &str) -> Vec<u8> {
@@ -123,13 +127,18 @@ async fn distribute_installs_exactly_every_nodes_public_key_on_every_node() {
             let pem = std::fs::read_to_string(repo.join(file)).unwrap();
             assert_eq!(&public_der(&pem), der, "{} on {}", file, node.name);
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(repo.join(file)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(repo.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o644, "{file} on {}", node.name);
         }
         // Nothing left beside the repository by the copy.
         let parent = repo.parent().unwrap();
         assert!(
-            !names(parent).iter().any(|n| n.starts_with(".cutover-incoming")),
+            !names(parent)
+                .iter()
+                .any(|n| n.starts_with(".cutover-incoming")),
             "{:?}",
             names(parent)
         );
@@ -144,7 +153,10 @@ async fn distribute_installs_exactly_every_nodes_public_key_on_every_node() {
     // keys-everywhere, on a fresh read of every node, passes.
     let obs = probe(&fleet, Gate::KeysEverywhere, None, &info).await;
     assert!(
-        matches!(judge(Gate::KeysEverywhere, None, &obs, &info), Verdict::Pass(_)),
+        matches!(
+            judge(Gate::KeysEverywhere, None, &obs, &info),
+            Verdict::Pass(_)
+        ),
         "{:?}",
         judge(Gate::KeysEverywhere, None, &obs, &info)
     );
@@ -190,6 +202,33 @@ async fn a_node_read_in_one_exec_follows_its_conf_and_set_provider_keeps_edits_m
     assert_eq!(f.fernet.keys, names(&node.fernet_repo).len());
     assert!(f.fernet.keys > 0);
     assert!(f.jws.public.is_empty());
+    // Read again with nothing changed (the key files' stamp matches: not read whole), then
+    // after a key is added by hand: the first as before, the second sees the key.
+    let again = fleet.node_facts(&node.name).await.unwrap();
+    assert_eq!(format!("{again:?}"), format!("{f:?}"));
+    let (_, by_hand) = cutover::drivers::keys::generate_es256().unwrap();
+    std::fs::write(node.jws_public_repo.join("by-hand.pem"), &by_hand).unwrap();
+    let seen = fleet.node_facts(&node.name).await.unwrap();
+    assert_eq!(seen.jws.public.len(), 1);
+    assert_eq!(
+        seen.jws.public[0].fingerprint,
+        cutover::drivers::keys::public_fingerprint(&by_hand).unwrap()
+    );
+    // Replaced under the same name with the same size (a rename: another inode).
+    let (_, other) = cutover::drivers::keys::generate_es256().unwrap();
+    assert_eq!(other.len(), by_hand.len());
+    std::fs::write(node.jws_public_repo.join("x.tmp"), &other).unwrap();
+    std::fs::rename(
+        node.jws_public_repo.join("x.tmp"),
+        node.jws_public_repo.join("by-hand.pem"),
+    )
+    .unwrap();
+    let seen = fleet.node_facts(&node.name).await.unwrap();
+    assert_eq!(
+        seen.jws.public[0].fingerprint,
+        cutover::drivers::keys::public_fingerprint(&other).unwrap()
+    );
+    std::fs::remove_file(node.jws_public_repo.join("by-hand.pem")).unwrap();
 
     // keystone.conf moves the public repository to a directory holding one key: the next read
     // (at the remembered paths first) must report that directory and its key.
@@ -280,7 +319,10 @@ async fn gate_reads_are_scoped_and_mixed_pool_judges_its_read_as_a_full_one() {
         (vec![], true, all.clone())
     );
     // Every node's keys.
-    assert_eq!(read(Gate::KeysEverywhere, None), (all.clone(), false, vec![]));
+    assert_eq!(
+        read(Gate::KeysEverywhere, None),
+        (all.clone(), false, vec![])
+    );
 
     // node2 flipped to jws and restarted, out of the pool (as before its re-add): mixed-pool on
     // its scoped read asks exactly as on a read of every node's files, tokens and rows.
@@ -324,4 +366,3 @@ async fn gate_reads_are_scoped_and_mixed_pool_judges_its_read_as_a_full_one() {
     }
     handle.shutdown().await;
 }
-

@@ -359,16 +359,40 @@ echo '==end'
     )
 }
 
-/// One exec that reads a node: its keystone.conf, then a line `marker`, then [`facts_script`]'s
-/// output for the repositories at `paths` (where they were last time; the caller checks them
-/// against the conf). Exit 66 (and cat's message on stderr) when keystone.conf cannot be read.
-pub fn read_script(conf: &str, marker: &str, fernet: &str, private: &str, public: &str) -> String {
+/// One exec that reads a node: its keystone.conf, then a line `marker`, then its key files'
+/// stamp (names, inodes, sizes, modes, owners, modification and change times, and whether
+/// openssl is there: `stat` reads no key) between `==stamp` and `<marker>-stamp-end`, then
+/// [`facts_script`]'s output for the repositories at `paths` (where they were last time; the
+/// caller checks them against the conf). When the stamp is still `was` (the one printed last
+/// time), `==unchanged` instead of the stamp and the facts: what the files hold is what they
+/// held. Exit 66 (and cat's message on stderr) when keystone.conf cannot be read.
+pub fn read_script(
+    conf: &str,
+    marker: &str,
+    fernet: &str,
+    private: &str,
+    public: &str,
+    was: Option<&str>,
+) -> String {
+    let unchanged = match was {
+        Some(w) => format!(
+            "if [ \"$stamp\" = {} ]; then echo '==unchanged'; exit 0; fi\n",
+            shell_quote(w)
+        ),
+        None => String::new(),
+    };
     format!(
-        "cat -- {c} || exit 66
+        r#"cat -- {c} || exit 66
 printf '\n%s\n' {m}
-{facts}",
+f={f}; p={p}; u={u}; st="${{p%/}}"; st="${{st%/*}}/.cutover-staging"
+stamp=$(command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %U:%G %y %z' -- "$f" "$f"/* "$p" "$p/private.pem" "$st" "$st/public.pem" "$u" "$u"/* 2>/dev/null)
+{unchanged}printf '==stamp\n%s\n%s\n' "$stamp" {m}-stamp-end
+{facts}"#,
         c = shell_quote(conf),
         m = shell_quote(marker),
+        f = shell_quote(fernet),
+        p = shell_quote(private),
+        u = shell_quote(public),
         facts = facts_script(fernet, private, public)
     )
 }
@@ -621,6 +645,46 @@ mod tests {
             "/u",
         );
         assert!(!empty.fernet.present && !empty.jws.private_present && empty.jws.public.is_empty());
+    }
+
+    #[test]
+    fn a_read_says_unchanged_only_while_the_key_files_stamp_is_the_same() {
+        let d = tempfile::tempdir().unwrap();
+        let (f, p, u) = (d.path().join("f"), d.path().join("p"), d.path().join("u"));
+        for x in [&f, &p, &u] {
+            std::fs::create_dir(x).unwrap();
+        }
+        std::fs::write(f.join("0"), "k0").unwrap();
+        let conf = d.path().join("keystone.conf");
+        std::fs::write(&conf, "[token]\nprovider = fernet\n").unwrap();
+        let s = |x: &std::path::Path| x.display().to_string();
+        let run = |was: Option<&str>| {
+            let script = read_script(&s(&conf), "==m", &s(&f), &s(&p), &s(&u), was);
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let first = run(None);
+        let (conf_text, rest) = first.split_once("\n==m\n").unwrap();
+        assert_eq!(conf_text, "[token]\nprovider = fernet\n");
+        let (stamp, facts) = rest.split_once("\n==m-stamp-end\n").unwrap();
+        let stamp = stamp.strip_prefix("==stamp\n").unwrap();
+        assert!(stamp.contains("/f/0 "), "{stamp}");
+        assert!(facts.starts_with("==fernet\n"), "{facts}");
+        assert!(run(Some(stamp)).ends_with("\n==m\n==unchanged\n"));
+        // A public key added: the stamp differs and the facts are read whole.
+        let (_, public) = keys::generate_es256().unwrap();
+        std::fs::write(u.join("n1.pem"), &public).unwrap();
+        let third = run(Some(stamp));
+        assert!(!third.contains("==unchanged"));
+        let facts = third.split_once("\n==m-stamp-end\n").unwrap().1;
+        let parsed = parse_facts(facts, &s(&f), &s(&p), &s(&u));
+        assert_eq!(parsed.jws.public.len(), 1);
+        assert_eq!(parsed.fernet.keys, 1);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct NodeConf {
     pub paths: RepoPaths,
     /// keystone.conf as it was read (the exact text).
     pub conf: String,
+    /// The stamp of the key files at `paths` (names, inodes, sizes, modes, owners, times) and
+    /// what reading them printed then: while the stamp is the same, so is what they hold.
+    pub keys: Option<(String, String)>,
 }
 
 /// Per node, what was last read there (see the module's note).
@@ -35,11 +38,11 @@ impl Known {
         self.nodes.lock().expect("known nodes").get(node).cloned()
     }
 
-    pub fn put(&self, node: &str, paths: RepoPaths, conf: String) {
+    pub fn put(&self, node: &str, paths: RepoPaths, conf: String, keys: Option<(String, String)>) {
         self.nodes
             .lock()
             .expect("known nodes")
-            .insert(node.to_string(), NodeConf { paths, conf });
+            .insert(node.to_string(), NodeConf { paths, conf, keys });
     }
 
     /// keystone.conf was written: the next read of it comes from the node.
@@ -97,7 +100,7 @@ mod tests {
             private: "/p".into(),
             public: "/u".into(),
         };
-        k.put("n1", p.clone(), "x".into());
+        k.put("n1", p.clone(), "x".into(), None);
         assert_eq!(k.get("n1").unwrap().paths, p);
         k.update_conf("n1", "y".into());
         assert_eq!(k.get("n1").unwrap().conf, "y");

@@ -150,23 +150,29 @@ impl State {
     pub fn public_coverage(&self, n: &NodeView) -> (usize, usize) {
         let total = self.node_order.len();
         let Some(f) = &n.facts else { return (0, total) };
-        let prints: Vec<&String> = self
-            .node_order
+        // What `n` holds, as a set: the node table asks this of every node on every frame,
+        // and a scan of its public keys per fingerprint made a frame cubic in the fleet's size.
+        let held: std::collections::HashSet<&str> = f
+            .jws
+            .public
             .iter()
-            .filter_map(|m| {
-                self.nodes
-                    .get(m)?
-                    .facts
-                    .as_ref()?
-                    .jws
-                    .private_fingerprint
-                    .as_ref()
-            })
+            .map(|p| p.fingerprint.as_str())
             .collect();
-        if prints.is_empty() {
+        let (mut prints, mut have) = (0, 0);
+        for m in &self.node_order {
+            let fp = self
+                .nodes
+                .get(m)
+                .and_then(|v| v.facts.as_ref())
+                .and_then(|f| f.jws.private_fingerprint.as_deref());
+            if let Some(fp) = fp {
+                prints += 1;
+                have += usize::from(held.contains(fp));
+            }
+        }
+        if prints == 0 {
             return (f.jws.public.len().min(total), total);
         }
-        let have = prints.iter().filter(|fp| f.jws.has_public(fp)).count();
         (have, total)
     }
 }

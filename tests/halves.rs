@@ -330,6 +330,13 @@ fn halves_never_mix_the_pool_and_end_all_jws_and_up() {
         summary.contains("swap gap") && summary.contains(" ms"),
         "{summary}"
     );
+    // No mixed-pool hard stop was ever raised: cutover saw no mixed pool either.
+    assert!(
+        !recs
+            .iter()
+            .any(|r| r["kind"] == "hard_stop_raised" && r["data"]["id"] == "mixed-pool"),
+        "a mixed-pool hard stop in a halves run"
+    );
     // The swap hard stop was raised and answered before it.
     assert!(
         recs.iter()

@@ -1562,4 +1562,156 @@ mod lab {
             "failures: meter {meter_failed}, curl {curl_failed}"
         );
     }
+
+    /// (h) `strategy: halves` on 3 nodes behind 2 HAProxies (LAB_LBS=2): half A (ks1) flips
+    /// while B serves, one swap per instance, then B. Checked from outside: a sampler (socat
+    /// `show stat` on both admin sockets, every keystone.conf) never sees an instance take
+    /// traffic on servers configured for two providers, nor an instance with nothing UP; a
+    /// client loop per HAProxy (curl: issue through it, then validate the newest token through
+    /// it) sees no failure except tokens issued before the swap and validated after it.
+    #[test]
+    fn halves_swap_without_a_mixed_pool() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let lab = Lab::up("halves", 18800, 2);
+        let stop = AtomicBool::new(false);
+        let (lab, stop) = (&lab, &stop);
+        let (out, samples, seen, j) = std::thread::scope(|scope| {
+            let sampler = {
+                scope.spawn(move || {
+                    let mut samples = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let at = epoch_ms();
+                        let stat: Vec<BTreeMap<String, String>> =
+                            (1..=2).map(|k| socat_stat(&lab.sock(k))).collect();
+                        let conf: Vec<String> =
+                            (1..=NODES).map(|i| lab.provider_in_conf(i)).collect();
+                        samples.push((at, stat, conf));
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    samples
+                })
+            };
+            // (issued at, validated at, issue ok, validate code), per HAProxy.
+            let clients: Vec<_> = (1..=2)
+                .map(|k| {
+                    scope.spawn(move || {
+                        let port = lab.lb_port(k);
+                        let mut seen = Vec::new();
+                        let mut newest: Option<(u64, String)> = None;
+                        while !stop.load(Ordering::Relaxed) {
+                            let at = epoch_ms();
+                            match lab.issue(port) {
+                                Some(t) => newest = Some((at, t)),
+                                None => seen.push((at, epoch_ms(), false, 0)),
+                            }
+                            if let Some((issued, t)) = &newest {
+                                let code = lab.validate(port, t);
+                                seen.push((*issued, epoch_ms(), true, code));
+                            }
+                            std::thread::sleep(Duration::from_millis(300));
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_secs(2));
+            let j = lab.dir.join("halves.journal");
+            let out = lab.run(
+                "runbooks/fernet-to-jws.yaml",
+                &demo_answers(),
+                &j,
+                &["--param", "strategy=halves"],
+            );
+            std::thread::sleep(Duration::from_secs(2));
+            stop.store(true, Ordering::Relaxed);
+            let samples = sampler.join().unwrap();
+            let seen: Vec<Vec<(u64, u64, bool, u16)>> =
+                clients.into_iter().map(|c| c.join().unwrap()).collect();
+            (out, samples, seen, j)
+        });
+        assert_eq!(out.status.code(), Some(0), "halves:\n{}", text(&out));
+        lab.assert_fleet("jws");
+        lab.journal_verify(&j);
+
+        // The swap, as the journal has it (intent to outcome): one op, its gap said.
+        let recs: Vec<serde_json::Value> = std::fs::read_to_string(&j)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let intent = recs
+            .iter()
+            .find(|r| r["kind"] == "intent" && r["data"]["action"] == "lb.swap")
+            .expect("an lb.swap intent");
+        let outcome = recs
+            .iter()
+            .find(|r| r["kind"] == "outcome" && r["data"]["id"] == intent["data"]["id"])
+            .expect("its outcome");
+        assert_eq!(outcome["data"]["ok"], true, "{outcome}");
+        let gap = outcome["data"]["observed"]["swap_gap_ms"].as_u64().unwrap();
+        eprintln!("swap gap {gap} ms: {}", outcome["data"]["summary"]);
+        let (swap_from, swap_to) = (time_ms(&intent["time"]), time_ms(&outcome["time"]));
+
+        // Never a mixed pool, never an empty one, on either instance.
+        assert!(samples.len() > 50, "only {} samples", samples.len());
+        let mut empty = Vec::new();
+        for (at, stat, conf) in &samples {
+            for (k, st) in stat.iter().enumerate() {
+                if st.is_empty() {
+                    continue; // the socket between two HAProxy processes: no reading
+                }
+                let up: Vec<usize> = (1..=NODES)
+                    .filter(|i| {
+                        st.get(&format!("ks{i}"))
+                            .is_some_and(|s| s.starts_with("UP"))
+                    })
+                    .collect();
+                let providers: std::collections::BTreeSet<&str> =
+                    up.iter().map(|i| conf[i - 1].as_str()).collect();
+                assert!(
+                    providers.len() <= 1,
+                    "at {at} haproxy-{} pools {up:?} configured {providers:?}",
+                    k + 1
+                );
+                if up.is_empty() {
+                    empty.push(format!(
+                        "at {at} (swap {swap_from}..{swap_to}) nothing UP on haproxy-{}: {st:?}",
+                        k + 1
+                    ));
+                }
+            }
+        }
+
+        // The clients: no issue failed; a refused validation only for a token issued before
+        // the swap ended and validated after it began.
+        for (k, s) in seen.iter().enumerate() {
+            assert!(s.len() > 20, "haproxy-{}: only {} requests", k + 1, s.len());
+            let failed_issues = s.iter().filter(|(_, _, ok, _)| !ok).count();
+            assert_eq!(failed_issues, 0, "haproxy-{}: issues failed: {s:?}", k + 1);
+            let bad: Vec<_> = s
+                .iter()
+                .filter(|(_, _, ok, code)| *ok && *code != 200)
+                .filter(|(issued, validated, _, _)| !(*issued < swap_to && *validated > swap_from))
+                .collect();
+            assert!(
+                bad.is_empty(),
+                "haproxy-{}: failures outside the swap: {bad:?}",
+                k + 1
+            );
+            let crossed = s
+                .iter()
+                .filter(|(_, _, ok, code)| *ok && *code != 200)
+                .count();
+            eprintln!(
+                "haproxy-{}: {} validations, {crossed} refused (issued before the swap, validated after)",
+                k + 1,
+                s.len()
+            );
+        }
+        assert!(
+            empty.is_empty(),
+            "an instance with nothing UP:\n{}",
+            empty.join("\n")
+        );
+    }
 }

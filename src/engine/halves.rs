@@ -155,6 +155,33 @@ fn run_lb_line(state: &super::state::State) -> Option<String> {
     })
 }
 
+/// A per-node gate judged about a whole half: for each node of `group` on the same fresh
+/// observation; the first that does not pass is the verdict (with its node), else one pass.
+pub fn each_node(
+    gate: Gate,
+    group: &str,
+    obs: &Observation,
+    ctx: &super::gates::Ctx,
+) -> (Verdict, Option<String>) {
+    let Some((nodes, _)) = self::group(group, ctx.inv, ctx.params) else {
+        return (
+            Verdict::Fail {
+                reason: format!("no halves for group `{group}`"),
+                next: "fix the split (-p half_a=...), then resume".into(),
+            },
+            None,
+        );
+    };
+    let mut passed = Vec::new();
+    for n in &nodes {
+        match super::gates::evaluate(gate, Some(n), obs, ctx) {
+            Verdict::Pass(d) => passed.push(d),
+            other => return (other, Some(n.clone())),
+        }
+    }
+    (Verdict::Pass(passed.join("; ")), None)
+}
+
 /// What a group gate must look at. `held` are the nodes cutover holds out of the pool: those
 /// of the other half among them are about to carry the pool (the swap), so their direct
 /// token is read too.
@@ -166,8 +193,15 @@ pub fn probe_for(
     held: &BTreeSet<String>,
 ) -> Misc {
     let lb = !inv.load_balancers.is_empty();
-    let (_, others) = group_or_empty(group, inv, params);
+    let (mine, others) = group_or_empty(group, inv, params);
     match gate {
+        // Each node of the half proves itself (one probe for the half).
+        Gate::ValidatedBeforeReadd => Misc::Probe {
+            nodes: vec![],
+            lb: false,
+            tokens: mine,
+            until_up: None,
+        },
         Gate::ValidatedBeforeSwap => Misc::Probe {
             nodes: vec![],
             lb: false,

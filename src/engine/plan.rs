@@ -157,7 +157,9 @@ pub fn compile(
             let Some(family) = item.family() else {
                 match item {
                     Item::Gate(g) => {
-                        if group.is_some() && halves::group_gate(*g) {
+                        // In a half step a gate is one op about the whole half (a per-node
+                        // gate: judged for each of its nodes on one fresh probe).
+                        if group.is_some() && (halves::group_gate(*g) || g.per_node()) {
                             push(
                                 &mut ops,
                                 OpKind::Gate {
@@ -232,7 +234,6 @@ pub fn compile(
                 step: &step.id,
                 node: &node,
                 group: group.as_deref(),
-                targets: &targets,
             };
             let cx = Cx {
                 step,
@@ -295,20 +296,16 @@ struct Place<'a> {
     step: &'a str,
     node: &'a Option<String>,
     group: Option<&'a str>,
-    targets: &'a [String],
 }
 
 /// The guards a gate needs at `at`: in a half step (or about the half `about` a swap takes
-/// out) a gate with a group form once about the group, another per-node gate once per node of
-/// the group; else as [`guard`].
+/// out) a gate with a group form, or a per-node gate, once about the group (a per-node gate is
+/// judged for each node of the half on one probe); else as [`guard`].
 fn guard_at(ops: &mut Vec<Op>, at: &Place, gate: Gate, about: Option<&str>) {
     let group = about.or(at.group);
     match group {
-        Some(g) if halves::group_gate(gate) => guard(ops, at.step, gate, &None, Some(g)),
-        Some(g) if gate.per_node() && at.node.is_none() => {
-            for t in at.targets {
-                guard(ops, at.step, gate, &Some(t.clone()), Some(g));
-            }
+        Some(g) if halves::group_gate(gate) || (gate.per_node() && at.node.is_none()) => {
+            guard(ops, at.step, gate, &None, Some(g))
         }
         _ => guard(ops, at.step, gate, at.node, at.group),
     }

@@ -95,11 +95,16 @@ fn plan_text(
             let _ = writeln!(o, "{}{line}", if markdown { "" } else { "   " });
         }
         for op in ops.iter().filter(|op| op.step == step.id) {
-            let node = op
-                .node
-                .as_deref()
-                .map(|n| format!("{n}: "))
-                .unwrap_or_default();
+            let node = match (&op.node, &op.group, &op.kind) {
+                (Some(n), ..) => format!("{n}: "),
+                // A gate about a whole half (each of its nodes, or the half as a whole).
+                (None, Some(g), OpKind::Gate { .. }) => match g.as_str() {
+                    "half-a" => "half A: ".to_string(),
+                    "half-b" => "half B: ".to_string(),
+                    other => format!("{other}: "),
+                },
+                _ => String::new(),
+            };
             let lines: Vec<String> = match &op.kind {
                 OpKind::Act { specs, .. } => specs
                     .iter()

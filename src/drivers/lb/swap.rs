@@ -1,6 +1,8 @@
-//! The halves swap (`lb.swap`): on every instance, in parallel, ONE runtime-API write sets
-//! half A's servers ready and half B's drain (HAProxy runs `;`-separated commands in order,
-//! microseconds apart), so no instance ever shows both halves taking new traffic; then, per
+//! The halves swap (`lb.swap`): half A first goes from maint to drain (health-checked, no new
+//! traffic) until it passed a check everywhere; then on every instance, in parallel, ONE
+//! runtime-API write sets half A's servers ready and half B's drain (HAProxy runs `;`-separated
+//! commands in order, microseconds apart), so no instance ever shows both halves taking new
+//! traffic, nor neither; then, per
 //! instance, half B goes to maint once its sessions reach 0; then the swap waits until half A
 //! is UP (health-checked) on every instance.
 //!
@@ -42,6 +44,27 @@ pub async fn swap<L: LoadBalancer>(
             Observation::default(),
         ));
     }
+    // Half A first goes from maint to drain: health-checked, no new traffic (no mixing). A
+    // server leaving maint is DOWN (or `UP 1/3`) until a check passes: swapped in that state,
+    // an instance would have no server able to take a request for a check interval or two
+    // (seen on the lab: 2.5 s of 503s). The swap waits until A passed a check everywhere.
+    let warm_start = Instant::now();
+    if let Err(why) = warm_up(lbs, a, up_secs, order).await {
+        let maint: Vec<Change> = a
+            .iter()
+            .map(|n| Change::new(n, AdminState::Maint))
+            .collect();
+        for lb in lbs {
+            let _ = lb.apply(&maint).await;
+        }
+        let (rows, errors) = read_all(lbs).await;
+        return Ok(Done::fail(
+            format!("no swap: {why}"),
+            "nothing was swapped: half A is back in maint and half B still serves; check GET /v3 and the keystone log on half A's nodes (and that HAProxy's health check reaches them), then resume",
+        )
+        .with(observation(&rows, &errors)));
+    }
+    let warm_ms = warm_start.elapsed().as_millis();
     let batch: Vec<Change> = a
         .iter()
         .map(|n| Change::new(n, AdminState::Ready))
@@ -187,7 +210,7 @@ pub async fn swap<L: LoadBalancer>(
     }
     Ok(Done::ok(
         format!(
-            "pool swapped on {} instance(s) in one write each, swap gap {gap_ms} ms (first instance's write to the last's); half A ({}) UP everywhere after {} ms; half B ({}) in maint: {}",
+            "pool swapped on {} instance(s) in one write each, swap gap {gap_ms} ms (first instance's write to the last's), after half A passed a health check while drained ({warm_ms} ms); half A ({}) UP everywhere after {} ms; half B ({}) in maint: {}",
             lbs.len(),
             a.join(", "),
             start.elapsed().as_millis(),
@@ -196,6 +219,66 @@ pub async fn swap<L: LoadBalancer>(
         ),
         obs,
     ))
+}
+
+/// Half A to drain on every instance, held there (a reload's ready is set back to drain) until
+/// every A row shows a passed health check at full health (`DRAIN`, or no checks).
+async fn warm_up<L: LoadBalancer>(
+    lbs: &[L],
+    a: &[String],
+    up_secs: u64,
+    order: &tokio::sync::Mutex<()>,
+) -> Result<(), String> {
+    let drain: Vec<Change> = a
+        .iter()
+        .map(|n| Change::new(n, AdminState::Drain))
+        .collect();
+    {
+        let _order = order.lock().await;
+        for (lb, r) in lbs
+            .iter()
+            .zip(futures::future::join_all(lbs.iter().map(|lb| lb.apply(&drain))).await)
+        {
+            r.map_err(|e| format!("{}: setting half A to drain: {}", lb.name(), e.msg))?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(up_secs);
+    loop {
+        let (rows, errors) = read_all(lbs).await;
+        let mine: Vec<&LbServer> = rows.iter().filter(|r| a.contains(&r.node)).collect();
+        for lb in lbs {
+            if mine
+                .iter()
+                .any(|r| r.lb == lb.name() && r.admin != AdminState::Drain)
+            {
+                let _ = lb.apply(&drain).await;
+            }
+        }
+        let warm = errors.is_empty()
+            && mine.len() == a.len() * lbs.len()
+            && mine.iter().all(|r| {
+                r.admin == AdminState::Drain
+                    && (r.status == "DRAIN" || r.oper == OperState::NoCheck)
+            });
+        if warm {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "half A did not pass a health check within {up_secs}s while drained: {}{}",
+                mine.iter()
+                    .map(|r| format!("{} on {} {}", r.node, r.lb, r.status))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if errors.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", errors.join("; "))
+                }
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Half B on one instance: wait until its sessions reach 0 (or `drain_secs`), then maint,

@@ -155,7 +155,10 @@ pub(super) fn advance(s: &mut Scratch) {
                     .map(|r| r.params.clone())
                     .unwrap_or_default();
                 let spec = match (&op.group, gate) {
-                    (Some(g), _) if op.node.is_none() && halves::group_gate(*gate) => {
+                    // About a whole half: the half's capacity, or each of its nodes' token.
+                    (Some(g), Gate::PoolCapacity | Gate::ValidatedBeforeReadd)
+                        if op.node.is_none() =>
+                    {
                         halves::probe_for(*gate, g, &inv, &params, &s.state.guarded).into()
                     }
                     (_, Gate::ValidatedBeforeSwap) => {
@@ -234,21 +237,28 @@ pub fn guards_hold(state: &State, index: usize) -> Result<(), (String, String)> 
             }
         }
     }
-    let mut passed: Vec<(Gate, Option<String>)> = Vec::new();
+    // (gate, node, group) of the passed gates right before.
+    let mut passed: Vec<(Gate, Option<String>, Option<String>)> = Vec::new();
     let mut i = index;
     while i > 0 {
         i -= 1;
         match &state.plan[i].kind {
-            OpKind::Gate { gate, .. } if state.gates_passed.contains(&i) => {
-                passed.push((*gate, state.plan[i].node.clone()))
-            }
+            OpKind::Gate { gate, .. } if state.gates_passed.contains(&i) => passed.push((
+                *gate,
+                state.plan[i].node.clone(),
+                state.plan[i].group.clone(),
+            )),
             _ => break,
         }
     }
     for (g, about) in required {
-        let held = passed
-            .iter()
-            .any(|(p, n)| *p == g && (!g.per_node() || *n == about));
+        // A per-node gate passed about the op's whole half holds for each of its nodes.
+        let held = passed.iter().any(|(p, n, group)| {
+            *p == g
+                && (!g.per_node()
+                    || *n == about
+                    || (n.is_none() && group.is_some() && *group == op.group))
+        });
         if !held {
             let node = about.or(op.node.clone()).unwrap_or_else(|| {
                 op.group

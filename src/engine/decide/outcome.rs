@@ -124,16 +124,21 @@ fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, o
         allow_expired_window: s.state.allow_expired_window,
         guarded: &s.state.guarded.clone(),
     };
-    // A group gate (pool-capacity about a half) is judged about the whole half.
+    // A group gate (pool-capacity about a half) is judged about the whole half; a per-node
+    // gate about a half, for each of its nodes (the verdict names the node it is about).
     let group = s
         .state
         .plan
         .get(op)
         .and_then(|o| o.group.clone())
-        .filter(|_| node.is_none() && halves::group_gate(gate));
-    let verdict = match &group {
-        Some(g) => halves::capacity(g, ctx.inv, ctx.params, obs, ctx.target),
-        None => gates::evaluate(gate, node.as_deref(), obs, &ctx),
+        .filter(|_| node.is_none() && (halves::group_gate(gate) || gate.per_node()));
+    let (verdict, node) = match &group {
+        Some(g) if halves::group_gate(gate) => (
+            halves::capacity(g, ctx.inv, ctx.params, obs, ctx.target),
+            node,
+        ),
+        Some(g) => halves::each_node(gate, g, obs, &ctx),
+        None => (gates::evaluate(gate, node.as_deref(), obs, &ctx), node),
     };
     match verdict {
         Verdict::Pass(detail) => s.emit(Event::GatePassed {

@@ -304,7 +304,9 @@ pub fn log(e: &Event, cx: &Context) -> Vec<LogEntry> {
             LogLevel::Stop,
         ),
         // The meter line shows the running counts; the log keeps phase changes and the end.
-        Event::ClientImpact(c) if c.reason == ImpactReason::Periodic => Vec::new(),
+        Event::ClientImpact(c) if c.reason == ImpactReason::Periodic && c.off.is_none() => {
+            Vec::new()
+        }
         Event::ClientImpact(c) => {
             let level = if c.total.fresh_failures() > 0 {
                 LogLevel::Warn
@@ -472,6 +474,9 @@ pub fn journal(e: &Event, cx: &Context) -> String {
 /// A client-impact summary in one short line: `client impact (flip-node2): 412 requests,
 /// 17 failed, 2 crossed, 3 old refused; mixed window 15`.
 pub fn client_impact(c: &ClientImpact) -> String {
+    if let Some(why) = &c.off {
+        return format!("client impact not measured: meter {why}");
+    }
     let t = &c.total;
     let mut s = format!(
         "client impact ({}): {} requests, {} failed",

@@ -58,7 +58,7 @@ pub fn plan(
     }
     let why_off = |why: String| match opts.mode {
         MeterMode::On => Err(format!("--meter on: {why}")),
-        _ => Ok(Err(why)),
+        _ => Ok(Err(format!("off: {why}"))),
     };
     if inv.load_balancers.is_empty() {
         return why_off("the inventory has no load balancer to meter through".into());
@@ -141,7 +141,8 @@ impl Session {
         let Some(inv) = self.state.inventory().cloned() else {
             return Ok(());
         };
-        let planned = plan(&inv, &self.meter_opts, &|k| std::env::var(k).ok()).unwrap_or_else(Err);
+        let planned = plan(&inv, &self.meter_opts, &|k| std::env::var(k).ok())
+            .unwrap_or_else(|e| Err(format!("off: {e}")));
         let started = Utc::now();
         let why = match planned {
             Err(why) => why,
@@ -172,7 +173,7 @@ impl Session {
                         return Ok(());
                     }
                     Err(e) => format!(
-                        "cannot start: {e}; the run goes on unmetered (fix the frontend or the credentials, or pass --meter off)"
+                        "off: cannot start: {e}; the run goes on unmetered (fix the frontend or the credentials, or pass --meter off)"
                     ),
                 }
             }

@@ -12,12 +12,14 @@
 #   tests/bench/idle.sh                        # cargo build --release first
 #   CUTOVER=path/to/cutover tests/bench/idle.sh
 #   SECONDS_TO_MEASURE=60 DEMO_ARGS="--nodes 5 --lbs 2" tests/bench/idle.sh
+#   RUN_ARGS="--meter off" tests/bench/idle.sh   # passed to `demo` and `run` (not `world create`)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 measure=${SECONDS_TO_MEASURE:-30}
 limit=0.5
 demo_args=${DEMO_ARGS:-}
+run_args=${RUN_ARGS:-}
 bin=${CUTOVER:-}
 if [ -z "$bin" ]; then
     cargo build --quiet --release --bin cutover
@@ -117,7 +119,7 @@ still_there() { # WINDOW JOURNAL
     fi
 }
 
-echo "idle: release build $bin; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//');" \
+echo "idle: release build $bin ${run_args}; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//');" \
     "load $(cut -d' ' -f1-3 /proc/loadavg); tmux 120x40; ${measure} s each"
 
 # 1. `cutover demo`. `exec`, so the pane's process is cutover itself; $demo_args is split on
@@ -125,7 +127,7 @@ echo "idle: release build $bin; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpu
 j1=$tmp/demo.jsonl
 # shellcheck disable=SC2086
 tmux new-session -d -s "$session" -x 120 -y 40 \
-    "exec '$bin' demo --world '$tmp/demo-world' --journal '$j1' $demo_args"
+    "exec '$bin' demo --world '$tmp/demo-world' --journal '$j1' $demo_args $run_args"
 answered=$(to_mixed_pool 0 "$j1")
 pid=$(pane_pid 0)
 sleep 2 # let the first draws settle
@@ -143,7 +145,7 @@ j2=$tmp/run.jsonl
 tmux new-window -d -t "$session:1" "exec '$bin' world serve '$tmp/fleet'"
 for _ in $(seq 100); do [ -s "$tmp/fleet/serve.pid" ] && break; sleep 0.1; done
 tmux new-window -d -t "$session:2" \
-    "exec '$bin' run fernet-to-jws -i '$tmp/fleet/inventory.yaml' --journal '$j2'"
+    "exec '$bin' run fernet-to-jws -i '$tmp/fleet/inventory.yaml' --journal '$j2' $run_args"
 to_mixed_pool 2 "$j2" >/dev/null
 rpid=$(pane_pid 2)
 wpid=$(pane_pid 1)

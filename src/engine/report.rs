@@ -346,6 +346,26 @@ pub fn client_impact_markdown(st: &super::State) -> Option<String> {
     Some(o)
 }
 
+/// A half step's group and nodes, for the plan (`half A: node1, node2 (half B serves)`).
+fn half_line(
+    scope: crate::runbook::Scope,
+    inv: &Inventory,
+    params: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    let group = scope.group()?;
+    let (mine, others) = super::halves::group(group, inv, params)?;
+    let (me, other) = if group == super::halves::HALF_A {
+        ("A", "B")
+    } else {
+        ("B", "A")
+    };
+    Some(format!(
+        "half {me}: {} (half {other}: {} carries the pool meanwhile)",
+        mine.join(", "),
+        others.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,24 +403,4 @@ mod tests {
             );
         }
     }
-}
-
-/// A half step's group and nodes, for the plan (`half A: node1, node2 (half B serves)`).
-fn half_line(
-    scope: crate::runbook::Scope,
-    inv: &Inventory,
-    params: &std::collections::BTreeMap<String, String>,
-) -> Option<String> {
-    let group = scope.group()?;
-    let (mine, others) = super::halves::group(group, inv, params)?;
-    let (me, other) = if group == super::halves::HALF_A {
-        ("A", "B")
-    } else {
-        ("B", "A")
-    };
-    Some(format!(
-        "half {me}: {} (half {other}: {} carries the pool meanwhile)",
-        mine.join(", "),
-        others.join(", ")
-    ))
 }

@@ -169,14 +169,22 @@ impl Index {
         self.torn_tail.as_ref()
     }
 
-    /// The record at `i` (seq `i + 1`), read back from the file and parsed. Fails if the line
-    /// is no longer the one indexed (the file changed under the reader).
-    pub fn record(&self, i: usize) -> Result<Record, JournalError> {
+    /// The stored line of the record at `i` (seq `i + 1`), without its newline, read back from
+    /// the file (unchecked: [`Index::record`] checks it is still the one indexed).
+    pub fn line(&self, i: usize) -> Result<Vec<u8>, JournalError> {
         let slot = self.slots[i];
         let mut line = vec![0u8; slot.len as usize];
         self.file
             .read_exact_at(&mut line, slot.offset)
             .map_err(|e| JournalError::io(&self.path, e))?;
+        Ok(line)
+    }
+
+    /// The record at `i` (seq `i + 1`), read back from the file and parsed. Fails if the line
+    /// is no longer the one indexed (the file changed under the reader).
+    pub fn record(&self, i: usize) -> Result<Record, JournalError> {
+        let slot = self.slots[i];
+        let line = self.line(i)?;
         let seq = i as u64 + 1;
         let changed = |reason: String| JournalError::Tampered {
             path: self.path.clone(),

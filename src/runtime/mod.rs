@@ -25,7 +25,7 @@ mod prompt;
 mod signals;
 
 pub use error::{CommandError, JournalFailed};
-pub use fold::{event_of, events_of, fold, is_event_kind};
+pub use fold::{event_of, event_of_line, events_of, fold, is_event_kind};
 pub use meter::{MeterMode, MeterOpts, plan as plan_meter};
 pub use print::{event_text, print_event};
 pub use prompt::{close_prompts, passphrase_failures, tty_passphrase_prompt, unlock_keys};

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 pub const MAX_GAP: Duration = Duration::from_secs(2);
 
 /// At most this many folded states are kept for seeking ([`Player::checkpoint_every`]).
-pub const MAX_CHECKPOINTS: usize = 24;
+pub const MAX_CHECKPOINTS: usize = 16;
 /// Checkpoints are at least this many events apart (a short journal needs none).
 pub const MIN_CHECKPOINT_EVERY: usize = 512;
 
@@ -75,6 +75,14 @@ impl Events {
             Events::Held(v) => Ok((v[i].0, Cow::Borrowed(&v[i].1))),
             Events::Indexed { index, records } => {
                 let r = records[i] as usize;
+                // The line's event parsed from its bytes, as the record's would be; else (a
+                // run_started, a line not as the writer lays it out) the record, checked.
+                if let Ok(line) = index.line(r)
+                    && let Some((t, e)) =
+                        crate::runtime::event_of_line(index.kind(r), index.time(r), &line)
+                {
+                    return Ok((t, Cow::Owned(e)));
+                }
                 let unreadable = |reason: String| Damage {
                     seq: r as u64 + 1,
                     line_no: r + 1,
@@ -171,7 +179,7 @@ impl Player {
                 let Ok((t, e)) = events.get(i) else { return };
                 s.apply(&e, t);
                 let at = i + 1;
-                if (at % every == 0 || at == end) && tx.send((at, s.clone())).is_err() {
+                if (at.is_multiple_of(every) || at == end) && tx.send((at, s.clone())).is_err() {
                     return;
                 }
             }
@@ -186,12 +194,21 @@ impl Player {
         }
     }
 
-    /// Takes the checkpoints folded ahead so far.
-    fn take_ahead(&mut self) {
+    /// Takes the checkpoints folded ahead so far; while the one `every` events before `pos` is
+    /// still being folded ahead, waits for it (rather than fold the same events twice).
+    fn take_ahead(&mut self, pos: usize) {
         let Some(rx) = &self.ahead else { return };
+        let wanted = pos - pos % self.every;
         let mut done = false;
         loop {
-            match rx.try_recv() {
+            let near = |p: usize| p >= wanted && p <= pos;
+            let have = near(self.pos) || self.checkpoints.iter().any(|c| near(c.0));
+            let next = if have || wanted == 0 {
+                rx.try_recv()
+            } else {
+                rx.recv().map_err(|_| mpsc::TryRecvError::Disconnected)
+            };
+            match next {
                 Ok((p, s)) => {
                     if let Err(i) = self.checkpoints.binary_search_by_key(&p, |c| c.0) {
                         self.checkpoints.insert(i, (p, s));
@@ -262,7 +279,7 @@ impl Player {
             self.every *= 2;
         }
         let every = self.every;
-        self.checkpoints.retain(|(p, _)| p % every == 0);
+        self.checkpoints.retain(|(p, _)| p.is_multiple_of(every));
     }
 
     /// An event that could not be read, once: the player stops before it (a banner should
@@ -343,7 +360,7 @@ impl Player {
             Ok((t, e)) => {
                 self.state.apply(&e, t);
                 self.pos += 1;
-                if self.pos % self.every == 0
+                if self.pos.is_multiple_of(self.every)
                     && let Err(i) = self.checkpoints.binary_search_by_key(&self.pos, |c| c.0)
                 {
                     self.checkpoints.insert(i, (self.pos, self.state.clone()));
@@ -366,8 +383,8 @@ impl Player {
 
     /// Fold the events from the start up to (not including) `pos`.
     pub fn seek(&mut self, pos: usize) {
-        self.take_ahead();
         let pos = pos.min(self.end);
+        self.take_ahead(pos);
         let nearest = self.checkpoints.iter().rev().find(|(p, _)| *p <= pos);
         // Ahead of the current state and not behind a checkpoint: fold on from here.
         if self.pos > pos || self.pos < nearest.map_or(0, |c| c.0) {

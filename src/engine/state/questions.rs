@@ -198,24 +198,6 @@ impl NotNow {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::events::Intent;
-    use crate::engine::state::InFlight;
-
-    fn with_flight(ids: &[u64], doubt: &[u64]) -> State {
-        let mut st = State::default();
-        for &id in ids {
-            let intent: Intent = serde_json::from_value(serde_json::json!({
-                "id": id, "op": 0, "step": "s", "node": null, "action": "wait",
-                "detail": "wait", "idempotent": true, "spec": {"action": "wait", "secs": 1}
-            }))
-            .expect("an intent");
-            st.in_flight.insert(
-                id,
-                InFlight {
-                    intent,
 /// The fleet's token cache: read from each node's keystone.conf by the probes.
 impl State {
     /// Whether tokens are cached, in one store every node shares, for how long, and where the
@@ -239,6 +221,22 @@ impl State {
                 cache: self
                     .nodes
                     .get(name)
+                    .and_then(|n| n.facts.as_ref())
+                    .and_then(|f| f.cache.as_ref()),
+                host: hosts.get(name.as_str()).cloned().unwrap_or_default(),
+            })
+            .collect();
+        FleetCache::of(&nodes)
+    }
+
+    /// What the token cache means while the pool holds both providers (the mixed-pool hard
+    /// stop, the halves' swap): which tokens fail, from when, until when.
+    pub fn cache_explanation(&self) -> Vec<String> {
+        let old = self.old_provider();
+        let new = old.other();
+        self.token_cache().explanation(old.as_str(), new.as_str())
+    }
+
     /// What the token cache means at the halves' swap: which old-provider tokens survive it,
     /// and for how long.
     pub fn swap_cache_explanation(&self) -> Vec<String> {
@@ -259,22 +257,6 @@ impl State {
         }
     }
 
-                    .and_then(|n| n.facts.as_ref())
-                    .and_then(|f| f.cache.as_ref()),
-                host: hosts.get(name.as_str()).cloned().unwrap_or_default(),
-            })
-            .collect();
-        FleetCache::of(&nodes)
-    }
-
-    /// What the token cache means while the pool holds both providers (the mixed-pool hard
-    /// stop, the halves' swap): which tokens fail, from when, until when.
-    pub fn cache_explanation(&self) -> Vec<String> {
-        let old = self.old_provider();
-        let new = old.other();
-        self.token_cache().explanation(old.as_str(), new.as_str())
-    }
-
     /// Until when old-provider tokens may still validate from a shared token cache: one cache
     /// lifetime after the last flip (a node of the old provider may have cached them just
     /// before it flipped). None unless the cache is shared and every node has flipped.
@@ -289,6 +271,24 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::events::Intent;
+    use crate::engine::state::InFlight;
+
+    fn with_flight(ids: &[u64], doubt: &[u64]) -> State {
+        let mut st = State::default();
+        for &id in ids {
+            let intent: Intent = serde_json::from_value(serde_json::json!({
+                "id": id, "op": 0, "step": "s", "node": null, "action": "wait",
+                "detail": "wait", "idempotent": true, "spec": {"action": "wait", "secs": 1}
+            }))
+            .expect("an intent");
+            st.in_flight.insert(
+                id,
+                InFlight {
+                    intent,
                     started: Default::default(),
                 },
             );
@@ -354,7 +354,6 @@ impl State {
         st.target_provider = Some(Provider::Jws);
         assert!(st.is_target("jws") && !st.is_target("fernet") && !st.is_target(""));
     }
-}
 
     fn cached_node(servers: &str, life: u64) -> crate::engine::facts::NodeFacts {
         crate::engine::facts::NodeFacts {
@@ -484,3 +483,4 @@ impl State {
         st.nodes.get_mut("ks1").unwrap().facts = Some(f);
         assert_eq!(st.old_tokens_cached_until(), None, "no cache, no grace");
     }
+}

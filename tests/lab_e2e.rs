@@ -1443,126 +1443,6 @@ mod lab {
         }
     }
 
-    /// The client-impact meter on a rolling fernet-to-jws over 3 nodes and 2 HAProxies: the
-    /// journal's mixed window holds every failure the meter saw and every failure of an
-    /// independent curl loop through each HAProxy (±1 s), and the two agree on the failures
-    /// (within 10% or a few requests: both share each HAProxy's round robin).
-    #[test]
-    fn meter_failures_fall_in_the_mixed_window_and_curl_agrees() {
-        let lab = Lab::up("meter", 19000, 2);
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        // Lab::issue writes its request body to one file: one issue at a time.
-        let issuing = Mutex::new(());
-        let journal = lab.dir.join("meter.jsonl");
-        // Per HAProxy, what the curl loop saw: (issued, validated ms, refused) per token.
-        let (out, curl) = std::thread::scope(|sc| {
-            let loops: Vec<_> = (1..=2)
-                .map(|k| {
-                    let (lab, stop, issuing) = (&lab, &stop, &issuing);
-                    sc.spawn(move || {
-                        let port = lab.lb_port(k);
-                        let mut seen: Vec<(u64, u64, bool)> = Vec::new();
-                        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                            let issued = epoch_ms();
-                            let token = {
-                                let _one = issuing.lock().unwrap_or_else(|p| p.into_inner());
-                                lab.issue(port)
-                            };
-                            // (issued, validated, refused): a validation answered 401 or 404.
-                            if let Some(t) = token {
-                                let sent = epoch_ms();
-                                let code = lab.validate(port, &t);
-                                seen.push((issued, sent, code == 401 || code == 404));
-                            }
-                            std::thread::sleep(Duration::from_millis(150));
-                        }
-                        seen
-                    })
-                })
-                .collect();
-            std::thread::sleep(Duration::from_secs(2));
-            let out = lab.run("fernet-to-jws", &demo_answers(), &journal, &[]);
-            std::thread::sleep(Duration::from_secs(1));
-            stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            let curl: Vec<Vec<(u64, u64, bool)>> =
-                loops.into_iter().map(|l| l.join().unwrap()).collect();
-            (out, curl)
-        });
-        assert!(out.status.success(), "run failed:\n{}", text(&out));
-        let said = text(&out);
-        assert!(
-            said.contains("client-impact meter on: 2 frontends"),
-            "{said}"
-        );
-        lab.journal_verify(&journal);
-
-        let read = cutover::journal::read(&journal).unwrap();
-        let state = cutover::runtime::fold(&read.records).unwrap();
-        let im = &state.impact;
-        let last = im.last.as_ref().expect("the journal has client_impact");
-        let windows = &im.mixed_windows;
-        assert!(
-            !windows.is_empty() && windows.iter().all(|w| w.end.is_some()),
-            "{windows:?}"
-        );
-        let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as u64;
-        let in_window = |at: u64| {
-            windows
-                .iter()
-                .any(|w| at + 1000 >= ms(w.start) && at <= ms(w.end.unwrap()) + 1000)
-        };
-        // The meter's refusals all came under its `mixed` label (a timeout on a loaded machine
-        // is no mixed pool's doing); crossed tokens (refused after the window) are apart.
-        for (phase, c) in im.phases() {
-            if phase != "mixed" {
-                assert_eq!(
-                    c.issue.refused + c.validate_new.refused,
-                    0,
-                    "refusals under {phase}: {c:?}"
-                );
-            }
-        }
-        let from = ms(last.meter_started);
-        let to = from + last.elapsed_ms;
-        let mut curl_failed = 0u64;
-        for (k, seen) in curl.iter().enumerate() {
-            assert!(
-                seen.len() > 20,
-                "haproxy-{}: only {} requests",
-                k + 1,
-                seen.len()
-            );
-            // A token issued in the window and validated after it (a slow issue on a loaded
-            // machine) is refused too: the meter counts that one as crossed.
-            for (issued, at, refused) in seen {
-                if *refused && *at >= from && *at <= to {
-                    curl_failed += 1;
-                    assert!(
-                        in_window(*at) || in_window(*issued),
-                        "curl through haproxy-{} was refused at {at} outside the windows {windows:?}",
-                        k + 1
-                    );
-                }
-            }
-        }
-        let t = &last.total;
-        let meter_failed = t.issue.refused + t.validate_new.refused + t.crossed();
-        let in_windows: u64 = windows.iter().map(|w| w.failures).sum();
-        eprintln!(
-            "meter: {} requests, {meter_failed} fresh failures ({in_windows} inside the windows {windows:?}); curl: {curl_failed} failures",
-            t.requests()
-        );
-        assert!(
-            meter_failed > 0 && curl_failed > 0,
-            "a rolling run has failures"
-        );
-        let (hi, lo) = (meter_failed.max(curl_failed), meter_failed.min(curl_failed));
-        assert!(
-            hi - lo <= (hi / 10).max(6),
-            "failures: meter {meter_failed}, curl {curl_failed}"
-        );
-    }
-
     /// (h) `strategy: halves` on 3 nodes behind 2 HAProxies (LAB_LBS=2): half A (ks1) flips
     /// while B serves, one swap per instance, then B. Checked from outside: a sampler (socat
     /// `show stat` on both admin sockets, every keystone.conf) never sees an instance take
@@ -1712,6 +1592,126 @@ mod lab {
             empty.is_empty(),
             "an instance with nothing UP:\n{}",
             empty.join("\n")
+        );
+    }
+
+    /// The client-impact meter on a rolling fernet-to-jws over 3 nodes and 2 HAProxies: the
+    /// journal's mixed window holds every failure the meter saw and every failure of an
+    /// independent curl loop through each HAProxy (±1 s), and the two agree on the failures
+    /// (within 10% or a few requests: both share each HAProxy's round robin).
+    #[test]
+    fn meter_failures_fall_in_the_mixed_window_and_curl_agrees() {
+        let lab = Lab::up("meter", 19000, 2);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        // Lab::issue writes its request body to one file: one issue at a time.
+        let issuing = Mutex::new(());
+        let journal = lab.dir.join("meter.jsonl");
+        // Per HAProxy, what the curl loop saw: (issued, validated ms, refused) per token.
+        let (out, curl) = std::thread::scope(|sc| {
+            let loops: Vec<_> = (1..=2)
+                .map(|k| {
+                    let (lab, stop, issuing) = (&lab, &stop, &issuing);
+                    sc.spawn(move || {
+                        let port = lab.lb_port(k);
+                        let mut seen: Vec<(u64, u64, bool)> = Vec::new();
+                        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            let issued = epoch_ms();
+                            let token = {
+                                let _one = issuing.lock().unwrap_or_else(|p| p.into_inner());
+                                lab.issue(port)
+                            };
+                            // (issued, validated, refused): a validation answered 401 or 404.
+                            if let Some(t) = token {
+                                let sent = epoch_ms();
+                                let code = lab.validate(port, &t);
+                                seen.push((issued, sent, code == 401 || code == 404));
+                            }
+                            std::thread::sleep(Duration::from_millis(150));
+                        }
+                        seen
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_secs(2));
+            let out = lab.run("fernet-to-jws", &demo_answers(), &journal, &[]);
+            std::thread::sleep(Duration::from_secs(1));
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            let curl: Vec<Vec<(u64, u64, bool)>> =
+                loops.into_iter().map(|l| l.join().unwrap()).collect();
+            (out, curl)
+        });
+        assert!(out.status.success(), "run failed:\n{}", text(&out));
+        let said = text(&out);
+        assert!(
+            said.contains("client-impact meter on: 2 frontends"),
+            "{said}"
+        );
+        lab.journal_verify(&journal);
+
+        let read = cutover::journal::read(&journal).unwrap();
+        let state = cutover::runtime::fold(&read.records).unwrap();
+        let im = &state.impact;
+        let last = im.last.as_ref().expect("the journal has client_impact");
+        let windows = &im.mixed_windows;
+        assert!(
+            !windows.is_empty() && windows.iter().all(|w| w.end.is_some()),
+            "{windows:?}"
+        );
+        let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as u64;
+        let in_window = |at: u64| {
+            windows
+                .iter()
+                .any(|w| at + 1000 >= ms(w.start) && at <= ms(w.end.unwrap()) + 1000)
+        };
+        // The meter's refusals all came under its `mixed` label (a timeout on a loaded machine
+        // is no mixed pool's doing); crossed tokens (refused after the window) are apart.
+        for (phase, c) in im.phases() {
+            if phase != "mixed" {
+                assert_eq!(
+                    c.issue.refused + c.validate_new.refused,
+                    0,
+                    "refusals under {phase}: {c:?}"
+                );
+            }
+        }
+        let from = ms(last.meter_started);
+        let to = from + last.elapsed_ms;
+        let mut curl_failed = 0u64;
+        for (k, seen) in curl.iter().enumerate() {
+            assert!(
+                seen.len() > 20,
+                "haproxy-{}: only {} requests",
+                k + 1,
+                seen.len()
+            );
+            // A token issued in the window and validated after it (a slow issue on a loaded
+            // machine) is refused too: the meter counts that one as crossed.
+            for (issued, at, refused) in seen {
+                if *refused && *at >= from && *at <= to {
+                    curl_failed += 1;
+                    assert!(
+                        in_window(*at) || in_window(*issued),
+                        "curl through haproxy-{} was refused at {at} outside the windows {windows:?}",
+                        k + 1
+                    );
+                }
+            }
+        }
+        let t = &last.total;
+        let meter_failed = t.issue.refused + t.validate_new.refused + t.crossed();
+        let in_windows: u64 = windows.iter().map(|w| w.failures).sum();
+        eprintln!(
+            "meter: {} requests, {meter_failed} fresh failures ({in_windows} inside the windows {windows:?}); curl: {curl_failed} failures",
+            t.requests()
+        );
+        assert!(
+            meter_failed > 0 && curl_failed > 0,
+            "a rolling run has failures"
+        );
+        let (hi, lo) = (meter_failed.max(curl_failed), meter_failed.min(curl_failed));
+        assert!(
+            hi - lo <= (hi / 10).max(6),
+            "failures: meter {meter_failed}, curl {curl_failed}"
         );
     }
 }

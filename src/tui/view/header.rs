@@ -389,9 +389,6 @@ impl View<'_> {
         let old = self.state.old_provider();
         let left_a = (a - self.now).num_seconds();
         let left_b = (b - self.now).num_seconds();
-        Some(if left_b <= 0 {
-            format!("old {old} tokens no longer matter (since {})", hms(b))
-        } else if left_a <= 0 {
         // With a shared token cache, old tokens cached before the last flip still validate on
         // every node for up to one cache lifetime after it (never past their own expiry).
         let cached = self
@@ -408,6 +405,9 @@ impl View<'_> {
                 self.as_of()
             ));
         }
+        Some(if left_b <= 0 {
+            format!("old {old} tokens no longer matter (since {})", hms(b))
+        } else if left_a <= 0 {
             format!(
                 "old {old} tokens expired; services with allow_expired: {}{}",
                 dur(left_b),

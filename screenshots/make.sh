@@ -100,6 +100,9 @@ wait_for "node2 +[a-z ]*(restarting|flipped)" 30
 shot mid-rolling
 wait_for "Re-adding node2 mixes"
 sleep 1.5 # an operator reads it (and the replay below has time to pause on it)
+# The client-impact meter at the second mixed-pool hard stop: node1 (jws) serves beside node3
+# (fernet), so the meter's clients have met a mixed pool; the box says what it measured.
+shot client-impact
 keys Y
 
 # Completed: the N×N validation matrix.
@@ -148,6 +151,22 @@ wait_for "HARD STOP" 30
 sleep 0.3
 shot resume
 keys n
+
+# strategy=halves on 4 nodes and 2 load balancers: the swap's hard stop, half A proven on jws
+# and out of the pool, half B serving on fernet.
+start "$bin" demo --nodes 4 --lbs 2 --param strategy=halves --world "$work/world4" \
+    --journal "$work/halves.journal.jsonl"
+wait_for "HARD STOP +jws-payload-readable"
+keys Y
+wait_for "HARD STOP +halves-swap" 60
+sleep 0.3
+shot halves-swap-hard-stop
+keys Y
+wait_for "COMPLETED" 60
+sleep 1.2
+shot halves-done
+keys q
+for _ in $(seq 100); do tmux has-session -t "$session" 2>/dev/null || break; sleep 0.05; done
 
 # 80×24 under LANG=C (a bastion's default locale, a remote tmux without UTF-8): the mixed-pool
 # hard stop keeps the pool and every node's line above the box, drawn in ASCII.

@@ -138,8 +138,18 @@ struct Lab {
 
 impl Lab {
     fn up(name: &str, base: u16, lbs: usize) -> Lab {
+        Lab::up_with(name, base, lbs, false)
+    }
+
+    /// [`Lab::up`], with `memcached`: one memcached shared by every node as Keystone's token
+    /// cache (`LAB_MEMCACHED=1`, kolla's [cache] and [token] defaults).
+    fn up_with(name: &str, base: u16, lbs: usize, memcached: bool) -> Lab {
         let serial = LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         require_install();
+        assert!(
+            !memcached || Path::new("/usr/bin/memcached").exists(),
+            "LAB NOT INSTALLED: no /usr/bin/memcached. Run `sudo tests/lab/install.sh`"
+        );
         let lab = Lab {
             dir: PathBuf::from(format!("/tmp/cutover-lab-e2e-{name}")),
             base,
@@ -147,7 +157,10 @@ impl Lab {
             _serial: serial,
         };
         let start = Instant::now();
-        let out = lab.lab_sh("up");
+        let out = lab.lab_sh_env(
+            "up",
+            &[("LAB_MEMCACHED", if memcached { "1" } else { "0" })],
+        );
         assert!(out.status.success(), "lab.sh up failed:\n{}", text(&out));
         eprintln!(
             "lab {name} up in {:.1}s ({})",
@@ -158,9 +171,14 @@ impl Lab {
     }
 
     fn lab_sh(&self, verb: &str) -> Output {
+        self.lab_sh_env(verb, &[])
+    }
+
+    fn lab_sh_env(&self, verb: &str, env: &[(&str, &str)]) -> Output {
         output_within(
             Command::new(repo().join("tests/lab/lab.sh"))
                 .arg(verb)
+                .envs(env.iter().copied())
                 .env("LAB_DIR", &self.dir)
                 .env("LAB_NODES", NODES.to_string())
                 .env("LAB_BASE_PORT", self.base.to_string())
@@ -1595,6 +1613,70 @@ mod lab {
         );
     }
 
+    /// One validation made by [`curl_loop`].
+    #[derive(Debug, Clone, Copy)]
+    struct CurlSeen {
+        /// When the token was issued (ms since the epoch); for an old token, when it was.
+        issued: u64,
+        /// When the validation was sent.
+        at: u64,
+        /// The HTTP code (0: no answer).
+        code: u16,
+        /// A token issued before the loop started (see `old` of [`curl_loop`]).
+        old: bool,
+    }
+
+    impl CurlSeen {
+        /// Keystone refused the token (401 or 404).
+        fn refused(&self) -> bool {
+            self.code == 401 || self.code == 404
+        }
+    }
+
+    /// A client through HAProxy `k`, independent of cutover (curl): until `stop`, issue a token
+    /// and validate it with itself, then validate each of `old` (tokens issued before, with when
+    /// they were), then pause 150 ms. Every validation is returned in the order sent. `issuing`
+    /// serialises [`Lab::issue`] (it writes its request body to one file).
+    fn curl_loop(
+        lab: &Lab,
+        k: usize,
+        stop: &std::sync::atomic::AtomicBool,
+        issuing: &Mutex<()>,
+        old: &[(u64, String)],
+    ) -> Vec<CurlSeen> {
+        let port = lab.lb_port(k);
+        let mut seen = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let issued = epoch_ms();
+            let token = {
+                let _one = issuing.lock().unwrap_or_else(|p| p.into_inner());
+                lab.issue(port)
+            };
+            if let Some(t) = token {
+                let at = epoch_ms();
+                let code = lab.validate(port, &t);
+                seen.push(CurlSeen {
+                    issued,
+                    at,
+                    code,
+                    old: false,
+                });
+            }
+            for (issued, t) in old {
+                let at = epoch_ms();
+                let code = lab.validate(port, t);
+                seen.push(CurlSeen {
+                    issued: *issued,
+                    at,
+                    code,
+                    old: true,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        seen
+    }
+
     /// The client-impact meter on a rolling fernet-to-jws over 3 nodes and 2 HAProxies: the
     /// journal's mixed window holds every failure the meter saw and every failure of an
     /// independent curl loop through each HAProxy (±1 s), and the two agree on the failures
@@ -1612,23 +1694,10 @@ mod lab {
                 .map(|k| {
                     let (lab, stop, issuing) = (&lab, &stop, &issuing);
                     sc.spawn(move || {
-                        let port = lab.lb_port(k);
-                        let mut seen: Vec<(u64, u64, bool)> = Vec::new();
-                        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                            let issued = epoch_ms();
-                            let token = {
-                                let _one = issuing.lock().unwrap_or_else(|p| p.into_inner());
-                                lab.issue(port)
-                            };
-                            // (issued, validated, refused): a validation answered 401 or 404.
-                            if let Some(t) = token {
-                                let sent = epoch_ms();
-                                let code = lab.validate(port, &t);
-                                seen.push((issued, sent, code == 401 || code == 404));
-                            }
-                            std::thread::sleep(Duration::from_millis(150));
-                        }
-                        seen
+                        curl_loop(lab, k, stop, issuing, &[])
+                            .into_iter()
+                            .map(|s| (s.issued, s.at, s.refused()))
+                            .collect::<Vec<_>>()
                     })
                 })
                 .collect();
@@ -1712,6 +1781,254 @@ mod lab {
         assert!(
             hi - lo <= (hi / 10).max(6),
             "failures: meter {meter_failed}, curl {curl_failed}"
+        );
+    }
+
+    /// Issue 11 on the lab with its shared memcached (`LAB_MEMCACHED=1`, kolla's defaults:
+    /// cache_on_issue, 600 s). KEYSTONE-NOTES.md, "A shared token cache changes the mixed
+    /// window": a token's validation is cached under its id when it is issued, and any node that
+    /// finds the entry answers 200 without asking its provider. So during rolling's mixed window
+    /// fresh tokens pass (each is cached as it is issued) and so do tokens issued before the run
+    /// (cached at their issue, long before the window). `lab.sh flush-cache` a few seconds into
+    /// the window empties the cache: a fresh token issued after it is cached again on issue and
+    /// keeps passing; an old token is refused whenever a node of the other provider validates it
+    /// before a Fernet node has cached it again (at random, by HAProxy's round robin), and for
+    /// good once the pool is all JWS. What must hold, for the meter (from its journal) and for an
+    /// independent curl loop through each HAProxy (fresh tokens, and 8 old tokens each issued
+    /// before the run): no refusal at all before the flush; after it, no refusal of a token
+    /// issued after it (a token issued before it and validated after is the only fresh one that
+    /// may be: at most one per client); and old-token refusals starting at once: each observer's
+    /// first one within 2 s of the flush (one turn of its old tokens). Whether an observer sees
+    /// one at all is a coin per token (its first validation after the flush landing on a JWS
+    /// server or not): the curl loops' 16 tokens make "none" a 1-in-65536 chance, the meter's 6
+    /// (3 per frontend) 1 in 64, so "seen at all" is asserted of the two together.
+    #[test]
+    fn meter_with_shared_memcached_fresh_tokens_pass_until_a_flush() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        const OLD: usize = 8;
+        // A request sent this long before the flush command started may reach Keystone after it.
+        const SLACK_MS: u64 = 300;
+        let lab = Lab::up_with("meter-memcached", 19200, 2, true);
+        let stop = AtomicBool::new(false);
+        let issuing = Mutex::new(());
+        let journal = lab.dir.join("meter-memcached.jsonl");
+        let old: Vec<Vec<(u64, String)>> = (1..=2)
+            .map(|k| {
+                (0..OLD)
+                    .map(|_| {
+                        let at = epoch_ms();
+                        let t = lab.issue(lab.lb_port(k));
+                        (
+                            at,
+                            t.expect("an old token issued through HAProxy before the run"),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis() as u64;
+        let (out, curl, flush) = std::thread::scope(|sc| {
+            let loops: Vec<_> = (1..=2)
+                .map(|k| {
+                    let (lab, stop, issuing, old) = (&lab, &stop, &issuing, &old[k - 1]);
+                    sc.spawn(move || curl_loop(lab, k, stop, issuing, old))
+                })
+                .collect();
+            // The flush: 2 s after the journal shows the pool mixed (node1 re-added as JWS),
+            // read as the run writes it; (started, done) in ms since the epoch.
+            let watcher = sc.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    let opened = cutover::journal::read_prefix(&journal)
+                        .ok()
+                        .and_then(|p| cutover::runtime::fold(&p.records).ok())
+                        .and_then(|st| st.impact.mixed_windows.first().map(|w| ms(w.start)));
+                    if let Some(start) = opened {
+                        let at = start + 2000;
+                        std::thread::sleep(Duration::from_millis(at.saturating_sub(epoch_ms())));
+                        let started = epoch_ms();
+                        let o = lab.lab_sh("flush-cache");
+                        let done = epoch_ms();
+                        assert!(o.status.success(), "flush-cache failed:\n{}", text(&o));
+                        return Some((started, done));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                None
+            });
+            std::thread::sleep(Duration::from_secs(2));
+            let out = lab.run(
+                "fernet-to-jws",
+                &demo_answers(),
+                &journal,
+                &["--meter-rate", "10"],
+            );
+            std::thread::sleep(Duration::from_secs(2));
+            stop.store(true, Ordering::SeqCst);
+            let curl: Vec<Vec<CurlSeen>> = loops.into_iter().map(|l| l.join().unwrap()).collect();
+            (out, curl, watcher.join().unwrap())
+        });
+        assert!(out.status.success(), "run failed:\n{}", text(&out));
+        let said = text(&out);
+        assert!(
+            said.contains("client-impact meter on: 2 frontends"),
+            "{said}"
+        );
+        lab.journal_verify(&journal);
+
+        let read = cutover::journal::read(&journal).unwrap();
+        let state = cutover::runtime::fold(&read.records).unwrap();
+        let im = &state.impact;
+        let last = im.last.as_ref().expect("the journal has client_impact");
+        let w = im
+            .mixed_windows
+            .first()
+            .expect("a rolling run has a mixed window");
+        let (w_start, w_end) = (ms(w.start), ms(w.end.expect("the mixed window closed")));
+        let (f_start, f_done) = flush.expect("the flush ran once the window opened");
+        eprintln!(
+            "mixed window {} ms; flush {} ms into it, took {} ms; windows {:?}",
+            w_end - w_start,
+            f_start.saturating_sub(w_start),
+            f_done - f_start,
+            im.mixed_windows
+        );
+        assert!(
+            w_start < f_start && f_done < w_end,
+            "the flush ({f_start}..{f_done}) is not inside the mixed window ({w_start}..{w_end})"
+        );
+        let before = f_start - SLACK_MS;
+
+        // The meter, from its journal: every second by when its requests were sent.
+        let series: Vec<_> = im.series.iter().map(|p| (ms(p.at), *p)).collect();
+        let pre: Vec<_> = series
+            .iter()
+            .filter(|(at, _)| at + 1000 <= before)
+            .collect();
+        assert!(
+            pre.iter()
+                .all(|(_, p)| p.fresh_failures == 0 && p.old_failures == 0),
+            "the meter saw failures before the flush: {pre:?}"
+        );
+        let pre_window: u64 = pre
+            .iter()
+            .filter(|(at, _)| *at >= w_start)
+            .map(|(_, p)| p.requests)
+            .sum();
+        assert!(
+            pre_window > 0,
+            "the meter has no whole second inside the window before the flush: {series:?}"
+        );
+        let post_window: Vec<_> = series
+            .iter()
+            .filter(|(at, _)| *at >= f_done + 1000 && at + 1000 <= w_end)
+            .collect();
+        assert!(
+            post_window.iter().all(|(_, p)| p.fresh_failures == 0),
+            "fresh tokens failed in the window after the flush: {post_window:?}"
+        );
+        let phases = im.phases();
+        let mixed = phases.get("mixed").expect("a mixed phase");
+        assert!(mixed.validate_new.validated > 0, "{mixed:?}");
+        let t = &last.total;
+        let meter_fresh = t.issue.refused + t.validate_new.refused + t.crossed();
+        assert!(
+            meter_fresh <= 2,
+            "fresh tokens refused by the meter's count: {meter_fresh} (at most one per frontend \
+             may straddle the flush): {t:?}"
+        );
+        let meter_old_first = im.old_died.values().map(|d| ms(*d)).min();
+        if let Some(first) = meter_old_first {
+            assert!(
+                first >= before && first <= f_done + 2000,
+                "the meter's first old-token refusal at {first}, the flush at {f_start}..{f_done}: {:?}",
+                im.old_died
+            );
+        }
+        let meter_old_after: u64 = series
+            .iter()
+            .filter(|(at, _)| at + 1000 > f_start)
+            .map(|(_, p)| p.old_failures)
+            .sum();
+
+        // The curl loops.
+        let (mut curl_fresh, mut curl_fresh_straddling, mut curl_old_after) = (0u64, 0u64, 0u64);
+        let mut curl_old_first: Option<u64> = None;
+        let (mut curl_pre_window, mut curl_pre_window_old) = (0u64, 0u64);
+        let mut curl_window_fresh = 0u64;
+        for (k, seen) in curl.iter().enumerate() {
+            assert!(
+                seen.iter().filter(|s| !s.old).count() > 20,
+                "haproxy-{}: too few requests: {}",
+                k + 1,
+                seen.len()
+            );
+            for s in seen {
+                if !s.old && s.code == 200 && s.at >= w_start && s.at <= w_end {
+                    curl_window_fresh += 1;
+                }
+                if s.at < before {
+                    assert!(
+                        !s.refused(),
+                        "curl through haproxy-{} refused before the flush: {s:?} (flush at {f_start})",
+                        k + 1
+                    );
+                    if s.at >= w_start && s.code == 200 {
+                        if s.old {
+                            curl_pre_window_old += 1;
+                        } else {
+                            curl_pre_window += 1;
+                        }
+                    }
+                } else if !s.old && s.refused() {
+                    curl_fresh += 1;
+                    if s.issued < f_done {
+                        curl_fresh_straddling += 1;
+                    }
+                } else if s.old && s.refused() {
+                    curl_old_after += 1;
+                    curl_old_first = Some(curl_old_first.map_or(s.at, |f| f.min(s.at)));
+                }
+            }
+        }
+        eprintln!(
+            "meter: {} requests; in the window before the flush {pre_window} requests, 0 failures; \
+             after: fresh refused {meter_fresh}, old failures {meter_old_after}, first old \
+             refusal {:?} ms after the flush ({:?}); \
+             curl: {curl_pre_window} fresh and {curl_pre_window_old} old validated in the window \
+             before the flush, 0 refused, {curl_window_fresh} fresh in the whole window; \
+             after: fresh refused {curl_fresh} ({curl_fresh_straddling} issued before the flush), \
+             old refused {curl_old_after}, first {:?} ms after the flush",
+            t.requests(),
+            meter_old_first.map(|f| f as i64 - f_done as i64),
+            im.old_died,
+            curl_old_first.map(|f| f as i64 - f_done as i64),
+        );
+        assert!(
+            curl_pre_window + curl_pre_window_old > 0,
+            "curl validated nothing in the window before the flush"
+        );
+        assert!(
+            curl_window_fresh > 0,
+            "curl validated no fresh token in the mixed window"
+        );
+        assert_eq!(
+            curl_fresh, curl_fresh_straddling,
+            "curl: a token issued after the flush was refused"
+        );
+        assert!(
+            curl_fresh <= 2,
+            "curl: {curl_fresh} fresh tokens straddled the flush"
+        );
+        if let Some(first) = curl_old_first {
+            assert!(
+                first <= f_done + 2000,
+                "curl's first old-token refusal {} ms after the flush",
+                first - f_done
+            );
+        }
+        assert!(
+            meter_old_first.is_some() || curl_old_first.is_some(),
+            "neither the meter nor curl saw an old token refused after the flush"
         );
     }
 }

@@ -274,7 +274,11 @@ pub fn client_impact_markdown(st: &super::State) -> Option<String> {
     let _ = writeln!(
         o,
         "Synthetic clients through {} ({}/s each, from {}): {} requests; {} tokens issued, {} validated; **{} failed** (issues and fresh tokens: {} refused, {} errors, {} timeouts); {} fresh tokens refused after a phase change (crossed); {} validations of old tokens refused.\n",
-        if frontends.is_empty() { "the frontends".to_string() } else { frontends.join(", ") },
+        if frontends.is_empty() {
+            "the frontends".to_string()
+        } else {
+            frontends.join(", ")
+        },
         last.rate,
         hms(&last.meter_started),
         t.requests(),
@@ -334,7 +338,10 @@ pub fn client_impact_markdown(st: &super::State) -> Option<String> {
         }
     }
     if im.old_died.is_empty() {
-        let _ = writeln!(o, "\nOld tokens (issued as the meter started) never refused.");
+        let _ = writeln!(
+            o,
+            "\nOld tokens (issued as the meter started) never refused."
+        );
     } else {
         let died: Vec<String> = im
             .old_died

@@ -1794,7 +1794,13 @@ fn the_countdown_names_the_shared_caches_grace() {
         vec![" old fernet tokens cached 9m00s more, irrelevant in 59m00s (services: 48h59m)"],
         "{narrow}"
     );
-    let text = shot(&mut live(), &s.state, last + Duration::seconds(601), 160, 48);
+    let text = shot(
+        &mut live(),
+        &s.state,
+        last + Duration::seconds(601),
+        160,
+        48,
+    );
     assert_eq!(
         rows_with(&text, "old fernet tokens"),
         vec![" POOL: consistent jws · old fernet tokens irrelevant in 49m59s (services: 48h49m)"],

@@ -14,8 +14,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cutover::world::WorldInfo;
@@ -23,7 +21,7 @@ use cutover::world::WorldInfo;
 mod support;
 use support::bin::{BIN, Captured, cutover as cutover_in_crate, run_captured, text};
 use support::journal::records;
-use support::world::{Served, nodes_listen, serve, show_stat};
+use support::world::{Observer, Served, nodes_listen, restart_times, serve, show_stat};
 
 const DEADLINE: Duration = Duration::from_secs(240);
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
@@ -100,56 +98,6 @@ fn sample(info: &WorldInfo) -> Option<Sample> {
         conf,
         running,
     })
-}
-
-fn restarts(info: &WorldInfo) -> BTreeMap<String, Vec<u64>> {
-    info.nodes
-        .iter()
-        .map(|n| {
-            let text = std::fs::read_to_string(n.run_dir.join("restarts.log")).unwrap_or_default();
-            let at = text
-                .lines()
-                .filter(|l| l.ends_with(" restart"))
-                .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-                .collect();
-            (n.name.clone(), at)
-        })
-        .collect()
-}
-
-struct Observer {
-    stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Observer {
-    fn start(info: &WorldInfo) -> Observer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let (stop, samples, info) = (stop.clone(), samples.clone(), info.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Some(s) = sample(&info) {
-                        samples.lock().unwrap().push(s);
-                    }
-                    std::thread::sleep(SAMPLE_EVERY);
-                }
-            })
-        };
-        Observer {
-            stop,
-            samples,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap();
-        std::mem::take(&mut *self.samples.lock().unwrap())
-    }
 }
 
 /// A world made by `cutover world create DIR --nodes N --lbs 2`, served by its own
@@ -233,7 +181,7 @@ fn halves_never_mix_the_pool_and_end_all_jws_and_up() {
     let journal = tmp.path().join("run.jsonl");
     let names: Vec<String> = info.nodes.iter().map(|n| n.name.clone()).collect();
     let (a, b) = (&names[..2], &names[2..]);
-    let observer = Observer::start(&info);
+    let observer = Observer::start(&info, SAMPLE_EVERY, sample);
     let run = run_halves(&info, &journal, Path::new(ANSWERS));
     std::thread::sleep(Duration::from_millis(200));
     let samples = observer.finish();
@@ -278,7 +226,7 @@ fn halves_never_mix_the_pool_and_end_all_jws_and_up() {
 
     // No node restarted while pooled: the last sample before its restart (at most 300 ms
     // earlier) shows it MAINT everywhere. Every node restarted once; half A before half B.
-    let restarts = restarts(&info);
+    let restarts = restart_times(&info);
     for n in &names {
         let at = &restarts[n];
         assert_eq!(at.len(), 1, "{n} restarts: {at:?}");

@@ -15,8 +15,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cutover::world::WorldInfo;
@@ -24,7 +22,7 @@ use cutover::world::WorldInfo;
 mod support;
 use support::bin::{BIN, Captured, cutover as cutover_in_crate, run_captured, text};
 use support::journal::records;
-use support::world::{Served, nodes_listen, serve, show_stat};
+use support::world::{Observer, Served, nodes_listen, restart_times, serve, show_stat};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
@@ -72,58 +70,6 @@ fn sample(info: &WorldInfo) -> Option<Sample> {
         at: epoch_ms(),
         status,
     })
-}
-
-/// The moments (unix ms) each node's restarts began, from the stand-in's own log.
-fn restarts(info: &WorldInfo) -> BTreeMap<String, Vec<u64>> {
-    info.nodes
-        .iter()
-        .map(|n| {
-            let text = std::fs::read_to_string(n.run_dir.join("restarts.log")).unwrap_or_default();
-            let at = text
-                .lines()
-                .filter(|l| l.ends_with(" restart"))
-                .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-                .collect();
-            (n.name.clone(), at)
-        })
-        .collect()
-}
-
-/// The observer: samples until stopped.
-struct Observer {
-    stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Observer {
-    fn start(info: &WorldInfo) -> Observer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let thread = {
-            let (stop, samples, info) = (stop.clone(), samples.clone(), info.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Some(s) = sample(&info) {
-                        samples.lock().unwrap().push(s);
-                    }
-                    std::thread::sleep(SAMPLE_EVERY);
-                }
-            })
-        };
-        Observer {
-            stop,
-            samples,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap();
-        std::mem::take(&mut *self.samples.lock().unwrap())
-    }
 }
 
 /// A world made by `cutover world create DIR --lbs 2` (its default 3 nodes), served by its own
@@ -197,7 +143,7 @@ fn node_by_node_never_restarted_in_the_pool_and_all_back_up() {
     let tmp = tempfile::tempdir().unwrap();
     let (info, _served) = world(tmp.path());
     let journal = tmp.path().join("run.jsonl");
-    let observer = Observer::start(&info);
+    let observer = Observer::start(&info, SAMPLE_EVERY, sample);
     // The check from each node itself (curl over its transport), with a body it must hold.
     let run = run(
         &info,
@@ -211,7 +157,7 @@ fn node_by_node_never_restarted_in_the_pool_and_all_back_up() {
     assert!(samples.len() > 50, "only {} samples", samples.len());
 
     // Every node restarted once, node by node.
-    let restarts = restarts(&info);
+    let restarts = restart_times(&info);
     let firsts: Vec<u64> = ["node1", "node2", "node3"]
         .iter()
         .map(|n| {
@@ -302,7 +248,7 @@ fn a_check_that_cannot_pass_halts_with_the_node_out_of_the_pool() {
     for n in ["node2", "node3"] {
         assert_eq!(end.statuses(n), ["UP", "UP"], "{n}: {end:?}");
     }
-    let restarts = restarts(&info);
+    let restarts = restart_times(&info);
     assert_eq!(restarts["node1"].len(), 1, "{restarts:?}");
     assert!(
         restarts["node2"].is_empty() && restarts["node3"].is_empty(),

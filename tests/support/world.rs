@@ -182,3 +182,63 @@ pub fn install_jws_keypair(node: &WorldNode, publish_to: &[&WorldNode]) {
         .unwrap();
     }
 }
+
+/// The moments (unix ms) each node's restarts began, from the stand-in's own log
+/// (`run/restarts.log`), never from cutover.
+pub fn restart_times(info: &WorldInfo) -> BTreeMap<String, Vec<u64>> {
+    info.nodes
+        .iter()
+        .map(|n| {
+            let text = std::fs::read_to_string(n.run_dir.join("restarts.log")).unwrap_or_default();
+            let at = text
+                .lines()
+                .filter(|l| l.ends_with(" restart"))
+                .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+                .collect();
+            (n.name.clone(), at)
+        })
+        .collect()
+}
+
+/// An independent observer: a thread that takes `sample` of the world every `every` until
+/// finished, keeping every sample it got (a read that failed is skipped).
+pub struct Observer<S> {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    samples: std::sync::Arc<std::sync::Mutex<Vec<S>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<S: Send + 'static> Observer<S> {
+    pub fn start(
+        info: &WorldInfo,
+        every: Duration,
+        sample: fn(&WorldInfo) -> Option<S>,
+    ) -> Observer<S> {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, samples, info) = (stop.clone(), samples.clone(), info.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(s) = sample(&info) {
+                        samples.lock().unwrap().push(s);
+                    }
+                    std::thread::sleep(every);
+                }
+            })
+        };
+        Observer {
+            stop,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop sampling; every sample taken, in order.
+    pub fn finish(mut self) -> Vec<S> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        std::mem::take(&mut *self.samples.lock().unwrap())
+    }
+}

@@ -1184,6 +1184,51 @@ fn halves() -> Run {
     Run::start_with(run_started(&[("strategy", "halves")]))
 }
 
+/// The meter's phases around the swap: the swap step is `swap` while its hard stop waits and
+/// its gates run, and `swap:after` from the swap's intent on (journaled before the write), so a
+/// token issued before the write and refused after it is counted as crossed, not as a failure.
+#[test]
+fn the_meter_phase_turns_at_the_swap_intent_not_at_the_swap_step() {
+    let mut r = halves();
+    r.run_until_stopped(HALVES);
+    assert_eq!(r.state.status, RunStatus::Completed);
+    let swap = r
+        .events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::Intent(i) if i.action == "lb.swap"))
+        .expect("an lb.swap intent");
+    let stop = r
+        .events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::HardStopRaised(h) if h.id == "halves-swap"))
+        .expect("the halves-swap hard stop");
+    assert!(stop < swap);
+    let phase_after = |n: usize| fold(&r.events[..=n]).meter_phase();
+    assert_eq!(phase_after(stop), "swap");
+    assert_eq!(phase_after(swap - 1), "swap");
+    assert_eq!(phase_after(swap), "swap:after");
+    // While the swap runs, the after-phase holds; once it is done, half B's step follows.
+    let done = swap
+        + r.events[swap..]
+            .iter()
+            .position(|(_, e)| matches!(e, Event::Outcome(_)))
+            .expect("the swap's outcome");
+    for n in swap..done {
+        assert_eq!(
+            phase_after(n),
+            "swap:after",
+            "event {n}: {:?}",
+            r.events[n].1
+        );
+    }
+    let next_step = done
+        + r.events[done..]
+            .iter()
+            .position(|(_, e)| matches!(e, Event::StepStarted { .. }))
+            .expect("a step after the swap");
+    assert_eq!(phase_after(next_step), "half-b");
+}
+
 #[test]
 fn halves_flip_a_swap_once_then_flip_b_without_a_mixed_pool() {
     let mut r = halves();

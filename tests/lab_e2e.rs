@@ -1799,9 +1799,11 @@ mod lab {
     /// issued after it (a token issued before it and validated after is the only fresh one that
     /// may be: at most one per client); and old-token refusals starting at once: each observer's
     /// first one within 2 s of the flush (one turn of its old tokens). Whether an observer sees
-    /// one at all is a coin per token (its first validation after the flush landing on a JWS
-    /// server or not): the curl loops' 16 tokens make "none" a 1-in-65536 chance, the meter's 6
-    /// (3 per frontend) 1 in 64, so "seen at all" is asserted of the two together.
+    /// one at all is a draw per token (its first validation after the flush landing on a JWS
+    /// server or not; a Fernet server caches it again for good): with 1 of 3 pooled servers on
+    /// JWS at the flush, "none" is roughly (2/3)^16, 1 in 650, for the curl loops' 16 tokens and
+    /// (2/3)^6, 1 in 11, for the meter's 6 (3 per frontend), (2/3)^22 for the two together: so
+    /// "seen at all" is asserted of the two together, "at once" of each.
     #[test]
     fn meter_with_shared_memcached_fresh_tokens_pass_until_a_flush() {
         use std::sync::atomic::{AtomicBool, Ordering};

@@ -1185,10 +1185,11 @@ fn halves() -> Run {
 }
 
 /// The meter's phases around the swap: the swap step is `swap` while its hard stop waits and
-/// its gates run, and `swap:after` from the swap's intent on (journaled before the write), so a
-/// token issued before the write and refused after it is counted as crossed, not as a failure.
+/// its gates run, and `swap:moving` from the swap's intent (journaled before the write) to its
+/// outcome, so a token issued before the write and refused after it is counted as crossed, not
+/// as a failure; then half B's step.
 #[test]
-fn the_meter_phase_turns_at_the_swap_intent_not_at_the_swap_step() {
+fn the_meter_phase_is_moving_while_the_swap_runs() {
     let mut r = halves();
     r.run_until_stopped(HALVES);
     assert_eq!(r.state.status, RunStatus::Completed);
@@ -1206,8 +1207,6 @@ fn the_meter_phase_turns_at_the_swap_intent_not_at_the_swap_step() {
     let phase_after = |n: usize| fold(&r.events[..=n]).meter_phase();
     assert_eq!(phase_after(stop), "swap");
     assert_eq!(phase_after(swap - 1), "swap");
-    assert_eq!(phase_after(swap), "swap:after");
-    // While the swap runs, the after-phase holds; once it is done, half B's step follows.
     let done = swap
         + r.events[swap..]
             .iter()
@@ -1216,11 +1215,12 @@ fn the_meter_phase_turns_at_the_swap_intent_not_at_the_swap_step() {
     for n in swap..done {
         assert_eq!(
             phase_after(n),
-            "swap:after",
+            "swap:moving",
             "event {n}: {:?}",
             r.events[n].1
         );
     }
+    assert_ne!(phase_after(done), "swap:moving");
     let next_step = done
         + r.events[done..]
             .iter()

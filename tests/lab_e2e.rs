@@ -1611,6 +1611,55 @@ mod lab {
             "an instance with nothing UP:\n{}",
             empty.join("\n")
         );
+
+        // The meter agrees: no issuance refused or failed, no fresh token refused but those
+        // issued before the swap and refused after it (counted apart as crossed), nothing
+        // refused under any label but the swap's after-phase; no phase was ever `mixed`.
+        let read = cutover::journal::read(&j).unwrap();
+        let state = cutover::runtime::fold(&read.records).unwrap();
+        let last = state
+            .impact
+            .last
+            .as_ref()
+            .expect("the journal has client_impact");
+        let t = &last.total;
+        assert!(
+            t.requests() > 40,
+            "the meter made {} requests",
+            t.requests()
+        );
+        assert_eq!(
+            (t.issue.refused, t.issue.error),
+            (0, 0),
+            "issuance through the frontends failed: {t:?}"
+        );
+        assert_eq!(
+            (t.validate_new.refused, t.validate_new.error),
+            (0, 0),
+            "fresh tokens refused or failed (other than crossed): {t:?}"
+        );
+        assert!(
+            state.impact.mixed_windows.is_empty(),
+            "{:?}",
+            state.impact.mixed_windows
+        );
+        for (phase, c) in state.impact.phases() {
+            assert_ne!(phase, "mixed", "{c:?}");
+            // Crossed: refused while the swap runs, or just after it (issued before the write).
+            if c.validate_new.crossed > 0 {
+                assert!(
+                    phase == "swap:moving" || phase == "half-b",
+                    "crossed under {phase}, not at the swap: {c:?}"
+                );
+            }
+        }
+        eprintln!(
+            "meter: {} requests, {} crossed the swap, {} timeouts; old tokens died {:?}",
+            t.requests(),
+            t.validate_new.crossed,
+            t.issue.timeout + t.validate_new.timeout,
+            last.old_died
+        );
     }
 
     /// One validation made by [`curl_loop`].

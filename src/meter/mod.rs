@@ -37,6 +37,24 @@ pub const MAX_RATE: f64 = 20.0;
 /// The phase label the caller sets while the pool is mixed: a fresh token refused under it is a
 /// failure, never [`Outcome::Crossed`].
 pub const MIXED_PHASE: &str = "mixed";
+/// The suffix of a phase label while the pool moves from one provider to the other at once
+/// (the halves swap in flight): a fresh token refused then was issued before the move and
+/// validated after it, whatever the labels say, so it is counted [`Outcome::Crossed`].
+pub const MOVING_SUFFIX: &str = ":moving";
+
+/// What a fresh token's validation counts as: a refusal in another phase than the token's
+/// issue, or while the pool moves ([`MOVING_SUFFIX`]), is [`Outcome::Crossed`]; a refusal while
+/// the pool is mixed ([`MIXED_PHASE`]) is that window's failure, wherever the token was issued.
+pub fn classify(outcome: Outcome, issued_in: Option<&str>, phase: &str) -> Outcome {
+    match (outcome, issued_in) {
+        (Outcome::Refused, Some(p))
+            if phase != MIXED_PHASE && (p != phase || phase.ends_with(MOVING_SUFFIX)) =>
+        {
+            Outcome::Crossed
+        }
+        (o, _) => o,
+    }
+}
 /// The synthetic clients' User-Agent (what a node's request log shows).
 pub const USER_AGENT: &str = concat!("cutover-meter/", env!("CARGO_PKG_VERSION"));
 /// Default per-request timeout.
@@ -398,12 +416,7 @@ impl Client {
             Ok(r) => status_outcome(r).await,
             Err(e) => transport_outcome(&e),
         };
-        // A refusal while the pool is mixed is that window's failure, wherever the token
-        // was issued.
-        let outcome = match (outcome, issued_in) {
-            (Outcome::Refused, Some(p)) if *p != phase && phase != MIXED_PHASE => Outcome::Crossed,
-            (o, _) => o,
-        };
+        let outcome = classify(outcome, issued_in.map(String::as_str), &phase);
         self.shared.record(&self.name, &phase, sent, kind, outcome);
     }
 }
@@ -441,6 +454,28 @@ mod tests {
             insecure: false,
             source: "test".into(),
         }
+    }
+
+    #[test]
+    fn a_refusal_is_crossed_across_phases_or_while_the_pool_moves_never_while_mixed() {
+        use Outcome::*;
+        // Issued and refused in one ordinary phase: a failure.
+        assert_eq!(classify(Refused, Some("half-b"), "half-b"), Refused);
+        // Issued before a phase change, refused after it: crossed.
+        assert_eq!(classify(Refused, Some("swap"), "swap:moving"), Crossed);
+        assert_eq!(classify(Refused, Some("swap:moving"), "half-b"), Crossed);
+        // Both while the pool moves (issued before the write, refused after it): crossed.
+        assert_eq!(
+            classify(Refused, Some("swap:moving"), "swap:moving"),
+            Crossed
+        );
+        // While mixed, a refusal is the window's failure, wherever the token was issued.
+        assert_eq!(classify(Refused, Some("rolling"), MIXED_PHASE), Refused);
+        assert_eq!(classify(Refused, Some(MIXED_PHASE), MIXED_PHASE), Refused);
+        // Old tokens (no issue phase) and what is not a refusal keep their outcome.
+        assert_eq!(classify(Refused, None, "swap:moving"), Refused);
+        assert_eq!(classify(Validated, Some("swap"), "half-b"), Validated);
+        assert_eq!(classify(Timeout, Some("swap"), "swap:moving"), Timeout);
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 use super::{InFlight, NodeView, RunStatus, State};
 use crate::engine::facts::{FleetCache, NodeCache, host_of};
 use crate::engine::plan::OpKind;
+use crate::meter::MOVING_SUFFIX;
 use crate::provider::Provider;
 
 /// Why the run cannot pause or continue now.
@@ -86,9 +87,10 @@ impl State {
 
     /// The meter's phase label now: `mixed` while clients meet a mixed pool
     /// ([`State::clients_meet_mixed_pool`]), else the current step's id (`start` before the
-    /// first, `end` after the last). A step that moves several nodes in the pool at once (the
-    /// halves swap) is two phases, its id until that move starts and `ID:after` from then on,
-    /// so a token issued before the move and refused after it counts as crossed.
+    /// first, `end` after the last). While an action that moves several nodes in the pool at
+    /// once runs (the halves swap, from its intent to its outcome), `ID` +
+    /// [`MOVING_SUFFIX`]: the meter counts a fresh token refused then as crossed (issued before
+    /// the move's write, validated after it), not as a failure.
     pub fn meter_phase(&self) -> String {
         if self.clients_meet_mixed_pool() {
             return "mixed".into();
@@ -96,18 +98,11 @@ impl State {
         let Some(op) = self.current_op() else {
             return if self.plan.is_empty() { "start" } else { "end" }.into();
         };
-        let started = |i: usize| i < self.cursor || (i == self.cursor && self.running() > 0);
-        let moved = self.plan[..=self.cursor]
-            .iter()
-            .rev()
-            .take_while(|o| o.step == op.step)
-            .any(|o| {
-                started(o.index)
-                    && matches!(&o.kind, OpKind::Act { specs, .. }
-                        if specs.iter().any(|s| s.pool_moves().len() > 1))
-            });
-        if moved {
-            format!("{}:after", op.step)
+        let moving = self.running() > 0
+            && matches!(&op.kind, OpKind::Act { specs, .. }
+                if specs.iter().any(|s| s.pool_moves().len() > 1));
+        if moving {
+            format!("{}{MOVING_SUFFIX}", op.step)
         } else {
             op.step.clone()
         }

@@ -1184,6 +1184,43 @@ fn halves() -> Run {
     Run::start_with(run_started(&[("strategy", "halves")]))
 }
 
+/// Clients meet the mixed pool until the last old-provider node's drain has landed, not only
+/// until its intent is journaled: the load balancer sends it requests until the drain's write.
+/// The window opens with the first re-add's intent (the write comes right after it).
+#[test]
+fn the_mixed_window_holds_while_the_last_old_node_drains() {
+    let mut r = Run::start();
+    r.run_until_stopped(ALL);
+    assert_eq!(r.state.status, RunStatus::Completed);
+    let intent_at = |action: &str, node: &str| {
+        r.events
+            .iter()
+            .position(|(_, e)| {
+                matches!(e, Event::Intent(i)
+                    if i.action == action && i.node.as_deref() == Some(node))
+            })
+            .unwrap_or_else(|| panic!("no {action} intent for {node}"))
+    };
+    let outcome_after = |n: usize| {
+        n + r.events[n..]
+            .iter()
+            .position(|(_, e)| matches!(e, Event::Outcome(_)))
+            .expect("an outcome")
+    };
+    let mixed_after = |n: usize| fold(&r.events[..=n]).clients_meet_mixed_pool();
+    // ks1's re-add: mixed from its intent on.
+    let ready = intent_at("lb.ready", "ks1");
+    assert!(!mixed_after(ready - 1));
+    assert!(mixed_after(ready));
+    // ks3, the last fernet node: still mixed while its drain runs, not after it landed.
+    let drain = intent_at("lb.drain", "ks3");
+    let done = outcome_after(drain);
+    for n in drain..done {
+        assert!(mixed_after(n), "event {n}: {:?}", r.events[n].1);
+    }
+    assert!(!mixed_after(done));
+}
+
 /// The meter's phases around the swap: the swap step is `swap` while its hard stop waits and
 /// its gates run, and `swap:moving` from the swap's intent (journaled before the write) to its
 /// outcome, so a token issued before the write and refused after it is counted as crossed, not

@@ -59,26 +59,24 @@ impl State {
         Some((same, all))
     }
 
-    /// Whether clients meet a mixed pool now: as [`State::pool_mixed`], with a node being put
-    /// back (an `lb.ready` in flight) counted in and a node being taken out (`lb.drain`,
-    /// `lb.maint` in flight) counted out, since the load balancer sends it requests (or stops)
-    /// before the action's outcome is journaled. The mixed windows and the meter's `mixed`
-    /// label follow this.
+    /// Whether clients meet a mixed pool now: as [`State::pool_mixed`], with a node that one
+    /// load-balancer action is moving (an `lb.ready`, `lb.drain` or `lb.maint` in flight) counted
+    /// in: the load balancer sends it requests from the re-add's write on, and until the drain's
+    /// write lands, before either outcome is journaled. A swap in flight moves nothing here: it
+    /// swaps each instance in one write, so no instance holds both halves. The mixed windows and
+    /// the meter's `mixed` label follow this.
     pub fn clients_meet_mixed_pool(&self) -> bool {
-        let moving = |name: &str, actions: &[&str]| {
+        let moving = |name: &str| {
             self.running_intents().any(|f| {
-                f.intent.node.as_deref() == Some(name)
-                    && actions.contains(&f.intent.action.as_str())
+                let moves = f.intent.spec.pool_moves();
+                moves.len() == 1 && moves[0].0 == name
             })
         };
         let mut providers = std::collections::BTreeSet::new();
         for (name, n) in &self.nodes {
-            let pooled = if moving(name, &["lb.drain", "lb.maint"]) {
-                false
-            } else {
-                n.pooled() || moving(name, &["lb.ready"])
-            };
-            if pooled && let Some(p) = n.running_provider() {
+            if (n.pooled() || moving(name))
+                && let Some(p) = n.running_provider()
+            {
                 providers.insert(p);
             }
         }

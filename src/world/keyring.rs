@@ -26,7 +26,7 @@ pub struct PublicKeys {
 }
 
 impl PublicKeys {
-    /// Every P-256 public key in `repo`, as `tokens::read_public_keys` reads them: parsed again
+    /// Every P-256 public key in `repo`, as [`read_public_keys`] reads them: parsed again
     /// only when a file was added, removed or rewritten since the last call.
     pub fn keys(&self, repo: &Path) -> Arc<Vec<VerifyingKey>> {
         let Some(stamps) = stamps(repo) else {
@@ -37,7 +37,7 @@ impl PublicKeys {
         {
             return keys.clone();
         }
-        let keys = Arc::new(crate::world::tokens::read_public_keys(repo));
+        let keys = Arc::new(read_public_keys(repo));
         self.repos
             .lock()
             .expect("public keys")
@@ -95,6 +95,22 @@ impl Signers {
     }
 }
 
+/// Every P-256 public key (SubjectPublicKeyInfo PEM) in the public repository. Files that are
+/// not such keys are skipped, as Keystone skips keys it cannot use.
+pub fn read_public_keys(repo: &Path) -> Vec<VerifyingKey> {
+    use p256::pkcs8::DecodePublicKey as _;
+    let Ok(entries) = std::fs::read_dir(repo) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    paths
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|pem| VerifyingKey::from_public_key_pem(&pem).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,7 +144,7 @@ mod tests {
         std::fs::write(d.path().join("b.new"), &c).unwrap();
         std::fs::rename(d.path().join("b.new"), d.path().join("b.pem")).unwrap();
         let now = cache.keys(d.path());
-        let want = crate::world::tokens::read_public_keys(d.path());
+        let want = read_public_keys(d.path());
         assert_eq!(*now, want);
         // Removed.
         std::fs::remove_file(d.path().join("a.pem")).unwrap();

@@ -172,22 +172,6 @@ pub fn load_private_key(path: &Path) -> anyhow::Result<SigningKey> {
         .map_err(|_| anyhow!("{} is not a P-256 private key in PEM form", path.display()))
 }
 
-/// Every P-256 public key (SubjectPublicKeyInfo PEM) in the public repository. Files that are
-/// not such keys are skipped, as Keystone skips keys it cannot use.
-pub fn read_public_keys(repo: &Path) -> Vec<VerifyingKey> {
-    use p256::pkcs8::DecodePublicKey as _;
-    let Ok(entries) = std::fs::read_dir(repo) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
-    paths
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .filter_map(|pem| VerifyingKey::from_public_key_pem(&pem).ok())
-        .collect()
-}
-
 /// Sign `data` into a compact JWS.
 pub fn jws_issue(key: &SigningKey, data: &TokenData) -> String {
     let claims = JwsClaims {

@@ -6,6 +6,7 @@ use super::facts::*;
 // Where they were before they moved to the facts they format.
 use super::action::ActionSpec;
 use super::facts::{humanize, short_fp};
+use super::halves::halves;
 use crate::inventory::Inventory;
 use crate::provider::Provider;
 use crate::runbook::Gate;
@@ -591,7 +592,7 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 },
             }
         }
-        Gate::ValidatedBeforeSwap => super::halves::proven(obs, ctx),
+        Gate::ValidatedBeforeSwap => validated_before_swap(ctx.inv, ctx.params, obs, ctx.target),
         Gate::MixedPool => {
             let n = node.unwrap_or_default();
             // The node being re-added must still be out: back in already is a breach, not a
@@ -708,93 +709,52 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inv() -> Inventory {
-        Inventory::parse(
-            "cluster: c\nnodes:\n  - {name: node1, reach: local, keystone_url: 'http://127.0.0.1:1'}\n  - {name: node2, reach: {ssh: node2}, keystone_url: 'http://127.0.0.1:2'}\n  - {name: node3, reach: {ssh: node3}, keystone_url: 'http://127.0.0.1:3'}\n",
-            "i.yaml",
-        )
-        .unwrap()
-    }
-
-    fn unreachable(kind: ReachFailure, alias: &str) -> Unreachable {
-        Unreachable {
-            kind,
-            alias: alias.into(),
-            host: "127.0.0.1".into(),
-            port: 2222,
-            known_hosts: None,
-            fingerprint: None,
-            reason: "why".into(),
-            next: format!("fix {alias}"),
+/// Every node of A issued a token of `target` directly and it validated there. The probe
+/// issued it just now, so after the node's last restart.
+fn validated_before_swap(
+    inv: &Inventory,
+    params: &BTreeMap<String, String>,
+    obs: &Observation,
+    target: &str,
+) -> Verdict {
+    let (a, _) = match halves(inv, params) {
+        Ok(h) => h,
+        Err(e) => {
+            return Verdict::Fail {
+                reason: e.0,
+                next: "fix the split, then resume".into(),
+            };
         }
-    }
-
-    /// Every gate that reads nodes halts on an unreachable one under its own name, before
-    /// judging anything (a providers-agree failure with keystone.conf advice is not it).
-    #[test]
-    fn an_unreachable_node_is_not_a_gate_failure() {
-        let inv = inv();
-        let params = BTreeMap::new();
-        let guarded = BTreeSet::new();
-        let ctx = Ctx {
-            inv: &inv,
-            target: "jws",
-            params: &params,
-            expiration: 3600,
-            allow_expired_window: 0,
-            guarded: &guarded,
-        };
-        let read = NodeFacts {
-            provider: Some("fernet".into()),
-            service_up: true,
-            ..Default::default()
-        };
-        let mut obs = Observation::default();
-        obs.nodes.insert("node1".into(), read.clone());
-        obs.nodes.insert(
-            "node3".into(),
-            NodeFacts::unreachable(unreachable(ReachFailure::ConnectionRefused, "node3")),
-        );
-        obs.nodes.insert(
-            "node2".into(),
-            NodeFacts::unreachable(unreachable(ReachFailure::HostKeyChanged, "node2")),
-        );
-        for gate in [
-            Gate::ProvidersAgree,
-            Gate::NotOnTarget,
-            Gate::PoolHealthy,
-            Gate::KeysEverywhere,
-            Gate::FernetKeysEverywhere,
-            Gate::MixedPool,
-        ] {
-            match evaluate(gate, None, &obs, &ctx) {
-                Verdict::Unreachable { node, reason, next } => {
-                    assert_eq!(node, "node2", "{gate:?}");
-                    assert!(
-                        reason.starts_with(
-                            "cannot reach node2: host key changed at 127.0.0.1 port 2222 (ssh alias node2): why; cannot reach node3: connection refused"
-                        ),
-                        "{reason}"
-                    );
-                    assert!(!reason.contains("gate"), "{reason}");
-                    assert_eq!(
-                        next,
-                        "node2: fix node2; node3: fix node3; then resume (cutover resume JOURNAL)"
-                    );
-                }
-                other => panic!("{gate:?}: {other:?}"),
+    };
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for n in &a {
+        match obs.tokens.get(n) {
+            Some(t) if t.format.as_str() == target && t.validated() => {
+                ok.push(format!("{n} ({} ms)", t.latency_ms))
             }
+            Some(t) => bad.push(format!(
+                "{n}: expected a {target} token that validates, got {}",
+                t.short()
+            )),
+            None => bad.push(format!("{n}: no direct token check")),
         }
-        // Reachable again: the gate is judged as before.
-        obs.nodes.insert("node2".into(), read.clone());
-        obs.nodes.insert("node3".into(), read);
-        assert!(matches!(
-            evaluate(Gate::ProvidersAgree, None, &obs, &ctx),
-            Verdict::Pass(_)
-        ));
+    }
+    if bad.is_empty() {
+        Verdict::Pass(format!(
+            "every node of half A issued a {target} token directly and validated it: {}",
+            ok.join(", ")
+        ))
+    } else {
+        Verdict::Fail {
+            reason: format!("half A is not proven: {}", bad.join("; ")),
+            next: format!(
+                "no swap: half A ({}) stays out of the pool and half B keeps serving; read the named node's keystone log, fix, then resume (rollback: set its provider back and restart)",
+                a.join(", ")
+            ),
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,112 +1,20 @@
-//! Blue/green halves: the split of the fleet into half A and half B (the `half_a` parameter,
-//! else the first half of the inventory), and the gates about a whole half: `pool-capacity` in
-//! its group form (the other half carries the pool on every instance) and
-//! `validated-before-swap` (every node of A proved itself directly before the swap).
+//! The gates about a whole half and the facts of the swap's hard stop: `pool-capacity` in its
+//! group form (the other half carries the pool on every instance), a per-node gate judged for
+//! each node of a half on one probe, what a group gate's probe reads, and the State's view of
+//! the split. (`validated-before-swap` is one of gates::evaluate's arms.)
 
-use super::action::{Misc, PlanError};
-use super::facts::{LbServer, Observation};
-use super::gates::Verdict;
+use super::{HALF_A, HALF_B, group, halves};
+use crate::engine::action::Misc;
+use crate::engine::facts::{LbServer, Observation};
+use crate::engine::gates::Verdict;
 use crate::inventory::Inventory;
 use crate::runbook::Gate;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The parameter that names half A's nodes (comma-separated; empty: the first half).
-pub const HALF_A_PARAM: &str = "half_a";
-
-/// The group names of the two halves, as scopes and plans spell them.
-pub const HALF_A: &str = "half-a";
-pub const HALF_B: &str = "half-b";
-
-/// Half A and half B of `nodes` (inventory order in each). `spec` names A's nodes
-/// (`node1,node2`); empty: the first half (rounded down, at least one node).
-pub fn split(nodes: &[String], spec: &str) -> Result<(Vec<String>, Vec<String>), PlanError> {
-    if nodes.len() < 2 {
-        return Err(PlanError(format!(
-            "strategy halves needs at least 2 nodes, one in each half (the inventory has {}): use strategy rolling",
-            nodes.len()
-        )));
-    }
-    let named: Vec<&str> = spec
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if spec.trim().is_empty() {
-        let k = (nodes.len() / 2).max(1);
-        return Ok((nodes[..k].to_vec(), nodes[k..].to_vec()));
-    }
-    if named.is_empty() {
-        return Err(PlanError(format!(
-            "{HALF_A_PARAM} `{spec}` names no node: half A would be empty; name at least one node of the inventory (its nodes: {}), e.g. -p {HALF_A_PARAM}={}",
-            nodes.join(", "),
-            nodes[0]
-        )));
-    }
-    let mut seen = BTreeSet::new();
-    for n in &named {
-        if !nodes.iter().any(|m| m == n) {
-            return Err(PlanError(format!(
-                "{HALF_A_PARAM} names `{n}`, which is not a node of the inventory (its nodes: {}): fix -p {HALF_A_PARAM}=...",
-                nodes.join(", ")
-            )));
-        }
-        if !seen.insert(*n) {
-            return Err(PlanError(format!(
-                "{HALF_A_PARAM} names `{n}` twice: name each node of half A once"
-            )));
-        }
-    }
-    let (a, b): (Vec<String>, Vec<String>) = nodes
-        .iter()
-        .cloned()
-        .partition(|n| seen.contains(n.as_str()));
-    if b.is_empty() {
-        return Err(PlanError(format!(
-            "{HALF_A_PARAM} names every node ({}): half B would be empty and nothing would serve while half A flips; leave at least one node out (e.g. -p {HALF_A_PARAM}={})",
-            nodes.join(", "),
-            nodes[..nodes.len() / 2].join(",")
-        )));
-    }
-    Ok((a, b))
-}
-
-/// The halves for a run's inventory and parameters.
-pub fn halves(
-    inv: &Inventory,
-    params: &BTreeMap<String, String>,
-) -> Result<(Vec<String>, Vec<String>), PlanError> {
-    split(
-        &inv.node_names(),
-        params.get(HALF_A_PARAM).map(String::as_str).unwrap_or(""),
-    )
-}
-
-/// The nodes of `group` (`half-a` or `half-b`), and the nodes of the other half.
-pub fn group(
-    name: &str,
-    inv: &Inventory,
-    params: &BTreeMap<String, String>,
-) -> Option<(Vec<String>, Vec<String>)> {
-    let (a, b) = halves(inv, params).ok()?;
-    match name {
-        HALF_A => Some((a, b)),
-        HALF_B => Some((b, a)),
-        _ => None,
-    }
-}
-
-/// Whether `gate` has a group form: evaluated once about a whole half.
-pub fn group_gate(gate: Gate) -> bool {
-    matches!(gate, Gate::PoolCapacity)
-}
-
-/// The id of the flagship's hard stop before the swap (runbooks/fernet-to-jws.yaml).
-pub const SWAP_STOP: &str = "halves-swap";
-
 /// The facts shown on the swap's hard stop: each half, its nodes' provider and pool state,
 /// and what the swap does to tokens. A shared token cache changes which old tokens keep
 /// validating after the swap: its paragraph belongs here (from the cache facts a probe read).
-pub fn swap_facts(state: &super::state::State) -> Vec<String> {
+pub fn swap_facts(state: &crate::engine::state::State) -> Vec<String> {
     let Some(run) = state.run.as_ref() else {
         return vec![];
     };
@@ -146,7 +54,7 @@ pub fn swap_facts(state: &super::state::State) -> Vec<String> {
     v
 }
 
-fn run_lb_line(state: &super::state::State) -> Option<String> {
+fn run_lb_line(state: &crate::engine::state::State) -> Option<String> {
     (!state.lb_names.is_empty()).then(|| {
         format!(
             "one write per load balancer ({}), all at once",
@@ -161,7 +69,7 @@ pub fn each_node(
     gate: Gate,
     group: &str,
     obs: &Observation,
-    ctx: &super::gates::Ctx,
+    ctx: &crate::engine::gates::Ctx,
 ) -> (Verdict, Option<String>) {
     let Some((nodes, _)) = self::group(group, ctx.inv, ctx.params) else {
         return (
@@ -174,7 +82,7 @@ pub fn each_node(
     };
     let mut passed = Vec::new();
     for n in &nodes {
-        match super::gates::evaluate(gate, Some(n), obs, ctx) {
+        match crate::engine::gates::evaluate(gate, Some(n), obs, ctx) {
             Verdict::Pass(d) => passed.push(d),
             other => return (other, Some(n.clone())),
         }
@@ -223,58 +131,6 @@ fn group_or_empty(
     params: &BTreeMap<String, String>,
 ) -> (Vec<String>, Vec<String>) {
     self::group(group, inv, params).unwrap_or_default()
-}
-
-/// `validated-before-swap` (gates::evaluate's arm; decide's probe reads half A's tokens).
-pub fn proven(obs: &Observation, ctx: &super::gates::Ctx) -> Verdict {
-    validated_before_swap(ctx.inv, ctx.params, obs, ctx.target)
-}
-
-/// Every node of A issued a token of `target` directly and it validated there. The probe
-/// issued it just now, so after the node's last restart.
-pub fn validated_before_swap(
-    inv: &Inventory,
-    params: &BTreeMap<String, String>,
-    obs: &Observation,
-    target: &str,
-) -> Verdict {
-    let (a, _) = match halves(inv, params) {
-        Ok(h) => h,
-        Err(e) => {
-            return Verdict::Fail {
-                reason: e.0,
-                next: "fix the split, then resume".into(),
-            };
-        }
-    };
-    let mut ok = Vec::new();
-    let mut bad = Vec::new();
-    for n in &a {
-        match obs.tokens.get(n) {
-            Some(t) if t.format.as_str() == target && t.validated() => {
-                ok.push(format!("{n} ({} ms)", t.latency_ms))
-            }
-            Some(t) => bad.push(format!(
-                "{n}: expected a {target} token that validates, got {}",
-                t.short()
-            )),
-            None => bad.push(format!("{n}: no direct token check")),
-        }
-    }
-    if bad.is_empty() {
-        Verdict::Pass(format!(
-            "every node of half A issued a {target} token directly and validated it: {}",
-            ok.join(", ")
-        ))
-    } else {
-        Verdict::Fail {
-            reason: format!("half A is not proven: {}", bad.join("; ")),
-            next: format!(
-                "no swap: half A ({}) stays out of the pool and half B keeps serving; read the named node's keystone log, fix, then resume (rollback: set its provider back and restart)",
-                a.join(", ")
-            ),
-        }
-    }
 }
 
 /// Taking `group` out of the pool leaves, on every instance, a server of the other half that
@@ -354,7 +210,7 @@ pub fn capacity(
     }
 }
 
-impl super::state::State {
+impl crate::engine::state::State {
     /// Half A and half B of a run whose plan ranges over halves (a half step), else None.
     pub fn halves(&self) -> Option<(Vec<String>, Vec<String>)> {
         if !self.steps.iter().any(|s| s.scope.group().is_some()) {
@@ -384,48 +240,5 @@ impl super::state::State {
             HALF_B => Some(b),
             _ => None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn nodes(n: usize) -> Vec<String> {
-        (1..=n).map(|i| format!("node{i}")).collect()
-    }
-
-    #[test]
-    fn the_default_split_is_the_first_half_with_one_node_at_least() {
-        let (a, b) = split(&nodes(5), "").unwrap();
-        assert_eq!((a.len(), b.len()), (2, 3));
-        assert_eq!(a, ["node1", "node2"]);
-        let (a, b) = split(&nodes(3), " ").unwrap();
-        assert_eq!((a, b.len()), (vec!["node1".to_string()], 2));
-        let (a, b) = split(&nodes(2), "").unwrap();
-        assert_eq!((a.len(), b.len()), (1, 1));
-    }
-
-    #[test]
-    fn a_named_split_keeps_inventory_order_and_says_what_is_wrong() {
-        let (a, b) = split(&nodes(4), "node3, node1").unwrap();
-        assert_eq!(a, ["node1", "node3"]);
-        assert_eq!(b, ["node2", "node4"]);
-        let e = split(&nodes(3), "node9").unwrap_err().0;
-        assert!(
-            e.contains("`node9`") && e.contains("node1, node2, node3"),
-            "{e}"
-        );
-        let e = split(&nodes(3), "node1,node2,node3").unwrap_err().0;
-        assert!(e.contains("half B would be empty"), "{e}");
-        let e = split(&nodes(3), ",").unwrap_err().0;
-        assert!(e.contains("half A would be empty"), "{e}");
-        let e = split(&nodes(3), "node1,node1").unwrap_err().0;
-        assert!(e.contains("twice"), "{e}");
-        let e = split(&nodes(1), "").unwrap_err().0;
-        assert!(
-            e.contains("at least 2 nodes") && e.contains("rolling"),
-            "{e}"
-        );
     }
 }

@@ -22,7 +22,9 @@ use cutover::world::WorldInfo;
 mod support;
 use support::bin::{BIN, Captured, cutover as cutover_in_crate, run_captured, text};
 use support::journal::records;
-use support::world::{Observer, Served, nodes_listen, restart_times, serve, show_stat};
+use support::world::{
+    Observer, Served, nodes_listen, pool_status, restart_times, serve, statuses_of,
+};
 
 const DEADLINE: Duration = Duration::from_secs(180);
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
@@ -47,25 +49,12 @@ struct Sample {
 
 impl Sample {
     fn statuses(&self, node: &str) -> Vec<&str> {
-        self.status
-            .iter()
-            .filter(|((_, n), _)| n == node)
-            .map(|(_, s)| s.as_str())
-            .collect()
+        statuses_of(&self.status, node)
     }
 }
 
 fn sample(info: &WorldInfo) -> Option<Sample> {
-    let mut status = BTreeMap::new();
-    for lb in &info.lbs {
-        let rows = show_stat(&lb.socket, &lb.backend)?;
-        for s in &lb.servers {
-            status.insert(
-                (lb.name.clone(), s.node.clone()),
-                rows.get(&s.name)?.clone(),
-            );
-        }
-    }
+    let status = pool_status(info)?;
     Some(Sample {
         at: epoch_ms(),
         status,

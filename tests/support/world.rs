@@ -242,3 +242,28 @@ impl<S: Send + 'static> Observer<S> {
         std::mem::take(&mut *self.samples.lock().unwrap())
     }
 }
+
+/// Every server's `show stat` status on every instance of the world, keyed by (instance,
+/// node), read over the admin sockets (None when one read failed).
+pub fn pool_status(info: &WorldInfo) -> Option<BTreeMap<(String, String), String>> {
+    let mut status = BTreeMap::new();
+    for lb in &info.lbs {
+        let rows = show_stat(&lb.socket, &lb.backend)?;
+        for s in &lb.servers {
+            status.insert(
+                (lb.name.clone(), s.node.clone()),
+                rows.get(&s.name)?.clone(),
+            );
+        }
+    }
+    Some(status)
+}
+
+/// One node's statuses in a [`pool_status`] map, instance by instance.
+pub fn statuses_of<'a>(status: &'a BTreeMap<(String, String), String>, node: &str) -> Vec<&'a str> {
+    status
+        .iter()
+        .filter(|((_, n), _)| n == node)
+        .map(|(_, s)| s.as_str())
+        .collect()
+}

@@ -94,7 +94,7 @@ pub fn compile(
     let uses_halves = rb
         .steps
         .iter()
-        .any(|s| Runbook::included(s, params) && s.scope.group().is_some());
+        .any(|s| rb.included(s, params) && s.scope.group().is_some());
     let split = if uses_halves {
         Some(halves::halves(inv, params)?)
     } else {
@@ -116,7 +116,7 @@ pub fn compile(
             .map_err(PlanError)
     };
 
-    for step in rb.steps.iter().filter(|s| Runbook::included(s, params)) {
+    for step in rb.steps.iter().filter(|s| rb.included(s, params)) {
         // The nodes of a half step.
         let group_nodes: Option<Vec<String>> = match (step.scope, &split) {
             (Scope::HalfA, Some((a, _))) => Some(a.clone()),

@@ -64,11 +64,7 @@ fn plan_text(
         );
     }
     let mut n = 0;
-    for step in rb
-        .steps
-        .iter()
-        .filter(|s| crate::runbook::Runbook::included(s, params))
-    {
+    for step in rb.steps.iter().filter(|s| rb.included(s, params)) {
         n += 1;
         let title = one_line(
             &crate::runbook::template::render(

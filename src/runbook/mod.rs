@@ -167,11 +167,15 @@ impl Runbook {
         Ok(rb)
     }
 
-    /// Whether step `step` is in the plan for these parameters (its `when`).
-    pub fn included(step: &Step, params: &BTreeMap<String, String>) -> bool {
-        step.when
-            .iter()
-            .all(|(k, v)| params.get(k).is_some_and(|p| p == v))
+    /// Whether step `step` is in the plan for these parameters (its `when`); a parameter not
+    /// given has the runbook's default (a journal, a plan or a test may carry only some).
+    pub fn included(&self, step: &Step, params: &BTreeMap<String, String>) -> bool {
+        step.when.iter().all(|(k, v)| {
+            params
+                .get(k)
+                .or_else(|| self.params.get(k).map(|p| &p.default))
+                .is_some_and(|p| p == v)
+        })
     }
 
     fn validate(&self, source: &str, origin: &str) -> Result<(), RunbookError> {
@@ -544,8 +548,18 @@ mod tests {
         assert_eq!(rb.steps[1].scope, Scope::HalfB);
         let halves: BTreeMap<String, String> =
             [("strategy".to_string(), "halves".to_string())].into();
-        assert!(Runbook::included(&rb.steps[1], &halves));
-        assert!(!Runbook::included(&rb.steps[1], &BTreeMap::new()));
+        assert!(rb.included(&rb.steps[1], &halves));
+        assert!(!rb.included(&rb.steps[1], &BTreeMap::new()));
+        // Not given, a parameter has its default: a step for `rolling` is in.
+        let rolling = ok
+            .replace(
+                "when: {strategy: halves}\n    do:\n      - lb.ready",
+                "when: {strategy: rolling}\n    do:\n      - lb.ready",
+            )
+            .replace("scope: half-b", "scope: all-nodes");
+        let rb = Runbook::parse(&rolling, "t.yaml").unwrap();
+        assert!(rb.included(&rb.steps[1], &BTreeMap::new()));
+        assert!(!rb.included(&rb.steps[1], &halves));
         let e = Runbook::parse(&src("{strategy: halvez}", "half-b", "note: x"), "t.yaml")
             .unwrap_err()
             .to_string();

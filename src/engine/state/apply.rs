@@ -178,7 +178,7 @@ impl State {
                     .map(|rb| {
                         rb.steps
                             .iter()
-                            .filter(|s| Runbook::included(s, &rs.params))
+                            .filter(|s| rb.included(s, &rs.params))
                             .map(|s| {
                                 let first = plan
                                     .iter()

@@ -68,15 +68,27 @@ pub(super) fn step_titles(records: &[Record]) -> HashMap<String, String> {
         .collect()
 }
 
-/// The runbook's step ids in order, when the journal holds the runbook.
+/// The runbook's step ids in order, when the journal holds the runbook: those its parameters
+/// include (a step's `when`).
 pub(super) fn runbook_steps(records: &[Record]) -> Vec<String> {
     let Some(rs) = records.iter().find(|r| r.kind == "run_started") else {
         return Vec::new();
     };
     let source = raw::get(&rs.data, "runbook_source");
     let origin = raw::get(&rs.data, "runbook_origin");
+    let params: std::collections::BTreeMap<String, String> = rs
+        .data
+        .get("params")
+        .and_then(|p| serde_json::from_value(p.clone()).ok())
+        .unwrap_or_default();
     crate::runbook::Runbook::parse(&source, &origin)
-        .map(|rb| rb.steps.into_iter().map(|s| s.id).collect())
+        .map(|rb| {
+            rb.steps
+                .iter()
+                .filter(|s| rb.included(s, &params))
+                .map(|s| s.id.clone())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

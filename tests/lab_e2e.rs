@@ -262,6 +262,12 @@ impl Lab {
 
     /// GET /v3/auth/tokens at 127.0.0.1:port validating `token` with itself: the HTTP code.
     fn validate(&self, port: u16, token: &str) -> u16 {
+        self.validate_as(port, token, token)
+    }
+
+    /// GET /v3/auth/tokens at 127.0.0.1:port validating `subject` with `auth` as the caller's
+    /// own token: the HTTP code (0: no answer).
+    fn validate_as(&self, port: u16, auth: &str, subject: &str) -> u16 {
         let out = output_within(
             Command::new("curl")
                 .args([
@@ -274,9 +280,9 @@ impl Lab {
                     "20",
                 ])
                 .arg("-H")
-                .arg(format!("X-Auth-Token: {token}"))
+                .arg(format!("X-Auth-Token: {auth}"))
                 .arg("-H")
-                .arg(format!("X-Subject-Token: {token}"))
+                .arg(format!("X-Subject-Token: {subject}"))
                 .arg(format!("http://127.0.0.1:{port}/v3/auth/tokens")),
             Duration::from_secs(30),
         );
@@ -1368,33 +1374,7 @@ mod lab {
         // The validator's own token: a Fernet token node2 issued itself.
         let admin = lab.issue(lab.node_port(2)).expect("node2 issued no token");
         assert!(admin.starts_with("gAAAAA"), "node2 is not on fernet");
-        let validate_at_node2 = |subject: &str| -> u16 {
-            let out = output_within(
-                Command::new("curl")
-                    .args([
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-w",
-                        "%{http_code}",
-                        "--max-time",
-                        "20",
-                    ])
-                    .arg("-H")
-                    .arg(format!("X-Auth-Token: {admin}"))
-                    .arg("-H")
-                    .arg(format!("X-Subject-Token: {subject}"))
-                    .arg(format!(
-                        "http://127.0.0.1:{}/v3/auth/tokens",
-                        lab.node_port(2)
-                    )),
-                Duration::from_secs(30),
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0)
-        };
+        let validate_at_node2 = |subject: &str| lab.validate_as(lab.node_port(2), &admin, subject);
         // Cached on issue in the shared memcached: the Fernet node never asks its provider.
         for n in 1..=3 {
             assert_eq!(

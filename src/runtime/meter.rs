@@ -152,9 +152,14 @@ impl Session {
                 let names: Vec<String> = config.frontends.iter().map(|f| f.name.clone()).collect();
                 match meter::start(config) {
                     Ok(handle) => {
+                        // A line in the events' layout (headless output is one line per
+                        // event), under the kind its summaries will have.
                         if self.print {
                             println!(
-                                "client-impact meter on: {} frontend{} ({}), {}/s each",
+                                "{}  {:<19} {:<8} client-impact meter on: {} frontend{} ({}), {}/s each",
+                                started.format("%H:%M:%S"),
+                                "client_impact",
+                                "",
                                 names.len(),
                                 if names.len() == 1 { "" } else { "s" },
                                 for_terminal(&names.join(", ")),

@@ -159,10 +159,27 @@ fn in_the_ui_a_confirmation_that_cannot_be_journaled_stops_the_run() {
     // The message is printed after the screen is restored: it stays on the terminal.
     assert_says_why(&out.replace("\r\n", "\n"), &journal);
     std::fs::remove_file(filler).unwrap();
+    // The confirmation either found no room (it is not in the journal) or still fit in the
+    // journal's last page (tmpfs allocates by page) and what followed it did not: either way
+    // nothing it allowed ran, as the nodes' own files show: the next step would create the JWS
+    // keys, and no node holds any.
     let records = std::fs::read_to_string(&journal).unwrap();
-    assert!(
-        !records.contains("\"kind\":\"hard_stop_confirmed\""),
-        "a confirmation that could not be journaled is not in the journal"
-    );
+    let confirmed = records.contains("\"kind\":\"hard_stop_confirmed\"");
+    let info = cutover::world::load(&world).unwrap();
+    for n in &info.nodes {
+        let keys: Vec<_> = std::fs::read_dir(&n.jws_private_repo)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            keys.is_empty(),
+            "{}: JWS keys were created after a confirmation that could not be journaled ({}): {keys:?}",
+            n.name,
+            if confirmed {
+                "it fit, what followed did not"
+            } else {
+                "it found no room"
+            }
+        );
+    }
     assert_verifies(&journal);
 }

@@ -368,6 +368,18 @@ impl FleetCache {
         s
     }
 
+    /// The heading of a fleet whose cache carries no token across providers (off, or per node).
+    fn uncarried_heading(&self) -> String {
+        if self.verdict == CacheVerdict::Off {
+            "Token cache: off".to_string()
+        } else {
+            format!(
+                "Token cache: per node, not shared ({})",
+                self.notes.join("; ")
+            )
+        }
+    }
+
     /// What the cache means while providers are mixed, for a hard stop: which tokens fail, from
     /// when, until when. `old` and `new` name the providers (`fernet`, `jws`). Empty when no
     /// node's cache settings were read.
@@ -377,14 +389,7 @@ impl FleetCache {
             // Nothing read (a journal written before cutover read the cache): nothing to say.
             CacheVerdict::Unknown => vec![],
             CacheVerdict::Off | CacheVerdict::NotShared => {
-                let what = if self.verdict == CacheVerdict::Off {
-                    "Token cache: off".to_string()
-                } else {
-                    format!(
-                        "Token cache: per node, not shared ({})",
-                        self.notes.join("; ")
-                    )
-                };
+                let what = self.uncarried_heading();
                 vec![
                     format!("{what}: no cache carries a token across providers."),
                     format!(
@@ -434,14 +439,7 @@ impl FleetCache {
         match self.verdict {
             CacheVerdict::Unknown => vec![],
             CacheVerdict::Off | CacheVerdict::NotShared => {
-                let what = if self.verdict == CacheVerdict::Off {
-                    "Token cache: off".to_string()
-                } else {
-                    format!(
-                        "Token cache: per node, not shared ({})",
-                        self.notes.join("; ")
-                    )
-                };
+                let what = self.uncarried_heading();
                 vec![
                     format!("{what}: no cache carries a token across the swap."),
                     format!(

@@ -126,16 +126,47 @@ pub fn create(dir: &Path, spec: &WorldSpec, opts: &WorldOptions) -> anyhow::Resu
     Ok(info)
 }
 
-/// Distinct free loopback ports: all listeners are held until every port is picked, then released.
+/// The lowest port a world picks from: above the registered services most machines run.
+const WORLD_PORT_FLOOR: u16 = 20_000;
+
+/// Distinct free loopback ports below the kernel's ephemeral range. A world's ports are picked
+/// at `world create` and bound later at `serve`; a port in the ephemeral range can be taken in
+/// between as the local end of any outbound connection (the meter opens many), so the world
+/// stays out of that range. All listeners are held until every port is picked, then released.
 fn pick_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot pick a free loopback port")?;
-    Ok(listeners
+    let ceiling = ephemeral_floor().max(WORLD_PORT_FLOOR + 1_000);
+    let span = ceiling - WORLD_PORT_FLOOR;
+    // A random start keeps two worlds made at the same moment apart.
+    let start = rand::thread_rng().gen_range(0..span);
+    let mut held = Vec::with_capacity(n);
+    for k in 0..span {
+        if held.len() == n {
+            break;
+        }
+        let port = WORLD_PORT_FLOOR + (start + k) % span;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    if held.len() < n {
+        bail!(
+            "cannot pick {n} free loopback ports between {WORLD_PORT_FLOOR} and {ceiling} \
+             (below the kernel's ephemeral range): only {} are free",
+            held.len()
+        );
+    }
+    Ok(held
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<Result<_, _>>()?)
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
+fn ephemeral_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 fn write_mode(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
@@ -659,5 +690,20 @@ mod tests {
             "/w/node1/bin/keystone-restart"
         );
         assert_eq!(shell_word("/a b/it's"), r"'/a b/it'\''s'");
+    }
+
+    #[test]
+    fn world_ports_are_distinct_free_and_below_the_ephemeral_range() {
+        let floor = ephemeral_floor();
+        let ports = pick_ports(40).unwrap();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), 40, "{ports:?}");
+        for p in &ports {
+            assert!(*p >= WORLD_PORT_FLOOR, "{p}");
+            if floor > WORLD_PORT_FLOOR + 1_000 {
+                assert!(*p < floor, "{p} is in the ephemeral range from {floor}");
+            }
+            std::net::TcpListener::bind(("127.0.0.1", *p)).expect("a picked port is free");
+        }
     }
 }

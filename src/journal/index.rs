@@ -4,13 +4,16 @@
 //! ([`Index::record`]). For replaying a long journal in bounded memory: about 32 bytes a record.
 
 use std::fs::File;
-use std::io::{BufRead, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::record::{GENESIS_PREV, LineError, Record, check_chain};
+use super::record::{GENESIS_PREV, LineError, Record, check_chain_sealed, seal_checks};
+
+/// How much of the journal [`Index::extend`] reads at once (more for a longer line).
+/// (Small in tests, so that their journals span many blocks.)
+const BLOCK: usize = if cfg!(test) { 64 << 10 } else { 4 << 20 };
 use super::{BadRecord, JournalError, TornTail};
 
 /// Where one intact record is.
@@ -86,56 +89,81 @@ impl Index {
             return Ok(0);
         }
         self.torn_tail = None;
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(self.end)).map_err(io)?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
         let before = self.slots.len();
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            let line_no = self.line_no + 1;
-            if line.last() != Some(&b'\n') {
-                self.torn_tail = Some(TornTail { line_no, bytes: n });
-                break;
-            }
-            let seq = self.slots.len() as u64 + 1;
-            let prev = std::str::from_utf8(&self.last_hash).unwrap_or(GENESIS_PREV);
-            match check_chain(&line[..n - 1], seq, prev) {
-                Ok(link) => {
-                    let kind = match self.kinds.iter().position(|k| *k == link.kind) {
-                        Some(i) => i,
-                        None => {
-                            self.kinds.push(link.kind.into_owned());
-                            self.kinds.len() - 1
-                        }
-                    };
-                    self.slots.push(Slot {
-                        offset: self.end,
-                        len: (n - 1) as u32,
-                        kind: kind as u16,
-                        time: link.time,
-                    });
-                    self.last_hash = link.hash;
-                    self.end += n as u64;
-                    self.line_no = line_no;
-                }
-                Err(LineError::NotJson(_)) if reader.fill_buf().map_err(io)?.is_empty() => {
-                    self.torn_tail = Some(TornTail { line_no, bytes: n });
-                    break;
-                }
-                Err(e) => {
-                    self.damage = Some(BadRecord {
-                        seq,
-                        line_no,
-                        reason: e.reason(),
+        // Read in blocks of whole lines: each block's lines get their own checks on every core
+        // (seal_checks), then the chain is followed in order. One block is held at a time.
+        let mut block = Vec::new();
+        let mut want = BLOCK;
+        while self.end < len {
+            let at = self.end;
+            let size = want.min((len - at) as usize);
+            block.resize(size, 0);
+            self.file.read_exact_at(&mut block, at).map_err(io)?;
+            let at_eof = at + size as u64 == len;
+            let Some(last_nl) = memchr::memrchr(b'\n', &block) else {
+                if at_eof {
+                    // A final line still being written.
+                    self.torn_tail = Some(TornTail {
+                        line_no: self.line_no + 1,
+                        bytes: size,
                     });
                     break;
                 }
+                // A line longer than the block: read more at once.
+                want *= 2;
+                continue;
+            };
+            let whole = &block[..=last_nl];
+            let mut lines: Vec<&[u8]> = Vec::new();
+            let mut from = 0;
+            for nl in memchr::memchr_iter(b'\n', whole) {
+                lines.push(&whole[from..nl]);
+                from = nl + 1;
             }
+            // Nothing follows the block's last line: a non-JSON line there may be torn.
+            let nothing_after = at_eof && last_nl + 1 == size;
+            let mut sealed = seal_checks(&lines).into_iter();
+            for (i, line) in lines.iter().enumerate() {
+                let line_no = self.line_no + 1;
+                let seq = self.slots.len() as u64 + 1;
+                let prev = std::str::from_utf8(&self.last_hash).unwrap_or(GENESIS_PREV);
+                match check_chain_sealed(sealed.next().flatten(), line, seq, prev) {
+                    Ok(link) => {
+                        let kind = match self.kinds.iter().position(|k| *k == link.kind) {
+                            Some(i) => i,
+                            None => {
+                                self.kinds.push(link.kind.into_owned());
+                                self.kinds.len() - 1
+                            }
+                        };
+                        self.slots.push(Slot {
+                            offset: self.end,
+                            len: line.len() as u32,
+                            kind: kind as u16,
+                            time: link.time,
+                        });
+                        self.last_hash = link.hash;
+                        self.end += line.len() as u64 + 1;
+                        self.line_no = line_no;
+                    }
+                    Err(LineError::NotJson(_)) if nothing_after && i + 1 == lines.len() => {
+                        self.torn_tail = Some(TornTail {
+                            line_no,
+                            bytes: line.len() + 1,
+                        });
+                        return Ok(self.slots.len() - before);
+                    }
+                    Err(e) => {
+                        self.damage = Some(BadRecord {
+                            seq,
+                            line_no,
+                            reason: e.reason(),
+                        });
+                        return Ok(self.slots.len() - before);
+                    }
+                }
+            }
+            want = BLOCK;
         }
         Ok(self.slots.len() - before)
     }
@@ -276,5 +304,84 @@ mod tests {
         assert_eq!(index.len(), 3);
         assert_eq!(index.damage(), ending.damage.as_ref());
         assert!(index.damage().unwrap().reason.starts_with("hash mismatch"));
+    }
+
+    /// Journals long enough for the lines' own checks to run on several threads (and, for the
+    /// index, in several blocks) end where the one-line-at-a-time reader ends, for the same
+    /// reason, at every kind of ending.
+    #[test]
+    fn batched_checks_end_where_the_reader_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), 12_000);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let full: Vec<&str> = text.lines().collect();
+        let agree = |body: String, records: usize| {
+            std::fs::write(&path, &body).unwrap();
+            let ending =
+                read_prefix_each(&path, |_| -> Result<(), JournalError> { Ok(()) }).unwrap();
+            let index = Index::open(&path).unwrap();
+            let report = crate::journal::verify(&path);
+            assert_eq!(index.len(), records);
+            assert_eq!(report.records, records);
+            assert_eq!(index.damage(), ending.damage.as_ref());
+            assert_eq!(report.first_bad.as_ref(), ending.damage.as_ref());
+            assert_eq!(index.torn_tail(), ending.torn_tail.as_ref());
+            assert_eq!(report.torn_tail.as_ref(), ending.torn_tail.as_ref());
+            (index, ending)
+        };
+        let joined = |lines: &[String]| lines.join("\n") + "\n";
+        let lines: Vec<String> = full.iter().map(|l| l.to_string()).collect();
+
+        agree(joined(&lines), 12_000);
+        // A changed byte far into the journal (in a later thread's share).
+        let mut bad = lines.clone();
+        bad[9_000] = bad[9_000].replacen("a@b", "X@b", 1);
+        let (_, ending) = agree(joined(&bad), 9_000);
+        assert!(ending.damage.unwrap().reason.starts_with("hash mismatch"));
+        // Two lines swapped.
+        let mut swapped = lines.clone();
+        swapped.swap(5_000, 5_001);
+        agree(joined(&swapped), 5_000);
+        // A final line cut without its newline, and one cut with it (not JSON): torn both.
+        let cut = joined(&lines[..11_999]) + &lines[11_999][..40];
+        let (index, ending) = agree(cut, 11_999);
+        assert_eq!(index.torn_tail().map(|t| t.line_no), Some(12_000));
+        assert!(ending.damage.is_none());
+        let cut = joined(&lines[..11_999]) + &lines[11_999][..40] + "\n";
+        agree(cut, 11_999);
+        // The same non-JSON line with lines after it is damage, not a torn tail.
+        let mut mid = lines.clone();
+        mid[11_000].truncate(40);
+        let (_, ending) = agree(joined(&mid), 11_000);
+        assert!(ending.damage.is_some());
+    }
+
+    /// A record longer than the index's read block is read whole.
+    #[test]
+    fn a_line_longer_than_a_block_is_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let mut j = Journal::create(&path).unwrap();
+        let big = "x".repeat(BLOCK + BLOCK / 2);
+        for i in 0..3 {
+            let data = if i == 1 {
+                json!({ "big": big })
+            } else {
+                json!({ "i": i })
+            };
+            j.append(Entry::new(Utc::now(), "r", "a@b", "note", data))
+                .unwrap();
+        }
+        drop(j);
+        let index = Index::open(&path).unwrap();
+        assert_eq!(
+            (index.len(), index.damage(), index.torn_tail()),
+            (3, None, None)
+        );
+        assert_eq!(
+            index.record(1).unwrap().data["big"].as_str().map(str::len),
+            Some(big.len())
+        );
+        assert_eq!(crate::journal::verify(&path).records, 3);
     }
 }

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::record::{GENESIS_PREV, LineError, Record, check_chain, check_line};
+use super::record::{GENESIS_PREV, LineError, Record, check_chain_sealed, check_line, seal_checks};
 use super::{BadRecord, JournalError, ReadOutcome, TornTail, VerifyReport};
 
 /// What a scan of a whole journal found.
@@ -201,39 +201,39 @@ pub fn verify_keeping(path: &Path, keep: impl Fn(&str) -> bool) -> (VerifyReport
     };
     let mut report = VerifyReport::default();
     let mut kept = Vec::new();
+    // Every complete line (a final one without its newline is torn), each line's own checks
+    // made on every core, then the chain followed in order.
+    let mut lines: Vec<&[u8]> = Vec::new();
+    let mut offset = 0usize;
+    for nl in memchr::memchr_iter(b'\n', &bytes) {
+        lines.push(&bytes[offset..nl]);
+        offset = nl + 1;
+    }
+    let tail = &bytes[offset..];
+    let mut sealed = seal_checks(&lines).into_iter();
     // GENESIS_PREV, as bytes.
     let mut prev = [b'0'; 64];
-    let mut offset = 0usize;
-    let mut line_no = 0usize;
-    while offset < bytes.len() {
-        line_no += 1;
-        let rest = &bytes[offset..];
-        let Some(nl) = memchr::memchr(b'\n', rest) else {
-            report.torn_tail = Some(TornTail {
-                line_no,
-                bytes: rest.len(),
-            });
-            break;
-        };
-        let next = offset + nl + 1;
+    for (i, line) in lines.iter().enumerate() {
+        let line_no = i + 1;
+        let last = i + 1 == lines.len() && tail.is_empty();
         let expected = report.records as u64 + 1;
         let prev_text = std::str::from_utf8(&prev).unwrap_or(GENESIS_PREV);
-        match check_chain(&rest[..nl], expected, prev_text) {
+        match check_chain_sealed(sealed.next().flatten(), line, expected, prev_text) {
             Ok(link) => {
                 if keep(&link.kind)
-                    && let Ok(record) = check_line(&rest[..nl], expected, prev_text)
+                    && let Ok(record) = check_line(line, expected, prev_text)
                 {
                     kept.push(record);
                 }
                 prev = link.hash;
                 report.records += 1;
             }
-            Err(LineError::NotJson(_)) if next == bytes.len() => {
+            Err(LineError::NotJson(_)) if last => {
                 report.torn_tail = Some(TornTail {
                     line_no,
-                    bytes: nl + 1,
+                    bytes: line.len() + 1,
                 });
-                break;
+                return (report, kept);
             }
             Err(e) => {
                 report.first_bad = Some(BadRecord {
@@ -241,10 +241,15 @@ pub fn verify_keeping(path: &Path, keep: impl Fn(&str) -> bool) -> (VerifyReport
                     line_no,
                     reason: e.reason(),
                 });
-                break;
+                return (report, kept);
             }
         }
-        offset = next;
+    }
+    if !tail.is_empty() {
+        report.torn_tail = Some(TornTail {
+            line_no: lines.len() + 1,
+            bytes: tail.len(),
+        });
     }
     (report, kept)
 }

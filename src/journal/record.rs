@@ -312,47 +312,98 @@ impl<'de> serde::de::Visitor<'de> for StrictAny {
     }
 }
 
+/// What a stored line says of itself once its own checks passed (its bytes hash to the hash it
+/// stores, its fields parse as strictly as [`check_line`] parses them): everything
+/// [`check_chain`] needs but its place in the chain. Found per line, independently of every
+/// other line, so a batch of lines can be checked on every core ([`seal_checks`]).
+#[derive(Debug)]
+pub(crate) struct Sealed<'a> {
+    seq: u64,
+    prev: std::borrow::Cow<'a, str>,
+    link: Link<'a>,
+}
+
+/// A line's own checks ([`Sealed`]); `None` when any of them fails (then [`check_line`] says
+/// why).
+fn sealed(line: &[u8]) -> Option<Sealed<'_>> {
+    let suffix_len = HASH_KEY.len() + HASH_HEX_LEN + LINE_END.len();
+    if line.len() <= suffix_len
+        || !line.ends_with(LINE_END)
+        || !line[line.len() - suffix_len..].starts_with(HASH_KEY)
+    {
+        return None;
+    }
+    let body = &line[..line.len() - suffix_len];
+    let stored_hex = &line[line.len() - LINE_END.len() - HASH_HEX_LEN..line.len() - LINE_END.len()];
+    let mut hasher = Sha256::new();
+    hasher.update(body);
+    hasher.update(b"}");
+    let mut actual = [0u8; HASH_HEX_LEN];
+    hex::encode_to_slice(hasher.finalize(), &mut actual).ok()?;
+    if stored_hex != actual {
+        return None;
+    }
+    let b: Borrowed<'_> = serde_json::from_slice(line).ok()?;
+    let time = DateTime::parse_from_rfc3339(&b.time).ok()?;
+    (b.hash.as_bytes() == actual).then_some(Sealed {
+        seq: b.seq,
+        prev: b.prev,
+        link: Link {
+            kind: b.kind,
+            hash: actual,
+            time: time.with_timezone(&Utc),
+        },
+    })
+}
+
+/// Below this many lines a batch is checked on the calling thread alone.
+const PARALLEL_FROM: usize = 4096;
+
+/// [`Sealed`] for each of `lines`, in order, the lines spread over the machine's cores (each
+/// line's hash and parse depend on that line alone; only the links between them are checked
+/// in order, by [`check_chain_sealed`]).
+pub(crate) fn seal_checks<'a>(lines: &[&'a [u8]]) -> Vec<Option<Sealed<'a>>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || lines.len() < PARALLEL_FROM {
+        return lines.iter().map(|l| sealed(l)).collect();
+    }
+    let chunk = lines.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = lines
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|l| sealed(l)).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
 /// Checks one stored line as the record at `expected_seq` after `prev_hash`, as [`check_line`]
 /// does, without building the record: the stored bytes are hashed and the line parsed once
 /// into borrowed fields, `data` validated in passing. It accepts exactly the lines
 /// [`check_line`] accepts, and on any failure returns [`check_line`]'s own error, so every
-/// reason reads the same.
+/// reason reads the same. (Readers check batches: [`seal_checks`], [`check_chain_sealed`].)
+#[cfg(test)]
 pub(crate) fn check_chain<'a>(
     line: &'a [u8],
     expected_seq: u64,
     prev_hash: &str,
 ) -> Result<Link<'a>, LineError> {
-    let fast = || -> Option<Link<'a>> {
-        let suffix_len = HASH_KEY.len() + HASH_HEX_LEN + LINE_END.len();
-        if line.len() <= suffix_len
-            || !line.ends_with(LINE_END)
-            || !line[line.len() - suffix_len..].starts_with(HASH_KEY)
-        {
-            return None;
-        }
-        let body = &line[..line.len() - suffix_len];
-        let stored_hex =
-            &line[line.len() - LINE_END.len() - HASH_HEX_LEN..line.len() - LINE_END.len()];
-        let mut hasher = Sha256::new();
-        hasher.update(body);
-        hasher.update(b"}");
-        let mut actual = [0u8; HASH_HEX_LEN];
-        hex::encode_to_slice(hasher.finalize(), &mut actual).ok()?;
-        if stored_hex != actual {
-            return None;
-        }
-        let b: Borrowed<'a> = serde_json::from_slice(line).ok()?;
-        let time = DateTime::parse_from_rfc3339(&b.time).ok()?;
-        let fits = b.hash.as_bytes() == actual && b.seq == expected_seq && b.prev == prev_hash;
-        fits.then_some(Link {
-            kind: b.kind,
-            hash: actual,
-            time: time.with_timezone(&Utc),
-        })
-    };
-    match fast() {
-        Some(link) => Ok(link),
-        None => match check_line(line, expected_seq, prev_hash) {
+    check_chain_sealed(sealed(line), line, expected_seq, prev_hash)
+}
+
+/// [`check_chain`] given the line's own checks, already made ([`seal_checks`]).
+pub(crate) fn check_chain_sealed<'a>(
+    sealed: Option<Sealed<'a>>,
+    line: &'a [u8],
+    expected_seq: u64,
+    prev_hash: &str,
+) -> Result<Link<'a>, LineError> {
+    match sealed {
+        Some(s) if s.seq == expected_seq && s.prev == prev_hash => Ok(s.link),
+        _ => match check_line(line, expected_seq, prev_hash) {
             Err(e) => Err(e),
             // Unreachable while both check the same things; if they ever disagree, the full
             // check has the last word.

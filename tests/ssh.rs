@@ -649,3 +649,82 @@ async fn connect_timeout_is_honoured() {
     assert!(start.elapsed() < Duration::from_secs(4));
     drop(l);
 }
+
+/// A stand-in admin socket in `dir`: answers each connection's one line with what it was sent
+/// and which program connected (the peer's /proc/PID/comm), then closes, as HAProxy's runtime
+/// API does in non-interactive mode.
+fn admin_socket(dir: &Path) -> PathBuf {
+    let path = dir.join("admin.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let peer = stream
+                    .peer_cred()
+                    .ok()
+                    .and_then(|c| c.pid())
+                    .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+                    .unwrap_or_default();
+                let (rd, mut wr) = stream.into_split();
+                let mut line = String::new();
+                BufReader::new(rd).read_line(&mut line).await.unwrap();
+                let answer = format!("got {} from {}\n", line.trim_end(), peer.trim());
+                wr.write_all(answer.as_bytes()).await.unwrap();
+            });
+        }
+    });
+    path
+}
+
+#[tokio::test]
+async fn admin_socket_requests_ride_the_connection_else_socat() {
+    support::sshd::require_tools("SSH TESTS", &["socat"]);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = admin_socket(dir.path());
+    let timeout = Duration::from_secs(10);
+
+    // Forwarding allowed (OpenSSH's default): a direct-streamlocal channel, sshd connects.
+    let (sshd, _client, t) = ready().await;
+    let transport = cutover::transport::Transport::Ssh(t.clone());
+    for _ in 0..3 {
+        let answer = transport
+            .socket_request(&socket, "show stat", false, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", sshd.log()));
+        assert!(answer.starts_with("got show stat from sshd"), "{answer}");
+    }
+    t.close().await;
+
+    // Forwarding disabled: refused administratively, then socat on the host (and not asked
+    // again on that connection).
+    let client = ClientSide::new();
+    let sshd = start_sshd(&[&client.key()], "AllowStreamLocalForwarding no");
+    client.write_config(&[("node", &sshd, "")]);
+    client.trust(&sshd);
+    let t = client.connect("node").await.unwrap();
+    let transport = cutover::transport::Transport::Ssh(t.clone());
+    for _ in 0..2 {
+        let answer = transport
+            .socket_request(&socket, "show stat", false, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nsshd log:\n{}", sshd.log()));
+        assert_eq!(answer, "got show stat from socat\n");
+    }
+    let refusals = sshd.log().matches("refused streamlocal").count()
+        + sshd.log().matches("streamlocal forwarding").count();
+    assert!(
+        refusals <= 1,
+        "asked again after a refusal:\n{}",
+        sshd.log()
+    );
+
+    // A socket that is not there: the error names it, whichever way was tried.
+    let err = transport
+        .socket_request(&dir.path().join("gone.sock"), "show stat", false, timeout)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gone.sock"), "{err}");
+    t.close().await;
+}

@@ -54,14 +54,26 @@ impl Transport {
         match self {
             Transport::Local(t) => t.socket_request(socket, request, timeout).await,
             Transport::Ssh(t) => {
-                let cmd = format!(
-                    "socat -t 5 stdio UNIX-CONNECT:{}",
-                    shell_quote(&socket.to_string_lossy())
-                );
                 let mut line = request.to_string();
                 if !line.ends_with('\n') {
                     line.push('\n');
                 }
+                // Through the connection itself where the server allows it and the login user
+                // may connect (no sudo asked for); else `socat` on the host.
+                let mut tried_channel = false;
+                if !sudo {
+                    match t
+                        .streamlocal_request(socket, line.as_bytes(), timeout)
+                        .await?
+                    {
+                        Some(answer) => return Ok(String::from_utf8_lossy(&answer).into_owned()),
+                        None => tried_channel = true,
+                    }
+                }
+                let cmd = format!(
+                    "socat -t 5 stdio UNIX-CONNECT:{}",
+                    shell_quote(&socket.to_string_lossy())
+                );
                 let out = t
                     .exec(
                         &cmd,
@@ -82,6 +94,9 @@ impl Transport {
                             out.last_line()
                         ),
                     });
+                }
+                if tried_channel {
+                    t.streamlocal_refused();
                 }
                 Ok(out.stdout_str())
             }

@@ -31,7 +31,8 @@ use russh::client::Handle;
 use session::{Live, disconnect};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// Whether connecting to `target` might ask for a passphrase: one of its hops names an identity
 /// file that exists and is encrypted (ssh-agent may still hold it).
@@ -60,6 +61,9 @@ struct Inner {
     hops: Vec<Hop>,
     prompt: Option<PassphrasePrompt>,
     live: tokio::sync::Mutex<Option<Live>>,
+    /// The server refused a direct-streamlocal channel that a command then reached: not asked
+    /// again.
+    no_streamlocal: AtomicBool,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -130,6 +134,7 @@ impl SshTransport {
                 hops,
                 prompt,
                 live: tokio::sync::Mutex::new(None),
+                no_streamlocal: AtomicBool::new(false),
             }),
         };
         let live = session::open(&t.inner.hops, t.inner.prompt.as_ref()).await?;
@@ -199,6 +204,84 @@ impl SshTransport {
                 msg: e.to_string(),
             }),
         }
+    }
+
+    /// Send `request` to a UNIX stream socket on the host through the connection itself (the
+    /// `direct-streamlocal@openssh.com` channel `ssh -L local:/remote.sock` uses: no shell, no
+    /// `socat`, one round trip) and read until the socket closes. `Ok(None)` when the server
+    /// would not open the channel (forwarding disabled: `AllowStreamLocalForwarding no`,
+    /// `DisableForwarding yes`, or the socket could not be connected as the login user): the
+    /// caller then runs a command instead, and calls [`SshTransport::streamlocal_refused`]
+    /// when that command reached the socket. (OpenSSH answers "connect failed" both to a
+    /// forwarding it does not allow and to a socket that is not there, so only the fallback
+    /// can tell.)
+    pub async fn streamlocal_request(
+        &self,
+        socket: &Path,
+        request: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, TransportError> {
+        if self.inner.no_streamlocal.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let path = socket.to_string_lossy().into_owned();
+        let timed_out = || TransportError::Timeout {
+            host: self.label(),
+            what: format!("a request to {}", socket.display()),
+            secs: timeout.as_secs().max(1),
+        };
+        let refused = |e: &russh::Error| matches!(e, russh::Error::ChannelOpenFailure(_));
+        let handle = self.handle().await?;
+        let open = |h: Arc<Handle<Client>>, path: String| async move {
+            tokio::time::timeout_at(deadline, h.channel_open_direct_streamlocal(path)).await
+        };
+        let channel = match open(handle.clone(), path.clone()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) if refused(&e) => return Ok(None),
+            Ok(Err(first)) => {
+                // The connection went away between requests. Nothing was sent: reconnect once.
+                let handle = self.reconnect(&handle).await.map_err(|e| match e {
+                    TransportError::Connect { host, msg } => TransportError::Connect {
+                        host,
+                        msg: format!("connection lost ({first}); reconnecting failed: {msg}"),
+                    },
+                    other => other,
+                })?;
+                match open(handle, path).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) if refused(&e) => return Ok(None),
+                    Ok(Err(e)) => return Err(self.io(format!("cannot open a channel: {e}"))),
+                }
+            }
+        };
+        let (mut rd, wr) = channel.split();
+        let answer = tokio::time::timeout_at(deadline, async {
+            wr.data(request)
+                .await
+                .map_err(|e| self.io(format!("cannot send to {}: {e}", socket.display())))?;
+            let _ = wr.eof().await;
+            let mut answer = Vec::new();
+            while let Some(msg) = rd.wait().await {
+                match msg {
+                    russh::ChannelMsg::Data { data } => exec::push_bounded(&mut answer, &data),
+                    russh::ChannelMsg::Eof | russh::ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            Ok(answer)
+        })
+        .await;
+        let _ = wr.close().await;
+        answer.map_err(|_| timed_out())?.map(Some)
+    }
+
+    /// The socket was reached by a command where a direct-streamlocal channel was refused: the
+    /// server does not forward for this login, so it is not asked again on this transport.
+    pub fn streamlocal_refused(&self) {
+        self.inner.no_streamlocal.store(true, Ordering::Relaxed);
     }
 
     /// Close the connection (and any jump-host sessions). Later `exec` calls reconnect.

@@ -269,8 +269,9 @@ async fn take(fleet: &Fleet, node: &Node, me: &Holder) -> Result<Took, ShError> 
     // Atomic: the whole holder goes to a temporary file, then link(2) gives it the lock's name
     // only if nothing has it. Exit 3 and the current holder when something does.
     let create = format!(
-        "umask 077; mkdir -p {dir} || exit 1; t={dir}/.fleet.lock.$$; cat > \"$t\" || {{ rm -f \"$t\"; exit 1; }}; \
-         if ln \"$t\" {file} 2>/dev/null; then rm -f \"$t\"; exit 0; fi; rm -f \"$t\"; cat {file} 2>/dev/null; exit 3"
+        "umask 077; mkdir -p {dir} || exit 1; t={dir}/.fleet.lock.$$; {receive}; \
+         if ln \"$t\" {file} 2>/dev/null; then rm -f \"$t\"; exit 0; fi; rm -f \"$t\"; cat {file} 2>/dev/null; exit 3",
+        receive = crate::transport::receive_stdin("\"$t\"", &json),
     );
     let (status, text) = sh_raw(fleet, node, &create, Some(json.clone())).await?;
     if status == 0 {
@@ -281,8 +282,10 @@ async fn take(fleet: &Fleet, node: &Node, me: &Holder) -> Result<Took, ShError> 
         && h.is_mine_to_take_back(me)
     {
         // The same run resumed on the same journal: the lock becomes this process's.
-        let replace =
-            format!("umask 077; t={dir}/.fleet.lock.$$; cat > \"$t\" && mv -f \"$t\" {file}");
+        let replace = format!(
+            "umask 077; t={dir}/.fleet.lock.$$; {}; mv -f \"$t\" {file}",
+            crate::transport::receive_stdin("\"$t\"", &json)
+        );
         sh_raw(fleet, node, &replace, Some(json)).await?;
         return Ok(Took::Back);
     }

@@ -134,6 +134,21 @@ pub fn redact(line: &str) -> String {
     out
 }
 
+/// Shell that writes the command's stdin to `file` (a shell word, e.g. `"$t"`) and fails
+/// unless it received all of `content`: when the sender dies or the connection drops
+/// mid-write, the remote `cat` sees an ordinary end of input, and the truncated file must not
+/// be renamed over anything. On a short or different input it removes `file`, says so on
+/// stderr and exits 1 (the script's next command never runs).
+pub fn receive_stdin(file: &str, content: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let want = hex::encode(Sha256::digest(content));
+    format!(
+        "{{ cat > {file} && h=$(sha256sum < {file}) && [ \"${{h%% *}}\" = {want} ]; }} || \
+         {{ rm -f -- {file}; echo 'cutover: the input was incomplete ({} bytes were sent; did the sender stop mid-write?): nothing was replaced' >&2; exit 1; }}",
+        content.len()
+    )
+}
+
 /// Quote a string for a POSIX shell: single quotes, with embedded single quotes closed and escaped.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
@@ -197,5 +212,44 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    /// What a killed sender or a dropped connection leaves the remote side: an ordinary end of
+    /// input after part of the content. Nothing may be renamed over the target then.
+    #[test]
+    fn a_cut_input_is_refused_and_removed() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("keystone.conf");
+        std::fs::write(&target, "old\n").unwrap();
+        let content = b"[token]\nprovider = jws\n".repeat(100);
+        let script = format!(
+            "set -e; t={}.new; {}; mv -f \"$t\" {}",
+            shell_quote(&target.to_string_lossy()),
+            super::receive_stdin("\"$t\"", &content),
+            shell_quote(&target.to_string_lossy())
+        );
+        let run = |input: &[u8]| {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(input).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        for cut in [0, 1, content.len() / 2, content.len() - 1] {
+            let out = run(&content[..cut]);
+            assert_eq!(out.status.code(), Some(1), "cut at {cut}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("incomplete"));
+            assert_eq!(std::fs::read(&target).unwrap(), b"old\n", "cut at {cut}");
+            assert!(!dir.path().join("keystone.conf.new").exists());
+        }
+        let mut longer = content.clone();
+        longer.push(b'x');
+        assert_eq!(run(&longer).status.code(), Some(1));
+        assert!(run(&content).status.success());
+        assert_eq!(std::fs::read(&target).unwrap(), content);
     }
 }

@@ -12,7 +12,8 @@ pub mod local;
 pub mod ssh;
 
 pub use command::{
-    ExecOpts, ExecOutput, MAX_OUTPUT, TransportError, redact, shell_quote, signal_name,
+    ExecOpts, ExecOutput, MAX_OUTPUT, TransportError, receive_stdin, redact, shell_quote,
+    signal_name,
 };
 
 use std::path::Path;
@@ -140,7 +141,8 @@ impl Transport {
             None => String::new(),
         };
         let cmd = format!(
-            "set -e; umask 077; tmp=$(mktemp {p}.cutover.XXXXXX); trap 'rm -f \"$tmp\"' EXIT; cat > \"$tmp\"; chmod {mode:o} \"$tmp\"{chown}; mv -f \"$tmp\" {p}; trap - EXIT"
+            "set -e; umask 077; tmp=$(mktemp {p}.cutover.XXXXXX); trap 'rm -f \"$tmp\"' EXIT; {}; chmod {mode:o} \"$tmp\"{chown}; mv -f \"$tmp\" {p}; trap - EXIT",
+            receive_stdin("\"$tmp\"", content)
         );
         let out = self
             .exec(

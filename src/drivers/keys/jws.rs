@@ -125,13 +125,15 @@ impl Fleet {
         let script = format!(
             r#"set -e; umask 077; s={s}
 mkdir -p -- "$s"
-cat > "$s/private.pem.cutover-new"; chmod 600 -- "$s/private.pem.cutover-new"
+{receive}; chmod 600 -- "$s/private.pem.cutover-new"
 printf '%s' {public} > "$s/public.pem.cutover-new"; chmod 644 -- "$s/public.pem.cutover-new"
 mv -f -- "$s/private.pem.cutover-new" "$s/private.pem"
 mv -f -- "$s/public.pem.cutover-new" "$s/public.pem"
 "#,
             s = shell_quote(staging),
             public = shell_quote(public_pem),
+            receive =
+                crate::transport::receive_stdin("\"$s/private.pem.cutover-new\"", private_pem),
         );
         let _permit = self.limit.acquire().await.expect("semaphore open");
         let out = t

@@ -498,7 +498,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// first (`cp -p`, beside it), the new text written into a copy (same mode and owner) renamed
 /// over it, then printed back. Otherwise the current text on stdout and exit
 /// [`CONF_CHANGED`], nothing written.
-pub fn set_provider_script(conf: &str, backup: &str, was: &str) -> String {
+pub fn set_provider_script(conf: &str, backup: &str, was: &str, new: &[u8]) -> String {
     format!(
         r#"set -e; c={c}; b={b}; was={w}
 have=$(sha256sum < "$c"); have=${{have%% *}}
@@ -507,7 +507,7 @@ n="$c.cutover-new.$$"
 trap 'rm -f -- "$n"' EXIT
 cp -p -- "$c" "$b"
 cp -p -- "$c" "$n"
-cat > "$n"
+{receive}
 mv -f -- "$n" "$c"
 trap - EXIT
 cat -- "$c"
@@ -516,6 +516,7 @@ cat -- "$c"
         b = shell_quote(backup),
         w = shell_quote(was),
         changed = CONF_CHANGED,
+        receive = crate::transport::receive_stdin("\"$n\"", new),
     )
 }
 
@@ -729,5 +730,51 @@ mod tests {
             staging_dir("/etc/keystone/jws-keys/private/"),
             "/etc/keystone/jws-keys/.cutover-staging"
         );
+    }
+
+    /// kill -9 of cutover (or a dropped SSH connection) while keystone.conf's new text is on its
+    /// way leaves keystone.conf as it was, never cut short (the kill-9 sweep found a node whose
+    /// key repositories vanished: a truncated keystone.conf no longer named them).
+    #[test]
+    fn set_provider_script_never_installs_a_cut_text() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("keystone.conf");
+        let old = "[token]\nprovider = fernet\n[fernet_tokens]\nkey_repository = /k\n";
+        std::fs::write(&conf, old).unwrap();
+        let new = old.replace("fernet\n[", "jws\n[");
+        let script = set_provider_script(
+            &conf.to_string_lossy(),
+            &format!("{}.bak", conf.display()),
+            &sha256_hex(old.as_bytes()),
+            new.as_bytes(),
+        );
+        let run = |input: &[u8]| {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(input).unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let out = run(&new.as_bytes()[..20]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), old);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("cutover-new"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let out = run(new.as_bytes());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), new);
     }
 }

@@ -83,6 +83,7 @@ impl Fleet {
                 &conf.display().to_string(),
                 &backup,
                 &api::sha256_hex(text.as_bytes()),
+                new.as_bytes(),
             );
             let t = self.node_transport(node).await?;
             let out = {

@@ -137,15 +137,14 @@ pub fn redact(line: &str) -> String {
 /// Shell that writes the command's stdin to `file` (a shell word, e.g. `"$t"`) and fails
 /// unless it received all of `content`: when the sender dies or the connection drops
 /// mid-write, the remote `cat` sees an ordinary end of input, and the truncated file must not
-/// be renamed over anything. On a short or different input it removes `file`, says so on
-/// stderr and exits 1 (the script's next command never runs).
+/// be renamed over anything. (The length is the check: the transport itself, SSH's MAC or a
+/// local pipe, does not alter bytes; it can only stop early.) On a short or long input it
+/// removes `file`, says so on stderr and exits 1 (the script's next command never runs).
 pub fn receive_stdin(file: &str, content: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    let want = hex::encode(Sha256::digest(content));
+    let want = content.len();
     format!(
-        "{{ cat > {file} && h=$(sha256sum < {file}) && [ \"${{h%% *}}\" = {want} ]; }} || \
-         {{ rm -f -- {file}; echo 'cutover: the input was incomplete ({} bytes were sent; did the sender stop mid-write?): nothing was replaced' >&2; exit 1; }}",
-        content.len()
+        "{{ cat > {file} && [ $(($(wc -c < {file}))) -eq {want} ]; }} || \
+         {{ rm -f -- {file}; echo 'cutover: the input was incomplete ({want} bytes were sent; did the sender stop mid-write?): nothing was replaced' >&2; exit 1; }}"
     )
 }
 

@@ -191,7 +191,11 @@ fn mixing_the_pool_needs_a_deliberate_confirmation() {
     let mut r = Run::start();
     r.run_to_gate(Gate::MixedPool, Some("ks1"), ALL);
     let d = r.settle_one().unwrap();
-    assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
+    // One read for validated-before-readd and mixed-pool: the first passes, the second asks.
+    assert_eq!(
+        Run::kinds(&d),
+        vec!["outcome", "gate_passed", "hard_stop_raised"]
+    );
     let hs = r.state.hard_stop.clone().unwrap();
     assert_eq!(hs.id, "mixed-pool");
     assert!(
@@ -230,7 +234,11 @@ fn mixing_the_pool_needs_a_deliberate_confirmation() {
     });
     assert_eq!(actions(&d), vec!["probe"]);
     let d = r.settle_one().unwrap();
-    assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
+    // (the block of gates before the re-add, on its one read: validated-before-readd passes)
+    assert_eq!(
+        Run::kinds(&d),
+        vec!["outcome", "gate_passed", "hard_stop_raised"]
+    );
     // Confirming re-adds ks1.
     let d = r.when(Command::Confirm {
         id: "mixed-pool".into(),
@@ -734,7 +742,13 @@ fn a_node_back_in_the_pool_at_the_re_add_decision_is_a_breach_not_a_question() {
     let d = r.settle_one().unwrap();
     assert_eq!(
         Run::kinds(&d),
-        vec!["outcome", "pool_breach", "intent", "hard_stop_raised"]
+        vec![
+            "outcome",
+            "gate_passed",
+            "pool_breach",
+            "intent",
+            "hard_stop_raised"
+        ]
     );
     assert_eq!(actions(&d), vec!["lb.maint"]);
     assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "pool-breach");
@@ -1373,7 +1387,12 @@ fn halves_flip_a_swap_once_then_flip_b_without_a_mixed_pool() {
 
 #[test]
 fn no_swap_while_a_node_of_half_a_is_not_proven() {
-    let mut r = halves();
+    // Half A of two: ks2 alone could carry the pool, so only validated-before-swap (every node
+    // of A proven, not just enough of them) stands between ks1 and the swap.
+    let mut r = Run::start_with(run_started(&[
+        ("strategy", "halves"),
+        ("half_a", "ks1,ks2"),
+    ]));
     r.run_to_gate(Gate::ValidatedBeforeSwap, None, HALVES);
     // ks1 answers its direct token as fernet (its restart did not take the flip).
     r.fleet.running.insert("ks1".into(), "fernet".into());
@@ -1452,4 +1471,93 @@ fn a_bad_split_is_a_plan_error_that_says_what_to_do() {
         .flatten()
         .collect();
     assert_eq!(drain, ["ks2", "ks3"]);
+}
+
+/// A block of gates right before an action is judged on one read when one gate's read holds
+/// what the others need; a pool read that must be the last before its action stays apart.
+/// Preflight's four gates share one probe (nodes and load balancers); before each re-add,
+/// validated-before-readd and mixed-pool share one (the load balancers and every node's
+/// token); keys-everywhere and out-of-pool read apart, and out-of-pool's (load balancers only)
+/// is the last intent before every flip.
+#[test]
+fn a_block_of_gates_is_judged_on_one_read_and_the_pool_read_stays_last() {
+    use cutover::engine::action::{ActionSpec, Misc};
+    let mut r = Run::start();
+    r.run_until_stopped(ALL);
+    assert_eq!(r.state.status, RunStatus::Completed);
+    // Each gate decision (passed, or the hard stop it asked) with the probe it was judged on.
+    let mut probe: Option<(u64, ActionSpec)> = None;
+    let mut judged: Vec<(String, Option<String>, u64)> = Vec::new();
+    let mut last_intent: Option<ActionSpec> = None;
+    for (_, e) in &r.events {
+        match e {
+            Event::Intent(i) => {
+                if i.action == "keystone.set_provider" {
+                    assert!(
+                        matches!(&last_intent, Some(ActionSpec::Misc(Misc::Probe { nodes, lb: true, tokens, .. }))
+                            if nodes.is_empty() && tokens.is_empty()),
+                        "the read right before flipping {:?} was {last_intent:?}",
+                        i.node
+                    );
+                }
+                if i.action == "probe" {
+                    probe = Some((i.id, i.spec.clone()));
+                }
+                last_intent = Some(i.spec.clone());
+            }
+            Event::GatePassed { gate, node, .. } => {
+                judged.push((gate.clone(), node.clone(), probe.as_ref().unwrap().0))
+            }
+            Event::HardStopRaised(h) if h.id == "mixed-pool" => {
+                judged.push((h.id.clone(), h.node.clone(), probe.as_ref().unwrap().0))
+            }
+            _ => {}
+        }
+    }
+    let read_of = |gate: &str, node: Option<&str>| {
+        judged
+            .iter()
+            .filter(|(g, n, _)| g == gate && n.as_deref() == node)
+            .map(|(_, _, id)| *id)
+            .collect::<Vec<_>>()
+    };
+    let preflight: Vec<u64> = [
+        "providers-agree",
+        "not-on-target",
+        "pool-healthy",
+        "fernet-keys-everywhere",
+    ]
+    .iter()
+    .flat_map(|g| read_of(g, None))
+    .collect();
+    assert_eq!(preflight.len(), 4, "{judged:?}");
+    assert!(preflight.iter().all(|id| *id == preflight[0]), "{judged:?}");
+    for n in ["ks1", "ks2", "ks3"] {
+        let validated = read_of("validated-before-readd", Some(n));
+        let mixed = read_of("mixed-pool", Some(n));
+        assert_eq!(validated.len(), 1, "{n}: {judged:?}");
+        assert_eq!(validated, mixed, "{n}: one read for both");
+    }
+    // Keys-everywhere before a flip and the out-of-pool right after it: two reads.
+    let keys = read_of("keys-everywhere", None);
+    let out = read_of("out-of-pool", Some("ks2"));
+    assert!(keys.iter().all(|k| !out.contains(k)), "{judged:?}");
+    // The next node's pool-capacity is judged on the read that saw the previous one UP (both
+    // read the load balancers; nothing happened between them).
+    for (prev, next) in [("ks1", "ks2"), ("ks2", "ks3")] {
+        assert_eq!(
+            read_of("in-pool", Some(prev)),
+            read_of("pool-capacity", Some(next)),
+            "{judged:?}"
+        );
+    }
+    // Fewer probes than gate decisions: 3 + 3 + 2 judged on a read they did not start.
+    let probes = r
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Intent(i) if i.action == "probe"))
+        .count();
+    let reads: std::collections::BTreeSet<u64> = judged.iter().map(|(_, _, id)| *id).collect();
+    assert_eq!(judged.len() - reads.len(), 3 + 3 + 2, "{judged:?}");
+    assert!(probes >= reads.len());
 }

@@ -814,7 +814,7 @@ fn replay_shows_who_confirmed_a_hard_stop() {
     let text = shot(&mut app, p.state(), t0(), 80, 24);
     assert!(text.contains("HARD STOP (replay)"), "{text}");
     assert!(
-        text.contains("confirmed (Shift+Y) by alice@bastion at 01:01:57"),
+        text.contains("confirmed (Shift+Y) by alice@bastion at 01:01:54"),
         "{text}"
     );
     assert!(

@@ -12,6 +12,8 @@
 
 use super::fleet::{self, Fleet};
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use cutover::engine::action::probe_covers;
+use cutover::engine::decide::gate_probe;
 use cutover::engine::events::*;
 use cutover::engine::plan::OpKind;
 use cutover::engine::state::State;
@@ -284,14 +286,32 @@ impl Run {
         self.run_until(Some(confirm), |_| false);
     }
 
-    /// Run until the op at the cursor is the given gate for the given node (not yet probed).
+    /// Run until the read the given gate for the given node will be judged on is about to run:
+    /// its own probe, or the one probe of the block of gates it belongs to (a block of gates
+    /// shares one read when one gate's read holds what the others need), so that a change made
+    /// now is what the gate sees.
     #[track_caller]
     pub fn run_to_gate(&mut self, gate: Gate, node: Option<&str>, confirm: &[&str]) {
         let reached = self.run_until(Some(confirm), |r| {
-            r.state.current_op().is_some_and(|op| {
+            let is_target = |op: &cutover::engine::plan::Op| {
                 matches!(&op.kind, OpKind::Gate { gate: g, .. } if *g == gate)
                     && op.node.as_deref() == node
-            }) && r.pending.len() == 1
+            };
+            let Some(cur) = r.state.current_op() else {
+                return false;
+            };
+            let target = r.state.plan[cur.index..]
+                .iter()
+                .take_while(|op| op.step == cur.step && matches!(op.kind, OpKind::Gate { .. }))
+                .find(|op| is_target(op));
+            let Some(target) = target else {
+                return false;
+            };
+            let probing = r.pending.len() == 1 && r.pending[0].spec.name() == "probe";
+            (is_target(cur) && r.pending.len() == 1)
+                || probing
+                    && gate_probe(&r.state, target.index)
+                        .is_some_and(|want| probe_covers(&r.pending[0].spec, &want))
         });
         assert!(
             reached,

@@ -1,6 +1,7 @@
 //! Actions of no family of their own: read the fleet (probe), wait, and append a host key the
 //! operator accepted at a hard stop to known_hosts.
 
+use super::ActionSpec;
 use super::kit::{Action, Cx, Family, Piece, PlanError, UNTIL_UP_SECS, list, not_mine};
 use crate::runbook::Item;
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,33 @@ impl Family for Misc {
             _ => Err(not_mine(cx, "misc")),
         }
     }
+}
+
+/// Whether the probe `wide` reads everything the probe `narrow` asks for (the nodes' files, the
+/// load balancers, the direct tokens, and the same wait for a health check), so a gate that
+/// asks for `narrow` can be judged on `wide`'s read. Anything but two probes: no.
+pub fn probe_covers(wide: &ActionSpec, narrow: &ActionSpec) -> bool {
+    let (
+        ActionSpec::Misc(Misc::Probe {
+            nodes: wn,
+            lb: wl,
+            tokens: wt,
+            until_up: wu,
+        }),
+        ActionSpec::Misc(Misc::Probe {
+            nodes: nn,
+            lb: nl,
+            tokens: nt,
+            until_up: nu,
+        }),
+    ) = (wide, narrow)
+    else {
+        return false;
+    };
+    nn.iter().all(|n| wn.contains(n))
+        && (*wl || !*nl)
+        && nt.iter().all(|t| wt.contains(t))
+        && (nu.is_none() || nu == wu)
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Moving a run forward: the op at the cursor, step boundaries, in-doubt intents, and the
 //! gates that must have passed right before a guarded action.
 
+use super::outcome::evaluate_gate;
 use super::{Scratch, halt, raise_breach, start_effect, summary};
 use crate::engine::action::ActionSpec;
-use crate::engine::action::Misc;
+use crate::engine::action::{Misc, probe_covers};
 use crate::engine::events::*;
 use crate::engine::gates;
 use crate::engine::halves;
@@ -145,28 +146,25 @@ pub(super) fn advance(s: &mut Scratch) {
                 return;
             }
             OpKind::Gate { gate, .. } => {
-                let Some(inv) = s.state.inventory().cloned() else {
+                let Some(spec) = gate_probe(&s.state, op.index) else {
                     return;
                 };
-                let params = s
-                    .state
-                    .run
-                    .as_ref()
-                    .map(|r| r.params.clone())
-                    .unwrap_or_default();
-                let spec = match (&op.group, gate) {
-                    // About a whole half: the half's capacity, or each of its nodes' token.
-                    (Some(g), Gate::PoolCapacity | Gate::ValidatedBeforeReadd)
-                        if op.node.is_none() =>
-                    {
-                        halves::probe_for(*gate, g, &inv, &params, &s.state.guarded).into()
-                    }
-                    (_, Gate::ValidatedBeforeSwap) => {
-                        halves::probe_for(*gate, halves::HALF_A, &inv, &params, &s.state.guarded)
-                            .into()
-                    }
-                    _ => gates::probe_for(*gate, op.node.as_deref(), &inv),
-                };
+                // Judged on the read of the gates right before it when that read holds all
+                // this gate needs (nothing but gates happened since).
+                if let Some(read) = &s.state.last_gate_read
+                    && read.op < op.index
+                    && (read.op..op.index).all(|i| {
+                        s.state.gates_passed.contains(&i)
+                            && s.state.plan[i].step == op.step
+                            && matches!(s.state.plan[i].kind, OpKind::Gate { .. })
+                    })
+                    && probe_covers(&read.spec, &spec)
+                {
+                    let observed = read.observed.clone();
+                    evaluate_gate(s, op.index, *gate, op.node.clone(), &observed);
+                    continue;
+                }
+                let spec = shared_probe(&s.state, op.index).unwrap_or(spec);
                 start_effect(s, OpRef::Plan(op.index), op.node.clone(), spec);
                 return;
             }
@@ -209,6 +207,56 @@ pub(super) fn advance(s: &mut Scratch) {
             }
         }
     }
+}
+
+/// What the gate op at `index` reads, fetched fresh right before it is judged.
+pub fn gate_probe(state: &State, index: usize) -> Option<ActionSpec> {
+    let op = state.plan.get(index)?;
+    let OpKind::Gate { gate, .. } = &op.kind else {
+        return None;
+    };
+    let inv = state.inventory()?;
+    let params = state
+        .run
+        .as_ref()
+        .map(|r| r.params.clone())
+        .unwrap_or_default();
+    Some(match (&op.group, gate) {
+        // About a whole half: the half's capacity, or each of its nodes' token.
+        (Some(g), Gate::PoolCapacity | Gate::ValidatedBeforeReadd) if op.node.is_none() => {
+            halves::probe_for(*gate, g, inv, &params, &state.guarded).into()
+        }
+        (_, Gate::ValidatedBeforeSwap) => {
+            halves::probe_for(*gate, halves::HALF_A, inv, &params, &state.guarded).into()
+        }
+        _ => gates::probe_for(*gate, op.node.as_deref(), inv),
+    })
+}
+
+/// One read for the block of gates starting at `first`: the read of a gate of the block that
+/// holds what every gate from `first` up to it needs (e.g. validated-before-readd's token is
+/// among mixed-pool's), the longest such stretch. `None` when no later gate's read holds the
+/// earlier ones' needs: then each gate reads for itself, and a pool read that must come last
+/// before its action (out-of-pool after keys-everywhere) still does.
+fn shared_probe(state: &State, first: usize) -> Option<ActionSpec> {
+    let step = &state.plan.get(first)?.step;
+    let mut specs = Vec::new();
+    let mut best = None;
+    for i in first..state.plan.len() {
+        let op = &state.plan[i];
+        if &op.step != step || !matches!(op.kind, OpKind::Gate { .. }) {
+            break;
+        }
+        specs.push(gate_probe(state, i)?);
+        if let Some(wide) = specs
+            .iter()
+            .find(|w| specs.iter().all(|n| probe_covers(w, n)))
+            && specs.len() > 1
+        {
+            best = Some(wide.clone());
+        }
+    }
+    best
 }
 
 /// Defense in depth: a guarded action runs only if the gates guarding it passed on fresh

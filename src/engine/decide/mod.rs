@@ -17,7 +17,7 @@ mod outcome;
 mod tests;
 
 use advance::advance;
-pub use advance::guards_hold;
+pub use advance::{gate_probe, guards_hold};
 use breach::raise_breach;
 use outcome::completed;
 

@@ -112,7 +112,13 @@ pub(super) fn completed(s: &mut Scratch, o: Outcome) {
     }
 }
 
-fn evaluate_gate(s: &mut Scratch, op: usize, gate: Gate, node: Option<String>, obs: &Observation) {
+pub(super) fn evaluate_gate(
+    s: &mut Scratch,
+    op: usize,
+    gate: Gate,
+    node: Option<String>,
+    obs: &Observation,
+) {
     let Some(run) = s.state.run.clone() else {
         return;
     };

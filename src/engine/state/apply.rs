@@ -239,6 +239,7 @@ impl State {
             }
             Event::Intent(i) => {
                 self.next_id = self.next_id.max(i.id + 1);
+                self.last_gate_read = None;
                 if let Some(node) = &i.node {
                     let n = self.node_mut(node);
                     n.activity = Some(i.action.clone());
@@ -307,6 +308,20 @@ impl State {
                     self.set_phase_after(intent.as_ref().map(|i| &i.spec), node, o.ok);
                 }
                 let at_cursor = intent.as_ref().is_some_and(|i| i.op == self.cursor);
+                if at_cursor
+                    && o.ok
+                    && let Some(i) = &intent
+                    && matches!(
+                        self.plan.get(self.cursor).map(|op| &op.kind),
+                        Some(OpKind::Gate { .. })
+                    )
+                {
+                    self.last_gate_read = Some(GateRead {
+                        op: self.cursor,
+                        spec: i.spec.clone(),
+                        observed: o.observed.clone(),
+                    });
+                }
                 if at_cursor {
                     if o.ok {
                         if let Some(i) = &intent {
@@ -332,6 +347,7 @@ impl State {
             // Only said in the log: the decision it leads to is an event of its own.
             Event::GateFailed { .. } => {}
             Event::HardStopRaised(h) => {
+                self.last_gate_read = None;
                 self.hard_stop = Some(h.clone());
                 self.status = RunStatus::AwaitingConfirm;
                 self.raised_at_cursor = true;
@@ -410,6 +426,7 @@ impl State {
                 self.pause_cause = *cause;
             }
             Event::RunPaused { reason } => {
+                self.last_gate_read = None;
                 self.clear_pause_request();
                 self.status = RunStatus::Paused {
                     reason: reason.clone(),
@@ -425,6 +442,7 @@ impl State {
                 in_doubt,
                 observed,
             } => {
+                self.last_gate_read = None;
                 self.merge(observed, time);
                 self.resumed = Some(ResumeNote {
                     at: time,
@@ -489,6 +507,7 @@ impl State {
                 self.maybe_finish_op();
             }
             Event::RunHalted { reason, next, .. } => {
+                self.last_gate_read = None;
                 // A halt supersedes a hard stop that was waiting: confirming it must not un-halt.
                 self.hard_stop = None;
                 // ... and a pause asked for before: it must not pause the next resume.

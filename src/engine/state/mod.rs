@@ -92,6 +92,19 @@ pub struct State {
     pub open_breaches: Vec<Breach>,
     /// What the client-impact meter measured (`client_impact`), and the mixed windows.
     pub impact: crate::engine::impact::ImpactView,
+    /// The last gate's read, while nothing has happened since but gates judged on it: the
+    /// gates right after it that need no more than it read are judged on it too (one read for
+    /// a block of gates). Forgotten at any intent, hard stop, pause, halt or resume.
+    #[serde(skip)]
+    pub last_gate_read: Option<GateRead>,
+}
+
+/// A gate op's probe (what it read and what it saw), for the gates right after it.
+#[derive(Debug, Clone)]
+pub struct GateRead {
+    pub op: usize,
+    pub spec: ActionSpec,
+    pub observed: Observation,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

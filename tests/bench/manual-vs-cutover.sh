@@ -16,6 +16,8 @@
 #   CUTOVER or CUTOVER_BIN (a cutover binary: skips the build; default: `cargo build --release`, then
 #   ${CARGO_TARGET_DIR:-<repo>/target}/release/cutover)   BENCH_KEEP_LAB=1 (leave the lab up)
 #   BENCH_REUSE_LAB=1 (use a lab already up in BENCH_LAB_DIR with the same shape)   LAB_VENV (as lab.sh)
+#   CUTOVER_ARGS (default "--meter off": the manual script runs no client load either; set it to
+#   "" to time cutover with its client-impact meter on)
 # Exit: 0 when every run finished and passed the lab's checks; 1 otherwise (naming the run).
 set -euo pipefail
 
@@ -65,6 +67,8 @@ check_jws() {
     "$LAB" check jws >>"$OUT/lab-check.log" 2>&1 || { tail -5 "$OUT/lab-check.log" >&2; die "the lab is not all-JWS and in the pool after $1"; }
 }
 
+CUTOVER_ARGS=${CUTOVER_ARGS---meter off}
+say "cutover run ... ${CUTOVER_ARGS:-(no extra arguments)}"
 ratios=()
 summary="$OUT/summary.txt"
 : >"$summary"
@@ -75,7 +79,7 @@ for p in $(seq "$N"); do
     t0=$(now)
     (cd "$REPO" && env -u SSH_AUTH_SOCK "$CUTOVER_BIN" run runbooks/fernet-to-jws.yaml \
         -i "$LAB_DIR/inventory.yaml" --headless --answers runbooks/demo-answers.yaml \
-        --journal "$j") >"$OUT/cutover-$p.out" 2>&1 ||
+        --journal "$j" $CUTOVER_ARGS) >"$OUT/cutover-$p.out" 2>&1 ||
         { tail -20 "$OUT/cutover-$p.out" >&2; die "cutover run $p failed (output: $OUT/cutover-$p.out)"; }
     t1=$(now)
     check_jws "cutover run $p"

@@ -728,3 +728,68 @@ async fn admin_socket_requests_ride_the_connection_else_socat() {
     assert!(err.contains("gone.sock"), "{err}");
     t.close().await;
 }
+
+/// Reads run in one kept `sh` per connection (one session for many reads: the login shell and
+/// its rc files once), and answer exactly as a command on its own channel does: stdout,
+/// stderr, exit status, quoting, several lines, a syntax error, sudo's wrapping. A read that
+/// times out closes the kept shell and the next read starts another; reads at the same time
+/// as one that holds the kept shell run on channels of their own.
+#[tokio::test]
+async fn reads_ride_one_kept_shell_and_answer_as_exec_does() {
+    let (sshd, _client, t) = ready().await;
+    let sessions = || sshd.log().matches("Starting session: command").count();
+    let before = sessions();
+    let cases = [
+        "echo hi",
+        "printf 'no newline'",
+        "echo out; echo err >&2; exit 3",
+        "x='it'\\''s'; echo \"$x\"; cat /etc/hostname >/dev/null",
+        "for i in 1 2 3; do\n  echo line $i\ndone",
+        "echo $((1 +",
+        "cd /; pwd; unset HOME; exit 0",
+        "cat",
+    ];
+    for cmd in cases {
+        let want = t.exec(cmd, opts(10)).await.unwrap();
+        let got = t.read(cmd, opts(10)).await.unwrap();
+        assert_eq!(
+            (got.status, &got.stdout),
+            (want.status, &want.stdout),
+            "{cmd}"
+        );
+        // (A syntax error is worded by the shell that read it: the login shell for a channel
+        // of its own, sh for the kept one.)
+        if cmd.contains("((") {
+            assert!(!got.stderr.is_empty());
+        } else {
+            assert_eq!(got.stderr, want.stderr, "{cmd}");
+        }
+    }
+    // The earlier cd and unset stayed in their subshell.
+    let home = t.read("echo $HOME; pwd", opts(10)).await.unwrap();
+    let want = t.exec("echo $HOME; pwd", opts(10)).await.unwrap();
+    assert_eq!(home.stdout, want.stdout);
+    // One session for every read (and one per exec).
+    assert_eq!(sessions() - before, cases.len() + 1 + 1, "{}", sshd.log());
+
+    // A read that outlives its deadline: a timeout, and the next read works.
+    let started = Instant::now();
+    let err = t.read("sleep 5", opts(1)).await.unwrap_err();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        t.read("echo again", opts(10)).await.unwrap().stdout,
+        b"again\n"
+    );
+
+    // Two reads at once: both answered, one of them on a channel of its own.
+    let (a, b) = tokio::join!(
+        t.read("sleep 0.3; echo a", opts(10)),
+        t.read("sleep 0.3; echo b", opts(10))
+    );
+    assert_eq!(
+        (a.unwrap().stdout, b.unwrap().stdout),
+        (b"a\n".to_vec(), b"b\n".to_vec())
+    );
+    t.close().await;
+}

@@ -261,6 +261,28 @@ impl Fleet {
         .await?)
     }
 
+    /// [`Fleet::exec`] for a command that only reads: over SSH it runs in the connection's
+    /// kept shell (no new session, no login shell rc files per read).
+    async fn read_exec(
+        &self,
+        node: &str,
+        cmd: &str,
+        timeout: Duration,
+    ) -> DResult<crate::transport::ExecOutput> {
+        let n = self.node(node)?;
+        let t = self.node_transport(node).await?;
+        let _permit = self.limit.acquire().await.expect("semaphore open");
+        Ok(t.read(
+            cmd,
+            ExecOpts {
+                stdin: None,
+                timeout,
+                sudo: n.sudo,
+            },
+        )
+        .await?)
+    }
+
     /// Run one effect and report what it observed. Never panics; every failure says what
     /// happened, on which node, and what to do next.
     pub async fn execute(&self, id: u64, op: usize, spec: &ActionSpec) -> Outcome {

@@ -222,10 +222,15 @@ impl Fleet {
             ),
             None => (read, Duration::from_secs(30)),
         };
-        let (svc, out) = tokio::join!(
-            api::service_check(&self.http, &n.keystone_url),
-            self.exec(name, &script, timeout)
-        );
+        // A plain read runs in the node's kept shell; an action's change on a channel of its own.
+        let run = async {
+            if pre.is_some() {
+                self.exec(name, &script, timeout).await
+            } else {
+                self.read_exec(name, &script, timeout).await
+            }
+        };
+        let (svc, out) = tokio::join!(api::service_check(&self.http, &n.keystone_url), run);
         let mut out = out?;
         let text = out.stdout_str();
         let mut rest = text.as_str();
@@ -294,7 +299,9 @@ impl Fleet {
             // The repositories are not where they were (or where Keystone keeps them by
             // default): read them where the conf says.
             let script = api::facts_script(&paths.fernet, &paths.private, &paths.public);
-            out = self.exec(name, &script, Duration::from_secs(30)).await?;
+            out = self
+                .read_exec(name, &script, Duration::from_secs(30))
+                .await?;
             if out.status != 0 {
                 return Err(DriverError::new(
                     format!(

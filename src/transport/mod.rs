@@ -43,6 +43,15 @@ impl Transport {
         }
     }
 
+    /// Run a command that only reads (no stdin): over SSH in the connection's kept shell when
+    /// it is free (no new session per read), else as [`Transport::exec`].
+    pub async fn read(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
+        match self {
+            Transport::Local(t) => t.exec(cmd, opts).await,
+            Transport::Ssh(t) => t.read(cmd, opts).await,
+        }
+    }
+
     /// Send one request line to a UNIX stream socket on the host and read the reply until the
     /// peer closes (HAProxy's runtime API in non-interactive mode answers and closes).
     pub async fn socket_request(

@@ -14,6 +14,7 @@ mod auth;
 mod config;
 mod exec;
 mod host_key;
+mod kept;
 mod known_hosts;
 mod passphrase;
 mod session;
@@ -64,6 +65,8 @@ struct Inner {
     /// The server refused a direct-streamlocal channel that a command then reached: not asked
     /// again.
     no_streamlocal: AtomicBool,
+    /// The kept shell for reads ([`SshTransport::read`]), once started.
+    kept: tokio::sync::Mutex<Option<kept::KeptShell>>,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -135,6 +138,7 @@ impl SshTransport {
                 prompt,
                 live: tokio::sync::Mutex::new(None),
                 no_streamlocal: AtomicBool::new(false),
+                kept: tokio::sync::Mutex::new(None),
             }),
         };
         let live = session::open(&t.inner.hops, t.inner.prompt.as_ref()).await?;
@@ -204,6 +208,74 @@ impl SshTransport {
                 msg: e.to_string(),
             }),
         }
+    }
+
+    /// Run a read (no stdin) in the connection's kept shell: one `sh` started once, so the
+    /// read costs no new session (and no login shell's rc files). Falls back to [`exec`] when
+    /// the kept shell is busy with another read, cannot be started, or breaks (reads are safe
+    /// to run again); a timeout is a timeout either way.
+    ///
+    /// [`exec`]: SshTransport::exec
+    pub async fn read(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
+        debug_assert!(opts.stdin.is_none(), "a read takes no stdin");
+        let start = Instant::now();
+        if let Ok(mut kept) = self.inner.kept.try_lock() {
+            if kept.is_none() {
+                *kept = self.start_kept().await;
+            }
+            if let Some(shell) = kept.as_mut() {
+                let line = if opts.sudo {
+                    sudo_command(cmd)
+                } else {
+                    cmd.to_string()
+                };
+                match shell.run(&line, opts.timeout).await {
+                    kept::Kept::Ran {
+                        status,
+                        stdout,
+                        stderr,
+                    } => {
+                        return Ok(ExecOutput {
+                            status,
+                            signal: None,
+                            stdout,
+                            stderr,
+                            duration: start.elapsed(),
+                        });
+                    }
+                    kept::Kept::TimedOut => {
+                        kept.take();
+                        return Err(TransportError::Timeout {
+                            host: self.label(),
+                            what: format!("command `{}`", first_words(cmd)),
+                            secs: opts.timeout.as_secs().max(1),
+                        });
+                    }
+                    kept::Kept::Unusable => {
+                        if let Some(shell) = kept.take() {
+                            shell.close().await;
+                        }
+                    }
+                }
+            }
+        }
+        self.exec(cmd, opts).await
+    }
+
+    /// A new kept shell on the live connection (reconnecting once if it went away).
+    async fn start_kept(&self) -> Option<kept::KeptShell> {
+        let handle = self.handle().await.ok()?;
+        let channel = match handle.channel_open_session().await {
+            Ok(c) => c,
+            Err(_) => self
+                .reconnect(&handle)
+                .await
+                .ok()?
+                .channel_open_session()
+                .await
+                .ok()?,
+        };
+        kept::KeptShell::start(channel).await
     }
 
     /// Send `request` to a UNIX stream socket on the host through the connection itself (the

@@ -189,69 +189,168 @@ pub fn verify(path: &Path) -> VerifyReport {
 /// keys checked in place, which is what keeps verifying a long journal near the cost of hashing
 /// it.
 pub fn verify_keeping(path: &Path, keep: impl Fn(&str) -> bool) -> (VerifyReport, Vec<Record>) {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            let report = VerifyReport {
-                io_error: Some(format!("{}: {e}", path.display())),
-                ..VerifyReport::default()
-            };
-            return (report, Vec::new());
-        }
+    let io_error = |e: std::io::Error| VerifyReport {
+        io_error: Some(format!("{}: {e}", path.display())),
+        ..VerifyReport::default()
     };
-    let mut report = VerifyReport::default();
-    let mut kept = Vec::new();
-    // Every complete line (a final one without its newline is torn), each line's own checks
-    // made on every core, then the chain followed in order.
-    let mut lines: Vec<&[u8]> = Vec::new();
-    let mut offset = 0usize;
-    for nl in memchr::memchr_iter(b'\n', &bytes) {
-        lines.push(&bytes[offset..nl]);
-        offset = nl + 1;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return (io_error(e), Vec::new()),
+    };
+    let mut v = Verifier {
+        report: VerifyReport::default(),
+        kept: Vec::new(),
+        prev: [b'0'; 64],
+        line_no: 0,
+        pending_torn: None,
+        done: false,
+    };
+    // A reader thread reads blocks of whole lines ahead while this one checks the last: each
+    // block's lines get their own checks on every core (seal_checks), then the chain is
+    // followed in order. Buffers go back to the reader, so memory stays at a few blocks.
+    let read = std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reader = sc.spawn(move || read_blocks(file, &tx, &back_rx));
+        for block in rx {
+            if !v.done {
+                v.block(&block, &keep);
+            }
+            let _ = back_tx.send(block);
+        }
+        reader
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    });
+    if let Err(e) = read {
+        return (io_error(e), Vec::new());
     }
-    let tail = &bytes[offset..];
-    let mut sealed = seal_checks(&lines).into_iter();
-    // GENESIS_PREV, as bytes.
-    let mut prev = [b'0'; 64];
-    for (i, line) in lines.iter().enumerate() {
-        let line_no = i + 1;
-        let last = i + 1 == lines.len() && tail.is_empty();
-        let expected = report.records as u64 + 1;
-        let prev_text = std::str::from_utf8(&prev).unwrap_or(GENESIS_PREV);
-        match check_chain_sealed(sealed.next().flatten(), line, expected, prev_text) {
-            Ok(link) => {
-                if keep(&link.kind)
-                    && let Ok(record) = check_line(line, expected, prev_text)
-                {
-                    kept.push(record);
-                }
-                prev = link.hash;
-                report.records += 1;
-            }
-            Err(LineError::NotJson(_)) if last => {
-                report.torn_tail = Some(TornTail {
-                    line_no,
-                    bytes: line.len() + 1,
-                });
-                return (report, kept);
-            }
-            Err(e) => {
-                report.first_bad = Some(BadRecord {
-                    seq: expected,
-                    line_no,
-                    reason: e.reason(),
-                });
-                return (report, kept);
+    v.finish();
+    (v.report, v.kept)
+}
+
+/// How much of the journal `verify` reads at once.
+/// (Small in tests, so that their journals span many blocks.)
+const VERIFY_BLOCK: usize = if cfg!(test) { 64 << 10 } else { 4 << 20 };
+
+/// Send the file in blocks that end at a newline (the last may end without one: a torn line),
+/// reusing the buffers that come back.
+fn read_blocks(
+    mut file: File,
+    tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    back: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut buf = back.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.append(&mut carry);
+        let start = buf.len();
+        buf.resize(start + VERIFY_BLOCK, 0);
+        let mut n = 0;
+        while n < VERIFY_BLOCK {
+            match file.read(&mut buf[start + n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
+        buf.truncate(start + n);
+        if n == 0 {
+            if !buf.is_empty() && tx.send(buf).is_err() {
+                return Ok(());
+            }
+            return Ok(());
+        }
+        match memchr::memrchr(b'\n', &buf) {
+            Some(i) => {
+                carry.extend_from_slice(&buf[i + 1..]);
+                buf.truncate(i + 1);
+                if tx.send(buf).is_err() {
+                    return Ok(());
+                }
+            }
+            // A line longer than a block: read on.
+            None => carry = buf,
+        }
     }
-    if !tail.is_empty() {
-        report.torn_tail = Some(TornTail {
-            line_no: lines.len() + 1,
-            bytes: tail.len(),
-        });
+}
+
+/// The chain followed across blocks.
+struct Verifier {
+    report: VerifyReport,
+    kept: Vec<Record>,
+    prev: [u8; 64],
+    line_no: usize,
+    /// A last line of a block that is not JSON: a torn tail if nothing follows it, else damage.
+    pending_torn: Option<(usize, usize, LineError, u64)>,
+    done: bool,
+}
+
+impl Verifier {
+    fn block(&mut self, block: &[u8], keep: &impl Fn(&str) -> bool) {
+        if let Some((line_no, _, e, seq)) = self.pending_torn.take() {
+            // More followed the non-JSON line: damage.
+            self.report.first_bad = Some(BadRecord {
+                seq,
+                line_no,
+                reason: e.reason(),
+            });
+            self.done = true;
+            return;
+        }
+        let mut lines: Vec<&[u8]> = Vec::new();
+        let mut from = 0;
+        for nl in memchr::memchr_iter(b'\n', block) {
+            lines.push(&block[from..nl]);
+            from = nl + 1;
+        }
+        let tail = &block[from..];
+        let mut sealed = seal_checks(&lines).into_iter();
+        for (i, line) in lines.iter().enumerate() {
+            self.line_no += 1;
+            let expected = self.report.records as u64 + 1;
+            let prev_text = std::str::from_utf8(&self.prev).unwrap_or(GENESIS_PREV);
+            match check_chain_sealed(sealed.next().flatten(), line, expected, prev_text) {
+                Ok(link) => {
+                    if keep(&link.kind)
+                        && let Ok(record) = check_line(line, expected, prev_text)
+                    {
+                        self.kept.push(record);
+                    }
+                    self.prev = link.hash;
+                    self.report.records += 1;
+                }
+                Err(e @ LineError::NotJson(_)) if i + 1 == lines.len() && tail.is_empty() => {
+                    self.pending_torn = Some((self.line_no, line.len() + 1, e, expected));
+                    return;
+                }
+                Err(e) => {
+                    self.report.first_bad = Some(BadRecord {
+                        seq: expected,
+                        line_no: self.line_no,
+                        reason: e.reason(),
+                    });
+                    self.done = true;
+                    return;
+                }
+            }
+        }
+        if !tail.is_empty() {
+            self.report.torn_tail = Some(TornTail {
+                line_no: self.line_no + 1,
+                bytes: tail.len(),
+            });
+            self.done = true;
+        }
     }
-    (report, kept)
+
+    fn finish(&mut self) {
+        if let Some((line_no, bytes, _, _)) = self.pending_torn.take() {
+            self.report.torn_tail = Some(TornTail { line_no, bytes });
+        }
+    }
 }
 
 /// Follows a journal as it grows (`replay --follow`), without locking it.

@@ -247,18 +247,7 @@ impl Fleet {
         cmd: &str,
         timeout: Duration,
     ) -> DResult<crate::transport::ExecOutput> {
-        let n = self.node(node)?;
-        let t = self.node_transport(node).await?;
-        let _permit = self.limit.acquire().await.expect("semaphore open");
-        Ok(t.exec(
-            cmd,
-            ExecOpts {
-                stdin: None,
-                timeout,
-                sudo: n.sudo,
-            },
-        )
-        .await?)
+        self.exec_as(node, cmd, timeout, false).await
     }
 
     /// [`Fleet::exec`] for a command that only reads: over SSH it runs in the connection's
@@ -269,18 +258,29 @@ impl Fleet {
         cmd: &str,
         timeout: Duration,
     ) -> DResult<crate::transport::ExecOutput> {
+        self.exec_as(node, cmd, timeout, true).await
+    }
+
+    async fn exec_as(
+        &self,
+        node: &str,
+        cmd: &str,
+        timeout: Duration,
+        read: bool,
+    ) -> DResult<crate::transport::ExecOutput> {
         let n = self.node(node)?;
         let t = self.node_transport(node).await?;
         let _permit = self.limit.acquire().await.expect("semaphore open");
-        Ok(t.read(
-            cmd,
-            ExecOpts {
-                stdin: None,
-                timeout,
-                sudo: n.sudo,
-            },
-        )
-        .await?)
+        let opts = ExecOpts {
+            stdin: None,
+            timeout,
+            sudo: n.sudo,
+        };
+        Ok(if read {
+            t.read(cmd, opts).await?
+        } else {
+            t.exec(cmd, opts).await?
+        })
     }
 
     /// Run one effect and report what it observed. Never panics; every failure says what

@@ -165,24 +165,7 @@ impl SshTransport {
             cmd.to_string()
         };
         let start = Instant::now();
-        let handle = self.handle().await?;
-        let channel = match handle.channel_open_session().await {
-            Ok(c) => c,
-            Err(first) => {
-                // The connection went away between commands. Nothing was sent: reconnect once.
-                let handle = self.reconnect(&handle).await.map_err(|e| match e {
-                    TransportError::Connect { host, msg } => TransportError::Connect {
-                        host,
-                        msg: format!("connection lost ({first}); reconnecting failed: {msg}"),
-                    },
-                    other => other,
-                })?;
-                handle
-                    .channel_open_session()
-                    .await
-                    .map_err(|e| self.io(format!("cannot open a channel: {e}")))?
-            }
-        };
+        let channel = self.session_channel().await?;
         let host = self.label();
         let timeout = opts.timeout;
         match run_channel(channel, line, opts.stdin, timeout).await {
@@ -264,18 +247,37 @@ impl SshTransport {
 
     /// A new kept shell on the live connection (reconnecting once if it went away).
     async fn start_kept(&self) -> Option<kept::KeptShell> {
-        let handle = self.handle().await.ok()?;
-        let channel = match handle.channel_open_session().await {
-            Ok(c) => c,
-            Err(_) => self
-                .reconnect(&handle)
-                .await
-                .ok()?
+        kept::KeptShell::start(self.session_channel().await.ok()?).await
+    }
+
+    /// A new session channel on the live connection; if the connection went away between
+    /// commands (nothing was sent yet), one reconnect first.
+    async fn session_channel(&self) -> Result<russh::Channel<russh::client::Msg>, TransportError> {
+        let handle = self.handle().await?;
+        match handle.channel_open_session().await {
+            Ok(c) => Ok(c),
+            Err(first) => self
+                .reconnect_after(&handle, first)
+                .await?
                 .channel_open_session()
                 .await
-                .ok()?,
-        };
-        kept::KeptShell::start(channel).await
+                .map_err(|e| self.io(format!("cannot open a channel: {e}"))),
+        }
+    }
+
+    /// [`SshTransport::reconnect`] after `first` failed on `failed`, the error saying both.
+    async fn reconnect_after(
+        &self,
+        failed: &Arc<Handle<Client>>,
+        first: russh::Error,
+    ) -> Result<Arc<Handle<Client>>, TransportError> {
+        self.reconnect(failed).await.map_err(|e| match e {
+            TransportError::Connect { host, msg } => TransportError::Connect {
+                host,
+                msg: format!("connection lost ({first}); reconnecting failed: {msg}"),
+            },
+            other => other,
+        })
     }
 
     /// Send `request` to a UNIX stream socket on the host through the connection itself (the
@@ -314,14 +316,7 @@ impl SshTransport {
             Ok(Err(e)) if refused(&e) => return Ok(None),
             Ok(Err(first)) => {
                 // The connection went away between requests. Nothing was sent: reconnect once.
-                let handle = self.reconnect(&handle).await.map_err(|e| match e {
-                    TransportError::Connect { host, msg } => TransportError::Connect {
-                        host,
-                        msg: format!("connection lost ({first}); reconnecting failed: {msg}"),
-                    },
-                    other => other,
-                })?;
-                match open(handle, path).await {
+                match open(self.reconnect_after(&handle, first).await?, path).await {
                     Err(_) => return Err(timed_out()),
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) if refused(&e) => return Ok(None),

@@ -157,31 +157,40 @@ impl State {
     /// How many nodes' public keys `n` holds, of all nodes. Before any private key's
     /// fingerprint is known, the count of public keys it holds (at most the number of nodes).
     pub fn public_coverage(&self, n: &NodeView) -> (usize, usize) {
+        self.public_coverage_of(n, &self.private_prints())
+    }
+
+    /// Every node's private key fingerprint, as last read (for [`State::public_coverage_of`]:
+    /// the node table asks about every node on every frame, and finding these once per frame
+    /// keeps the frame linear in the fleet's size).
+    pub fn private_prints(&self) -> Vec<&str> {
+        self.node_order
+            .iter()
+            .filter_map(|m| {
+                self.nodes
+                    .get(m)
+                    .and_then(|v| v.facts.as_ref())
+                    .and_then(|f| f.jws.private_fingerprint.as_deref())
+            })
+            .collect()
+    }
+
+    /// [`State::public_coverage`] given [`State::private_prints`].
+    pub fn public_coverage_of(&self, n: &NodeView, prints: &[&str]) -> (usize, usize) {
         let total = self.node_order.len();
         let Some(f) = &n.facts else { return (0, total) };
-        // What `n` holds, as a set: the node table asks this of every node on every frame,
-        // and a scan of its public keys per fingerprint made a frame cubic in the fleet's size.
+        if prints.is_empty() {
+            return (f.jws.public.len().min(total), total);
+        }
+        // What `n` holds, as a set: a scan of its public keys per fingerprint made a frame
+        // cubic in the fleet's size.
         let held: std::collections::HashSet<&str> = f
             .jws
             .public
             .iter()
             .map(|p| p.fingerprint.as_str())
             .collect();
-        let (mut prints, mut have) = (0, 0);
-        for m in &self.node_order {
-            let fp = self
-                .nodes
-                .get(m)
-                .and_then(|v| v.facts.as_ref())
-                .and_then(|f| f.jws.private_fingerprint.as_deref());
-            if let Some(fp) = fp {
-                prints += 1;
-                have += usize::from(held.contains(fp));
-            }
-        }
-        if prints == 0 {
-            return (f.jws.public.len().min(total), total);
-        }
+        let have = prints.iter().filter(|fp| held.contains(**fp)).count();
         (have, total)
     }
 }

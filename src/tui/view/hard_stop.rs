@@ -123,8 +123,7 @@ impl View<'_> {
         let footer_r = take(1);
         frame.render_widget(Paragraph::new(header), header_r);
         frame.render_widget(Paragraph::new(banner), banner_r);
-        let (node_lines, node_sel) = self.node_lines(w);
-        self.render_table(frame, nodes_r, node_lines, node_sel);
+        self.render_table(frame, nodes_r);
         // Rows left over (a tall screen, a short box): the newest log lines.
         let mut rows = 0;
         if log_r.height >= 2 {

@@ -204,8 +204,7 @@ impl View<'_> {
         frame.render_widget(Paragraph::new(header), header_r);
         frame.render_widget(Paragraph::new(rows.banner), banner_r);
         self.draw_top(frame, top_r, (steps_w, right_w), steps, matrix);
-        let (node_lines, node_sel) = self.node_lines(w);
-        self.render_table(frame, nodes_r, node_lines, node_sel);
+        self.render_table(frame, nodes_r);
         let (log_r, stop_area) = room_for_stop(log_r, rows.stop_h);
         let log_rows = self.draw_log_and_details(frame, log_r, (w, h));
         frame.render_widget(Paragraph::new(footer), footer_r);
@@ -518,13 +517,8 @@ impl View<'_> {
         frame.render_widget(Paragraph::new(lines), inner);
     }
 
-    pub(super) fn render_table(
-        &self,
-        frame: &mut Frame,
-        r: Rect,
-        lines: Vec<Line<'static>>,
-        sel: Option<usize>,
-    ) {
+    /// The node table in `r`: its header, and the rows that fit around the selection.
+    pub(super) fn render_table(&self, frame: &mut Frame, r: Rect) {
         // lines[0] is the column header; it stays while the rows scroll.
         let focused = self.app.focus == Pane::Nodes;
         let n = self.state.node_order.len();
@@ -537,16 +531,17 @@ impl View<'_> {
         frame.render_widget(block, r);
         let w = inner.width as usize;
         let rows = (inner.height as usize).saturating_sub(1);
-        let mut it = lines.into_iter();
-        let mut out = Vec::new();
-        if let Some(h) = it.next() {
-            out.push(clip(h, w));
-        }
+        let sel = (n > 0).then_some(self.app.node_sel);
         let offset = match sel {
             Some(s) if s >= rows => s + 1 - rows,
             _ => 0,
         };
-        for (i, l) in it.enumerate().skip(offset).take(rows) {
+        let mut it = self.node_lines(w, offset..offset + rows).into_iter();
+        let mut out = Vec::new();
+        if let Some(h) = it.next() {
+            out.push(clip(h, w));
+        }
+        for (i, l) in it.enumerate().map(|(i, l)| (i + offset, l)) {
             let l = clip(l, w);
             out.push(if focused && Some(i) == sel {
                 fill(l, w).style(self.t.selected())

@@ -184,8 +184,11 @@ fn node_columns(st: &State, w: usize) -> Vec<Column> {
 }
 
 impl View<'_> {
-    pub(super) fn node_lines(&self, w: usize) -> (Vec<Line<'static>>, Option<usize>) {
+    /// The table's header line, then the rows of the nodes in `rows` (of `node_order`): only
+    /// the rows that will be seen are built.
+    pub(super) fn node_lines(&self, w: usize, rows: std::ops::Range<usize>) -> Vec<Line<'static>> {
         let st = self.state;
+        let prints = st.private_prints();
         let t = &self.t;
         let cols = node_columns(st, w.saturating_sub(1));
         let mut out = Vec::new();
@@ -212,7 +215,12 @@ impl View<'_> {
         // Too narrow for the Provider column (where an unreachable node says so): the phase
         // says it instead, unless something is running on the node.
         let unreach_in_phase = !cols.iter().any(|c| c.kind == Col::Provider);
-        for name in &st.node_order {
+        for name in st
+            .node_order
+            .iter()
+            .skip(rows.start)
+            .take(rows.end.saturating_sub(rows.start))
+        {
             let default = NodeView {
                 name: name.clone(),
                 ..Default::default()
@@ -228,7 +236,7 @@ impl View<'_> {
                     Col::Phase if unreach_in_phase && unreachable && n.activity.is_none() => {
                         (format!("{} unreach", t.g.unreachable), t.fail())
                     }
-                    _ => self.node_cell(n, c),
+                    _ => self.node_cell(n, c, &prints),
                 };
                 row.push(span(
                     if c.right {
@@ -241,11 +249,10 @@ impl View<'_> {
             }
             out.push(Line::from(row));
         }
-        let sel = (!st.node_order.is_empty()).then_some(self.app.node_sel);
-        (out, sel)
+        out
     }
 
-    fn node_cell(&self, n: &NodeView, c: &Column) -> (String, Style) {
+    fn node_cell(&self, n: &NodeView, c: &Column, prints: &[&str]) -> (String, Style) {
         let t = &self.t;
         let st = self.state;
         let facts = n.facts.as_ref().filter(|f| f.error.is_none());
@@ -362,7 +369,7 @@ impl View<'_> {
             Col::Jws => match facts {
                 None => ("?".into(), t.dim()),
                 Some(f) => {
-                    let (have, total) = st.public_coverage(n);
+                    let (have, total) = st.public_coverage_of(n, prints);
                     let private = if f.jws.private_present {
                         t.g.done
                     } else {

@@ -1396,10 +1396,14 @@ mod lab {
             404,
             "after flush-cache, fernet node2 must refuse the JWS token as subject"
         );
-        assert_eq!(
-            lab.validate(lab.node_port(3), &jws),
-            401,
-            "after flush-cache, fernet node3 must refuse the JWS token as its own"
+        // Refused either way: Keystone 30 answered the same request (a JWS token as the
+        // caller's own and as the subject, at a Fernet node, cache flushed) with 401 in some
+        // runs and with 404 "Could not recognize Fernet token" in others (seen in CI and by
+        // hand, the same lab); never 200.
+        let own = lab.validate(lab.node_port(3), &jws);
+        assert!(
+            own == 401 || own == 404,
+            "after flush-cache, fernet node3 must refuse the JWS token as its own: {own}"
         );
         // node1 (jws) still validates it, and that re-caches it for the Fernet nodes.
         assert_eq!(

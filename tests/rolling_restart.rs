@@ -23,7 +23,7 @@ mod support;
 use support::bin::{BIN, Captured, cutover as cutover_in_crate, run_captured, text};
 use support::journal::records;
 use support::world::{
-    Observer, Served, nodes_listen, pool_status, restart_times, serve, statuses_of,
+    Observer, Served, admin_writes, nodes_listen, pool_status, restart_times, serve, statuses_of,
 };
 
 const DEADLINE: Duration = Duration::from_secs(180);
@@ -176,12 +176,36 @@ fn node_by_node_never_restarted_in_the_pool_and_all_back_up() {
             .filter(|s| s.at >= t && s.at <= t + OUT_BEFORE_MS)
             .collect();
         assert!(!during.is_empty(), "{node}: no sample while it restarted");
-        for s in std::iter::once(last).chain(during) {
+        for s in &during {
             assert_eq!(
                 s.statuses(node),
                 ["MAINT", "MAINT"],
                 "{node} restarted at {t}; at {} it was not out of every pool",
                 s.at
+            );
+        }
+        // Before it: the last state each instance itself logged for the node before the
+        // restart began is maint; and the sampler's last look agrees, unless that maint was
+        // written after the look (drain, maint, the gate's read and the restart can all fall
+        // inside one 20 ms sampling interval).
+        let writes = admin_writes(&info);
+        for (i, (lb, w)) in writes.iter().enumerate() {
+            let last_write = w
+                .iter()
+                .rfind(|(at, n, _)| n == node && *at <= t)
+                .unwrap_or_else(|| panic!("{node}: {lb} logged no state for it before {t}"));
+            assert_eq!(
+                last_write.2, "maint",
+                "{node} restarted at {t}; {lb} last set it {} at {}",
+                last_write.2, last_write.0
+            );
+            let statuses = last.statuses(node);
+            let seen = statuses[i];
+            assert!(
+                seen == "MAINT" || last_write.0 >= last.at,
+                "{node}: the sampler saw {seen} on {lb} at {}, after its maint at {}",
+                last.at,
+                last_write.0
             );
         }
     }

@@ -34,6 +34,8 @@
 //! DIR/nodeK/run/stopped         fault: the Keystone process is dead while present
 //! DIR/haproxy-K.sock        runtime API (admin level; also `@world reload`, see [`fault`])
 //! DIR/haproxy-K.state       persisted runtime state (HAProxy's server-state-file format)
+//! DIR/haproxy-K.admin.log   `<unix epoch ms> <command line>` for every admin command that
+//!                           changed a server's state (logged after the change)
 //! DIR/haproxy-K.cfg         the instance's configuration, as Debian's HAProxy would run it
 //!                           (no server-state-file: a reload loses MAINT); the inventory's
 //!                           `config:`, read by cutover's probes, not by the stand-in
@@ -41,7 +43,7 @@
 //! DIR/token-cache.flush     fault: present until the serving process has emptied the shared
 //!                           token cache (`token-cache.flushed` then says how many entries went)
 //! ```
-//! `run/provider` and `run/restarts.log` are for observers that must not take cutover's word
+//! `run/provider`, `run/restarts.log` and `haproxy-K.admin.log` are for observers that must not take cutover's word
 //! for it (a test's own sampler, a person watching a rehearsal): they are written by the
 //! stand-in itself, at the moment things happen, from what it actually runs.
 //!

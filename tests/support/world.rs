@@ -200,6 +200,38 @@ pub fn restart_times(info: &WorldInfo) -> BTreeMap<String, Vec<u64>> {
         .collect()
 }
 
+/// Every admin-state write of each instance, from its own `haproxy-K.admin.log` (written by
+/// the stand-in after each change): instance → [(unix epoch ms, node, state)], in order.
+pub fn admin_writes(info: &WorldInfo) -> BTreeMap<String, Vec<(u64, String, String)>> {
+    info.lbs
+        .iter()
+        .map(|lb| {
+            let text = std::fs::read_to_string(lb.state_file.with_extension("admin.log"))
+                .unwrap_or_default();
+            let mut writes = Vec::new();
+            for line in text.lines() {
+                let Some((at, cmds)) = line.split_once(' ') else {
+                    continue;
+                };
+                let Ok(at) = at.parse::<u64>() else { continue };
+                for cmd in cmds.split(';') {
+                    let w: Vec<&str> = cmd.split_whitespace().collect();
+                    if let ["set", "server", target, "state", state] = w[..] {
+                        let server = target.rsplit('/').next().unwrap_or(target);
+                        let node = lb
+                            .servers
+                            .iter()
+                            .find(|s| s.name == server)
+                            .map_or(server, |s| s.node.as_str());
+                        writes.push((at, node.to_string(), state.to_string()));
+                    }
+                }
+            }
+            (lb.name.clone(), writes)
+        })
+        .collect()
+}
+
 /// An independent observer: a thread that takes `sample` of the world every `every` until
 /// finished, keeping every sample it got (a read that failed is skipped).
 pub struct Observer<S> {

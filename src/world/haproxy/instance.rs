@@ -29,6 +29,24 @@ impl Lb {
         }
     }
 
+    /// Append `<unix epoch ms> <command line>` to `haproxy-K.admin.log` beside the state file,
+    /// for observers that must not take cutover's word for when a server's state changed (the
+    /// time is taken after the change, under the state's lock: a change is never logged early).
+    fn log_change(&self, line: &str) {
+        use std::io::Write as _;
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let path = self.info.state_file.with_extension("admin.log");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(format!("{at} {}\n", line.trim()).as_bytes());
+        }
+    }
+
     /// Run a command line from the admin socket: persist what changed, re-arm checks after a
     /// reload.
     pub(super) fn execute(&self, line: &str, interactive: bool) -> Executed {
@@ -36,6 +54,7 @@ impl Lb {
         let ex = st.execute(line, interactive, Instant::now());
         if ex.changed {
             self.save(&st);
+            self.log_change(line);
         }
         if ex.reloaded {
             self.reloads.send_replace(st.generation);

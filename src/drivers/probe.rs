@@ -223,14 +223,10 @@ impl Fleet {
             None => (read, Duration::from_secs(30)),
         };
         // A plain read runs in the node's kept shell; an action's change on a channel of its own.
-        let run = async {
-            if pre.is_some() {
-                self.exec(name, &script, timeout).await
-            } else {
-                self.read_exec(name, &script, timeout).await
-            }
-        };
-        let (svc, out) = tokio::join!(api::service_check(&self.http, &n.keystone_url), run);
+        let (svc, out) = tokio::join!(
+            api::service_check(&self.http, &n.keystone_url),
+            self.exec_as(name, &script, timeout, pre.is_none())
+        );
         let mut out = out?;
         let text = out.stdout_str();
         let mut rest = text.as_str();

@@ -9,12 +9,14 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::record::{GENESIS_PREV, LineError, Record, check_chain_sealed, seal_checks};
+use super::record::{
+    GENESIS_PREV, LineError, Record, check_chain_sealed, seal_checks, split_lines,
+};
+use super::{BadRecord, JournalError, TornTail};
 
 /// How much of the journal [`Index::extend`] reads at once (more for a longer line).
 /// (Small in tests, so that their journals span many blocks.)
 const BLOCK: usize = if cfg!(test) { 64 << 10 } else { 4 << 20 };
-use super::{BadRecord, JournalError, TornTail};
 
 /// Where one intact record is.
 #[derive(Clone, Copy, Debug)]
@@ -113,13 +115,7 @@ impl Index {
                 want *= 2;
                 continue;
             };
-            let whole = &block[..=last_nl];
-            let mut lines: Vec<&[u8]> = Vec::new();
-            let mut from = 0;
-            for nl in memchr::memchr_iter(b'\n', whole) {
-                lines.push(&whole[from..nl]);
-                from = nl + 1;
-            }
+            let (lines, _) = split_lines(&block[..=last_nl]);
             // Nothing follows the block's last line: a non-JSON line there may be torn.
             let nothing_after = at_eof && last_nl + 1 == size;
             let mut sealed = seal_checks(&lines).into_iter();

@@ -4,7 +4,9 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::record::{GENESIS_PREV, LineError, Record, check_chain_sealed, check_line, seal_checks};
+use super::record::{
+    GENESIS_PREV, LineError, Record, check_chain_sealed, check_line, seal_checks, split_lines,
+};
 use super::{BadRecord, JournalError, ReadOutcome, TornTail, VerifyReport};
 
 /// What a scan of a whole journal found.
@@ -258,8 +260,9 @@ fn read_blocks(
         }
         buf.truncate(start + n);
         if n == 0 {
-            if !buf.is_empty() && tx.send(buf).is_err() {
-                return Ok(());
+            // The end: what is left is a torn last line, if anything.
+            if !buf.is_empty() {
+                let _ = tx.send(buf);
             }
             return Ok(());
         }
@@ -300,13 +303,7 @@ impl Verifier {
             self.done = true;
             return;
         }
-        let mut lines: Vec<&[u8]> = Vec::new();
-        let mut from = 0;
-        for nl in memchr::memchr_iter(b'\n', block) {
-            lines.push(&block[from..nl]);
-            from = nl + 1;
-        }
-        let tail = &block[from..];
+        let (lines, tail) = split_lines(block);
         let mut sealed = seal_checks(&lines).into_iter();
         for (i, line) in lines.iter().enumerate() {
             self.line_no += 1;

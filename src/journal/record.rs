@@ -356,6 +356,17 @@ fn sealed(line: &[u8]) -> Option<Sealed<'_>> {
     })
 }
 
+/// The lines of `block` (without their newlines), and what follows the last newline.
+pub(crate) fn split_lines(block: &[u8]) -> (Vec<&[u8]>, &[u8]) {
+    let mut lines = Vec::new();
+    let mut from = 0;
+    for nl in memchr::memchr_iter(b'\n', block) {
+        lines.push(&block[from..nl]);
+        from = nl + 1;
+    }
+    (lines, &block[from..])
+}
+
 /// Below this many lines a batch is checked on the calling thread alone.
 const PARALLEL_FROM: usize = 4096;
 

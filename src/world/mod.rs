@@ -43,9 +43,9 @@
 //! DIR/token-cache.flush     fault: present until the serving process has emptied the shared
 //!                           token cache (`token-cache.flushed` then says how many entries went)
 //! ```
-//! `run/provider`, `run/restarts.log` and `haproxy-K.admin.log` are for observers that must not take cutover's word
-//! for it (a test's own sampler, a person watching a rehearsal): they are written by the
-//! stand-in itself, at the moment things happen, from what it actually runs.
+//! `run/provider`, `run/restarts.log` and `haproxy-K.admin.log` are for observers that must
+//! not take cutover's word for it (a test's own sampler, a person watching a rehearsal): they
+//! are written by the stand-in itself, at the moment things happen, from what it actually runs.
 //!
 //! # Restart protocol
 //! `bin/keystone-restart` creates `run/restart.req` and waits (≤ 10 s) until the stand-in deletes

@@ -78,6 +78,15 @@ impl std::fmt::Debug for SshTransport {
     }
 }
 
+/// The command line sent for `cmd`: as it is, or through [`sudo_command`].
+fn command_line(cmd: &str, sudo: bool) -> String {
+    if sudo {
+        sudo_command(cmd)
+    } else {
+        cmd.to_string()
+    }
+}
+
 /// The command line actually sent when `sudo` is asked for: `sudo -n sh -c '<cmd>'`.
 /// `-n` never prompts, so a missing sudoers rule fails at once and says so.
 pub fn sudo_command(cmd: &str) -> String {
@@ -159,11 +168,7 @@ impl SshTransport {
     /// Run `cmd` (`sh -c` semantics on the remote) on a new channel. stdin, when given, is
     /// streamed and followed by EOF; without it the command sees EOF at once.
     pub async fn exec(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
-        let line = if opts.sudo {
-            sudo_command(cmd)
-        } else {
-            cmd.to_string()
-        };
+        let line = command_line(cmd, opts.sudo);
         let start = Instant::now();
         let channel = self.session_channel().await?;
         let host = self.label();
@@ -181,11 +186,7 @@ impl SshTransport {
                 stderr,
                 duration: start.elapsed(),
             }),
-            Err(ChannelError::TimedOut) => Err(TransportError::Timeout {
-                host,
-                what: format!("command `{}`", first_words(cmd)),
-                secs: timeout.as_secs().max(1),
-            }),
+            Err(ChannelError::TimedOut) => Err(self.command_timed_out(cmd, timeout)),
             Err(e) => Err(TransportError::Io {
                 host,
                 msg: e.to_string(),
@@ -207,12 +208,7 @@ impl SshTransport {
                 *kept = self.start_kept().await;
             }
             if let Some(shell) = kept.as_mut() {
-                let line = if opts.sudo {
-                    sudo_command(cmd)
-                } else {
-                    cmd.to_string()
-                };
-                match shell.run(&line, opts.timeout).await {
+                match shell.run(&command_line(cmd, opts.sudo), opts.timeout).await {
                     kept::Kept::Ran {
                         status,
                         stdout,
@@ -228,11 +224,7 @@ impl SshTransport {
                     }
                     kept::Kept::TimedOut => {
                         kept.take();
-                        return Err(TransportError::Timeout {
-                            host: self.label(),
-                            what: format!("command `{}`", first_words(cmd)),
-                            secs: opts.timeout.as_secs().max(1),
-                        });
+                        return Err(self.command_timed_out(cmd, opts.timeout));
                     }
                     kept::Kept::Unusable => {
                         if let Some(shell) = kept.take() {
@@ -243,6 +235,15 @@ impl SshTransport {
             }
         }
         self.exec(cmd, opts).await
+    }
+
+    /// `cmd` ran out of `timeout` on this host (on a channel of its own or in the kept shell).
+    fn command_timed_out(&self, cmd: &str, timeout: Duration) -> TransportError {
+        TransportError::Timeout {
+            host: self.label(),
+            what: format!("command `{}`", first_words(cmd)),
+            secs: timeout.as_secs().max(1),
+        }
     }
 
     /// A new kept shell on the live connection (reconnecting once if it went away).

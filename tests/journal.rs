@@ -336,6 +336,61 @@ fn invalid_json_in_the_middle_is_damage_not_a_torn_tail() {
     assert!(bad.reason.contains("not valid JSON"), "{}", bad.reason);
 }
 
+/// Re-chains `lines` from `from` (0-based) on: each line's `prev` set to the hash before it and
+/// its own hash recomputed over its bytes, as cutover seals a line (a forger's work).
+fn rechain(lines: &mut [String], from: usize) {
+    use sha2::Digest;
+    let hash_of = |l: &str| l[l.len() - 66..l.len() - 2].to_string();
+    for i in from..lines.len() {
+        let prev = if i == 0 {
+            GENESIS_PREV.to_string()
+        } else {
+            hash_of(&lines[i - 1])
+        };
+        let l = &lines[i];
+        let at = l.rfind(",\"prev\":\"").unwrap();
+        let body = format!("{},\"prev\":\"{prev}\"}}", &l[..at]);
+        let hash = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+        lines[i] = format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]);
+    }
+}
+
+/// `verify` checks each line's bytes against its hash and its envelope, not its `data` (the
+/// hash covers it): a journal re-chained around data that is not JSON verifies, and the readers
+/// that parse the data (resume's `read`, replay's index) refuse that record, saying it was
+/// written so rather than damaged.
+#[test]
+fn data_that_is_not_json_rechained_verifies_and_the_parsing_readers_refuse_it() {
+    for bad_data in ["{\"a\":1,}", "1e400", "\"\\ud800\"", "[1"] {
+        let (_dir, path) = journal_with(4);
+        let mut l = lines(&path);
+        l[1] = l[1].replacen(
+            "\"data\":{\"message\":\"record 2\"}",
+            &format!("\"data\":{bad_data}"),
+            1,
+        );
+        assert!(l[1].contains(bad_data), "{}", l[1]);
+        rechain(&mut l, 1);
+        write_lines(&path, &l);
+
+        let report = journal::verify(&path);
+        assert_eq!(report.first_bad, None, "{bad_data}");
+        assert_eq!((report.records, report.torn_tail), (4, None), "{bad_data}");
+
+        let err = journal::read(&path).map(|r| r.records.len());
+        let text = format!("{err:?}");
+        assert!(
+            err.is_err() && text.contains("written this way"),
+            "{bad_data}: {text}"
+        );
+
+        let index = journal::Index::open(&path).unwrap();
+        assert!(index.record(0).is_ok());
+        let text = format!("{:?}", index.record(1).unwrap_err());
+        assert!(text.contains("written this way"), "{bad_data}: {text}");
+    }
+}
+
 #[test]
 fn torn_final_line_is_tolerated_then_trimmed_on_resume() {
     let (_dir, path) = journal_with(3);

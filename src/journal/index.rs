@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::record::{
-    GENESIS_PREV, LineError, Record, check_chain_sealed, seal_checks, split_lines,
+    GENESIS_PREV, LineError, Record, check_chain_sealed, hashed, seal_checks, split_lines,
 };
 use super::{BadRecord, JournalError, TornTail};
 
@@ -216,8 +216,16 @@ impl Index {
             line_no: self.line_no - (self.slots.len() - 1 - i),
             reason,
         };
-        let record: Record = serde_json::from_slice(&line)
-            .map_err(|e| changed(format!("changed since it was read: {e}")))?;
+        let record: Record = serde_json::from_slice(&line).map_err(|e| {
+            changed(if hashed(&line).is_some() {
+                // Indexed on its hash and envelope; its data, covered by the hash, is what fails.
+                format!(
+                    "not a record cutover can read ({e}), yet it hashes to the hash it stores: it was written this way, by something other than cutover"
+                )
+            } else {
+                format!("changed since it was read: {e}")
+            })
+        })?;
         if record.seq != seq || record.time != slot.time {
             return Err(changed(format!(
                 "changed since it was read: seq {} where {seq} was indexed",

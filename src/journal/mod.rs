@@ -15,7 +15,9 @@
 //! `hash` is the sha256 of the exact bytes of the line without its `,"hash":"…"` member, and
 //! `prev` is the previous record's `hash` (64 zeros for the first record). Verification hashes the
 //! *stored bytes*, not a re-serialization of the parsed values, so any changed byte is caught and a
-//! float that does not survive a parse round trip cannot cause a false alarm.
+//! float that does not survive a parse round trip cannot cause a false alarm. The hash covers
+//! `data`, so a verifying pass checks every other key strictly and leaves `data` unparsed; a line
+//! re-sealed around data that is not JSON is refused only by the readers that parse it.
 //!
 //! The chain has no secret in it: it detects accidents, partial edits, reordering and cut lines,
 //! not an adversary who rewrites the whole file and recomputes every hash. Hard-stop

@@ -188,8 +188,8 @@ pub fn verify(path: &Path) -> VerifyReport {
 /// signed confirmations without reading the journal twice).
 ///
 /// Only kept lines are parsed whole: every other line is hashed from its stored bytes and its
-/// keys checked in place, which is what keeps verifying a long journal near the cost of hashing
-/// it.
+/// envelope (every key but `data`, which the hash covers) checked, which is what keeps
+/// verifying a long journal near the cost of hashing it.
 pub fn verify_keeping(path: &Path, keep: impl Fn(&str) -> bool) -> (VerifyReport, Vec<Record>) {
     let io_error = |e: std::io::Error| VerifyReport {
         io_error: Some(format!("{}: {e}", path.display())),

@@ -198,9 +198,9 @@ impl Fleet {
             private: path_or(&n.jws_private_repo, &s.jws_private_repo),
             public: path_or(&n.jws_public_repo, &s.jws_public_repo),
         };
-        let (guess, last) = match self.known.get(name) {
-            Some(k) => (k.paths, k.keys),
-            None => (paths_of(&conf::token_settings("")), None),
+        let (guess, last, last_conf) = match self.known.get(name) {
+            Some(k) => (k.paths, k.keys, k.conf),
+            None => (paths_of(&conf::token_settings("")), None, String::new()),
         };
         let conf_mark = known::marker("conf");
         let read = api::read_script(
@@ -273,10 +273,16 @@ impl Fleet {
         if out.status != 0 {
             return Err(failed());
         }
-        let Some((conf, facts_out)) = known::split_at_marker(rest, &conf_mark) else {
-            return Err(failed());
+        // `==unchanged` alone: keystone.conf and the key files are as last read (their stamp).
+        let unchanged = last.is_some() && rest.trim_end() == "==unchanged";
+        let (conf, facts_out) = if unchanged {
+            (last_conf, "==unchanged")
+        } else {
+            let Some((conf, facts_out)) = known::split_at_marker(rest, &conf_mark) else {
+                return Err(failed());
+            };
+            (conf.to_string(), facts_out)
         };
-        let conf = conf.to_string();
         let s = conf::token_settings(&conf);
         let paths = paths_of(&s);
         // The key files' stamp and what reading them printed; unchanged since the last read

@@ -359,13 +359,14 @@ echo '==end'
     )
 }
 
-/// One exec that reads a node: its keystone.conf, then a line `marker`, then its key files'
-/// stamp (names, inodes, sizes, modes, owners, modification and change times, and whether
-/// openssl is there: `stat` reads no key) between `==stamp` and `<marker>-stamp-end`, then
-/// [`facts_script`]'s output for the repositories at `paths` (where they were last time; the
-/// caller checks them against the conf). When the stamp is still `was` (the one printed last
-/// time), `==unchanged` instead of the stamp and the facts: what the files hold is what they
-/// held. Exit 66 (and cat's message on stderr) when keystone.conf cannot be read.
+/// One exec that reads a node. First the stamp of keystone.conf and the key files (names,
+/// inodes, sizes, modes, numeric owners, modification and change times, `/etc/passwd` and
+/// `/etc/group` for the owners' names, and whether openssl is there: one `stat`, which reads no
+/// file). When the stamp is still `was` (the one printed last time), only `==unchanged`: the conf
+/// and the key files hold what they held, and nothing else runs. Otherwise keystone.conf, a line
+/// `marker`, the stamp between `==stamp` and `<marker>-stamp-end`, then [`facts_script`]'s output
+/// for the repositories at `paths` (where they were last time; the caller checks them against
+/// the conf). Exit 66 (and cat's message on stderr) when keystone.conf cannot be read.
 pub fn read_script(
     conf: &str,
     marker: &str,
@@ -382,11 +383,11 @@ pub fn read_script(
         None => String::new(),
     };
     format!(
-        r#"cat -- {c} || exit 66
+        r#"c={c}; f={f}; p={p}; u={u}; st="${{p%/}}"; st="${{st%/*}}/.cutover-staging"
+stamp=$(command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %u:%g %y %z' -- "$c" /etc/passwd /etc/group "$f" "$f"/* "$p" "$p/private.pem" "$st" "$st/public.pem" "$u" "$u"/* 2>/dev/null)
+{unchanged}cat -- "$c" || exit 66
 printf '\n%s\n' {m}
-f={f}; p={p}; u={u}; st="${{p%/}}"; st="${{st%/*}}/.cutover-staging"
-stamp=$(command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %U:%G %y %z' -- "$f" "$f"/* "$p" "$p/private.pem" "$st" "$st/public.pem" "$u" "$u"/* 2>/dev/null)
-{unchanged}printf '==stamp\n%s\n%s\n' "$stamp" {m}-stamp-end
+printf '==stamp\n%s\n%s\n' "$stamp" {m}-stamp-end
 {facts}"#,
         c = shell_quote(conf),
         m = shell_quote(marker),
@@ -675,8 +676,28 @@ mod tests {
         let (stamp, facts) = rest.split_once("\n==m-stamp-end\n").unwrap();
         let stamp = stamp.strip_prefix("==stamp\n").unwrap();
         assert!(stamp.contains("/f/0 "), "{stamp}");
+        assert!(
+            stamp.contains("keystone.conf ") && stamp.contains("/etc/passwd "),
+            "{stamp}"
+        );
         assert!(facts.starts_with("==fernet\n"), "{facts}");
-        assert!(run(Some(stamp)).ends_with("\n==m\n==unchanged\n"));
+        assert_eq!(run(Some(stamp)), "==unchanged\n");
+        // keystone.conf written (same size): the stamp differs and the conf is read again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&conf, "[token]\nprovider = jws___\n").unwrap();
+        let again = run(Some(stamp));
+        assert!(
+            again.starts_with("[token]\nprovider = jws___\n\n==m\n"),
+            "{again}"
+        );
+        let stamp = again
+            .split_once("\n==m\n==stamp\n")
+            .and_then(|(_, r)| r.split_once("\n==m-stamp-end\n"))
+            .unwrap()
+            .0
+            .to_string();
+        let stamp = stamp.as_str();
+        assert_eq!(run(Some(stamp)), "==unchanged\n");
         // A public key added: the stamp differs and the facts are read whole.
         let (_, public) = keys::generate_es256().unwrap();
         std::fs::write(u.join("n1.pem"), &public).unwrap();

@@ -7,19 +7,74 @@
 //! still ends the command when its own timeout passes, or when it stops waiting for it: the
 //! whole group is killed then, not only `sh`. (A process group, not a new session: a command
 //! run through `sudo -n` keeps its controlling terminal for sudoers' `requiretty`.)
+//!
+//! Reads ([`LocalTransport::read`]) run in kept shells ([`super::kept`]): `sh` processes started
+//! once, each in a process group of its own, that run one read after another. A read then costs a
+//! fork of a small shell rather than a spawn from cutover's own (much larger, threaded) process.
+//! As many shells are kept as reads ran at once; a shell that breaks or times out is killed with
+//! its group and the read runs as an ordinary command.
 
 use super::command::{ExecOpts, ExecOutput, MAX_OUTPUT, TransportError};
+use super::kept::{Kept, Request};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone, Debug, Default)]
-pub struct LocalTransport;
+pub struct LocalTransport {
+    /// Idle kept shells for reads.
+    kept: Arc<Mutex<Vec<KeptShell>>>,
+}
+
+/// At most this many idle kept shells stay (more only while that many reads run at once).
+const MAX_KEPT: usize = 128;
 
 impl LocalTransport {
     pub fn new() -> Self {
-        LocalTransport
+        LocalTransport::default()
+    }
+
+    /// Run a command that only reads (no stdin) in a kept shell: a free one, or a new one. One
+    /// that breaks is dropped (its group killed) and the command runs as [`LocalTransport::exec`]
+    /// runs it; so do reads that need sudo.
+    pub async fn read(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
+        if opts.stdin.is_some() || (opts.sudo && !nix::unistd::geteuid().is_root()) {
+            return self.exec(cmd, opts).await;
+        }
+        let start = Instant::now();
+        let idle = self.kept.lock().expect("kept shells").pop();
+        if let Some(mut shell) = idle.or_else(KeptShell::start) {
+            match shell.run(cmd, opts.timeout).await {
+                Kept::Ran {
+                    status,
+                    stdout,
+                    stderr,
+                } => {
+                    let mut kept = self.kept.lock().expect("kept shells");
+                    if kept.len() < MAX_KEPT {
+                        kept.push(shell);
+                    }
+                    return Ok(ExecOutput {
+                        status,
+                        signal: None,
+                        stdout,
+                        stderr,
+                        duration: start.elapsed(),
+                    });
+                }
+                Kept::TimedOut => {
+                    return Err(TransportError::Timeout {
+                        host: "localhost".into(),
+                        what: format!("command `{}`", first_words(cmd)),
+                        secs: opts.timeout.as_secs(),
+                    });
+                }
+                Kept::Unusable => {}
+            }
+        }
+        self.exec(cmd, opts).await
     }
 
     pub async fn exec(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
@@ -123,6 +178,76 @@ impl LocalTransport {
                     secs: timeout.as_secs(),
                 })
             })
+    }
+}
+
+/// A local `sh` kept open for reads, in a process group of its own (killed with it when the
+/// shell is dropped: a read timed out or cancelled, or cutover done with it).
+struct KeptShell {
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+    stderr: tokio::process::ChildStderr,
+    _child: tokio::process::Child,
+    _group: GroupKill,
+}
+
+impl std::fmt::Debug for KeptShell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeptShell")
+    }
+}
+
+impl KeptShell {
+    fn start() -> Option<KeptShell> {
+        let mut child = tokio::process::Command::new("sh")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .ok()?;
+        let group = GroupKill(child.id().map(|id| nix::unistd::Pid::from_raw(id as i32)));
+        Some(KeptShell {
+            stdin: child.stdin.take()?,
+            stdout: child.stdout.take()?,
+            stderr: child.stderr.take()?,
+            _child: child,
+            _group: group,
+        })
+    }
+
+    /// Run `cmd` and collect its answer by `timeout` (then the shell is to be dropped).
+    async fn run(&mut self, cmd: &str, timeout: Duration) -> Kept {
+        let mut req = Request::new(cmd);
+        let answered = tokio::time::timeout(timeout, async {
+            if self.stdin.write_all(req.line.as_bytes()).await.is_err() {
+                return false;
+            }
+            let (mut out, mut err) = ([0u8; 8192], [0u8; 8192]);
+            while !req.done() {
+                tokio::select! {
+                    r = self.stdout.read(&mut out) => match r {
+                        Ok(n) if n > 0 => req.stdout(&out[..n]),
+                        _ => return false,
+                    },
+                    r = self.stderr.read(&mut err) => match r {
+                        Ok(n) if n > 0 => req.stderr(&err[..n]),
+                        _ => return false,
+                    },
+                }
+                if req.out_of_frame() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        match answered {
+            Err(_) => Kept::TimedOut,
+            Ok(false) => Kept::Unusable,
+            Ok(true) => req.answer(),
+        }
     }
 }
 
@@ -245,6 +370,92 @@ mod tests {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+
+    /// A read in a kept shell answers as an exec does (stdout, stderr, status; no stdin; nothing
+    /// set by one read seen by the next), reuses its shell, and a shell in its own process group.
+    #[tokio::test]
+    async fn a_read_answers_as_an_exec_and_reuses_its_shell() {
+        let t = LocalTransport::new();
+        for cmd in [
+            "echo out; echo err >&2; exit 3",
+            "printf 'no newline'",
+            "cat; echo read-nothing",
+            "X=1; export Y=2; cd /; echo \"$X$Y\"",
+            "echo \"[$X$Y]\" \"$(pwd)\"",
+            "true",
+        ] {
+            let exec = t.exec(cmd, opts(10)).await.unwrap();
+            let read = t.read(cmd, opts(10)).await.unwrap();
+            assert_eq!(
+                (
+                    read.status,
+                    read.stdout_str(),
+                    String::from_utf8_lossy(&read.stderr)
+                ),
+                (
+                    exec.status,
+                    exec.stdout_str(),
+                    String::from_utf8_lossy(&exec.stderr)
+                ),
+                "{cmd}"
+            );
+        }
+        assert_eq!(t.kept.lock().unwrap().len(), 1, "one shell served them all");
+        let shell = t.read("echo $$", opts(10)).await.unwrap();
+        let again = t.read("echo $$", opts(10)).await.unwrap();
+        assert_eq!(shell.stdout_str(), again.stdout_str());
+        let pid: i32 = shell.stdout_str().trim().parse().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        assert_eq!(pgrp_of(&stat), pid, "the kept shell leads its own group");
+    }
+
+    /// Reads at once each get a shell; a read that times out kills its shell's whole group and
+    /// the next read gets a new shell; a read that kills its shell runs again as an exec.
+    #[tokio::test]
+    async fn reads_at_once_timeouts_and_a_broken_shell() {
+        let t = LocalTransport::new();
+        let (a, b) = tokio::join!(
+            t.read("sleep 0.3; echo a", opts(10)),
+            t.read("sleep 0.3; echo b", opts(10))
+        );
+        assert_eq!(
+            (a.unwrap().stdout_str(), b.unwrap().stdout_str()),
+            ("a\n".into(), "b\n".into())
+        );
+        assert_eq!(t.kept.lock().unwrap().len(), 2);
+
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let cmd = format!(
+            "sleep 60 >/dev/null 2>&1 & echo $! > {}; wait",
+            pidfile.display()
+        );
+        let err = t.read(&cmd, opts(1)).await.unwrap_err();
+        assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            gone_within(pid, Duration::from_secs(5)).await,
+            "the read's child {pid} survived the timeout"
+        );
+        assert_eq!(
+            t.kept.lock().unwrap().len(),
+            1,
+            "the timed-out shell is not kept"
+        );
+
+        // The shell killed under the read: the read is run again as an exec (whose own sh the
+        // command kills in turn), and the pool has one shell fewer.
+        let out = t.read("kill -9 $$; echo survived", opts(10)).await.unwrap();
+        assert!(out.status == 0 || out.status == 137, "{out:?}");
+        assert_eq!(
+            t.read("echo ok", opts(10)).await.unwrap().stdout_str(),
+            "ok\n"
         );
     }
 

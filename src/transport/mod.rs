@@ -8,6 +8,7 @@
 //! channel; `mod` the connection that reconnects).
 
 mod command;
+mod kept;
 pub mod local;
 pub mod ssh;
 
@@ -43,11 +44,12 @@ impl Transport {
         }
     }
 
-    /// Run a command that only reads (no stdin): over SSH in the connection's kept shell when
-    /// it is free (no new session per read), else as [`Transport::exec`].
+    /// Run a command that only reads (no stdin) in a kept shell ([`kept`]): over SSH the
+    /// connection's when it is free (no new session per read), locally a free one of the pool;
+    /// else as [`Transport::exec`].
     pub async fn read(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
         match self {
-            Transport::Local(t) => t.exec(cmd, opts).await,
+            Transport::Local(t) => t.read(cmd, opts).await,
             Transport::Ssh(t) => t.read(cmd, opts).await,
         }
     }

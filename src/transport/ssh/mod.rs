@@ -209,7 +209,7 @@ impl SshTransport {
             }
             if let Some(shell) = kept.as_mut() {
                 match shell.run(&command_line(cmd, opts.sudo), opts.timeout).await {
-                    kept::Kept::Ran {
+                    crate::transport::kept::Kept::Ran {
                         status,
                         stdout,
                         stderr,
@@ -222,11 +222,11 @@ impl SshTransport {
                             duration: start.elapsed(),
                         });
                     }
-                    kept::Kept::TimedOut => {
+                    crate::transport::kept::Kept::TimedOut => {
                         kept.take();
                         return Err(self.command_timed_out(cmd, opts.timeout));
                     }
-                    kept::Kept::Unusable => {
+                    crate::transport::kept::Kept::Unusable => {
                         if let Some(shell) = kept.take() {
                             shell.close().await;
                         }

@@ -160,6 +160,71 @@ async fn distribute_installs_exactly_every_nodes_public_key_on_every_node() {
         "{:?}",
         judge(Gate::KeysEverywhere, None, &obs, &info)
     );
+
+    // The nodes share this machine, so a fleet-wide read asks their stamps in one stat; each
+    // change made here between two such reads (the test's own file operations) is seen on the
+    // node it was made on, and the gate refuses, until it is undone.
+    let (one, other) = (&info.nodes[1], &info.nodes[2]);
+    let lost = one.jws_public_repo.join(format!("{}.pem", other.name));
+    let kept = std::fs::read(&lost).unwrap();
+    let conf_text = std::fs::read_to_string(&one.keystone_conf).unwrap();
+    type Change = Box<dyn Fn(bool)>;
+    let (lost2, kept2) = (lost.clone(), kept.clone());
+    let private = one.jws_private_repo.join("private.pem");
+    let conf = one.keystone_conf.clone();
+    let changes: Vec<(&str, Change)> = vec![
+        (
+            "a public key removed",
+            Box::new(move |undo| {
+                if undo {
+                    std::fs::write(&lost2, &kept2).unwrap()
+                } else {
+                    std::fs::remove_file(&lost2).unwrap()
+                }
+            }),
+        ),
+        (
+            "private.pem made world-readable",
+            Box::new(move |undo| {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = if undo { 0o600 } else { 0o644 };
+                std::fs::set_permissions(&private, std::fs::Permissions::from_mode(mode)).unwrap()
+            }),
+        ),
+        (
+            "keystone.conf pointed at another public repository",
+            Box::new(move |undo| {
+                let text = if undo {
+                    conf_text.clone()
+                } else {
+                    format!(
+                        "{conf_text}\n[jwt_tokens]\njws_public_key_repository = /nonexistent/public\n"
+                    )
+                };
+                std::fs::write(&conf, text).unwrap()
+            }),
+        ),
+    ];
+    for (what, change) in &changes {
+        change(false);
+        let obs = probe(&fleet, Gate::KeysEverywhere, None, &info).await;
+        match judge(Gate::KeysEverywhere, None, &obs, &info) {
+            Verdict::Fail { reason, .. } => {
+                assert!(reason.contains(&one.name), "{what}: {reason}")
+            }
+            v => panic!("{what}: the gate did not see it: {v:?}"),
+        }
+        change(true);
+        let obs = probe(&fleet, Gate::KeysEverywhere, None, &info).await;
+        assert!(
+            matches!(
+                judge(Gate::KeysEverywhere, None, &obs, &info),
+                Verdict::Pass(_)
+            ),
+            "{what} undone: {:?}",
+            judge(Gate::KeysEverywhere, None, &obs, &info)
+        );
+    }
     handle.shutdown().await;
 }
 

@@ -383,19 +383,102 @@ pub fn read_script(
         None => String::new(),
     };
     format!(
-        r#"c={c}; f={f}; p={p}; u={u}; st="${{p%/}}"; st="${{st%/*}}/.cutover-staging"
-stamp=$(command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %u:%g %y %z' -- "$c" /etc/passwd /etc/group "$f" "$f"/* "$p" "$p/private.pem" "$st" "$st/public.pem" "$u" "$u"/* 2>/dev/null)
+        r#"{vars}
+stamp=$({stamp})
 {unchanged}cat -- "$c" || exit 66
 printf '\n%s\n' {m}
 printf '==stamp\n%s\n%s\n' "$stamp" {m}-stamp-end
 {facts}"#,
-        c = shell_quote(conf),
+        vars = stamp_vars(conf, fernet, private, public),
+        stamp = STAMP,
         m = shell_quote(marker),
+        facts = facts_script(fernet, private, public)
+    )
+}
+
+/// What prints a node's stamp (see [`read_script`]), given [`stamp_vars`].
+const STAMP: &str = r#"command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %u:%g %y %z' -- "$c" /etc/passwd /etc/group "$f" "$f"/* "$p" "$p/private.pem" "$st" "$st/public.pem" "$u" "$u"/* 2>/dev/null"#;
+
+/// The shell variables [`STAMP`] reads: the conf and the repositories.
+fn stamp_vars(conf: &str, fernet: &str, private: &str, public: &str) -> String {
+    format!(
+        r#"c={c}; f={f}; p={p}; u={u}; st="${{p%/}}"; st="${{st%/*}}/.cutover-staging""#,
+        c = shell_quote(conf),
         f = shell_quote(fernet),
         p = shell_quote(private),
         u = shell_quote(public),
-        facts = facts_script(fernet, private, public)
     )
+}
+
+/// The stamps of several nodes on one machine in one `stat` (see [`stamps_of`]): for each node,
+/// its conf and repositories (as [`stamp_vars`] names them), in order.
+pub fn stamps_script(nodes: &[(&str, &str, &str, &str)]) -> String {
+    let mut args = String::new();
+    for (conf, fernet, private, public) in nodes {
+        let (c, f, p, u) = (
+            shell_quote(conf),
+            shell_quote(fernet),
+            shell_quote(private),
+            shell_quote(public),
+        );
+        let st = shell_quote(&format!(
+            "{}/.cutover-staging",
+            private
+                .trim_end_matches('/')
+                .rsplit_once('/')
+                .map_or("", |(dir, _)| dir)
+        ));
+        args.push_str(&format!(
+            " {c} /etc/passwd /etc/group {f} {f}/* {p} {p}/private.pem {st} {st}/public.pem {u} {u}/*"
+        ));
+    }
+    format!(
+        "command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %u:%g %y %z' --{args} 2>/dev/null\n"
+    )
+}
+
+/// Each node's stamp out of [`stamps_script`]'s output, as [`STAMP`] prints it for that node
+/// alone, or None where its part cannot be told apart (its keystone.conf has no line: the
+/// caller reads that node by itself). A node's part runs from its keystone.conf's line to the
+/// next node's; a part taken wrongly can only differ from the stamp it is compared with.
+pub fn stamps_of(out: &str, confs: &[&str]) -> Vec<Option<String>> {
+    let mut lines: Vec<&str> = out.lines().collect();
+    let openssl = lines.first() == Some(&"openssl");
+    if openssl {
+        lines.remove(0);
+    }
+    let starts: Vec<Option<usize>> = {
+        let mut from = 0;
+        confs
+            .iter()
+            .map(|c| {
+                let head = format!("{c} ");
+                let at = lines[from..].iter().position(|l| l.starts_with(&head))? + from;
+                from = at + 1;
+                Some(at)
+            })
+            .collect()
+    };
+    (0..confs.len())
+        .map(|i| {
+            let start = starts[i]?;
+            let end = starts[i + 1..]
+                .iter()
+                .flatten()
+                .next()
+                .copied()
+                .unwrap_or(lines.len());
+            let mut stamp = if openssl { vec!["openssl"] } else { vec![] };
+            stamp.extend_from_slice(&lines[start..end]);
+            Some(stamp.join("\n"))
+        })
+        .collect()
+}
+
+/// The stamp alone, printed as [`read_script`] compares it (one `stat`, no subshell): when it
+/// is the one printed last time, nothing changed and nothing more need be read.
+pub fn stamp_script(conf: &str, fernet: &str, private: &str, public: &str) -> String {
+    format!("{}\n{STAMP}\n", stamp_vars(conf, fernet, private, public))
 }
 
 pub fn parse_facts(out: &str, fernet: &str, private: &str, public: &str) -> NodeFacts {
@@ -682,6 +765,44 @@ mod tests {
         );
         assert!(facts.starts_with("==fernet\n"), "{facts}");
         assert_eq!(run(Some(stamp)), "==unchanged\n");
+        let alone = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stamp_script(&s(&conf), &s(&f), &s(&p), &s(&u)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(alone.stdout).unwrap().trim_end(), stamp);
+        // Several nodes' stamps in one stat: each part is that node's stamp alone (a second
+        // node here with its own conf, the same repositories).
+        let conf2 = d.path().join("keystone2.conf");
+        std::fs::write(&conf2, "[token]\n").unwrap();
+        let (c1, c2) = (s(&conf), s(&conf2));
+        let (f_, p_, u_) = (s(&f), s(&p), s(&u));
+        let both = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stamps_script(&[(&c1, &f_, &p_, &u_), (&c2, &f_, &p_, &u_)]))
+            .output()
+            .unwrap();
+        let parts = stamps_of(&String::from_utf8(both.stdout).unwrap(), &[&c1, &c2]);
+        assert_eq!(parts[0].as_deref(), Some(stamp));
+        let second = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stamp_script(&c2, &f_, &p_, &u_))
+            .output()
+            .unwrap();
+        assert_eq!(
+            parts[1].as_deref(),
+            Some(String::from_utf8(second.stdout).unwrap().trim_end())
+        );
+        // A node whose keystone.conf is gone has no part of its own: it is read by itself.
+        std::fs::remove_file(&conf2).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stamps_script(&[(&c2, &f_, &p_, &u_), (&c1, &f_, &p_, &u_)]))
+            .output()
+            .unwrap();
+        let parts = stamps_of(&String::from_utf8(out.stdout).unwrap(), &[&c2, &c1]);
+        assert_eq!(parts[0], None);
+        assert_eq!(parts[1].as_deref(), Some(stamp));
         // keystone.conf written (same size): the stamp differs and the conf is read again.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&conf, "[token]\nprovider = jws___\n").unwrap();

@@ -295,7 +295,7 @@ impl Fleet {
         // same stamp, and the whole read would only have said `==unchanged`.
         let read_whole = async || self.exec_as(name, &script, timeout, pre.is_none()).await;
         let (svc, out) = tokio::join!(api::service_check(&self.http, &n.keystone_url), async {
-            let Some((stamp, _)) = last.as_ref().filter(|_| pre.is_none()) else {
+            let Some((stamp, facts)) = last.as_ref().filter(|_| pre.is_none()) else {
                 return read_whole().await;
             };
             let same = || crate::transport::ExecOutput {
@@ -309,10 +309,34 @@ impl Fleet {
                 return Ok(same());
             }
             let alone = api::stamp_script(&conf_path, &guess.fernet, &guess.private, &guess.public);
-            match self.exec_as(name, &alone, timeout, true).await {
-                Ok(o) if o.status <= 1 && o.stdout_str().trim_end() == stamp.as_str() => Ok(same()),
-                _ => read_whole().await,
+            let now = match self.exec_as(name, &alone, timeout, true).await {
+                Ok(o) if o.status <= 1 => o.stdout_str().trim_end().to_string(),
+                _ => return read_whole().await,
+            };
+            if now == *stamp {
+                return Ok(same());
             }
+            if !api::only_conf_changed(&now, stamp) {
+                return read_whole().await;
+            }
+            // keystone.conf written (a provider flipped), the key files as they were: the conf
+            // alone is read, and the stamp it came with stands for the key files' facts.
+            let conf = self
+                .exec_as(
+                    name,
+                    &format!("cat -- {}", shell_quote(&conf_path)),
+                    timeout,
+                    true,
+                )
+                .await?;
+            if conf.status != 0 {
+                return read_whole().await;
+            }
+            let mut stdout = conf.stdout;
+            stdout.extend_from_slice(
+                format!("\n{conf_mark}\n==stamp\n{now}\n{conf_mark}-stamp-end\n{facts}").as_bytes(),
+            );
+            Ok(crate::transport::ExecOutput { stdout, ..conf })
         });
         let mut out = out?;
         let text = out.stdout_str();

@@ -475,6 +475,25 @@ pub fn stamps_of(out: &str, confs: &[&str]) -> Vec<Option<String>> {
         .collect()
 }
 
+/// Whether stamp `now` differs from `was` only in keystone.conf's line (the first of the stat,
+/// after whether openssl is there): the conf was written, no key file was touched.
+pub fn only_conf_changed(now: &str, was: &str) -> bool {
+    let split = |s: &str| -> Option<(bool, String, String)> {
+        let (openssl, rest) = match s.strip_prefix("openssl\n") {
+            Some(r) => (true, r),
+            None => (s == "openssl", if s == "openssl" { "" } else { s }),
+        };
+        let (first, others) = rest.split_once('\n').unwrap_or((rest, ""));
+        // The conf's line: its path, a space, then what stat printed.
+        let (path, _) = first.split_once(' ')?;
+        Some((openssl, path.to_string(), others.to_string()))
+    };
+    match (split(now), split(was)) {
+        (Some(a), Some(b)) => a == b && now != was,
+        _ => false,
+    }
+}
+
 /// The stamp alone, printed as [`read_script`] compares it (one `stat`, no subshell): when it
 /// is the one printed last time, nothing changed and nothing more need be read.
 pub fn stamp_script(conf: &str, fernet: &str, private: &str, public: &str) -> String {
@@ -803,6 +822,8 @@ mod tests {
         let parts = stamps_of(&String::from_utf8(out.stdout).unwrap(), &[&c2, &c1]);
         assert_eq!(parts[0], None);
         assert_eq!(parts[1].as_deref(), Some(stamp));
+        let first_stamp = stamp.to_string();
+        let first_stamp = first_stamp.as_str();
         // keystone.conf written (same size): the stamp differs and the conf is read again.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&conf, "[token]\nprovider = jws___\n").unwrap();
@@ -819,6 +840,19 @@ mod tests {
             .to_string();
         let stamp = stamp.as_str();
         assert_eq!(run(Some(stamp)), "==unchanged\n");
+        // Only keystone.conf's line moved since the first stamp; a key added is more than that.
+        assert!(only_conf_changed(stamp, first_stamp));
+        assert!(!only_conf_changed(stamp, stamp));
+        let (_, public2) = keys::generate_es256().unwrap();
+        std::fs::write(u.join("n2.pem"), &public2).unwrap();
+        let with_key = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(stamp_script(&s(&conf), &s(&f), &s(&p), &s(&u)))
+            .output()
+            .unwrap();
+        let with_key = String::from_utf8(with_key.stdout).unwrap();
+        assert!(!only_conf_changed(with_key.trim_end(), stamp));
+        std::fs::remove_file(u.join("n2.pem")).unwrap();
         // A public key added: the stamp differs and the facts are read whole.
         let (_, public) = keys::generate_es256().unwrap();
         std::fs::write(u.join("n1.pem"), &public).unwrap();

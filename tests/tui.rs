@@ -1673,7 +1673,7 @@ fn with_shared_cache(state: &mut State) {
     };
     for n in state.nodes.values_mut() {
         if let Some(f) = n.facts.as_mut() {
-            f.cache = Some(cache.clone());
+            std::sync::Arc::make_mut(f).cache = Some(cache.clone());
         }
     }
 }

@@ -67,7 +67,7 @@ impl State {
             if f.cache.is_none() {
                 f.cache = n.facts.as_ref().and_then(|p| p.cache.clone());
             }
-            n.facts = Some(f);
+            n.facts = Some(std::sync::Arc::new(f));
             n.facts_at = Some(time);
         }
         if let Some(servers) = &obs.lb {
@@ -96,7 +96,7 @@ impl State {
         for (name, provider) in &obs.flipped {
             let n = self.node_mut(name);
             if let Some(f) = n.facts.as_mut() {
-                f.provider = Some(provider.clone());
+                std::sync::Arc::make_mut(f).provider = Some(provider.clone());
             }
             n.flipped_at = Some(time);
             self.last_flip_at = Some(time);

@@ -486,7 +486,7 @@ mod tests {
             "ks1".into(),
             NodeView {
                 name: "ks1".into(),
-                facts: Some(f.clone()),
+                facts: Some(std::sync::Arc::new(f.clone())),
                 ..Default::default()
             },
         );
@@ -498,7 +498,7 @@ mod tests {
             Some(t + chrono::Duration::seconds(600))
         );
         f.cache.as_mut().unwrap().enabled = false;
-        st.nodes.get_mut("ks1").unwrap().facts = Some(f);
+        st.nodes.get_mut("ks1").unwrap().facts = Some(std::sync::Arc::new(f));
         assert_eq!(st.old_tokens_cached_until(), None, "no cache, no grace");
     }
 }

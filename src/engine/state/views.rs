@@ -72,7 +72,7 @@ impl NodePhase {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct NodeView {
     pub name: String,
-    pub facts: Option<NodeFacts>,
+    pub facts: Option<std::sync::Arc<NodeFacts>>,
     pub facts_at: Option<DateTime<Utc>>,
     /// Per load-balancer instance.
     pub lb: BTreeMap<String, LbServer>,

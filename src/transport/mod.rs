@@ -115,10 +115,11 @@ impl Transport {
         }
     }
 
-    /// Read a whole file. The bytes stay in memory; callers fingerprint key material and drop it.
+    /// Read a whole file (a read: in a kept shell when one is free). The bytes stay in memory;
+    /// callers fingerprint key material and drop it.
     pub async fn read_file(&self, path: &Path, sudo: bool) -> Result<Vec<u8>, TransportError> {
         let out = self
-            .exec(
+            .read(
                 &format!("cat -- {}", shell_quote(&path.to_string_lossy())),
                 ExecOpts {
                     sudo,

@@ -151,15 +151,7 @@ async fn distribute_installs_exactly_every_nodes_public_key_on_every_node() {
     }
 
     // keys-everywhere, on a fresh read of every node, passes.
-    let obs = probe(&fleet, Gate::KeysEverywhere, None, &info).await;
-    assert!(
-        matches!(
-            judge(Gate::KeysEverywhere, None, &obs, &info),
-            Verdict::Pass(_)
-        ),
-        "{:?}",
-        judge(Gate::KeysEverywhere, None, &obs, &info)
-    );
+    keys_everywhere_passes(&fleet, &info, "after the copy").await;
 
     // The nodes share this machine, so a fleet-wide read asks their stamps in one stat; each
     // change made here between two such reads (the test's own file operations) is seen on the
@@ -215,17 +207,16 @@ async fn distribute_installs_exactly_every_nodes_public_key_on_every_node() {
             v => panic!("{what}: the gate did not see it: {v:?}"),
         }
         change(true);
-        let obs = probe(&fleet, Gate::KeysEverywhere, None, &info).await;
-        assert!(
-            matches!(
-                judge(Gate::KeysEverywhere, None, &obs, &info),
-                Verdict::Pass(_)
-            ),
-            "{what} undone: {:?}",
-            judge(Gate::KeysEverywhere, None, &obs, &info)
-        );
+        keys_everywhere_passes(&fleet, &info, &format!("{what} undone")).await;
     }
     handle.shutdown().await;
+}
+
+/// keys-everywhere passes on a fresh read of every node (`when`: for the message).
+async fn keys_everywhere_passes(fleet: &Fleet, info: &WorldInfo, when: &str) {
+    let obs = probe(fleet, Gate::KeysEverywhere, None, info).await;
+    let verdict = judge(Gate::KeysEverywhere, None, &obs, info);
+    assert!(matches!(verdict, Verdict::Pass(_)), "{when}: {verdict:?}");
 }
 
 async fn probe(fleet: &Fleet, gate: Gate, node: Option<&str>, info: &WorldInfo) -> Observation {

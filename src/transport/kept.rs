@@ -10,7 +10,7 @@
 //! short, too much output) drops the kept shell; the caller then runs the command the ordinary
 //! way, which is safe because only reads come here.
 
-use super::command::{MAX_OUTPUT, shell_quote};
+use super::command::{ExecOutput, MAX_OUTPUT, shell_quote};
 
 /// What a request to a kept shell came to.
 pub(crate) enum Kept {
@@ -24,6 +24,26 @@ pub(crate) enum Kept {
     TimedOut,
     /// The shell could not be used (gone, refused, output out of frame): run it elsewhere.
     Unusable,
+}
+
+impl Kept {
+    /// The command's output when it ran (taking `duration`), else what came instead.
+    pub(crate) fn output(self, duration: std::time::Duration) -> Result<ExecOutput, Kept> {
+        match self {
+            Kept::Ran {
+                status,
+                stdout,
+                stderr,
+            } => Ok(ExecOutput {
+                status,
+                signal: None,
+                stdout,
+                stderr,
+                duration,
+            }),
+            other => Err(other),
+        }
+    }
 }
 
 /// One request: the line to write to the shell, and its answer as it comes.

@@ -46,32 +46,22 @@ impl LocalTransport {
         let start = Instant::now();
         let idle = self.kept.lock().expect("kept shells").pop();
         if let Some(mut shell) = idle.or_else(KeptShell::start) {
-            match shell.run(cmd, opts.timeout).await {
-                Kept::Ran {
-                    status,
-                    stdout,
-                    stderr,
-                } => {
+            match shell.run(cmd, opts.timeout).await.output(start.elapsed()) {
+                Ok(out) => {
                     let mut kept = self.kept.lock().expect("kept shells");
                     if kept.len() < MAX_KEPT {
                         kept.push(shell);
                     }
-                    return Ok(ExecOutput {
-                        status,
-                        signal: None,
-                        stdout,
-                        stderr,
-                        duration: start.elapsed(),
-                    });
+                    return Ok(out);
                 }
-                Kept::TimedOut => {
+                Err(Kept::TimedOut) => {
                     return Err(TransportError::Timeout {
                         host: "localhost".into(),
                         what: format!("command `{}`", first_words(cmd)),
                         secs: opts.timeout.as_secs(),
                     });
                 }
-                Kept::Unusable => {}
+                Err(_) => {}
             }
         }
         self.exec(cmd, opts).await
@@ -338,24 +328,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_timeout_kills_the_whole_group_and_a_finished_command_leaves_its_daemons() {
+        let t = LocalTransport::new();
+        timed_out_leaves_no_child(async |cmd| t.exec(cmd, opts(1)).await).await;
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("pid");
-        // A grandchild that outlives sh unless its group is killed.
-        let cmd = format!(
-            "sleep 60 >/dev/null 2>&1 & echo $! > {}; wait",
-            pidfile.display()
-        );
-        let err = LocalTransport::new().exec(&cmd, opts(1)).await.unwrap_err();
-        assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(
-            gone_within(pid, Duration::from_secs(5)).await,
-            "the grandchild {pid} survived the timeout"
-        );
 
         // A command that finished is not chased: what it started in the background stays.
         let cmd = format!("sleep 60 >/dev/null 2>&1 & echo $! > {}", pidfile.display());
@@ -426,23 +402,7 @@ mod tests {
         );
         assert_eq!(t.kept.lock().unwrap().len(), 2);
 
-        let dir = tempfile::tempdir().unwrap();
-        let pidfile = dir.path().join("pid");
-        let cmd = format!(
-            "sleep 60 >/dev/null 2>&1 & echo $! > {}; wait",
-            pidfile.display()
-        );
-        let err = t.read(&cmd, opts(1)).await.unwrap_err();
-        assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
-        let pid: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(
-            gone_within(pid, Duration::from_secs(5)).await,
-            "the read's child {pid} survived the timeout"
-        );
+        timed_out_leaves_no_child(async |cmd| t.read(cmd, opts(1)).await).await;
         assert_eq!(
             t.kept.lock().unwrap().len(),
             1,
@@ -456,6 +416,30 @@ mod tests {
         assert_eq!(
             t.read("echo ok", opts(10)).await.unwrap().stdout_str(),
             "ok\n"
+        );
+    }
+
+    /// `run` given a command that starts a grandchild and waits for it times out, and the
+    /// grandchild (which outlives sh unless its whole group is killed) is gone soon after.
+    async fn timed_out_leaves_no_child(
+        run: impl AsyncFnOnce(&str) -> Result<ExecOutput, TransportError>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let cmd = format!(
+            "sleep 60 >/dev/null 2>&1 & echo $! > {}; wait",
+            pidfile.display()
+        );
+        let err = run(&cmd).await.unwrap_err();
+        assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            gone_within(pid, Duration::from_secs(5)).await,
+            "the grandchild {pid} survived the timeout"
         );
     }
 

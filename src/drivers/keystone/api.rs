@@ -762,6 +762,15 @@ mod tests {
         let conf = d.path().join("keystone.conf");
         std::fs::write(&conf, "[token]\nprovider = fernet\n").unwrap();
         let s = |x: &std::path::Path| x.display().to_string();
+        // What sh printed running `script`.
+        let sh = |script: &str| {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
         let run = |was: Option<&str>| {
             let script = read_script(&s(&conf), "==m", &s(&f), &s(&p), &s(&u), was);
             let out = std::process::Command::new("sh")
@@ -784,42 +793,29 @@ mod tests {
         );
         assert!(facts.starts_with("==fernet\n"), "{facts}");
         assert_eq!(run(Some(stamp)), "==unchanged\n");
-        let alone = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(stamp_script(&s(&conf), &s(&f), &s(&p), &s(&u)))
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8(alone.stdout).unwrap().trim_end(), stamp);
+        let alone = sh(&stamp_script(&s(&conf), &s(&f), &s(&p), &s(&u)));
+        assert_eq!(alone.trim_end(), stamp);
         // Several nodes' stamps in one stat: each part is that node's stamp alone (a second
         // node here with its own conf, the same repositories).
         let conf2 = d.path().join("keystone2.conf");
         std::fs::write(&conf2, "[token]\n").unwrap();
         let (c1, c2) = (s(&conf), s(&conf2));
         let (f_, p_, u_) = (s(&f), s(&p), s(&u));
-        let both = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(stamps_script(&[(&c1, &f_, &p_, &u_), (&c2, &f_, &p_, &u_)]))
-            .output()
-            .unwrap();
-        let parts = stamps_of(&String::from_utf8(both.stdout).unwrap(), &[&c1, &c2]);
+        let both = sh(&stamps_script(&[
+            (&c1, &f_, &p_, &u_),
+            (&c2, &f_, &p_, &u_),
+        ]));
+        let parts = stamps_of(&both, &[&c1, &c2]);
         assert_eq!(parts[0].as_deref(), Some(stamp));
-        let second = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(stamp_script(&c2, &f_, &p_, &u_))
-            .output()
-            .unwrap();
-        assert_eq!(
-            parts[1].as_deref(),
-            Some(String::from_utf8(second.stdout).unwrap().trim_end())
-        );
+        let second = sh(&stamp_script(&c2, &f_, &p_, &u_));
+        assert_eq!(parts[1].as_deref(), Some(second.trim_end()));
         // A node whose keystone.conf is gone has no part of its own: it is read by itself.
         std::fs::remove_file(&conf2).unwrap();
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(stamps_script(&[(&c2, &f_, &p_, &u_), (&c1, &f_, &p_, &u_)]))
-            .output()
-            .unwrap();
-        let parts = stamps_of(&String::from_utf8(out.stdout).unwrap(), &[&c2, &c1]);
+        let out = sh(&stamps_script(&[
+            (&c2, &f_, &p_, &u_),
+            (&c1, &f_, &p_, &u_),
+        ]));
+        let parts = stamps_of(&out, &[&c2, &c1]);
         assert_eq!(parts[0], None);
         assert_eq!(parts[1].as_deref(), Some(stamp));
         let first_stamp = stamp.to_string();
@@ -845,12 +841,7 @@ mod tests {
         assert!(!only_conf_changed(stamp, stamp));
         let (_, public2) = keys::generate_es256().unwrap();
         std::fs::write(u.join("n2.pem"), &public2).unwrap();
-        let with_key = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(stamp_script(&s(&conf), &s(&f), &s(&p), &s(&u)))
-            .output()
-            .unwrap();
-        let with_key = String::from_utf8(with_key.stdout).unwrap();
+        let with_key = sh(&stamp_script(&s(&conf), &s(&f), &s(&p), &s(&u)));
         assert!(!only_conf_changed(with_key.trim_end(), stamp));
         std::fs::remove_file(u.join("n2.pem")).unwrap();
         // A public key added: the stamp differs and the facts are read whole.

@@ -208,25 +208,14 @@ impl SshTransport {
                 *kept = self.start_kept().await;
             }
             if let Some(shell) = kept.as_mut() {
-                match shell.run(&command_line(cmd, opts.sudo), opts.timeout).await {
-                    crate::transport::kept::Kept::Ran {
-                        status,
-                        stdout,
-                        stderr,
-                    } => {
-                        return Ok(ExecOutput {
-                            status,
-                            signal: None,
-                            stdout,
-                            stderr,
-                            duration: start.elapsed(),
-                        });
-                    }
-                    crate::transport::kept::Kept::TimedOut => {
+                let ran = shell.run(&command_line(cmd, opts.sudo), opts.timeout).await;
+                match ran.output(start.elapsed()) {
+                    Ok(out) => return Ok(out),
+                    Err(crate::transport::kept::Kept::TimedOut) => {
                         kept.take();
                         return Err(self.command_timed_out(cmd, opts.timeout));
                     }
-                    crate::transport::kept::Kept::Unusable => {
+                    Err(_) => {
                         if let Some(shell) = kept.take() {
                             shell.close().await;
                         }

@@ -83,8 +83,10 @@ impl Tui {
         framed(s, self.cols)
     }
 
-    /// Polls the screen until `pred` holds; panics with the last screen after `timeout` or
-    /// when the program has exited.
+    /// Polls the screen until `pred` holds on a whole frame; panics with the last screen after
+    /// `timeout` or when the program has exited. A frame can arrive in several reads of the pty:
+    /// a screen that matches is looked at again after a short pause (when nothing more came, it
+    /// is whole), so a frame caught half drawn is not what the caller asserts on.
     pub fn wait_for(
         &mut self,
         what: &str,
@@ -96,7 +98,16 @@ impl Tui {
             self.pump();
             let s = self.screen();
             if pred(&s) {
-                return s;
+                std::thread::sleep(Duration::from_millis(30));
+                let before = self.raw.len();
+                self.pump();
+                if self.raw.len() == before || self.eof {
+                    return s;
+                }
+                let settled = self.screen();
+                if pred(&settled) {
+                    return settled;
+                }
             }
             if Instant::now() > deadline || self.eof {
                 let why = if self.eof {

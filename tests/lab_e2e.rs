@@ -917,9 +917,13 @@ mod lab {
                 // a Keystone restart saturating the 2 cores a round trip takes up to ~800 ms
                 // here. The invariant that matters (no flipped node beside a Fernet node for
                 // over 1 s, above) held; back in maint is bounded at 2 s on the lab.
-                if back.is_some() {
+                // Out of maint without consent for at most 2 s: put back by the guard, or re-added
+                // on purpose by cutover (its lb.ready intent) within that time. A faster run can
+                // reach the re-add of a node already proven before the guard's next pass.
+                if let Some(b) = back {
+                    let readded_in_time = readded != u64::MAX && readded - after[b].0 <= 2000;
                     assert!(
-                        again.is_some_and(|ms| ms <= 2000),
+                        again.is_some_and(|ms| ms <= 2000) || (again.is_none() && readded_in_time),
                         "{what}: {node} on haproxy-{k}"
                     );
                 }

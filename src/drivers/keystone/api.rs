@@ -397,7 +397,23 @@ printf '==stamp\n%s\n%s\n' "$stamp" {m}-stamp-end
 }
 
 /// What prints a node's stamp (see [`read_script`]), given [`stamp_vars`].
-const STAMP: &str = r#"command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %u:%g %y %z' -- "$c" /etc/passwd /etc/group "$f" "$f"/* "$p" "$p/private.pem" "$st" "$st/public.pem" "$u" "$u"/* 2>/dev/null"#;
+const STAMP: &str = concat!(stat_stamp!(), stamp_files!(), " 2>/dev/null");
+
+/// Whether openssl is there, then `stat` of what follows, as a stamp prints them.
+macro_rules! stat_stamp {
+    () => {
+        "command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %u:%g %y %z' -- "
+    };
+}
+use stat_stamp;
+
+/// The files a node's stamp covers, as [`stamp_vars`] names them.
+macro_rules! stamp_files {
+    () => {
+        r#""$c" /etc/passwd /etc/group "$f" "$f"/* "$p" "$p/private.pem" "$st" "$st/public.pem" "$u" "$u"/*"#
+    };
+}
+use stamp_files;
 
 /// The shell variables [`STAMP`] reads: the conf and the repositories.
 fn stamp_vars(conf: &str, fernet: &str, private: &str, public: &str) -> String {
@@ -413,28 +429,15 @@ fn stamp_vars(conf: &str, fernet: &str, private: &str, public: &str) -> String {
 /// The stamps of several nodes on one machine in one `stat` (see [`stamps_of`]): for each node,
 /// its conf and repositories (as [`stamp_vars`] names them), in order.
 pub fn stamps_script(nodes: &[(&str, &str, &str, &str)]) -> String {
-    let mut args = String::new();
+    // Each node's files gathered into the arguments with [`stamp_vars`]'s own shell, then one
+    // stat as [`STAMP`] runs it.
+    let mut script = String::from("set --\n");
     for (conf, fernet, private, public) in nodes {
-        let (c, f, p, u) = (
-            shell_quote(conf),
-            shell_quote(fernet),
-            shell_quote(private),
-            shell_quote(public),
-        );
-        let st = shell_quote(&format!(
-            "{}/.cutover-staging",
-            private
-                .trim_end_matches('/')
-                .rsplit_once('/')
-                .map_or("", |(dir, _)| dir)
-        ));
-        args.push_str(&format!(
-            " {c} /etc/passwd /etc/group {f} {f}/* {p} {p}/private.pem {st} {st}/public.pem {u} {u}/*"
-        ));
+        script.push_str(&stamp_vars(conf, fernet, private, public));
+        script.push_str(concat!("\nset -- \"$@\" ", stamp_files!(), "\n"));
     }
-    format!(
-        "command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %u:%g %y %z' --{args} 2>/dev/null\n"
-    )
+    script.push_str(concat!(stat_stamp!(), "\"$@\" 2>/dev/null\n"));
+    script
 }
 
 /// Each node's stamp out of [`stamps_script`]'s output, as [`STAMP`] prints it for that node

@@ -729,13 +729,14 @@ async fn admin_socket_requests_ride_the_connection_else_socat() {
     t.close().await;
 }
 
-/// Reads run in one kept `sh` per connection (one session for many reads: the login shell and
+/// Reads run in kept `sh`s on the connection (one session for many reads: the login shell and
 /// its rc files once), and answer exactly as a command on its own channel does: stdout,
 /// stderr, exit status, quoting, several lines, a syntax error, sudo's wrapping. A read that
-/// times out closes the kept shell and the next read starts another; reads at the same time
-/// as one that holds the kept shell run on channels of their own.
+/// times out closes its kept shell and the next read starts another; reads at the same time
+/// get a kept shell each (started once, then kept), up to four on a connection, and past
+/// those run on channels of their own.
 #[tokio::test]
-async fn reads_ride_one_kept_shell_and_answer_as_exec_does() {
+async fn reads_ride_kept_shells_and_answer_as_exec_does() {
     let (sshd, _client, t) = ready().await;
     let sessions = || sshd.log().matches("Starting session: command").count();
     let before = sessions();
@@ -782,14 +783,45 @@ async fn reads_ride_one_kept_shell_and_answer_as_exec_does() {
         b"again\n"
     );
 
-    // Two reads at once: both answered, one of them on a channel of its own.
-    let (a, b) = tokio::join!(
-        t.read("sleep 0.3; echo a", opts(10)),
-        t.read("sleep 0.3; echo b", opts(10))
-    );
-    assert_eq!(
-        (a.unwrap().stdout, b.unwrap().stdout),
-        (b"a\n".to_vec(), b"b\n".to_vec())
-    );
+    // Reads at once: each in a kept shell of its own, started once and kept. The timed-out
+    // read above closed its shell, and "echo again" started one: two at once start one more,
+    // and two at once again start none.
+    let at_once = |tag: &'static str| {
+        let t = &t;
+        async move {
+            let (ca, cb) = (
+                format!("sleep 0.3; echo {tag}a"),
+                format!("sleep 0.3; echo {tag}b"),
+            );
+            let (a, b) = tokio::join!(t.read(&ca, opts(10)), t.read(&cb, opts(10)));
+            assert_eq!(
+                (a.unwrap().stdout, b.unwrap().stdout),
+                (
+                    format!("{tag}a\n").into_bytes(),
+                    format!("{tag}b\n").into_bytes()
+                )
+            );
+        }
+    };
+    let before = sessions();
+    at_once("1").await;
+    assert_eq!(sessions() - before, 1, "{}", sshd.log());
+    at_once("2").await;
+    assert_eq!(sessions() - before, 1, "{}", sshd.log());
+    // Past the kept shells a connection may hold (4), a read runs on a channel of its own: six
+    // at once start two kept shells and two sessions of their own, all answered.
+    let before = sessions();
+    let six = futures::future::join_all((0..6).map(|i| {
+        let t = &t;
+        async move {
+            let cmd = format!("sleep 0.3; echo {i}");
+            t.read(&cmd, opts(10)).await
+        }
+    }))
+    .await;
+    for (i, r) in six.into_iter().enumerate() {
+        assert_eq!(r.unwrap().stdout, format!("{i}\n").into_bytes());
+    }
+    assert_eq!(sessions() - before, 4, "{}", sshd.log());
     t.close().await;
 }

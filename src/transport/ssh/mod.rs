@@ -65,8 +65,11 @@ struct Inner {
     /// The server refused a direct-streamlocal channel that a command then reached: not asked
     /// again.
     no_streamlocal: AtomicBool,
-    /// The kept shell for reads ([`SshTransport::read`]), once started.
-    kept: tokio::sync::Mutex<Option<kept::KeptShell>>,
+    /// Idle kept shells for reads ([`SshTransport::read`]): one is started for each read that
+    /// finds none idle, up to [`MAX_KEPT`] alive on the connection.
+    kept: std::sync::Mutex<Vec<kept::KeptShell>>,
+    /// Kept shells alive on the connection (idle or running a read).
+    kept_alive: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -77,6 +80,11 @@ impl std::fmt::Debug for SshTransport {
             .finish_non_exhaustive()
     }
 }
+
+/// Kept shells at most on one connection. Each is a session channel, and sshd allows 10 per
+/// connection by default (`MaxSessions`): the rest stay for actions, each on a channel of its
+/// own, and for admin-socket channels.
+const MAX_KEPT: usize = 4;
 
 /// The command line sent for `cmd`: as it is, or through [`sudo_command`].
 fn command_line(cmd: &str, sudo: bool) -> String {
@@ -147,7 +155,8 @@ impl SshTransport {
                 prompt,
                 live: tokio::sync::Mutex::new(None),
                 no_streamlocal: AtomicBool::new(false),
-                kept: tokio::sync::Mutex::new(None),
+                kept: std::sync::Mutex::new(Vec::new()),
+                kept_alive: std::sync::atomic::AtomicUsize::new(0),
             }),
         };
         let live = session::open(&t.inner.hops, t.inner.prompt.as_ref()).await?;
@@ -194,36 +203,65 @@ impl SshTransport {
         }
     }
 
-    /// Run a read (no stdin) in the connection's kept shell: one `sh` started once, so the
-    /// read costs no new session (and no login shell's rc files). Falls back to [`exec`] when
-    /// the kept shell is busy with another read, cannot be started, or breaks (reads are safe
-    /// to run again); a timeout is a timeout either way.
+    /// Run a read (no stdin) in one of the connection's kept shells: an idle one, else a new
+    /// one (the login shell and its rc files once, then kept), so a read costs no new session.
+    /// Reads at once get a kept shell each, up to [`MAX_KEPT`] on the connection; past that, or
+    /// when a kept shell cannot be started or breaks, the read runs as [`exec`] runs it (reads
+    /// are safe to run again). A timeout is a timeout either way, and closes that kept shell.
     ///
     /// [`exec`]: SshTransport::exec
     pub async fn read(&self, cmd: &str, opts: ExecOpts) -> Result<ExecOutput, TransportError> {
         debug_assert!(opts.stdin.is_none(), "a read takes no stdin");
         let start = Instant::now();
-        if let Ok(mut kept) = self.inner.kept.try_lock() {
-            if kept.is_none() {
-                *kept = self.start_kept().await;
-            }
-            if let Some(shell) = kept.as_mut() {
-                let ran = shell.run(&command_line(cmd, opts.sudo), opts.timeout).await;
-                match ran.output(start.elapsed()) {
-                    Ok(out) => return Ok(out),
-                    Err(crate::transport::kept::Kept::TimedOut) => {
-                        kept.take();
-                        return Err(self.command_timed_out(cmd, opts.timeout));
-                    }
-                    Err(_) => {
-                        if let Some(shell) = kept.take() {
-                            shell.close().await;
-                        }
+        if let Some(mut shell) = self.take_kept().await {
+            let ran = shell.run(&command_line(cmd, opts.sudo), opts.timeout).await;
+            match ran.output(start.elapsed()) {
+                Ok(out) => {
+                    self.inner.kept.lock().expect("kept shells").push(shell);
+                    return Ok(out);
+                }
+                Err(crate::transport::kept::Kept::TimedOut) => {
+                    self.kept_gone();
+                    return Err(self.command_timed_out(cmd, opts.timeout));
+                }
+                Err(_) => {
+                    // A broken kept shell most often means a lost connection: the idle ones
+                    // went with it. They are started again as reads need them.
+                    let idle = std::mem::take(&mut *self.inner.kept.lock().expect("kept shells"));
+                    for s in std::iter::once(shell).chain(idle) {
+                        self.kept_gone();
+                        s.close().await;
                     }
                 }
             }
         }
         self.exec(cmd, opts).await
+    }
+
+    /// An idle kept shell, or a new one while fewer than [`MAX_KEPT`] are alive.
+    async fn take_kept(&self) -> Option<kept::KeptShell> {
+        use std::sync::atomic::Ordering;
+        if let Some(shell) = self.inner.kept.lock().expect("kept shells").pop() {
+            return Some(shell);
+        }
+        let alive = &self.inner.kept_alive;
+        alive
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_KEPT).then_some(n + 1)
+            })
+            .ok()?;
+        let started = self.start_kept().await;
+        if started.is_none() {
+            self.kept_gone();
+        }
+        started
+    }
+
+    /// A kept shell was dropped or closed.
+    fn kept_gone(&self) {
+        self.inner
+            .kept_alive
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// `cmd` ran out of `timeout` on this host (on a channel of its own or in the kept shell).

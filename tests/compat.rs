@@ -109,7 +109,7 @@ fn old_journals_fold_to_the_state_they_ended_in() {
         let state = cutover::runtime::fold(&read.records).unwrap();
         let run = state.run.as_ref().unwrap();
         assert!(state.plan.len() > 20, "{name}: {} ops", state.plan.len());
-        assert_eq!(state.plan, run.plan);
+        assert_eq!(*state.plan, run.plan);
         assert_eq!(run.plan_sha256, plan_sha256(&state.plan));
         assert_eq!(
             cutover::engine::recorded::check_resumable(run),

@@ -113,7 +113,7 @@ fn a_guarded_action_without_its_gate_is_refused_even_if_the_plan_lacks_it() {
         .unwrap();
     r.pending.clear();
     r.state.in_flight.clear();
-    r.state.plan[flip - 1].kind = OpKind::Note {
+    std::sync::Arc::make_mut(&mut r.state.plan)[flip - 1].kind = OpKind::Note {
         message: "forged".into(),
     };
     r.state.cursor = flip;
@@ -150,12 +150,31 @@ fn flipping_before_keys_are_everywhere_is_refused() {
 #[test]
 fn rejoining_an_unvalidated_node_is_refused() {
     let mut r = Run::start();
-    r.run_to_gate(Gate::ValidatedBeforeReadd, Some("ks1"), ALL);
-    // Between the direct issue and the gate, ks1 went back to fernet (someone restarted it with
-    // an old config): the gate's own fresh check must catch it.
+    r.run_to_gate(Gate::MixedPool, Some("ks1"), ALL);
+    assert!(
+        r.state
+            .gates_passed
+            .iter()
+            .any(|&i| r.state.plan[i].node.as_deref() == Some("ks1")
+                && matches!(
+                    r.state.plan[i].kind,
+                    OpKind::Gate {
+                        gate: Gate::ValidatedBeforeReadd,
+                        ..
+                    }
+                )),
+        "validated-before-readd passed on ks1's token check"
+    );
+    // Between its token check and the re-add, ks1 went back to fernet (someone restarted it
+    // with an old config): mixed-pool's read, which asks ks1 for a token again, must catch it.
     r.fleet.running.insert("ks1".into(), "fernet".into());
     let d = r.settle_one().unwrap();
     assert_eq!(Run::kinds(&d), vec!["outcome", "gate_failed", "run_halted"]);
+    assert!(
+        matches!(&r.state.status, RunStatus::Halted { reason, .. } if reason.contains("ks1 answered fernet") && reason.contains("changed since its token check")),
+        "{:?}",
+        r.state.status
+    );
     assert!(actions(&d).is_empty());
     assert!(
         r.fleet
@@ -191,11 +210,8 @@ fn mixing_the_pool_needs_a_deliberate_confirmation() {
     let mut r = Run::start();
     r.run_to_gate(Gate::MixedPool, Some("ks1"), ALL);
     let d = r.settle_one().unwrap();
-    // One read for validated-before-readd and mixed-pool: the first passes, the second asks.
-    assert_eq!(
-        Run::kinds(&d),
-        vec!["outcome", "gate_passed", "hard_stop_raised"]
-    );
+    // validated-before-readd passed on the token check's read; mixed-pool's own read asks.
+    assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
     let hs = r.state.hard_stop.clone().unwrap();
     assert_eq!(hs.id, "mixed-pool");
     assert!(
@@ -233,12 +249,12 @@ fn mixing_the_pool_needs_a_deliberate_confirmation() {
         observed: Observation::default(),
     });
     assert_eq!(actions(&d), vec!["probe"]);
+    // (the gates before the re-add are judged again: validated-before-readd on a token check
+    // of its own now, then mixed-pool on its read)
     let d = r.settle_one().unwrap();
-    // (the block of gates before the re-add, on its one read: validated-before-readd passes)
-    assert_eq!(
-        Run::kinds(&d),
-        vec!["outcome", "gate_passed", "hard_stop_raised"]
-    );
+    assert_eq!(Run::kinds(&d), vec!["outcome", "gate_passed", "intent"]);
+    let d = r.settle_one().unwrap();
+    assert_eq!(Run::kinds(&d), vec!["outcome", "hard_stop_raised"]);
     // Confirming re-adds ks1.
     let d = r.when(Command::Confirm {
         id: "mixed-pool".into(),
@@ -742,13 +758,7 @@ fn a_node_back_in_the_pool_at_the_re_add_decision_is_a_breach_not_a_question() {
     let d = r.settle_one().unwrap();
     assert_eq!(
         Run::kinds(&d),
-        vec![
-            "outcome",
-            "gate_passed",
-            "pool_breach",
-            "intent",
-            "hard_stop_raised"
-        ]
+        vec!["outcome", "pool_breach", "intent", "hard_stop_raised"]
     );
     assert_eq!(actions(&d), vec!["lb.maint"]);
     assert_eq!(r.state.hard_stop.as_ref().unwrap().id, "pool-breach");
@@ -1476,17 +1486,19 @@ fn a_bad_split_is_a_plan_error_that_says_what_to_do() {
 /// A block of gates right before an action is judged on one read when one gate's read holds
 /// what the others need; a pool read that must be the last before its action stays apart.
 /// Preflight's four gates share one probe (nodes and load balancers); before each re-add,
-/// validated-before-readd and mixed-pool share one (the load balancers and every node's
-/// token); keys-everywhere and out-of-pool read apart, and out-of-pool's (load balancers only)
-/// is the last intent before every flip.
+/// validated-before-readd is judged on the token the node's own token check just issued and
+/// validated, and mixed-pool reads the load balancers and a token issued (not validated) at
+/// every node; keys-everywhere and out-of-pool read apart, and out-of-pool's (load balancers
+/// only) is the last intent before every flip.
 #[test]
 fn a_block_of_gates_is_judged_on_one_read_and_the_pool_read_stays_last() {
-    use cutover::engine::action::{ActionSpec, Misc};
+    use cutover::engine::action::{ActionSpec, Keystone, Misc};
     let mut r = Run::start();
     r.run_until_stopped(ALL);
     assert_eq!(r.state.status, RunStatus::Completed);
     // Each gate decision (passed, or the hard stop it asked) with the probe it was judged on.
     let mut probe: Option<(u64, ActionSpec)> = None;
+    let mut reads: std::collections::BTreeMap<u64, ActionSpec> = Default::default();
     let mut judged: Vec<(String, Option<String>, u64)> = Vec::new();
     let mut last_intent: Option<ActionSpec> = None;
     for (_, e) in &r.events {
@@ -1500,8 +1512,10 @@ fn a_block_of_gates_is_judged_on_one_read_and_the_pool_read_stays_last() {
                         i.node
                     );
                 }
-                if i.action == "probe" {
+                // A read: a probe, or a token check (a token issued and validated at a node).
+                if i.action == "probe" || i.action == "keystone.issue_token" {
                     probe = Some((i.id, i.spec.clone()));
+                    reads.insert(i.id, i.spec.clone());
                 }
                 last_intent = Some(i.spec.clone());
             }
@@ -1532,11 +1546,23 @@ fn a_block_of_gates_is_judged_on_one_read_and_the_pool_read_stays_last() {
     .collect();
     assert_eq!(preflight.len(), 4, "{judged:?}");
     assert!(preflight.iter().all(|id| *id == preflight[0]), "{judged:?}");
+    let every: Vec<String> = r.state.node_order.clone();
     for n in ["ks1", "ks2", "ks3"] {
         let validated = read_of("validated-before-readd", Some(n));
         let mixed = read_of("mixed-pool", Some(n));
         assert_eq!(validated.len(), 1, "{n}: {judged:?}");
-        assert_eq!(validated, mixed, "{n}: one read for both");
+        assert_eq!(mixed.len(), 1, "{n}: {judged:?}");
+        assert!(
+            matches!(&reads[&validated[0]], ActionSpec::Keystone(Keystone::IssueToken { node, .. }) if node == n),
+            "{n}: validated-before-readd judged on {:?}",
+            reads[&validated[0]]
+        );
+        assert!(
+            matches!(&reads[&mixed[0]], ActionSpec::Misc(Misc::Probe { nodes, lb: true, tokens, providers, .. })
+                if nodes.is_empty() && tokens.is_empty() && *providers == every),
+            "{n}: mixed-pool judged on {:?}",
+            reads[&mixed[0]]
+        );
     }
     // Keys-everywhere before a flip and the out-of-pool right after it: two reads.
     let keys = read_of("keys-everywhere", None);
@@ -1551,13 +1577,13 @@ fn a_block_of_gates_is_judged_on_one_read_and_the_pool_read_stays_last() {
             "{judged:?}"
         );
     }
-    // Fewer probes than gate decisions: 3 + 3 + 2 judged on a read they did not start.
-    let probes = r
-        .events
+    // Fewer reads than gate decisions: 3 + 2 judged on a read another gate started, and the
+    // three validated-before-readd on their token checks' reads, which no gate started.
+    let judged_on: std::collections::BTreeSet<u64> = judged.iter().map(|(_, _, id)| *id).collect();
+    assert_eq!(judged.len() - judged_on.len(), 3 + 2, "{judged:?}");
+    let gate_probes = judged_on
         .iter()
-        .filter(|(_, e)| matches!(e, Event::Intent(i) if i.action == "probe"))
+        .filter(|id| matches!(reads[id], ActionSpec::Misc(Misc::Probe { .. })))
         .count();
-    let reads: std::collections::BTreeSet<u64> = judged.iter().map(|(_, _, id)| *id).collect();
-    assert_eq!(judged.len() - reads.len(), 3 + 3 + 2, "{judged:?}");
-    assert!(probes >= reads.len());
+    assert_eq!(gate_probes, judged.len() - 3 - 2 - 3, "{judged:?}");
 }

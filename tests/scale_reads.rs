@@ -356,28 +356,37 @@ async fn gate_reads_are_scoped_and_mixed_pool_judges_its_read_as_a_full_one() {
     let all = inv.node_names();
     let read = |gate: Gate, node: Option<&str>| match gates::probe_for(gate, node, &inv) {
         ActionSpec::Misc(Misc::Probe {
-            nodes, lb, tokens, ..
-        }) => (nodes, lb, tokens),
+            nodes,
+            lb,
+            tokens,
+            providers,
+            ..
+        }) => (nodes, lb, tokens, providers),
         other => panic!("{other:?}"),
     };
     // The load balancers only.
     for g in [Gate::OutOfPool, Gate::PoolCapacity, Gate::InPool] {
-        assert_eq!(read(g, Some("node2")), (vec![], true, vec![]), "{g:?}");
+        assert_eq!(
+            read(g, Some("node2")),
+            (vec![], true, vec![], vec![]),
+            "{g:?}"
+        );
     }
     // That node's token only.
     assert_eq!(
         read(Gate::ValidatedBeforeReadd, Some("node2")),
-        (vec![], false, vec!["node2".to_string()])
+        (vec![], false, vec!["node2".to_string()], vec![])
     );
-    // Every pooled node's provider, from its token, and the rows: no node's files.
+    // Every pooled node's provider, from a token issued there (not validated), and the rows:
+    // no node's files.
     assert_eq!(
         read(Gate::MixedPool, Some("node2")),
-        (vec![], true, all.clone())
+        (vec![], true, vec![], all.clone())
     );
     // Every node's keys.
     assert_eq!(
         read(Gate::KeysEverywhere, None),
-        (all.clone(), false, vec![])
+        (all.clone(), false, vec![], vec![])
     );
 
     // node2 flipped to jws and restarted, out of the pool (as before its re-add): mixed-pool on
@@ -412,7 +421,12 @@ async fn gate_reads_are_scoped_and_mixed_pool_judges_its_read_as_a_full_one() {
     assert!(o.ok, "{}", o.summary);
     let scoped = probe(&fleet, Gate::MixedPool, Some("node2"), &info).await;
     assert!(scoped.nodes.is_empty());
-    let full = fleet.probe(&all, true, &all).await.ok().unwrap().observed;
+    let full = fleet
+        .probe(&all, true, &all, &[])
+        .await
+        .ok()
+        .unwrap()
+        .observed;
     assert_eq!(full.nodes.len(), 3);
     let a = judge(Gate::MixedPool, Some("node2"), &scoped, &info);
     let b = judge(Gate::MixedPool, Some("node2"), &full, &info);

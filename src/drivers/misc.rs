@@ -14,12 +14,13 @@ impl Fleet {
                 nodes,
                 lb,
                 tokens,
+                providers,
                 until_up: Some(node),
             } => {
                 let deadline =
                     Instant::now() + Duration::from_secs(crate::engine::action::UNTIL_UP_SECS);
                 loop {
-                    let done = self.probe(nodes, *lb, tokens).await?;
+                    let done = self.probe(nodes, *lb, tokens, providers).await?;
                     let up = done.observed.lb.as_ref().is_some_and(|rows| {
                         let mine: Vec<&LbServer> =
                             rows.iter().filter(|r| &r.node == node).collect();
@@ -32,8 +33,12 @@ impl Fleet {
                 }
             }
             Misc::Probe {
-                nodes, lb, tokens, ..
-            } => self.probe(nodes, *lb, tokens).await,
+                nodes,
+                lb,
+                tokens,
+                providers,
+                ..
+            } => self.probe(nodes, *lb, tokens, providers).await,
             Misc::Wait { secs } => {
                 tokio::time::sleep(Duration::from_secs(*secs)).await;
                 Ok(Done::ok(format!("waited {secs}s"), Observation::default()))

@@ -14,8 +14,14 @@ impl Fleet {
     /// Read nodes, load balancers and direct tokens, concurrently. A node with an unknown SSH
     /// host key makes this an error (the run turns it into hard stop `unknown-host-key`);
     /// every other unreachable node is a fact (`NodeFacts::unreachable`), for the gates.
-    pub async fn probe(&self, nodes: &[String], lb: bool, tokens: &[String]) -> DResult<Done> {
-        let (done, unknown_host) = self.observe(nodes, lb, tokens).await;
+    pub async fn probe(
+        &self,
+        nodes: &[String],
+        lb: bool,
+        tokens: &[String],
+        providers: &[String],
+    ) -> DResult<Done> {
+        let (done, unknown_host) = self.observe(nodes, lb, tokens, providers).await;
         // An unknown host key must reach the operator as a hard stop, not as a fact.
         match unknown_host {
             Some(e) => Err(e),
@@ -23,7 +29,8 @@ impl Fleet {
         }
     }
 
-    /// What `probe` reads, never failing as a whole: each node that cannot be reached is
+    /// What `probe` reads (the nodes' files, the load balancers, a token issued and validated
+    /// at each of `tokens`, a token only issued at each other node of `providers`), never failing as a whole: each node that cannot be reached is
     /// reported as unreachable (with why, where and what to do), and its Keystone is still
     /// asked over HTTP. Also returns the unknown-host-key error of the first such node (in the
     /// order given), for `probe` to raise.
@@ -32,6 +39,7 @@ impl Fleet {
         nodes: &[String],
         lb: bool,
         tokens: &[String],
+        providers: &[String],
     ) -> (Done, Option<DriverError>) {
         let unchanged = &self.unchanged_here(nodes).await;
         let facts = futures::future::join_all(nodes.iter().map(|n| async move {
@@ -52,10 +60,20 @@ impl Fleet {
                 None
             }
         };
+        let asked = providers.iter().filter(|n| !tokens.contains(n));
         let toks = futures::future::join_all(
             tokens
                 .iter()
-                .map(|n| async move { (n.clone(), self.token_check(n).await) }),
+                .map(|n| (n, true))
+                .chain(asked.map(|n| (n, false)))
+                .map(|(n, validate)| async move {
+                    let t = if validate {
+                        self.token_check(n).await
+                    } else {
+                        self.provider_check(n).await
+                    };
+                    (n.clone(), t)
+                }),
         );
         // How each instance would come through a reload: read by full probes only (the load
         // balancers and nodes: preflight, verify), not by the lean pool reads before each
@@ -100,7 +118,7 @@ impl Fleet {
             parts.push(format!("{} lb rows", rows.len()));
         }
         parts.extend(reload_summary(&obs.lb_reload));
-        if !tokens.is_empty() {
+        if !obs.tokens.is_empty() {
             parts.push(format!(
                 "tokens: {}",
                 obs.tokens
@@ -483,5 +501,5 @@ pub async fn full_probe(fleet: &Fleet, tokens: bool) -> DResult<Observation> {
     let nodes = fleet.inv.node_names();
     let toks = if tokens { nodes.clone() } else { vec![] };
     let lb = !fleet.inv.load_balancers.is_empty();
-    Ok(fleet.observe(&nodes, lb, &toks).await.0.observed)
+    Ok(fleet.observe(&nodes, lb, &toks, &[]).await.0.observed)
 }

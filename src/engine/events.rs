@@ -502,7 +502,9 @@ impl Event {
 
     /// `data` for the journal: the event's fields without the tag.
     pub fn data(&self) -> serde_json::Value {
-        let v = serde_json::to_value(self).expect("events serialize");
-        v.get("data").cloned().unwrap_or(serde_json::Value::Null)
+        match serde_json::to_value(self).expect("events serialize") {
+            serde_json::Value::Object(mut m) => m.remove("data").unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        }
     }
 }

@@ -55,6 +55,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             nodes: all,
             lb: false,
             tokens: vec![],
+            providers: vec![],
             until_up: None,
         }
         .into(),
@@ -62,6 +63,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             nodes: all,
             lb,
             tokens: vec![],
+            providers: vec![],
             until_up: None,
         }
         .into(),
@@ -69,6 +71,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             nodes: vec![],
             lb,
             tokens: vec![],
+            providers: vec![],
             until_up: None,
         }
         .into(),
@@ -77,6 +80,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             nodes: vec![],
             lb,
             tokens: vec![],
+            providers: vec![],
             until_up: node.filter(|_| lb).map(str::to_string),
         }
         .into(),
@@ -84,10 +88,21 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             nodes: vec![],
             lb: false,
             tokens: node.map(|n| vec![n.to_string()]).unwrap_or_default(),
+            providers: vec![],
             until_up: None,
         }
         .into(),
-        Gate::MixedPool | Gate::AllTarget | Gate::ValidatedBeforeSwap => Misc::Probe {
+        // Which provider each node serves is all mixed-pool judges: a token issued at each,
+        // not validated (the node being re-added proved its own just before).
+        Gate::MixedPool => Misc::Probe {
+            nodes: vec![],
+            lb,
+            tokens: vec![],
+            providers: all,
+            until_up: None,
+        }
+        .into(),
+        Gate::AllTarget | Gate::ValidatedBeforeSwap => Misc::Probe {
             nodes: if gate == Gate::AllTarget {
                 all.clone()
             } else {
@@ -95,6 +110,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             },
             lb,
             tokens: all,
+            providers: vec![],
             until_up: None,
         }
         .into(),
@@ -600,6 +616,23 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
             let back: Vec<LbServer> = not_held_out(obs, n).into_iter().cloned().collect();
             if !back.is_empty() && ctx.guarded.contains(n) {
                 return Verdict::Breach { rows: back };
+            }
+            // The node proved itself just before (its token check); what it answers now must
+            // still be a token of the target provider, or it changed since (restarted with
+            // an old configuration) and must not rejoin on that proof.
+            if let Some(t) = obs.tokens.get(n)
+                && t.format.as_str() != ctx.target
+            {
+                return Verdict::Fail {
+                    reason: format!(
+                        "{n} answered {} just now, not a {} token: it changed since its token check",
+                        t.short(),
+                        ctx.target
+                    ),
+                    next: format!(
+                        "{n} stays out of the pool; read its keystone log and its keystone.conf, fix, then resume (the token check runs again)"
+                    ),
+                };
             }
             let mine = provider_of(obs, n).unwrap_or_else(|| ctx.target.to_string());
             let mut other: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -297,7 +297,11 @@ pub(super) fn build(
                                 .unwrap_or_default()
                         ),
                         t.bold(),
-                        if tk.validated() { t.plain() } else { t.fail() },
+                        if tk.validated() || tk.issued_only() {
+                            t.plain()
+                        } else {
+                            t.fail()
+                        },
                     );
                 }
             }

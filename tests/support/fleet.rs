@@ -599,6 +599,7 @@ impl Fleet {
                 nodes,
                 lb,
                 tokens,
+                providers,
                 until_up: _, // every pooled server shows `UP` at once here
             } => {
                 for n in nodes {
@@ -614,6 +615,12 @@ impl Fleet {
                 for n in tokens {
                     obs.tokens.insert(n.clone(), self.token(n));
                 }
+                // Issued only: the provider it serves, no validation.
+                for n in providers.iter().filter(|n| !tokens.contains(n)) {
+                    let mut t = self.token(n);
+                    t.validate_status = None;
+                    obs.tokens.insert(n.clone(), t);
+                }
                 let mut what = vec![];
                 if !nodes.is_empty() {
                     what.push(format!("{} nodes", nodes.len()));
@@ -623,6 +630,10 @@ impl Fleet {
                 }
                 if !tokens.is_empty() {
                     what.push(format!("{} token checks", tokens.len()));
+                }
+                let asked = providers.iter().filter(|n| !tokens.contains(n)).count();
+                if asked > 0 {
+                    what.push(format!("{asked} tokens issued"));
                 }
                 let mut summary = format!("read {}", what.join(", "));
                 for c in reload_summary(&obs.lb_reload) {

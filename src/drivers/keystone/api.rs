@@ -100,6 +100,11 @@ fn short_err(e: &reqwest::Error) -> String {
     }
 }
 
+/// The token requests' path: `nocatalog` asks Keystone not to build the service catalog into
+/// the answer (cutover reads only the token and its status; a real cloud's catalog, every
+/// service and endpoint, is most of what an issue or a validation costs Keystone otherwise).
+const TOKENS: &str = "/auth/tokens?nocatalog";
+
 /// POST /v3/auth/tokens; the token string is returned to the caller, who must drop it.
 async fn issue(
     http: &reqwest::Client,
@@ -107,7 +112,7 @@ async fn issue(
     c: &AuthCredentials,
 ) -> Result<(u16, Option<String>), ApiError> {
     let r = http
-        .post(v3_url(url, "/auth/tokens"))
+        .post(v3_url(url, TOKENS))
         .json(&c.password_auth_body())
         .send()
         .await
@@ -128,7 +133,7 @@ async fn validate(
     subject: &str,
 ) -> Result<u16, ApiError> {
     let r = http
-        .get(v3_url(url, "/auth/tokens"))
+        .get(v3_url(url, TOKENS))
         .header("X-Auth-Token", auth)
         .header("X-Subject-Token", subject)
         .send()
@@ -162,28 +167,60 @@ fn shape(node: &str, token: &str) -> TokenCheck {
     }
 }
 
-/// Issue a token at the node and validate it on the same node (as both auth and subject).
+/// Issue a token directly at the node and validate it there (with itself as the caller's
+/// token). Only its shape survives.
 pub async fn issue_and_validate(
     http: &reqwest::Client,
     node: &str,
     url: &str,
     c: &AuthCredentials,
 ) -> TokenCheck {
+    let (mut t, token) = issue_checked(http, node, url, c).await;
+    if let Some(token) = token {
+        match validate(http, url, &token, &token).await {
+            Ok(s) => t.validate_status = Some(s),
+            Err(e) => t.error = Some(format!("validate: {e}")),
+        }
+    }
+    t
+}
+
+/// Issue a token directly at the node, not validated: its format says which provider the
+/// running Keystone serves (what the mixed-pool gate asks of each pooled node), at the cost of
+/// one request. Only its shape survives.
+pub async fn issue_only(
+    http: &reqwest::Client,
+    node: &str,
+    url: &str,
+    c: &AuthCredentials,
+) -> TokenCheck {
+    issue_checked(http, node, url, c).await.0
+}
+
+/// POST /v3/auth/tokens at the node: the token's shape, and the token itself when one was
+/// issued (201), for the caller to validate and drop.
+async fn issue_checked(
+    http: &reqwest::Client,
+    node: &str,
+    url: &str,
+    c: &AuthCredentials,
+) -> (TokenCheck, Option<String>) {
     let start = Instant::now();
     let (status, token) = match issue(http, url, c).await {
         Ok(x) => x,
         Err(e) => {
-            return TokenCheck {
+            let t = TokenCheck {
                 node: node.into(),
                 latency_ms: start.elapsed().as_millis() as u64,
                 error: Some(format!("POST /v3/auth/tokens at {url}: {e}")),
                 ..Default::default()
             };
+            return (t, None);
         }
     };
     let latency_ms = start.elapsed().as_millis() as u64;
     let Some(token) = token.filter(|_| status == 201) else {
-        return TokenCheck {
+        let t = TokenCheck {
             node: node.into(),
             issue_status: status,
             latency_ms,
@@ -196,16 +233,12 @@ pub async fn issue_and_validate(
             }),
             ..Default::default()
         };
+        return (t, None);
     };
     let mut t = shape(node, &token);
     t.issue_status = status;
     t.latency_ms = latency_ms;
-    match validate(http, url, &token, &token).await {
-        Ok(s) => t.validate_status = Some(s),
-        Err(e) => t.error = Some(format!("validate: {e}")),
-    }
-    drop(token);
-    t
+    (t, Some(token))
 }
 
 /// How many nodes validate their batch of the matrix at once.
@@ -402,9 +435,23 @@ const STAMP: &str = concat!(stat_stamp!(), stamp_files!(), " 2>/dev/null");
 /// Whether openssl is there, then `stat` of what follows, as a stamp prints them.
 macro_rules! stat_stamp {
     () => {
-        "command -v openssl >/dev/null 2>&1 && echo openssl; stat -c '%n %i %s %a %u:%g %y %z' -- "
+        concat!(openssl_line!(), "; ", stat_line!())
     };
 }
+/// Whether openssl is there (a stamp's first line).
+macro_rules! openssl_line {
+    () => {
+        "command -v openssl >/dev/null 2>&1 && echo openssl"
+    };
+}
+/// The `stat` of a stamp, the files to follow.
+macro_rules! stat_line {
+    () => {
+        "stat -c '%n %i %s %a %u:%g %y %z' -- "
+    };
+}
+use openssl_line;
+use stat_line;
 use stat_stamp;
 
 /// The files a node's stamp covers, as [`stamp_vars`] names them.
@@ -430,15 +477,22 @@ fn stamp_vars(conf: &str, fernet: &str, private: &str, public: &str) -> String {
 /// its conf and repositories (as [`stamp_vars`] names them), in order.
 pub fn stamps_script(nodes: &[(&str, &str, &str, &str)]) -> String {
     // Each node's files gathered into the arguments with [`stamp_vars`]'s own shell, then one
-    // stat as [`STAMP`] runs it.
-    let mut script = String::from("set --\n");
-    for (conf, fernet, private, public) in nodes {
+    // stat as [`STAMP`] runs it, for [`STAMPS_AT_ONCE`] nodes at a time: `set -- "$@" ...`
+    // copies every argument gathered so far, so one stat for 64 nodes spent more in the shell
+    // than in stat. The stats print one after another, as one stat would.
+    let mut script = String::from(concat!(openssl_line!(), "\nset --\n"));
+    for (i, (conf, fernet, private, public)) in nodes.iter().enumerate() {
         script.push_str(&stamp_vars(conf, fernet, private, public));
         script.push_str(concat!("\nset -- \"$@\" ", stamp_files!(), "\n"));
+        if (i + 1) % STAMPS_AT_ONCE == 0 || i + 1 == nodes.len() {
+            script.push_str(concat!(stat_line!(), "\"$@\" 2>/dev/null\nset --\n"));
+        }
     }
-    script.push_str(concat!(stat_stamp!(), "\"$@\" 2>/dev/null\n"));
     script
 }
+
+/// Nodes whose stamps one `stat` prints in [`stamps_script`].
+const STAMPS_AT_ONCE: usize = 8;
 
 /// Each node's stamp out of [`stamps_script`]'s output, as [`STAMP`] prints it for that node
 /// alone, or None where its part cannot be told apart (its keystone.conf has no line: the
@@ -812,6 +866,27 @@ mod tests {
         assert_eq!(parts[0].as_deref(), Some(stamp));
         let second = sh(&stamp_script(&c2, &f_, &p_, &u_));
         assert_eq!(parts[1].as_deref(), Some(second.trim_end()));
+        // More nodes than one stat takes (several stats, one after another): each part is
+        // still that node's stamp alone, in order.
+        let many: Vec<String> = (0..STAMPS_AT_ONCE * 2 + 3)
+            .map(|i| {
+                let c = d.path().join(format!("many{i}.conf"));
+                std::fs::write(&c, format!("[token]\n# {i}\n")).unwrap();
+                s(&c)
+            })
+            .collect();
+        let args: Vec<(&str, &str, &str, &str)> = many
+            .iter()
+            .map(|c| (c.as_str(), f_.as_str(), p_.as_str(), u_.as_str()))
+            .collect();
+        let out = sh(&stamps_script(&args));
+        assert_eq!(out.lines().filter(|l| *l == "openssl").count(), 1);
+        let confs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let parts = stamps_of(&out, &confs);
+        for (c, part) in many.iter().zip(&parts) {
+            let alone = sh(&stamp_script(c, &f_, &p_, &u_));
+            assert_eq!(part.as_deref(), Some(alone.trim_end()), "{c}");
+        }
         // A node whose keystone.conf is gone has no part of its own: it is read by itself.
         std::fs::remove_file(&conf2).unwrap();
         let out = sh(&stamps_script(&[

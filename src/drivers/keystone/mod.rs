@@ -150,6 +150,15 @@ impl Fleet {
 
     /// Issue a token directly at the node and validate it there. Only its shape survives.
     pub async fn token_check(&self, node: &str) -> TokenCheck {
+        self.token_at(node, true).await
+    }
+
+    /// Issue a token directly at the node, not validated: the provider its Keystone serves.
+    pub async fn provider_check(&self, node: &str) -> TokenCheck {
+        self.token_at(node, false).await
+    }
+
+    async fn token_at(&self, node: &str, validate: bool) -> TokenCheck {
         let url = match self.node(node) {
             Ok(n) => n.keystone_url.clone(),
             Err(e) => {
@@ -161,7 +170,8 @@ impl Fleet {
             }
         };
         match self.creds() {
-            Ok(c) => api::issue_and_validate(&self.http, node, &url, c).await,
+            Ok(c) if validate => api::issue_and_validate(&self.http, node, &url, c).await,
+            Ok(c) => api::issue_only(&self.http, node, &url, c).await,
             Err(e) => TokenCheck {
                 node: node.into(),
                 error: Some(e.msg),

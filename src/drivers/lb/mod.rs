@@ -344,6 +344,11 @@ pub async fn ready<L: LoadBalancer>(
                 .with(obs)
             });
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(READY_POLL).await;
     }
 }
+
+/// How often a re-add reads the load balancers until the node's health check passed: the
+/// next node's drain waits for that read, and each read is one admin-socket request per
+/// instance (1-3 ms), so it is read often.
+const READY_POLL: Duration = Duration::from_millis(25);

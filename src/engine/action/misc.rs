@@ -31,6 +31,11 @@ pub enum Misc {
         nodes: Vec<String>,
         lb: bool,
         tokens: Vec<String>,
+        /// Nodes asked for a token only, not validated: the provider each one's running
+        /// Keystone serves (one request; a node also in `tokens` is asked there). Left out
+        /// when empty, as journals written before it hold it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        providers: Vec<String>,
         /// Read the load balancers until this node shows a passed health check on every one
         /// (a bounded wait: a reload right after its re-add resets it to `UP 1/3`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +79,7 @@ impl Family for Misc {
                 nodes,
                 lb,
                 tokens,
+                providers,
                 until_up,
             } => {
                 let mut parts = Vec::new();
@@ -98,6 +104,17 @@ impl Family for Misc {
                         list(tokens)
                     ));
                 }
+                let asked: Vec<String> = providers
+                    .iter()
+                    .filter(|n| !tokens.contains(n))
+                    .cloned()
+                    .collect();
+                if !asked.is_empty() {
+                    parts.push(format!(
+                        "issue a token directly at {} (which provider each serves)",
+                        list(&asked)
+                    ));
+                }
                 parts.join("; ")
             }
             Misc::Wait { secs } => format!(
@@ -119,6 +136,7 @@ impl Family for Misc {
                 nodes: cx.targets_or_all(),
                 lb: !cx.inv.load_balancers.is_empty(),
                 tokens: vec![],
+                providers: vec![],
                 until_up: None,
             }])]),
             Item::Wait(w) => Ok(vec![match w.until {
@@ -144,12 +162,14 @@ pub fn probe_covers(wide: &ActionSpec, narrow: &ActionSpec) -> bool {
             nodes: wn,
             lb: wl,
             tokens: wt,
+            providers: wp,
             until_up: wu,
         }),
         ActionSpec::Misc(Misc::Probe {
             nodes: nn,
             lb: nl,
             tokens: nt,
+            providers: np,
             until_up: nu,
         }),
     ) = (wide, narrow)
@@ -159,6 +179,7 @@ pub fn probe_covers(wide: &ActionSpec, narrow: &ActionSpec) -> bool {
     nn.iter().all(|n| wn.contains(n))
         && (*wl || !*nl)
         && nt.iter().all(|t| wt.contains(t))
+        && np.iter().all(|p| wp.contains(p) || wt.contains(p))
         && (nu.is_none() || nu == wu)
 }
 

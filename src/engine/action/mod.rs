@@ -112,6 +112,24 @@ impl ActionSpec {
         each!(self, s => s.pool_move())
     }
 
+    /// The probe whose read this action's outcome holds, when it only read: a token issued
+    /// and validated directly at a node is what a probe of that node's token reads.
+    pub fn token_read(&self) -> Option<ActionSpec> {
+        match self {
+            ActionSpec::Keystone(Keystone::IssueToken { node, .. }) => Some(
+                Misc::Probe {
+                    nodes: vec![],
+                    lb: false,
+                    tokens: vec![node.clone()],
+                    providers: vec![],
+                    until_up: None,
+                }
+                .into(),
+            ),
+            _ => None,
+        }
+    }
+
     /// The half it takes out of the pool (a swap: half B), for its capacity gate's group.
     pub fn takes_out_group(&self) -> Option<&'static str> {
         match self {

@@ -150,13 +150,18 @@ pub(super) fn advance(s: &mut Scratch) {
                     return;
                 };
                 // Judged on the read of the gates right before it when that read holds all
-                // this gate needs (nothing but gates happened since).
+                // this gate needs (nothing but gates happened since, after the read's own op: a
+                // gate, or the token check that issued and validated a token).
                 if let Some(read) = &s.state.last_gate_read
                     && read.op < op.index
                     && (read.op..op.index).all(|i| {
-                        s.state.gates_passed.contains(&i)
-                            && s.state.plan[i].step == op.step
-                            && matches!(s.state.plan[i].kind, OpKind::Gate { .. })
+                        let before = &s.state.plan[i];
+                        before.step == op.step
+                            && match before.kind {
+                                OpKind::Gate { .. } => s.state.gates_passed.contains(&i),
+                                OpKind::Act { .. } => i == read.op,
+                                _ => false,
+                            }
                     })
                     && probe_covers(&read.spec, &spec)
                 {

@@ -271,6 +271,10 @@ impl TokenCheck {
     pub fn validated(&self) -> bool {
         self.validate_status == Some(200)
     }
+    /// Issued (201) and not asked to validate: what a node's provider read asks for.
+    pub fn issued_only(&self) -> bool {
+        self.issue_status == 201 && self.validate_status.is_none() && self.error.is_none()
+    }
     pub fn short(&self) -> String {
         if let Some(e) = &self.error
             && self.issue_status != 201

@@ -108,18 +108,21 @@ pub fn probe_for(
             nodes: vec![],
             lb: false,
             tokens: mine,
+            providers: vec![],
             until_up: None,
         },
         Gate::ValidatedBeforeSwap => Misc::Probe {
             nodes: vec![],
             lb: false,
             tokens: halves(inv, params).map(|(a, _)| a).unwrap_or_default(),
+            providers: vec![],
             until_up: None,
         },
         _ => Misc::Probe {
             nodes: vec![],
             lb,
             tokens: others.into_iter().filter(|n| held.contains(n)).collect(),
+            providers: vec![],
             until_up: None,
         },
     }

@@ -15,10 +15,6 @@ impl State {
             level: line.level,
             duration_ms: line.duration_ms,
         });
-        // The log is a view; keep it bounded so a long follow does not grow without end.
-        if self.log.len() > 5000 {
-            self.log.drain(..1000);
-        }
     }
 
     /// The UI log's lines for `event` ([`narrate::log`]), with what they need from the state
@@ -84,8 +80,17 @@ impl State {
         }
         for (name, t) in &obs.tokens {
             let n = self.node_mut(name);
-            n.last_token = Some(t.clone());
-            n.token_at = Some(time);
+            // A token only issued (the provider a node serves, for mixed-pool) that says what
+            // the last validated one said leaves that one shown: it validated, and this one
+            // was not asked to.
+            let agrees = t.issued_only()
+                && n.last_token
+                    .as_ref()
+                    .is_some_and(|l| l.validated() && l.format == t.format);
+            if !agrees {
+                n.last_token = Some(t.clone());
+                n.token_at = Some(time);
+            }
         }
         if let Some(m) = &obs.matrix {
             self.matrix = Some(m.clone());
@@ -209,8 +214,8 @@ impl State {
                     })
                     .unwrap_or_default();
                 self.target_provider = rb.as_ref().and_then(|r| r.target_provider.parse().ok());
-                self.runbook = rb;
-                self.plan = plan;
+                self.runbook = rb.map(std::sync::Arc::new);
+                self.plan = std::sync::Arc::new(plan);
                 self.node_order = rs.inventory.node_names();
                 self.lb_names = rs
                     .inventory
@@ -223,7 +228,7 @@ impl State {
                 }
                 self.expiration = 3600;
                 self.allow_expired_window = 172800;
-                self.run = Some(rs.clone());
+                self.run = Some(std::sync::Arc::new(rs.clone()));
                 self.status = RunStatus::Running;
                 self.started_at = Some(time);
             }
@@ -319,6 +324,24 @@ impl State {
                     self.last_gate_read = Some(GateRead {
                         op: self.cursor,
                         spec: i.spec.clone(),
+                        observed: o.observed.clone(),
+                    });
+                }
+                // A token issued and validated directly at a node by an op of its own is a read
+                // too: the gates right after it that ask no more (validated-before-readd) are
+                // judged on it instead of issuing another.
+                if at_cursor
+                    && o.ok
+                    && let Some(i) = &intent
+                    && let Some(spec) = i.spec.token_read()
+                    && matches!(
+                        self.plan.get(self.cursor).map(|op| &op.kind),
+                        Some(OpKind::Act { specs, .. }) if specs.len() == 1
+                    )
+                {
+                    self.last_gate_read = Some(GateRead {
+                        op: self.cursor,
+                        spec,
                         observed: o.observed.clone(),
                     });
                 }
@@ -454,7 +477,14 @@ impl State {
                 // they guard (only when nothing of the op at the cursor has happened yet).
                 // With an action in doubt, the person decides first; redoing it re-checks
                 // its gates then (see InDoubtResolved).
-                if in_doubt.is_empty() && self.op_done.is_empty() {
+                // A gate's own read (its probe, done) counts as nothing of it having happened:
+                // that read is stale too.
+                let at_gate = matches!(
+                    self.plan.get(self.cursor).map(|o| &o.kind),
+                    Some(OpKind::Gate { .. })
+                );
+                if in_doubt.is_empty() && (self.op_done.is_empty() || at_gate) {
+                    self.op_done.clear();
                     self.rewind_gates();
                 }
                 self.status = RunStatus::Running;

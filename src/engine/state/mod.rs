@@ -1,9 +1,11 @@
 //! The run's state: a fold of its events. `apply` only records; every rule lives in `decide`.
 
 mod apply;
+mod logbook;
 mod questions;
 mod views;
 
+pub use logbook::LogBook;
 pub use questions::NotNow;
 pub use views::*;
 
@@ -37,11 +39,14 @@ pub enum RunStatus {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct State {
-    pub run: Option<RunStarted>,
-    pub runbook: Option<Runbook>,
+    /// What the run started with, the runbook and the plan never change once it started: they
+    /// are shared, not copied, by the copies of the state (the engine's scratch copy on every
+    /// command, the one the screen is sent).
+    pub run: Option<std::sync::Arc<RunStarted>>,
+    pub runbook: Option<std::sync::Arc<Runbook>>,
     /// The provider the runbook moves the fleet to (none before the run has started).
     pub target_provider: Option<Provider>,
-    pub plan: Vec<Op>,
+    pub plan: std::sync::Arc<Vec<Op>>,
     pub steps: Vec<StepView>,
     pub cursor: usize,
     pub status: RunStatus,
@@ -68,7 +73,7 @@ pub struct State {
     /// Why the pending pause was asked for (meaningful while `pause_requested`).
     pub pause_cause: PauseCause,
     pub next_id: u64,
-    pub log: Vec<LogLine>,
+    pub log: LogBook,
     pub expiration: u64,
     pub allow_expired_window: u64,
     pub last_flip_at: Option<DateTime<Utc>>,

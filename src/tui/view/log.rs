@@ -39,7 +39,7 @@ impl View<'_> {
             .max(3);
         let action_w = if w >= 120 { 24 } else { 16 };
         let mut out = Vec::new();
-        for l in &st.log[start..end] {
+        for l in st.log.range(start..end) {
             let (sym, style) = match l.level {
                 LogLevel::Info => (t.g.pending, t.dim()),
                 LogLevel::Start => (t.g.start, t.active()),

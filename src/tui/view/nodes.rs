@@ -411,7 +411,7 @@ impl View<'_> {
                 None => ("—".into(), t.dim()),
                 Some(tk) if tk.issue_status == 0 => (format!("{} no answer", t.g.failed), t.fail()),
                 Some(tk) => {
-                    let ok = tk.issue_status == 201 && tk.validated();
+                    let ok = tk.validated() || tk.issued_only();
                     let v = match tk.validate_status {
                         Some(200) => t.g.done.to_string(),
                         Some(s) => format!("{}{s}", t.g.failed),

@@ -134,16 +134,29 @@ const WORLD_PORT_FLOOR: u16 = 20_000;
 /// between as the local end of any outbound connection (the meter opens many), so the world
 /// stays out of that range. All listeners are held until every port is picked, then released.
 fn pick_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let ceiling = ephemeral_floor().max(WORLD_PORT_FLOOR + 1_000);
-    let span = ceiling - WORLD_PORT_FLOOR;
+    let span = ports_ceiling() - WORLD_PORT_FLOOR;
     // A random start keeps two worlds made at the same moment apart.
-    let start = rand::thread_rng().gen_range(0..span);
+    pick_ports_from(rand::thread_rng().gen_range(0..span), n)
+}
+
+/// The ports below which worlds pick theirs.
+fn ports_ceiling() -> u16 {
+    ephemeral_floor().max(WORLD_PORT_FLOOR + 1_000)
+}
+
+/// [`pick_ports`] from the `start`th port of the range on.
+fn pick_ports_from(start: u16, n: usize) -> anyhow::Result<Vec<u16>> {
+    let ceiling = ports_ceiling();
+    let span = ceiling - WORLD_PORT_FLOOR;
     let mut held = Vec::with_capacity(n);
     for k in 0..span {
         if held.len() == n {
             break;
         }
         let port = WORLD_PORT_FLOOR + (start + k) % span;
+        if claimed(port) {
+            continue;
+        }
         if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             held.push(l);
         }
@@ -159,6 +172,55 @@ fn pick_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect::<Result<_, _>>()?)
+}
+
+/// Where served worlds claim their ports: one lock file per port, locked by the serving process
+/// for as long as it serves (see [`claim_ports`]). A node's restart unbinds its port for most of
+/// a second; a world created in that moment, in another process, must not pick that port (the
+/// fault sweep runs worlds side by side, and a restarting node found its port taken).
+fn port_claims() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "cutover-world-ports-{}",
+        nix::unistd::geteuid().as_raw()
+    ))
+}
+
+/// Whether a serving world claims `port` (its lock is held by a live process).
+fn claimed(port: u16) -> bool {
+    let Ok(f) = fs::File::open(port_claims().join(port.to_string())) else {
+        return false;
+    };
+    matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Claim `ports` for a world being served: the returned files hold the claims until dropped.
+/// Fails naming a port another serving world claims; where claims cannot be written (no temp
+/// directory), serving goes on without them.
+pub fn claim_ports(ports: impl IntoIterator<Item = u16>) -> anyhow::Result<Vec<fs::File>> {
+    let dir = port_claims();
+    if fs::create_dir_all(&dir).is_err() {
+        return Ok(Vec::new());
+    }
+    let mut held = Vec::new();
+    for port in ports {
+        let Ok(f) = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        match f.try_lock() {
+            Ok(()) => held.push(f),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "port 127.0.0.1:{port} is claimed by another world being served ({})",
+                dir.join(port.to_string()).display()
+            ),
+            Err(_) => {}
+        }
+    }
+    Ok(held)
 }
 
 /// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
@@ -564,7 +626,7 @@ fn inventory_yaml(info: &WorldInfo) -> anyhow::Result<String> {
 /// picked when the world is made and released between runs). Rewrites world.json,
 /// inventory.yaml and clouds.yaml's auth_url; returns one line per moved port.
 pub fn relocate_busy_ports(info: &mut WorldInfo) -> anyhow::Result<Vec<String>> {
-    let busy = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_err();
+    let busy = |p: u16| claimed(p) || std::net::TcpListener::bind(("127.0.0.1", p)).is_err();
     let mut moved = Vec::new();
     let old_public = info.public_url();
     let node_busy: Vec<usize> = (0..info.nodes.len())
@@ -705,5 +767,32 @@ mod tests {
             }
             std::net::TcpListener::bind(("127.0.0.1", *p)).expect("a picked port is free");
         }
+    }
+
+    /// A port a served world claims is not picked, nor kept by a relocation, even while
+    /// nothing is bound to it (a node restarting); the claim ends with its holder.
+    #[test]
+    fn a_port_a_served_world_claims_is_taken_even_while_unbound() {
+        let ports = pick_ports(3).unwrap();
+        let held = claim_ports(ports.iter().copied()).unwrap();
+        assert_eq!(held.len(), 3);
+        for p in &ports {
+            assert!(claimed(*p), "{p}");
+            // Nothing is bound to it, and a second world's claim is refused, naming it.
+            std::net::TcpListener::bind(("127.0.0.1", *p)).expect("unbound");
+            let err = claim_ports([*p]).unwrap_err().to_string();
+            assert!(err.contains(&format!("127.0.0.1:{p}")), "{err}");
+        }
+        // A pick whose range starts at one of them skips it.
+        for p in &ports {
+            let more = pick_ports_from(p - WORLD_PORT_FLOOR, 5).unwrap();
+            assert!(more.iter().all(|m| !ports.contains(m)), "{p}: {more:?}");
+        }
+        drop(held);
+        for p in &ports {
+            assert!(!claimed(*p), "{p}");
+        }
+        let again = claim_ports(ports.iter().copied()).unwrap();
+        assert_eq!(again.len(), 3);
     }
 }

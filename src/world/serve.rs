@@ -18,6 +18,8 @@ pub struct WorldHandle {
     tasks: Vec<JoinHandle<()>>,
     /// `DIR/world.lock`, locked while this handle serves the world (see [`is_served`]).
     _lock: Option<std::fs::File>,
+    /// The world's ports, claimed while it is served (see [`super::layout::claim_ports`]).
+    _ports: Vec<std::fs::File>,
 }
 
 impl WorldHandle {
@@ -97,6 +99,12 @@ pub async fn start(info: &WorldInfo) -> anyhow::Result<WorldHandle> {
         stop,
         tasks: Vec::new(),
         _lock: None,
+        _ports: super::layout::claim_ports(
+            info.nodes
+                .iter()
+                .map(|n| n.port)
+                .chain(info.lbs.iter().map(|l| l.frontend_port)),
+        )?,
     };
     let shared = Arc::new(keystone::Shared::load(info)?);
     if let Some(cache) = shared.token_cache() {

@@ -879,6 +879,17 @@ mod lab {
                 }
             }
         }
+        // When cutover re-added `node` on purpose (its first lb.ready intent after `at`), or
+        // never (u64::MAX).
+        let readded_after = |node: &str, at: u64| {
+            recs.iter()
+                .filter(|r| {
+                    r["kind"] == "intent" && r["node"] == node && r["data"]["action"] == "lb.ready"
+                })
+                .map(|r| time_ms(&r["time"]))
+                .find(|t| *t > at)
+                .unwrap_or(u64::MAX)
+        };
         // Each reload put a drained node back; the sampler sees it in maint again, and the
         // journal has the guard's (or a gate's) breach for it.
         for (what, at) in &reloads {
@@ -887,14 +898,7 @@ mod lab {
             let server = node.replace("node", "ks");
             // Until cutover re-added the node on purpose (its lb.ready): out of maint after that
             // is the re-add, not the reload (a revert between two samples is then never seen).
-            let readded = recs
-                .iter()
-                .filter(|r| {
-                    r["kind"] == "intent" && r["node"] == node && r["data"]["action"] == "lb.ready"
-                })
-                .map(|r| time_ms(&r["time"]))
-                .find(|t| t > at)
-                .unwrap_or(u64::MAX);
+            let readded = readded_after(node, *at);
             let after: Vec<&Sample> = samples
                 .iter()
                 .filter(|s| s.0 > *at && s.0 < readded)
@@ -940,14 +944,8 @@ mod lab {
         // can both come before the guard's next pass and before the reload has taken effect.
         for (what, at) in &reloads {
             let node = what.rsplit(' ').next().unwrap();
-            let readded_soon = recs
-                .iter()
-                .filter(|r| {
-                    r["kind"] == "intent" && r["node"] == node && r["data"]["action"] == "lb.ready"
-                })
-                .map(|r| time_ms(&r["time"]))
-                .find(|t| t > at)
-                .is_some_and(|t| t - at <= 2000);
+            let readded = readded_after(node, *at);
+            let readded_soon = readded != u64::MAX && readded - at <= 2000;
             assert!(
                 breaches.iter().any(|b| b["data"]["node"] == node) || readded_soon,
                 "no pool_breach journaled for {node}, and no re-add within 2 s of the reload"

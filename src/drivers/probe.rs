@@ -60,7 +60,7 @@ impl Fleet {
                 None
             }
         };
-        let asked = providers.iter().filter(|n| !tokens.contains(n));
+        let asked = crate::engine::action::issued_only(tokens, providers);
         let toks = futures::future::join_all(
             tokens
                 .iter()

@@ -616,7 +616,7 @@ impl Fleet {
                     obs.tokens.insert(n.clone(), self.token(n));
                 }
                 // Issued only: the provider it serves, no validation.
-                for n in providers.iter().filter(|n| !tokens.contains(n)) {
+                for n in cutover::engine::action::issued_only(tokens, providers) {
                     let mut t = self.token(n);
                     t.validate_status = None;
                     obs.tokens.insert(n.clone(), t);
@@ -631,7 +631,7 @@ impl Fleet {
                 if !tokens.is_empty() {
                     what.push(format!("{} token checks", tokens.len()));
                 }
-                let asked = providers.iter().filter(|n| !tokens.contains(n)).count();
+                let asked = cutover::engine::action::issued_only(tokens, providers).count();
                 if asked > 0 {
                     what.push(format!("{asked} tokens issued"));
                 }

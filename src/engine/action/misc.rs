@@ -104,11 +104,7 @@ impl Family for Misc {
                         list(tokens)
                     ));
                 }
-                let asked: Vec<String> = providers
-                    .iter()
-                    .filter(|n| !tokens.contains(n))
-                    .cloned()
-                    .collect();
+                let asked: Vec<String> = issued_only(tokens, providers).cloned().collect();
                 if !asked.is_empty() {
                     parts.push(format!(
                         "issue a token directly at {} (which provider each serves)",
@@ -151,6 +147,15 @@ impl Family for Misc {
             _ => Err(not_mine(cx, "misc")),
         }
     }
+}
+
+/// The nodes of a probe's `providers` asked for a token only: those not in its `tokens`, which
+/// are asked there (issued and validated).
+pub fn issued_only<'a>(
+    tokens: &'a [String],
+    providers: &'a [String],
+) -> impl Iterator<Item = &'a String> {
+    providers.iter().filter(|n| !tokens.contains(n))
 }
 
 /// Whether the probe `wide` reads everything the probe `narrow` asks for (the nodes' files, the

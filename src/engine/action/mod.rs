@@ -21,7 +21,7 @@ pub use keys::Keys;
 pub use keystone::Keystone;
 pub use kit::{Action, Cx, Family, Phase, Piece, PlanError, PoolMove, Touches, UNTIL_UP_SECS};
 pub use lb::Lb;
-pub use misc::{Misc, probe_covers};
+pub use misc::{Misc, issued_only, probe_covers};
 pub use service::Service;
 
 use crate::inventory::Inventory;

@@ -2,7 +2,7 @@
 #   wall <seconds>
 #   step <id> <seconds>
 #   kind <name> <count> <busy seconds: union of its intervals> <sum of its durations>
-#   gate <name> <count> <seconds>
+#   gate <name> <count> <seconds> <shortest read, ms> <longest read, ms>
 #   window <seconds>   (first lb.ready done → last lb.drain done; absent with < 2 nodes)
 def ts: (.[0:19] + "Z" | fromdateiso8601)
   + ((capture("\\.(?<f>[0-9]+)") | .f | "0." + . | tonumber) // 0);
@@ -39,7 +39,7 @@ def kind_of($gates):
     | "kind\t\(.[0].k)\t\(length)\t\(map([.start, .end]) | busy | r2)\t\(map(.ms) | add / 1000 | r2)"),
   ($acts | map(select(.action == "probe" and $gates[.op | tostring])) | map(. + {g: $gates[.op | tostring]})
     | group_by(.g) | sort_by(-(map(.end - .start) | add))[]
-    | "gate\t\(.[0].g)\t\(length)\t\(map(.end - .start) | add | r2)"),
+    | "gate\t\(.[0].g)\t\(length)\t\(map(.end - .start) | add | r2)\t\(map(.end - .start) | min * 1000 | round)\t\(map(.end - .start) | max * 1000 | round)"),
   ("other\tengine, answers and journal (wall − busy of every action)\t\($t1 - $t0 - ($acts | map([.start, .end]) | busy) | r2)"),
   ([$acts[] | select(.action == "lb.ready")] | map(.end) | min) as $first_readd
   | ([$acts[] | select(.action == "lb.drain")] | map(.end) | max) as $last_drain

@@ -114,7 +114,7 @@ for p in $(seq "$N"); do
             $1 == "wall" { printf "  run_started → run_completed  %6.2f s\n", $2 }
             $1 == "step" { if (!s++) print "  per step:"; printf "    %-32s %6.2f s\n", $2, $3 }
             $1 == "kind" { if (!k++) printf "  per action kind:                      %5s %9s %9s\n", "n", "busy", "sum"; printf "    %-32s %5d %7.2f s %7.2f s\n", $2, $3, $4, $5 }
-            $1 == "gate" { if (!g++) print "  gate reads, per gate:"; printf "    %-32s %5d %7.2f s\n", $2, $3, $4 }
+            $1 == "gate" { if (!g++) print "  gate reads, per gate:                  n       sum   each read"; printf "    %-32s %5d %7.2f s   %d-%d ms\n", $2, $3, $4, $5, $6 }
             $1 == "other" { printf "  %s: %.2f s\n", $2, $3 }
             $1 == "window" { printf "  mixed window (first lb.ready done → last lb.drain done): %.2f s\n", $2 }
         ' "$OUT/cutover-$p.breakdown.tsv"

@@ -97,7 +97,7 @@ for n in "${SIZES[@]}"; do
             $1 == "wall"   { printf "  journal wall %s s\n", $2 }
             $1 == "step"   { printf "  step %-14s %8s s\n", $2, $3 }
             $1 == "kind"   { printf "  %-32s %5d ops %8s s busy %8s s summed\n", $2, $3, $4, $5 }
-            $1 == "gate"   { printf "  gate %-27s %5d reads %7s s\n", $2, $3, $4 }
+            $1 == "gate"   { printf "  gate %-27s %5d reads %7s s   each %d-%d ms\n", $2, $3, $4, $5, $6 }
             $1 == "other"  { printf "  %s: %s s\n", $2, $3 }
             $1 == "window" { printf "  mixed window %s s\n", $2 }'
         echo "  slowest ops:"

@@ -422,7 +422,7 @@ async fn gate_reads_are_scoped_and_mixed_pool_judges_its_read_as_a_full_one() {
     let scoped = probe(&fleet, Gate::MixedPool, Some("node2"), &info).await;
     assert!(scoped.nodes.is_empty());
     let full = fleet
-        .probe(&all, true, &all, &[])
+        .probe(&all, true, &all, &[], false)
         .await
         .ok()
         .unwrap()
@@ -434,5 +434,130 @@ async fn gate_reads_are_scoped_and_mixed_pool_judges_its_read_as_a_full_one() {
         (Verdict::Ask { facts: fa, .. }, Verdict::Ask { facts: fb, .. }) => assert_eq!(fa, fb),
         _ => panic!("{a:?} / {b:?}"),
     }
+    handle.shutdown().await;
+}
+
+/// A node's last token answers a probe only while what it stands on holds (issue 12, item 1):
+/// its provider while its keystone.conf is unchanged, its validation while its key files are
+/// too, and never past a restart by cutover or for a gate that asks for a token now. Checked
+/// against the world's own record of what each node's Keystone runs (`run/provider`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_last_token_answers_a_probe_only_while_its_files_are_unchanged() {
+    let (_tmp, info) = new_world(3, 2);
+    let handle = world::start(&info).await.unwrap();
+    let inv = info.inventory().unwrap();
+    let all = inv.node_names();
+    let fleet = Fleet::new(inv.clone()).unwrap();
+    let everyone: Vec<&world::WorldNode> = info.nodes.iter().collect();
+    for n in &info.nodes {
+        support::world::install_jws_keypair(n, &everyone);
+    }
+    let kept = |obs: &Observation, n: &str| obs.tokens[n].kept_since.is_some();
+    // What each token says is what the node runs, by the world's own record.
+    let runs_as_recorded = |obs: &Observation, when: &str| {
+        for n in &info.nodes {
+            if let Some(t) = obs.tokens.get(&n.name) {
+                assert_eq!(
+                    t.format.as_str(),
+                    support::world::provider(n),
+                    "{when}: {}: {t:?}",
+                    n.name
+                );
+            }
+        }
+    };
+
+    // A full read: every node's files, and a token issued (unscoped) and validated at each.
+    let full = fleet
+        .probe(&all, true, &all, &[], false)
+        .await
+        .ok()
+        .unwrap()
+        .observed;
+    for n in &all {
+        let t = &full.tokens[n];
+        assert!(t.validated() && t.unscoped && !kept(&full, n), "{t:?}");
+    }
+    runs_as_recorded(&full, "full read");
+
+    // Nothing changed since: mixed-pool and all-target keep every node's token.
+    let mixed = probe(&fleet, Gate::MixedPool, Some("node1"), &info).await;
+    let target = probe(&fleet, Gate::AllTarget, None, &info).await;
+    for n in &all {
+        assert!(
+            kept(&mixed, n) && kept(&target, n),
+            "{n}: {mixed:?} {target:?}"
+        );
+        assert!(target.tokens[n].validated());
+    }
+    runs_as_recorded(&mixed, "nothing changed");
+    // validated-before-readd asks the node now, every time.
+    for _ in 0..2 {
+        let obs = probe(&fleet, Gate::ValidatedBeforeReadd, Some("node1"), &info).await;
+        assert!(!kept(&obs, "node1"), "{obs:?}");
+    }
+
+    // Behind cutover's back, node3's keystone.conf flips to jws and its Keystone restarts
+    // (its own restart script, not cutover): the next mixed-pool read asks node3 again and
+    // sees jws; the others' tokens stand.
+    let node3 = &info.nodes[2];
+    let conf = std::fs::read_to_string(&node3.keystone_conf).unwrap();
+    assert!(conf.contains("\nprovider = fernet\n"), "{conf}");
+    std::fs::write(
+        &node3.keystone_conf,
+        conf.replace("\nprovider = fernet\n", "\nprovider = jws\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new("sh")
+        .arg(&node3.restart)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(support::world::answers(node3) && support::world::provider(node3) == "jws") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node3 did not come back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mixed = probe(&fleet, Gate::MixedPool, Some("node1"), &info).await;
+    assert!(!kept(&mixed, "node3"), "{mixed:?}");
+    assert_eq!(mixed.tokens["node3"].format.as_str(), "jws");
+    assert!(kept(&mixed, "node1") && kept(&mixed, "node2"), "{mixed:?}");
+    runs_as_recorded(&mixed, "node3 flipped behind cutover's back");
+
+    // A key file of node1 changes: its provider still stands, its validation does not.
+    let node1 = &info.nodes[0];
+    std::fs::copy(
+        node1.jws_public_repo.join("node2.pem"),
+        node1.jws_public_repo.join("extra.pem"),
+    )
+    .unwrap();
+    let mixed = probe(&fleet, Gate::MixedPool, Some("node2"), &info).await;
+    assert!(kept(&mixed, "node1"), "{mixed:?}");
+    let target = probe(&fleet, Gate::AllTarget, None, &info).await;
+    assert!(!kept(&target, "node1") && target.tokens["node1"].validated());
+    assert!(kept(&target, "node2"), "{target:?}");
+    runs_as_recorded(&target, "node1's keys changed");
+
+    // cutover restarts node2: node2 proves itself again.
+    let restart: ActionSpec = cutover::engine::action::Service::Restart {
+        node: "node2".into(),
+        timeout_secs: 60,
+    }
+    .into();
+    let o = fleet.execute(1, 0, &restart).await;
+    assert!(o.ok, "{}", o.summary);
+    let mixed = probe(&fleet, Gate::MixedPool, Some("node1"), &info).await;
+    assert!(!kept(&mixed, "node2") && kept(&mixed, "node1"), "{mixed:?}");
+
+    // An edit of keystone.conf that keeps the provider is an edit all the same: asked again.
+    let mut conf = std::fs::read_to_string(&node1.keystone_conf).unwrap();
+    conf.push_str("\n# edited by hand\n");
+    std::fs::write(&node1.keystone_conf, conf).unwrap();
+    let mixed = probe(&fleet, Gate::MixedPool, Some("node2"), &info).await;
+    assert!(!kept(&mixed, "node1"), "{mixed:?}");
+    runs_as_recorded(&mixed, "node1's conf edited");
     handle.shutdown().await;
 }

@@ -1275,6 +1275,8 @@ fn sim_unreachable() -> Sim {
         step_edited(&mut s, |_, _, _, obs, _| {
             if obs.nodes.contains_key("ks2") {
                 obs.nodes.insert("ks2".into(), ks2_unreachable());
+                // Its provider not read either: the probe's token there is left out.
+                obs.tokens.remove("ks2");
             }
         });
     }

@@ -15,12 +15,13 @@ impl Fleet {
                 lb,
                 tokens,
                 providers,
+                kept,
                 until_up: Some(node),
             } => {
                 let deadline =
                     Instant::now() + Duration::from_secs(crate::engine::action::UNTIL_UP_SECS);
                 loop {
-                    let done = self.probe(nodes, *lb, tokens, providers).await?;
+                    let done = self.probe(nodes, *lb, tokens, providers, *kept).await?;
                     let up = done.observed.lb.as_ref().is_some_and(|rows| {
                         let mine: Vec<&LbServer> =
                             rows.iter().filter(|r| &r.node == node).collect();
@@ -37,8 +38,9 @@ impl Fleet {
                 lb,
                 tokens,
                 providers,
+                kept,
                 ..
-            } => self.probe(nodes, *lb, tokens, providers).await,
+            } => self.probe(nodes, *lb, tokens, providers, *kept).await,
             Misc::Wait { secs } => {
                 tokio::time::sleep(Duration::from_secs(*secs)).await;
                 Ok(Done::ok(format!("waited {secs}s"), Observation::default()))

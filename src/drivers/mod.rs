@@ -125,6 +125,9 @@ pub struct Fleet {
     known: keystone::known::Known,
     /// Public keys read from their nodes for copying to others, once per phase.
     source_keys: keys::SourceKeys,
+    /// Keystone refused an unscoped token to these credentials: probes' token reads ask for
+    /// project tokens from then on (see `token_read`).
+    unscoped_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Fleet {
@@ -169,6 +172,7 @@ impl Fleet {
             guard: Default::default(),
             known: Default::default(),
             source_keys: Default::default(),
+            unscoped_refused: Default::default(),
         })
     }
 

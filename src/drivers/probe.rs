@@ -20,8 +20,9 @@ impl Fleet {
         lb: bool,
         tokens: &[String],
         providers: &[String],
+        kept: bool,
     ) -> DResult<Done> {
-        let (done, unknown_host) = self.observe(nodes, lb, tokens, providers).await;
+        let (done, unknown_host) = self.observe(nodes, lb, tokens, providers, kept).await;
         // An unknown host key must reach the operator as a hard stop, not as a fact.
         match unknown_host {
             Some(e) => Err(e),
@@ -30,7 +31,9 @@ impl Fleet {
     }
 
     /// What `probe` reads (the nodes' files, the load balancers, a token issued and validated
-    /// at each of `tokens`, a token only issued at each other node of `providers`), never failing as a whole: each node that cannot be reached is
+    /// at each of `tokens`, a token only issued at each other node of `providers`; a node's
+    /// kept proof stands for its provider token, and for its validated one with `kept`: see
+    /// `known::Proof`), never failing as a whole: each node that cannot be reached is
     /// reported as unreachable (with why, where and what to do), and its Keystone is still
     /// asked over HTTP. Also returns the unknown-host-key error of the first such node (in the
     /// order given), for `probe` to raise.
@@ -40,18 +43,18 @@ impl Fleet {
         lb: bool,
         tokens: &[String],
         providers: &[String],
+        kept: bool,
     ) -> (Done, Option<DriverError>) {
-        let unchanged = &self.unchanged_here(nodes).await;
-        let facts = futures::future::join_all(nodes.iter().map(|n| async move {
-            let read = self.node_facts_read(n, None, unchanged.contains(n)).await;
-            match read.map(|(_, f)| f) {
-                Ok(f) => (n.clone(), f, None),
-                Err(e) => {
-                    let (f, unknown) = self.facts_after_error(n, e).await;
-                    (n.clone(), f, unknown)
-                }
-            }
-        }));
+        // Which tokens are asked for: at each of `tokens` issued and validated, at each other
+        // node of `providers` issued only.
+        let asked: Vec<(&String, bool)> = tokens
+            .iter()
+            .map(|n| (n, true))
+            .chain(crate::engine::action::issued_only(tokens, providers).map(|n| (n, false)))
+            .collect();
+        // The stamps first, of every node read and every node asked for a token: a node whose
+        // files are as last read is not read again, and a node whose last token still holds
+        // (see `known::Proof`) is not asked again. The load balancers meanwhile.
         let lbs = async {
             if lb {
                 let read = self.read_lbs().await;
@@ -60,21 +63,84 @@ impl Fleet {
                 None
             }
         };
-        let asked = crate::engine::action::issued_only(tokens, providers);
-        let toks = futures::future::join_all(
-            tokens
-                .iter()
-                .map(|n| (n, true))
-                .chain(asked.map(|n| (n, false)))
-                .map(|(n, validate)| async move {
-                    let t = if validate {
-                        self.token_check(n).await
-                    } else {
-                        self.provider_check(n).await
+        // Every file's stamp where the node is read or asked for a validated token; where only
+        // its provider is asked, keystone.conf's stat line is all its proof stands on.
+        let stamped: Vec<String> = nodes
+            .iter()
+            .chain(asked.iter().map(|(n, _)| *n))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let whole: Vec<String> = stamped
+            .iter()
+            .filter(|n| nodes.contains(n) || asked.iter().any(|(m, v)| m == n && *v))
+            .cloned()
+            .collect();
+        let conf_only: Vec<String> = stamped
+            .iter()
+            .filter(|n| !whole.contains(n))
+            .cloned()
+            .collect();
+        let rest = async {
+            let (mut stamps, lines) = tokio::join!(
+                Box::pin(self.stamps_now(&whole)),
+                Box::pin(self.conf_lines_now(&conf_only))
+            );
+            stamps.extend(lines);
+            let stamps = &stamps;
+            let asked = &asked;
+            // Each node's read boxed: a node's facts read and token together are a large
+            // future, and dozens of them inline would not fit a thread's stack.
+            let each = futures::future::join_all(stamped.iter().map(|n| {
+                Box::pin(async move {
+                    let facts = async {
+                        if nodes.contains(n) {
+                            Some(self.facts_of(n, stamps.get(n).map(String::as_str)).await)
+                        } else {
+                            None
+                        }
                     };
-                    (n.clone(), t)
-                }),
-        );
+                    let Some(&(_, validate)) = asked.iter().find(|(m, _)| *m == n) else {
+                        return (n, facts.await, None);
+                    };
+                    if let Some(stamp) = stamps.get(n) {
+                        let token = self.token_or_proof(n, validate, kept, Some(stamp));
+                        let (f, t) = tokio::join!(facts, token);
+                        return (n, f, Some(t));
+                    }
+                    // A node not read before: its files first, so that its token, read after
+                    // them, can be its proof for the probes that follow.
+                    let f = facts.await;
+                    let stamp = f
+                        .as_ref()
+                        .and_then(|_| self.known.get(n))
+                        .and_then(|k| k.keys)
+                        .map(|(s, _)| s)
+                        .filter(|s| !s.is_empty());
+                    let t = self
+                        .token_or_proof(n, validate, kept, stamp.as_deref())
+                        .await;
+                    (n, f, Some(t))
+                })
+            }));
+            let mut read = std::collections::HashMap::new();
+            let mut toks = Vec::new();
+            for (n, f, t) in each.await {
+                if let Some(f) = f {
+                    read.insert(n, f);
+                }
+                if let Some(t) = t {
+                    toks.push((n.clone(), t));
+                }
+            }
+            // In the order given (the first unknown host key is the one raised).
+            let facts: Vec<_> = nodes
+                .iter()
+                .filter_map(|n| read.remove(n).map(|(f, unknown)| (n.clone(), f, unknown)))
+                .collect();
+            (facts, toks)
+        };
         // How each instance would come through a reload: read by full probes only (the load
         // balancers and nodes: preflight, verify), not by the lean pool reads before each
         // guarded action, and concurrently with the rest, so it never delays a pool read.
@@ -85,7 +151,7 @@ impl Fleet {
                 Default::default()
             }
         };
-        let (facts, lbs, toks, reload) = tokio::join!(facts, lbs, toks, reload);
+        let (lbs, (facts, toks), reload) = tokio::join!(Box::pin(lbs), Box::pin(rest), reload);
         let mut obs = Observation {
             lb_reload: reload,
             ..Default::default()
@@ -206,71 +272,180 @@ impl Fleet {
         name: &str,
         pre: Option<&str>,
     ) -> DResult<(Option<crate::transport::ExecOutput>, NodeFacts)> {
-        self.node_facts_read(name, pre, false).await
+        self.node_facts_read(name, pre, None).await
     }
 
-    /// The nodes of `nodes` on this machine (reached locally, without sudo or as root) whose
-    /// stamp is the one their last read printed, asked in one `stat` for all of them: nodes that
-    /// share a machine (the demo world's) cost one process per read, not one each.
-    async fn unchanged_here(&self, nodes: &[String]) -> std::collections::HashSet<String> {
+    /// A node's facts for a probe (`stamp`: its stamp, just read), or, where it cannot be read,
+    /// the facts that say so and the unknown-host-key error, if that is why.
+    async fn facts_of(&self, n: &str, stamp: Option<&str>) -> (NodeFacts, Option<DriverError>) {
+        match self.node_facts_read(n, None, stamp).await {
+            Ok((_, f)) => (f, None),
+            Err(e) => self.facts_after_error(n, e).await,
+        }
+    }
+
+    /// A probe's token at `n`: its kept proof where one holds for `stamp` (read on the node
+    /// before this), for a provider read always and for a validated one with `kept`; else a
+    /// token asked for now, kept as the node's proof when it is one.
+    async fn token_or_proof(
+        &self,
+        n: &str,
+        validate: bool,
+        kept: bool,
+        stamp: Option<&str>,
+    ) -> TokenCheck {
+        let keep = !validate || kept;
+        if let Some(t) = stamp
+            .filter(|_| keep)
+            .and_then(|s| self.known.proof(n, s, validate))
+        {
+            return t;
+        }
+        let at = chrono::Utc::now();
+        let t = self.token_read(n, validate).await;
+        if let Some(s) = stamp {
+            self.known.prove(n, s, &t, at);
+        }
+        t
+    }
+
+    /// keystone.conf's `stat` line on each node of `nodes` read before, read now: all that a
+    /// provider read needs to keep a node's proof (the nodes on this machine in one `stat`,
+    /// every other node with one exec of its own, all at once).
+    pub(in crate::drivers) async fn conf_lines_now(
+        &self,
+        nodes: &[String],
+    ) -> std::collections::HashMap<String, String> {
         let root = nix::unistd::geteuid().is_root();
-        let mut asked = Vec::new();
+        let mut here = Vec::new();
+        let mut apart = Vec::new();
         for name in nodes {
-            let Ok(n) = self.node(name) else { continue };
-            if !matches!(n.reach, crate::inventory::Reach::Local) || (n.sudo && !root) {
+            let (Ok(n), Some(_)) = (self.node(name), self.known.get(name)) else {
                 continue;
+            };
+            let conf = n.keystone_conf.display().to_string();
+            if matches!(n.reach, Reach::Local) && (!n.sudo || root) {
+                here.push((name.clone(), conf));
+            } else {
+                apart.push((name.clone(), conf));
             }
-            if let Some(k) = self.known.get(name)
-                && let Some((stamp, _)) = k.keys
+        }
+        let read = |group: Vec<(String, String)>| async move {
+            let Some(first) = group.first().map(|(n, _)| n.clone()) else {
+                return Vec::new();
+            };
+            let confs: Vec<&str> = group.iter().map(|(_, c)| c.as_str()).collect();
+            let script = api::conf_lines_script(&confs);
+            let out = match self
+                .exec_as(&first, &script, Duration::from_secs(30), true)
+                .await
             {
-                asked.push((
-                    name.clone(),
-                    n.keystone_conf.display().to_string(),
-                    k.paths,
-                    stamp,
-                ));
-            }
-        }
-        if asked.len() < 2 {
-            return Default::default();
-        }
-        let args: Vec<(&str, &str, &str, &str)> = asked
-            .iter()
-            .map(|(_, c, p, _)| {
-                (
-                    c.as_str(),
-                    p.fernet.as_str(),
-                    p.private.as_str(),
-                    p.public.as_str(),
-                )
-            })
-            .collect();
-        let script = api::stamps_script(&args);
-        let Ok(out) = self
-            .exec_as(&asked[0].0, &script, Duration::from_secs(30), true)
-            .await
-        else {
-            return Default::default();
+                Ok(o) if o.status <= 1 => o.stdout_str(),
+                _ => return Vec::new(),
+            };
+            api::conf_lines_of(&out, &confs)
+                .into_iter()
+                .zip(&group)
+                .filter_map(|(line, (n, _))| Some((n.clone(), line?)))
+                .collect::<Vec<_>>()
         };
-        if out.status > 1 {
-            return Default::default();
-        }
-        let confs: Vec<&str> = asked.iter().map(|(_, c, _, _)| c.as_str()).collect();
-        api::stamps_of(&out.stdout_str(), &confs)
+        let (batch, each) = tokio::join!(
+            read(here),
+            futures::future::join_all(apart.into_iter().map(|x| read(vec![x])))
+        );
+        batch
             .into_iter()
-            .zip(&asked)
-            .filter(|(part, (_, _, _, stamp))| part.as_deref() == Some(stamp.as_str()))
-            .map(|(_, (name, _, _, _))| name.clone())
+            .chain(each.into_iter().flatten())
             .collect()
     }
 
-    /// [`Fleet::node_facts_after`]; `unchanged`: the node's stamp was just found to be the one
-    /// its last read printed ([`Fleet::unchanged_here`]), so nothing more is read there.
+    /// The stamp of each node of `nodes` read before (where its key repositories are is known),
+    /// read now, all at once: the nodes on this machine (reached locally, without sudo or as
+    /// root) in one `stat` for all of them, so nodes that share a machine (the demo world's)
+    /// cost one process per read, not one each; every other node with one exec of its own, in
+    /// its kept shell. A node whose stamp could not be read is left out (its read reads whole).
+    pub(in crate::drivers) async fn stamps_now(
+        &self,
+        nodes: &[String],
+    ) -> std::collections::HashMap<String, String> {
+        let root = nix::unistd::geteuid().is_root();
+        let mut here = Vec::new();
+        let mut apart = Vec::new();
+        for name in nodes {
+            let (Ok(n), Some(k)) = (self.node(name), self.known.get(name)) else {
+                continue;
+            };
+            if k.keys.as_ref().is_none_or(|(stamp, _)| stamp.is_empty()) {
+                continue;
+            }
+            let local = matches!(n.reach, Reach::Local) && (!n.sudo || root);
+            let conf = n.keystone_conf.display().to_string();
+            if local {
+                here.push((name.clone(), conf, k.paths));
+            } else {
+                apart.push((name.clone(), conf, k.paths));
+            }
+        }
+        if here.len() == 1 {
+            apart.append(&mut here);
+        }
+        let batch = async {
+            if here.is_empty() {
+                return Vec::new();
+            }
+            let args: Vec<(&str, &str, &str, &str)> = here
+                .iter()
+                .map(|(_, c, p)| {
+                    (
+                        c.as_str(),
+                        p.fernet.as_str(),
+                        p.private.as_str(),
+                        p.public.as_str(),
+                    )
+                })
+                .collect();
+            let script = api::stamps_script(&args);
+            let out = match self
+                .exec_as(&here[0].0, &script, Duration::from_secs(30), true)
+                .await
+            {
+                Ok(o) if o.status <= 1 => o.stdout_str(),
+                _ => return Vec::new(),
+            };
+            let confs: Vec<&str> = here.iter().map(|(_, c, _)| c.as_str()).collect();
+            api::stamps_of(&out, &confs)
+                .into_iter()
+                .zip(&here)
+                .filter_map(|(stamp, (name, _, _))| Some((name.clone(), stamp?)))
+                .collect()
+        };
+        let each = futures::future::join_all(apart.iter().map(|(name, conf, p)| async move {
+            let script = api::stamp_script(conf, &p.fernet, &p.private, &p.public);
+            match self
+                .exec_as(name, &script, Duration::from_secs(30), true)
+                .await
+            {
+                Ok(o) if o.status <= 1 => {
+                    Some((name.clone(), o.stdout_str().trim_end().to_string()))
+                }
+                _ => None,
+            }
+        }));
+        let (batch, each) = tokio::join!(batch, each);
+        batch
+            .into_iter()
+            .chain(each.into_iter().flatten())
+            .collect()
+    }
+
+    /// [`Fleet::node_facts_after`]; `stamp_now`: the node's stamp, just read
+    /// ([`Fleet::stamps_now`]), so it is not read again here: the same as the last read's, and
+    /// nothing more is read.
     async fn node_facts_read(
         &self,
         name: &str,
         pre: Option<&str>,
-        unchanged: bool,
+        stamp_now: Option<&str>,
     ) -> DResult<(Option<crate::transport::ExecOutput>, NodeFacts)> {
         let n = self.node(name)?;
         let conf_path = n.keystone_conf.display().to_string();
@@ -323,13 +498,16 @@ impl Fleet {
                 stderr: Vec::new(),
                 duration: Duration::ZERO,
             };
-            if unchanged {
-                return Ok(same());
-            }
-            let alone = api::stamp_script(&conf_path, &guess.fernet, &guess.private, &guess.public);
-            let now = match self.exec_as(name, &alone, timeout, true).await {
-                Ok(o) if o.status <= 1 => o.stdout_str().trim_end().to_string(),
-                _ => return read_whole().await,
+            let now = match stamp_now {
+                Some(now) => now.to_string(),
+                None => {
+                    let alone =
+                        api::stamp_script(&conf_path, &guess.fernet, &guess.private, &guess.public);
+                    match self.exec_as(name, &alone, timeout, true).await {
+                        Ok(o) if o.status <= 1 => o.stdout_str().trim_end().to_string(),
+                        _ => return read_whole().await,
+                    }
+                }
             };
             if now == *stamp {
                 return Ok(same());
@@ -390,7 +568,7 @@ impl Fleet {
                 ),
             ));
         }
-        let failed = || {
+        let failed = |out: &crate::transport::ExecOutput| {
             DriverError::new(
                 format!(
                     "{name}: reading key repositories failed: {}",
@@ -400,7 +578,7 @@ impl Fleet {
             )
         };
         if out.status != 0 {
-            return Err(failed());
+            return Err(failed(&out));
         }
         // `==unchanged` alone: keystone.conf and the key files are as last read (their stamp).
         let unchanged = last.is_some() && rest.trim_end() == "==unchanged";
@@ -408,7 +586,7 @@ impl Fleet {
             (last_conf, "==unchanged")
         } else {
             let Some((conf, facts_out)) = known::split_at_marker(rest, &conf_mark) else {
-                return Err(failed());
+                return Err(failed(&out));
             };
             (conf.to_string(), facts_out)
         };
@@ -428,23 +606,44 @@ impl Fleet {
         };
         if paths != guess || keys.is_none() {
             // The repositories are not where they were (or where Keystone keeps them by
-            // default): read them where the conf says.
-            let script = api::facts_script(&paths.fernet, &paths.private, &paths.public);
+            // default): read them where the conf says, with their stamp and the conf again.
+            let script = api::read_script(
+                &conf_path,
+                &conf_mark,
+                &paths.fernet,
+                &paths.private,
+                &paths.public,
+                None,
+            );
             out = self
                 .read_exec(name, &script, Duration::from_secs(30))
                 .await?;
             if out.status != 0 {
-                return Err(DriverError::new(
-                    format!(
-                        "{name}: reading key repositories failed: {}",
-                        out.last_line()
-                    ),
-                    "check permissions on the key repositories (sudo: true in the inventory if needed)",
-                ));
+                return Err(failed(&out));
             }
-            // No stamp for these: the next read reads them whole.
-            keys = Some((String::new(), out.stdout_str()));
-            self.known.put(name, paths.clone(), conf.clone(), None);
+            let text = out.stdout_str();
+            let again = known::split_at_marker(&text, &conf_mark).and_then(|(c, rest)| {
+                let (stamp, facts) = known::split_at_marker(rest, &stamp_end)?;
+                Some((
+                    c.to_string(),
+                    stamp.strip_prefix("==stamp\n")?.to_string(),
+                    facts.to_string(),
+                ))
+            });
+            match again {
+                // The conf as the first read had it: the stamp covers what was read.
+                Some((c, stamp, facts)) if c == conf => {
+                    keys = Some((stamp, facts));
+                    self.known
+                        .put(name, paths.clone(), conf.clone(), keys.clone());
+                }
+                Some((_, _, facts)) => {
+                    // Changed between the two reads: no stamp, the next read reads it whole.
+                    keys = Some((String::new(), facts));
+                    self.known.put(name, paths.clone(), conf.clone(), None);
+                }
+                None => return Err(failed(&out)),
+            }
         } else {
             self.known
                 .put(name, paths.clone(), conf.clone(), keys.clone());
@@ -501,5 +700,9 @@ pub async fn full_probe(fleet: &Fleet, tokens: bool) -> DResult<Observation> {
     let nodes = fleet.inv.node_names();
     let toks = if tokens { nodes.clone() } else { vec![] };
     let lb = !fleet.inv.load_balancers.is_empty();
-    Ok(fleet.observe(&nodes, lb, &toks, &[]).await.0.observed)
+    Ok(fleet
+        .observe(&nodes, lb, &toks, &[], false)
+        .await
+        .0
+        .observed)
 }

@@ -56,6 +56,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             lb: false,
             tokens: vec![],
             providers: vec![],
+            kept: false,
             until_up: None,
         }
         .into(),
@@ -64,6 +65,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             lb,
             tokens: vec![],
             providers: vec![],
+            kept: false,
             until_up: None,
         }
         .into(),
@@ -72,6 +74,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             lb,
             tokens: vec![],
             providers: vec![],
+            kept: false,
             until_up: None,
         }
         .into(),
@@ -81,6 +84,7 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             lb,
             tokens: vec![],
             providers: vec![],
+            kept: false,
             until_up: node.filter(|_| lb).map(str::to_string),
         }
         .into(),
@@ -89,16 +93,19 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             lb: false,
             tokens: node.map(|n| vec![n.to_string()]).unwrap_or_default(),
             providers: vec![],
+            kept: false,
             until_up: None,
         }
         .into(),
         // Which provider each node serves is all mixed-pool judges: a token issued at each,
-        // not validated (the node being re-added proved its own just before).
+        // not validated (the node being re-added proved its own just before), or the node's
+        // kept proof while its keystone.conf is unchanged.
         Gate::MixedPool => Misc::Probe {
             nodes: vec![],
             lb,
             tokens: vec![],
             providers: all,
+            kept: false,
             until_up: None,
         }
         .into(),
@@ -111,6 +118,10 @@ pub fn probe_for(gate: Gate, node: Option<&str>, inv: &Inventory) -> ActionSpec 
             lb,
             tokens: all,
             providers: vec![],
+            // all-target: every node's token since its last restart by cutover will do while
+            // its files are unchanged (its liveness is the load balancers' UP, read now);
+            // validated-before-swap asks half A now.
+            kept: gate == Gate::AllTarget,
             until_up: None,
         }
         .into(),
@@ -245,6 +256,19 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                         };
                     }
                 };
+                // Where the probe asked the node for a token, what it runs must be what its
+                // conf says: otherwise the conf was edited since Keystone last started there,
+                // and the fleet is not what its files say.
+                if let Some(runs) = provider_of(obs, n).filter(|r| *r != p) {
+                    return Verdict::Fail {
+                        reason: format!(
+                            "{n}'s keystone.conf says {p} but its Keystone issues {runs} tokens: the conf was changed since Keystone last started there"
+                        ),
+                        next: format!(
+                            "put {n}'s keystone.conf back, or restart its Keystone if the conf is what you want (then the fleet disagrees: see the next check); then resume"
+                        ),
+                    };
+                }
                 by.entry(p).or_default().push(n.clone());
             }
             if by.len() == 1 {

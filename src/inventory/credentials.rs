@@ -10,6 +10,20 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// What a token asked for with [`AuthCredentials::password_auth_body`] is scoped to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The credentials' project: the token clients hold (a node's token check before its
+    /// re-add, the validation matrix, the client meter).
+    Project,
+    /// Explicitly unscoped (`"scope": {"unscoped": {}}`, so a user's default project is not
+    /// used either). The provider signs or encrypts it and validates it as it does any token,
+    /// which is all a probe's token read judges, without the role and project lookups a
+    /// project token costs Keystone (on the lab: an issue 25-40 ms against 55-95 ms, a
+    /// validation 17-27 ms against 80 ms).
+    Unscoped,
+}
+
 /// Password credentials for POST /v3/auth/tokens. `Debug` hides the password.
 #[derive(Clone, PartialEq)]
 pub struct AuthCredentials {
@@ -25,9 +39,9 @@ pub struct AuthCredentials {
 }
 
 impl AuthCredentials {
-    /// The body of `POST /v3/auth/tokens` for these credentials (password method, project
-    /// scope). It holds the password: it goes into a request, never to a log or the journal.
-    pub fn password_auth_body(&self) -> serde_json::Value {
+    /// The body of `POST /v3/auth/tokens` for these credentials (password method, `scope`).
+    /// It holds the password: it goes into a request, never to a log or the journal.
+    pub fn password_auth_body(&self, scope: Scope) -> serde_json::Value {
         fn domain(v: &str) -> serde_json::Value {
             if v == "default" {
                 serde_json::json!({ "id": v })
@@ -45,10 +59,13 @@ impl AuthCredentials {
                         "password": self.password
                     } }
                 },
-                "scope": { "project": {
-                    "name": self.project_name,
-                    "domain": domain(&self.project_domain)
-                } }
+                "scope": match scope {
+                    Scope::Project => serde_json::json!({ "project": {
+                        "name": self.project_name,
+                        "domain": domain(&self.project_domain)
+                    } }),
+                    Scope::Unscoped => serde_json::json!({ "unscoped": {} }),
+                }
             }
         })
     }

@@ -21,7 +21,7 @@ mod counts;
 
 pub use counts::{Counts, MeterSnapshot, Outcome, PhaseCounts, Request, RequestCounts, Second};
 
-use crate::inventory::credentials::AuthCredentials;
+use crate::inventory::credentials::{AuthCredentials, Scope};
 use counts::Tally;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -369,7 +369,7 @@ impl Client {
         let resp = self
             .http
             .post(format!("{}/v3/auth/tokens", self.root))
-            .json(&self.creds.password_auth_body())
+            .json(&self.creds.password_auth_body(Scope::Project))
             .send()
             .await;
         let (outcome, token) = match resp {

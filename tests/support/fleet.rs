@@ -226,7 +226,7 @@ impl Fleet {
             issue_status: 201,
             validate_status: Some(200),
             latency_ms: 30 + idx(n) * 4,
-            error: None,
+            ..Default::default()
         }
     }
 
@@ -600,6 +600,7 @@ impl Fleet {
                 lb,
                 tokens,
                 providers,
+                kept: _,     // every token is asked again here
                 until_up: _, // every pooled server shows `UP` at once here
             } => {
                 for n in nodes {

@@ -3,7 +3,7 @@
 
 use crate::drivers::keys;
 use crate::engine::facts::*;
-use crate::inventory::credentials::AuthCredentials;
+use crate::inventory::credentials::{AuthCredentials, Scope};
 use crate::transport::shell_quote;
 use base64::Engine;
 use std::time::{Duration, Instant};
@@ -110,10 +110,11 @@ async fn issue(
     http: &reqwest::Client,
     url: &str,
     c: &AuthCredentials,
+    scope: Scope,
 ) -> Result<(u16, Option<String>), ApiError> {
     let r = http
         .post(v3_url(url, TOKENS))
-        .json(&c.password_auth_body())
+        .json(&c.password_auth_body(scope))
         .send()
         .await
         .map_err(|e| ApiError::Unanswered(short_err(&e)))?;
@@ -152,11 +153,12 @@ pub fn jws_alg(token: &str) -> Option<String> {
     v.get("alg").and_then(|a| a.as_str()).map(str::to_string)
 }
 
-fn shape(node: &str, token: &str) -> TokenCheck {
+fn shape(node: &str, token: &str, scope: Scope) -> TokenCheck {
     let format = TokenFormat::of(token);
     TokenCheck {
         node: node.into(),
         format,
+        unscoped: scope == Scope::Unscoped,
         alg: if format == TokenFormat::Jws {
             jws_alg(token)
         } else {
@@ -174,8 +176,9 @@ pub async fn issue_and_validate(
     node: &str,
     url: &str,
     c: &AuthCredentials,
+    scope: Scope,
 ) -> TokenCheck {
-    let (mut t, token) = issue_checked(http, node, url, c).await;
+    let (mut t, token) = issue_checked(http, node, url, c, scope).await;
     if let Some(token) = token {
         match validate(http, url, &token, &token).await {
             Ok(s) => t.validate_status = Some(s),
@@ -193,8 +196,9 @@ pub async fn issue_only(
     node: &str,
     url: &str,
     c: &AuthCredentials,
+    scope: Scope,
 ) -> TokenCheck {
-    issue_checked(http, node, url, c).await.0
+    issue_checked(http, node, url, c, scope).await.0
 }
 
 /// POST /v3/auth/tokens at the node: the token's shape, and the token itself when one was
@@ -204,13 +208,16 @@ async fn issue_checked(
     node: &str,
     url: &str,
     c: &AuthCredentials,
+    scope: Scope,
 ) -> (TokenCheck, Option<String>) {
     let start = Instant::now();
-    let (status, token) = match issue(http, url, c).await {
+    let unscoped = scope == Scope::Unscoped;
+    let (status, token) = match issue(http, url, c, scope).await {
         Ok(x) => x,
         Err(e) => {
             let t = TokenCheck {
                 node: node.into(),
+                unscoped,
                 latency_ms: start.elapsed().as_millis() as u64,
                 error: Some(format!("POST /v3/auth/tokens at {url}: {e}")),
                 ..Default::default()
@@ -222,6 +229,7 @@ async fn issue_checked(
     let Some(token) = token.filter(|_| status == 201) else {
         let t = TokenCheck {
             node: node.into(),
+            unscoped,
             issue_status: status,
             latency_ms,
             error: Some(match status {
@@ -235,7 +243,7 @@ async fn issue_checked(
         };
         return (t, None);
     };
-    let mut t = shape(node, &token);
+    let mut t = shape(node, &token, scope);
     t.issue_status = status;
     t.latency_ms = latency_ms;
     (t, Some(token))
@@ -256,7 +264,10 @@ pub async fn matrix(
     use futures::StreamExt;
     // Futures collected first: a stream over a closure borrowing `urls` is not `Send` for
     // every lifetime, as the runtime's spawned task needs.
-    let issues: Vec<_> = urls.iter().map(|u| issue(http, u, c)).collect();
+    let issues: Vec<_> = urls
+        .iter()
+        .map(|u| issue(http, u, c, Scope::Project))
+        .collect();
     let issued = futures::stream::iter(issues)
         .buffered(MATRIX_NODES_AT_ONCE * 2)
         .collect::<Vec<_>>()
@@ -308,7 +319,7 @@ pub async fn list_trusts(
     url: &str,
     c: &AuthCredentials,
 ) -> Result<TrustSummary, ApiError> {
-    let (status, token) = issue(http, url, c).await?;
+    let (status, token) = issue(http, url, c, Scope::Project).await?;
     let token = token.filter(|_| status == 201).ok_or_else(|| {
         ApiError::Refused(match status {
             404 => format!("token issue answered 404: {}", not_keystone(url)),
@@ -491,6 +502,28 @@ pub fn stamps_script(nodes: &[(&str, &str, &str, &str)]) -> String {
     script
 }
 
+/// The `stat` of keystone.conf alone, one line per file as a stamp's conf line is printed
+/// (see `known::conf_line`): what a node's provider proof stands on.
+pub fn conf_lines_script(confs: &[&str]) -> String {
+    let files: Vec<String> = confs.iter().map(|c| shell_quote(c)).collect();
+    format!(concat!(stat_line!(), "{} 2>/dev/null"), files.join(" "))
+}
+
+/// Each conf's line out of [`conf_lines_script`]'s output (None where it printed none).
+pub fn conf_lines_of(out: &str, confs: &[&str]) -> Vec<Option<String>> {
+    confs
+        .iter()
+        .map(|c| {
+            let head = format!("{c} ");
+            let mut hits = out.lines().filter(|l| l.starts_with(&head));
+            match (hits.next(), hits.next()) {
+                (Some(l), None) => Some(l.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// Nodes whose stamps one `stat` prints in [`stamps_script`].
 const STAMPS_AT_ONCE: usize = 8;
 
@@ -658,7 +691,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// first (`cp -p`, beside it), the new text written into a copy (same mode and owner) renamed
 /// over it, then printed back. Otherwise the current text on stdout and exit
 /// [`CONF_CHANGED`], nothing written.
-pub fn set_provider_script(conf: &str, backup: &str, was: &str, new: &[u8]) -> String {
+///
+/// `after`, when given, runs once the new text is in place and before it is printed back
+/// ([`stamp_then_marker`]: the node's stamp, so that what was written is known with it).
+pub fn set_provider_script(
+    conf: &str,
+    backup: &str,
+    was: &str,
+    new: &[u8],
+    after: Option<&str>,
+) -> String {
     format!(
         r#"set -e; c={c}; b={b}; was={w}
 have=$(sha256sum < "$c"); have=${{have%% *}}
@@ -670,6 +712,7 @@ cp -p -- "$c" "$n"
 {receive}
 mv -f -- "$n" "$c"
 trap - EXIT
+{after}
 cat -- "$c"
 "#,
         c = shell_quote(conf),
@@ -677,6 +720,23 @@ cat -- "$c"
         w = shell_quote(was),
         changed = CONF_CHANGED,
         receive = crate::transport::receive_stdin("\"$n\"", new),
+        after = after.unwrap_or_default(),
+    )
+}
+
+/// Print the node's stamp (as [`stamp_script`] does) and then the line `marker`: what follows
+/// it is read after the stamp, so the stamp cannot be newer than it.
+pub fn stamp_then_marker(
+    conf: &str,
+    fernet: &str,
+    private: &str,
+    public: &str,
+    marker: &str,
+) -> String {
+    format!(
+        "{}\nprintf '%s\\n%s\\n' \"$({STAMP})\" {}",
+        stamp_vars(conf, fernet, private, public),
+        shell_quote(marker)
     )
 }
 
@@ -994,6 +1054,7 @@ mod tests {
             &format!("{}.bak", conf.display()),
             &sha256_hex(old.as_bytes()),
             new.as_bytes(),
+            None,
         );
         let run = |input: &[u8]| {
             let mut child = std::process::Command::new("sh")
@@ -1022,5 +1083,36 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(std::fs::read_to_string(&conf).unwrap(), new);
+    }
+
+    /// keystone.conf's stat lines, one per node, as a stamp prints the conf's: the same line
+    /// for the same file, none for a file missing or named twice.
+    #[test]
+    fn conf_lines_are_the_stamps_conf_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.conf");
+        let b = dir.path().join("b.conf");
+        std::fs::write(&a, "[token]\n").unwrap();
+        std::fs::write(&b, "[token]\nprovider = jws\n").unwrap();
+        let (a, b) = (a.to_string_lossy(), b.to_string_lossy());
+        let gone = format!("{}/gone.conf", dir.path().display());
+        let confs = [a.as_ref(), b.as_ref(), gone.as_str()];
+        let run = |script: &str| {
+            let out = std::process::Command::new("sh")
+                .args(["-c", script])
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let lines = conf_lines_of(&run(&conf_lines_script(&confs)), &confs);
+        let d = dir.path().display().to_string();
+        let stamp = run(&stamp_script(&a, &d, &d, &d));
+        assert_eq!(
+            lines[0].as_deref(),
+            crate::drivers::keystone::known::conf_line(stamp.trim_end())
+        );
+        assert!(lines[1].as_deref().unwrap().starts_with(&format!("{b} ")));
+        assert_eq!(lines[2], None);
+        assert_eq!(conf_lines_of("x 1\nx 2\n", &["x"]), vec![None]);
     }
 }

@@ -7,14 +7,36 @@ pub mod known;
 use super::{DResult, Done, DriverError, Fleet};
 use crate::engine::action::Keystone;
 use crate::engine::facts::*;
+use crate::inventory::credentials::Scope;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// Whether Keystone refused an unscoped token read where a project token may pass: the issue
+/// refused as a bad request or forbidden, or the validation forbidden. (401 on the issue is
+/// the credentials themselves, the same for both scopes.)
+fn refuses_unscoped(t: &TokenCheck) -> bool {
+    t.unscoped && (matches!(t.issue_status, 400 | 403) || t.validate_status == Some(403))
+}
 
 impl Fleet {
     pub(in crate::drivers) async fn run_keystone(&self, spec: &Keystone) -> DResult<Done> {
         match spec {
             Keystone::SetProvider { node, provider } => self.set_provider(node, provider).await,
             Keystone::IssueToken { node, expect } => {
+                // The node's stamp as last read (set_provider reads it with what it writes):
+                // read before this token, which, if it agrees with the conf read with that
+                // stamp, is the node's proof for the probes that follow (see `known::Proof`).
+                let stamp = self
+                    .known
+                    .get(node)
+                    .and_then(|k| k.keys)
+                    .map(|(stamp, _)| stamp)
+                    .filter(|s| !s.is_empty());
+                let at = chrono::Utc::now();
                 let t = self.token_check(node).await;
+                if let Some(s) = &stamp {
+                    self.known.prove(node, s, &t, at);
+                }
                 let mut obs = Observation::default();
                 obs.tokens.insert(node.clone(), t.clone());
                 if t.format.as_str() == expect && t.validated() {
@@ -79,11 +101,25 @@ impl Fleet {
                 fresh = true;
                 continue;
             }
+            // Where its repositories are known, the node's stamp comes back with what was
+            // written (read before it is printed back): its last read then covers the new text,
+            // and the token check after the restart can be its proof (see `known::Proof`).
+            let mark = known::marker("stamp");
+            let after = self.known.get(node).map(|k| {
+                api::stamp_then_marker(
+                    &conf.display().to_string(),
+                    &k.paths.fernet,
+                    &k.paths.private,
+                    &k.paths.public,
+                    &mark,
+                )
+            });
             let script = api::set_provider_script(
                 &conf.display().to_string(),
                 &backup,
                 &api::sha256_hex(text.as_bytes()),
                 new.as_bytes(),
+                after.as_deref(),
             );
             let t = self.node_transport(node).await?;
             let out = {
@@ -120,7 +156,14 @@ impl Fleet {
                 }
             }
             // Read back: what is on disk is what counts.
-            let check = out.stdout_str();
+            let printed = out.stdout_str();
+            let (stamp, check) = match after
+                .as_ref()
+                .and_then(|_| known::split_at_marker(&printed, &mark))
+            {
+                Some((stamp, check)) => (Some(stamp.to_string()), check.to_string()),
+                None => (None, printed.clone()),
+            };
             let now = conf::get(&check, "token", "provider");
             if now.as_deref() != Some(provider) {
                 self.known.forget_conf(node);
@@ -133,7 +176,7 @@ impl Fleet {
                     "inspect the file; the backup is beside it",
                 ));
             }
-            self.known.update_conf(node, check);
+            self.known.update_conf(node, check, stamp);
             return Ok(Done::ok(
                 format!("{node}: [token] provider {before} → {provider} (backup {backup})"),
                 obs,
@@ -148,17 +191,31 @@ impl Fleet {
         ))
     }
 
-    /// Issue a token directly at the node and validate it there. Only its shape survives.
+    /// Issue a token directly at the node and validate it there, scoped to the credentials'
+    /// project as clients' tokens are: a node's proof before its re-add. Only its shape
+    /// survives.
     pub async fn token_check(&self, node: &str) -> TokenCheck {
-        self.token_at(node, true).await
+        self.token_at(node, true, Scope::Project).await
     }
 
-    /// Issue a token directly at the node, not validated: the provider its Keystone serves.
-    pub async fn provider_check(&self, node: &str) -> TokenCheck {
-        self.token_at(node, false).await
+    /// A probe's token read at the node: issued, and validated there when `validate`, asking
+    /// for an unscoped token (which provider the node serves and whether it validates its own
+    /// tokens is all a probe judges; Keystone answers it in about half the time). Where
+    /// Keystone refuses unscoped tokens to these credentials (a policy that lets only admins
+    /// validate: 403; a deployment that refuses the scope: 400), the read is made with a
+    /// project token, and so is every later one of this run.
+    pub async fn token_read(&self, node: &str, validate: bool) -> TokenCheck {
+        if !self.unscoped_refused.load(Ordering::Relaxed) {
+            let t = self.token_at(node, validate, Scope::Unscoped).await;
+            if !refuses_unscoped(&t) {
+                return t;
+            }
+            self.unscoped_refused.store(true, Ordering::Relaxed);
+        }
+        self.token_at(node, validate, Scope::Project).await
     }
 
-    async fn token_at(&self, node: &str, validate: bool) -> TokenCheck {
+    async fn token_at(&self, node: &str, validate: bool, scope: Scope) -> TokenCheck {
         let url = match self.node(node) {
             Ok(n) => n.keystone_url.clone(),
             Err(e) => {
@@ -170,8 +227,8 @@ impl Fleet {
             }
         };
         match self.creds() {
-            Ok(c) if validate => api::issue_and_validate(&self.http, node, &url, c).await,
-            Ok(c) => api::issue_only(&self.http, node, &url, c).await,
+            Ok(c) if validate => api::issue_and_validate(&self.http, node, &url, c, scope).await,
+            Ok(c) => api::issue_only(&self.http, node, &url, c, scope).await,
             Err(e) => TokenCheck {
                 node: node.into(),
                 error: Some(e.msg),

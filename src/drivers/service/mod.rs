@@ -193,6 +193,8 @@ impl Fleet {
 
     pub(in crate::drivers) async fn restart(&self, node: &str, timeout_secs: u64) -> DResult<Done> {
         let n = self.node(node)?;
+        // A restarted node proves itself again: its last token is no proof from here on.
+        self.known.drop_proof(node);
         let mark = self.restart_mark(node).await;
         let out = self
             .exec(node, &n.restart, Duration::from_secs(timeout_secs.max(10)))

@@ -36,6 +36,12 @@ pub enum Misc {
         /// when empty, as journals written before it hold it.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         providers: Vec<String>,
+        /// The tokens of `tokens` may be each node's kept proof (`known::Proof` in the
+        /// drivers: its last token, issued and validated after cutover last restarted it, while
+        /// its keystone.conf and key files are as they were before it was issued). False: asked
+        /// now. A node's provider (`providers`) may always be its kept proof.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        kept: bool,
         /// Read the load balancers until this node shows a passed health check on every one
         /// (a bounded wait: a reload right after its re-add resets it to `UP 1/3`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +86,7 @@ impl Family for Misc {
                 lb,
                 tokens,
                 providers,
+                kept,
                 until_up,
             } => {
                 let mut parts = Vec::new();
@@ -100,8 +107,13 @@ impl Family for Misc {
                 }
                 if !tokens.is_empty() {
                     parts.push(format!(
-                        "issue and validate a token directly at {}",
-                        list(tokens)
+                        "issue and validate a token directly at {}{}",
+                        list(tokens),
+                        if *kept {
+                            " (or keep its last while its files are unchanged)"
+                        } else {
+                            ""
+                        }
                     ));
                 }
                 let asked: Vec<String> = issued_only(tokens, providers).cloned().collect();
@@ -128,11 +140,15 @@ impl Family for Misc {
 
     fn compile(cx: &Cx, item: &Item) -> Result<Vec<Piece<Misc>>, PlanError> {
         match item {
+            // A runbook's probe reads everything: each node's files, every load balancer, and a
+            // token issued and validated directly at each node (the credentials and every
+            // node's URL work, and which provider each runs, before anything changes).
             Item::Probe(_) => Ok(vec![Piece::Act(vec![Misc::Probe {
                 nodes: cx.targets_or_all(),
                 lb: !cx.inv.load_balancers.is_empty(),
-                tokens: vec![],
+                tokens: cx.targets_or_all(),
                 providers: vec![],
+                kept: false,
                 until_up: None,
             }])]),
             Item::Wait(w) => Ok(vec![match w.until {
@@ -168,6 +184,7 @@ pub fn probe_covers(wide: &ActionSpec, narrow: &ActionSpec) -> bool {
             lb: wl,
             tokens: wt,
             providers: wp,
+            kept: wk,
             until_up: wu,
         }),
         ActionSpec::Misc(Misc::Probe {
@@ -175,6 +192,7 @@ pub fn probe_covers(wide: &ActionSpec, narrow: &ActionSpec) -> bool {
             lb: nl,
             tokens: nt,
             providers: np,
+            kept: nk,
             until_up: nu,
         }),
     ) = (wide, narrow)
@@ -184,6 +202,8 @@ pub fn probe_covers(wide: &ActionSpec, narrow: &ActionSpec) -> bool {
     nn.iter().all(|n| wn.contains(n))
         && (*wl || !*nl)
         && nt.iter().all(|t| wt.contains(t))
+        // Tokens asked for now are not read by a probe that may keep them.
+        && (nt.is_empty() || *nk || !*wk)
         && np.iter().all(|p| wp.contains(p) || wt.contains(p))
         && (nu.is_none() || nu == wu)
 }

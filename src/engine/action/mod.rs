@@ -122,6 +122,7 @@ impl ActionSpec {
                     lb: false,
                     tokens: vec![node.clone()],
                     providers: vec![],
+                    kept: false,
                     until_up: None,
                 }
                 .into(),

@@ -255,6 +255,11 @@ impl TokenFormat {
 pub struct TokenCheck {
     pub node: String,
     pub format: TokenFormat,
+    /// Asked for unscoped (a probe's read of the provider): the provider issues and validates
+    /// it as any token, without the project and role lookups clients' tokens cost. False: the
+    /// credentials' project, as clients hold it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unscoped: bool,
     /// The JWS header's `alg`.
     pub alg: Option<String>,
     pub length: usize,
@@ -265,6 +270,10 @@ pub struct TokenCheck {
     pub latency_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Not asked again: the token the node issued at this time, kept because its keystone.conf
+    /// (and, for a validated token, its key files) are unchanged since before it was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl TokenCheck {
@@ -290,12 +299,20 @@ impl TokenCheck {
             Some(s) => format!(" validate {s}"),
             None => String::new(),
         };
-        format!(
-            "{}{alg} issue {}{v} {}ms",
-            self.format.as_str(),
-            self.issue_status,
-            self.latency_ms
-        )
+        match self.kept_since {
+            Some(at) => format!(
+                "{}{alg} issue {}{v}, kept from {} (files unchanged)",
+                self.format.as_str(),
+                self.issue_status,
+                at.format("%H:%M:%S%.3f")
+            ),
+            None => format!(
+                "{}{alg} issue {}{v} {}ms",
+                self.format.as_str(),
+                self.issue_status,
+                self.latency_ms
+            ),
+        }
     }
 }
 

@@ -87,3 +87,59 @@ fn an_unreachable_node_is_not_a_gate_failure() {
         Verdict::Pass(_)
     ));
 }
+
+/// providers-agree judges what each node runs where the probe asked it for a token: a node
+/// whose keystone.conf says one provider while its Keystone issues the other (the conf edited
+/// since its last start) fails it, though every conf agrees.
+#[test]
+fn a_node_that_runs_other_than_its_conf_says_fails_providers_agree() {
+    let inv = inv();
+    let params = BTreeMap::new();
+    let guarded = BTreeSet::new();
+    let ctx = Ctx {
+        inv: &inv,
+        target: "jws",
+        params: &params,
+        expiration: 3600,
+        allow_expired_window: 0,
+        guarded: &guarded,
+    };
+    let mut obs = Observation::default();
+    for n in ["node1", "node2", "node3"] {
+        let facts = NodeFacts {
+            provider: Some("fernet".into()),
+            service_up: true,
+            ..Default::default()
+        };
+        obs.nodes.insert(n.into(), facts);
+        let token = TokenCheck {
+            node: n.into(),
+            format: TokenFormat::Fernet,
+            issue_status: 201,
+            validate_status: Some(200),
+            ..Default::default()
+        };
+        obs.tokens.insert(n.into(), token);
+    }
+    assert!(matches!(
+        evaluate(Gate::ProvidersAgree, None, &obs, &ctx),
+        Verdict::Pass(_)
+    ));
+    obs.tokens.get_mut("node2").unwrap().format = TokenFormat::Jws;
+    match evaluate(Gate::ProvidersAgree, None, &obs, &ctx) {
+        Verdict::Fail { reason, next } => {
+            assert_eq!(
+                reason,
+                "node2's keystone.conf says fernet but its Keystone issues jws tokens: the conf was changed since Keystone last started there"
+            );
+            assert!(next.starts_with("put node2's keystone.conf back"), "{next}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // No token read there: the conf is all it judges.
+    obs.tokens.remove("node2");
+    assert!(matches!(
+        evaluate(Gate::ProvidersAgree, None, &obs, &ctx),
+        Verdict::Pass(_)
+    ));
+}

@@ -109,6 +109,7 @@ pub fn probe_for(
             lb: false,
             tokens: mine,
             providers: vec![],
+            kept: false,
             until_up: None,
         },
         Gate::ValidatedBeforeSwap => Misc::Probe {
@@ -116,6 +117,7 @@ pub fn probe_for(
             lb: false,
             tokens: halves(inv, params).map(|(a, _)| a).unwrap_or_default(),
             providers: vec![],
+            kept: false,
             until_up: None,
         },
         _ => Misc::Probe {
@@ -123,6 +125,7 @@ pub fn probe_for(
             lb,
             tokens: others.into_iter().filter(|n| held.contains(n)).collect(),
             providers: vec![],
+            kept: false,
             until_up: None,
         },
     }

@@ -83,13 +83,15 @@ impl State {
             // A token only issued (the provider a node serves, for mixed-pool) that says what
             // the last validated one said leaves that one shown: it validated, and this one
             // was not asked to.
-            let agrees = t.issued_only()
+            // A kept token (the node's proof, not asked again) that agrees with the one shown
+            // leaves it too.
+            let agrees = (t.issued_only() || t.kept_since.is_some())
                 && n.last_token
                     .as_ref()
                     .is_some_and(|l| l.validated() && l.format == t.format);
             if !agrees {
                 n.last_token = Some(t.clone());
-                n.token_at = Some(time);
+                n.token_at = Some(t.kept_since.unwrap_or(time));
             }
         }
         if let Some(m) = &obs.matrix {

@@ -241,6 +241,16 @@ impl NodeApp {
         let Some(scope) = body.pointer("/auth/scope") else {
             return Ok(None);
         };
+        // Keystone takes exactly one kind of scope; `unscoped` asks for none explicitly.
+        let kinds = ["project", "domain", "unscoped", "system", "OS-TRUST:trust"];
+        if kinds.iter().filter(|k| scope.get(**k).is_some()).count() != 1 {
+            return Err(AuthRefusal::BadRequest(
+                "Invalid input for field 'scope': expecting system, project, domain, OS-TRUST:trust or unscoped.",
+            ));
+        }
+        if scope.get("unscoped").is_some() {
+            return Ok(None);
+        }
         let Some(project) = scope.get("project") else {
             return Err(AuthRefusal::Unauthorized);
         };

@@ -189,7 +189,14 @@ impl Fleet {
                 "tokens: {}",
                 obs.tokens
                     .iter()
-                    .map(|(n, t)| format!("{n} {}", t.format.as_str()))
+                    .map(|(n, t)| {
+                        let kept = if t.kept_since.is_some() {
+                            " (kept)"
+                        } else {
+                            ""
+                        };
+                        format!("{n} {}{kept}", t.format.as_str())
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             ));

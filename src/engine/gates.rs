@@ -715,13 +715,21 @@ pub fn evaluate(gate: Gate, node: Option<&str>, obs: &Observation, ctx: &Ctx) ->
                 ),
                 facts: {
                     let mut f = vec![format!("{n}: {mine}, validated directly")];
+                    // Where a provider comes from a token kept (not asked again), say so.
+                    let from = |m: &str| match obs.tokens.get(m).and_then(|t| t.kept_since) {
+                        Some(at) => format!(
+                            " (its token of {}, keystone.conf unchanged since)",
+                            at.format("%H:%M:%S")
+                        ),
+                        None => String::new(),
+                    };
                     for (p, ns) in &other {
                         for m in ns {
-                            f.push(format!("{m}: {p}, in the pool"));
+                            f.push(format!("{m}: {p}, in the pool{}", from(m)));
                         }
                     }
                     for m in &same {
-                        f.push(format!("{m}: {mine}, in the pool"));
+                        f.push(format!("{m}: {mine}, in the pool{}", from(m)));
                     }
                     f
                 },

@@ -143,3 +143,73 @@ fn a_node_that_runs_other_than_its_conf_says_fails_providers_agree() {
         Verdict::Pass(_)
     ));
 }
+
+/// mixed-pool's question says where a pooled node's provider came from when its token was
+/// kept (not asked again): its time, and that keystone.conf is unchanged since.
+#[test]
+fn mixed_pool_names_a_kept_token_in_its_facts() {
+    let inv = inv();
+    let params = BTreeMap::new();
+    let guarded = BTreeSet::new();
+    let ctx = Ctx {
+        inv: &inv,
+        target: "jws",
+        params: &params,
+        expiration: 3600,
+        allow_expired_window: 0,
+        guarded: &guarded,
+    };
+    let mut obs = Observation::default();
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-02T17:09:43Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    for (n, format, kept) in [
+        ("node1", TokenFormat::Jws, None),
+        ("node2", TokenFormat::Fernet, Some(at)),
+        ("node3", TokenFormat::Fernet, None),
+    ] {
+        let t = TokenCheck {
+            node: n.into(),
+            format,
+            issue_status: 201,
+            kept_since: kept,
+            ..Default::default()
+        };
+        obs.tokens.insert(n.into(), t);
+    }
+    obs.lb = Some(
+        ["node1", "node2", "node3"]
+            .iter()
+            .map(|n| LbServer {
+                lb: "haproxy-1".into(),
+                node: n.to_string(),
+                server: n.to_string(),
+                admin: if *n == "node1" {
+                    AdminState::Maint
+                } else {
+                    AdminState::Ready
+                },
+                held: false,
+                oper: OperState::Up,
+                status: if *n == "node1" { "MAINT" } else { "UP" }.into(),
+                sessions: 0,
+            })
+            .collect(),
+    );
+    match evaluate(Gate::MixedPool, Some("node1"), &obs, &ctx) {
+        Verdict::Ask { facts, .. } => {
+            assert!(
+                facts.contains(
+                    &"node2: fernet, in the pool (its token of 17:09:43, keystone.conf unchanged since)"
+                        .to_string()
+                ),
+                "{facts:?}"
+            );
+            assert!(
+                facts.contains(&"node3: fernet, in the pool".to_string()),
+                "{facts:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}

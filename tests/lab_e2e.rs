@@ -879,15 +879,27 @@ mod lab {
                 }
             }
         }
-        // When cutover re-added `node` on purpose (its first lb.ready intent after `at`), or
-        // never (u64::MAX).
+        // When cutover re-added `node` on purpose: its first lb.ready intent after `at`, or one
+        // already under way at `at` (no drain of the node between it and `at`: cutover reads
+        // fast enough to begin the re-add before a reload it raced lands), or never (u64::MAX).
         let readded_after = |node: &str, at: u64| {
-            recs.iter()
-                .filter(|r| {
-                    r["kind"] == "intent" && r["node"] == node && r["data"]["action"] == "lb.ready"
-                })
-                .map(|r| time_ms(&r["time"]))
-                .find(|t| *t > at)
+            let of = |action: &str| -> Vec<u64> {
+                recs.iter()
+                    .filter(|r| {
+                        r["kind"] == "intent" && r["node"] == node && r["data"]["action"] == action
+                    })
+                    .map(|r| time_ms(&r["time"]))
+                    .collect()
+            };
+            let (readds, drains) = (of("lb.ready"), of("lb.drain"));
+            let under_way = readds
+                .iter()
+                .copied()
+                .filter(|t| *t <= at)
+                .max()
+                .filter(|r| !drains.iter().any(|d| d > r && *d <= at));
+            under_way
+                .or_else(|| readds.iter().copied().find(|t| *t > at))
                 .unwrap_or(u64::MAX)
         };
         // Each reload put a drained node back; the sampler sees it in maint again, and the
@@ -930,7 +942,7 @@ mod lab {
                 // on purpose by cutover (its lb.ready intent) within that time. A faster run can
                 // reach the re-add of a node already proven before the guard's next pass.
                 if let Some(b) = back {
-                    let readded_in_time = readded != u64::MAX && readded - after[b].0 <= 2000;
+                    let readded_in_time = readded <= after[b].0.saturating_add(2000);
                     assert!(
                         again.is_some_and(|ms| ms <= 2000) || (again.is_none() && readded_in_time),
                         "{what}: {node} on haproxy-{k}"

@@ -542,13 +542,11 @@ async fn a_nodes_last_token_answers_a_probe_only_while_its_files_are_unchanged()
     runs_as_recorded(&target, "node1's keys changed");
 
     // cutover restarts node2: node2 proves itself again.
-    let restart: ActionSpec = cutover::engine::action::Service::Restart {
+    let restart = cutover::engine::action::Service::Restart {
         node: "node2".into(),
         timeout_secs: 60,
-    }
-    .into();
-    let o = fleet.execute(1, 0, &restart).await;
-    assert!(o.ok, "{}", o.summary);
+    };
+    run(&fleet, restart).await;
     let mixed = probe(&fleet, Gate::MixedPool, Some("node1"), &info).await;
     assert!(!kept(&mixed, "node2") && kept(&mixed, "node1"), "{mixed:?}");
 

@@ -323,20 +323,7 @@ impl Fleet {
         &self,
         nodes: &[String],
     ) -> std::collections::HashMap<String, String> {
-        let root = nix::unistd::geteuid().is_root();
-        let mut here = Vec::new();
-        let mut apart = Vec::new();
-        for name in nodes {
-            let (Ok(n), Some(_)) = (self.node(name), self.known.get(name)) else {
-                continue;
-            };
-            let conf = n.keystone_conf.display().to_string();
-            if matches!(n.reach, Reach::Local) && (!n.sudo || root) {
-                here.push((name.clone(), conf));
-            } else {
-                apart.push((name.clone(), conf));
-            }
-        }
+        let (here, apart) = self.by_machine(nodes, |conf, _| Some(conf));
         let read = |group: Vec<(String, String)>| async move {
             let Some(first) = group.first().map(|(n, _)| n.clone()) else {
                 return Vec::new();
@@ -375,24 +362,14 @@ impl Fleet {
         &self,
         nodes: &[String],
     ) -> std::collections::HashMap<String, String> {
-        let root = nix::unistd::geteuid().is_root();
-        let mut here = Vec::new();
-        let mut apart = Vec::new();
-        for name in nodes {
-            let (Ok(n), Some(k)) = (self.node(name), self.known.get(name)) else {
-                continue;
-            };
-            if k.keys.as_ref().is_none_or(|(stamp, _)| stamp.is_empty()) {
-                continue;
-            }
-            let local = matches!(n.reach, Reach::Local) && (!n.sudo || root);
-            let conf = n.keystone_conf.display().to_string();
-            if local {
-                here.push((name.clone(), conf, k.paths));
-            } else {
-                apart.push((name.clone(), conf, k.paths));
-            }
-        }
+        let (here, apart) = self.by_machine(nodes, |conf, k| {
+            let stamped = k.keys.as_ref().is_some_and(|(stamp, _)| !stamp.is_empty());
+            stamped.then_some((conf, k.paths))
+        });
+        let flat = |v: Vec<(String, (String, RepoPaths))>| -> Vec<_> {
+            v.into_iter().map(|(n, (c, p))| (n, c, p)).collect()
+        };
+        let (mut here, mut apart) = (flat(here), flat(apart));
         if here.len() == 1 {
             apart.append(&mut here);
         }
@@ -698,6 +675,42 @@ impl Fleet {
         );
         keys::private_fingerprint(std::str::from_utf8(&bytes.0).ok()?).ok()
     }
+}
+
+impl Fleet {
+    /// The nodes of `nodes` read before, split into those read on this machine
+    /// ([`read_here`]) and the others, each with what `pick` takes from its keystone.conf's
+    /// path and its last read (None: the node is left out).
+    fn by_machine<T>(
+        &self,
+        nodes: &[String],
+        pick: impl Fn(String, known::NodeConf) -> Option<T>,
+    ) -> (Named<T>, Named<T>) {
+        let (mut here, mut apart) = (Vec::new(), Vec::new());
+        for name in nodes {
+            let (Ok(n), Some(k)) = (self.node(name), self.known.get(name)) else {
+                continue;
+            };
+            let Some(x) = pick(n.keystone_conf.display().to_string(), k) else {
+                continue;
+            };
+            if read_here(n) {
+                here.push((name.clone(), x));
+            } else {
+                apart.push((name.clone(), x));
+            }
+        }
+        (here, apart)
+    }
+}
+
+/// Nodes by name, each with what was picked for it.
+type Named<T> = Vec<(String, T)>;
+
+/// Whether a node's files are read on this machine (reached locally, without sudo or as
+/// root): such nodes' stamps are read in one `stat` for all of them.
+fn read_here(n: &crate::inventory::Node) -> bool {
+    matches!(n.reach, Reach::Local) && (!n.sudo || nix::unistd::geteuid().is_root())
 }
 
 /// The probe every `probe` subcommand and resume uses: every node, every LB, every direct token.

@@ -223,6 +223,19 @@ mod tests {
         )
     }
 
+    /// n1 read once: its conf names jws; the stamp read with it.
+    fn read_as_jws() -> (Known, String) {
+        let k = Known::default();
+        let was = stamp("c1", "k1");
+        k.put(
+            "n1",
+            paths(),
+            "[token]\nprovider = jws\n".into(),
+            Some((was.clone(), String::new())),
+        );
+        (k, was)
+    }
+
     fn token(format: crate::engine::facts::TokenFormat, validated: bool) -> TokenCheck {
         TokenCheck {
             node: "n1".into(),
@@ -237,14 +250,7 @@ mod tests {
     #[test]
     fn a_token_that_agrees_with_the_conf_stands_while_the_files_it_covers_are_unchanged() {
         use crate::engine::facts::TokenFormat;
-        let k = Known::default();
-        let was = stamp("c1", "k1");
-        k.put(
-            "n1",
-            paths(),
-            "[token]\nprovider = jws\n".into(),
-            Some((was.clone(), String::new())),
-        );
+        let (k, was) = read_as_jws();
         let at = Utc::now();
         k.prove("n1", &was, &token(TokenFormat::Jws, true), at);
         // Nothing changed: it stands for both reads, marked with when it was issued.
@@ -275,14 +281,7 @@ mod tests {
     #[test]
     fn a_token_that_disagrees_with_the_conf_or_a_conf_read_apart_from_its_stamp_is_no_proof() {
         use crate::engine::facts::TokenFormat;
-        let k = Known::default();
-        let was = stamp("c1", "k1");
-        k.put(
-            "n1",
-            paths(),
-            "[token]\nprovider = jws\n".into(),
-            Some((was.clone(), String::new())),
-        );
+        let (k, was) = read_as_jws();
         // The conf says jws, the Keystone still issues Fernet (not restarted since the edit).
         k.prove("n1", &was, &token(TokenFormat::Fernet, true), Utc::now());
         assert!(k.proof("n1", &was, false).is_none());

@@ -114,6 +114,12 @@ cat >"$S/capture-cmd" <<EOF
 #!/bin/bash
 # Records the command a client asked for (a file each, named by the time: sessions run at
 # once), then runs it as sshd would have.
+# A kept shell (\`exec sh\`, reads fed one after another on its stdin): its stdin is recorded
+# as it goes, and each read is taken out of it below.
+if [ "\$SSH_ORIGINAL_COMMAND" = "exec sh" ]; then
+    tee -a "\$(mktemp --suffix=.kept "$S/captured/\$(date +%s%N).XXXXXX")" | /bin/sh
+    exit
+fi
 printf '%s' "\$SSH_ORIGINAL_COMMAND" >"\$(mktemp "$S/captured/\$(date +%s%N).XXXXXX")"
 exec /bin/bash -c "\$SSH_ORIGINAL_COMMAND"
 EOF
@@ -209,8 +215,16 @@ EOF
 python3 - "$S/captured" "$W" "$N" "$tmp/node-script.sh" "$tmp/capture-summary.txt" <<'EOF'
 import os, re, sys
 captured, world, n, out, summary = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-cmds = [open(os.path.join(captured, f), "rb").read().decode() for f in sorted(os.listdir(captured))]
-cmds = [c for c in cmds if c]
+# A kept shell's record holds its reads as cutover's kept-shell protocol sends them
+# (src/transport/kept.rs): `( eval 'CMD' ) </dev/null; printf ...`, CMD shell-quoted.
+kept_read = re.compile(r"\( eval '((?:[^']|'\\'')*)' \) </dev/null;", re.S)
+cmds = []
+for f in sorted(os.listdir(captured)):
+    text = open(os.path.join(captured, f), "rb").read().decode()
+    if f.endswith(".kept"):
+        cmds += [m.group(1).replace("'\\''", "'") for m in kept_read.finditer(text)]
+    elif text:
+        cmds.append(text)
 node_re = re.compile(re.escape(world) + r"/node(\d+)(?!\d)")
 per_node = {}
 for c in cmds:

@@ -112,12 +112,7 @@ impl Fleet {
                     // A node not read before: its files first, so that its token, read after
                     // them, can be its proof for the probes that follow.
                     let f = facts.await;
-                    let stamp = f
-                        .as_ref()
-                        .and_then(|_| self.known.get(n))
-                        .and_then(|k| k.keys)
-                        .map(|(s, _)| s)
-                        .filter(|s| !s.is_empty());
+                    let stamp = f.as_ref().and_then(|_| self.known.stamp(n));
                     let t = self
                         .token_or_proof(n, validate, kept, stamp.as_deref())
                         .await;
@@ -308,8 +303,19 @@ impl Fleet {
         {
             return t;
         }
+        self.proving(n, stamp, self.token_read(n, validate)).await
+    }
+
+    /// `token`, asked for now at `n`, kept as `n`'s proof when it is one (`stamp`: read on `n`
+    /// before the token is asked for; none, no proof).
+    pub(in crate::drivers) async fn proving(
+        &self,
+        n: &str,
+        stamp: Option<&str>,
+        token: impl std::future::Future<Output = TokenCheck>,
+    ) -> TokenCheck {
         let at = chrono::Utc::now();
-        let t = self.token_read(n, validate).await;
+        let t = token.await;
         if let Some(s) = stamp {
             self.known.prove(n, s, &t, at);
         }
@@ -363,8 +369,7 @@ impl Fleet {
         nodes: &[String],
     ) -> std::collections::HashMap<String, String> {
         let (here, apart) = self.by_machine(nodes, |conf, k| {
-            let stamped = k.keys.as_ref().is_some_and(|(stamp, _)| !stamp.is_empty());
-            stamped.then_some((conf, k.paths))
+            k.stamp().is_some().then_some((conf, k.paths))
         });
         let flat = |v: Vec<(String, (String, RepoPaths))>| -> Vec<_> {
             v.into_iter().map(|(n, (c, p))| (n, c, p)).collect()

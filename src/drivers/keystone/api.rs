@@ -153,12 +153,11 @@ pub fn jws_alg(token: &str) -> Option<String> {
     v.get("alg").and_then(|a| a.as_str()).map(str::to_string)
 }
 
-fn shape(node: &str, token: &str, scope: Scope) -> TokenCheck {
+fn shape(node: &str, token: &str) -> TokenCheck {
     let format = TokenFormat::of(token);
     TokenCheck {
         node: node.into(),
         format,
-        unscoped: scope == Scope::Unscoped,
         alg: if format == TokenFormat::Jws {
             jws_alg(token)
         } else {
@@ -243,7 +242,8 @@ async fn issue_checked(
         };
         return (t, None);
     };
-    let mut t = shape(node, &token, scope);
+    let mut t = shape(node, &token);
+    t.unscoped = unscoped;
     t.issue_status = status;
     t.latency_ms = latency_ms;
     (t, Some(token))

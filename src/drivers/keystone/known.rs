@@ -34,6 +34,15 @@ pub struct NodeConf {
     pub keys: Option<(String, String)>,
 }
 
+impl NodeConf {
+    /// The stamp this read printed, if it kept one (a read of repositories that had moved
+    /// keeps none when keystone.conf changed between its two execs).
+    pub fn stamp(&self) -> Option<&str> {
+        let (stamp, _) = self.keys.as_ref()?;
+        (!stamp.is_empty()).then_some(stamp.as_str())
+    }
+}
+
 /// Per node, what was last read there (see the module's note).
 #[derive(Debug, Default)]
 pub struct Known {
@@ -63,6 +72,12 @@ pub fn conf_line(stamp: &str) -> Option<&str> {
 impl Known {
     pub fn get(&self, node: &str) -> Option<NodeConf> {
         self.nodes.lock().expect("known nodes").get(node).cloned()
+    }
+
+    /// The stamp `node`'s last read printed (its keystone.conf and key files), if that read
+    /// kept one.
+    pub fn stamp(&self, node: &str) -> Option<String> {
+        self.get(node)?.stamp().map(str::to_string)
     }
 
     pub fn put(&self, node: &str, paths: RepoPaths, conf: String, keys: Option<(String, String)>) {
@@ -108,8 +123,7 @@ impl Known {
                 (Some((was, _)), Some(now)) => conf_line(was) == Some(now),
                 _ => false,
             };
-            let configured = super::conf::get(&k.conf, "token", "provider")
-                .unwrap_or_else(|| crate::provider::Provider::keystone_default().to_string());
+            let configured = super::conf::token_settings(&k.conf).provider;
             same_conf
                 && check.issue_status == 201
                 && check.error.is_none()

@@ -26,17 +26,10 @@ impl Fleet {
                 // The node's stamp as last read (set_provider reads it with what it writes):
                 // read before this token, which, if it agrees with the conf read with that
                 // stamp, is the node's proof for the probes that follow (see `known::Proof`).
-                let stamp = self
-                    .known
-                    .get(node)
-                    .and_then(|k| k.keys)
-                    .map(|(stamp, _)| stamp)
-                    .filter(|s| !s.is_empty());
-                let at = chrono::Utc::now();
-                let t = self.token_check(node).await;
-                if let Some(s) = &stamp {
-                    self.known.prove(node, s, &t, at);
-                }
+                let stamp = self.known.stamp(node);
+                let t = self
+                    .proving(node, stamp.as_deref(), self.token_check(node))
+                    .await;
                 let mut obs = Observation::default();
                 obs.tokens.insert(node.clone(), t.clone());
                 if t.format.as_str() == expect && t.validated() {

@@ -14,6 +14,10 @@
 # HAProxy 1's frontend on LAB_BASE_PORT, HAProxy k>1 on LAB_BASE_PORT+50+k; memcached (with
 # LAB_MEMCACHED=1) on LAB_BASE_PORT+99.
 #
+# Each HAProxy logs every request (httplog, with the client's User-Agent) to the datagram socket
+# LAB_DIR/haproxy-log.sock: nothing listens there unless a test binds it (an observer of what
+# each client got), and HAProxy drops the lines then.
+#
 # `up` writes, in LAB_DIR: ssh_config, known_hosts, id_ed25519, clouds.yaml, inventory.yaml (a
 # cutover inventory), and per node nodeI/{etc/keystone/keystone.conf, restart.sh, keystone.log}.
 set -euo pipefail
@@ -312,9 +316,12 @@ global
     pidfile $LAB_DIR/haproxy-$k.pid
     stats socket $LAB_DIR/haproxy-$k.sock mode 600 level admin
     server-state-file $LAB_DIR/haproxy-$k.state
+    log $LAB_DIR/haproxy-log.sock local0
 
 defaults
     mode http
+    log global
+    option httplog
     timeout connect 2s
     timeout client 60s
     timeout server 60s
@@ -323,6 +330,7 @@ defaults
 
 frontend keystone_front
     bind 127.0.0.1:$(lb_port "$k")
+    capture request header User-Agent len 64
     default_backend keystone_api
 
 backend keystone_api

@@ -957,7 +957,8 @@ mod lab {
         for (what, at) in &reloads {
             let node = what.rsplit(' ').next().unwrap();
             let readded = readded_after(node, *at);
-            let readded_soon = readded != u64::MAX && readded - at <= 2000;
+            // (A re-add already under way at the reload counts as soon: `readded` ≤ `at`.)
+            let readded_soon = readded != u64::MAX && readded.saturating_sub(*at) <= 2000;
             assert!(
                 breaches.iter().any(|b| b["data"]["node"] == node) || readded_soon,
                 "no pool_breach journaled for {node}, and no re-add within 2 s of the reload"

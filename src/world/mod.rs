@@ -92,6 +92,7 @@ mod layout;
 mod serve;
 pub mod token_cache;
 mod tokens;
+mod watch;
 
 pub use info::{
     WORLD_VERSION, WorldInfo, WorldLb, WorldNode, WorldOptions, WorldServer, WorldSpec, load,

@@ -107,26 +107,30 @@ pub async fn start(info: &WorldInfo) -> anyhow::Result<WorldHandle> {
         )?,
     };
     let shared = Arc::new(keystone::Shared::load(info)?);
+    // One watch over every stand-in's control files (see `watch`): an idle world sleeps.
+    let (watch, reader) = super::watch::Watch::start();
+    handle.tasks.extend(reader);
     if let Some(cache) = shared.token_cache() {
         let request = super::token_cache::flush_request(&info.dir);
         // A flush asked for while the world was down has nothing left to flush.
         let _ = std::fs::remove_file(&request);
         let mut stop = stop_rx.clone();
+        let wake = watch.files(&[&request]);
         handle.tasks.push(tokio::spawn(async move {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => {}
-                _ = super::token_cache::flush_loop(cache, request) => {}
+                _ = super::token_cache::flush_loop(cache, request, wake) => {}
             }
         }));
     }
     for node in &info.nodes {
-        let task = keystone::start_node(node.clone(), shared.clone(), stop_rx.clone())
+        let task = keystone::start_node(node.clone(), shared.clone(), &watch, stop_rx.clone())
             .await
             .with_context(|| format!("cannot start the Keystone stand-in of {}", node.name))?;
         handle.tasks.push(task);
     }
     for lb in &info.lbs {
-        let tasks = haproxy::start_lb(lb.clone(), stop_rx.clone())
+        let tasks = haproxy::start_lb(lb.clone(), &watch, stop_rx.clone())
             .await
             .with_context(|| format!("cannot start the HAProxy stand-in {}", lb.name))?;
         handle.tasks.extend(tasks);

@@ -26,9 +26,6 @@ use std::time::{Duration, Instant};
 /// Keystone's default cache lifetime (`[cache] expiration_time`).
 pub const DEFAULT_LIFETIME_SECS: u64 = 600;
 
-/// How often the serving process looks for a flush request.
-pub(crate) const FLUSH_POLL: Duration = Duration::from_millis(100);
-
 /// The shared cache: token digest → what validating it answered, until when.
 #[derive(Default)]
 pub struct TokenCache {
@@ -80,16 +77,21 @@ pub fn flush_request(dir: &Path) -> PathBuf {
     dir.join("token-cache.flush")
 }
 
-/// Empty the cache whenever the flush request appears; the answer (how many entries went)
-/// is written into the request file before it is deleted, which acknowledges it.
-pub(crate) async fn flush_loop(cache: std::sync::Arc<TokenCache>, request: PathBuf) {
+/// Empty the cache whenever the flush request appears (`wake` says when it may have); the
+/// answer (how many entries went) is written into the request file before it is deleted, which
+/// acknowledges it.
+pub(crate) async fn flush_loop(
+    cache: std::sync::Arc<TokenCache>,
+    request: PathBuf,
+    wake: super::watch::Wake,
+) {
     loop {
         if request.exists() {
             let n = cache.flush(Instant::now());
             let _ = std::fs::write(&request, format!("{n}\n"));
             let _ = std::fs::rename(&request, request.with_extension("flushed"));
         }
-        tokio::time::sleep(FLUSH_POLL).await;
+        wake.wait().await;
     }
 }
 

@@ -29,7 +29,8 @@ impl Lb {
         }
     }
 
-    /// Append `<unix epoch ms> <command line>` to `haproxy-K.admin.log` beside the state file,
+    /// Append `<unix epoch ms> <the commands that changed>` to `haproxy-K.admin.log` beside the
+    /// state file,
     /// for observers that must not take cutover's word for when a server's state changed (the
     /// time is taken after the change, under the state's lock: a change is never logged early).
     fn log_change(&self, line: &str) {
@@ -52,9 +53,9 @@ impl Lb {
     pub(super) fn execute(&self, line: &str, interactive: bool) -> Executed {
         let mut st = self.lock();
         let ex = st.execute(line, interactive, Instant::now());
-        if ex.changed {
+        if !ex.changes.is_empty() {
             self.save(&st);
-            self.log_change(line);
+            self.log_change(&ex.changes.join("; "));
         }
         if ex.reloaded {
             self.reloads.send_replace(st.generation);

@@ -45,6 +45,7 @@ mod stats;
 pub use check::HEALTH_CHECK_AGENT;
 
 use super::info::WorldLb;
+use crate::world::watch::Wake;
 use admin::{admin_loop, bind_admin_socket};
 use anyhow::Context as _;
 use check::{check_loop, http_check};
@@ -54,7 +55,7 @@ use runtime_api::LbState;
 use server::{FALL, RISE};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -77,13 +78,11 @@ pub fn down_file(lb: &WorldLb) -> std::path::PathBuf {
     lb.socket.with_extension("down")
 }
 
-/// How often an instance looks for its down file.
-const DOWN_POLL: Duration = Duration::from_millis(100);
-
 /// Start an instance: admin socket, frontend, health checks. Fails naming the socket or port
 /// when either is taken.
 pub async fn start_lb(
     lb: WorldLb,
+    files_watch: &crate::world::watch::Watch,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let listeners = bind_listeners(&lb).await?;
@@ -116,7 +115,11 @@ pub async fn start_lb(
     for idx in 0..lb.info.servers.len() {
         tasks.push(spawn_until_stop(stop.clone(), check_loop(lb.clone(), idx)));
     }
-    tasks.push(spawn_until_stop(stop, listen_loop(lb, Some(listeners))));
+    let wake = files_watch.files(&[&down_file(&lb.info)]);
+    tasks.push(spawn_until_stop(
+        stop,
+        listen_loop(lb, Some(listeners), wake),
+    ));
     Ok(tasks)
 }
 
@@ -140,14 +143,15 @@ async fn bind_listeners(lb: &WorldLb) -> anyhow::Result<Listeners> {
 }
 
 /// Serve the admin socket and the frontend, except while the down file exists: then nothing
-/// listens (connections are refused and open ones dropped) until it is removed.
-async fn listen_loop(lb: Arc<Lb>, mut listeners: Option<Listeners>) {
+/// listens (connections are refused and open ones dropped) until it is removed. `wake` says
+/// when the down file may have come or gone.
+async fn listen_loop(lb: Arc<Lb>, mut listeners: Option<Listeners>, wake: Wake) {
     let down = down_file(&lb.info);
     loop {
         if down.exists() {
             // Dropping the listeners (and the connection tasks below) is the instance going away.
             listeners = None;
-            tokio::time::sleep(DOWN_POLL).await;
+            wake.wait().await;
             continue;
         }
         let l = match listeners.take() {
@@ -157,7 +161,7 @@ async fn listen_loop(lb: Arc<Lb>, mut listeners: Option<Listeners>) {
                 Err(_) => {
                     // Someone else holds the port or socket; keep trying, as a restarting
                     // haproxy service would.
-                    tokio::time::sleep(DOWN_POLL).await;
+                    tokio::time::sleep(crate::world::watch::POLL).await;
                     continue;
                 }
             },
@@ -165,14 +169,14 @@ async fn listen_loop(lb: Arc<Lb>, mut listeners: Option<Listeners>) {
         tokio::select! {
             _ = admin_loop(lb.clone(), &l.admin) => {}
             _ = frontend_loop(lb.clone(), &l.frontend) => {}
-            _ = wait_until_exists(&down) => {}
+            _ = wait_until_exists(&down, &wake) => {}
         }
         listeners = Some(l);
     }
 }
 
-async fn wait_until_exists(path: &Path) {
+async fn wait_until_exists(path: &Path, wake: &Wake) {
     while !path.exists() {
-        tokio::time::sleep(DOWN_POLL).await;
+        wake.wait().await;
     }
 }

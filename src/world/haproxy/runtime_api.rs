@@ -26,8 +26,9 @@ pub struct LbState {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Executed {
     pub output: String,
-    /// The runtime admin state changed: persist it.
-    pub changed: bool,
+    /// The commands that changed the runtime state (a server's admin state, a reload), in
+    /// order: persist it, and log them. A `set server` to the state it is in is not one.
+    pub changes: Vec<String>,
     /// `prompt` was given: stay in interactive mode.
     pub interactive: bool,
     /// `quit` was given.
@@ -98,7 +99,7 @@ impl LbState {
                     break;
                 }
                 ["set", "server", target, "state", state] => {
-                    self.set_state_cmd(target, state, now, &mut ex.changed)
+                    self.set_state_cmd(target, state, now, cmd, &mut ex.changes)
                 }
                 ["set", "server", _, "state", ..] => {
                     "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n".into()
@@ -106,10 +107,10 @@ impl LbState {
                 ["set", "server", _, ..] => "'set server <srv>' only supports 'agent', 'health', 'state', 'weight', 'addr', 'fqdn', 'check-addr' and 'check-port'.\n".into(),
                 ["set", "server"] => "Require 'backend/server'.\n".into(),
                 ["disable", "server", target] => {
-                    self.set_state_cmd(target, "maint", now, &mut ex.changed)
+                    self.set_state_cmd(target, "maint", now, cmd, &mut ex.changes)
                 }
                 ["enable", "server", target] => {
-                    self.set_state_cmd(target, "ready", now, &mut ex.changed)
+                    self.set_state_cmd(target, "ready", now, cmd, &mut ex.changes)
                 }
                 ["show", "servers", "state"] => self.servers_state(None, now),
                 ["show", "servers", "state", be, ..] => self.servers_state(Some(be), now),
@@ -133,7 +134,7 @@ impl LbState {
                 ),
                 // Private to the demo world (not in `help`): see the module doc.
                 ["@world", "reload"] => {
-                    ex.changed = true;
+                    ex.changes.push(cmd.trim().to_string());
                     ex.reloaded = true;
                     self.reload(now)
                 }
@@ -152,7 +153,8 @@ impl LbState {
         target: &str,
         state: &str,
         now: Instant,
-        changed: &mut bool,
+        cmd: &str,
+        changes: &mut Vec<String>,
     ) -> String {
         let Some((be, srv)) = target.split_once('/') else {
             return "Require 'backend/server'.\n".into();
@@ -169,9 +171,9 @@ impl LbState {
             "maint" => AdminState::Maint,
             _ => return "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n".into(),
         };
-        server.set_admin(new, now);
-        // Persisted even when unchanged: the state file must reflect what was asked last.
-        *changed = true;
+        if server.set_admin(new, now) {
+            changes.push(cmd.trim().to_string());
+        }
         String::new()
     }
 
@@ -331,7 +333,21 @@ mod tests {
             now,
         );
         assert_eq!(ex.output, "\n\n");
-        assert!(ex.changed);
+        assert_eq!(
+            ex.changes,
+            [
+                "set server keystone_api/ks2 state maint",
+                "set server keystone_api/ks3 state drain"
+            ]
+        );
+        // Asking again for the state a server is in changes nothing (the guard does it every
+        // pass): nothing to persist or log.
+        let again = st.execute(
+            "show stat; set server keystone_api/ks2 state maint; set server keystone_api/ks3 state drain",
+            false,
+            now,
+        );
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
         let out = st
             .execute("show servers state keystone_api", false, now)
             .output;
@@ -424,7 +440,7 @@ mod tests {
             now,
         );
         let ex = st.execute("@world reload", false, now);
-        assert!(ex.changed && ex.reloaded);
+        assert!(!ex.changes.is_empty() && ex.reloaded);
         assert_eq!(
             ex.output,
             "reloaded: runtime admin state lost: ks2 maint -> ready, ks3 drain -> ready\n\n"

@@ -259,9 +259,10 @@ impl Server {
         was != self.up
     }
 
-    pub(super) fn set_admin(&mut self, state: AdminState, now: Instant) {
+    /// Set the admin state; whether it changed.
+    pub(super) fn set_admin(&mut self, state: AdminState, now: Instant) -> bool {
         if self.admin == state {
-            return;
+            return false;
         }
         let leaving_maint = self.admin == AdminState::Maint;
         self.admin = state;
@@ -271,6 +272,7 @@ impl Server {
             self.health = RISE;
             self.set_up(true, now);
         }
+        true
     }
 }
 

@@ -7,8 +7,9 @@
 //! writes a keystone.log. Requests are logged by method, path and status only: never a token,
 //! a password or key material.
 //!
-//! A supervisor per node polls `run/` every 100 ms for restart and start requests and for the
-//! injected faults (see [`super::fault`]): a start that must fail (`break-restart`, logged as a
+//! A supervisor per node looks in `run/` for restart and start requests and for the injected
+//! faults whenever one of its files comes or goes (inotify, `world::watch`; every 100 ms where
+//! inotify cannot be had) (see [`super::fault`]): a start that must fail (`break-restart`, logged as a
 //! CRITICAL line naming the fault, as Keystone logs a config it refuses), a start that takes
 //! longer (`slow-restart`), a process that dies (`stopped`). It reports every start's outcome in
 //! `run/start.result`, which the restart script waits for so that a restart that does not come

@@ -15,8 +15,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// How often the stand-in looks for `run/restart.req`.
-const RESTART_POLL: Duration = Duration::from_millis(100);
 /// How long a restart keeps the node down after acknowledging it.
 const RESTART_PAUSE: Duration = Duration::from_millis(700);
 
@@ -82,9 +80,12 @@ impl Drop for Running {
 pub async fn start_node(
     node: WorldNode,
     shared: Arc<Shared>,
+    files_watch: &crate::world::watch::Watch,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     let files = RunFiles::of(&node);
+    // What the supervisor looks for: a restart or start request, the `stop` fault.
+    let wake = files_watch.files(&[&files.restart_req, &files.start_req, &files.stopped]);
     // Requests left over from a world that died mid-restart: this start is that restart.
     let _ = std::fs::remove_file(&files.restart_req);
     let _ = std::fs::remove_file(&files.start_req);
@@ -97,7 +98,9 @@ pub async fn start_node(
     } else {
         start(&node, &shared, &files, true).await?
     };
-    Ok(tokio::spawn(supervise(node, shared, files, stop, running)))
+    Ok(tokio::spawn(supervise(
+        node, shared, files, wake, stop, running,
+    )))
 }
 
 /// Start Keystone: refuse as the injected fault or the configuration says, else listen.
@@ -165,13 +168,14 @@ async fn supervise(
     node: WorldNode,
     shared: Arc<Shared>,
     files: RunFiles,
+    wake: crate::world::watch::Wake,
     mut stop: watch::Receiver<bool>,
     mut running: Option<Running>,
 ) {
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
-            _ = tokio::time::sleep(RESTART_POLL) => {}
+            _ = wake.wait() => {}
         }
         let restart = files.restart_req.exists();
         let start_asked = !restart && files.start_req.exists();

@@ -12,14 +12,19 @@
 #   tests/bench/idle.sh                        # cargo build --release first
 #   CUTOVER=path/to/cutover tests/bench/idle.sh
 #   SECONDS_TO_MEASURE=60 DEMO_ARGS="--nodes 5 --lbs 2" tests/bench/idle.sh
-#   RUN_ARGS="--meter off" tests/bench/idle.sh   # passed to `demo` and `run` (not `world create`)
+#   RUN_ARGS="" tests/bench/idle.sh        # the meter on; RUN_ARGS is passed to `demo` and `run` (not `world create`)
+#
+# RUN_ARGS defaults to "--meter off": the client-impact meter sends 4 requests a second through
+# every frontend while a hard stop is open (it measures what the operator is deciding about), so
+# with it on the process is not idle. With RUN_ARGS that leave the meter on, the figures are
+# printed and the goal is not judged (exit 0).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 measure=${SECONDS_TO_MEASURE:-30}
 limit=0.5
 demo_args=${DEMO_ARGS:-}
-run_args=${RUN_ARGS:-}
+run_args=${RUN_ARGS-"--meter off"}
 bin=${CUTOVER:-}
 if [ -z "$bin" ]; then
     cargo build --quiet --release --bin cutover
@@ -162,6 +167,13 @@ fpid=$(pane_pid 3)
 read -r fd _ fsecs < <(measure "$fpid")
 echo "3. the UI alone (replay --follow of the demo's journal): $(pct "$fd" "$fsecs")% of one core ($fd ticks in ${fsecs} s)"
 
+case " $run_args " in
+*" --meter off "* | *" --meter=off "*) ;;
+*)
+    echo "idle: the client-impact meter was on (RUN_ARGS='$run_args'): not idle, the goal (< ${limit}% with --meter off) not judged"
+    exit 0
+    ;;
+esac
 awk -v p="$total" -v l="$limit" 'BEGIN { exit (p < l) ? 0 : 1 }' || {
     echo "idle: FAIL: ${total}% of a core for cutover demo at the hard stop; the goal is < ${limit}%" >&2
     exit 1
